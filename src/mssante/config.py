@@ -1,0 +1,236 @@
+"""Typed settings, one object per component, read from a TOML file at start.
+
+Every key can be overridden by an environment variable named
+``MSSANTE_<SECTION>__<KEY>`` (upper case, double underscore between section and
+key), e.g. ``MSSANTE_SMTP__PORT=2525`` or ``MSSANTE_OPERATOR__DATABASE_URL=...``.
+Values from the environment are parsed as TOML values when they parse (numbers,
+booleans, arrays), else taken as strings.
+
+Relative paths are resolved against the directory of the configuration file.
+A missing or wrong setting raises ConfigError naming ``section.key``.
+Nothing here opens a socket or a database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mssante.errors import ConfigError
+
+ENV_PREFIX = "MSSANTE_"
+DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024  # MSSanté: over 25 MB is refused
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A TCP endpoint; port 0 disables it."""
+
+    host: str = "127.0.0.1"  # address to bind
+    port: int = 0  # TCP port; 0 means "do not listen"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    domains: list[str]  # mail domains this operator serves, e.g. ["ch-xyz.mssante.fr"]
+    hostname: str  # the MTA's name, used in the greeting and Received headers
+    data_dir: Path = Path(".")  # store, queue and trust cache live here
+    database_url: str = ""  # SQLAlchemy URL; empty: SQLite file under data_dir
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bytes; SIZE limit of SMTP
+    social_may_hold_per: bool = False  # let social-sector professionals hold PER mailboxes
+    software: str = "mssante"  # X-MSS-NIL value put on messages lacking one
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    cert_file: Path  # PEM chain: the MTA certificate then its issuing CA
+    key_file: Path  # PEM private key of cert_file
+    ca_file: Path  # the trust-space root CA (the only trusted CA)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSettings:
+    url: str  # base URL of the trust space, e.g. https://127.0.0.1:8443
+    refresh_interval: float = 300.0  # seconds between whitelist and CRL refreshes
+    stale_after: float = 86400.0  # log loudly when the last good copy is older (seconds)
+    timeout: float = 10.0  # HTTP timeout (seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    retry_delays: list[float] = field(  # seconds before each retry; the last repeats
+        default_factory=lambda: [60.0, 300.0, 900.0, 3600.0, 14400.0])
+    max_lifetime: float = 5 * 86400.0  # give up and bounce after this many seconds
+    delay_notice_after: float = 4 * 3600.0  # send a "delayed" DSN once, after this
+    workers: int = 8  # concurrent deliveries
+    poll_interval: float = 1.0  # seconds between scans when idle
+    connect_timeout: float = 30.0  # seconds to connect to the next hop
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    """The whole configuration of one operator process."""
+
+    path: Path
+    operator: OperatorSettings
+    tls: TLSSettings
+    trust: TrustSettings
+    smtp: Listener = Listener()  # MTA for other operators (:25), mutual TLS
+    submission: Listener = Listener()  # submission with STARTTLS (:587)
+    submissions: Listener = Listener()  # submission with implicit TLS (:465)
+    queue: QueueSettings = QueueSettings()
+    routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
+
+    @property
+    def database_url(self) -> str:
+        if self.operator.database_url:
+            return self.operator.database_url
+        return f"sqlite+aiosqlite:///{self.operator.data_dir / 'operator.sqlite3'}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSpaceSettings:
+    data_dir: Path = Path(".")  # PKI, whitelist and directory live here
+    host: str = "127.0.0.1"  # HTTPS listener
+    port: int = 8443
+    crl_validity: float = 7 * 86400.0  # nextUpdate of published CRLs (seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSpaceConfig:
+    path: Path
+    trust_space: TrustSpaceSettings
+
+
+T = TypeVar("T")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition("__")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(section.lower(), {})[key.lower()] = value
+    return out
+
+
+def _convert(value: Any, hint: Any, where: str, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a path (string), got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_convert(v, item, f"{where}[{i}]", base) for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return {str(k): _convert(v, item, f"{where}.{k}", base) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return _build(hint, value, where, base)
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _build(cls: type[T], table: Mapping[str, Any], section: str, base: Path) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(table) - set(fields)
+    if unknown:
+        raise ConfigError(f"{section}.{sorted(unknown)[0]}: unknown setting "
+                          f"(known: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        where = f"{section}.{name}" if section else name
+        if name in table:
+            kwargs[name] = _convert(table[name], hints[name], where, base)
+        elif isinstance(f.default, Path):
+            kwargs[name] = (base / f.default).resolve()
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required setting")
+    return cls(**kwargs)
+
+
+def _read(path: Path, environ: Mapping[str, str] | None) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for section, values in _env_overrides(os.environ if environ is None else environ).items():
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{section}: expected a table")
+        target.update(values)
+    return data
+
+
+def _top_level(cls: type[T], path: Path, data: dict[str, Any]) -> T:
+    base = path.resolve().parent
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}  # type: ignore[arg-type]
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section (known: "
+                          f"{', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {"path": path.resolve()}
+    for name, f in fields.items():
+        hint = hints[name]
+        if name in data:
+            if isinstance(hint, types.GenericAlias):
+                kwargs[name] = _convert(data[name], hint, name, base)
+            else:
+                kwargs[name] = _build(hint, data[name], name, base)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{name}: missing required section [{name}]")
+    return cls(**kwargs)
+
+
+def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Read and validate an operator's configuration file."""
+    config = _top_level(OperatorConfig, path, _read(path, environ))
+    if not config.operator.domains:
+        raise ConfigError("operator.domains: at least one domain is needed")
+    config.operator.data_dir.mkdir(parents=True, exist_ok=True)
+    return config
+
+
+def load_trust_space_config(path: Path,
+                            environ: Mapping[str, str] | None = None) -> TrustSpaceConfig:
+    """Read and validate the trust space's configuration file."""
+    return _top_level(TrustSpaceConfig, path, _read(path, environ))

@@ -1,0 +1,99 @@
+"""Patient conversations (Mon espace santé).
+
+Rules (MSSanté reference, "Patient messaging"):
+- only a professional starts a conversation with a patient;
+- the patient can only reply: to a professional who wrote to them in a
+  conversation still open, or to that message's ``Reply-To``;
+- the professional closes it with ``X-MSS-MES: FIN`` or the subject ``[FIN]``;
+  after that the patient can no longer reply in it;
+- patients never write to other patients or outside the trust space.
+
+A conversation is a thread: the first Message-ID of ``References`` (else
+``In-Reply-To``, else the message's own id) names it. A professional can hold
+several conversations with one patient, and closing one leaves the others open.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mssante.errors import PolicyViolation
+
+FIN_SUBJECT = "[FIN]"
+FIN_HEADER = "X-MSS-MES"
+FIN_VALUE = "FIN"
+
+_MSGID_RE = re.compile(r"<[^<>\s]+>")
+
+
+def message_ids(header_value: str | None) -> list[str]:
+    """The ``<id>`` tokens of a Message-ID, In-Reply-To or References header, in order."""
+    if not header_value:
+        return []
+    return _MSGID_RE.findall(header_value)
+
+
+def thread_root(own_id: str | None, in_reply_to: str | None, references: str | None) -> str:
+    """The id naming the conversation a message belongs to (RFC 5322 §3.6.4 threading)."""
+    refs = message_ids(references)
+    if refs:
+        return refs[0]
+    parents = message_ids(in_reply_to)
+    if parents:
+        return parents[0]
+    own = message_ids(own_id)
+    return own[0] if own else ""
+
+
+def closes_conversation(subject: str | None, mss_mes: str | None) -> bool:
+    """True for a professional's closing message: ``X-MSS-MES: FIN`` or subject ``[FIN]``."""
+    if mss_mes is not None and mss_mes.strip().upper() == FIN_VALUE:
+        return True
+    return subject is not None and subject.strip() == FIN_SUBJECT
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What the patient's operator knows of one professional's thread with a patient."""
+
+    thread: str
+    professionals: frozenset[str]  # senders and Reply-To addresses, lower case
+    closed: bool
+
+
+def check_patient_recipient(recipient: str, recipient_is_patient: bool,
+                            conversations: Iterable[Conversation]) -> None:
+    """Early check at RCPT: may this patient write to ``recipient`` at all?"""
+    if recipient_is_patient:
+        raise PolicyViolation("a patient cannot write to another patient")
+    key = recipient.lower()
+    mine = [c for c in conversations if key in c.professionals]
+    if not mine:
+        raise PolicyViolation(
+            f"{recipient} has not written to you: a patient can only reply to a "
+            "professional who started a conversation")
+    if all(c.closed for c in mine):
+        raise PolicyViolation(f"{recipient} has closed the conversation: you can no "
+                              "longer reply to it")
+
+
+def check_patient_reply(recipients: Sequence[str], referenced_threads: Sequence[str],
+                        conversations: Iterable[Conversation]) -> None:
+    """Check at end of DATA: the message must reply in an open conversation with each
+    recipient. ``referenced_threads`` are the threads of the professional messages
+    named by the patient's ``In-Reply-To``/``References``."""
+    if not referenced_threads:
+        raise PolicyViolation("a patient can only reply to a professional's message; "
+                              "this message is not a reply")
+    threads = {c.thread: c for c in conversations}
+    for recipient in recipients:
+        key = recipient.lower()
+        relevant = [threads[t] for t in referenced_threads
+                    if t in threads and key in threads[t].professionals]
+        if not relevant:
+            raise PolicyViolation(f"{recipient} did not write to you in this conversation")
+        if all(c.closed for c in relevant):
+            raise PolicyViolation(f"{recipient} has closed this conversation: you can no "
+                                  "longer reply to it")

@@ -1,0 +1,65 @@
+"""The project's exceptions.
+
+    MSSanteError
+    ├── ConfigError            a missing or wrong setting (names the key)
+    ├── InvalidAddress         not a syntactically valid mail address
+    │   └── InvalidINS         a patient address whose INS is malformed or has a bad key
+    ├── PolicyViolation        a rule of the trust space refuses an action (carries a reason)
+    ├── PKIError               certificate authority, issuing, revocation
+    │   └── CertificateRejected   a peer certificate fails the trust-space checks
+    ├── WhitelistError         whitelist parse, checksum or signature failure
+    ├── TrustSpaceUnavailable  the trust space could not be reached
+    └── StoreError             database failure, converted at the store boundary
+        ├── NotFound           the named person, mailbox or queue entry does not exist
+        └── Conflict           it exists already, or the change breaks an invariant
+"""
+
+from __future__ import annotations
+
+
+class MSSanteError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class ConfigError(MSSanteError):
+    """A setting is missing or has a wrong value; the message names the key."""
+
+
+class InvalidAddress(MSSanteError, ValueError):
+    """Not a valid mail address."""
+
+
+class InvalidINS(InvalidAddress):
+    """A patient address whose local part is not a valid INS."""
+
+
+class PolicyViolation(MSSanteError):
+    """A trust-space rule refuses the action; ``str()`` is a reason a person understands."""
+
+
+class PKIError(MSSanteError):
+    """Certificate authority failure: issuing, revoking, loading."""
+
+
+class CertificateRejected(PKIError):
+    """A peer certificate does not chain to the trust space, is revoked or is not listed."""
+
+
+class WhitelistError(MSSanteError):
+    """The whitelist could not be parsed, or its checksum or signature is wrong."""
+
+
+class TrustSpaceUnavailable(MSSanteError):
+    """The trust space did not answer."""
+
+
+class StoreError(MSSanteError):
+    """A database operation failed."""
+
+
+class NotFound(StoreError):
+    """The named object does not exist."""
+
+
+class Conflict(StoreError):
+    """The object exists already, or the change would break an invariant."""
