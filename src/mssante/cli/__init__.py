@@ -1,0 +1,19 @@
+"""The ``mssante`` command: one module per command group, wired here."""
+
+from __future__ import annotations
+
+import typer
+
+from mssante.cli import operator, pki, trust, up, whitelist
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="MSSanté trust space and operators.")
+app.add_typer(pki.app, name="pki", help="The trust space's certificate authority.")
+app.add_typer(whitelist.app, name="whitelist", help="The whitelist of trust-space domains.")
+app.add_typer(trust.app, name="trust", help="Run the trust space.")
+app.add_typer(operator.app, name="operator", help="Run and administer an operator.")
+app.command("up")(up.up)
+
+
+def main() -> None:
+    app()
