@@ -45,7 +45,6 @@ class OperatorSettings:
     database_url: str = ""  # SQLAlchemy URL; empty: SQLite file under data_dir
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bytes; SIZE limit of SMTP
     social_may_hold_per: bool = False  # let social-sector professionals hold PER mailboxes
-    software: str = "mssante"  # X-MSS-NIL value put on messages lacking one
 
 
 @dataclass(frozen=True, slots=True)

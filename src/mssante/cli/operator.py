@@ -1,7 +1,305 @@
-"""`mssante operator ...`."""
+"""`mssante operator ...`: run an operator, manage its people, mailboxes and queue."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from cryptography import x509
+from rich.table import Table
+
+from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
+from mssante.domain.addresses import parse_address
+from mssante.domain.ins import parse_patient_address
+from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
+from mssante.environment.operator import OperatorService
+from mssante.errors import MSSanteError
+from mssante.passwords import generate_password, hash_password
+from mssante.pki.names import dn_string
+from mssante.store import Store
 
 app = typer.Typer(no_args_is_help=True)
+user_app = typer.Typer(no_args_is_help=True, help="People: professionals, staff, patients.")
+mailbox_app = typer.Typer(no_args_is_help=True, help="Mailboxes and who may use them.")
+queue_app = typer.Typer(no_args_is_help=True, help="The outbound queue.")
+app.add_typer(user_app, name="user")
+app.add_typer(mailbox_app, name="mailbox")
+app.add_typer(queue_app, name="queue")
+
+Config = Annotated[Path, typer.Option("--config", "-c", help="Operator configuration file.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _rules(config_path: Path) -> Rules:
+    return Rules(social_may_hold_per=operator_config(config_path).operator.social_may_hold_per)
+
+
+# -- serve ------------------------------------------------------------------------------
+
+@app.command()
+def serve(config: Config,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the operator (MTA, submission, delivery) until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = operator_config(config)
+
+    async def main() -> None:
+        service = OperatorService(cfg)
+        await service.start()
+        console.print(f"operator {', '.join(cfg.operator.domains)} ready: {service.ports}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+
+    run(main())
+
+
+# -- people -----------------------------------------------------------------------------
+
+@user_app.command("add")
+def user_add(
+    login: str, config: Config,
+    kind: Annotated[PersonKind, typer.Option(help="professional, social, staff or patient")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    rpps: Annotated[str | None, typer.Option(help="RPPS number of a health professional")] = None,
+    password: Annotated[str | None, typer.Option(help="Password; generated if omitted")] = None,
+) -> None:
+    """Create a person; prints the generated password when none is given."""
+    if kind is PersonKind.HEALTH and not rpps:
+        raise fail("a health professional needs --rpps")
+    if rpps is not None and not (rpps.isdigit() and len(rpps) == 11):
+        raise fail(f"--rpps: an RPPS number has 11 digits, got {rpps!r}")
+    secret = password or generate_password()
+
+    async def body(store: Store) -> None:
+        await store.create_person(login, kind, name, password_hash=hash_password(secret),
+                                  rpps=rpps)
+
+    run(with_store(config, body))
+    console.print(f"created {kind.value} {login}")
+    if password is None:
+        console.print(f"password: {secret}", highlight=False)
+
+
+@user_app.command("passwd")
+def user_passwd(login: str, config: Config,
+                password: Annotated[str | None, typer.Option()] = None) -> None:
+    """Set a new password (generated and printed if omitted)."""
+    secret = password or generate_password()
+    run(with_store(config, lambda s: s.set_password_hash(login, hash_password(secret))))
+    if password is None:
+        console.print(f"password: {secret}", highlight=False)
+
+
+@user_app.command("delete")
+def user_delete(login: str, config: Config) -> None:
+    """Delete a person (refused while they hold a PER mailbox or are its last responsible)."""
+    run(with_store(config, lambda s: s.delete_person(login)))
+    console.print(f"deleted {login}")
+
+
+@user_app.command("list")
+def user_list(config: Config, json_out: Json = False) -> None:
+    """List people."""
+    persons = run(with_store(config, lambda s: s.list_persons()))
+    if json_out:
+        print_json([{"login": p.login, "kind": p.kind.value, "display_name": p.display_name,
+                     "rpps": p.rpps} for p in persons])
+        return
+    table = Table("login", "kind", "name", "RPPS")
+    for p in persons:
+        table.add_row(p.login, p.kind.value, p.display_name, p.rpps or "")
+    console.print(table)
+
+
+# -- mailboxes --------------------------------------------------------------------------
+
+@mailbox_app.command("add")
+def mailbox_add(
+    address: str, config: Config,
+    type_: Annotated[MailboxType, typer.Option("--type", help="PER, ORG, APP, CAB or PAT")],
+    owner: Annotated[str | None, typer.Option(help="Login of the holder (PER, PAT)")] = None,
+    responsible: Annotated[list[str] | None, typer.Option(
+        help="Login of a responsible professional (ORG, APP, CAB); repeatable")] = None,
+    description: Annotated[str, typer.Option()] = "",
+    organisation: Annotated[str, typer.Option()] = "",
+    service: Annotated[str, typer.Option()] = "",
+    cert_file: Annotated[Path | None, typer.Option(
+        help="APP: the organisation certificate (PEM) its program authenticates with")] = None,
+    cert_dn: Annotated[str | None, typer.Option(help="APP: the certificate subject DN")] = None,
+) -> None:
+    """Create a mailbox of one of this operator's domains."""
+    cfg = operator_config(config)
+    try:
+        parsed = (parse_patient_address(address) if type_ is MailboxType.PAT
+                  else parse_address(address))
+    except MSSanteError as exc:
+        raise fail(str(exc)) from None
+    if parsed.domain not in {d.lower() for d in cfg.operator.domains}:
+        raise fail(f"{parsed.domain} is not a domain of this operator "
+                   f"({', '.join(cfg.operator.domains)})")
+    dn = cert_dn
+    if cert_file is not None:
+        try:
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise fail(f"--cert-file: {exc}") from None
+        dn = dn_string(cert.subject)
+    rules = Rules(social_may_hold_per=cfg.operator.social_may_hold_per)
+
+    async def body(store: Store) -> None:
+        await store.create_mailbox(str(parsed), type_, rules=rules, owner=owner,
+                                   responsible=responsible or [], description=description,
+                                   organisation=organisation, service=service, cert_dn=dn)
+
+    run(with_store(config, body))
+    console.print(f"created {type_.value} mailbox {parsed}")
+
+
+@mailbox_app.command("list")
+def mailbox_list(config: Config, json_out: Json = False,
+                 domain: Annotated[str | None, typer.Option()] = None) -> None:
+    """List mailboxes with the people who may use them."""
+
+    async def body(store: Store) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for mb in await store.list_mailboxes(domain):
+            roles = await store.roles(mb.address)
+            out.append({"address": mb.display_address, "type": mb.type.value,
+                        "active": mb.active, "description": mb.description,
+                        "cert_dn": mb.cert_dn,
+                        "people": [{"login": r.login, "role": r.role.value, "rights": r.rights}
+                                   for r in roles]})
+        return out
+
+    rows = run(with_store(config, body))
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("address", "type", "active", "people")
+    for row in rows:
+        people = ", ".join(f"{p['login']} ({p['role']})" for p in row["people"])  # type: ignore[attr-defined]
+        table.add_row(str(row["address"]), str(row["type"]), "yes" if row["active"] else "closed",
+                      people)
+    console.print(table)
+
+
+@mailbox_app.command("grant")
+def mailbox_grant(
+    address: str, login: str, config: Config,
+    role: Annotated[Role, typer.Option(help="authorised or responsible")] = Role.AUTHORISED,
+    read_only: Annotated[bool, typer.Option("--read-only")] = False,
+) -> None:
+    """Let a person use an ORG or CAB mailbox (or make them responsible)."""
+    rules = _rules(config)
+    run(with_store(config, lambda s: s.grant(address, login, role,
+                                             rights="r" if read_only else "rw", rules=rules)))
+    console.print(f"{login} is now {role.value} on {address}")
+
+
+@mailbox_app.command("revoke")
+def mailbox_revoke(address: str, login: str, config: Config) -> None:
+    """Withdraw a person's use of a mailbox."""
+    run(with_store(config, lambda s: s.revoke(address, login)))
+    console.print(f"{login} may no longer use {address}")
+
+
+@mailbox_app.command("close")
+def mailbox_close(address: str, config: Config) -> None:
+    """Close a mailbox: mail to it is refused with "mailbox closed"."""
+    run(with_store(config, lambda s: s.set_mailbox_active(address, False)))
+    console.print(f"closed {address}")
+
+
+@mailbox_app.command("open")
+def mailbox_open(address: str, config: Config) -> None:
+    """Re-open a closed mailbox."""
+    run(with_store(config, lambda s: s.set_mailbox_active(address, True)))
+    console.print(f"opened {address}")
+
+
+@mailbox_app.command("delete")
+def mailbox_delete(address: str, config: Config) -> None:
+    """Delete a mailbox and its access rights."""
+    run(with_store(config, lambda s: s.delete_mailbox(address)))
+    console.print(f"deleted {address}")
+
+
+# -- queue ------------------------------------------------------------------------------
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+@queue_app.command("list")
+def queue_list(config: Config, json_out: Json = False,
+               status: Annotated[str | None, typer.Option(
+                   help="queued, delivered or failed")] = None) -> None:
+    """List queue entries (by default every status)."""
+    entries = run(with_store(config, lambda s: s.queue_entries(status=status)))
+    rows = [{"id": e.id, "status": e.status, "from": e.envelope_from, "to": e.recipient,
+             "attempts": e.attempts, "next_attempt": _when(e.next_attempt_at),
+             "created": _when(e.created_at), "last_error": e.last_error} for e in entries]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "status", "from", "to", "attempts", "next attempt", "last error")
+    for r in rows:
+        table.add_row(str(r["id"]), str(r["status"]), str(r["from"]) or "<>", str(r["to"]),
+                      str(r["attempts"]), str(r["next_attempt"]), str(r["last_error"] or ""))
+    console.print(table)
+
+
+@queue_app.command("retry")
+def queue_retry(config: Config,
+                entry: Annotated[int | None, typer.Argument(help="Entry id; all if omitted")] = None
+                ) -> None:
+    """Make queued entries (or one failed entry) due now; a running operator picks them up."""
+    count = run(with_store(config, lambda s: s.retry_now(entry, now=time.time())))
+    console.print(f"{count} entr{'y' if count == 1 else 'ies'} due now")
+
+
+@queue_app.command("delete")
+def queue_delete(entry: int, config: Config) -> None:
+    """Delete a queue entry without delivering it."""
+    run(with_store(config, lambda s: s.delete_queue_entry(entry)))
+    console.print(f"deleted queue entry {entry}")
+
+
+# -- messages ---------------------------------------------------------------------------
+
+@app.command()
+def messages(address: str, config: Config, json_out: Json = False) -> None:
+    """List what a mailbox holds (message id, from, subject, date)."""
+
+    async def body(store: Store):  # type: ignore[no-untyped-def]
+        if await store.get_mailbox(address) is None:
+            raise fail(f"no mailbox {address} on this operator")
+        return await store.list_messages(address)
+
+    stored = run(with_store(config, body))
+    rows = [{"uid": m.uid, "message_id": m.message_id, "from": m.from_header,
+             "subject": m.subject, "date": m.date_header, "received": _when(m.received_at),
+             "size": m.size} for m in stored]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("uid", "from", "subject", "date")
+    for r in rows:
+        table.add_row(str(r["uid"]), str(r["from"] or ""), str(r["subject"] or ""),
+                      str(r["date"] or ""))
+    console.print(table)

@@ -1,8 +1,65 @@
-"""`mssante up`: the whole local environment."""
+"""`mssante up`: the whole local environment, in one process."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
 
-def up() -> None:
-    """Start the trust space and three operators on 127.0.0.1."""
-    raise SystemExit("not yet")
+import typer
+from rich.table import Table
+
+from mssante.cli.common import console, run
+from mssante.environment.local import DEFAULT_BASE_PORT, LocalEnvironment
+
+
+def up(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where everything is kept.")] = Path(
+        "mssante-data"),
+    base_port: Annotated[int, typer.Option("--base-port", help="First port; see README.")] = (
+        DEFAULT_BASE_PORT),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the trust space and three operators on 127.0.0.1 (Ctrl-C stops them)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 1024 <= base_port <= 65000:
+        raise typer.BadParameter("must be between 1024 and 65000", param_hint="--base-port")
+
+    async def main() -> None:
+        env = LocalEnvironment(data_dir, base_port)
+        await env.prepare()
+        await env.start()
+        try:
+            _show(env)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            console.print("stopping…")
+        finally:
+            await env.stop()
+
+    run(main())
+
+
+def _show(env: LocalEnvironment) -> None:
+    d = env.description
+    console.print(f"[bold]MSSanté local environment[/] — data in {env.data_dir}")
+    console.print(f"trust space: {d['trust_space']['url']}   CA: {d['ca_file']}")
+    endpoints = Table("operator", "MTA (STARTTLS)", "submission (STARTTLS)",
+                      "submissions (TLS)")
+    for op in d["operators"]:
+        endpoints.add_row(op["domain"], str(op["smtp"]["port"]), str(op["submission"]["port"]),
+                          str(op["submissions"]["port"]))
+    console.print(endpoints)
+    logins = Table("login", "password", "kind", "mailboxes")
+    for acc in d["accounts"]:
+        logins.add_row(acc["login"], acc["password"], acc["kind"], "\n".join(acc["mailboxes"]))
+    console.print(logins)
+    for app in d["applications"]:
+        console.print(f"application {app['mailbox']}: certificate {app['cert_file']}")
+    console.print(f"written: {env.data_dir / 'environment.json'} — Ctrl-C to stop")

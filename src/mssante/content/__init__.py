@@ -1,0 +1,1 @@
+"""Message content: headers, delivery status notifications."""

@@ -1,0 +1,1 @@
+"""Running the parts: one operator process, and the whole local environment."""

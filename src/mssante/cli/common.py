@@ -1,0 +1,63 @@
+"""Helpers shared by the command groups: error reporting, async bodies, output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mssante.config import OperatorConfig, load_operator_config
+from mssante.errors import MSSanteError
+from mssante.store import Store, open_store
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(..., "--config", "-c", help="The operator's configuration file.",
+                            exists=False, dir_okay=False)
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def run(body: Coroutine[Any, Any, T]) -> T:
+    """Run an async command body; project errors become one line and exit status 1."""
+    try:
+        return asyncio.run(body)
+    except MSSanteError as exc:
+        raise fail(str(exc)) from None
+
+
+def operator_config(path: Path) -> OperatorConfig:
+    try:
+        return load_operator_config(path)
+    except MSSanteError as exc:
+        raise fail(str(exc)) from None
+
+
+@asynccontextmanager
+async def store_of(config: OperatorConfig):  # type: ignore[no-untyped-def]
+    store = await open_store(config.database_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def with_store(path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
+    config = operator_config(path)
+    async with store_of(config) as store:
+        return await body(store)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,132 @@
+"""Delivery status notifications, RFC 3464 (format) and RFC 3461 (when to send).
+
+A DSN is a ``multipart/report; report-type=delivery-status`` message with three
+parts: a text for people, the ``message/delivery-status`` fields, and the original
+message (whole for RET=FULL, headers only for RET=HDRS or when no RET was given,
+RFC 3461 §4.3).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mssante.content.headers import split_message
+
+
+class Action(StrEnum):  # RFC 3464 §2.3.3
+    FAILED = "failed"
+    DELAYED = "delayed"
+    DELIVERED = "delivered"
+    RELAYED = "relayed"
+    EXPANDED = "expanded"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    recipient: str  # Final-Recipient (rfc822)
+    action: Action
+    status: str  # enhanced status code, e.g. 5.1.1 (RFC 3463)
+    diagnostic: str | None = None  # e.g. "smtp; 550 5.1.1 No such mailbox"
+    orcpt: str | None = None  # "rfc822;addr" from the RCPT ORCPT parameter
+    remote_mta: str | None = None
+    will_retry_until: float | None = None  # for Action.DELAYED
+
+
+_SUBJECTS = {
+    Action.FAILED: "Undelivered Mail Returned to Sender / Message non distribué",
+    Action.DELAYED: "Delayed Mail (still being retried) / Message retardé",
+    Action.DELIVERED: "Successful Mail Delivery Report / Message distribué",
+    Action.RELAYED: "Successful Mail Delivery Report / Message relayé",
+    Action.EXPANDED: "Successful Mail Delivery Report",
+}
+
+_EXPLANATIONS = {
+    Action.FAILED: ("Your message could not be delivered to the following recipients. "
+                    "Votre message n'a pas pu être distribué aux destinataires suivants."),
+    Action.DELAYED: ("Your message has not been delivered yet; delivery is being retried. "
+                     "Votre message n'est pas encore distribué ; de nouvelles tentatives "
+                     "sont en cours."),
+    Action.DELIVERED: ("Your message was delivered to the following recipients. "
+                       "Votre message a été distribué aux destinataires suivants."),
+    Action.RELAYED: ("Your message was relayed to a server that does not return delivery "
+                     "notifications. Votre message a été relayé."),
+    Action.EXPANDED: "Your message was expanded.",
+}
+
+
+def _rfc822_date(ts: float) -> str:
+    return email.utils.formatdate(ts, localtime=False)
+
+
+def build_dsn(*, reporting_mta: str, from_address: str, to: str,
+              statuses: Sequence[RecipientStatus], original: bytes, envid: str | None,
+              ret: str | None, arrival: float, now: float | None = None) -> bytes:
+    """Build the report sent to ``to`` (the original envelope sender)."""
+    now = time.time() if now is None else now
+    action = statuses[0].action
+    boundary = f"=_dsn_{uuid.uuid4().hex}"
+    head, _ = split_message(original)
+    returned = original if ret == "FULL" else head
+    returned_type = "message/rfc822" if ret == "FULL" else "text/rfc822-headers"
+
+    human = [_EXPLANATIONS[action], ""]
+    for st in statuses:
+        line = f"  <{st.recipient}>: {st.diagnostic or st.status}"
+        human.append(line)
+    # RFC 3464 §2.2: per-message fields, then a blank line before each recipient block.
+    fields = [f"Reporting-MTA: dns; {reporting_mta}"]
+    if envid:
+        fields.append(f"Original-Envelope-Id: {envid}")
+    fields.append(f"Arrival-Date: {_rfc822_date(arrival)}")
+    blocks = ["\r\n".join(fields)]
+    for st in statuses:
+        rf: list[str] = []
+        if st.orcpt:
+            rf.append(f"Original-Recipient: {st.orcpt}")
+        rf.append(f"Final-Recipient: rfc822; {st.recipient}")
+        rf.append(f"Action: {st.action}")  # RFC 3464 §2.3.3
+        rf.append(f"Status: {st.status}")  # RFC 3464 §2.3.4
+        if st.remote_mta:
+            rf.append(f"Remote-MTA: dns; {st.remote_mta}")
+        if st.diagnostic:
+            rf.append(f"Diagnostic-Code: {st.diagnostic}")
+        rf.append(f"Last-Attempt-Date: {_rfc822_date(now)}")
+        if st.will_retry_until is not None:
+            rf.append(f"Will-Retry-Until: {_rfc822_date(st.will_retry_until)}")
+        blocks.append("\r\n".join(rf))
+    domain = reporting_mta
+    headers = [
+        f"From: Mail Delivery System <{from_address}>",
+        f"To: <{to}>",
+        f"Subject: {_SUBJECTS[action]}",
+        f"Date: {_rfc822_date(now)}",
+        f"Message-ID: <{uuid.uuid4().hex}@{domain}>",
+        "Auto-Submitted: auto-replied",  # RFC 3834 §5
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+    ]
+    parts = [
+        "\r\n".join(headers),
+        "",
+        "This is a MIME-encapsulated delivery status notification.",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+        "",
+        "\r\n".join(human),
+        f"--{boundary}",
+        "Content-Type: message/delivery-status",
+        "",
+        "\r\n\r\n".join(blocks),
+        "",
+        f"--{boundary}",
+        f"Content-Type: {returned_type}",
+        "",
+    ]
+    text = "\r\n".join(parts).encode("utf-8")
+    return text + "\r\n".encode() + returned.rstrip(b"\r\n") + f"\r\n\r\n--{boundary}--\r\n".encode()

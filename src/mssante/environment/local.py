@@ -1,0 +1,352 @@
+"""The local environment of `mssante up`: the trust space and three operators on 127.0.0.1.
+
+Layout under the data directory (created on first start, reused afterwards):
+
+    trust/                      the trust space: PKI, whitelist, HTTPS certificate
+    trust.toml                  its configuration
+    operators/<domain>/         one operator: operator.toml, certs/, operator.sqlite3
+    accounts.json               generated passwords (mode 0600)
+    environment.json            endpoints, CA file and logins (mode 0600), for tools
+
+Ports: the trust space listens on ``base_port``; operator *i* (0, 1, 2) on
+``base_port + 10*(i+1)`` (MTA), ``+1`` (submission, STARTTLS), ``+2`` (submissions,
+implicit TLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from mssante.config import OperatorConfig, load_operator_config
+from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
+from mssante.environment.operator import OperatorService
+from mssante.passwords import generate_password, hash_password
+from mssante.pki.ca import IssuedCertificate
+from mssante.pki.names import dn_string
+from mssante.store import Store, open_store
+from mssante.trustspace.server import serve as serve_trust_space
+from mssante.trustspace.service import TrustSpace
+from mssante.whitelist.model import WhitelistEntry
+
+HOST = "127.0.0.1"
+DEFAULT_BASE_PORT = 10000
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    login: str
+    kind: PersonKind
+    name: str
+    rpps: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoMailbox:
+    address: str
+    type: MailboxType
+    description: str
+    owner: str | None = None
+    responsible: tuple[str, ...] = ()
+    authorised: tuple[str, ...] = ()
+    application: bool = False  # gets an organisation certificate
+
+
+@dataclass(frozen=True)
+class DemoOperator:
+    domain: str
+    organisation: str
+    finess: str  # goes in the OU of the MTA certificate, like the real whitelist DNs
+    state: str
+    people: tuple[DemoPerson, ...] = ()
+    mailboxes: tuple[DemoMailbox, ...] = ()
+
+
+DEMO: tuple[DemoOperator, ...] = (
+    DemoOperator(
+        domain="ch-xyz.mssante.fr", organisation="CENTRE HOSPITALIER XYZ", finess="750000001",
+        state="Paris (75)",
+        people=(
+            DemoPerson("dupont@ch-xyz.mssante.fr", PersonKind.HEALTH, "Dr Paul Dupont, cardiologue",
+                       rpps="10102727017"),
+            DemoPerson("marie.bernard", PersonKind.STAFF, "Marie Bernard, secrétaire médicale"),
+        ),
+        mailboxes=(
+            DemoMailbox("dupont@ch-xyz.mssante.fr", MailboxType.PER, "Dr Paul Dupont",
+                        owner="dupont@ch-xyz.mssante.fr"),
+            DemoMailbox("cardiologie@ch-xyz.mssante.fr", MailboxType.ORG,
+                        "Service de cardiologie", responsible=("dupont@ch-xyz.mssante.fr",),
+                        authorised=("marie.bernard",)),
+            DemoMailbox("compte_rendu_patient_noreply@ch-xyz.mssante.fr", MailboxType.APP,
+                        "Comptes rendus du DPI", responsible=("dupont@ch-xyz.mssante.fr",),
+                        application=True),
+        ),
+    ),
+    DemoOperator(
+        domain="medecin.mssante.fr", organisation="CABINET MEDICAL MARTIN", finess="690000002",
+        state="Rhône (69)",
+        people=(DemoPerson("jean.martin@medecin.mssante.fr", PersonKind.HEALTH,
+                           "Dr Jean Martin, médecin généraliste", rpps="10003456789"),),
+        mailboxes=(DemoMailbox("jean.martin@medecin.mssante.fr", MailboxType.PER,
+                               "Dr Jean Martin", owner="jean.martin@medecin.mssante.fr"),),
+    ),
+    DemoOperator(
+        domain="patient.mssante.fr", organisation="MON ESPACE SANTE", finess="130000003",
+        state="Paris (75)",
+        people=(DemoPerson("279035121518989@patient.mssante.fr", PersonKind.PATIENT,
+                           "Patient 279035121518989"),),
+        mailboxes=(DemoMailbox("279035121518989@patient.mssante.fr", MailboxType.PAT,
+                               "Messagerie patient", owner="279035121518989@patient.mssante.fr"),),
+    ),
+)
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass
+class LocalEnvironment:
+    data_dir: Path
+    base_port: int = DEFAULT_BASE_PORT
+    trust_space: TrustSpace | None = None
+    operators: list[OperatorService] = field(default_factory=list)
+    description: dict[str, Any] = field(default_factory=dict)
+    _trust_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+
+    @property
+    def trust_url(self) -> str:
+        return f"https://{HOST}:{self.base_port}"
+
+    def ports(self, index: int) -> dict[str, int]:
+        base = self.base_port + 10 * (index + 1)
+        return {"smtp": base, "submission": base + 1, "submissions": base + 2}
+
+    # -- first start and later starts ---------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Create what is missing (PKI, certificates, whitelist, configs, accounts)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "trust.toml").write_text(
+            f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n",
+            encoding="utf-8")
+        ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
+        self.trust_space = ts
+        passwords = self._load_passwords()
+        accounts: list[dict[str, Any]] = []
+        applications: list[dict[str, str]] = []
+        operators: list[dict[str, Any]] = []
+        for index, demo in enumerate(DEMO):
+            op_dir = self.data_dir / "operators" / demo.domain
+            mta = await asyncio.to_thread(self._mta_certificate, ts, demo, op_dir)
+            entry_now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            if not ts.publisher.current().allows(demo.domain, mta.subject_dn):
+                ts.publisher.add(WhitelistEntry(
+                    name=demo.domain, description=demo.organisation, operator_dn=mta.subject_dn,
+                    responsible_contact=f"responsable@{demo.domain}",
+                    support_contact=f"support@{demo.domain}", updated_at=entry_now))
+            config_path = self._write_operator_config(index, demo, op_dir, mta)
+            config = load_operator_config(config_path)
+            store = await open_store(config.database_url)
+            try:
+                for person in demo.people:
+                    secret = passwords.setdefault(person.login, generate_password())
+                    await self._ensure_person(store, person, secret)
+                    boxes = [m.address for m in demo.mailboxes
+                             if m.owner == person.login or person.login in m.authorised
+                             or (person.login in m.responsible and not m.application)]
+                    accounts.append({"login": person.login, "password": secret,
+                                     "kind": _account_kind(person.kind), "mailboxes": boxes})
+                for mailbox in demo.mailboxes:
+                    cert = None
+                    if mailbox.application:
+                        cert = await asyncio.to_thread(self._app_certificate, ts, demo, mailbox,
+                                                       op_dir)
+                        applications.append({"mailbox": mailbox.address,
+                                             "cert_file": str(cert.cert_file),
+                                             "key_file": str(cert.key_file)})
+                    await self._ensure_mailbox(store, mailbox, demo, cert, config)
+            finally:
+                await store.close()
+            ports = self.ports(index)
+            operators.append({
+                "domain": demo.domain, "config": str(config_path),
+                "smtp": {"host": HOST, "port": ports["smtp"], "tls": "starttls"},
+                "submission": {"host": HOST, "port": ports["submission"], "tls": "starttls"},
+                "submissions": {"host": HOST, "port": ports["submissions"], "tls": "implicit"},
+            })
+        _write_private(self.data_dir / "accounts.json", json.dumps(passwords, indent=2))
+        self.description = {
+            "ca_file": str(ts.pki.root_cert_file),
+            "trust_space": {"url": self.trust_url},
+            "operators": operators,
+            "accounts": accounts,
+            "applications": applications,
+        }
+
+    def _load_passwords(self) -> dict[str, str]:
+        path = self.data_dir / "accounts.json"
+        if not path.exists():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in data.items()}
+
+    @staticmethod
+    def _mta_certificate(ts: TrustSpace, demo: DemoOperator, op_dir: Path) -> IssuedCertificate:
+        certs = op_dir / "certs"
+        existing = _load_issued(certs / "mta.pem", certs / "mta.key")
+        if existing is not None:
+            return existing
+        certs.mkdir(parents=True, exist_ok=True)
+        return ts.pki.issue_server(f"mta.{demo.domain}", organisation=demo.organisation,
+                                   organisation_unit=demo.finess, state=demo.state,
+                                   dns_names=["localhost"], ip_addresses=[HOST],
+                                   out_dir=certs, name="mta")
+
+    @staticmethod
+    def _app_certificate(ts: TrustSpace, demo: DemoOperator, mailbox: DemoMailbox,
+                         op_dir: Path) -> IssuedCertificate:
+        certs = op_dir / "certs"
+        name = "app-" + mailbox.address.split("@")[0]
+        existing = _load_issued(certs / f"{name}.pem", certs / f"{name}.key")
+        if existing is not None:
+            return existing
+        return ts.pki.issue_organisation(f"DPI {demo.organisation}",
+                                         organisation=demo.organisation,
+                                         organisation_unit=demo.finess, out_dir=certs, name=name)
+
+    def _write_operator_config(self, index: int, demo: DemoOperator, op_dir: Path,
+                               mta: IssuedCertificate) -> Path:
+        ports = self.ports(index)
+        routes = "\n".join(
+            f"{_toml_str(other.domain)} = \"{HOST}:{self.ports(i)['smtp']}\""
+            for i, other in enumerate(DEMO) if other.domain != demo.domain)
+        assert self.trust_space is not None
+        text = f"""# Operator {demo.domain}, written by `mssante up`.
+[operator]
+domains = [{_toml_str(demo.domain)}]
+hostname = {_toml_str("mta." + demo.domain)}
+data_dir = "."
+
+[tls]
+cert_file = {_toml_str(str(mta.cert_file))}
+key_file = {_toml_str(str(mta.key_file))}
+ca_file = {_toml_str(str(self.trust_space.pki.root_cert_file))}
+
+[trust]
+url = {_toml_str(self.trust_url)}
+refresh_interval = 30
+
+[smtp]
+host = "{HOST}"
+port = {ports['smtp']}
+
+[submission]
+host = "{HOST}"
+port = {ports['submission']}
+
+[submissions]
+host = "{HOST}"
+port = {ports['submissions']}
+
+[queue]
+retry_delays = [5, 30, 120, 600]
+
+[routes]
+{routes}
+"""
+        op_dir.mkdir(parents=True, exist_ok=True)
+        path = op_dir / "operator.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    @staticmethod
+    async def _ensure_person(store: Store, person: DemoPerson, secret: str) -> None:
+        existing = await store.get_person(person.login)
+        if existing is None:
+            await store.create_person(person.login, person.kind, person.name,
+                                      password_hash=hash_password(secret), rpps=person.rpps)
+
+    @staticmethod
+    async def _ensure_mailbox(store: Store, mailbox: DemoMailbox, demo: DemoOperator,
+                              cert: IssuedCertificate | None, config: OperatorConfig) -> None:
+        if await store.get_mailbox(mailbox.address) is not None:
+            return
+        rules = Rules(social_may_hold_per=config.operator.social_may_hold_per)
+        await store.create_mailbox(
+            mailbox.address, mailbox.type, rules=rules, owner=mailbox.owner,
+            responsible=mailbox.responsible, description=mailbox.description,
+            organisation=demo.organisation, cert_dn=cert.subject_dn if cert else None)
+        for login in mailbox.authorised:
+            await store.grant(mailbox.address, login, Role.AUTHORISED, rules=rules)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.trust_space is None:
+            await self.prepare()
+        assert self.trust_space is not None
+        ready = asyncio.Event()
+        self._trust_task = asyncio.get_running_loop().create_task(
+            serve_trust_space(self.trust_space, HOST, self.base_port, ready=ready))
+        waiter = asyncio.get_running_loop().create_task(ready.wait())
+        done, _ = await asyncio.wait({waiter, self._trust_task},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if self._trust_task in done:
+            waiter.cancel()
+            self._trust_task.result()  # raises why the trust space did not start
+        try:
+            for operator in self.description["operators"]:
+                service = OperatorService(load_operator_config(Path(operator["config"])))
+                await service.start()
+                self.operators.append(service)
+        except BaseException:
+            await self.stop()
+            raise
+        _write_private(self.data_dir / "environment.json",
+                       json.dumps(self.description, indent=2, ensure_ascii=False))
+
+    async def stop(self) -> None:
+        for service in reversed(self.operators):
+            await service.stop()
+        self.operators.clear()
+        if self._trust_task is not None:
+            self._trust_task.cancel()
+            await asyncio.gather(self._trust_task, return_exceptions=True)
+            self._trust_task = None
+
+
+def _account_kind(kind: PersonKind) -> str:
+    if kind is PersonKind.PATIENT:
+        return "patient"
+    if kind is PersonKind.HEALTH:
+        return "professional"
+    return "staff"
+
+
+def _load_issued(cert_file: Path, key_file: Path) -> IssuedCertificate | None:
+    """An already issued certificate, described as the PKI describes new ones."""
+    if not cert_file.exists() or not key_file.exists():
+        return None
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    return IssuedCertificate(cert_file=cert_file, key_file=key_file, serial=cert.serial_number,
+                             subject_dn=dn_string(cert.subject),
+                             not_after=cert.not_valid_after_utc, kind="existing")

@@ -1,0 +1,256 @@
+"""The delivery worker: claims due queue entries and delivers them.
+
+Implementation notes:
+- Entries are claimed with a lease (Store.claim_due): several workers, even in
+  several processes sharing one PostgreSQL, never deliver the same entry at once.
+  An entry whose worker died becomes due again when its lease ends.
+- Entries with the same body, sender and recipient domain travel in one SMTP
+  transaction, one RCPT each (RFC 5321 §3.3).
+- Outcome per recipient: 2xx delivered; 5xx failed and bounced; 4xx or a
+  connection failure deferred with the configured backoff, then failed with
+  status 4.4.7 once older than ``max_lifetime`` (RFC 3463 X.4.7).
+- DSNs (RFC 3461 §4.1): FAILURE unless NOTIFY=NEVER (the default NOTIFY means
+  FAILURE); DELAY once after ``delay_notice_after`` when asked; SUCCESS as
+  "relayed" when the next hop does not support DSN (it reports delivery otherwise).
+- A message is marked delivered only after the next hop's ``250`` to DATA: a crash
+  between the two can deliver once more (at-least-once, like every MTA); nothing
+  is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+import aiosmtplib
+
+from mssante.config import QueueSettings
+from mssante.content.dsn import Action, RecipientStatus
+from mssante.pki.tls import client_context
+from mssante.queue.client import Connection, ConnectionPool, DeliveryError
+from mssante.queue.nexthop import NextHops
+from mssante.smtp.context import OperatorContext
+from mssante.smtp.params import RcptParams, rcpt_params_wire, xtext_encode
+from mssante.store.models import QueueEntry
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 120.0
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _wants(entry: QueueEntry, what: str) -> bool:
+    if "NEVER" in entry.notify:
+        return False
+    if not entry.notify:  # RFC 3461 §4.1: default is FAILURE (and maybe DELAY)
+        return what == "FAILURE"
+    return what in entry.notify
+
+
+class DeliveryWorker:
+    def __init__(self, ctx: OperatorContext, settings: QueueSettings,
+                 routes: dict[str, str], *, cert_file: str, key_file: str,
+                 ca_file: str) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.hops = NextHops(routes)
+        tls = client_context(ca_file=ca_file, cert_file=cert_file, key_file=key_file)  # type: ignore[arg-type]
+        self.pool = ConnectionPool(tls, ctx.trust, ctx.hostname, settings.connect_timeout)
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.workers)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        try:
+            while True:
+                claimed = await self.run_once(wait=False)
+                if claimed:
+                    continue
+                await self._sleep()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.pool.close()
+
+    async def _sleep(self) -> None:
+        timeout = self.settings.poll_interval
+        due = await self.ctx.store.next_due()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - time.time()))
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def run_once(self, *, wait: bool = True) -> int:
+        """Claim due entries and start their delivery; with ``wait``, until done."""
+        free = self.settings.workers - (len(self._tasks))
+        if free <= 0:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        entries = await self.ctx.store.claim_due(now=time.time(), limit=free * 16,
+                                                 lease=LEASE_SECONDS)
+        groups: dict[tuple[str, str, str, str | None, str | None], list[QueueEntry]]
+        groups = defaultdict(list)
+        for entry in entries:
+            key = (entry.body_sha256, entry.envelope_from, _domain(entry.recipient),
+                   entry.envid, entry.ret)
+            groups[key].append(entry)
+        started = [self._start(group) for group in groups.values()]
+        if wait and started:
+            await asyncio.gather(*started, return_exceptions=True)
+        return len(entries)
+
+    def _start(self, group: list[QueueEntry]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._deliver_guarded(group))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _deliver_guarded(self, group: list[QueueEntry]) -> None:
+        async with self._slots:
+            try:
+                await self.deliver(group)
+            except Exception:  # a bug must not stop the queue; the lease brings it back
+                log.exception("delivery of %s failed unexpectedly", [e.id for e in group])
+
+    async def deliver(self, group: Sequence[QueueEntry]) -> None:
+        domain = _domain(group[0].recipient)
+        whitelist = self.ctx.trust.whitelist
+        if not whitelist.is_listed(domain):
+            error = DeliveryError(550, "5.7.1", f"{domain} is no longer on the MSSanté whitelist",
+                                  permanent=True)
+            await self._all(group, error)
+            return
+        hops = await self.hops.resolve(domain)
+        if not hops:
+            await self._all(group, DeliveryError(550, "5.1.2", f"no mail server for {domain}",
+                                                 permanent=True))
+            return
+        last: DeliveryError | None = None
+        for hop in hops:
+            try:
+                conn = await self.pool.get(hop)
+            except DeliveryError as exc:
+                last = exc
+                continue
+            if not whitelist.allows(domain, conn.peer.subject_dn):
+                self.pool.put(conn)
+                last = DeliveryError(421, "4.7.5", f"certificate {conn.peer.subject_dn} of {hop} "
+                                     f"is not listed for {domain}", permanent=False)
+                continue
+            await self._transact(conn, group)
+            return
+        assert last is not None
+        await self._all(group, last)
+
+    async def _transact(self, conn: Connection, group: Sequence[QueueEntry]) -> None:
+        first = group[0]
+        body = await self.ctx.store.get_body(first.body_sha256)
+        dsn = conn.supports("dsn")
+        options: list[str] = []
+        if conn.supports("size"):
+            options.append(f"SIZE={len(body)}")
+        if conn.supports("8bitmime") and not body.isascii():
+            options.append("BODY=8BITMIME")
+        if dsn and first.ret:
+            options.append(f"RET={first.ret}")
+        if dsn and first.envid:
+            options.append(f"ENVID={xtext_encode(first.envid)}")
+        smtp = conn.smtp
+        try:
+            await smtp.mail(first.envelope_from, options=options)
+            accepted: list[QueueEntry] = []
+            for entry in group:
+                params = RcptParams(notify=entry.notify, orcpt=entry.orcpt)
+                try:
+                    await smtp.rcpt(entry.recipient, options=rcpt_params_wire(params) if dsn else [])
+                    accepted.append(entry)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    await self._outcome(entry, _error(exc.code, exc.message), conn)
+            if not accepted:
+                await smtp.rset()
+                self.pool.put(conn)
+                return
+            await smtp.data(body)
+        except aiosmtplib.SMTPResponseException as exc:
+            error = _error(exc.code, exc.message)
+            await self._all(group, error, conn)
+            if exc.code == 421 or not smtp.is_connected:
+                await self.pool.discard(conn)
+            else:
+                try:
+                    await smtp.rset()
+                    self.pool.put(conn)
+                except aiosmtplib.SMTPException:
+                    await self.pool.discard(conn)
+            return
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self.pool.discard(conn)
+            await self._all(group, DeliveryError(421, "4.4.2", f"connection to {conn.hop} lost: "
+                                                 f"{exc}", permanent=False))
+            return
+        self.pool.put(conn)
+        now = time.time()
+        for entry in accepted:
+            await self.ctx.store.mark_delivered(entry.id, now=now)
+            if not dsn and _wants(entry, "SUCCESS"):
+                await self._dsn(entry, Action.RELAYED, "2.0.0",
+                                f"smtp; 250 relayed to {conn.hop}, which does not support DSN",
+                                conn)
+
+    async def _all(self, group: Sequence[QueueEntry], error: DeliveryError,
+                   conn: Connection | None = None) -> None:
+        for entry in group:
+            await self._outcome(entry, error, conn)
+
+    async def _outcome(self, entry: QueueEntry, error: DeliveryError,
+                       conn: Connection | None) -> None:
+        now = time.time()
+        age = now - entry.created_at
+        if error.permanent or age >= self.settings.max_lifetime:
+            status = error.status if error.permanent else "4.4.7"
+            text = str(error) if error.permanent else f"delivery time expired: {error}"
+            await self.ctx.store.mark_failed(entry.id, error=text, now=now)
+            log.info("queue %d to %s failed: %s", entry.id, entry.recipient, text)
+            if _wants(entry, "FAILURE"):
+                await self._dsn(entry, Action.FAILED, status, error.diagnostic, conn)
+            return
+        delays = self.settings.retry_delays or [60.0]
+        delay = delays[min(entry.attempts, len(delays) - 1)]
+        await self.ctx.store.mark_deferred(entry.id, next_attempt_at=now + delay, error=str(error))
+        log.info("queue %d to %s deferred %.0fs: %s", entry.id, entry.recipient, delay, error)
+        if (_wants(entry, "DELAY") and not entry.delay_notified
+                and age >= self.settings.delay_notice_after):
+            await self.ctx.store.mark_delay_notified(entry.id)
+            await self._dsn(entry, Action.DELAYED, error.status if error.status.startswith("4")
+                            else "4.0.0", error.diagnostic, conn,
+                            retry_until=entry.created_at + self.settings.max_lifetime)
+
+    async def _dsn(self, entry: QueueEntry, action: Action, status: str, diagnostic: str,
+                   conn: Connection | None, *, retry_until: float | None = None) -> None:
+        original = await self.ctx.store.get_body(entry.body_sha256)
+        st = RecipientStatus(recipient=entry.recipient, action=action, status=status,
+                             diagnostic=diagnostic, orcpt=entry.orcpt,
+                             remote_mta=conn.hop.host if conn else None,
+                             will_retry_until=retry_until)
+        await self.ctx.send_dsn(to=entry.envelope_from, statuses=[st], original=original,
+                                envid=entry.envid, ret=entry.ret, arrival=entry.created_at)
+
+
+def _error(code: int, message: str) -> DeliveryError:
+    status = message.split(" ", 1)[0] if message[:1] in "245" and message[1:2] == "." else \
+        ("5.0.0" if code >= 500 else "4.0.0")
+    return DeliveryError(code, status, message, permanent=code >= 500)

@@ -1,0 +1,83 @@
+"""Turning a received message into stored mail and queue entries.
+
+The invariant (DESIGN "Storage"): the caller replies ``250`` only after
+``Store.accept_message`` has committed the body with every mailbox and queue entry.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mssante.content.dsn import Action, RecipientStatus
+from mssante.content.headers import HeaderView, prepend_headers, received_header
+from mssante.domain.addresses import PATIENT_DOMAIN
+from mssante.domain.patient import closes_conversation, message_ids, thread_root
+from mssante.smtp.context import OperatorContext
+from mssante.smtp.params import RcptParams
+from mssante.store.models import MessageSummary, OutboundRecipient
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    envelope_from: str  # "" for the null sender
+    recipients: Sequence[tuple[str, RcptParams]]
+    body: bytes
+    headers: HeaderView
+    envid: str | None
+    ret: str | None
+    helo: str | None
+    peer: str | None
+    protocol: str  # ESMTPS (MTA) or ESMTPSA (submission), RFC 3848
+
+
+async def accept(ctx: OperatorContext, msg: Incoming, *, extra_headers: Sequence[tuple[str, str]] = ()
+                 ) -> str:
+    """Store and queue ``msg``; returns the queue id used in the Received header."""
+    now = time.time()
+    queue_id = uuid.uuid4().hex[:16].upper()
+    only = msg.recipients[0][0] if len(msg.recipients) == 1 else None
+    received = received_header(helo=msg.helo, peer=msg.peer, by=ctx.hostname,
+                               protocol=msg.protocol, queue_id=queue_id, recipient=only)
+    body = prepend_headers(msg.body, [("Received", received), *extra_headers])
+    local = [r.lower() for r, _ in msg.recipients if ctx.is_local(r)]
+    remote = [OutboundRecipient(r, p.orcpt, p.notify) for r, p in msg.recipients
+              if not ctx.is_local(r)]
+    summary = MessageSummary(message_id=msg.headers.message_id, subject=msg.headers.subject,
+                             from_header=msg.headers.from_header, date_header=msg.headers.date)
+    await ctx.store.accept_message(body, envelope_from=msg.envelope_from, local=local,
+                                   remote=remote, summary=summary, envid=msg.envid, ret=msg.ret)
+    await _record_patient_conversations(ctx, msg, local, now)
+    delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
+                                 diagnostic="smtp; 250 2.0.0 delivered to mailbox",
+                                 orcpt=p.orcpt)
+                 for r, p in msg.recipients if ctx.is_local(r) and "SUCCESS" in p.notify]
+    await ctx.send_dsn(to=msg.envelope_from, statuses=delivered, original=body,
+                       envid=msg.envid, ret=msg.ret, arrival=now)
+    if remote:
+        ctx.wake_queue()
+    return queue_id
+
+
+async def _record_patient_conversations(ctx: OperatorContext, msg: Incoming, local: list[str],
+                                        now: float) -> None:
+    """A professional's message to a local patient opens (or closes) a conversation."""
+    patients = [r for r in local if r.endswith("@" + PATIENT_DOMAIN)]
+    if not patients or msg.envelope_from.lower().endswith("@" + PATIENT_DOMAIN):
+        return
+    headers = msg.headers
+    own_ids = message_ids(headers.message_id)
+    if not own_ids:
+        return
+    thread = thread_root(headers.message_id, headers.in_reply_to, headers.references)
+    senders = {a.lower() for a in headers.from_addresses}
+    if msg.envelope_from:
+        senders.add(msg.envelope_from.lower())
+    closes = closes_conversation(headers.subject, headers.x_mss_mes)
+    for patient in patients:
+        for sender in sorted(senders):
+            await ctx.store.record_professional_message(
+                patient=patient, message_id=own_ids[0], thread=thread, sender=sender,
+                reply_to=[a.lower() for a in headers.reply_to], closes=closes, now=now)

@@ -1,0 +1,36 @@
+"""Behaviour both SMTP handlers share: EHLO keywords, DATA checks, recipients' syntax."""
+
+from __future__ import annotations
+
+from aiosmtpd.smtp import Envelope, Session
+
+from mssante.domain.addresses import Address, parse_address
+from mssante.errors import InvalidAddress
+from mssante.smtp.protocol import MSSanteSMTP
+from mssante.smtp.replies import BAD_ADDRESS_SYNTAX, TOO_MANY_RECIPIENTS, SMTPReply
+
+MAX_RECIPIENTS = 1000  # RFC 5321 §4.5.3.1.8 requires at least 100
+
+
+def ehlo_keywords(responses: list[str], *, advertise_auth: bool) -> list[str]:
+    """Add PIPELINING (RFC 2920), DSN (RFC 3461), ENHANCEDSTATUSCODES (RFC 2034)."""
+    head, tail = responses[:-1], responses[-1]
+    if not advertise_auth:
+        head = [r for r in head if not r.startswith("250-AUTH")]
+    return [*head, "250-PIPELINING", "250-DSN", "250-ENHANCEDSTATUSCODES", tail]
+
+
+def recipient_address(envelope: Envelope, text: str) -> Address:
+    if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+        raise SMTPReply(TOO_MANY_RECIPIENTS)
+    try:
+        return parse_address(text)
+    except InvalidAddress as exc:
+        raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
+
+
+def peer_host(server: MSSanteSMTP, session: Session) -> str | None:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return None

@@ -1,0 +1,77 @@
+"""What the SMTP servers and the queue share inside one operator process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mssante.config import OperatorSettings
+from mssante.content.dsn import RecipientStatus, build_dsn
+from mssante.content.headers import read_headers
+from mssante.domain.mailboxes import Rules
+from mssante.pki.verify import CertificateChecker
+from mssante.store import Store
+from mssante.store.models import MessageSummary, OutboundRecipient
+from mssante.whitelist.model import Whitelist
+
+
+class TrustView(Protocol):
+    """The operator's current view of the trust space (see whitelist.client.TrustClient)."""
+
+    @property
+    def whitelist(self) -> Whitelist: ...
+
+    @property
+    def checker(self) -> CertificateChecker: ...
+
+
+@dataclass
+class OperatorContext:
+    settings: OperatorSettings
+    store: Store
+    trust: TrustView
+    wake_queue: Callable[[], None] = lambda: None
+    rules: Rules = field(init=False)
+    local_domains: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = Rules(social_may_hold_per=self.settings.social_may_hold_per)
+        self.local_domains = frozenset(d.lower() for d in self.settings.domains)
+
+    @property
+    def hostname(self) -> str:
+        return self.settings.hostname
+
+    @property
+    def postmaster(self) -> str:
+        return f"postmaster@{self.settings.domains[0].lower()}"
+
+    def is_local(self, address: str) -> bool:
+        return address.rpartition("@")[2].lower() in self.local_domains
+
+    async def submit_internal(self, body: bytes, recipient: str) -> None:
+        """Queue a message the operator itself writes (a DSN), from the null sender,
+        never itself the subject of a DSN (RFC 3461 §6.2: NOTIFY=NEVER)."""
+        headers = read_headers(body)
+        summary = MessageSummary(message_id=headers.message_id, subject=headers.subject,
+                                 from_header=headers.from_header, date_header=headers.date)
+        if self.is_local(recipient):
+            await self.store.accept_message(body, envelope_from="", local=[recipient.lower()],
+                                            remote=[], summary=summary)
+            return
+        await self.store.accept_message(
+            body, envelope_from="", local=[],
+            remote=[OutboundRecipient(recipient, None, frozenset({"NEVER"}))], summary=summary)
+        self.wake_queue()
+
+    async def send_dsn(self, *, to: str, statuses: Sequence[RecipientStatus], original: bytes,
+                       envid: str | None, ret: str | None, arrival: float) -> None:
+        """Send a DSN to ``to`` unless it is the null sender (RFC 3461 §6.2)."""
+        if not to or to == "<>" or not statuses:
+            return
+        report = build_dsn(reporting_mta=self.hostname, from_address=self.postmaster, to=to,
+                           statuses=statuses, original=original, envid=envid, ret=ret,
+                           arrival=arrival, now=time.time())
+        await self.submit_internal(report, to)

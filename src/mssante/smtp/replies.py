@@ -1,0 +1,65 @@
+"""SMTP replies, each named once with the specification that decides it.
+
+Enhanced status codes: RFC 3463. Basic codes: RFC 5321 §4.2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete SMTP reply: basic code, enhanced code and text."""
+
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.status, text)
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+class SMTPReply(Exception):
+    """Raised deep in the rules, caught once per command, pushed to the client as is."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+OK = Reply(250, "2.0.0", "OK")
+SENDER_OK = Reply(250, "2.1.0", "Sender OK")  # RFC 3463 §3.2 X.1.0
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")  # RFC 3463 §3.2 X.1.5
+MESSAGE_ACCEPTED = Reply(250, "2.6.0", "Message accepted")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")  # RFC 4954 §6
+
+TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")  # RFC 3207 §4
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # RFC 4954 §6
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")  # RFC 4954 §6
+CLIENT_CERT_REQUIRED = Reply(
+    530, "5.7.0", "A client certificate from the MSSanté trust space is required")
+CERT_REJECTED = Reply(550, "5.7.1", "Client certificate refused")
+SENDER_NOT_ALLOWED = Reply(550, "5.7.1", "Sender not allowed")
+SENDER_DOMAIN_NOT_LISTED = Reply(550, "5.7.1", "Sender domain not served by your certificate")
+RECIPIENT_NOT_IN_TRUST_SPACE = Reply(550, "5.7.1", "Recipient outside the MSSanté trust space")
+RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")  # RFC 5321 §3.9
+NO_SUCH_USER = Reply(550, "5.1.1", "No such mailbox")  # RFC 3463 X.1.1
+MAILBOX_DISABLED = Reply(550, "5.2.1", "Mailbox closed")  # RFC 3463 X.2.1
+BAD_ADDRESS_SYNTAX = Reply(553, "5.1.3", "Bad address syntax")  # RFC 3463 X.1.3
+PATIENT_RULE = Reply(550, "5.7.1", "Refused by the patient messaging rules")
+MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big for system")  # RFC 1870 §6
+BAD_PARAMETER = Reply(501, "5.5.4", "Invalid command arguments")  # RFC 3463 X.5.4
+UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")  # RFC 5321 §4.1.1.11
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.8
+TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
+TRUST_SPACE_UNAVAILABLE = Reply(451, "4.4.3", "Trust space information unavailable")
+NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")  # RFC 5321 §3.3
+HEADER_SYNTAX = Reply(550, "5.6.0", "Message headers are malformed")

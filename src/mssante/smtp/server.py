@@ -1,0 +1,84 @@
+"""Listening sockets of an operator: the MTA, submission (587) and submissions (465)."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mssante.config import Listener, OperatorConfig
+from mssante.pki.tls import server_context
+from mssante.smtp.context import OperatorContext
+from mssante.smtp.inbound import InboundHandler
+from mssante.smtp.protocol import MSSanteSMTP
+from mssante.smtp.submission import SubmissionHandler
+
+SESSION_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: server timeout of 5 minutes
+
+
+@dataclass
+class Listeners:
+    servers: list[asyncio.Server]
+    ports: dict[str, int]  # "smtp" | "submission" | "submissions" -> bound port
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self.servers:
+            await server.wait_closed()
+
+
+async def start_listeners(ctx: OperatorContext, config: OperatorConfig) -> Listeners:
+    loop = asyncio.get_running_loop()
+    tls = config.tls
+    # "optional": the handshake succeeds without a certificate so that the refusal is a
+    # readable SMTP reply; a certificate that is presented must still chain to the root.
+    tls_ctx = server_context(tls.cert_file, tls.key_file, tls.ca_file, client_cert="optional")
+    size = config.operator.max_message_size
+    hostname = config.operator.hostname
+    inbound = InboundHandler(ctx)
+    submission = SubmissionHandler(ctx)
+
+    def mta() -> MSSanteSMTP:
+        return MSSanteSMTP(inbound, hostname=hostname, tls_context=tls_ctx, require_starttls=True,
+                           data_size_limit=size, enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT,
+                           auth_exclude_mechanism=["PLAIN", "LOGIN"], loop=loop)
+
+    def submit_starttls() -> MSSanteSMTP:
+        return MSSanteSMTP(submission, hostname=hostname, tls_context=tls_ctx,
+                           require_starttls=True, auth_required=True, auth_require_tls=True,
+                           data_size_limit=size, enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT,
+                           loop=loop)
+
+    def submit_implicit() -> MSSanteSMTP:
+        with warnings.catch_warnings():
+            # aiosmtpd warns about AUTH without STARTTLS; here TLS is implicit (RFC 8314 §3.3).
+            warnings.simplefilter("ignore")
+            return MSSanteSMTP(submission, implicit_tls=True, hostname=hostname,
+                               auth_required=True, auth_require_tls=False, data_size_limit=size,
+                               enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT, loop=loop)
+
+    servers: list[asyncio.Server] = []
+    ports: dict[str, int] = {}
+    plan: list[tuple[str, Listener, Callable[[], MSSanteSMTP], bool]] = [
+        ("smtp", config.smtp, mta, False),
+        ("submission", config.submission, submit_starttls, False),
+        ("submissions", config.submissions, submit_implicit, True),
+    ]
+    try:
+        for name, listener, factory, implicit in plan:
+            if not listener.port:
+                continue
+            server = await loop.create_server(factory, listener.host, listener.port,
+                                              ssl=tls_ctx if implicit else None,
+                                              reuse_address=True)
+            servers.append(server)
+            ports[name] = server.sockets[0].getsockname()[1]
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return Listeners(servers, ports)

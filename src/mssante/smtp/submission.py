@@ -1,0 +1,261 @@
+"""Submission (RFC 6409): professionals, patients and applications sending mail.
+
+Implementation notes:
+- AUTH only over TLS (STARTTLS on 587, implicit on 465): PLAIN (RFC 4616) and
+  LOGIN with a person's login and password; EXTERNAL (RFC 4422 App. A) with an
+  organisation certificate, for the program behind an APP mailbox.
+- The envelope sender and every ``From`` address must be a mailbox the identity
+  may use (domain.policy.check_may_send_as).
+- Every recipient must be in the trust space: on the whitelist (remote) or an
+  existing local mailbox. Refusals name the address and the reason.
+- A patient may only reply in an open conversation (domain.patient): the recipient
+  is checked at RCPT, the threading headers at the end of DATA.
+- Missing Date and Message-ID are added (RFC 6409 §8.2, §8.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import logging
+from dataclasses import dataclass
+
+from aiosmtpd.smtp import AuthResult, Session
+
+from mssante.content.headers import read_headers
+from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
+from mssante.domain.ins import validate_ins
+from mssante.domain.mailboxes import PersonKind
+from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
+from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
+from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
+from mssante.passwords import verify_password_async
+from mssante.smtp.accept import Incoming, accept
+from mssante.smtp.common import ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.context import OperatorContext
+from mssante.smtp.params import RcptParams
+from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
+from mssante.smtp.replies import (
+    BAD_ADDRESS_SYNTAX,
+    MAILBOX_DISABLED,
+    NO_SUCH_USER,
+    PATIENT_RULE,
+    RECIPIENT_NOT_IN_TRUST_SPACE,
+    RECIPIENT_OK,
+    SENDER_NOT_ALLOWED,
+    SENDER_OK,
+    SMTPReply,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_AUTH_FAILURES = 3  # then the connection is closed (STYLE: every connection defends itself)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who authenticated, and which mailboxes they may send as (lower-case addresses)."""
+
+    login: str
+    kind: str  # a PersonKind value, or "application"
+    usable: frozenset[str]
+
+    @property
+    def is_patient(self) -> bool:
+        return self.kind == PersonKind.PATIENT.value
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class SubmissionHandler:
+    """aiosmtpd handler of the submission listeners (587 and 465)."""
+
+    def __init__(self, ctx: OperatorContext) -> None:
+        self.ctx = ctx
+
+    # -- authentication ---------------------------------------------------------------
+
+    async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
+        person = await self.ctx.store.get_person(login)
+        ok = (person is not None and person.password_hash is not None
+              and await verify_password_async(person.password_hash, password))
+        if not ok or person is None:
+            return await self._failed(server, login)
+        usable = await self.ctx.store.usable_mailboxes(person.login)
+        return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))
+
+    async def _failed(self, server: MSSanteSMTP, login: str) -> AuthResult:
+        failures = getattr(server, "auth_failures", 0) + 1
+        server.auth_failures = failures
+        log.info("authentication failed for %r (%d)", login, failures)
+        if failures >= MAX_AUTH_FAILURES:
+            await server.push("421 4.7.0 Too many authentication failures, closing")
+            if server.transport is not None:
+                server.transport.close()
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
+    async def auth_PLAIN(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            decoded = _b64(args[1])
+            if decoded is None:
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+            blob = decoded
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:  # RFC 4616 §2: [authzid] NUL authcid NUL passwd
+            await server.push("501 5.5.2 Cannot split PLAIN credentials")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = (p.decode("utf-8", "replace") for p in parts)
+        if authzid and authzid != login:
+            return await self._failed(server, login)
+        return await self._login(server, login, password)
+
+    async def auth_LOGIN(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login_blob = await server.challenge_auth("Username:")
+        else:
+            login_blob = _b64(args[1])
+            if login_blob is None:
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        if not isinstance(login_blob, bytes):
+            return AuthResult(success=False, handled=True)
+        password_blob = await server.challenge_auth("Password:")
+        if not isinstance(password_blob, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._login(server, login_blob.decode("utf-8", "replace"),
+                                 password_blob.decode("utf-8", "replace"))
+
+    async def auth_EXTERNAL(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        """RFC 4422 Appendix A: the identity is the TLS client certificate."""
+        der = server.peer_certificate()
+        if der is None:
+            await server.push("535 5.7.8 EXTERNAL needs a client certificate")
+            return AuthResult(success=False, handled=True)
+        try:
+            peer = self.ctx.trust.checker.check(der)
+        except CertificateRejected as exc:
+            await server.push(f"535 5.7.8 Certificate refused: {exc}")
+            return AuthResult(success=False, handled=True)
+        mailbox = await self.ctx.store.mailbox_for_certificate(peer.subject_dn)
+        if mailbox is None or not mailbox.active:
+            await server.push(f"535 5.7.8 No applicative mailbox for {peer.subject_dn}")
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=True, auth_data=Identity(
+            peer.subject_dn, "application", frozenset({mailbox.address})))
+
+    # -- transaction --------------------------------------------------------------------
+
+    async def handle_EHLO(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return ehlo_keywords(responses, advertise_auth=True)
+
+    @staticmethod
+    def _identity(session: Session) -> Identity:
+        identity = session.auth_data
+        assert isinstance(identity, Identity)
+        return identity
+
+    async def handle_MAIL(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
+                          address: str, options: list[str]) -> str:
+        identity = self._identity(session)
+        if not address:
+            raise SMTPReply(SENDER_NOT_ALLOWED.with_text("The null sender is not allowed here"))
+        try:
+            sender = parse_address(address)
+            check_may_send_as(identity.login, sender, identity.usable)
+        except InvalidAddress as exc:
+            raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
+        except PolicyViolation as exc:
+            raise SMTPReply(SENDER_NOT_ALLOWED.with_text(str(exc))) from None
+        return str(SENDER_OK)
+
+    async def handle_RCPT(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
+                          address: str, params: RcptParams) -> str:
+        identity = self._identity(session)
+        rcpt = recipient_address(envelope, address)
+        if identity.is_patient:
+            conversations = await self.ctx.store.conversations(envelope.mail_from.lower())
+            try:
+                check_patient_recipient(rcpt.key, rcpt.is_patient, conversations)
+            except PolicyViolation as exc:
+                raise SMTPReply(PATIENT_RULE.with_text(f"{rcpt}: {exc}")) from None
+        if self.ctx.is_local(rcpt.key):
+            await self._check_local(rcpt)
+        else:
+            self._check_remote(rcpt)
+        return str(RECIPIENT_OK)
+
+    async def _check_local(self, rcpt: Address) -> None:
+        mailbox = await self.ctx.store.get_mailbox(rcpt.key)
+        if mailbox is None:
+            raise SMTPReply(NO_SUCH_USER.with_text(f"No such mailbox: {rcpt}"))
+        if not mailbox.active:
+            raise SMTPReply(MAILBOX_DISABLED.with_text(f"Mailbox closed: {rcpt}"))
+
+    def _check_remote(self, rcpt: Address) -> None:
+        listed = is_trust_space_domain(rcpt.domain) and \
+            self.ctx.trust.whitelist.is_listed(rcpt.domain)
+        try:
+            check_recipient_in_trust_space(rcpt, listed)
+        except PolicyViolation as exc:
+            raise SMTPReply(RECIPIENT_NOT_IN_TRUST_SPACE.with_text(str(exc))) from None
+        if rcpt.is_patient:
+            try:
+                validate_ins(rcpt.local)
+            except InvalidAddress as exc:
+                raise SMTPReply(NO_SUCH_USER.with_text(
+                    f"{rcpt} is not a patient address: {exc}")) from None
+
+    async def handle_DATA(self, server: MSSanteSMTP, session: Session,
+                          envelope: MSSEnvelope) -> str:
+        identity = self._identity(session)
+        body: bytes = envelope.original_content
+        headers = read_headers(body)
+        for text in headers.from_addresses:
+            try:
+                check_may_send_as(identity.login, parse_address(text), identity.usable)
+            except (InvalidAddress, PolicyViolation) as exc:
+                raise SMTPReply(SENDER_NOT_ALLOWED.with_text(f"From header: {exc}")) from None
+        if identity.is_patient:
+            await self._check_patient_reply(envelope, headers.referenced_ids)
+        domain = envelope.mail_from.rpartition("@")[2]
+        extra: list[tuple[str, str]] = []
+        if not headers.from_addresses:
+            extra.append(("From", f"<{envelope.mail_from}>"))
+        if not headers.has_date:
+            extra.append(("Date", email.utils.formatdate(localtime=False)))
+        if not headers.message_id:
+            extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
+        if extra:
+            body = b"".join(f"{k}: {v}\r\n".encode() for k, v in extra) + body
+            headers = read_headers(body)
+        msg = Incoming(
+            envelope_from=envelope.mail_from,
+            recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
+            body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
+            helo=session.host_name, peer=peer_host(server, session), protocol="ESMTPSA")
+        queue_id = await accept(self.ctx, msg)
+        return f"250 2.6.0 Message accepted as {queue_id}"
+
+    async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:
+        patient = envelope.mail_from.lower()
+        store = self.ctx.store
+        threads = await store.threads_of(patient, message_ids(referenced))
+        try:
+            check_patient_reply([r.lower() for r in envelope.rcpt_tos], threads,
+                                await store.conversations(patient))
+        except PolicyViolation as exc:
+            raise SMTPReply(PATIENT_RULE.with_text(str(exc))) from None

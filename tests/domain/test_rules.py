@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+
+from mssante.domain.addresses import parse_address
+from mssante.domain.mailboxes import (
+    MailboxType,
+    PersonKind,
+    Role,
+    Rules,
+    check_authorised,
+    check_owner,
+    check_responsible,
+    may_use,
+)
+from mssante.domain.patient import (
+    Conversation,
+    check_patient_recipient,
+    check_patient_reply,
+    closes_conversation,
+    message_ids,
+    thread_root,
+)
+from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
+from mssante.errors import PolicyViolation
+
+DEFAULT = Rules()
+EVOLVED = Rules(social_may_hold_per=True)
+
+
+def test_per_mailbox_holders() -> None:
+    check_owner(MailboxType.PER, PersonKind.HEALTH, DEFAULT)
+    for kind in (PersonKind.SOCIAL, PersonKind.STAFF, PersonKind.PATIENT):
+        with pytest.raises(PolicyViolation, match="only health professionals"):
+            check_owner(MailboxType.PER, kind, DEFAULT)
+    check_owner(MailboxType.PER, PersonKind.SOCIAL, EVOLVED)
+    with pytest.raises(PolicyViolation):
+        check_owner(MailboxType.PER, PersonKind.STAFF, EVOLVED)
+
+
+def test_org_responsible_and_authorised() -> None:
+    check_responsible(MailboxType.ORG, PersonKind.HEALTH, DEFAULT)
+    with pytest.raises(PolicyViolation):
+        check_responsible(MailboxType.ORG, PersonKind.SOCIAL, DEFAULT)
+    check_responsible(MailboxType.ORG, PersonKind.SOCIAL, EVOLVED)
+    with pytest.raises(PolicyViolation):
+        check_responsible(MailboxType.ORG, PersonKind.STAFF, EVOLVED)
+    for kind in (PersonKind.HEALTH, PersonKind.SOCIAL, PersonKind.STAFF):
+        check_authorised(MailboxType.ORG, kind)
+    with pytest.raises(PolicyViolation):
+        check_authorised(MailboxType.ORG, PersonKind.PATIENT)
+    with pytest.raises(PolicyViolation):
+        check_authorised(MailboxType.PER, PersonKind.STAFF)
+
+
+def test_who_may_send_as() -> None:
+    assert may_use(MailboxType.PER, Role.OWNER)
+    assert may_use(MailboxType.ORG, Role.AUTHORISED)
+    assert may_use(MailboxType.ORG, Role.RESPONSIBLE)
+    assert not may_use(MailboxType.APP, Role.RESPONSIBLE)  # programs only
+    usable = {"cardiologie@ch-xyz.mssante.fr"}
+    check_may_send_as("marie", parse_address("Cardiologie@ch-xyz.mssante.fr"), usable)
+    with pytest.raises(PolicyViolation, match="not allowed to send as dupont@"):
+        check_may_send_as("marie", parse_address("dupont@ch-xyz.mssante.fr"), usable)
+
+
+def test_trust_space_recipient() -> None:
+    check_recipient_in_trust_space(parse_address("a@medecin.mssante.fr"), True)
+    with pytest.raises(PolicyViolation, match="outside the MSSanté trust space"):
+        check_recipient_in_trust_space(parse_address("a@gmail.com"), False)
+    with pytest.raises(PolicyViolation, match="gmail.com"):  # even if listed by mistake
+        check_recipient_in_trust_space(parse_address("a@gmail.com"), True)
+
+
+def test_threads() -> None:
+    assert message_ids("<a@x> <b@y>") == ["<a@x>", "<b@y>"]
+    assert thread_root("<c@x>", "<b@x>", "<a@x> <b@x>") == "<a@x>"
+    assert thread_root("<c@x>", "<b@x>", None) == "<b@x>"
+    assert thread_root("<c@x>", None, None) == "<c@x>"
+    assert closes_conversation("[FIN]", None)
+    assert closes_conversation(" [FIN] ", None)
+    assert closes_conversation("Résultats", "FIN")
+    assert not closes_conversation("Re: [FIN] et après", None)
+    assert not closes_conversation("Résultats", None)
+
+
+DOC = "dupont@ch-xyz.mssante.fr"
+SEC = "cardiologie@ch-xyz.mssante.fr"
+
+
+def test_patient_rules() -> None:
+    open_conv = Conversation("<t1@x>", frozenset({DOC, SEC}), closed=False)
+    closed_conv = Conversation("<t2@x>", frozenset({DOC}), closed=True)
+    check_patient_recipient(DOC, False, [open_conv])
+    check_patient_recipient(SEC, False, [open_conv])  # the Reply-To
+    with pytest.raises(PolicyViolation, match="another patient"):
+        check_patient_recipient("279035121518989@patient.mssante.fr", True, [open_conv])
+    with pytest.raises(PolicyViolation, match="has not written to you"):
+        check_patient_recipient("jean.martin@medecin.mssante.fr", False, [open_conv])
+    with pytest.raises(PolicyViolation, match="closed"):
+        check_patient_recipient(DOC, False, [closed_conv])
+    check_patient_reply([DOC], ["<t1@x>"], [open_conv, closed_conv])
+    with pytest.raises(PolicyViolation, match="not a reply"):
+        check_patient_reply([DOC], [], [open_conv])
+    with pytest.raises(PolicyViolation, match="closed this conversation"):
+        check_patient_reply([DOC], ["<t2@x>"], [open_conv, closed_conv])
