@@ -1,0 +1,1 @@
+"""The trust space: its state on disk and its HTTPS service."""

@@ -1,0 +1,1 @@
+"""The whitelist: model, ANS XML format, checksum and signature, publisher, trust client."""
