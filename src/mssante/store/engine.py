@@ -1,0 +1,115 @@
+"""Engines for the two databases, and the conversion of driver errors.
+
+SQLite (aiosqlite) is the embedded default: WAL, ``synchronous=FULL`` so that a
+commit survives a power cut before SMTP answers 250, foreign keys on, and a busy
+timeout for writers of other processes. Transactions:
+
+- the sqlite3 module runs with ``isolation_level = "IMMEDIATE"``: it opens
+  ``BEGIN IMMEDIATE`` by itself before the first INSERT, UPDATE or DELETE, so a
+  writer takes the write lock before it writes and never fails half-way to
+  upgrade a read lock (SQLITE_BUSY_SNAPSHOT), at no extra round trip to the
+  driver thread; a lone SELECT runs in autocommit and sees the latest commit;
+- a transaction that reads before it writes (check an invariant, then change)
+  sets the ``mssante_begin`` execution option to ``"IMMEDIATE"``: the ``begin``
+  event then emits ``BEGIN IMMEDIATE`` first, so that the check and the change
+  happen under the same write lock (migrations too: DDL inside the transaction).
+
+PostgreSQL (asyncpg) is the engine for several processes or machines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from mssante.errors import Conflict, StoreError
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+BEGIN_OPTION = "mssante_begin"  # execution option: "IMMEDIATE" to lock before reading
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+_SQLITE_PRAGMAS = (
+    f"busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",  # first: switching to WAL may wait
+    "journal_mode = WAL",
+    "synchronous = FULL",
+    "foreign_keys = ON",
+)
+
+
+def database_url(url: str) -> URL:
+    """Parse ``url`` and choose the async driver: aiosqlite or asyncpg."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == SQLITE:
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in (POSTGRESQL, "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise StoreError(f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql")
+
+
+def is_memory(url: URL) -> bool:
+    return url.get_backend_name() == SQLITE and url.database in (None, "", ":memory:")
+
+
+def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
+    """One engine per store; for PostgreSQL, ``schema`` becomes the search_path."""
+    if url.get_backend_name() == SQLITE:
+        kwargs: dict[str, Any] = {}
+        if is_memory(url):
+            # One connection holds the whole database; a queue of one (not the
+            # StaticPool default) makes concurrent users wait their turn.
+            kwargs = {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0}
+        engine = create_async_engine(url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if schema:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(url, connect_args=connect_args, pool_size=8, max_overflow=8)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Any: the DBAPI connection is the aiosqlite adapter, untyped in SQLAlchemy.
+    dbapi_connection.isolation_level = None  # no implicit BEGIN while setting pragmas
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+    dbapi_connection.isolation_level = "IMMEDIATE"
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    if connection.get_execution_options().get(BEGIN_OPTION) == "IMMEDIATE":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def converted(conflict: str | None = None) -> Iterator[None]:
+    """Turn driver errors into StoreError; an integrity error into Conflict(``conflict``)."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(conflict or f"the change conflicts with stored data: {_reason(exc)}"
+                       ) from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database error: {_reason(exc)}") from exc
+    except OSError as exc:  # asyncpg: connection refused, reset
+        raise StoreError(f"database unreachable: {exc}") from exc
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,119 @@
+"""What the store hands out: frozen value objects, no database handles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from mssante.domain.mailboxes import MailboxType, PersonKind, Role
+
+# Queue entry states.
+QUEUED: Final = "queued"
+DELIVERED: Final = "delivered"
+FAILED: Final = "failed"
+QUEUE_STATUSES: Final = frozenset({QUEUED, DELIVERED, FAILED})
+
+# Rights of a person on a mailbox.
+READ_WRITE: Final = "rw"
+READ_ONLY: Final = "r"
+RIGHTS: Final = frozenset({READ_WRITE, READ_ONLY})
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    login: str
+    kind: PersonKind
+    display_name: str
+    rpps: str | None
+    password_hash: str | None
+    created_at: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    address: str  # lower case: the key
+    display_address: str  # as first written
+    type: MailboxType
+    description: str
+    organisation: str
+    service: str
+    cert_dn: str | None  # APP: DN of the organisation certificate its program presents
+    active: bool
+    uidvalidity: int  # RFC 9051 §2.3.1.1
+    uidnext: int  # the UID the next delivered message gets
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRole:
+    login: str
+    kind: PersonKind
+    role: Role
+    rights: str  # "rw" or "r"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """Header fields kept beside the body for listings (and, later, IMAP ENVELOPE)."""
+
+    message_id: str | None
+    subject: str | None
+    from_header: str | None
+    date_header: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecipient:
+    """A remote recipient with its RFC 3461 DSN parameters."""
+
+    recipient: str
+    orcpt: str | None = None  # RFC 3461 §4.2 ORCPT, as received
+    # RFC 3461 §4.1 NOTIFY: NEVER, SUCCESS, FAILURE, DELAY; empty means the default
+    notify: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What one committed acceptance wrote."""
+
+    sha256: str
+    message_uids: dict[str, int]  # lower-case local address -> UID
+    queue_ids: list[int]  # one per remote recipient, in the order given
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    uid: int
+    message_id: str | None
+    from_header: str | None
+    subject: str | None
+    date_header: str | None
+    received_at: float
+    size: int
+    body_sha256: str
+    envelope_from: str
+    flags: frozenset[str] = field(default_factory=frozenset)  # IMAP flags, e.g. \\Seen
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: int
+    body_sha256: str
+    envelope_from: str
+    recipient: str
+    orcpt: str | None
+    notify: frozenset[str]
+    ret: str | None  # RFC 3461 §4.3 FULL or HDRS
+    envid: str | None  # RFC 3461 §4.4
+    status: str  # queued, delivered, failed
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_error: str
+    delay_notified: bool
+    delivered_at: float | None
+    claimed_until: float = 0.0  # a worker holds the entry until then
+    finished_at: float | None = None  # when it was delivered or given up

@@ -1,0 +1,148 @@
+"""The tables, as SQLAlchemy Core objects the queries use.
+
+Migrations (``migrations/versions``) create the same tables; a test compares the
+two on both engines. Times are epoch seconds (double precision); addresses are
+lower case, except the ``display_address`` of a mailbox.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# A 64-bit key on PostgreSQL; on SQLite an INTEGER PRIMARY KEY (the rowid alias).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+persons = Table(
+    "persons", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("rpps", Text),
+    Column("password_hash", Text),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("login", name="uq_persons_login"),
+)
+
+mailboxes = Table(
+    "mailboxes", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", Text, nullable=False),
+    Column("display_address", Text, nullable=False),
+    Column("domain", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("organisation", Text, nullable=False),
+    Column("service", Text, nullable=False),
+    Column("cert_dn", Text),
+    Column("active", Boolean, nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("address", name="uq_mailboxes_address"),
+    Index("ix_mailboxes_domain", "domain"),
+)
+
+mailbox_roles = Table(
+    "mailbox_roles", metadata,
+    Column("mailbox_id", Integer,
+           ForeignKey("mailboxes.id", ondelete="CASCADE", name="fk_mailbox_roles_mailbox"),
+           nullable=False),
+    Column("person_id", Integer,
+           ForeignKey("persons.id", ondelete="CASCADE", name="fk_mailbox_roles_person"),
+           nullable=False),
+    Column("role", Text, nullable=False),
+    Column("rights", Text, nullable=False),
+    PrimaryKeyConstraint("mailbox_id", "person_id", name="pk_mailbox_roles"),
+    Index("ix_mailbox_roles_person", "person_id"),
+)
+
+bodies = Table(
+    "bodies", metadata,
+    Column("sha256", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("mailbox_id", Integer,
+           ForeignKey("mailboxes.id", ondelete="CASCADE", name="fk_messages_mailbox"),
+           nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("body_sha256", Text, ForeignKey("bodies.sha256", name="fk_messages_body"),
+           nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("flags", Text, nullable=False),
+    Column("envelope_from", Text, nullable=False),
+    Column("message_id", Text),
+    Column("subject", Text),
+    Column("from_header", Text),
+    Column("date_header", Text),
+    Column("size", BigInteger, nullable=False),
+    UniqueConstraint("mailbox_id", "uid", name="uq_messages_mailbox_uid"),
+    Index("ix_messages_body", "body_sha256"),
+)
+
+queue = Table(
+    "queue", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("body_sha256", Text, ForeignKey("bodies.sha256", name="fk_queue_body"),
+           nullable=False),
+    Column("envelope_from", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("orcpt", Text),
+    Column("notify", Text, nullable=False),
+    Column("ret", Text),
+    Column("envid", Text),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("claimed_until", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("delay_notified", Boolean, nullable=False),
+    Column("delivered_at", Double),
+    Column("finished_at", Double),
+    Index("ix_queue_due", "status", "next_attempt_at"),
+    Index("ix_queue_body", "body_sha256"),
+)
+
+patient_messages = Table(
+    "patient_messages", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("patient", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("thread", Text, nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("reply_to", Text, nullable=False),  # space-separated, lower case
+    Column("received_at", Double, nullable=False),
+    Index("ix_patient_messages_thread", "patient", "thread"),
+    Index("ix_patient_messages_message_id", "patient", "message_id"),
+)
+
+patient_threads = Table(
+    "patient_threads", metadata,
+    Column("patient", Text, nullable=False),
+    Column("thread", Text, nullable=False),
+    Column("opened_at", Double, nullable=False),
+    Column("closed_at", Double),
+    PrimaryKeyConstraint("patient", "thread", name="pk_patient_threads"),
+)

@@ -1,0 +1,783 @@
+"""The operator's store: people, mailboxes and roles, bodies, mailbox entries, the
+outbound queue and patient conversations, on SQLite or PostgreSQL.
+
+Implementation notes:
+- Every public method is one transaction (or one autocommit read) and converts
+  driver errors at its boundary: integrity errors become Conflict, the rest
+  StoreError. Domain refusals (PolicyViolation) pass through untouched.
+- A store belongs to the event loop that first uses it (as its engine does).
+- Writers on SQLite hold the write lock for the whole transaction (engine.py)
+  and, in one process, queue on an asyncio lock first, so they wait in the event
+  loop rather than in SQLite's busy handler. On PostgreSQL, invariants that span
+  rows (the last responsible of a mailbox, one owner) are checked after locking
+  the mailbox row (``FOR UPDATE``), so that two concurrent changes cannot both
+  pass.
+- accept_message and the queue outcomes (mark_*) go through a group commit
+  (batch.py): calls that arrive while a transaction runs share the next one.
+  Each call still gets its own result or error, and a refused delivery (unknown
+  or deactivated mailbox) writes nothing and takes no UID.
+- Bodies are content-addressed (SHA-256) and stored once; a body goes when the
+  last mailbox entry or queue entry holding it goes.
+- A message's UID comes from ``mailboxes.uidnext`` in the delivering transaction
+  (RFC 9051 §2.3.1.1: strictly ascending per mailbox). On PostgreSQL the rows of
+  several mailboxes are locked in id order, and existing bodies in hash order,
+  so concurrent deliveries cannot deadlock.
+- Queue claims are leases: ``claimed_until`` set atomically by one UPDATE whose
+  subquery selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write
+  lock serialises claimers. A worker that dies loses its lease when it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import (
+    Row,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mssante.domain.addresses import parse_address
+from mssante.domain.mailboxes import (
+    MailboxType,
+    PersonKind,
+    Role,
+    Rules,
+    check_authorised,
+    check_owner,
+    check_responsible,
+    may_use,
+)
+from mssante.domain.patient import Conversation
+from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
+from mssante.pki.names import same_dn
+from mssante.store import migrate
+from mssante.store.batch import GroupCommit
+from mssante.store.delivery import Delivery, Refused, write_deliveries
+from mssante.store.engine import (
+    BEGIN_OPTION,
+    POSTGRESQL,
+    converted,
+    create_engine,
+    database_url,
+)
+from mssante.store.models import (
+    DELIVERED,
+    FAILED,
+    QUEUE_STATUSES,
+    QUEUED,
+    READ_WRITE,
+    RIGHTS,
+    Accepted,
+    Mailbox,
+    MailboxRole,
+    MessageSummary,
+    OutboundRecipient,
+    Person,
+    QueueEntry,
+    StoredMessage,
+)
+from mssante.store.outcomes import Kind, Outcome, write_outcomes
+from mssante.store.schema import (
+    bodies,
+    mailbox_roles,
+    mailboxes,
+    messages,
+    patient_messages,
+    patient_threads,
+    persons,
+    queue,
+)
+
+_OWNER_TYPES = (MailboxType.PER, MailboxType.PAT)
+_RESPONSIBLE_TYPES = (MailboxType.ORG, MailboxType.APP, MailboxType.CAB)
+_CHUNK = 1000  # keys per IN (...) list: far below both engines' parameter limits
+_HASH_IN_THREAD = 1024 * 1024  # bodies larger than this are hashed off the event loop
+
+
+async def open_store(url: str, *, schema: str | None = None) -> Store:
+    """Create the engine, apply the migrations and return a ready store.
+
+    ``schema`` (PostgreSQL only) puts every table in that schema, created if
+    missing, through the connections' ``search_path``.
+    """
+    parsed = database_url(url)
+    if schema is not None and parsed.get_backend_name() != POSTGRESQL:
+        raise StoreError("a schema can only be chosen on PostgreSQL")
+    engine = create_engine(parsed, schema=schema)
+    store = Store(engine, url)
+    try:
+        async with store._write() as conn:
+            if schema is not None:
+                quoted = engine.dialect.identifier_preparer.quote_identifier(schema)
+                await conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            await migrate.upgrade(conn)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return store
+
+
+class Store:
+    """One operator's database. Build it with ``open_store``."""
+
+    url: str
+    dialect: str  # "sqlite" | "postgresql"
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._engine = engine
+        self._pg = self.dialect == POSTGRESQL
+        if self._pg:
+            self._writer = self._checking_writer = engine
+            self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._write_lock: asyncio.Lock | None = None
+        else:
+            self._writer = self._reader = engine
+            self._checking_writer = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+            self._write_lock = asyncio.Lock()
+        self._deliveries: GroupCommit[Delivery, Accepted] = GroupCommit(
+            self._deliver_batch, weight=lambda delivery: len(delivery.body))
+        self._outcomes: GroupCommit[Outcome, None] = GroupCommit(self._write_outcomes,
+                                                                 max_items=256)
+
+    async def close(self) -> None:
+        """Finish the deliveries in progress and close the connections."""
+        await self._deliveries.wait_idle()
+        await self._outcomes.wait_idle()
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _write(self, conflict: str | None = None, *,
+                     writes_first: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; an integrity error becomes Conflict(``conflict``).
+
+        ``writes_first``: the transaction's first statement writes (INSERT, UPDATE,
+        DELETE), which takes SQLite's write lock by itself (engine.py); leave it
+        False whenever a read comes first.
+        """
+        engine = self._writer if writes_first else self._checking_writer
+        with converted(conflict):
+            async with self._write_lock or contextlib.nullcontext(), engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with converted():
+            async with self._reader.connect() as conn:
+                yield conn
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at."""
+        async with self._read() as conn:
+            return await migrate.current_revision(conn)
+
+    # ---------------------------------------------------------------- people
+
+    async def create_person(self, login: str, kind: PersonKind, display_name: str, *,
+                            password_hash: str | None = None,
+                            rpps: str | None = None) -> Person:
+        if not login:
+            raise ValueError("a login cannot be empty")
+        person = Person(login=login, kind=PersonKind(kind), display_name=display_name,
+                        rpps=rpps, password_hash=password_hash, created_at=time.time())
+        async with self._write(conflict=f"a person with login {login!r} exists already",
+                               writes_first=True) as conn:
+            await conn.execute(insert(persons).values(
+                login=login, kind=person.kind.value, display_name=display_name, rpps=rpps,
+                password_hash=password_hash, created_at=person.created_at))
+        return person
+
+    async def get_person(self, login: str) -> Person | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(persons).where(persons.c.login == login))).first()
+        return None if row is None else _person(row)
+
+    async def list_persons(self) -> list[Person]:
+        async with self._read() as conn:
+            rows = await conn.execute(select(persons).order_by(persons.c.login))
+            return [_person(row) for row in rows]
+
+    async def set_password_hash(self, login: str, password_hash: str) -> None:
+        async with self._write(writes_first=True) as conn:
+            result = await conn.execute(update(persons).where(persons.c.login == login)
+                                        .values(password_hash=password_hash))
+            if result.rowcount == 0:
+                raise NotFound(f"no person with login {login!r}")
+
+    async def delete_person(self, login: str) -> None:
+        """Delete a person and their roles; refused while they own a mailbox or are
+        the last responsible of one."""
+        async with self._write() as conn:
+            person_id = await self._person_id(conn, login)
+            held = select(mailbox_roles.c.mailbox_id).where(
+                mailbox_roles.c.person_id == person_id)
+            if self._pg:
+                await conn.execute(select(mailboxes.c.id).where(mailboxes.c.id.in_(held))
+                                   .order_by(mailboxes.c.id).with_for_update())
+            others = mailbox_roles.alias("others")
+            responsibles = (
+                select(func.count()).select_from(others)
+                .where(others.c.mailbox_id == mailboxes.c.id,
+                       others.c.role == Role.RESPONSIBLE.value)
+                .correlate(mailboxes)
+                .scalar_subquery())
+            rows = await conn.execute(
+                select(mailboxes.c.address, mailbox_roles.c.role, responsibles)
+                .join(mailbox_roles, mailbox_roles.c.mailbox_id == mailboxes.c.id)
+                .where(mailbox_roles.c.person_id == person_id)
+                .order_by(mailboxes.c.address))
+            for address, role, count in rows:
+                if role == Role.OWNER.value:
+                    raise Conflict(f"{login} owns {address}: delete the mailbox first")
+                if role == Role.RESPONSIBLE.value and count <= 1:
+                    raise Conflict(f"{login} is the last responsible of {address}: grant "
+                                   "another responsible first")
+            await conn.execute(delete(persons).where(persons.c.id == person_id))
+
+    # ------------------------------------------------------------- mailboxes
+
+    async def create_mailbox(self, address: str, type: MailboxType, *, rules: Rules,
+                             owner: str | None = None, responsible: Sequence[str] = (),
+                             description: str = "", organisation: str = "",
+                             service: str = "", cert_dn: str | None = None) -> Mailbox:
+        """Create a mailbox with its owner (PER, PAT) or responsible people (ORG, APP,
+        CAB); the domain's rules decide who may hold what."""
+        parsed = parse_address(address)
+        mailbox_type = MailboxType(type)
+        responsible = list(dict.fromkeys(responsible))
+        if mailbox_type in _OWNER_TYPES and owner is None:
+            raise PolicyViolation(f"a {mailbox_type} mailbox needs its owner")
+        if mailbox_type in _RESPONSIBLE_TYPES and not responsible:
+            raise PolicyViolation(f"a {mailbox_type} mailbox needs at least one responsible "
+                                  "professional")
+        if mailbox_type is MailboxType.APP and not cert_dn:
+            raise PolicyViolation("an APP mailbox needs the DN of the organisation "
+                                  "certificate that authenticates its program")
+        if mailbox_type is not MailboxType.APP and cert_dn:
+            raise PolicyViolation("only APP mailboxes are bound to a certificate")
+        now = time.time()
+        mailbox = Mailbox(address=parsed.key, display_address=str(parsed), type=mailbox_type,
+                          description=description, organisation=organisation,
+                          service=service, cert_dn=cert_dn, active=True,
+                          uidvalidity=max(1, int(now)), uidnext=1)
+        logins = ([owner] if owner is not None else []) + responsible
+        async with self._write(conflict=f"the mailbox {mailbox.address} exists already"
+                               ) as conn:
+            people = await self._people(conn, logins)
+            if owner is not None:
+                check_owner(mailbox_type, people[owner][1], rules)
+            for login in responsible:
+                check_responsible(mailbox_type, people[login][1], rules)
+            mailbox_id = (await conn.execute(insert(mailboxes).values(
+                address=mailbox.address, display_address=mailbox.display_address,
+                domain=parsed.domain, type=mailbox_type.value, description=description,
+                organisation=organisation, service=service, cert_dn=cert_dn, active=True,
+                uidvalidity=mailbox.uidvalidity, uidnext=mailbox.uidnext, created_at=now,
+            ).returning(mailboxes.c.id))).scalar_one()
+            roles = [(owner, Role.OWNER)] if owner is not None else []
+            roles += [(login, Role.RESPONSIBLE) for login in responsible]
+            await conn.execute(insert(mailbox_roles), [
+                {"mailbox_id": mailbox_id, "person_id": people[login][0],
+                 "role": role.value, "rights": READ_WRITE} for login, role in roles])
+        return mailbox
+
+    async def get_mailbox(self, address: str) -> Mailbox | None:
+        async with self._read() as conn:
+            row = (await conn.execute(
+                select(mailboxes).where(mailboxes.c.address == address.lower()))).first()
+        return None if row is None else _mailbox(row)
+
+    async def list_mailboxes(self, domain: str | None = None) -> list[Mailbox]:
+        query = select(mailboxes).order_by(mailboxes.c.address)
+        if domain is not None:
+            query = query.where(mailboxes.c.domain == domain.lower().rstrip("."))
+        async with self._read() as conn:
+            return [_mailbox(row) for row in await conn.execute(query)]
+
+    async def delete_mailbox(self, address: str) -> None:
+        """Delete a mailbox, its roles and its messages (bodies nobody else holds go too)."""
+        async with self._write() as conn:
+            mailbox_id, _ = await self._lock_mailbox(conn, address)
+            shas = (await conn.execute(delete(messages).where(messages.c.mailbox_id == mailbox_id)
+                                       .returning(messages.c.body_sha256))).scalars().all()
+            await conn.execute(delete(mailboxes).where(mailboxes.c.id == mailbox_id))
+            await self._drop_orphan_bodies(conn, shas)
+
+    async def set_mailbox_active(self, address: str, active: bool) -> None:
+        async with self._write(writes_first=True) as conn:
+            result = await conn.execute(update(mailboxes)
+                                        .where(mailboxes.c.address == address.lower())
+                                        .values(active=active))
+            if result.rowcount == 0:
+                raise NotFound(f"no mailbox {address}")
+
+    async def grant(self, address: str, login: str, role: Role, *, rights: str = READ_WRITE,
+                    rules: Rules) -> None:
+        """Give ``login`` a role on a mailbox; granting again changes role and rights."""
+        if rights not in RIGHTS:
+            raise ValueError(f"rights are 'rw' or 'r', not {rights!r}")
+        role = Role(role)
+        async with self._write() as conn:
+            mailbox_id, mailbox_type = await self._lock_mailbox(conn, address)
+            people = await self._people(conn, [login])
+            person_id, kind = people[login]
+            if role is Role.OWNER:
+                check_owner(mailbox_type, kind, rules)
+            elif role is Role.RESPONSIBLE:
+                check_responsible(mailbox_type, kind, rules)
+            else:
+                check_authorised(mailbox_type, kind)
+            current = await self._roles_by_person(conn, mailbox_id)
+            others = {pid: r for pid, r in current.items() if pid != person_id}
+            if role is Role.OWNER and Role.OWNER in others.values():
+                raise Conflict(f"{address} has an owner already")
+            if (current.get(person_id) is Role.RESPONSIBLE and role is not Role.RESPONSIBLE
+                    and Role.RESPONSIBLE not in others.values()):
+                raise Conflict(f"{login} is the last responsible of {address}")
+            values = {"mailbox_id": mailbox_id, "person_id": person_id, "role": role.value,
+                      "rights": rights}
+            if person_id in current:
+                await conn.execute(update(mailbox_roles)
+                                   .where(mailbox_roles.c.mailbox_id == mailbox_id,
+                                          mailbox_roles.c.person_id == person_id)
+                                   .values(role=role.value, rights=rights))
+            else:
+                await conn.execute(insert(mailbox_roles).values(**values))
+
+    async def revoke(self, address: str, login: str) -> None:
+        """Take away a person's role; refused for an owner and for the last responsible."""
+        async with self._write() as conn:
+            mailbox_id, mailbox_type = await self._lock_mailbox(conn, address)
+            person_id, _ = (await self._people(conn, [login]))[login]
+            current = await self._roles_by_person(conn, mailbox_id)
+            role = current.get(person_id)
+            if role is None:
+                raise NotFound(f"{login} has no role on {address}")
+            if role is Role.OWNER:
+                raise Conflict(f"{login} owns the {mailbox_type} mailbox {address}: a "
+                               f"{mailbox_type} mailbox keeps its owner")
+            responsibles = sum(1 for r in current.values() if r is Role.RESPONSIBLE)
+            if role is Role.RESPONSIBLE and responsibles <= 1:
+                raise Conflict(f"{login} is the last responsible of {address}: a "
+                               f"{mailbox_type} mailbox always keeps one")
+            await conn.execute(delete(mailbox_roles)
+                               .where(mailbox_roles.c.mailbox_id == mailbox_id,
+                                      mailbox_roles.c.person_id == person_id))
+
+    async def roles(self, address: str) -> list[MailboxRole]:
+        """Who holds which role on a mailbox, ordered by role then login."""
+        async with self._read() as conn:
+            rows = (await conn.execute(
+                select(mailboxes.c.id, persons.c.login, persons.c.kind, mailbox_roles.c.role,
+                       mailbox_roles.c.rights)
+                .select_from(mailboxes)
+                .outerjoin(mailbox_roles, mailbox_roles.c.mailbox_id == mailboxes.c.id)
+                .outerjoin(persons, persons.c.id == mailbox_roles.c.person_id)
+                .where(mailboxes.c.address == address.lower()))).all()
+        if not rows:
+            raise NotFound(f"no mailbox {address}")
+        order = {Role.OWNER: 0, Role.RESPONSIBLE: 1, Role.AUTHORISED: 2}
+        found = [MailboxRole(login=row.login, kind=PersonKind(row.kind), role=Role(row.role),
+                             rights=row.rights) for row in rows if row.login is not None]
+        return sorted(found, key=lambda r: (order[r.role], r.login))
+
+    async def usable_mailboxes(self, login: str) -> frozenset[str]:
+        """Lower-case addresses ``login`` may send as: active mailboxes where their role
+        allows it (``may_use``; never APP) and their rights include writing."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(mailboxes.c.address, mailboxes.c.type, mailbox_roles.c.role,
+                       mailbox_roles.c.rights)
+                .select_from(persons)
+                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
+                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
+                .where(persons.c.login == login, mailboxes.c.active.is_(True)))
+            return frozenset(
+                row.address for row in rows
+                if "w" in row.rights and may_use(MailboxType(row.type), Role(row.role)))
+
+    async def mailboxes_for_certificate(self, dn: str) -> list[Mailbox]:
+        """Active APP mailboxes bound to the certificate DN ``dn`` (``same_dn``)."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
+                                        mailboxes.c.cert_dn.is_not(None),
+                                        mailboxes.c.active.is_(True))
+                .order_by(mailboxes.c.address))
+            return [_mailbox(row) for row in rows if same_dn(row.cert_dn, dn)]
+
+    async def mailbox_for_certificate(self, dn: str) -> Mailbox | None:
+        """The active APP mailbox bound to ``dn``; the first by address if several are."""
+        found = await self.mailboxes_for_certificate(dn)
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ mail
+
+    async def accept_message(self, body: bytes, *, envelope_from: str, local: Sequence[str],
+                             remote: Sequence[OutboundRecipient], summary: MessageSummary,
+                             envid: str | None = None, ret: str | None = None,
+                             now: float | None = None) -> Accepted:
+        """Store a message for local mailboxes and queue it for remote recipients, in one
+        transaction: when this returns, the message is safe (the SMTP 250 may go).
+
+        Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
+        then. Concurrent calls share a transaction (group commit, ``batch``).
+        """
+        if len(body) > _HASH_IN_THREAD:  # hashlib lets go of the GIL on large inputs
+            sha256 = await asyncio.to_thread(_sha256, body)
+        else:
+            sha256 = _sha256(body)
+        delivery = Delivery(sha256=sha256, body=body,
+                            envelope_from=envelope_from,
+                            local=tuple(dict.fromkeys(address.lower() for address in local)),
+                            remote=tuple(remote), summary=summary, envid=envid, ret=ret,
+                            now=now)
+        if not delivery.local and not delivery.remote:
+            return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
+        return await self._deliveries.submit(delivery)
+
+    async def _deliver_batch(self, batch: Sequence[Delivery]) -> list[Accepted | Exception]:
+        results: dict[int, Accepted | Exception] = {}
+        todo = list(range(len(batch)))
+        while todo:
+            try:
+                async with self._write(writes_first=True) as conn:
+                    written = await write_deliveries(conn, [batch[i] for i in todo],
+                                                     postgresql=self._pg)
+            except Refused as refused:  # rolled back: try again without the refused
+                for index, error in refused.errors.items():
+                    results[todo[index]] = error
+                todo = [i for n, i in enumerate(todo) if n not in refused.errors]
+                continue
+            results.update(zip(todo, written, strict=True))
+            todo = []
+        return [results[i] for i in range(len(batch))]
+
+    async def list_messages(self, address: str) -> list[StoredMessage]:
+        """The messages of a mailbox, ordered by UID."""
+        async with self._read() as conn:
+            rows = (await conn.execute(
+                select(messages).join(mailboxes, mailboxes.c.id == messages.c.mailbox_id)
+                .where(mailboxes.c.address == address.lower())
+                .order_by(messages.c.uid))).all()
+            if not rows:
+                await self._mailbox_exists(conn, address)
+        return [_message(row) for row in rows]
+
+    async def get_body(self, sha256: str) -> bytes:
+        async with self._read() as conn:
+            data = (await conn.execute(
+                select(bodies.c.data).where(bodies.c.sha256 == sha256))).scalar_one_or_none()
+        if data is None:
+            raise NotFound(f"no body {sha256}")
+        return bytes(data)
+
+    async def count_messages(self, address: str | None = None) -> int:
+        """Messages in one mailbox, or in all of them."""
+        query = select(func.count()).select_from(messages)
+        if address is not None:
+            query = query.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id).where(
+                mailboxes.c.address == address.lower())
+        async with self._read() as conn:
+            count = int((await conn.execute(query)).scalar_one())
+            if count == 0 and address is not None:
+                await self._mailbox_exists(conn, address)
+        return count
+
+    # ----------------------------------------------------------------- queue
+
+    async def claim_due(self, *, now: float, limit: int, lease: float) -> list[QueueEntry]:
+        """Lease up to ``limit`` due entries until ``now + lease``; never the same entry
+        to two claimers. Ordered by next_attempt_at."""
+        if limit <= 0:
+            return []
+        due = (select(queue.c.id)
+               .where(queue.c.status == QUEUED, queue.c.next_attempt_at <= now,
+                      queue.c.claimed_until <= now)
+               .order_by(queue.c.next_attempt_at, queue.c.id)
+               .limit(limit)
+               .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
+        async with self._write(writes_first=True) as conn:
+            rows = await conn.execute(update(queue).where(queue.c.id.in_(due))
+                                      .values(claimed_until=now + lease)
+                                      .returning(*queue.c))
+            entries = [_queue_entry(row) for row in rows]
+        return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
+
+    async def mark_delivered(self, entry_id: int, *, now: float) -> None:
+        await self._outcome(Outcome(Kind.DELIVERED, entry_id, now=now))
+
+    async def mark_deferred(self, entry_id: int, *, next_attempt_at: float,
+                            error: str) -> None:
+        """Count a failed attempt, schedule the next and release the claim."""
+        await self._outcome(Outcome(Kind.DEFERRED, entry_id, next_attempt_at=next_attempt_at,
+                                    error=error))
+
+    async def mark_failed(self, entry_id: int, *, error: str, now: float) -> None:
+        """Give up: count the attempt, status failed (the caller bounces)."""
+        await self._outcome(Outcome(Kind.FAILED, entry_id, error=error, now=now))
+
+    async def mark_delay_notified(self, entry_id: int) -> None:
+        await self._outcome(Outcome(Kind.DELAY_NOTIFIED, entry_id))
+
+    async def _outcome(self, outcome: Outcome) -> None:
+        await self._outcomes.submit(outcome)
+
+    async def _write_outcomes(self, batch: Sequence[Outcome]) -> list[Exception | None]:
+        async with self._write(writes_first=True) as conn:
+            return await write_outcomes(conn, batch)
+
+    async def queue_entries(self, *, status: str | None = None) -> list[QueueEntry]:
+        """Queue entries ordered by id, all or those with ``status``."""
+        query = select(queue).order_by(queue.c.id)
+        if status is not None:
+            if status not in QUEUE_STATUSES:
+                raise ValueError(f"unknown queue status {status!r}")
+            query = query.where(queue.c.status == status)
+        async with self._read() as conn:
+            return [_queue_entry(row) for row in await conn.execute(query)]
+
+    async def get_queue_entry(self, entry_id: int) -> QueueEntry:
+        async with self._read() as conn:
+            row = (await conn.execute(select(queue).where(queue.c.id == entry_id))).first()
+        if row is None:
+            raise NotFound(f"no queue entry {entry_id}")
+        return _queue_entry(row)
+
+    async def retry_now(self, entry_id: int | None = None, *, now: float) -> int:
+        """Make queued entries due now (a failed one too, when named by id, and it is
+        queued again); returns how many entries are now due. Claims in progress are
+        left alone."""
+        due_now = case((queue.c.next_attempt_at > now, now), else_=queue.c.next_attempt_at)
+        async with self._write(writes_first=True) as conn:
+            if entry_id is None:
+                result = await conn.execute(update(queue).where(queue.c.status == QUEUED)
+                                            .values(next_attempt_at=due_now))
+                return int(result.rowcount)
+            result = await conn.execute(
+                update(queue)
+                .where(queue.c.id == entry_id, queue.c.status.in_([QUEUED, FAILED]))
+                .values(next_attempt_at=case((queue.c.status == FAILED, now), else_=due_now),
+                        claimed_until=case((queue.c.status == FAILED, 0.0),
+                                           else_=queue.c.claimed_until),
+                        finished_at=None, status=QUEUED))
+            if result.rowcount:
+                return int(result.rowcount)
+            if (await conn.execute(select(queue.c.id).where(queue.c.id == entry_id))).first():
+                return 0
+            raise NotFound(f"no queue entry {entry_id}")
+
+    async def delete_queue_entry(self, entry_id: int) -> None:
+        async with self._write(writes_first=True) as conn:
+            sha = (await conn.execute(delete(queue).where(queue.c.id == entry_id)
+                                      .returning(queue.c.body_sha256))).scalar_one_or_none()
+            if sha is None:
+                raise NotFound(f"no queue entry {entry_id}")
+            await self._drop_orphan_bodies(conn, [sha])
+
+    async def purge_queue(self, *, finished_before: float) -> int:
+        """Delete delivered and failed entries finished before the given time."""
+        async with self._write(writes_first=True) as conn:
+            shas = (await conn.execute(
+                delete(queue).where(queue.c.status.in_([DELIVERED, FAILED]),
+                                    queue.c.finished_at < finished_before)
+                .returning(queue.c.body_sha256))).scalars().all()
+            await self._drop_orphan_bodies(conn, shas)
+        return len(shas)
+
+    async def next_due(self) -> float | None:
+        """When the next queued entry is due (a claimed one: when its lease ends)."""
+        due = case((queue.c.claimed_until > queue.c.next_attempt_at, queue.c.claimed_until),
+                   else_=queue.c.next_attempt_at)
+        async with self._read() as conn:
+            value = (await conn.execute(select(func.min(due))
+                                        .where(queue.c.status == QUEUED))).scalar_one()
+        return None if value is None else float(value)
+
+    # -------------------------------------------------- patient conversations
+
+    async def record_professional_message(self, *, patient: str, message_id: str, thread: str,
+                                          sender: str, reply_to: Sequence[str], closes: bool,
+                                          now: float) -> None:
+        """Remember a professional's message to a patient; ``closes`` closes its thread."""
+        patient = patient.lower()
+        if self._pg:
+            upsert: pg.Insert | sqlite.Insert = pg.insert(patient_threads)
+        else:
+            upsert = sqlite.insert(patient_threads)
+        upsert = upsert.values(patient=patient, thread=thread, opened_at=now,
+                               closed_at=now if closes else None)
+        keys = [patient_threads.c.patient, patient_threads.c.thread]
+        if closes:
+            upsert = upsert.on_conflict_do_update(index_elements=keys, set_={
+                "closed_at": func.coalesce(patient_threads.c.closed_at,
+                                           upsert.excluded.closed_at)})
+        else:
+            upsert = upsert.on_conflict_do_nothing(index_elements=keys)
+        async with self._write(writes_first=True) as conn:
+            await conn.execute(insert(patient_messages).values(
+                patient=patient, message_id=message_id, thread=thread, sender=sender.lower(),
+                reply_to=" ".join(dict.fromkeys(a.lower() for a in reply_to)),
+                received_at=now))
+            await conn.execute(upsert)
+
+    async def conversations(self, patient: str) -> list[Conversation]:
+        """The patient's threads, oldest first, each with the professionals in it."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(patient_threads.c.thread, patient_threads.c.closed_at,
+                       patient_messages.c.sender, patient_messages.c.reply_to)
+                .select_from(patient_threads)
+                .outerjoin(patient_messages, and_(
+                    patient_messages.c.patient == patient_threads.c.patient,
+                    patient_messages.c.thread == patient_threads.c.thread))
+                .where(patient_threads.c.patient == patient.lower())
+                .order_by(patient_threads.c.opened_at, patient_threads.c.thread))
+            threads: dict[str, tuple[set[str], bool]] = {}
+            for row in rows:
+                people, _ = threads.setdefault(row.thread, (set(), row.closed_at is not None))
+                if row.sender is not None:
+                    people.add(row.sender)
+                    people.update(row.reply_to.split())
+        return [Conversation(thread=thread, professionals=frozenset(people), closed=closed)
+                for thread, (people, closed) in threads.items()]
+
+    async def threads_of(self, patient: str, message_ids: Sequence[str]) -> list[str]:
+        """Threads of the patient's recorded professional messages named in
+        ``message_ids``, in the order the ids are given."""
+        wanted = list(dict.fromkeys(message_ids))
+        if not wanted:
+            return []
+        found: dict[str, set[str]] = {}
+        async with self._read() as conn:
+            for chunk in _chunks(wanted):
+                rows = await conn.execute(
+                    select(patient_messages.c.message_id, patient_messages.c.thread)
+                    .where(patient_messages.c.patient == patient.lower(),
+                           patient_messages.c.message_id.in_(chunk)))
+                for row in rows:
+                    found.setdefault(row.message_id, set()).add(row.thread)
+        threads: dict[str, None] = {}
+        for message_id in wanted:
+            for thread in sorted(found.get(message_id, ())):
+                threads[thread] = None
+        return list(threads)
+
+    # --------------------------------------------------------------- helpers
+
+    async def _person_id(self, conn: AsyncConnection, login: str) -> int:
+        person_id = (await conn.execute(select(persons.c.id).where(persons.c.login == login))
+                     ).scalar_one_or_none()
+        if person_id is None:
+            raise NotFound(f"no person with login {login!r}")
+        return int(person_id)
+
+    async def _people(self, conn: AsyncConnection,
+                      logins: Sequence[str]) -> dict[str, tuple[int, PersonKind]]:
+        """id and kind of each login; NotFound names the first unknown one."""
+        if not logins:
+            return {}
+        rows = await conn.execute(select(persons.c.id, persons.c.login, persons.c.kind)
+                                  .where(persons.c.login.in_(set(logins))))
+        people = {row.login: (int(row.id), PersonKind(row.kind)) for row in rows}
+        for login in logins:
+            if login not in people:
+                raise NotFound(f"no person with login {login!r}")
+        return people
+
+    async def _lock_mailbox(self, conn: AsyncConnection,
+                            address: str) -> tuple[int, MailboxType]:
+        row = (await conn.execute(select(mailboxes.c.id, mailboxes.c.type)
+                                  .where(mailboxes.c.address == address.lower())
+                                  .with_for_update())).first()
+        if row is None:
+            raise NotFound(f"no mailbox {address}")
+        return int(row.id), MailboxType(row.type)
+
+    async def _mailbox_exists(self, conn: AsyncConnection, address: str) -> None:
+        found = (await conn.execute(select(mailboxes.c.id)
+                                    .where(mailboxes.c.address == address.lower()))).first()
+        if found is None:
+            raise NotFound(f"no mailbox {address}")
+
+    async def _roles_by_person(self, conn: AsyncConnection, mailbox_id: int) -> dict[int, Role]:
+        rows = await conn.execute(select(mailbox_roles.c.person_id, mailbox_roles.c.role)
+                                  .where(mailbox_roles.c.mailbox_id == mailbox_id))
+        return {int(row.person_id): Role(row.role) for row in rows}
+
+    async def _drop_orphan_bodies(self, conn: AsyncConnection, shas: Iterable[str]) -> None:
+        """Delete those of ``shas`` no mailbox entry or queue entry holds any more."""
+        for chunk in _chunks(sorted(set(shas))):
+            if self._pg:  # wait for deliveries adding a reference (delivery.py)
+                await conn.execute(select(bodies.c.sha256).where(bodies.c.sha256.in_(chunk))
+                                   .order_by(bodies.c.sha256).with_for_update())
+            await conn.execute(delete(bodies).where(
+                bodies.c.sha256.in_(chunk),
+                ~exists().where(messages.c.body_sha256 == bodies.c.sha256),
+                ~exists().where(queue.c.body_sha256 == bodies.c.sha256)))
+
+
+def _sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+def _person(row: Row[Any]) -> Person:
+    return Person(login=row.login, kind=PersonKind(row.kind), display_name=row.display_name,
+                  rpps=row.rpps, password_hash=row.password_hash, created_at=row.created_at)
+
+
+def _mailbox(row: Row[Any]) -> Mailbox:
+    return Mailbox(address=row.address, display_address=row.display_address,
+                   type=MailboxType(row.type), description=row.description,
+                   organisation=row.organisation, service=row.service, cert_dn=row.cert_dn,
+                   active=bool(row.active), uidvalidity=int(row.uidvalidity),
+                   uidnext=int(row.uidnext))
+
+
+def _message(row: Row[Any]) -> StoredMessage:
+    return StoredMessage(uid=int(row.uid), message_id=row.message_id,
+                         from_header=row.from_header, subject=row.subject,
+                         date_header=row.date_header, received_at=row.received_at,
+                         size=int(row.size), body_sha256=row.body_sha256,
+                         envelope_from=row.envelope_from,
+                         flags=frozenset(row.flags.split()))
+
+
+def _queue_entry(row: Row[Any]) -> QueueEntry:
+    return QueueEntry(id=int(row.id), body_sha256=row.body_sha256,
+                      envelope_from=row.envelope_from, recipient=row.recipient,
+                      orcpt=row.orcpt, notify=frozenset(filter(None, row.notify.split(","))),
+                      ret=row.ret, envid=row.envid, status=row.status,
+                      attempts=int(row.attempts), next_attempt_at=row.next_attempt_at,
+                      created_at=row.created_at, last_error=row.last_error,
+                      delay_notified=bool(row.delay_notified), delivered_at=row.delivered_at,
+                      claimed_until=row.claimed_until, finished_at=row.finished_at)

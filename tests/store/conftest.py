@@ -1,0 +1,121 @@
+"""Every store test runs on SQLite and on PostgreSQL.
+
+PostgreSQL: ``MSSANTE_TEST_POSTGRES_URL`` (default the local trust-auth server).
+Each test gets a fresh schema, dropped afterwards. When the server cannot be
+reached the PostgreSQL cases skip, unless ``MSSANTE_REQUIRE_POSTGRES`` is set:
+then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
+from mssante.store import Store, open_store
+from mssante.store.engine import database_url
+
+POSTGRES_URL = os.environ.get("MSSANTE_TEST_POSTGRES_URL",
+                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0")
+
+DOMAIN = "ch-xyz.mssante.fr"
+RULES = Rules()
+
+
+@dataclass
+class Database:
+    """One empty database (a SQLite file, or a PostgreSQL schema) to open stores on."""
+
+    engine: str  # "sqlite" | "postgres"
+    url: str
+    schema: str | None = None
+    opened: list[Store] = field(default_factory=list)
+
+    async def open(self) -> Store:
+        store = await open_store(self.url, schema=self.schema)
+        self.opened.append(store)
+        return store
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{reason} (MSSANTE_REQUIRE_POSTGRES is set)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        db = Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'operator.sqlite3'}")
+        yield db
+        for store in db.opened:
+            await store.close()
+        return
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(database_url(POSTGRES_URL))
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except (OSError, SQLAlchemyError) as exc:
+        await admin.dispose()
+        _unavailable(f"PostgreSQL unreachable at {POSTGRES_URL}: {exc}")
+    db = Database("postgres", POSTGRES_URL, schema)
+    try:
+        yield db
+    finally:
+        for store in db.opened:
+            await store.close()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def store(database: Database) -> Store:
+    return await database.open()
+
+
+RowCounter = Callable[[str], Awaitable[int]]
+
+
+@pytest.fixture
+def count_rows(store: Store) -> RowCounter:
+    """Rows in one of the store's tables, read past the API (to check what is written)."""
+
+    async def count(table: str) -> int:
+        async with store._engine.connect() as conn:  # the tests' only look inside
+            return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+    return count
+
+
+@pytest.fixture
+async def people(store: Store) -> Store:
+    """dr, dr2 (health), soc (social), sec (staff), pat (patient)."""
+    await store.create_person("dr", PersonKind.HEALTH, "Dr Alice Martin", rpps="10101010101")
+    await store.create_person("dr2", PersonKind.HEALTH, "Dr Bruno Petit")
+    await store.create_person("soc", PersonKind.SOCIAL, "Chloé Roux")
+    await store.create_person("sec", PersonKind.STAFF, "Denise Blanc")
+    await store.create_person("pat", PersonKind.PATIENT, "Eve Noir")
+    return store
+
+
+@pytest.fixture
+async def mailboxes(people: Store) -> Store:
+    """Besides the people: dr's PER Alice.Martin@ and the ORG cardiologie@ dr is
+    responsible for, both on ch-xyz.mssante.fr."""
+    await people.create_mailbox(f"Alice.Martin@{DOMAIN}", MailboxType.PER, rules=RULES,
+                                owner="dr")
+    await people.create_mailbox(f"cardiologie@{DOMAIN}", MailboxType.ORG, rules=RULES,
+                                responsible=["dr"], organisation="CH XYZ",
+                                service="Cardiologie")
+    return people

@@ -1,0 +1,134 @@
+"""The outbound queue: leases, deferral, failure, retry, purge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from mssante.errors import NotFound
+from mssante.store import MessageSummary, OutboundRecipient, QueueEntry, Store
+
+SUMMARY = MessageSummary(None, None, None, None)
+T0 = 1_000_000.0
+LEASE = 300.0
+
+
+async def enqueue(store: Store, count: int, *, now: float = T0,
+                  body: bytes = b"body") -> list[int]:
+    accepted = await store.accept_message(
+        body, envelope_from="dr@ch-xyz.mssante.fr", local=[],
+        remote=[OutboundRecipient(f"r{n}@medecin.mssante.fr") for n in range(count)],
+        summary=SUMMARY, now=now)
+    return accepted.queue_ids
+
+
+async def test_claim_due_leases_in_due_order(store: Store) -> None:
+    late = await enqueue(store, 2, now=T0 + 50)
+    early = await enqueue(store, 2, now=T0)
+    future = await enqueue(store, 1, now=T0 + 1000)
+    claimed = await store.claim_due(now=T0 + 100, limit=10, lease=LEASE)
+    assert [e.id for e in claimed] == early + late
+    assert all(e.claimed_until == T0 + 100 + LEASE for e in claimed)
+    # Leased entries are not handed out again before the lease ends...
+    assert await store.claim_due(now=T0 + 200, limit=10, lease=LEASE) == []
+    # ... and a dead worker's entries come back when it ends.
+    again = await store.claim_due(now=T0 + 100 + LEASE, limit=3, lease=LEASE)
+    assert [e.id for e in again] == early + late[:1]
+    assert await store.claim_due(now=T0 + 100, limit=0, lease=LEASE) == []
+    assert (await store.get_queue_entry(future[0])).claimed_until == 0.0
+
+
+async def test_two_stores_never_claim_the_same_entry(database, store: Store) -> None:
+    other = await database.open()
+    ids = await enqueue(store, 60)
+    claims: list[list[QueueEntry]] = []
+
+    async def worker(s: Store) -> None:
+        while batch := await s.claim_due(now=T0, limit=4, lease=LEASE):
+            claims.append(batch)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(worker(s) for s in (store, other, store, other)))
+    claimed = [e.id for batch in claims for e in batch]
+    assert len(claimed) == len(set(claimed)), "an entry was claimed twice"
+    assert sorted(claimed) == sorted(ids)
+    assert len(claims) >= 15
+
+
+async def test_deferral_then_delivery(store: Store) -> None:
+    [entry_id] = await enqueue(store, 1)
+    [entry] = await store.claim_due(now=T0, limit=1, lease=LEASE)
+    await store.mark_deferred(entry.id, next_attempt_at=T0 + 60, error="451 4.4.1 no answer")
+    deferred = await store.get_queue_entry(entry_id)
+    assert (deferred.status, deferred.attempts, deferred.last_error) == (
+        "queued", 1, "451 4.4.1 no answer")
+    assert deferred.next_attempt_at == T0 + 60 and deferred.claimed_until == 0.0
+    assert await store.next_due() == T0 + 60
+    assert await store.claim_due(now=T0 + 59, limit=1, lease=LEASE) == []
+    [entry] = await store.claim_due(now=T0 + 60, limit=1, lease=LEASE)
+    assert await store.next_due() == T0 + 60 + LEASE  # claimed: due when the lease ends
+    await store.mark_delay_notified(entry_id)
+    await store.mark_delivered(entry_id, now=T0 + 61)
+    done = await store.get_queue_entry(entry_id)
+    assert (done.status, done.delivered_at, done.finished_at) == ("delivered", T0 + 61,
+                                                                  T0 + 61)
+    assert done.delay_notified and done.attempts == 1
+    assert await store.next_due() is None
+    assert [e.id for e in await store.queue_entries(status="delivered")] == [entry_id]
+    assert await store.queue_entries(status="queued") == []
+
+
+async def test_failure_and_retry_now(store: Store) -> None:
+    first, second, third = await enqueue(store, 3)
+    await store.mark_deferred(first, next_attempt_at=T0 + 3600, error="busy")
+    await store.mark_deferred(second, next_attempt_at=T0 + 7200, error="busy")
+    await store.mark_failed(third, error="550 5.1.1 unknown user", now=T0 + 5)
+    failed = await store.get_queue_entry(third)
+    assert (failed.status, failed.attempts, failed.finished_at) == ("failed", 1, T0 + 5)
+    assert failed.last_error == "550 5.1.1 unknown user"
+
+    assert await store.retry_now(now=T0 + 10) == 2  # every queued entry, not the failed one
+    assert {e.id for e in await store.claim_due(now=T0 + 10, limit=10, lease=LEASE)} == {
+        first, second}
+    assert (await store.get_queue_entry(third)).status == "failed"
+
+    assert await store.retry_now(third, now=T0 + 20) == 1  # by id: failed comes back
+    again = await store.get_queue_entry(third)
+    assert (again.status, again.next_attempt_at, again.finished_at) == ("queued", T0 + 20,
+                                                                        None)
+    await store.mark_delivered(first, now=T0 + 30)
+    assert await store.retry_now(first, now=T0 + 40) == 0  # delivered stays delivered
+    with pytest.raises(NotFound):
+        await store.retry_now(999_999, now=T0)
+
+
+async def test_unknown_entries(store: Store) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.mark_delivered(42, now=T0),
+        lambda: store.mark_deferred(42, next_attempt_at=T0, error="x"),
+        lambda: store.mark_failed(42, error="x", now=T0),
+        lambda: store.mark_delay_notified(42),
+        lambda: store.get_queue_entry(42),
+        lambda: store.delete_queue_entry(42),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound, match="no queue entry 42"):
+            await call()
+    with pytest.raises(ValueError):
+        await store.queue_entries(status="lost")
+
+
+async def test_delete_and_purge_drop_unreferenced_bodies(store: Store, count_rows) -> None:
+    first, second = await enqueue(store, 2, body=b"one")
+    [third] = await enqueue(store, 1, body=b"two")
+    await store.delete_queue_entry(first)
+    assert await count_rows("bodies") == 2  # second still holds b"one"
+    await store.mark_delivered(second, now=T0 + 10)
+    await store.mark_failed(third, error="gone", now=T0 + 100)
+    assert await store.purge_queue(finished_before=T0 + 50) == 1
+    assert [e.id for e in await store.queue_entries()] == [third]
+    assert await count_rows("bodies") == 1
+    assert await store.purge_queue(finished_before=T0 + 101) == 1
+    assert await count_rows("bodies") == 0
