@@ -132,3 +132,15 @@ async def test_delete_and_purge_drop_unreferenced_bodies(store: Store, count_row
     assert await count_rows("bodies") == 1
     assert await store.purge_queue(finished_before=T0 + 101) == 1
     assert await count_rows("bodies") == 0
+
+
+async def test_released_claims_are_due_again_without_an_attempt(store: Store) -> None:
+    ids = await enqueue(store, 3)
+    claimed = await store.claim_due(now=T0, limit=10, lease=LEASE)
+    assert sorted(e.id for e in claimed) == sorted(ids)
+    await store.mark_delivered(ids[0], now=T0)
+    await store.release_claims(ids)
+    again = await store.claim_due(now=T0 + 1, limit=10, lease=LEASE)
+    assert sorted(e.id for e in again) == sorted(ids[1:])  # the delivered one stays delivered
+    assert all(e.attempts == 0 for e in again)
+    await store.release_claims([])  # nothing to do

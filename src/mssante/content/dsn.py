@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.header import Header
 from enum import StrEnum
 
 from mssante.content.headers import split_message
@@ -103,7 +104,7 @@ def build_dsn(*, reporting_mta: str, from_address: str, to: str,
     headers = [
         f"From: Mail Delivery System <{from_address}>",
         f"To: <{to}>",
-        f"Subject: {_SUBJECTS[action]}",
+        f"Subject: {Header(_SUBJECTS[action], 'utf-8').encode()}",  # RFC 2047
         f"Date: {_rfc822_date(now)}",
         f"Message-ID: <{uuid.uuid4().hex}@{domain}>",
         "Auto-Submitted: auto-replied",  # RFC 3834 §5

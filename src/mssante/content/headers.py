@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 
-_PARSER = BytesHeaderParser(policy=compat32)
+_PARSER = HeaderParser(policy=compat32)
 MAX_HEADER_SECTION = 1024 * 1024
 
 
@@ -67,7 +67,8 @@ def _addresses(msg: Message, name: str) -> tuple[str, ...]:
 
 def read_headers(body: bytes) -> HeaderView:
     head, _ = split_message(body)
-    msg = _PARSER.parsebytes(head)
+    # RFC 6532: header fields may carry raw UTF-8; RFC 2047 words are decoded by _text.
+    msg = _PARSER.parsestr(head.decode("utf-8", "replace"))
     return HeaderView(
         message_id=_text(msg, "Message-ID"),
         subject=_text(msg, "Subject"),

@@ -124,6 +124,8 @@ def _toml_str(value: str) -> str:
 class LocalEnvironment:
     data_dir: Path
     base_port: int = DEFAULT_BASE_PORT
+    retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)  # queue backoff of operators
+    refresh_interval: float = 30.0  # trust client refresh of operators (seconds)
     trust_space: TrustSpace | None = None
     operators: list[OperatorService] = field(default_factory=list)
     description: dict[str, Any] = field(default_factory=dict)
@@ -253,7 +255,7 @@ ca_file = {_toml_str(str(self.trust_space.pki.root_cert_file))}
 
 [trust]
 url = {_toml_str(self.trust_url)}
-refresh_interval = 30
+refresh_interval = {self.refresh_interval}
 
 [smtp]
 host = "{HOST}"
@@ -268,7 +270,8 @@ host = "{HOST}"
 port = {ports['submissions']}
 
 [queue]
-retry_delays = [5, 30, 120, 600]
+retry_delays = [{", ".join(str(d) for d in self.retry_delays)}]
+poll_interval = 0.5
 
 [routes]
 {routes}

@@ -65,6 +65,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.workers)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._claimed: set[int] = set()  # entries leased by this worker, not yet settled
 
     def wake(self) -> None:
         self._wake.set()
@@ -81,6 +82,9 @@ class DeliveryWorker:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Entries in flight go back to the queue at once rather than when the lease ends.
+            await self.ctx.store.release_claims(sorted(self._claimed))
+            self._claimed.clear()
             await self.pool.close()
 
     async def _sleep(self) -> None:
@@ -102,6 +106,7 @@ class DeliveryWorker:
             return 1
         entries = await self.ctx.store.claim_due(now=time.time(), limit=free * 16,
                                                  lease=LEASE_SECONDS)
+        self._claimed.update(e.id for e in entries)
         groups: dict[tuple[str, str, str, str | None, str | None], list[QueueEntry]]
         groups = defaultdict(list)
         for entry in entries:
@@ -125,6 +130,8 @@ class DeliveryWorker:
                 await self.deliver(group)
             except Exception:  # a bug must not stop the queue; the lease brings it back
                 log.exception("delivery of %s failed unexpectedly", [e.id for e in group])
+            else:
+                self._claimed.difference_update(e.id for e in group)
 
     async def deliver(self, group: Sequence[QueueEntry]) -> None:
         domain = _domain(group[0].recipient)
@@ -251,6 +258,10 @@ class DeliveryWorker:
 
 
 def _error(code: int, message: str) -> DeliveryError:
-    status = message.split(" ", 1)[0] if message[:1] in "245" and message[1:2] == "." else \
-        ("5.0.0" if code >= 500 else "4.0.0")
-    return DeliveryError(code, status, message, permanent=code >= 500)
+    """A reply from the next hop; its enhanced status code (RFC 2034) when it gives one."""
+    first, _, rest = message.partition(" ")
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+        return DeliveryError(code, first, rest, permanent=code >= 500)
+    return DeliveryError(code, "5.0.0" if code >= 500 else "4.0.0", message,
+                         permanent=code >= 500)

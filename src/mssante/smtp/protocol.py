@@ -31,7 +31,7 @@ from mssante.smtp.replies import (
 log = logging.getLogger(__name__)
 
 # aiosmtpd logs every command line at INFO on "mail.log"; keep it for debugging only.
-logging.getLogger("mail.log").setLevel(logging.WARNING)
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 class MSSEnvelope(Envelope):  # type: ignore[misc]

@@ -528,6 +528,15 @@ class Store:
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
+    async def release_claims(self, entry_ids: Sequence[int]) -> None:
+        """Give back leases without counting an attempt (a worker stopping cleanly)."""
+        if not entry_ids:
+            return
+        async with self._write() as conn:
+            await conn.execute(update(queue)
+                               .where(queue.c.id.in_(list(entry_ids)), queue.c.status == QUEUED)
+                               .values(claimed_until=0.0))
+
     async def mark_delivered(self, entry_id: int, *, now: float) -> None:
         await self._outcome(Outcome(Kind.DELIVERED, entry_id, now=now))
 

@@ -1,0 +1,156 @@
+"""Fixtures shared by the whole suite: free ports and a running local environment.
+
+The environment runs in a thread with its own event loop, so that tests drive it
+with blocking clients (smtplib, ssl) exactly as a user's mail client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from mssante.environment.local import LocalEnvironment
+from mssante.store import open_store
+
+T = TypeVar("T")
+
+
+def _ports_free(base: int, count: int) -> bool:
+    for port in range(base, base + count):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(span: int = 40) -> int:
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 50)
+        if _ports_free(base, span):
+            return base
+    raise RuntimeError("no free port range")
+
+
+class LoopThread:
+    """An event loop in a thread; ``call`` runs a coroutine there and waits for it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class RunningEnvironment:
+    env: LocalEnvironment
+    runner: LoopThread
+
+    @property
+    def description(self) -> dict[str, Any]:
+        return self.env.description
+
+    def operator(self, domain: str) -> dict[str, Any]:
+        return next(o for o in self.description["operators"] if o["domain"] == domain)
+
+    def service(self, domain: str) -> Any:
+        return next(s for s in self.env.operators if domain in s.config.operator.domains)
+
+    def account(self, login: str) -> dict[str, Any]:
+        return next(a for a in self.description["accounts"] if a["login"] == login)
+
+    def password(self, login: str) -> str:
+        return str(self.account(login)["password"])
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.description["ca_file"])
+
+    def messages(self, address: str) -> list[Any]:
+        domain = address.rpartition("@")[2]
+        url = self.service(domain).config.database_url
+
+        async def read() -> list[Any]:
+            store = await open_store(url)
+            try:
+                return await store.list_messages(address)
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0,
+                 what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def wait_message(self, address: str, subject: str, timeout: float = 20.0) -> Any:
+        found: list[Any] = []
+
+        def check() -> bool:
+            found[:] = [m for m in self.messages(address) if m.subject == subject]
+            return bool(found)
+
+        self.wait_for(check, timeout, f"{subject!r} in {address}")
+        return found[0]
+
+    def refresh_trust(self) -> None:
+        for service in self.env.operators:
+            assert self.runner.call(service.trust.refresh()), "trust refresh failed"
+
+
+def start_environment(data_dir: Path, **kwargs: Any) -> RunningEnvironment:
+    runner = LoopThread()
+    env = LocalEnvironment(data_dir, free_base_port(), **kwargs)
+    try:
+        runner.call(env.prepare(), timeout=180)
+        runner.call(env.start(), timeout=60)
+    except BaseException:
+        runner.close()
+        raise
+    return RunningEnvironment(env, runner)
+
+
+def stop_environment(running: RunningEnvironment) -> None:
+    try:
+        running.runner.call(running.env.stop(), timeout=60)
+    finally:
+        running.runner.close()
+
+
+@pytest.fixture(scope="session")
+def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEnvironment]:
+    """One environment for the tests that leave it as they found it."""
+    running = start_environment(tmp_path_factory.mktemp("env"), retry_delays=(0.5, 1.0))
+    try:
+        yield running
+    finally:
+        stop_environment(running)
+
+
+def environment_json(running: RunningEnvironment) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((running.env.data_dir / "environment.json").read_text())
+    return data

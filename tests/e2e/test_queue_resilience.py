@@ -1,0 +1,87 @@
+"""The outbound queue: a peer down then up, and a restart of the sending operator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mssante.config import load_operator_config
+from mssante.environment.operator import OperatorService
+from mssante.store import open_store
+from tests.conftest import RunningEnvironment, start_environment, stop_environment
+from tests.e2e.mail import message, send, unique
+
+DUPONT = "dupont@ch-xyz.mssante.fr"
+MARTIN = "jean.martin@medecin.mssante.fr"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[RunningEnvironment]:
+    running = start_environment(tmp_path / "env", retry_delays=(0.5, 1.0))
+    try:
+        yield running
+    finally:
+        stop_environment(running)
+
+
+def stop_operator(env: RunningEnvironment, domain: str) -> Path:
+    service = env.service(domain)
+    env.runner.call(service.stop())
+    env.env.operators.remove(service)
+    return service.config.path
+
+
+def start_operator(env: RunningEnvironment, config_path: Path) -> None:
+    service = OperatorService(load_operator_config(config_path))
+    env.runner.call(service.start())
+    env.env.operators.append(service)
+
+
+def queue(env: RunningEnvironment, domain: str) -> list:
+    url = load_operator_config(
+        env.env.data_dir / "operators" / domain / "operator.toml").database_url
+
+    async def read() -> list:
+        store = await open_store(url)
+        try:
+            return await store.queue_entries()
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_peer_down_then_up_is_delivered_after_a_retry(env: RunningEnvironment) -> None:
+    medecin = stop_operator(env, "medecin.mssante.fr")
+    subject = unique("pendant la panne")
+    send(env, DUPONT, message(DUPONT, MARTIN, subject))
+    env.wait_for(lambda: any(e.attempts >= 1 and e.status == "queued"
+                             for e in queue(env, "ch-xyz.mssante.fr")),
+                 what="a deferred queue entry")
+    (entry,) = queue(env, "ch-xyz.mssante.fr")
+    assert "cannot connect" in (entry.last_error or "")
+    start_operator(env, medecin)
+    env.wait_message(MARTIN, subject)
+    env.wait_for(lambda: [e.status for e in queue(env, "ch-xyz.mssante.fr")] == ["delivered"],
+                 what="the entry marked delivered")
+
+
+def test_queue_survives_a_restart_and_delivers_once(env: RunningEnvironment) -> None:
+    medecin = stop_operator(env, "medecin.mssante.fr")
+    subjects = [unique(f"message {i}") for i in range(5)]
+    for subject in subjects:
+        send(env, DUPONT, message(DUPONT, MARTIN, subject))
+    ch_xyz = stop_operator(env, "ch-xyz.mssante.fr")
+    assert {e.status for e in queue(env, "ch-xyz.mssante.fr")} == {"queued"}
+    assert len(queue(env, "ch-xyz.mssante.fr")) == 5
+    start_operator(env, medecin)
+    start_operator(env, ch_xyz)
+    for subject in subjects:
+        env.wait_message(MARTIN, subject)
+    env.wait_for(lambda: {e.status for e in queue(env, "ch-xyz.mssante.fr")} == {"delivered"},
+                 what="all delivered")
+    received = [m.subject for m in env.messages(MARTIN)]
+    assert sorted(s for s in received if s in subjects) == sorted(subjects)  # exactly once
