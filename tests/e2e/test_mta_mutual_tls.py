@@ -94,8 +94,9 @@ def test_revoked_certificate_refused_after_refresh(environment, tmp_path: Path) 
     cert = pki.issue_server("mta2.ch-xyz.mssante.fr", organisation="CH XYZ", out_dir=tmp_path,
                             name="second")
     publisher = environment.env.trust_space.publisher
-    from mssante.whitelist.model import WhitelistEntry
     import datetime as dt
+
+    from mssante.whitelist.model import WhitelistEntry
 
     publisher.add(WhitelistEntry(name="ch-xyz.mssante.fr", description="second MTA",
                                  operator_dn=cert.subject_dn,

@@ -130,4 +130,4 @@ def build_dsn(*, reporting_mta: str, from_address: str, to: str,
         "",
     ]
     text = "\r\n".join(parts).encode("utf-8")
-    return text + "\r\n".encode() + returned.rstrip(b"\r\n") + f"\r\n\r\n--{boundary}--\r\n".encode()
+    return text + b"\r\n" + returned.rstrip(b"\r\n") + f"\r\n\r\n--{boundary}--\r\n".encode()

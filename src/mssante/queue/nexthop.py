@@ -45,7 +45,7 @@ class NextHops:
             return [Hop(domain, self._port)]  # RFC 5321 §5.1: implicit MX
         except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
             return []
-        records = sorted(answer, key=lambda r: r.preference)  # type: ignore[attr-defined]
-        hops = [Hop(str(r.exchange).rstrip("."), self._port) for r in records]  # type: ignore[attr-defined]
+        records = sorted(answer, key=lambda r: r.preference)
+        hops = [Hop(str(r.exchange).rstrip("."), self._port) for r in records]
         # RFC 7505: a single MX "." means the domain accepts no mail.
         return [h for h in hops if h.host]

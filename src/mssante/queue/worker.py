@@ -20,6 +20,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -93,10 +94,8 @@ class DeliveryWorker:
         if due is not None:
             timeout = max(0.0, min(timeout, due - time.time()))
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def run_once(self, *, wait: bool = True) -> int:
         """Claim due entries and start their delivery; with ``wait``, until done."""
@@ -183,7 +182,8 @@ class DeliveryWorker:
             for entry in group:
                 params = RcptParams(notify=entry.notify, orcpt=entry.orcpt)
                 try:
-                    await smtp.rcpt(entry.recipient, options=rcpt_params_wire(params) if dsn else [])
+                    await smtp.rcpt(entry.recipient,
+                                    options=rcpt_params_wire(params) if dsn else [])
                     accepted.append(entry)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     await self._outcome(entry, _error(exc.code, exc.message), conn)

@@ -33,8 +33,8 @@ class Incoming:
     protocol: str  # ESMTPS (MTA) or ESMTPSA (submission), RFC 3848
 
 
-async def accept(ctx: OperatorContext, msg: Incoming, *, extra_headers: Sequence[tuple[str, str]] = ()
-                 ) -> str:
+async def accept(ctx: OperatorContext, msg: Incoming, *,
+                 extra_headers: Sequence[tuple[str, str]] = ()) -> str:
     """Store and queue ``msg``; returns the queue id used in the Received header."""
     now = time.time()
     queue_id = uuid.uuid4().hex[:16].upper()

@@ -111,7 +111,8 @@ class InboundHandler:
 
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
-        body: bytes = envelope.original_content
+        body = envelope.original_content
+        assert body is not None and envelope.mail_from is not None
         msg = Incoming(
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),

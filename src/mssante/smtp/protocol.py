@@ -7,8 +7,8 @@ Implementation notes:
   buffered stream, so pipelined commands are answered in order; we advertise it.
 - Replies raised as ``SMTPReply`` anywhere below a command are caught once here
   and pushed as they are; any other exception becomes ``451 4.3.0`` and is logged.
-- TLS: ``tls_active`` is true after STARTTLS or on an implicit-TLS listener; the
-  peer certificate (DER) is read from the TLS object of the transport.
+- TLS: after STARTTLS or on an implicit-TLS listener, the peer certificate (DER)
+  is read from the TLS object of the transport.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
-class MSSEnvelope(Envelope):  # type: ignore[misc]
+class MSSEnvelope(Envelope):
     """aiosmtpd's envelope plus what DSN and the policy need."""
 
     def __init__(self) -> None:
@@ -44,19 +44,25 @@ class MSSEnvelope(Envelope):  # type: ignore[misc]
         self.null_sender = False
 
 
-class MSSanteSMTP(SMTP):  # type: ignore[misc]
+class MSSanteSMTP(SMTP):
     """One SMTP connection."""
 
     def __init__(self, handler: Any, *, implicit_tls: bool = False, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.implicit_tls = implicit_tls
+        self.auth_failures = 0
+
+    # Methods, not properties: aiosmtpd's constructor walks every attribute with
+    # inspect.getmembers() before the session and envelope exist.
+    def mss_envelope(self) -> MSSEnvelope:
+        assert isinstance(self.envelope, MSSEnvelope)
+        return self.envelope
+
+    def extended(self) -> bool:
+        return self.session is not None and self.session.extended_smtp
 
     def _create_envelope(self) -> MSSEnvelope:
         return MSSEnvelope()
-
-    @property
-    def tls_active(self) -> bool:
-        return self.implicit_tls or self._tls_protocol is not None
 
     def ssl_object(self) -> ssl.SSLObject | None:
         if self.transport is None:
@@ -86,7 +92,7 @@ class MSSanteSMTP(SMTP):  # type: ignore[misc]
             return
         if await self.check_auth_needed("MAIL"):
             return
-        envelope: MSSEnvelope = self.envelope
+        envelope = self.mss_envelope()
         syntaxerr = "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]"
         rest = self._strip_command_keyword("FROM:", arg) if arg else None
         if rest is None:
@@ -104,7 +110,7 @@ class MSSanteSMTP(SMTP):  # type: ignore[misc]
         if address is None or (not address and not null_sender) or params_text is None:
             await self._push_reply(BAD_ADDRESS_SYNTAX)
             return
-        if params_text.strip() and not self.session.extended_smtp:
+        if params_text.strip() and not self.extended():
             await self.push(syntaxerr)
             return
         try:
@@ -135,7 +141,7 @@ class MSSanteSMTP(SMTP):  # type: ignore[misc]
             return
         if await self.check_auth_needed("RCPT"):
             return
-        envelope: MSSEnvelope = self.envelope
+        envelope = self.mss_envelope()
         if envelope.mail_from is None:
             await self.push("503 5.5.1 Error: need MAIL command")
             return
@@ -148,7 +154,7 @@ class MSSanteSMTP(SMTP):  # type: ignore[misc]
         if not address or params_text is None:
             await self._push_reply(BAD_ADDRESS_SYNTAX)
             return
-        if params_text.strip() and not self.session.extended_smtp:
+        if params_text.strip() and not self.extended():
             await self.push(syntaxerr)
             return
         try:

@@ -91,8 +91,8 @@ class SubmissionHandler:
         return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))
 
     async def _failed(self, server: MSSanteSMTP, login: str) -> AuthResult:
-        failures = getattr(server, "auth_failures", 0) + 1
-        server.auth_failures = failures
+        server.auth_failures += 1
+        failures = server.auth_failures
         log.info("authentication failed for %r (%d)", login, failures)
         if failures >= MAX_AUTH_FAILURES:
             await server.push("421 4.7.0 Too many authentication failures, closing")
@@ -122,6 +122,7 @@ class SubmissionHandler:
         return await self._login(server, login, password)
 
     async def auth_LOGIN(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        login_blob: object
         if len(args) == 1:
             login_blob = await server.challenge_auth("Username:")
         else:
@@ -163,6 +164,11 @@ class SubmissionHandler:
         return ehlo_keywords(responses, advertise_auth=True)
 
     @staticmethod
+    def _sender(envelope: MSSEnvelope) -> str:
+        assert envelope.mail_from is not None  # aiosmtpd: RCPT and DATA come after MAIL
+        return envelope.mail_from
+
+    @staticmethod
     def _identity(session: Session) -> Identity:
         identity = session.auth_data
         assert isinstance(identity, Identity)
@@ -187,7 +193,7 @@ class SubmissionHandler:
         identity = self._identity(session)
         rcpt = recipient_address(envelope, address)
         if identity.is_patient:
-            conversations = await self.ctx.store.conversations(envelope.mail_from.lower())
+            conversations = await self.ctx.store.conversations(self._sender(envelope).lower())
             try:
                 check_patient_recipient(rcpt.key, rcpt.is_patient, conversations)
             except PolicyViolation as exc:
@@ -222,7 +228,9 @@ class SubmissionHandler:
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
         identity = self._identity(session)
-        body: bytes = envelope.original_content
+        body = envelope.original_content
+        assert body is not None
+        sender = self._sender(envelope)
         headers = read_headers(body)
         for text in headers.from_addresses:
             try:
@@ -231,10 +239,10 @@ class SubmissionHandler:
                 raise SMTPReply(SENDER_NOT_ALLOWED.with_text(f"From header: {exc}")) from None
         if identity.is_patient:
             await self._check_patient_reply(envelope, headers.referenced_ids)
-        domain = envelope.mail_from.rpartition("@")[2]
+        domain = sender.rpartition("@")[2]
         extra: list[tuple[str, str]] = []
         if not headers.from_addresses:
-            extra.append(("From", f"<{envelope.mail_from}>"))
+            extra.append(("From", f"<{sender}>"))
         if not headers.has_date:
             extra.append(("Date", email.utils.formatdate(localtime=False)))
         if not headers.message_id:
@@ -243,7 +251,7 @@ class SubmissionHandler:
             body = b"".join(f"{k}: {v}\r\n".encode() for k, v in extra) + body
             headers = read_headers(body)
         msg = Incoming(
-            envelope_from=envelope.mail_from,
+            envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
             helo=session.host_name, peer=peer_host(server, session), protocol="ESMTPSA")
@@ -251,7 +259,7 @@ class SubmissionHandler:
         return f"250 2.6.0 Message accepted as {queue_id}"
 
     async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:
-        patient = envelope.mail_from.lower()
+        patient = self._sender(envelope).lower()
         store = self.ctx.store
         threads = await store.threads_of(patient, message_ids(referenced))
         try:
