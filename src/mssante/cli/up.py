@@ -56,10 +56,11 @@ def _show(env: LocalEnvironment) -> None:
         endpoints.add_row(op["domain"], str(op["smtp"]["port"]), str(op["submission"]["port"]),
                           str(op["submissions"]["port"]))
     console.print(endpoints)
-    logins = Table("login", "password", "kind", "mailboxes")
+    console.print("[bold]logins[/] (also in environment.json):")
     for acc in d["accounts"]:
-        logins.add_row(acc["login"], acc["password"], acc["kind"], "\n".join(acc["mailboxes"]))
-    console.print(logins)
+        console.print(f"  {acc['login']}  password {acc['password']}  ({acc['kind']}: "
+                      f"{', '.join(acc['mailboxes'])})", highlight=False, soft_wrap=True)
     for app in d["applications"]:
-        console.print(f"application {app['mailbox']}: certificate {app['cert_file']}")
+        console.print(f"  application {app['mailbox']}: certificate {app['cert_file']}",
+                      highlight=False, soft_wrap=True)
     console.print(f"written: {env.data_dir / 'environment.json'} — Ctrl-C to stop")

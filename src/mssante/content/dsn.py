@@ -8,7 +8,6 @@ RFC 3461 §4.3).
 
 from __future__ import annotations
 
-import email.utils
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from email.header import Header
 from enum import StrEnum
 
-from mssante.content.headers import split_message
+from mssante.content.headers import rfc5322_date, split_message
 
 
 class Action(StrEnum):  # RFC 3464 §2.3.3
@@ -61,7 +60,7 @@ _EXPLANATIONS = {
 
 
 def _rfc822_date(ts: float) -> str:
-    return email.utils.formatdate(ts, localtime=False)
+    return rfc5322_date(ts)
 
 
 def build_dsn(*, reporting_mta: str, from_address: str, to: str,

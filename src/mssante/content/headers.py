@@ -7,9 +7,8 @@ never prevents delivery.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
-import time
-import uuid
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
@@ -83,8 +82,10 @@ def read_headers(body: bytes) -> HeaderView:
     )
 
 
-def new_message_id(domain: str) -> str:
-    return f"<{uuid.uuid4().hex}@{domain}>"
+def rfc5322_date(ts: float | None = None) -> str:
+    """RFC 5322 §3.3 date in UTC with the "+0000" zone (``-0000`` would mean "unknown")."""
+    moment = dt.datetime.now(dt.UTC) if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+    return email.utils.format_datetime(moment)
 
 
 def prepend_headers(body: bytes, headers: list[tuple[str, str]]) -> bytes:
@@ -100,4 +101,4 @@ def received_header(*, helo: str | None, peer: str | None, by: str, protocol: st
              f"with {protocol} id {queue_id}"]
     if recipient:
         parts.append(f"for <{recipient}>")
-    return "\r\n\t".join(parts) + "; " + email.utils.formatdate(time.time(), localtime=False)
+    return "\r\n\t".join(parts) + "; " + rfc5322_date()

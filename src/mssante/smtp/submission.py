@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import AuthResult, Session
 
-from mssante.content.headers import read_headers
+from mssante.content.headers import read_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.mailboxes import PersonKind
@@ -244,7 +244,7 @@ class SubmissionHandler:
         if not headers.from_addresses:
             extra.append(("From", f"<{sender}>"))
         if not headers.has_date:
-            extra.append(("Date", email.utils.formatdate(localtime=False)))
+            extra.append(("Date", rfc5322_date()))
         if not headers.message_id:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
         if extra:

@@ -1,0 +1,68 @@
+"""RFC 3464 reports, parsed back with the standard library's email parser."""
+
+from __future__ import annotations
+
+import email
+from email.message import Message
+
+from mssante.content.dsn import Action, RecipientStatus, build_dsn
+from mssante.content.headers import read_headers, split_message
+
+ORIGINAL = (b"From: dupont@ch-xyz.mssante.fr\r\nTo: x@medecin.mssante.fr\r\n"
+            b"Subject: =?utf-8?q?Compte_rendu_=C3=A9chographie?=\r\n"
+            b"Message-ID: <m1@ch-xyz.mssante.fr>\r\n\r\nCorps du message\r\n")
+
+
+def report(ret: str | None) -> Message:
+    data = build_dsn(
+        reporting_mta="mta.ch-xyz.mssante.fr", from_address="postmaster@ch-xyz.mssante.fr",
+        to="dupont@ch-xyz.mssante.fr",
+        statuses=[RecipientStatus("x@medecin.mssante.fr", Action.FAILED, "5.1.1",
+                                  "smtp; 550 5.1.1 No such mailbox", orcpt="rfc822;X@medecin",
+                                  remote_mta="127.0.0.1")],
+        original=ORIGINAL, envid="ENV 1", ret=ret, arrival=1_700_000_000.0, now=1_700_000_060.0)
+    return email.message_from_bytes(data)
+
+
+def test_structure_of_a_failure_report() -> None:
+    msg = report(None)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    text, status, returned = msg.get_payload()
+    assert text.get_content_type() == "text/plain"
+    assert status.get_content_type() == "message/delivery-status"
+    per_message, per_recipient = status.get_payload()
+    assert per_message["Reporting-MTA"] == "dns; mta.ch-xyz.mssante.fr"
+    assert per_message["Original-Envelope-Id"] == "ENV 1"
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "5.1.1"
+    assert per_recipient["Final-Recipient"] == "rfc822; x@medecin.mssante.fr"
+    assert per_recipient["Original-Recipient"] == "rfc822;X@medecin"
+    assert per_recipient["Diagnostic-Code"] == "smtp; 550 5.1.1 No such mailbox"
+    # no RET: headers only (RFC 3461 §4.3)
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert b"Corps du message" not in returned.as_bytes()
+
+
+def test_ret_full_returns_the_whole_message() -> None:
+    returned = report("FULL").get_payload()[2]
+    assert returned.get_content_type() == "message/rfc822"
+    assert "Corps du message" in returned.as_string()
+
+
+def test_subject_is_encoded_and_readable() -> None:
+    data = build_dsn(reporting_mta="m", from_address="postmaster@a.mssante.fr", to="d@a.fr",
+                     statuses=[RecipientStatus("x@b.fr", Action.DELAYED, "4.4.1")],
+                     original=ORIGINAL, envid=None, ret=None, arrival=0.0)
+    head, _ = split_message(data)
+    assert head.isascii()
+    assert read_headers(data).subject == "Delayed Mail (still being retried) / Message retardé"
+
+
+def test_headers_decode_rfc2047_and_raw_utf8() -> None:
+    assert read_headers(ORIGINAL).subject == "Compte rendu échographie"
+    raw = "Subject: Résultats\r\nFrom: a@b.fr\r\n\r\nx".encode()
+    view = read_headers(raw)
+    assert view.subject == "Résultats"
+    assert view.from_addresses == ("a@b.fr",)
