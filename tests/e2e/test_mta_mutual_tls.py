@@ -145,7 +145,7 @@ def test_domain_removed_from_whitelist_refused_after_refresh(environment) -> Non
         with submission(environment, "ch-xyz.mssante.fr", DUPONT) as smtp:
             smtp.mail(DUPONT)
             code, text = smtp.rcpt(MARTIN)
-        assert code == 550 and b"outside the MSSant" in text
+        assert code == 550 and b"outside the MSSante trust space" in text
         # at the MTA of medecin: mail *from* the removed domain is refused
         cfg = environment.service("medecin.mssante.fr").config
         with mta(environment, "ch-xyz.mssante.fr") as smtp:

@@ -72,14 +72,14 @@ def test_address_outside_the_trust_space_is_refused(environment) -> None:
         code, text = smtp.rcpt("confrere@gmail.com")
     assert code == 550
     assert b"5.7.1" in text
-    assert b"confrere@gmail.com is outside the MSSant" in text
+    assert b"confrere@gmail.com is outside the MSSante trust space" in text
 
 
 def test_unknown_mssante_domain_is_refused(environment) -> None:
     with submission(environment, "ch-xyz.mssante.fr", DUPONT) as smtp:
         smtp.mail(DUPONT)
         code, text = smtp.rcpt("x@inconnu.mssante.fr")
-    assert code == 550 and b"not on the MSSant" in text
+    assert code == 550 and b"not on the MSSante whitelist" in text
 
 
 def test_sending_as_someone_elses_mailbox_is_refused(environment) -> None:

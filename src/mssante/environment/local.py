@@ -126,6 +126,7 @@ class LocalEnvironment:
     base_port: int = DEFAULT_BASE_PORT
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)  # queue backoff of operators
     refresh_interval: float = 30.0  # trust client refresh of operators (seconds)
+    database_urls: dict[str, str] = field(default_factory=dict)  # domain -> URL; else SQLite
     trust_space: TrustSpace | None = None
     operators: list[OperatorService] = field(default_factory=list)
     description: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +248,7 @@ class LocalEnvironment:
 domains = [{_toml_str(demo.domain)}]
 hostname = {_toml_str("mta." + demo.domain)}
 data_dir = "."
+database_url = {_toml_str(self.database_urls.get(demo.domain, ""))}
 
 [tls]
 cert_file = {_toml_str(str(mta.cert_file))}

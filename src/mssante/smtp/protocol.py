@@ -5,6 +5,12 @@ Implementation notes:
   handler as written (aiosmtpd upper-cases and refuses unknown parameters).
 - PIPELINING (RFC 2920): aiosmtpd reads commands one line at a time from a
   buffered stream, so pipelined commands are answered in order; we advertise it.
+- DATA is read in bulk: the stream is searched for the terminating CRLF.CRLF
+  (RFC 5321 §4.1.1.4, the only terminator: a bare LF never ends the data, which
+  closes the "SMTP smuggling" hole), then dot-stuffing is undone (§4.5.2) in one
+  pass. aiosmtpd's line-by-line loop cost most of the CPU of a 50 KB message.
+  Lines over 1000 octets (§4.5.3.1.6) and data over the SIZE limit are refused
+  after the terminator, as §4.2.5 implies, and the transaction is always reset.
 - Replies raised as ``SMTPReply`` anywhere below a command are caught once here
   and pushed as they are; any other exception becomes ``451 4.3.0`` and is logged.
 - TLS: after STARTTLS or on an implicit-TLS listener, the peer certificate (DER)
@@ -13,15 +19,19 @@ Implementation notes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import ssl
+import unicodedata
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
+    LINE_TOO_LONG,
     MESSAGE_TOO_BIG,
     TEMPORARY_FAILURE,
     Reply,
@@ -29,6 +39,15 @@ from mssante.smtp.replies import (
 )
 
 log = logging.getLogger(__name__)
+
+def _ascii(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
+TERMINATOR = b"\r\n.\r\n"
+MAX_LINE = 1000  # RFC 5321 §4.5.3.1.6, CRLF included
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_LINE,))
 
 # aiosmtpd logs every command line at INFO on "mail.log"; keep it for debugging only.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
@@ -76,6 +95,13 @@ class MSSanteSMTP(SMTP):
         if obj is None:
             return None
         return obj.getpeercert(binary_form=True)
+
+    async def push(self, status: str | bytes) -> None:
+        """Replies are US-ASCII (RFC 5321 §4.2): accents of French reasons are dropped."""
+        if isinstance(status, bytes):
+            await super().push(status)
+            return
+        await super().push(status if status.isascii() else _ascii(status))
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, SMTPReply):
@@ -130,10 +156,12 @@ class MSSanteSMTP(SMTP):
         envelope.null_sender = null_sender
         envelope.smtp_utf8 = params.smtputf8
         status = await self._call_handler_hook("MAIL", address, params_text.split())
-        if status is None or str(status).startswith("250"):
+        if status is MISSING:
+            status = "250 2.1.0 Sender OK"
+        if str(status).startswith("250"):
             envelope.mail_from = address if address else "<>"
             envelope.mail_options.extend(params_text.split())
-        await self.push(str(status) if status else "250 2.1.0 Sender OK")
+        await self.push(str(status))
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -163,7 +191,85 @@ class MSSanteSMTP(SMTP):
             await self._push_reply(exc.reply)
             return
         status = await self._call_handler_hook("RCPT", address, params)
-        if status is None or str(status).startswith("250"):
+        if status is MISSING:
+            status = "250 2.1.5 Recipient OK"
+        if str(status).startswith("250"):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_params.append(params)
-        await self.push(str(status) if status else "250 2.1.5 Recipient OK")
+        await self.push(str(status))
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        envelope = self.mss_envelope()
+        if not envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await self._read_data()
+            envelope.content = envelope.original_content = data
+            status = await self._call_handler_hook("DATA")
+            if status is MISSING:
+                status = "250 2.0.0 OK"
+        except SMTPReply as exc:
+            status = str(exc.reply)
+        finally:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # RFC 5321 §4.1.1.4
+        await self.push(str(status))
+
+    async def _read_data(self) -> bytes:
+        """The message, dot-stuffing undone; raises SMTPReply once the terminator is read."""
+        reader: asyncio.StreamReader = self._reader
+        head = await reader.readexactly(3)  # the shortest DATA is ".CRLF"
+        if head == b".\r\n":
+            return b""
+        # Not empty: put the octets back so that a terminator beginning inside them
+        # ("x" CRLF "." CRLF) is found by the search below.
+        reader._buffer[0:0] = head  # type: ignore[attr-defined]
+        limit = (self.data_size_limit or 0) or 2**31
+        saved = reader._limit  # type: ignore[attr-defined]
+        reader._limit = limit + len(TERMINATOR)  # type: ignore[attr-defined]
+        too_big = False
+        try:
+            try:
+                rest = await reader.readuntil(TERMINATOR)
+            except asyncio.LimitOverrunError:
+                too_big = True
+                await self._discard_until_terminator(reader)
+                rest = b""
+        finally:
+            reader._limit = saved  # type: ignore[attr-defined]
+        if too_big or len(rest) - 3 > limit:
+            raise SMTPReply(MESSAGE_TOO_BIG.with_text(
+                f"Message exceeds the limit of {limit} bytes"))
+        # keep the CRLF that ends the last line, drop ".CRLF"
+        raw = rest[:-3]
+        if _LONG_LINE.search(raw):
+            raise SMTPReply(LINE_TOO_LONG)
+        if raw.startswith(b"."):
+            raw = raw[1:]
+        return raw.replace(b"\r\n.", b"\r\n")
+
+    @staticmethod
+    async def _discard_until_terminator(reader: asyncio.StreamReader) -> None:
+        tail = b""
+        while True:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                raise ConnectionResetError("connection closed during DATA")
+            window = tail + chunk
+            index = window.find(TERMINATOR)
+            if index >= 0:
+                # put back what follows the terminator (a pipelined command)
+                rest = window[index + len(TERMINATOR):]
+                if rest:
+                    reader._buffer[0:0] = rest  # type: ignore[attr-defined]
+                return
+            tail = window[-(len(TERMINATOR) - 1):]

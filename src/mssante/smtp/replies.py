@@ -55,6 +55,7 @@ NO_SUCH_USER = Reply(550, "5.1.1", "No such mailbox")  # RFC 3463 X.1.1
 MAILBOX_DISABLED = Reply(550, "5.2.1", "Mailbox closed")  # RFC 3463 X.2.1
 BAD_ADDRESS_SYNTAX = Reply(553, "5.1.3", "Bad address syntax")  # RFC 3463 X.1.3
 PATIENT_RULE = Reply(550, "5.7.1", "Refused by the patient messaging rules")
+LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (RFC 5321 section 4.5.3.1.6)")  # RFC 3463 X.5.6
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big for system")  # RFC 1870 §6
 BAD_PARAMETER = Reply(501, "5.5.4", "Invalid command arguments")  # RFC 3463 X.5.4
 UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")  # RFC 5321 §4.1.1.11

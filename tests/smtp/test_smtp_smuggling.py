@@ -1,0 +1,113 @@
+"""The DATA phase, byte by byte: terminator, dot-stuffing, limits, pipelining.
+
+The server is the project's MSSanteSMTP on a loopback socket with a handler that
+keeps what it receives; the client writes raw bytes, as an attacker would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
+
+
+@dataclass
+class Recorder:
+    messages: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: MSSanteSMTP, session: object,
+                          envelope: MSSEnvelope) -> str:
+        assert envelope.original_content is not None
+        self.messages.append(envelope.original_content)
+        return "250 2.0.0 kept"
+
+
+@dataclass
+class Server:
+    recorder: Recorder
+    port: int
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    recorder = Recorder()
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(
+        lambda: MSSanteSMTP(recorder, hostname="test", data_size_limit=5000, loop=loop),
+        "127.0.0.1", 0)
+    try:
+        yield Server(recorder, srv.sockets[0].getsockname()[1])
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def converse(port: int, payload: bytes, replies: int) -> list[bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [await reader.readline()]  # greeting
+    writer.write(payload)
+    await writer.drain()
+    while len(lines) < replies + 1:
+        line = await asyncio.wait_for(reader.readline(), 5)
+        if not line:
+            break
+        if line[3:4] == b"-":  # multi-line EHLO reply
+            continue
+        lines.append(line)
+    writer.close()
+    return lines[1:]
+
+
+def txn(data: bytes) -> bytes:
+    return (b"EHLO c\r\nMAIL FROM:<a@x.mssante.fr>\r\nRCPT TO:<b@y.mssante.fr>\r\nDATA\r\n"
+            + data)
+
+
+async def test_bare_lf_dot_lf_does_not_end_the_data(server: Server) -> None:
+    # RFC 5321 §4.1.1.4: only CRLF.CRLF ends the data; "\n.\n" and "\r.\r" are content.
+    smuggled = b"Subject: a\r\n\r\nhello\n.\nMAIL FROM:<evil@x>\r\nbody\r.\rmore\r\n.\r\n"
+    replies = await converse(server.port, txn(smuggled) + b"QUIT\r\n", 5)
+    assert replies[3].startswith(b"354") and replies[4].startswith(b"250")
+    assert server.recorder.messages == [
+        b"Subject: a\r\n\r\nhello\n.\nMAIL FROM:<evil@x>\r\nbody\r.\rmore\r\n"]
+
+
+async def test_dot_stuffing_is_undone(server: Server) -> None:
+    data = b"..first line starts with a dot\r\nx\r\n...two dots\r\n.\r\n"
+    await converse(server.port, txn(data), 5)
+    assert server.recorder.messages == [b".first line starts with a dot\r\nx\r\n..two dots\r\n"]
+
+
+async def test_empty_and_tiny_messages(server: Server) -> None:
+    payload = txn(b".\r\n") + b"MAIL FROM:<a@x.mssante.fr>\r\nRCPT TO:<b@y.mssante.fr>\r\n" \
+        b"DATA\r\nx\r\n.\r\n"
+    replies = await converse(server.port, payload, 9)
+    assert [r[:3] for r in replies] == [b"250", b"250", b"250", b"354", b"250", b"250", b"250",
+                                        b"354", b"250"]
+    assert server.recorder.messages == [b"", b"x\r\n"]
+
+
+async def test_oversized_data_is_refused_and_the_session_goes_on(server: Server) -> None:
+    big = b"y" * 70 + b"\r\n"
+    payload = txn(big * 100 + b".\r\n") + b"NOOP\r\n"
+    replies = await converse(server.port, payload, 6)
+    assert replies[4].startswith(b"552 5.3.4")
+    assert replies[5].startswith(b"250")  # the pipelined NOOP after the terminator
+    assert server.recorder.messages == []
+
+
+async def test_long_line_is_refused(server: Server) -> None:
+    replies = await converse(server.port, txn(b"z" * 999 + b"\r\n.\r\n"), 5)
+    assert replies[4].startswith(b"500 5.5.6")
+    assert server.recorder.messages == []
+
+
+async def test_transaction_is_reset_after_data(server: Server) -> None:
+    # after DATA, a new MAIL is not "nested" even when the handler refused the message
+    payload = txn(b"a\r\n.\r\n") + b"MAIL FROM:<c@x.mssante.fr>\r\n"
+    replies = await converse(server.port, payload, 6)
+    assert replies[5].startswith(b"250")
