@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 
 from mssante.environment.local import LocalEnvironment
 from mssante.store import open_store
@@ -47,7 +48,7 @@ class LoopThread:
     """An event loop in a thread; ``call`` runs a coroutine there and waits for it."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()  # as `mssante up` and `operator serve` run
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 

@@ -11,11 +11,7 @@ import datetime as dt
 import email.utils
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from email.message import Message
-from email.parser import HeaderParser
-from email.policy import compat32
 
-_PARSER = HeaderParser(policy=compat32)
 MAX_HEADER_SECTION = 1024 * 1024
 
 
@@ -49,36 +45,69 @@ def split_message(body: bytes) -> tuple[bytes, bytes]:
     return body, b""
 
 
-def _text(msg: Message, name: str) -> str | None:
-    raw = msg.get(name)
-    if raw is None:
-        return None
+_WANTED = frozenset({"message-id", "subject", "from", "reply-to", "in-reply-to", "references",
+                     "date", "x-mss-mes"})
+
+
+def _fields(head: bytes) -> dict[str, list[str]]:
+    """The wanted fields of a header section, unfolded (RFC 5322 §2.2.3).
+
+    Raw UTF-8 is allowed (RFC 6532); a line that is neither a field nor a
+    continuation is skipped, so broken headers never stop delivery.
+    """
+    fields: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in head.decode("utf-8", "replace").splitlines():
+        if not line:
+            break
+        if line[0] in " \t":
+            if current is not None:
+                current[-1] += line
+            continue
+        name, sep, value = line.partition(":")
+        key = name.strip().lower()
+        if not sep or key not in _WANTED:
+            current = None
+            continue
+        current = fields.setdefault(key, [])
+        current.append(value.strip())
+    return fields
+
+
+def _decoded(value: str) -> str:
+    """RFC 2047 encoded words, decoded when present."""
+    if "=?" not in value:
+        return value
     try:
-        return str(make_header(decode_header(str(raw)))).strip()
+        return str(make_header(decode_header(value))).strip()
     except (UnicodeError, LookupError, ValueError):
-        return str(raw).strip()
+        return value
 
 
-def _addresses(msg: Message, name: str) -> tuple[str, ...]:
-    values = [str(v) for v in msg.get_all(name, [])]
+def _first(fields: dict[str, list[str]], name: str) -> str | None:
+    values = fields.get(name)
+    return _decoded(values[0]) if values else None
+
+
+def _addresses(fields: dict[str, list[str]], name: str) -> tuple[str, ...]:
+    values = fields.get(name, [])
     return tuple(addr for _, addr in email.utils.getaddresses(values) if addr)
 
 
 def read_headers(body: bytes) -> HeaderView:
     head, _ = split_message(body)
-    # RFC 6532: header fields may carry raw UTF-8; RFC 2047 words are decoded by _text.
-    msg = _PARSER.parsestr(head.decode("utf-8", "replace"))
+    fields = _fields(head)
     return HeaderView(
-        message_id=_text(msg, "Message-ID"),
-        subject=_text(msg, "Subject"),
-        from_header=_text(msg, "From"),
-        from_addresses=_addresses(msg, "From"),
-        reply_to=_addresses(msg, "Reply-To"),
-        in_reply_to=_text(msg, "In-Reply-To"),
-        references=_text(msg, "References"),
-        date=_text(msg, "Date"),
-        x_mss_mes=_text(msg, "X-MSS-MES"),
-        has_date=msg.get("Date") is not None,
+        message_id=_first(fields, "message-id"),
+        subject=_first(fields, "subject"),
+        from_header=_first(fields, "from"),
+        from_addresses=_addresses(fields, "from"),
+        reply_to=_addresses(fields, "reply-to"),
+        in_reply_to=_first(fields, "in-reply-to"),
+        references=_first(fields, "references"),
+        date=_first(fields, "date"),
+        x_mss_mes=_first(fields, "x-mss-mes"),
+        has_date="date" in fields,
     )
 
 
