@@ -85,3 +85,51 @@ def test_queue_survives_a_restart_and_delivers_once(env: RunningEnvironment) -> 
                  what="all delivered")
     received = [m.subject for m in env.messages(MARTIN)]
     assert sorted(s for s in received if s in subjects) == sorted(subjects)  # exactly once
+
+
+@pytest.fixture
+def impatient_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> Iterator[RunningEnvironment]:
+    """Operators that send a "delayed" DSN after 1 s and give up after 4 s."""
+    monkeypatch.setenv("MSSANTE_QUEUE__DELAY_NOTICE_AFTER", "1")
+    monkeypatch.setenv("MSSANTE_QUEUE__MAX_LIFETIME", "4")
+    running = start_environment(tmp_path / "env", retry_delays=(0.5,))
+    try:
+        yield running
+    finally:
+        stop_environment(running)
+
+
+def dsn_bodies(env: RunningEnvironment, address: str, subject_start: str) -> list[bytes]:
+    url = env.service(address.rpartition("@")[2]).config.database_url
+
+    async def read() -> list[bytes]:
+        store = await open_store(url)
+        try:
+            return [await store.get_body(m.body_sha256) for m in await store.list_messages(address)
+                    if (m.subject or "").startswith(subject_start)]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_delay_then_expiry_produce_dsns(impatient_env: RunningEnvironment) -> None:
+    env = impatient_env
+    stop_operator(env, "medecin.mssante.fr")
+    subject = unique("jamais distribué")
+    from tests.e2e.mail import submission
+
+    with submission(env, "ch-xyz.mssante.fr", DUPONT) as smtp:
+        smtp.send_message(message(DUPONT, MARTIN, subject),
+                          rcpt_options=["NOTIFY=DELAY,FAILURE"])
+    env.wait_for(lambda: bool(dsn_bodies(env, DUPONT, "Delayed Mail")), what="a delayed DSN")
+    (delayed,) = dsn_bodies(env, DUPONT, "Delayed Mail")
+    assert b"Action: delayed" in delayed and b"Will-Retry-Until:" in delayed
+    assert subject.split()[-1].encode() in delayed  # the returned headers name the message
+    env.wait_for(lambda: bool(dsn_bodies(env, DUPONT, "Undelivered Mail")),
+                 what="a failure DSN after the lifetime")
+    (failed,) = dsn_bodies(env, DUPONT, "Undelivered Mail")
+    assert b"Action: failed" in failed and b"Status: 4.4.7" in failed
+    assert [e.status for e in queue(env, "ch-xyz.mssante.fr")
+            if e.recipient == MARTIN] == ["failed"]

@@ -5,6 +5,10 @@ Implementation notes:
   handler as written (aiosmtpd upper-cases and refuses unknown parameters).
 - PIPELINING (RFC 2920): aiosmtpd reads commands one line at a time from a
   buffered stream, so pipelined commands are answered in order; we advertise it.
+- STARTTLS uses the event loop's own TLS (``loop.start_tls``; native in uvloop)
+  instead of aiosmtpd's hand-wired asyncio SSL protocol, which cost about a sixth
+  of the CPU of a relayed message. Per RFC 3207 §4.2 the session starts afresh
+  and octets pipelined after the command are discarded.
 - DATA is read in bulk: the stream is searched for the terminating CRLF.CRLF
   (RFC 5321 §4.1.1.4, the only terminator: a bare LF never ends the data, which
   closes the "SMTP smuggling" hole), then dot-stuffing is undone (§4.5.2) in one
@@ -54,6 +58,9 @@ MAX_LINE = 1000  # RFC 5321 §4.5.3.1.6, CRLF included
 
 # aiosmtpd logs every command line at INFO on "mail.log"; keep it for debugging only.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+
+_TLS_ACTIVE: Any = object()
 
 
 class MSSEnvelope(Envelope):
@@ -138,6 +145,35 @@ class MSSanteSMTP(SMTP):
 
     async def _push_reply(self, reply: Reply | str) -> None:
         await self.push(str(reply))
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        if not self.tls_context or self._tls_protocol is not None:
+            await self.push("454 4.7.0 TLS not available")
+            return
+        await self.push("220 2.0.0 Ready to start TLS")
+        reader: asyncio.StreamReader = self._reader
+        reader._buffer.clear()  # type: ignore[attr-defined]  # RFC 3207 §4.2
+        try:
+            await self._writer.start_tls(self.tls_context)
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("%r TLS handshake failed: %s", self.session.peer if self.session else None,
+                     exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        transport = self._writer.transport
+        self.transport = transport
+        reader._transport = transport  # type: ignore[attr-defined]
+        self._tls_protocol = _TLS_ACTIVE  # aiosmtpd's marker of "TLS is on"
+        peer = self.session.peer if self.session else None
+        self.session = self._create_session()
+        self.session.peer = peer
+        self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+        self._set_rset_state()  # type: ignore[no-untyped-call]
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
