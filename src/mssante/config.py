@@ -184,7 +184,7 @@ def _build(cls: type[T], table: Mapping[str, Any], section: str, base: Path) -> 
     return cls(**kwargs)
 
 
-def _read(path: Path, environ: Mapping[str, str] | None) -> dict[str, Any]:
+def _read(path: Path, environ: Mapping[str, str] | None, sections: set[str]) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -192,11 +192,17 @@ def _read(path: Path, environ: Mapping[str, str] | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for section, values in _env_overrides(os.environ if environ is None else environ).items():
+        if section not in sections:  # another component's variable (one environment, many
+            continue  # processes): not ours to judge
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{section}: expected a table")
         target.update(values)
     return data
+
+
+def _sections(cls: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.name != "path"}
 
 
 def _top_level(cls: type[T], path: Path, data: dict[str, Any]) -> T:
@@ -222,7 +228,7 @@ def _top_level(cls: type[T], path: Path, data: dict[str, Any]) -> T:
 
 def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -> OperatorConfig:
     """Read and validate an operator's configuration file."""
-    config = _top_level(OperatorConfig, path, _read(path, environ))
+    config = _top_level(OperatorConfig, path, _read(path, environ, _sections(OperatorConfig)))
     if not config.operator.domains:
         raise ConfigError("operator.domains: at least one domain is needed")
     config.operator.data_dir.mkdir(parents=True, exist_ok=True)
@@ -232,4 +238,5 @@ def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -
 def load_trust_space_config(path: Path,
                             environ: Mapping[str, str] | None = None) -> TrustSpaceConfig:
     """Read and validate the trust space's configuration file."""
-    return _top_level(TrustSpaceConfig, path, _read(path, environ))
+    return _top_level(TrustSpaceConfig, path,
+                      _read(path, environ, _sections(TrustSpaceConfig)))

@@ -15,11 +15,10 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
-import aiosmtplib
-
 from mssante.errors import CertificateRejected
 from mssante.pki.verify import PeerCertificate
 from mssante.queue.nexthop import Hop
+from mssante.queue.smtpclient import SMTPClient, SMTPClientError
 from mssante.smtp.context import TrustView
 
 POOL_IDLE_SECONDS = 30.0
@@ -44,12 +43,12 @@ class DeliveryError(Exception):
 @dataclass
 class Connection:
     hop: Hop
-    smtp: aiosmtplib.SMTP
+    smtp: SMTPClient
     peer: PeerCertificate
     last_used: float = field(default_factory=time.monotonic)
 
     def supports(self, extension: str) -> bool:
-        return self.smtp.supports_extension(extension)
+        return self.smtp.supports(extension)
 
 
 class ConnectionPool:
@@ -65,66 +64,43 @@ class ConnectionPool:
         idle = self._idle.get(hop, [])
         while idle:
             conn = idle.pop()
-            if time.monotonic() - conn.last_used < POOL_IDLE_SECONDS and conn.smtp.is_connected:
-                try:
-                    await conn.smtp.rset()
-                    return conn
-                except aiosmtplib.SMTPException:
-                    pass
-            await _close(conn.smtp)
+            if time.monotonic() - conn.last_used < POOL_IDLE_SECONDS and not conn.smtp.closed:
+                return conn
+            await conn.smtp.quit()
         return await self._connect(hop)
 
     def put(self, conn: Connection) -> None:
         idle = self._idle.setdefault(conn.hop, [])
-        if len(idle) >= POOL_MAX_PER_HOP or not conn.smtp.is_connected:
-            asyncio.get_running_loop().create_task(_close(conn.smtp))
+        if len(idle) >= POOL_MAX_PER_HOP or conn.smtp.closed:
+            conn.smtp.abort()
             return
         conn.last_used = time.monotonic()
         idle.append(conn)
 
-    async def discard(self, conn: Connection) -> None:
-        await _close(conn.smtp)
+    @staticmethod
+    def discard(conn: Connection) -> None:
+        conn.smtp.abort()
 
     async def close(self) -> None:
         conns = [c for idle in self._idle.values() for c in idle]
         self._idle.clear()
-        await asyncio.gather(*(_close(c.smtp) for c in conns), return_exceptions=True)
+        await asyncio.gather(*(c.smtp.quit() for c in conns), return_exceptions=True)
 
     async def _connect(self, hop: Hop) -> Connection:
-        smtp = aiosmtplib.SMTP(hostname=hop.host, port=hop.port, local_hostname=self._hostname,
-                               timeout=self._timeout, start_tls=False, tls_context=self._tls)
         try:
-            await smtp.connect()
-            await smtp.ehlo()
-            if not smtp.supports_extension("starttls"):
-                raise DeliveryError(421, "4.7.0", f"{hop} does not offer STARTTLS",
-                                    permanent=False)
-            await smtp.starttls(tls_context=self._tls)
-            await smtp.ehlo()
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            await _close(smtp)
+            smtp = await SMTPClient.connect(hop.host, hop.port, local_hostname=self._hostname,
+                                            tls=self._tls, timeout=self._timeout)
+        except (SMTPClientError, OSError, ssl.SSLError, TimeoutError) as exc:
             raise DeliveryError(421, "4.4.1", f"cannot connect to {hop}: {exc}",
                                 permanent=False) from None
-        except DeliveryError:
-            await _close(smtp)
-            raise
-        ssl_object = smtp.get_transport_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        der = smtp.peer_certificate()
         if der is None:
-            await _close(smtp)
+            smtp.abort()
             raise DeliveryError(421, "4.7.0", f"{hop} presented no certificate", permanent=False)
         try:
             peer = self._trust.checker.check(der)
         except CertificateRejected as exc:
-            await _close(smtp)
+            smtp.abort()
             raise DeliveryError(421, "4.7.5", f"certificate of {hop} refused: {exc}",
                                 permanent=False) from None
         return Connection(hop, smtp, peer)
-
-
-async def _close(smtp: aiosmtplib.SMTP) -> None:
-    try:
-        if smtp.is_connected:
-            await asyncio.wait_for(smtp.quit(), 5)
-    except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError):
-        smtp.close()

@@ -26,13 +26,12 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-import aiosmtplib
-
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
 from mssante.queue.nexthop import NextHops
+from mssante.queue.smtpclient import SMTPClientError, to_wire
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams, rcpt_params_wire, xtext_encode
 from mssante.store.models import QueueEntry
@@ -165,58 +164,43 @@ class DeliveryWorker:
     async def _transact(self, conn: Connection, group: Sequence[QueueEntry]) -> None:
         first = group[0]
         body = await self.ctx.store.get_body(first.body_sha256)
-        dsn = conn.supports("dsn")
+        dsn = conn.supports("DSN")
         options: list[str] = []
-        if conn.supports("size"):
+        if conn.supports("SIZE"):
             options.append(f"SIZE={len(body)}")
-        if conn.supports("8bitmime") and not body.isascii():
+        if conn.supports("8BITMIME") and not body.isascii():
             options.append("BODY=8BITMIME")
         if dsn and first.ret:
             options.append(f"RET={first.ret}")
         if dsn and first.envid:
             options.append(f"ENVID={xtext_encode(first.envid)}")
-        smtp = conn.smtp
+        recipients = [(e.recipient, rcpt_params_wire(RcptParams(notify=e.notify, orcpt=e.orcpt))
+                       if dsn else []) for e in group]
         try:
-            await smtp.mail(first.envelope_from, options=options)
-            accepted: list[QueueEntry] = []
-            for entry in group:
-                params = RcptParams(notify=entry.notify, orcpt=entry.orcpt)
-                try:
-                    await smtp.rcpt(entry.recipient,
-                                    options=rcpt_params_wire(params) if dsn else [])
-                    accepted.append(entry)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    await self._outcome(entry, _error(exc.code, exc.message), conn)
-            if not accepted:
-                await smtp.rset()
-                self.pool.put(conn)
-                return
-            await smtp.data(body)
-        except aiosmtplib.SMTPResponseException as exc:
-            error = _error(exc.code, exc.message)
-            await self._all(group, error, conn)
-            if exc.code == 421 or not smtp.is_connected:
-                await self.pool.discard(conn)
-            else:
-                try:
-                    await smtp.rset()
-                    self.pool.put(conn)
-                except aiosmtplib.SMTPException:
-                    await self.pool.discard(conn)
+            mail, rcpts, final = await conn.smtp.transaction(first.envelope_from, recipients,
+                                                             options, to_wire(body))
+        except SMTPClientError as exc:
+            self.pool.discard(conn)
+            await self._all(group, DeliveryError(421, "4.4.2", f"connection to {conn.hop} "
+                                                 f"lost: {exc}", permanent=False))
             return
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            await self.pool.discard(conn)
-            await self._all(group, DeliveryError(421, "4.4.2", f"connection to {conn.hop} lost: "
-                                                 f"{exc}", permanent=False))
-            return
-        self.pool.put(conn)
+        if mail.code == 421 or (final is not None and final.code == 421):
+            self.pool.discard(conn)  # RFC 5321 §3.8: the server is closing the channel
+        else:
+            self.pool.put(conn)
         now = time.time()
-        for entry in accepted:
-            await self.ctx.store.mark_delivered(entry.id, now=now)
-            if not dsn and _wants(entry, "SUCCESS"):
-                await self._dsn(entry, Action.RELAYED, "2.0.0",
-                                f"smtp; 250 relayed to {conn.hop}, which does not support DSN",
-                                conn)
+        for entry, reply in zip(group, rcpts, strict=True):
+            if not reply.ok:
+                await self._outcome(entry, _error(reply.code, reply.text), conn)
+            elif final is None or not final.ok:
+                if final is not None:
+                    await self._outcome(entry, _error(final.code, final.text), conn)
+            else:
+                await self.ctx.store.mark_delivered(entry.id, now=now)
+                if not dsn and _wants(entry, "SUCCESS"):
+                    await self._dsn(entry, Action.RELAYED, "2.0.0",
+                                    f"smtp; {final.code} relayed to {conn.hop}, which does not "
+                                    "support DSN", conn)
 
     async def _all(self, group: Sequence[QueueEntry], error: DeliveryError,
                    conn: Connection | None = None) -> None:

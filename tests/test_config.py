@@ -1,0 +1,82 @@
+"""Typed settings: TOML, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mssante.config import load_operator_config, load_trust_space_config
+from mssante.errors import ConfigError
+
+MINIMAL = """
+[operator]
+domains = ["ch-xyz.mssante.fr"]
+hostname = "mta.ch-xyz.mssante.fr"
+data_dir = "data"
+[tls]
+cert_file = "certs/mta.pem"
+key_file = "certs/mta.key"
+ca_file = "certs/root.pem"
+[trust]
+url = "https://trust.example:8443"
+[routes]
+"medecin.mssante.fr" = "127.0.0.1:2525"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "operator.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    config = load_operator_config(write(tmp_path, MINIMAL), environ={})
+    assert config.operator.data_dir == tmp_path / "data"
+    assert config.operator.data_dir.is_dir()
+    assert config.tls.cert_file == tmp_path / "certs/mta.pem"
+    assert config.operator.max_message_size == 25 * 1024 * 1024
+    assert config.smtp.port == 0  # disabled unless set
+    assert config.queue.retry_delays[0] == 60.0
+    assert config.routes == {"medecin.mssante.fr": "127.0.0.1:2525"}
+    assert config.database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {"MSSANTE_SMTP__PORT": "2525", "MSSANTE_QUEUE__RETRY_DELAYS": "[1, 2.5]",
+           "MSSANTE_OPERATOR__DATABASE_URL": "postgresql+asyncpg://db/x",
+           "MSSANTE_TRUST_SPACE__PORT": "9",  # another component's: ignored here
+           "UNRELATED": "x"}
+    config = load_operator_config(write(tmp_path, MINIMAL), environ=env)
+    assert config.smtp.port == 2525
+    assert config.queue.retry_delays == [1.0, 2.5]
+    assert config.database_url == "postgresql+asyncpg://db/x"
+
+
+@pytest.mark.parametrize("text,env,key", [
+    (MINIMAL.replace('hostname = "mta.ch-xyz.mssante.fr"\n', ""), {}, "operator.hostname"),
+    (MINIMAL, {"MSSANTE_SMTP__PORT": "twenty-five"}, "smtp.port"),
+    (MINIMAL, {"MSSANTE_QUEUE__WORKERS": "true"}, "queue.workers"),
+    (MINIMAL + "[smtp]\nprot = 25\n", {}, "smtp.prot"),
+    (MINIMAL + "[imap]\nport = 143\n", {}, "imap"),
+    (MINIMAL.replace('domains = ["ch-xyz.mssante.fr"]', "domains = []"), {}, "operator.domains"),
+    (MINIMAL.replace("[tls]", "[tlss]"), {}, "tlss"),
+    ("not = [valid", {}, "not valid TOML"),
+])
+def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        load_operator_config(write(tmp_path, text), environ=env)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_operator_config(tmp_path / "nope.toml", environ={})
+
+
+def test_trust_space_config(tmp_path: Path) -> None:
+    path = tmp_path / "trust.toml"
+    path.write_text('[trust_space]\ndata_dir = "ts"\nport = 8443\n')
+    config = load_trust_space_config(path, environ={"MSSANTE_QUEUE__WORKERS": "32"})
+    assert config.trust_space.data_dir == tmp_path / "ts"
+    assert config.trust_space.port == 8443
