@@ -1,0 +1,1 @@
+"""Reference mail stacks run side by side with mssante by the benchmarks."""
