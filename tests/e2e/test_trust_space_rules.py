@@ -206,3 +206,29 @@ def test_oversized_message_is_refused(environment) -> None:
         code, text = smtp.data(big.as_bytes(policy=email.policy.SMTP))
     assert code == 552
     assert not any(m.subject == "trop gros" for m in environment.messages(CARDIO))
+
+
+def test_closed_mailbox_is_refused_with_a_reason(environment) -> None:
+    from mssante.store import open_store
+
+    url = environment.service("ch-xyz.mssante.fr").config.database_url
+
+    async def set_active(active: bool) -> None:
+        store = await open_store(url)
+        try:
+            await store.set_mailbox_active(CARDIO, active)
+        finally:
+            await store.close()
+
+    import asyncio
+    import time
+
+    asyncio.run(set_active(False))
+    try:
+        time.sleep(2.1)  # the SMTP layer's mailbox cache (smtp.context.MAILBOX_CACHE_SECONDS)
+        with submission(environment, "ch-xyz.mssante.fr", DUPONT) as smtp:
+            smtp.mail(DUPONT)
+            code, text = smtp.rcpt(CARDIO)
+        assert code == 550 and b"5.2.1" in text and b"closed" in text
+    finally:
+        asyncio.run(set_active(True))

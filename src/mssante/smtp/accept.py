@@ -15,8 +15,10 @@ from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import HeaderView, prepend_headers, received_header
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.patient import closes_conversation, message_ids, thread_root
+from mssante.errors import Conflict, NotFound
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
+from mssante.smtp.replies import MAILBOX_DISABLED, NO_SUCH_USER, SMTPReply
 from mssante.store.models import MessageSummary, OutboundRecipient
 
 
@@ -47,8 +49,14 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
               if not ctx.is_local(r)]
     summary = MessageSummary(message_id=msg.headers.message_id, subject=msg.headers.subject,
                              from_header=msg.headers.from_header, date_header=msg.headers.date)
-    await ctx.store.accept_message(body, envelope_from=msg.envelope_from, local=local,
-                                   remote=remote, summary=summary, envid=msg.envid, ret=msg.ret)
+    try:
+        await ctx.store.accept_message(body, envelope_from=msg.envelope_from, local=local,
+                                       remote=remote, summary=summary, envid=msg.envid,
+                                       ret=msg.ret)
+    except NotFound as exc:  # removed since RCPT
+        raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
+    except Conflict as exc:  # closed since RCPT
+        raise SMTPReply(MAILBOX_DISABLED.with_text(str(exc))) from None
     await _record_patient_conversations(ctx, msg, local, now)
     delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
                                  diagnostic="smtp; 250 2.0.0 delivered to mailbox",

@@ -13,8 +13,10 @@ from mssante.content.headers import read_headers
 from mssante.domain.mailboxes import Rules
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
-from mssante.store.models import MessageSummary, OutboundRecipient
+from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
 from mssante.whitelist.model import Whitelist
+
+MAILBOX_CACHE_SECONDS = 2.0
 
 
 class TrustView(Protocol):
@@ -35,6 +37,7 @@ class OperatorContext:
     wake_queue: Callable[[], None] = lambda: None
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
+    _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rules = Rules(social_may_hold_per=self.settings.social_may_hold_per)
@@ -47,6 +50,20 @@ class OperatorContext:
     @property
     def postmaster(self) -> str:
         return f"postmaster@{self.settings.domains[0].lower()}"
+
+    async def mailbox(self, address: str) -> Mailbox | None:
+        """The local mailbox, from a cache kept ``MAILBOX_CACHE_SECONDS``: RCPT looks the
+        same few mailboxes up again and again, and a change (a mailbox closed) may take
+        that long to be seen by SMTP. Delivery itself re-checks in the transaction."""
+        now = time.monotonic()
+        hit = self._mailboxes.get(address)
+        if hit is not None and now - hit[0] < MAILBOX_CACHE_SECONDS:
+            return hit[1]
+        mailbox = await self.store.get_mailbox(address)
+        if len(self._mailboxes) > 10_000:
+            self._mailboxes.clear()
+        self._mailboxes[address] = (now, mailbox)
+        return mailbox
 
     def is_local(self, address: str) -> bool:
         return address.rpartition("@")[2].lower() in self.local_domains

@@ -58,11 +58,18 @@ class InboundHandler:
         return ehlo_keywords(responses, advertise_auth=False)
 
     def _peer(self, server: MSSanteSMTP) -> PeerCertificate:
+        """The client certificate, checked once per connection and trust refresh."""
+        checker = self.ctx.trust.checker
+        cached = server.peer_check
+        if cached is not None and cached[0] is checker:
+            return cached[1]
         der = server.peer_certificate()
         if der is None:
             raise SMTPReply(CLIENT_CERT_REQUIRED)
         try:
-            return self.ctx.trust.checker.check(der)
+            peer = checker.check(der)
+            server.peer_check = (checker, peer)
+            return peer
         except CertificateRejected as exc:
             log.warning("MTA client certificate refused: %s", exc)
             raise SMTPReply(CERT_REJECTED.with_text(f"Client certificate refused: {exc}")) from None
@@ -102,7 +109,7 @@ class InboundHandler:
                     f"{rcpt} is not a patient address: {exc}")) from None
             if envelope.mail_from and envelope.mail_from.lower().endswith("@" + PATIENT_DOMAIN):
                 raise SMTPReply(PATIENT_RULE.with_text("A patient cannot write to another patient"))
-        mailbox = await self.ctx.store.get_mailbox(rcpt.key)
+        mailbox = await self.ctx.mailbox(rcpt.key)
         if mailbox is None:
             raise SMTPReply(NO_SUCH_USER.with_text(f"No such mailbox: {rcpt}"))
         if not mailbox.active:

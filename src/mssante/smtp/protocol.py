@@ -32,6 +32,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from mssante.pki.verify import PeerCertificate
 from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
@@ -80,6 +81,8 @@ class MSSanteSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self.implicit_tls = implicit_tls
         self.auth_failures = 0
+        # (checker, result) of the peer certificate check; reset by STARTTLS
+        self.peer_check: tuple[object, PeerCertificate] | None = None
 
     # Methods, not properties: aiosmtpd's constructor walks every attribute with
     # inspect.getmembers() before the session and envelope exist.
@@ -169,6 +172,7 @@ class MSSanteSMTP(SMTP):
         self.transport = transport
         reader._transport = transport  # type: ignore[attr-defined]
         self._tls_protocol = _TLS_ACTIVE  # aiosmtpd's marker of "TLS is on"
+        self.peer_check = None
         peer = self.session.peer if self.session else None
         self.session = self._create_session()
         self.session.peer = peer

@@ -205,7 +205,7 @@ class SubmissionHandler:
         return str(RECIPIENT_OK)
 
     async def _check_local(self, rcpt: Address) -> None:
-        mailbox = await self.ctx.store.get_mailbox(rcpt.key)
+        mailbox = await self.ctx.mailbox(rcpt.key)
         if mailbox is None:
             raise SMTPReply(NO_SUCH_USER.with_text(f"No such mailbox: {rcpt}"))
         if not mailbox.active:
