@@ -68,7 +68,7 @@ class QueueSettings:
         default_factory=lambda: [60.0, 300.0, 900.0, 3600.0, 14400.0])
     max_lifetime: float = 5 * 86400.0  # give up and bounce after this many seconds
     delay_notice_after: float = 4 * 3600.0  # send a "delayed" DSN once, after this
-    workers: int = 8  # concurrent deliveries
+    workers: int = 32  # concurrent deliveries (one SMTP connection each)
     poll_interval: float = 1.0  # seconds between scans when idle
     connect_timeout: float = 30.0  # seconds to connect to the next hop
 

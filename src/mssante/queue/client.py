@@ -22,7 +22,7 @@ from mssante.queue.smtpclient import SMTPClient, SMTPClientError
 from mssante.smtp.context import TrustView
 
 POOL_IDLE_SECONDS = 30.0
-POOL_MAX_PER_HOP = 8
+POOL_MAX_PER_HOP = 32
 
 
 class DeliveryError(Exception):
