@@ -13,6 +13,7 @@ at stake (order of RDNs, escapes).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from cryptography import x509
@@ -100,6 +101,7 @@ def same_dn(a: str, b: str) -> bool:
 _Normalised = tuple[tuple[tuple[str, str], ...], ...]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few DNs are compared on every delivery
 def _normalise(text: str) -> _Normalised | None:
     try:
         rdns = _parse(text)

@@ -163,7 +163,7 @@ class DeliveryWorker:
 
     async def _transact(self, conn: Connection, group: Sequence[QueueEntry]) -> None:
         first = group[0]
-        body = await self.ctx.store.get_body(first.body_sha256)
+        body = await self.ctx.bodies.fetch(self.ctx.store, first.body_sha256)
         dsn = conn.supports("DSN")
         options: list[str] = []
         if conn.supports("SIZE"):
@@ -232,7 +232,7 @@ class DeliveryWorker:
 
     async def _dsn(self, entry: QueueEntry, action: Action, status: str, diagnostic: str,
                    conn: Connection | None, *, retry_until: float | None = None) -> None:
-        original = await self.ctx.store.get_body(entry.body_sha256)
+        original = await self.ctx.bodies.fetch(self.ctx.store, entry.body_sha256)
         st = RecipientStatus(recipient=entry.recipient, action=action, status=status,
                              diagnostic=diagnostic, orcpt=entry.orcpt,
                              remote_mta=conn.hop.host if conn else None,

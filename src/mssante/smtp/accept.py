@@ -50,13 +50,15 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
     summary = MessageSummary(message_id=msg.headers.message_id, subject=msg.headers.subject,
                              from_header=msg.headers.from_header, date_header=msg.headers.date)
     try:
-        await ctx.store.accept_message(body, envelope_from=msg.envelope_from, local=local,
-                                       remote=remote, summary=summary, envid=msg.envid,
-                                       ret=msg.ret)
+        accepted = await ctx.store.accept_message(
+            body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
+            envid=msg.envid, ret=msg.ret)
     except NotFound as exc:  # removed since RCPT
         raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
     except Conflict as exc:  # closed since RCPT
         raise SMTPReply(MAILBOX_DISABLED.with_text(str(exc))) from None
+    if remote:
+        ctx.bodies.put(accepted.sha256, body)
     await _record_patient_conversations(ctx, msg, local, now)
     delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
                                  diagnostic="smtp; 250 2.0.0 delivered to mailbox",

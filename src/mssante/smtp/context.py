@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,36 @@ from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
 from mssante.whitelist.model import Whitelist
 
 MAILBOX_CACHE_SECONDS = 2.0
+BODY_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class BodyCache:
+    """Bodies just accepted, kept for the delivery worker so that a message relayed
+    at once is not read back from the database (bounded, least recently used out)."""
+
+    def __init__(self, limit: int = BODY_CACHE_BYTES) -> None:
+        self._limit = limit
+        self._size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def put(self, sha256: str, body: bytes) -> None:
+        if sha256 in self._items or len(body) > self._limit // 4:
+            return
+        self._items[sha256] = body
+        self._size += len(body)
+        while self._size > self._limit:
+            _, old = self._items.popitem(last=False)
+            self._size -= len(old)
+
+    def get(self, sha256: str) -> bytes | None:
+        body = self._items.get(sha256)
+        if body is not None:
+            self._items.move_to_end(sha256)
+        return body
+
+    async def fetch(self, store: Store, sha256: str) -> bytes:
+        cached = self.get(sha256)
+        return cached if cached is not None else await store.get_body(sha256)
 
 
 class TrustView(Protocol):
@@ -38,6 +69,7 @@ class OperatorContext:
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)
+    bodies: BodyCache = field(init=False, default_factory=lambda: BodyCache())
 
     def __post_init__(self) -> None:
         self.rules = Rules(social_may_hold_per=self.settings.social_may_hold_per)
