@@ -63,6 +63,11 @@ def test_environment_overrides(tmp_path: Path) -> None:
     (MINIMAL.replace('domains = ["ch-xyz.mssante.fr"]', "domains = []"), {}, "operator.domains"),
     (MINIMAL.replace("[tls]", "[tlss]"), {}, "tlss"),
     ("not = [valid", {}, "not valid TOML"),
+    (MINIMAL, {"MSSANTE_QUEUE__WORKERS": "0"}, "queue.workers"),
+    (MINIMAL, {"MSSANTE_QUEUE__RETRY_DELAYS": "[]"}, "queue.retry_delays"),
+    (MINIMAL, {"MSSANTE_SMTP__PORT": "70000"}, "smtp.port"),
+    (MINIMAL, {"MSSANTE_OPERATOR__MAX_MESSAGE_SIZE": "-1"}, "operator.max_message_size"),
+    (MINIMAL, {"MSSANTE_TRUST__URL": "http://trust"}, "trust.url"),
 ])
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):

@@ -36,6 +36,9 @@ class Listener:
     host: str = "127.0.0.1"  # address to bind
     port: int = 0  # TCP port; 0 means "do not listen"
 
+    def problems(self) -> list[tuple[str, str]]:
+        return [("port", "must be between 0 and 65535")] if not 0 <= self.port <= 65535 else []
+
 
 @dataclass(frozen=True, slots=True)
 class OperatorSettings:
@@ -45,6 +48,9 @@ class OperatorSettings:
     database_url: str = ""  # SQLAlchemy URL; empty: SQLite file under data_dir
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bytes; SIZE limit of SMTP
     social_may_hold_per: bool = False  # let social-sector professionals hold PER mailboxes
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [("max_message_size", "must be positive")] if self.max_message_size <= 0 else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,13 @@ class TrustSettings:
     stale_after: float = 86400.0  # log loudly when the last good copy is older (seconds)
     timeout: float = 10.0  # HTTP timeout (seconds)
 
+    def problems(self) -> list[tuple[str, str]]:
+        out = [(name, "must be positive") for name in ("refresh_interval", "stale_after", "timeout")
+               if getattr(self, name) <= 0]
+        if not self.url.startswith("https://"):
+            out.append(("url", "must be an https:// URL"))
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
@@ -71,6 +84,16 @@ class QueueSettings:
     workers: int = 32  # concurrent deliveries (one SMTP connection each)
     poll_interval: float = 1.0  # seconds between scans when idle
     connect_timeout: float = 30.0  # seconds to connect to the next hop
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = [(name, "must be positive") for name in
+               ("max_lifetime", "delay_notice_after", "poll_interval", "connect_timeout")
+               if getattr(self, name) <= 0]
+        if self.workers < 1:
+            out.append(("workers", "must be at least 1"))
+        if not self.retry_delays or any(d <= 0 for d in self.retry_delays):
+            out.append(("retry_delays", "must be a non-empty list of positive numbers"))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +123,12 @@ class TrustSpaceSettings:
     host: str = "127.0.0.1"  # HTTPS listener
     port: int = 8443
     crl_validity: float = 7 * 86400.0  # nextUpdate of published CRLs (seconds)
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = [] if 0 < self.port <= 65535 else [("port", "must be between 1 and 65535")]
+        if self.crl_validity <= 0:
+            out.append(("crl_validity", "must be positive"))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +210,11 @@ def _build(cls: type[T], table: Mapping[str, Any], section: str, base: Path) -> 
             kwargs[name] = (base / f.default).resolve()
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required setting")
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    check = getattr(obj, "problems", None)
+    for name, problem in check() if check is not None else []:
+        raise ConfigError(f"{section}.{name}: {problem}")
+    return obj
 
 
 def _read(path: Path, environ: Mapping[str, str] | None, sections: set[str]) -> dict[str, Any]:

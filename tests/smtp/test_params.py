@@ -22,6 +22,7 @@ def test_mail_params() -> None:
 
 
 @pytest.mark.parametrize("text,code", [
+    ("ENVID=a+7Fb", 501),
     ("SIZE=abc", 501), ("BODY=BINARYMIME", 501), ("RET=ALL", 501), ("ENVID=a+zz", 501),
     ("XFOO=1", 555), ("SIZE=1 SIZE=2", 501), ("ENVID=" + "a" * 101, 501), ("SMTPUTF8=1", 501),
 ])
@@ -45,6 +46,14 @@ def test_rcpt_params_keep_case_and_round_trip() -> None:
 def test_bad_rcpt_params(text: str) -> None:
     with pytest.raises(SMTPReply):
         parse_rcpt_params(text)
+
+
+def test_control_characters_cannot_be_smuggled_into_dsns() -> None:
+    # a CR LF in ENVID or ORCPT would become a header line of the DSN (RFC 3461 §4.4)
+    with pytest.raises(SMTPReply, match="printable ASCII"):
+        parse_mail_params("ENVID=a+0D+0AX-Injected:+20yes")
+    with pytest.raises(SMTPReply, match="control character"):
+        parse_rcpt_params("ORCPT=rfc822;a+0D+0AX-Injected:+20yes@x.fr")
 
 
 @given(st.text(max_size=60))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from mssante.queue.smtpclient import to_wire
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 
 
@@ -72,8 +73,28 @@ async def test_bare_lf_dot_lf_does_not_end_the_data(server: Server) -> None:
     smuggled = b"Subject: a\r\n\r\nhello\n.\nMAIL FROM:<evil@x>\r\nbody\r.\rmore\r\n.\r\n"
     replies = await converse(server.port, txn(smuggled) + b"QUIT\r\n", 5)
     assert replies[3].startswith(b"354") and replies[4].startswith(b"250")
-    assert server.recorder.messages == [
-        b"Subject: a\r\n\r\nhello\n.\nMAIL FROM:<evil@x>\r\nbody\r.\rmore\r\n"]
+    # stored with canonical line endings, so that the next hop sees the same lines
+    stored = b"Subject: a\r\n\r\nhello\r\n.\r\nMAIL FROM:<evil@x>\r\nbody\r\n.\r\nmore\r\n"
+    assert server.recorder.messages == [stored]
+    # ... and relayed dot-stuffed: the "." lines cannot end the data at the next hop
+    assert to_wire(stored) == (b"Subject: a\r\n\r\nhello\r\n..\r\nMAIL FROM:<evil@x>\r\n"
+                               b"body\r\n..\r\nmore\r\n")
+
+
+async def test_other_lone_line_endings_do_not_end_the_data(server: Server) -> None:
+    for smuggled in (b"a\r\n.\nb\r\n.\r\n", b"a\n.\r\nb\r\n.\r\n"):
+        server.recorder.messages.clear()
+        replies = await converse(server.port, txn(smuggled), 5)
+        assert replies[4].startswith(b"250")
+        (stored,) = server.recorder.messages
+        assert stored.endswith(b"b\r\n")  # both lines kept: the data did not end early
+
+
+async def test_ehlo_name_cannot_carry_a_header(server: Server) -> None:
+    replies = await converse(server.port, b"EHLO x\rFrom: <boss@x.mssante.fr>\r\n"
+                             b"HELO a b\r\nEHLO [127.0.0.1]\r\n", 3)
+    assert replies[0].startswith(b"501") and replies[1].startswith(b"501")
+    assert replies[2].startswith(b"250")
 
 
 async def test_dot_stuffing_is_undone(server: Server) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import signal
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,8 @@ from mssante.errors import MSSanteError
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.names import dn_string
 from mssante.store import Store
+
+_LOGIN = re.compile(r"^[A-Za-z0-9._+@-]{1,128}$")
 
 app = typer.Typer(no_args_is_help=True)
 user_app = typer.Typer(no_args_is_help=True, help="People: professionals, staff, patients.")
@@ -77,6 +81,14 @@ def user_add(
     password: Annotated[str | None, typer.Option(help="Password; generated if omitted")] = None,
 ) -> None:
     """Create a person; prints the generated password when none is given."""
+    if not _LOGIN.match(login):
+        raise fail(f"login {login!r}: 1 to 128 characters among letters, digits and . _ - + @")
+    if kind is PersonKind.PATIENT:
+        try:
+            parse_patient_address(login)
+        except MSSanteError as exc:
+            raise fail(f"a patient's login is their address <INS>@patient.mssante.fr: {exc}"
+                       ) from None
     if kind is PersonKind.HEALTH and not rpps:
         raise fail("a health professional needs --rpps")
     if rpps is not None and not (rpps.isdigit() and len(rpps) == 11):
@@ -245,12 +257,19 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
+class QueueStatus(StrEnum):
+    queued = "queued"
+    delivered = "delivered"
+    failed = "failed"
+
+
 @queue_app.command("list")
 def queue_list(config: Config, json_out: Json = False,
-               status: Annotated[str | None, typer.Option(
+               status: Annotated[QueueStatus | None, typer.Option(
                    help="queued, delivered or failed")] = None) -> None:
     """List queue entries (by default every status)."""
-    entries = run(with_store(config, lambda s: s.queue_entries(status=status)))
+    wanted = status.value if status is not None else None
+    entries = run(with_store(config, lambda s: s.queue_entries(status=wanted)))
     rows = [{"id": e.id, "status": e.status, "from": e.envelope_from, "to": e.recipient,
              "attempts": e.attempts, "next_attempt": _when(e.next_attempt_at),
              "created": _when(e.created_at), "last_error": e.last_error} for e in entries]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 
@@ -35,13 +36,32 @@ class HeaderView:
         return " ".join(v for v in (self.in_reply_to, self.references) if v)
 
 
+_BARE_EOL = re.compile(rb"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def canonical_line_endings(body: bytes) -> bytes:
+    """Every line ending as CRLF (a bare CR or LF becomes one), ending with CRLF.
+
+    Applied when a message is received, so that what the rules read, what is stored
+    and what is relayed are the same lines: a bare CR hidden in a header must not
+    become a new header field at the next hop.
+    """
+    crlf = body.count(b"\r\n")
+    if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+        body = _BARE_EOL.sub(b"\r\n", body)
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body
+
+
 def split_message(body: bytes) -> tuple[bytes, bytes]:
     """Header section (with its final CRLF) and the rest (starting at the empty line)."""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        index = body.find(sep, 0, MAX_HEADER_SECTION)
-        if index >= 0:
-            cut = index + len(sep) // 2
-            return body[:cut], body[cut:]
+    if body.startswith(b"\r\n"):
+        return b"", body
+    index = body.find(b"\r\n\r\n", 0, MAX_HEADER_SECTION)
+    if index >= 0:
+        return body[:index + 2], body[index + 2:]
     return body, b""
 
 
@@ -49,17 +69,24 @@ _WANTED = frozenset({"message-id", "subject", "from", "reply-to", "in-reply-to",
                      "date", "x-mss-mes"})
 
 
+class HeaderSyntaxError(ValueError):
+    """The header section cannot be trusted: control characters, or a repeated field
+    that must occur once."""
+
+
 def _fields(head: bytes) -> dict[str, list[str]]:
     """The wanted fields of a header section, unfolded (RFC 5322 §2.2.3).
 
-    Raw UTF-8 is allowed (RFC 6532); a line that is neither a field nor a
-    continuation is skipped, so broken headers never stop delivery.
+    Lines end with CRLF only (see canonical_line_endings). Raw UTF-8 is allowed
+    (RFC 6532); a line that is neither a field nor a continuation is skipped, so
+    broken headers never stop delivery.
     """
     fields: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in head.decode("utf-8", "replace").splitlines():
-        if not line:
+    for raw in head.split(b"\r\n"):
+        if not raw:
             break
+        line = raw.decode("utf-8", "replace")
         if line[0] in " \t":
             if current is not None:
                 current[-1] += line
@@ -72,6 +99,19 @@ def _fields(head: bytes) -> dict[str, list[str]]:
         current = fields.setdefault(key, [])
         current.append(value.strip())
     return fields
+
+
+def check_header_section(body: bytes) -> None:
+    """Refuse what would let a message look different to a reader than to the rules:
+    control characters in the header section (RFC 5322 §2.2: printable characters,
+    space and tab), and more than one From (RFC 5322 §3.6: exactly once)."""
+    head, _ = split_message(body)
+    text = head.decode("utf-8", "replace").replace("\r\n", "")
+    match = _CONTROL.search(text)
+    if match:
+        raise HeaderSyntaxError(f"control character {match.group()!r} in the header section")
+    if len(_fields(head).get("from", [])) > 1:
+        raise HeaderSyntaxError("more than one From header field")
 
 
 def _decoded(value: str) -> str:
@@ -118,7 +158,11 @@ def rfc5322_date(ts: float | None = None) -> str:
 
 
 def prepend_headers(body: bytes, headers: list[tuple[str, str]]) -> bytes:
-    """Put headers on top of the message, CRLF-terminated (RFC 5321 §4.4 for Received)."""
+    """Put headers on top of the message, CRLF-terminated (RFC 5321 §4.4 for Received).
+    A value may be folded ("CRLF" + tab) but carries no other control character."""
+    for name, value in headers:
+        if _CONTROL.search(name) or _CONTROL.search(value.replace("\r\n\t", "")):
+            raise ValueError(f"control character in header {name!r}")
     lines = b"".join(f"{name}: {value}\r\n".encode() for name, value in headers)
     return lines + body
 

@@ -28,6 +28,7 @@ from cryptography import x509
 from mssante.config import OperatorConfig, load_operator_config
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
+from mssante.errors import ConfigError
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string
@@ -317,7 +318,11 @@ poll_interval = 0.5
                                      return_when=asyncio.FIRST_COMPLETED)
         if self._trust_task in done:
             waiter.cancel()
-            self._trust_task.result()  # raises why the trust space did not start
+            try:
+                self._trust_task.result()  # raises why the trust space did not start
+            except OSError as exc:
+                raise ConfigError(f"--base-port: the trust space cannot listen on "
+                                  f"{HOST}:{self.base_port}: {exc.strerror or exc}") from None
         try:
             for operator in self.description["operators"]:
                 service = OperatorService(load_operator_config(Path(operator["config"])))

@@ -11,6 +11,15 @@ import dns.resolver
 from mssante.errors import ConfigError
 
 
+class NextHopError(Exception):
+    """No next hop: ``permanent`` for a domain without mail (NXDOMAIN, null MX), else
+    a DNS failure worth retrying."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
 @dataclass(frozen=True, slots=True)
 class Hop:
     host: str
@@ -35,7 +44,7 @@ class NextHops:
         self._port = smtp_port
 
     async def resolve(self, domain: str) -> list[Hop]:
-        """Hops in order of preference; empty when the domain has no mail server."""
+        """Hops in order of preference; NextHopError when there is none."""
         domain = domain.lower()
         if domain in self._routes:
             return [self._routes[domain]]
@@ -43,9 +52,13 @@ class NextHops:
             answer = await dns.asyncresolver.resolve(domain, "MX")
         except dns.resolver.NoAnswer:
             return [Hop(domain, self._port)]  # RFC 5321 §5.1: implicit MX
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
-            return []
+        except dns.resolver.NXDOMAIN:
+            raise NextHopError(f"the domain {domain} does not exist", permanent=True) from None
+        except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
+            raise NextHopError(f"DNS lookup of {domain} failed: {exc}", permanent=False) from None
         records = sorted(answer, key=lambda r: r.preference)
         hops = [Hop(str(r.exchange).rstrip("."), self._port) for r in records]
-        # RFC 7505: a single MX "." means the domain accepts no mail.
-        return [h for h in hops if h.host]
+        hops = [h for h in hops if h.host]
+        if not hops:  # RFC 7505: a null MX "." means the domain accepts no mail
+            raise NextHopError(f"{domain} accepts no mail (null MX)", permanent=True)
+        return hops

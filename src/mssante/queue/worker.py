@@ -30,7 +30,7 @@ from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
-from mssante.queue.nexthop import NextHops
+from mssante.queue.nexthop import NextHopError, NextHops
 from mssante.queue.smtpclient import SMTPClientError, to_wire
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams, rcpt_params_wire, xtext_encode
@@ -38,7 +38,10 @@ from mssante.store.models import QueueEntry
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 120.0
+# Longer than any delivery can take (connect, TLS and the 10-minute DATA timeout of
+# RFC 5321 §4.5.3.2.6), so that a live worker never outlives its lease; only what a
+# crashed process held waits this long.
+LEASE_SECONDS = 900.0
 
 
 def _domain(address: str) -> str:
@@ -102,7 +105,9 @@ class DeliveryWorker:
         if free <= 0:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             return 1
-        entries = await self.ctx.store.claim_due(now=time.time(), limit=free * 16,
+        # Claim only what can start now: a claimed entry never waits for a slot while
+        # its lease runs.
+        entries = await self.ctx.store.claim_due(now=time.time(), limit=free,
                                                  lease=LEASE_SECONDS)
         self._claimed.update(e.id for e in entries)
         groups: dict[tuple[str, str, str, str | None, str | None], list[QueueEntry]]
@@ -126,10 +131,13 @@ class DeliveryWorker:
         async with self._slots:
             try:
                 await self.deliver(group)
-            except Exception:  # a bug must not stop the queue; the lease brings it back
+            except Exception as exc:  # a bug must not stop the queue
                 log.exception("delivery of %s failed unexpectedly", [e.id for e in group])
-            else:
-                self._claimed.difference_update(e.id for e in group)
+                # counted as an attempt, so that the entry still expires and bounces
+                error = DeliveryError(451, "4.3.0", f"internal error: {exc!r}", permanent=False)
+                with contextlib.suppress(Exception):
+                    await self._all(group, error)
+            self._claimed.difference_update(e.id for e in group)
 
     async def deliver(self, group: Sequence[QueueEntry]) -> None:
         domain = _domain(group[0].recipient)
@@ -139,10 +147,12 @@ class DeliveryWorker:
                                   permanent=True)
             await self._all(group, error)
             return
-        hops = await self.hops.resolve(domain)
-        if not hops:
-            await self._all(group, DeliveryError(550, "5.1.2", f"no mail server for {domain}",
-                                                 permanent=True))
+        try:
+            hops = await self.hops.resolve(domain)
+        except NextHopError as exc:  # RFC 3463 X.1.2 permanent, X.4.3 routing (temporary)
+            await self._all(group, DeliveryError(550 if exc.permanent else 451,
+                                                 "5.1.2" if exc.permanent else "4.4.3", str(exc),
+                                                 permanent=exc.permanent))
             return
         last: DeliveryError | None = None
         for hop in hops:
@@ -168,7 +178,13 @@ class DeliveryWorker:
         options: list[str] = []
         if conn.supports("SIZE"):
             options.append(f"SIZE={len(body)}")
-        if conn.supports("8BITMIME") and not body.isascii():
+        if not body.isascii():
+            if not conn.supports("8BITMIME"):  # RFC 6152 §3: no downgrade done here
+                self.pool.put(conn)
+                await self._all(group, DeliveryError(
+                    554, "5.6.3", f"{conn.hop} does not accept 8-bit messages (8BITMIME)",
+                    permanent=True))
+                return
             options.append("BODY=8BITMIME")
         if dsn and first.ret:
             options.append(f"RET={first.ret}")
@@ -232,6 +248,14 @@ class DeliveryWorker:
 
     async def _dsn(self, entry: QueueEntry, action: Action, status: str, diagnostic: str,
                    conn: Connection | None, *, retry_until: float | None = None) -> None:
+        """Queue a DSN; a failure is logged, never allowed to undo the entry's outcome."""
+        try:
+            await self._send_dsn(entry, action, status, diagnostic, conn, retry_until)
+        except Exception:
+            log.exception("DSN for queue entry %d could not be queued", entry.id)
+
+    async def _send_dsn(self, entry: QueueEntry, action: Action, status: str, diagnostic: str,
+                        conn: Connection | None, retry_until: float | None) -> None:
         original = await self.ctx.bodies.fetch(self.ctx.store, entry.body_sha256)
         st = RecipientStatus(recipient=entry.recipient, action=action, status=status,
                              diagnostic=diagnostic, orcpt=entry.orcpt,

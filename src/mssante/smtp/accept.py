@@ -6,6 +6,7 @@ The invariant (DESIGN "Storage"): the caller replies ``250`` only after
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.replies import MAILBOX_DISABLED, NO_SUCH_USER, SMTPReply
 from mssante.store.models import MessageSummary, OutboundRecipient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +62,22 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
         raise SMTPReply(MAILBOX_DISABLED.with_text(str(exc))) from None
     if remote:
         ctx.bodies.put(accepted.sha256, body)
-    await _record_patient_conversations(ctx, msg, local, now)
+    # After the commit, nothing may turn into an error reply: the client would send
+    # the message again. Failures here are logged loudly instead.
+    try:
+        await _record_patient_conversations(ctx, msg, local, now)
+    except Exception:
+        log.exception("message %s accepted but its patient conversation was not recorded",
+                      queue_id)
     delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
                                  diagnostic="smtp; 250 2.0.0 delivered to mailbox",
                                  orcpt=p.orcpt)
                  for r, p in msg.recipients if ctx.is_local(r) and "SUCCESS" in p.notify]
-    await ctx.send_dsn(to=msg.envelope_from, statuses=delivered, original=body,
-                       envid=msg.envid, ret=msg.ret, arrival=now)
+    try:
+        await ctx.send_dsn(to=msg.envelope_from, statuses=delivered, original=body,
+                           envid=msg.envid, ret=msg.ret, arrival=now)
+    except Exception:
+        log.exception("message %s accepted but its success DSN could not be queued", queue_id)
     if remote:
         ctx.wake_queue()
     return queue_id
@@ -73,21 +85,34 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
 
 async def _record_patient_conversations(ctx: OperatorContext, msg: Incoming, local: list[str],
                                         now: float) -> None:
-    """A professional's message to a local patient opens (or closes) a conversation."""
+    """A professional's message to a local patient opens (or closes) a conversation.
+
+    Who counts as the professional: the envelope sender, and the From addresses of
+    the same domain (at submission they were checked against the identity; from
+    another operator, its certificate vouches for that domain only); Reply-To
+    addresses become allowed contacts (MSSanté reference). The null sender (a DSN)
+    never opens a conversation. A message naming a thread its sender takes no part
+    in starts a thread of its own: nobody closes or joins another's conversation.
+    """
     patients = [r for r in local if r.endswith("@" + PATIENT_DOMAIN)]
-    if not patients or msg.envelope_from.lower().endswith("@" + PATIENT_DOMAIN):
+    sender = msg.envelope_from.lower()
+    if not patients or not sender or sender.endswith("@" + PATIENT_DOMAIN):
         return
     headers = msg.headers
     own_ids = message_ids(headers.message_id)
     if not own_ids:
         return
-    thread = thread_root(headers.message_id, headers.in_reply_to, headers.references)
-    senders = {a.lower() for a in headers.from_addresses}
-    if msg.envelope_from:
-        senders.add(msg.envelope_from.lower())
+    domain = sender.rpartition("@")[2]
+    senders = {sender} | {a.lower() for a in headers.from_addresses
+                          if a.lower().rpartition("@")[2] == domain}
+    named = thread_root(headers.message_id, headers.in_reply_to, headers.references)
     closes = closes_conversation(headers.subject, headers.x_mss_mes)
+    reply_to = [a.lower() for a in headers.reply_to]
     for patient in patients:
-        for sender in sorted(senders):
+        existing = {c.thread: c for c in await ctx.store.conversations(patient)}
+        known = existing.get(named)
+        thread = named if known is None or senders & known.professionals else own_ids[0]
+        for one in sorted(senders):
             await ctx.store.record_professional_message(
-                patient=patient, message_id=own_ids[0], thread=thread, sender=sender,
-                reply_to=[a.lower() for a in headers.reply_to], closes=closes, now=now)
+                patient=patient, message_id=own_ids[0], thread=thread, sender=one,
+                reply_to=reply_to, closes=closes, now=now)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiosmtpd.smtp import Envelope, Session
 
+from mssante.content.headers import HeaderSyntaxError, check_header_section
 from mssante.domain.addresses import Address, parse_address
 from mssante.errors import InvalidAddress
 from mssante.smtp.protocol import MSSanteSMTP
-from mssante.smtp.replies import BAD_ADDRESS_SYNTAX, TOO_MANY_RECIPIENTS, SMTPReply
+from mssante.smtp.replies import BAD_ADDRESS_SYNTAX, HEADER_SYNTAX, TOO_MANY_RECIPIENTS, SMTPReply
 
 MAX_RECIPIENTS = 1000  # RFC 5321 §4.5.3.1.8 requires at least 100
 
@@ -27,6 +28,13 @@ def recipient_address(envelope: Envelope, text: str) -> Address:
         return parse_address(text)
     except InvalidAddress as exc:
         raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
+
+
+def check_headers(body: bytes) -> None:
+    try:
+        check_header_section(body)
+    except HeaderSyntaxError as exc:
+        raise SMTPReply(HEADER_SYNTAX.with_text(f"Message headers refused: {exc}")) from None
 
 
 def peer_host(server: MSSanteSMTP, session: Session) -> str | None:

@@ -25,7 +25,7 @@ from mssante.domain.ins import validate_ins
 from mssante.errors import CertificateRejected, InvalidAddress
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.accept import Incoming, accept
-from mssante.smtp.common import ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.common import check_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
@@ -120,6 +120,7 @@ class InboundHandler:
                           envelope: MSSEnvelope) -> str:
         body = envelope.original_content
         assert body is not None and envelope.mail_from is not None
+        check_headers(body)
         msg = Incoming(
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),

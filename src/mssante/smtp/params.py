@@ -105,6 +105,8 @@ def parse_mail_params(params: str) -> MailParams:
             if value is None:
                 raise SMTPReply(BAD_PARAMETER.with_text("ENVID needs a value"))
             envid = xtext_decode(value)
+            if not all(" " <= c <= "~" for c in envid):  # RFC 3461 §4.4: printable ASCII
+                raise SMTPReply(BAD_PARAMETER.with_text("ENVID must be printable ASCII"))
             if len(envid) > MAX_ENVID:
                 raise SMTPReply(BAD_PARAMETER.with_text(f"ENVID longer than {MAX_ENVID}"))
             out.envid = envid
@@ -134,6 +136,8 @@ def parse_rcpt_params(params: str) -> RcptParams:
             if not _KEYWORD.match(addr_type):
                 raise SMTPReply(BAD_PARAMETER.with_text("ORCPT has an invalid addr-type"))
             decoded = xtext_decode(addr)
+            if any(c < " " or c == "\x7f" for c in decoded):
+                raise SMTPReply(BAD_PARAMETER.with_text("ORCPT carries a control character"))
             if len(decoded) > MAX_ORCPT:
                 raise SMTPReply(BAD_PARAMETER.with_text("ORCPT too long"))
             out.orcpt = f"{addr_type.lower()};{decoded}"

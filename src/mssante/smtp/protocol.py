@@ -32,6 +32,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from mssante.content.headers import canonical_line_endings
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
 from mssante.smtp.replies import (
@@ -45,6 +46,18 @@ from mssante.smtp.replies import (
 
 log = logging.getLogger(__name__)
 
+def _has_long_line(data: bytes) -> bool:
+    """A line of more than MAX_LINE octets, CRLF included (without copying the data)."""
+    start = 0
+    size = len(data)
+    while size - start >= MAX_LINE:
+        end = data.find(b"\n", start, start + MAX_LINE)
+        if end < 0:
+            return True
+        start = end + 1
+    return False
+
+
 def _ascii(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return decomposed.encode("ascii", "ignore").decode("ascii")
@@ -54,7 +67,19 @@ def _ascii(text: str) -> str:
 # domain.addresses where it matters.
 _MAILBOX = re.compile(r'^(?:"[^"\r\n]*"|[^\s<>@"]+)@[^\s<>@"]+$')
 
+# RFC 5321 §4.1.1.1 / §4.1.3: EHLO takes a domain or an address literal; anything
+# else (a CR inside, spaces) is refused, since the name is copied into Received.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HELO_NAME = re.compile(
+    rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}})\])$")
+
 TERMINATOR = b"\r\n.\r\n"
+# Every connection defends itself (like Postfix's smtpd_hard_error_limit): after this
+# many error replies without a message accepted in between, the server hangs up.
+HARD_ERROR_LIMIT = 20
+# RFC 5321 §4.5.3.2.5: the whole DATA block may take longer than a command; 10 minutes
+# lets a 25 MB message through at about 42 KB/s.
+DATA_TIMEOUT = 600.0
 MAX_LINE = 1000  # RFC 5321 §4.5.3.1.6, CRLF included
 
 # aiosmtpd logs every command line at INFO on "mail.log"; keep it for debugging only.
@@ -81,6 +106,7 @@ class MSSanteSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self.implicit_tls = implicit_tls
         self.auth_failures = 0
+        self.errors = 0  # error replies since the last message accepted
         # (checker, result) of the peer certificate check; reset by STARTTLS
         self.peer_check: tuple[object, PeerCertificate] | None = None
 
@@ -115,6 +141,11 @@ class MSSanteSMTP(SMTP):
             await super().push(status)
             return
         await super().push(status if status.isascii() else _ascii(status))
+        if status[:1] in ("4", "5") and not status.startswith("421"):
+            self.errors += 1
+            if self.errors >= HARD_ERROR_LIMIT and self.transport is not None:
+                await super().push("421 4.7.0 Too many errors, closing the connection")
+                self.transport.close()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """``<mailbox> [params]`` → (mailbox, params); (None, None) when malformed.
@@ -148,6 +179,20 @@ class MSSanteSMTP(SMTP):
 
     async def _push_reply(self, reply: Reply | str) -> None:
         await self.push(str(reply))
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if hostname and not _HELO_NAME.match(hostname):
+            await self.push("501 5.5.4 EHLO needs a domain name or an address literal")
+            return
+        await super().smtp_EHLO(hostname)
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        if hostname and not _HELO_NAME.match(hostname):
+            await self.push("501 5.5.4 HELO needs a domain name or an address literal")
+            return
+        await super().smtp_HELO(hostname)
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
@@ -279,6 +324,7 @@ class MSSanteSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._reset_timeout(DATA_TIMEOUT)
         try:
             data = await self._read_data()
             envelope.content = envelope.original_content = data
@@ -288,7 +334,10 @@ class MSSanteSMTP(SMTP):
         except SMTPReply as exc:
             status = str(exc.reply)
         finally:
+            self._reset_timeout()
             self._set_post_data_state()  # type: ignore[no-untyped-call]  # RFC 5321 §4.1.1.4
+        if str(status).startswith("250"):
+            self.errors = 0
         await self.push(str(status))
 
     async def _read_data(self) -> bytes:
@@ -318,11 +367,11 @@ class MSSanteSMTP(SMTP):
                 f"Message exceeds the limit of {limit} bytes"))
         # keep the CRLF that ends the last line, drop ".CRLF"
         raw = rest[:-3]
-        if len(raw) > MAX_LINE and max(map(len, raw.split(b"\n"))) > MAX_LINE - 1:
+        if _has_long_line(raw):
             raise SMTPReply(LINE_TOO_LONG)
         if raw.startswith(b"."):
             raw = raw[1:]
-        return raw.replace(b"\r\n.", b"\r\n")
+        return canonical_line_endings(raw.replace(b"\r\n.", b"\r\n"))
 
     @staticmethod
     async def _discard_until_terminator(reader: asyncio.StreamReader) -> None:

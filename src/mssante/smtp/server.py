@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mssante.config import Listener, OperatorConfig
+from mssante.errors import ConfigError
 from mssante.pki.tls import server_context
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.inbound import InboundHandler
@@ -72,9 +73,13 @@ async def start_listeners(ctx: OperatorContext, config: OperatorConfig) -> Liste
         for name, listener, factory, implicit in plan:
             if not listener.port:
                 continue
-            server = await loop.create_server(factory, listener.host, listener.port,
-                                              ssl=tls_ctx if implicit else None,
-                                              reuse_address=True)
+            try:
+                server = await loop.create_server(factory, listener.host, listener.port,
+                                                  ssl=tls_ctx if implicit else None,
+                                                  reuse_address=True)
+            except OSError as exc:
+                raise ConfigError(f"{name}.port: cannot listen on {listener.host}:"
+                                  f"{listener.port}: {exc.strerror or exc}") from None
             servers.append(server)
             ports[name] = server.sockets[0].getsockname()[1]
     except BaseException:

@@ -30,13 +30,14 @@ from mssante.domain.mailboxes import PersonKind
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
-from mssante.passwords import verify_password_async
+from mssante.passwords import dummy_hash, verify_password_async
 from mssante.smtp.accept import Incoming, accept
-from mssante.smtp.common import ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.common import check_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.replies import (
+    AUTH_FAILED,
     BAD_ADDRESS_SYNTAX,
     MAILBOX_DISABLED,
     NO_SUCH_USER,
@@ -83,23 +84,30 @@ class SubmissionHandler:
 
     async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
         person = await self.ctx.store.get_person(login)
-        ok = (person is not None and person.password_hash is not None
-              and await verify_password_async(person.password_hash, password))
+        stored = person.password_hash if person is not None else None
+        # An unknown login costs the same argon2 work: timing does not tell who exists.
+        ok = await verify_password_async(stored or dummy_hash(), password) and stored is not None
         if not ok or person is None:
             return await self._failed(server, login)
         usable = await self.ctx.store.usable_mailboxes(person.login)
         return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))
 
-    async def _failed(self, server: MSSanteSMTP, login: str) -> AuthResult:
+    async def _failed(self, server: MSSanteSMTP, login: str,
+                      reply: str = str(AUTH_FAILED)) -> AuthResult:
+        """Count a failed attempt and answer it; the third one closes the connection."""
         server.auth_failures += 1
-        failures = server.auth_failures
-        log.info("authentication failed for %r (%d)", login, failures)
-        if failures >= MAX_AUTH_FAILURES:
+        log.info("authentication failed for %r (%d)", login, server.auth_failures)
+        if server.auth_failures >= MAX_AUTH_FAILURES:
             await server.push("421 4.7.0 Too many authentication failures, closing")
             if server.transport is not None:
                 server.transport.close()
-            return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, handled=False)
+        else:
+            await server.push(reply)
+        return AuthResult(success=False, handled=True)
+
+    async def _undecodable(self, server: MSSanteSMTP) -> AuthResult:
+        """Malformed credentials count as a failed attempt (RFC 4954 §4: 501)."""
+        return await self._failed(server, "?", "501 5.5.2 Cannot decode the credentials")
 
     async def auth_PLAIN(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -109,13 +117,11 @@ class SubmissionHandler:
         else:
             decoded = _b64(args[1])
             if decoded is None:
-                await server.push("501 5.5.2 Cannot decode base64")
-                return AuthResult(success=False, handled=True)
+                return await self._undecodable(server)
             blob = decoded
         parts = blob.split(b"\x00")
         if len(parts) != 3:  # RFC 4616 §2: [authzid] NUL authcid NUL passwd
-            await server.push("501 5.5.2 Cannot split PLAIN credentials")
-            return AuthResult(success=False, handled=True)
+            return await self._undecodable(server)
         authzid, login, password = (p.decode("utf-8", "replace") for p in parts)
         if authzid and authzid != login:
             return await self._failed(server, login)
@@ -128,8 +134,7 @@ class SubmissionHandler:
         else:
             login_blob = _b64(args[1])
             if login_blob is None:
-                await server.push("501 5.5.2 Cannot decode base64")
-                return AuthResult(success=False, handled=True)
+                return await self._undecodable(server)
         if not isinstance(login_blob, bytes):
             return AuthResult(success=False, handled=True)
         password_blob = await server.challenge_auth("Password:")
@@ -231,6 +236,7 @@ class SubmissionHandler:
         body = envelope.original_content
         assert body is not None
         sender = self._sender(envelope)
+        check_headers(body)
         headers = read_headers(body)
         for text in headers.from_addresses:
             try:
