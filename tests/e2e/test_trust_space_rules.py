@@ -208,9 +208,11 @@ def test_oversized_message_is_refused(environment) -> None:
     assert not any(m.subject == "trop gros" for m in environment.messages(CARDIO))
 
 
-def test_closed_mailbox_is_refused_with_a_reason(environment) -> None:
+def test_closed_mailbox_is_refused_with_a_reason(environment, monkeypatch) -> None:
+    from mssante.smtp import context
     from mssante.store import open_store
 
+    monkeypatch.setattr(context, "MAILBOX_CACHE_SECONDS", 0.0)  # see the change at once
     url = environment.service("ch-xyz.mssante.fr").config.database_url
 
     async def set_active(active: bool) -> None:
@@ -221,11 +223,9 @@ def test_closed_mailbox_is_refused_with_a_reason(environment) -> None:
             await store.close()
 
     import asyncio
-    import time
 
     asyncio.run(set_active(False))
     try:
-        time.sleep(2.1)  # the SMTP layer's mailbox cache (smtp.context.MAILBOX_CACHE_SECONDS)
         with submission(environment, "ch-xyz.mssante.fr", DUPONT) as smtp:
             smtp.mail(DUPONT)
             code, text = smtp.rcpt(CARDIO)

@@ -20,10 +20,6 @@ T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True)
 
-ConfigOption = typer.Option(..., "--config", "-c", help="The operator's configuration file.",
-                            exists=False, dir_okay=False)
-
-
 def fail(message: str) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(1)

@@ -59,10 +59,6 @@ _EXPLANATIONS = {
 }
 
 
-def _rfc822_date(ts: float) -> str:
-    return rfc5322_date(ts)
-
-
 def build_dsn(*, reporting_mta: str, from_address: str, to: str,
               statuses: Sequence[RecipientStatus], original: bytes, envid: str | None,
               ret: str | None, arrival: float, now: float | None = None) -> bytes:
@@ -82,7 +78,7 @@ def build_dsn(*, reporting_mta: str, from_address: str, to: str,
     fields = [f"Reporting-MTA: dns; {reporting_mta}"]
     if envid:
         fields.append(f"Original-Envelope-Id: {envid}")
-    fields.append(f"Arrival-Date: {_rfc822_date(arrival)}")
+    fields.append(f"Arrival-Date: {rfc5322_date(arrival)}")
     blocks = ["\r\n".join(fields)]
     for st in statuses:
         rf: list[str] = []
@@ -95,16 +91,16 @@ def build_dsn(*, reporting_mta: str, from_address: str, to: str,
             rf.append(f"Remote-MTA: dns; {st.remote_mta}")
         if st.diagnostic:
             rf.append(f"Diagnostic-Code: {st.diagnostic}")
-        rf.append(f"Last-Attempt-Date: {_rfc822_date(now)}")
+        rf.append(f"Last-Attempt-Date: {rfc5322_date(now)}")
         if st.will_retry_until is not None:
-            rf.append(f"Will-Retry-Until: {_rfc822_date(st.will_retry_until)}")
+            rf.append(f"Will-Retry-Until: {rfc5322_date(st.will_retry_until)}")
         blocks.append("\r\n".join(rf))
     domain = reporting_mta
     headers = [
         f"From: Mail Delivery System <{from_address}>",
         f"To: <{to}>",
         f"Subject: {Header(_SUBJECTS[action], 'utf-8').encode()}",  # RFC 2047
-        f"Date: {_rfc822_date(now)}",
+        f"Date: {rfc5322_date(now)}",
         f"Message-ID: <{uuid.uuid4().hex}@{domain}>",
         "Auto-Submitted: auto-replied",  # RFC 3834 §5
         "MIME-Version: 1.0",

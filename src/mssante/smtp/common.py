@@ -7,7 +7,6 @@ from aiosmtpd.smtp import Envelope, Session
 from mssante.content.headers import HeaderSyntaxError, check_header_section
 from mssante.domain.addresses import Address, parse_address
 from mssante.errors import InvalidAddress
-from mssante.smtp.protocol import MSSanteSMTP
 from mssante.smtp.replies import BAD_ADDRESS_SYNTAX, HEADER_SYNTAX, TOO_MANY_RECIPIENTS, SMTPReply
 
 MAX_RECIPIENTS = 1000  # RFC 5321 §4.5.3.1.8 requires at least 100
@@ -37,7 +36,7 @@ def check_headers(body: bytes) -> None:
         raise SMTPReply(HEADER_SYNTAX.with_text(f"Message headers refused: {exc}")) from None
 
 
-def peer_host(server: MSSanteSMTP, session: Session) -> str | None:
+def peer_host(session: Session) -> str | None:
     peer = session.peer
     if isinstance(peer, tuple) and peer:
         return str(peer[0])

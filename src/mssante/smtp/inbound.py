@@ -34,6 +34,7 @@ from mssante.smtp.replies import (
     CERT_REJECTED,
     CLIENT_CERT_REQUIRED,
     MAILBOX_DISABLED,
+    MESSAGE_ACCEPTED,
     NO_SUCH_USER,
     PATIENT_RULE,
     RECIPIENT_OK,
@@ -125,7 +126,7 @@ class InboundHandler:
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=read_headers(body), envid=envelope.params.envid,
-            ret=envelope.params.ret, helo=session.host_name, peer=peer_host(server, session),
+            ret=envelope.params.ret, helo=session.host_name, peer=peer_host(session),
             protocol="ESMTPS")
         queue_id = await accept(self.ctx, msg)
-        return f"250 2.6.0 Message accepted as {queue_id}"
+        return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))

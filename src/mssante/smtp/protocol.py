@@ -39,6 +39,9 @@ from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
     LINE_TOO_LONG,
     MESSAGE_TOO_BIG,
+    OK,
+    RECIPIENT_OK,
+    SENDER_OK,
     TEMPORARY_FAILURE,
     Reply,
     SMTPReply,
@@ -269,7 +272,7 @@ class MSSanteSMTP(SMTP):
         envelope.smtp_utf8 = params.smtputf8
         status = await self._call_handler_hook("MAIL", address, params_text.split())
         if status is MISSING:
-            status = "250 2.1.0 Sender OK"
+            status = str(SENDER_OK)
         if str(status).startswith("250"):
             envelope.mail_from = address if address else "<>"
             envelope.mail_options.extend(params_text.split())
@@ -304,7 +307,7 @@ class MSSanteSMTP(SMTP):
             return
         status = await self._call_handler_hook("RCPT", address, params)
         if status is MISSING:
-            status = "250 2.1.5 Recipient OK"
+            status = str(RECIPIENT_OK)
         if str(status).startswith("250"):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_params.append(params)
@@ -330,7 +333,7 @@ class MSSanteSMTP(SMTP):
             envelope.content = envelope.original_content = data
             status = await self._call_handler_hook("DATA")
             if status is MISSING:
-                status = "250 2.0.0 OK"
+                status = str(OK)
         except SMTPReply as exc:
             status = str(exc.reply)
         finally:

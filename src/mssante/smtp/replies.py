@@ -39,10 +39,7 @@ OK = Reply(250, "2.0.0", "OK")
 SENDER_OK = Reply(250, "2.1.0", "Sender OK")  # RFC 3463 §3.2 X.1.0
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")  # RFC 3463 §3.2 X.1.5
 MESSAGE_ACCEPTED = Reply(250, "2.6.0", "Message accepted")
-AUTH_OK = Reply(235, "2.7.0", "Authentication successful")  # RFC 4954 §6
 
-TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")  # RFC 3207 §4
-AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # RFC 4954 §6
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")  # RFC 4954 §6
 CLIENT_CERT_REQUIRED = Reply(
     530, "5.7.0", "A client certificate from the MSSanté trust space is required")
@@ -61,6 +58,4 @@ BAD_PARAMETER = Reply(501, "5.5.4", "Invalid command arguments")  # RFC 3463 X.5
 UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")  # RFC 5321 §4.1.1.11
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.8
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
-TRUST_SPACE_UNAVAILABLE = Reply(451, "4.4.3", "Trust space information unavailable")
-NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")  # RFC 5321 §3.3
 HEADER_SYNTAX = Reply(550, "5.6.0", "Message headers are malformed")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import AuthResult, Session
 
-from mssante.content.headers import read_headers, rfc5322_date
+from mssante.content.headers import prepend_headers, read_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.mailboxes import PersonKind
@@ -40,6 +40,7 @@ from mssante.smtp.replies import (
     AUTH_FAILED,
     BAD_ADDRESS_SYNTAX,
     MAILBOX_DISABLED,
+    MESSAGE_ACCEPTED,
     NO_SUCH_USER,
     PATIENT_RULE,
     RECIPIENT_NOT_IN_TRUST_SPACE,
@@ -254,15 +255,15 @@ class SubmissionHandler:
         if not headers.message_id:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
         if extra:
-            body = b"".join(f"{k}: {v}\r\n".encode() for k, v in extra) + body
+            body = prepend_headers(body, extra)
             headers = read_headers(body)
         msg = Incoming(
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
-            helo=session.host_name, peer=peer_host(server, session), protocol="ESMTPSA")
+            helo=session.host_name, peer=peer_host(session), protocol="ESMTPSA")
         queue_id = await accept(self.ctx, msg)
-        return f"250 2.6.0 Message accepted as {queue_id}"
+        return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
 
     async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:
         patient = self._sender(envelope).lower()
