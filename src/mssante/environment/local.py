@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from mssante.config import OperatorConfig, load_operator_config
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.errors import ConfigError
+from mssante.files import write_atomic
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string
@@ -110,11 +110,7 @@ DEMO: tuple[DemoOperator, ...] = (
 
 
 def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"), mode=0o600)  # it holds passwords
 
 
 def _toml_str(value: str) -> str:

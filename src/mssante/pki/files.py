@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from mssante import files
 from mssante.errors import PKIError
 
 PUBLIC_MODE = 0o644
@@ -25,23 +25,9 @@ PRIVATE_MODE = 0o600
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> None:
-    """Replace ``path`` with ``data`` in one step; the file is created with ``mode``."""
-    directory = path.parent
+    """Replace ``path`` with ``data`` in one step (mssante.files); PKIError on failure."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        _fsync_directory(directory)
+        files.write_atomic(path, data, mode)
     except OSError as exc:
         raise PKIError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
@@ -72,14 +58,3 @@ def locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import tempfile
-from pathlib import Path
 
 from mssante.errors import WhitelistError
+from mssante.files import fsync_dir, write_atomic
+
+__all__ = ["check_checksum", "checksum_text", "fsync_dir", "write_atomic"]
 
 XML_NAME = "listeblanchemssante.xml"
 SHA256_NAME = XML_NAME + ".sha256"
@@ -38,25 +38,3 @@ def check_checksum(data: bytes, text: bytes | str) -> None:
                              f"computed {actual}")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a synced temporary file and os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
