@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from mssante.cli import app
 from mssante.config import load_operator_config
 from mssante.environment.operator import OperatorService
 from mssante.store import open_store
@@ -63,10 +66,30 @@ def test_peer_down_then_up_is_delivered_after_a_retry(env: RunningEnvironment) -
                  what="a deferred queue entry")
     (entry,) = queue(env, "ch-xyz.mssante.fr")
     assert "cannot connect" in (entry.last_error or "")
+    # the administrator sees it and asks for an immediate retry
+    listed = json.loads(cli("queue", "list", "--status", "queued", "--json", env=env))
+    assert [(e["id"], e["to"]) for e in listed] == [(entry.id, MARTIN)]
+    assert "due now" in cli("queue", "retry", str(entry.id), env=env)
     start_operator(env, medecin)
     env.wait_message(MARTIN, subject)
     env.wait_for(lambda: [e.status for e in queue(env, "ch-xyz.mssante.fr")] == ["delivered"],
                  what="the entry marked delivered")
+
+
+def cli(*args: str, env: RunningEnvironment) -> str:
+    config = env.env.data_dir / "operators" / "ch-xyz.mssante.fr" / "operator.toml"
+    result = CliRunner().invoke(app, ["operator", *args, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_administrator_deletes_a_stuck_entry(env: RunningEnvironment) -> None:
+    stop_operator(env, "medecin.mssante.fr")
+    send(env, DUPONT, message(DUPONT, MARTIN, unique("à supprimer")))
+    env.wait_for(lambda: bool(queue(env, "ch-xyz.mssante.fr")), what="a queue entry")
+    (entry,) = queue(env, "ch-xyz.mssante.fr")
+    assert f"deleted queue entry {entry.id}" in cli("queue", "delete", str(entry.id), env=env)
+    assert queue(env, "ch-xyz.mssante.fr") == []
 
 
 def test_queue_survives_a_restart_and_delivers_once(env: RunningEnvironment) -> None:
