@@ -85,3 +85,14 @@ def test_trust_space_config(tmp_path: Path) -> None:
     config = load_trust_space_config(path, environ={"MSSANTE_QUEUE__WORKERS": "32"})
     assert config.trust_space.data_dir == tmp_path / "ts"
     assert config.trust_space.port == 8443
+
+
+def test_the_example_configurations_load(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    # data_dir points under /var/lib: redirect it, the rest is checked as written
+    env = {"MSSANTE_OPERATOR__DATA_DIR": str(tmp_path / "op")}
+    operator = load_operator_config(examples / "operator.toml", environ=env)
+    assert operator.smtp.port == 25 and operator.submissions.port == 465
+    assert operator.queue.workers == 32
+    trust = load_trust_space_config(examples / "trust.toml", environ={})
+    assert trust.trust_space.port == 8443

@@ -232,3 +232,33 @@ def test_closed_mailbox_is_refused_with_a_reason(environment, monkeypatch) -> No
         assert code == 550 and b"5.2.1" in text and b"closed" in text
     finally:
         asyncio.run(set_active(True))
+
+
+def test_one_message_good_and_bad_recipients_at_the_next_hop(environment) -> None:
+    subject = unique("deux destinataires")
+    refused = send(environment, DUPONT, message(DUPONT, [MARTIN, "absent@medecin.mssante.fr"],
+                                                 subject))
+    assert refused == {}  # both are in the trust space: accepted at submission
+    environment.wait_message(MARTIN, subject)
+
+    def bounced() -> bool:
+        for m in environment.messages(DUPONT):
+            if m.subject and m.subject.startswith("Undelivered"):
+                body = environment.runner.call(_body(environment, DUPONT, m.body_sha256))
+                if subject.split()[-1].encode() in body:
+                    assert b"absent@medecin.mssante.fr" in body
+                    assert b"Final-Recipient: rfc822; jean.martin" not in body
+                    return True
+        return False
+
+    environment.wait_for(bounced, what="a DSN for the absent recipient only")
+
+
+def test_external_with_a_certificate_bound_to_no_mailbox(environment, tmp_path) -> None:
+    pki = environment.env.trust_space.pki
+    card = pki.issue_person("Paul Dupont", given_name="Paul", surname="Dupont",
+                            id_nat_ps="810102727017", out_dir=tmp_path, name="cps")
+    with submission(environment, "ch-xyz.mssante.fr",
+                    cert=(str(card.cert_file), str(card.key_file))) as smtp:
+        code, text = smtp.docmd("AUTH", "EXTERNAL =")
+    assert code == 535 and b"No applicative mailbox" in text
