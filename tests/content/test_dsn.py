@@ -5,8 +5,17 @@ from __future__ import annotations
 import email
 from email.message import Message
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mssante.content.dsn import Action, RecipientStatus, build_dsn
-from mssante.content.headers import read_headers, split_message
+from mssante.content.headers import (
+    HeaderSyntaxError,
+    canonical_line_endings,
+    check_header_section,
+    read_headers,
+    split_message,
+)
 
 ORIGINAL = (b"From: dupont@ch-xyz.mssante.fr\r\nTo: x@medecin.mssante.fr\r\n"
             b"Subject: =?utf-8?q?Compte_rendu_=C3=A9chographie?=\r\n"
@@ -66,3 +75,15 @@ def test_headers_decode_rfc2047_and_raw_utf8() -> None:
     view = read_headers(raw)
     assert view.subject == "Résultats"
     assert view.from_addresses == ("a@b.fr",)
+
+
+@given(st.binary(max_size=400))
+def test_header_reading_never_crashes(data: bytes) -> None:
+    body = canonical_line_endings(data)
+    assert body.count(b"\r\n") == body.count(b"\n") == body.count(b"\r")
+    view = read_headers(body)
+    assert all(isinstance(a, str) and a for a in view.from_addresses)
+    try:
+        check_header_section(body)
+    except HeaderSyntaxError as exc:
+        assert str(exc)
