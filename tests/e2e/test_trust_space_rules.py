@@ -262,3 +262,15 @@ def test_external_with_a_certificate_bound_to_no_mailbox(environment, tmp_path) 
                     cert=(str(card.cert_file), str(card.key_file))) as smtp:
         code, text = smtp.docmd("AUTH", "EXTERNAL =")
     assert code == 535 and b"No applicative mailbox" in text
+
+
+def test_utf8_headers_cross_with_smtputf8(environment) -> None:
+    subject = unique("Échographie cardiaque — résultat")
+    data = (f"From: Dr Dupont <{DUPONT}>\r\nTo: <{MARTIN}>\r\nSubject: {subject}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nCœur normal.\r\n").encode()
+    with submission(environment, "ch-xyz.mssante.fr", DUPONT) as smtp:
+        assert smtp.has_extn("smtputf8")
+        smtp.sendmail(DUPONT, [MARTIN], data, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    stored = environment.wait_message(MARTIN, subject)
+    body = environment.runner.call(_body(environment, MARTIN, stored.body_sha256))
+    assert subject.encode() in body and "Cœur normal.".encode() in body

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
+from mssante.content.headers import split_message
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
 from mssante.queue.nexthop import NextHopError, NextHops
@@ -178,6 +179,15 @@ class DeliveryWorker:
         options: list[str] = []
         if conn.supports("SIZE"):
             options.append(f"SIZE={len(body)}")
+        head, _ = split_message(body)
+        if not head.isascii():  # RFC 6532 headers need SMTPUTF8 on the way (RFC 6531 §3.4)
+            if not conn.supports("SMTPUTF8"):
+                self.pool.put(conn)
+                await self._all(group, DeliveryError(
+                    554, "5.6.9", f"{conn.hop} does not accept UTF-8 headers (SMTPUTF8)",
+                    permanent=True))
+                return
+            options.append("SMTPUTF8")
         if not body.isascii():
             if not conn.supports("8BITMIME"):  # RFC 6152 §3: no downgrade done here
                 self.pool.put(conn)
