@@ -74,7 +74,7 @@ class HeaderSyntaxError(ValueError):
     that must occur once."""
 
 
-def _fields(head: bytes) -> dict[str, list[str]]:
+def _fields(text: str) -> dict[str, list[str]]:
     """The wanted fields of a header section, unfolded (RFC 5322 §2.2.3).
 
     Lines end with CRLF only (see canonical_line_endings). Raw UTF-8 is allowed
@@ -83,10 +83,9 @@ def _fields(head: bytes) -> dict[str, list[str]]:
     """
     fields: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for raw in head.split(b"\r\n"):
-        if not raw:
+    for line in text.split("\r\n"):
+        if not line:
             break
-        line = raw.decode("utf-8", "replace")
         if line[0] in " \t":
             if current is not None:
                 current[-1] += line
@@ -101,17 +100,21 @@ def _fields(head: bytes) -> dict[str, list[str]]:
     return fields
 
 
-def check_header_section(body: bytes) -> None:
+def _check(text: str, fields: dict[str, list[str]]) -> None:
     """Refuse what would let a message look different to a reader than to the rules:
     control characters in the header section (RFC 5322 §2.2: printable characters,
     space and tab), and more than one From (RFC 5322 §3.6: exactly once)."""
-    head, _ = split_message(body)
-    text = head.decode("utf-8", "replace").replace("\r\n", "")
-    match = _CONTROL.search(text)
+    match = _CONTROL.search(text.replace("\r\n", ""))
     if match:
         raise HeaderSyntaxError(f"control character {match.group()!r} in the header section")
-    if len(_fields(head).get("from", [])) > 1:
+    if len(fields.get("from", [])) > 1:
         raise HeaderSyntaxError("more than one From header field")
+
+
+def check_header_section(body: bytes) -> None:
+    """The checks of ``read_headers(body, strict=True)``, for a caller without a use
+    for the fields."""
+    read_headers(body, strict=True)
 
 
 def _decoded(value: str) -> str:
@@ -134,9 +137,14 @@ def _addresses(fields: dict[str, list[str]], name: str) -> tuple[str, ...]:
     return tuple(addr for _, addr in email.utils.getaddresses(values) if addr)
 
 
-def read_headers(body: bytes) -> HeaderView:
+def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
+    """The headers the rules need, in one pass; ``strict`` raises HeaderSyntaxError for
+    a header section that cannot be trusted (see _check)."""
     head, _ = split_message(body)
-    fields = _fields(head)
+    text = head.decode("utf-8", "replace")
+    fields = _fields(text)
+    if strict:
+        _check(text, fields)
     return HeaderView(
         message_id=_first(fields, "message-id"),
         subject=_first(fields, "subject"),

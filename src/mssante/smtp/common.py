@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiosmtpd.smtp import Envelope, Session
 
-from mssante.content.headers import HeaderSyntaxError, check_header_section
+from mssante.content.headers import HeaderSyntaxError, HeaderView, read_headers
 from mssante.domain.addresses import Address, parse_address
 from mssante.errors import InvalidAddress
 from mssante.smtp.replies import BAD_ADDRESS_SYNTAX, HEADER_SYNTAX, TOO_MANY_RECIPIENTS, SMTPReply
@@ -29,9 +29,10 @@ def recipient_address(envelope: Envelope, text: str) -> Address:
         raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
 
 
-def check_headers(body: bytes) -> None:
+def checked_headers(body: bytes) -> HeaderView:
+    """The headers of a received message, refused with 550 5.6.0 when untrustworthy."""
     try:
-        check_header_section(body)
+        return read_headers(body, strict=True)
     except HeaderSyntaxError as exc:
         raise SMTPReply(HEADER_SYNTAX.with_text(f"Message headers refused: {exc}")) from None
 

@@ -19,13 +19,12 @@ import logging
 
 from aiosmtpd.smtp import Session
 
-from mssante.content.headers import read_headers
 from mssante.domain.addresses import PATIENT_DOMAIN, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.errors import CertificateRejected, InvalidAddress
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.accept import Incoming, accept
-from mssante.smtp.common import check_headers, ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
@@ -121,11 +120,11 @@ class InboundHandler:
                           envelope: MSSEnvelope) -> str:
         body = envelope.original_content
         assert body is not None and envelope.mail_from is not None
-        check_headers(body)
+        headers = checked_headers(body)
         msg = Incoming(
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
-            body=body, headers=read_headers(body), envid=envelope.params.envid,
+            body=body, headers=headers, envid=envelope.params.envid,
             ret=envelope.params.ret, helo=session.host_name, peer=peer_host(session),
             protocol="ESMTPS")
         queue_id = await accept(self.ctx, msg)

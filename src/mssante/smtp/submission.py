@@ -32,7 +32,7 @@ from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_sp
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
 from mssante.passwords import dummy_hash, verify_password_async
 from mssante.smtp.accept import Incoming, accept
-from mssante.smtp.common import check_headers, ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
@@ -237,8 +237,7 @@ class SubmissionHandler:
         body = envelope.original_content
         assert body is not None
         sender = self._sender(envelope)
-        check_headers(body)
-        headers = read_headers(body)
+        headers = checked_headers(body)
         for text in headers.from_addresses:
             try:
                 check_may_send_as(identity.login, parse_address(text), identity.usable)
