@@ -199,20 +199,24 @@ def parse_row(text: str) -> ExtractRow:
     values = text.split(SEPARATOR)
     if len(values) != len(COLUMNS):
         raise ValueError(f"expected {len(COLUMNS)} columns, found {len(values)}")
-    digitization = values[_DIGITIZATION]
-    if digitization not in (TRUE, FALSE):
-        raise ValueError(f"Dématérialisation must be True or False, found {digitization!r}")
-    # Type first, then address: the reasons come in the order of the columns.
+    # The checks come in the order of the columns: type, address, Dématérialisation.
     mailbox_type = directory_type(values[0])
     try:
         address = directory_address(values[_ADDRESS])
     except InvalidAddress as exc:
         raise ValueError(f"invalid address: {exc}") from None
+    digitization = values[_DIGITIZATION]
+    if digitization not in (TRUE, FALSE):
+        raise ValueError(f"Dématérialisation must be True or False, found {digitization!r}")
     intern = sys.intern
     for index in _INTERNED:
         values[index] = intern(values[index])
-    return ExtractRow(mailbox_type, address, *values[2:_DIGITIZATION], digitization == TRUE,
-                      *values[_DIGITIZATION + 1:])
+    return ExtractRow(mailbox_type, address, values[2], values[3], values[4], values[5], values[6],
+                      values[7], values[8], values[9], values[10], values[11], values[12],
+                      values[13], values[14], values[15], values[16], digitization == TRUE,
+                      values[18], values[19], values[20], values[21], values[22], values[23],
+                      values[24], values[25], values[26], values[27], values[28], values[29],
+                      values[30])
 
 
 def read_extract(lines: Iterable[str] | TextIO) -> Iterator[ExtractRow | RejectedLine]:
@@ -295,8 +299,9 @@ def diff_extracts(old: Iterable[ExtractRow], new: Iterable[ExtractRow]) -> Extra
     """
     previous: dict[str, ExtractRow] = {}
     for row in old:
-        if previous.setdefault(row.address, row) is not row:
+        if row.address in previous:
             raise ValueError(f"duplicate address in the old extract: {row.address}")
+        previous[row.address] = row
     diff = ExtractDiff()
     seen: set[str] = set()
     for row in new:
