@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mssante.cli import operator, pki, trust, up, whitelist
+from mssante.cli import directory, operator, pki, trust, up, whitelist
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="MSSanté trust space and operators.")
@@ -12,6 +12,7 @@ app.add_typer(pki.app, name="pki", help="The trust space's certificate authority
 app.add_typer(whitelist.app, name="whitelist", help="The whitelist of trust-space domains.")
 app.add_typer(trust.app, name="trust", help="Run the trust space.")
 app.add_typer(operator.app, name="operator", help="Run and administer an operator.")
+app.add_typer(directory.app, name="directory", help="The national directory's extract.")
 app.command("up")(up.up)
 
 

@@ -1,0 +1,93 @@
+"""`mssante directory ...`: the national extract (generate, check)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from mssante.cli.common import console, fail
+from mssante.directory.extract import (
+    ExtractFormatError,
+    ExtractRow,
+    RejectedLine,
+    read_extract,
+    write_extract,
+)
+from mssante.directory.generate import generate_rows
+from mssante.files import write_atomic
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _progress() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                    transient=False)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Extract file to write.")],
+    mailboxes: Annotated[int, typer.Option(help="Number of mailboxes (rows).")] = 540_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same extract.")] = 0,
+) -> None:
+    """Write a realistic Extraction_Correspondance_MSSante (demos and benchmarks)."""
+    if mailboxes < 0:
+        raise fail("--mailboxes must be zero or more")
+    tmp = out.with_name(f".{out.name}.partial")
+    with _progress() as progress, tmp.open("w", encoding="utf-8", newline="") as fh:
+        task = progress.add_task("generating", total=mailboxes)
+
+        def rows() -> Iterator[ExtractRow]:
+            for n, row in enumerate(generate_rows(mailboxes, seed=seed), start=1):
+                if n % 5000 == 0:
+                    progress.update(task, completed=n)
+                yield row
+
+        written = write_extract(rows(), fh)
+        progress.update(task, completed=written)
+    tmp.replace(out)
+    console.print(f"wrote {written} mailboxes to {out}")
+
+
+@app.command()
+def check(
+    extract: Annotated[Path, typer.Argument(help="An Extraction_Correspondance_MSSante file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write every rejected line (number, reason, text) to this file.")] = None,
+) -> None:
+    """Read an extract and report the rejected lines with their number and reason."""
+    accepted = 0
+    rejected: list[RejectedLine] = []
+    try:
+        with extract.open(encoding="utf-8", newline="") as fh:
+            for item in read_extract(fh):
+                if isinstance(item, RejectedLine):
+                    rejected.append(item)
+                else:
+                    accepted += 1
+    except FileNotFoundError:
+        raise fail(f"no such file: {extract}") from None
+    except UnicodeDecodeError as exc:
+        raise fail(f"{extract} is not UTF-8: {exc}") from None
+    except ExtractFormatError as exc:
+        raise fail(f"{extract}: {exc}") from None
+    lines = [{"line": r.line_number, "reason": r.reason, "text": r.text} for r in rejected]
+    if report is not None:
+        write_atomic(report, "".join(json.dumps(x, ensure_ascii=False) + "\n"
+                                     for x in lines).encode("utf-8"))
+    if json_out:
+        typer.echo(json.dumps({"accepted": accepted, "rejected": lines[:1000],
+                               "rejected_count": len(lines)}, ensure_ascii=False, indent=2))
+        return
+    console.print(f"{accepted} mailboxes accepted, {len(rejected)} lines rejected")
+    for r in rejected[:20]:
+        console.print(f"  line {r.line_number}: {r.reason}", highlight=False)
+    if len(rejected) > 20:
+        console.print(f"  … {len(rejected) - 20} more" + (f" (all in {report})" if report else ""))
