@@ -44,3 +44,31 @@ def test_check_refuses_a_file_that_is_not_an_extract(tmp_path: Path) -> None:
     assert "Adresse" in result.output
     result = CliRunner().invoke(app, ["directory", "check", str(tmp_path / "none.txt")])
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_import_then_search(tmp_path: Path) -> None:
+    from mssante.directory.generate import generate_rows
+
+    rows = list(generate_rows(500, seed=3))
+    extract = tmp_path / "extract.txt"
+    with extract.open("w", encoding="utf-8", newline="") as fh:
+        from mssante.directory.extract import write_extract
+
+        write_extract(rows, fh)
+    config = tmp_path / "trust.toml"
+    config.write_text('[trust_space]\ndata_dir = "ts"\n')
+    result = CliRunner().invoke(app, ["directory", "import", str(extract), "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "500 created, 0 changed, 0 removed, 0 unchanged; 0 lines rejected" in result.output
+    assert (tmp_path / "ts" / "directory.sqlite3").exists()
+    person = next(r for r in rows if r.family_name and r.routing_line)
+    city = person.routing_line.split(" ", 1)[1]
+    result = CliRunner().invoke(app, ["directory", "search", f"{person.family_name} {city}",
+                                      "-c", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert person.address in [hit["address"] for hit in json.loads(result.output)]
+    # the same file again changes nothing
+    result = CliRunner().invoke(app, ["directory", "import", str(extract), "-c", str(config)])
+    assert "0 created, 0 changed, 0 removed, 500 unchanged" in result.output
+    result = CliRunner().invoke(app, ["directory", "search", "x"])
+    assert result.exit_code == 1 and "--config" in result.output

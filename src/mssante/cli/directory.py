@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from mssante.cli.common import console, fail
+from mssante.cli.common import console, fail, run
+from mssante.config import load_trust_space_config
 from mssante.directory.extract import (
     ExtractFormatError,
     ExtractRow,
@@ -19,6 +20,8 @@ from mssante.directory.extract import (
     write_extract,
 )
 from mssante.directory.generate import generate_rows
+from mssante.directory.store import ImportReport, open_directory
+from mssante.errors import MSSanteError
 from mssante.files import write_atomic
 
 app = typer.Typer(no_args_is_help=True)
@@ -91,3 +94,97 @@ def check(
         console.print(f"  line {r.line_number}: {r.reason}", highlight=False)
     if len(rejected) > 20:
         console.print(f"  … {len(rejected) - 20} more" + (f" (all in {report})" if report else ""))
+
+
+def _database(config: Path | None, database: str | None) -> str:
+    """The directory database: ``--database URL``, else ``directory.sqlite3`` in the data
+    directory of the trust space named by ``--config``."""
+    if database:
+        return database
+    if config is None:
+        raise fail("give --config (a trust space configuration) or --database URL")
+    try:
+        data_dir = load_trust_space_config(config).trust_space.data_dir
+    except MSSanteError as exc:
+        raise fail(str(exc)) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{data_dir / 'directory.sqlite3'}"
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="Trust space configuration file.")]
+DatabaseOpt = Annotated[str | None, typer.Option("--database",
+                                                 help="SQLAlchemy URL of the directory.")]
+
+
+@app.command("import")
+def import_(
+    extract: Annotated[Path, typer.Argument(help="An Extraction_Correspondance_MSSante file.")],
+    config: ConfigOpt = None, database: DatabaseOpt = None,
+) -> None:
+    """Apply an extract as the directory's new content (created, changed, removed)."""
+    url = _database(config, database)
+    rejected: list[RejectedLine] = []
+
+    def rows(fh: TextIO) -> Iterator[ExtractRow]:
+        for item in read_extract(fh):
+            if isinstance(item, RejectedLine):
+                rejected.append(item)
+            else:
+                yield item
+
+    async def body() -> ImportReport:
+        store = await open_directory(url)
+        try:
+            with _progress() as progress, extract.open(encoding="utf-8", newline="") as fh:
+                task = progress.add_task("importing", total=None)
+                return await store.import_extract(
+                    rows(fh), progress=lambda n: progress.update(task, completed=n))
+        finally:
+            await store.close()
+
+    try:
+        report = run(body())
+    except FileNotFoundError:
+        raise fail(f"no such file: {extract}") from None
+    except (ExtractFormatError, UnicodeDecodeError, ValueError) as exc:
+        raise fail(f"{extract}: {exc}") from None
+    console.print(f"{report.created} created, {report.changed} changed, "
+                  f"{report.removed} removed, {report.unchanged} unchanged; "
+                  f"{len(rejected)} lines rejected")
+    for r in rejected[:20]:
+        console.print(f"  line {r.line_number}: {r.reason}", highlight=False)
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="Free text, e.g. 'dupont cardio lyon'.")],
+    config: ConfigOpt = None, database: DatabaseOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many answers.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Find professionals and their MSSanté addresses, best matches first."""
+    url = _database(config, database)
+
+    async def body() -> list[dict[str, object]]:
+        store = await open_directory(url)
+        try:
+            hits = await store.search(text, limit=limit)
+        finally:
+            await store.close()
+        return [{"address": h.row.address, "type": h.row.mailbox_type.value,
+                 "name": f"{h.row.given_name} {h.row.family_name}".strip(),
+                 "profession": h.row.profession_label, "specialty": h.row.skill_label,
+                 "organisation": h.row.legal_name, "city": h.row.routing_line,
+                 "score": round(h.score, 3)} for h in hits]
+
+    found = run(body())
+    if json_out:
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        console.print("no match")
+    for hit in found:
+        console.print(f"{hit['address']}  {hit['name']}  {hit['profession']} "
+                      f"{hit['specialty']}  {hit['organisation']}  {hit['city']}",
+                      highlight=False)
