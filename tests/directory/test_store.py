@@ -27,6 +27,7 @@ from mssante.directory.store import (
     normalise,
     open_directory,
     search_text,
+    words,
 )
 from mssante.store.engine import database_url
 
@@ -234,3 +235,16 @@ async def test_reopen_keeps_the_schema(tmp_path: Path) -> None:
         assert await addresses(store, "berenger") == [KNOWN[4].address]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("query", ["d zoe", "a mar", "z", "a b c dup", "x y", "dup e",
+                                   "e dup card", "d'upont", "a martin"])
+async def test_search_short_words_do_not_crash(loaded: DirectoryStore, query: str) -> None:
+    # SQLite 3.40's FTS5 trigram LIKE crashes the process on a pattern of fewer than three
+    # characters combined with another: short words must never reach the trigram table.
+    hits = await loaded.search(query)
+    query_words = words(query)
+    if all(len(w) < 5 for w in query_words):  # no approximate matching: check every hit
+        for hit in hits:
+            indexed = search_text(hit.row).split()
+            assert all(any(t.startswith(w) for t in indexed) for w in query_words), hit.row

@@ -322,20 +322,45 @@ class DirectoryStore:
                                [{"id": entry_id} for entry_id in ids])
 
     async def search(self, text: str, *, limit: int = 20) -> list[SearchHit]:
-        """The entries matching every word of ``text``, best first (module docstring)."""
+        """The entries matching every word of ``text``, best first (module docstring).
+
+        Two steps: entries where every word matches as a prefix come first; only when
+        they are fewer than ``limit`` are the entries allowing one missing letter
+        added after them. The first step uses the index alone; the second is the
+        costly one (its patterns scan), and a query that finds enough exact answers
+        never pays for it.
+        """
         query_words = list(dict.fromkeys(words(text)))
         if not query_words or limit < 1:
             return []
         limit = min(limit, MAX_LIMIT)
-        source = _FTS if self._fts else entries
-        matched = entries.join(_FTS, _FTS.c.rowid == entries.c.id) if self._fts else entries
-        indexed = source.c.search_text
+        exact = await self._search(query_words, limit, fuzzy=False)
+        if len(exact) >= limit or not any(_word_patterns(w)[1] for w in query_words):
+            return exact
+        seen = {hit.row.address for hit in exact}
+        more = await self._search(query_words, limit + len(exact), fuzzy=True)
+        return exact + [hit for hit in more if hit.row.address not in seen][:limit - len(exact)]
+
+    async def _search(self, query_words: list[str], limit: int, *,
+                      fuzzy: bool) -> list[SearchHit]:
+        """One query. The SQLite FTS5 trigram table is given only prefix patterns of two
+        letters or more: SQLite 3.40 crashes on a trigram LIKE of fewer than three
+        characters combined with another (test_search_short_words_do_not_crash); every
+        other condition is evaluated on the entries table itself."""
+        use_fts = self._fts and not fuzzy
+        matched = entries.join(_FTS, _FTS.c.rowid == entries.c.id) if use_fts else entries
         conditions: list[ColumnElement[bool]] = []
         family_prefix: list[ColumnElement[int]] = []
         family_exact: list[ColumnElement[int]] = []
         for word in query_words:
-            prefix, fuzzy = _word_patterns(word)
-            conditions.append(or_(indexed.like(prefix), *(indexed.like(p) for p in fuzzy)))
+            prefix, approximate = _word_patterns(word)
+            if fuzzy:
+                conditions.append(or_(*(entries.c.search_text.like(p)
+                                        for p in (prefix, *approximate))))
+            elif use_fts and len(word) >= 2:
+                conditions.append(_FTS.c.search_text.like(prefix))
+            else:
+                conditions.append(entries.c.search_text.like(prefix))
             family_prefix.append(case((entries.c.family_key.like(prefix), 1), else_=0))
             family_exact.append(case((entries.c.family_key.like(f"% {word} %"), 1), else_=0))
         score = (sum(family_prefix[1:], family_prefix[0])
