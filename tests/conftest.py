@@ -7,23 +7,57 @@ with blocking clients (smtplib, ssl) exactly as a user's mail client would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import uvloop
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from mssante.environment.local import LocalEnvironment
 from mssante.store import open_store
+from mssante.store.engine import database_url
 
 T = TypeVar("T")
+
+POSTGRES_URL = os.environ.get("MSSANTE_TEST_POSTGRES_URL",
+                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0")
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards. When the server cannot be reached
+    the test skips, unless MSSANTE_REQUIRE_POSTGRES is set: then it fails."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(database_url(POSTGRES_URL))
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except (OSError, SQLAlchemyError) as exc:
+        await admin.dispose()
+        reason = f"PostgreSQL unreachable at {POSTGRES_URL}: {exc}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{reason} (MSSANTE_REQUIRE_POSTGRES is set)")
+        pytest.skip(reason)
+    try:
+        yield schema
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
 
 
 def _ports_free(base: int, count: int) -> bool:

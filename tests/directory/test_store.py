@@ -7,17 +7,12 @@ PostgreSQL cases skip, unless ``MSSANTE_REQUIRE_POSTGRES`` is set: then they fai
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from mssante.directory.extract import ExtractRow
 from mssante.directory.generate import generate_rows
@@ -29,11 +24,8 @@ from mssante.directory.store import (
     search_text,
     words,
 )
-from mssante.store.engine import database_url
+from tests.conftest import POSTGRES_URL, postgres_schema
 
-POSTGRES_URL = os.environ.get("MSSANTE_TEST_POSTGRES_URL",
-                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0")
 COUNT = 2000
 
 GENERATED = list(generate_rows(COUNT, seed=7))
@@ -60,12 +52,6 @@ KNOWN = [
 ROWS = GENERATED + KNOWN
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_POSTGRES:
-        pytest.fail(f"{reason} (MSSANTE_REQUIRE_POSTGRES is set)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def directory(request: pytest.FixtureRequest,
                     tmp_path: Path) -> AsyncIterator[DirectoryStore]:
@@ -74,24 +60,12 @@ async def directory(request: pytest.FixtureRequest,
         yield store
         await store.close()
         return
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(database_url(POSTGRES_URL))
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except (OSError, SQLAlchemyError) as exc:
-        await admin.dispose()
-        _unavailable(f"PostgreSQL unreachable at {POSTGRES_URL}: {exc}")
-    try:
+    async with postgres_schema() as schema:
         store = await open_directory(POSTGRES_URL, schema=schema)
         try:
             yield store
         finally:
             await store.close()
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 @pytest.fixture

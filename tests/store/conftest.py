@@ -8,24 +8,16 @@ then they fail.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import create_async_engine
+from tests.conftest import POSTGRES_URL, postgres_schema
 
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.store import Store, open_store
-from mssante.store.engine import database_url
-
-POSTGRES_URL = os.environ.get("MSSANTE_TEST_POSTGRES_URL",
-                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0")
 
 DOMAIN = "ch-xyz.mssante.fr"
 RULES = Rules()
@@ -46,12 +38,6 @@ class Database:
         return store
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_POSTGRES:
-        pytest.fail(f"{reason} (MSSANTE_REQUIRE_POSTGRES is set)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
@@ -60,23 +46,13 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         for store in db.opened:
             await store.close()
         return
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_async_engine(database_url(POSTGRES_URL))
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except (OSError, SQLAlchemyError) as exc:
-        await admin.dispose()
-        _unavailable(f"PostgreSQL unreachable at {POSTGRES_URL}: {exc}")
-    db = Database("postgres", POSTGRES_URL, schema)
-    try:
-        yield db
-    finally:
-        for store in db.opened:
-            await store.close()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
+    async with postgres_schema() as schema:
+        db = Database("postgres", POSTGRES_URL, schema)
+        try:
+            yield db
+        finally:
+            for store in db.opened:
+                await store.close()
 
 
 @pytest.fixture
