@@ -1,0 +1,140 @@
+"""The directory's tables (SQLAlchemy Core), shared by the store and the FHIR queries.
+
+- ``dir_practitioners``, ``dir_organisations``: the referential, keyed by idNatPs and
+  idNatSt; ``*_norm`` columns hold ``text.joined`` forms (lower case, no accents,
+  words separated by one space) for FHIR string searches, indexed with byte order
+  (collation "C" on PostgreSQL) so that a prefix is a range ``>= p AND < p || '\\uffff'``.
+- ``dir_roles``: a professional at an organisation.
+- ``dir_mailboxes``: one row per mailbox. It keeps the 31 values of the extract row
+  exactly (denormalised: export is a plain SELECT and an import followed by an
+  export gives the same file), the links to the referential, the publication
+  metadata (description, responsible, liste rouge, publisher) and what the people
+  search needs (``search_text``, ``family_key``, see ``text.spaced``). ``row_hash``
+  is a digest of the 31 values, to tell a changed row from an unchanged one on import.
+- ``dir_state`` (one row) and ``dir_changes``: the search index's change feed. An
+  import bumps ``epoch`` (the index is rebuilt); a publication appends the ids of the
+  mailboxes it touched to ``dir_changes`` (the index applies them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from mssante.directory.extract import FIELD_NAMES
+
+metadata = MetaData()
+
+# Byte-order comparison on both engines (SQLite's default BINARY collation).
+Key = Text().with_variant(Text(collation="C"), "postgresql")
+
+schema_version = Table(
+    "directory_schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+)
+
+practitioners = Table(
+    "dir_practitioners", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("id_nat_ps", Key, nullable=False),
+    Column("id_type", Text, nullable=False),
+    Column("pp_id", Key, nullable=False),
+    Column("civility", Text, nullable=False),
+    Column("family_name", Text, nullable=False),
+    Column("given_name", Text, nullable=False),
+    Column("profession_category", Text, nullable=False),
+    Column("profession_category_label", Text, nullable=False),
+    Column("profession_code", Text, nullable=False),
+    Column("profession_label", Text, nullable=False),
+    Column("skill_code", Text, nullable=False),
+    Column("skill_label", Text, nullable=False),
+    Column("family_norm", Key, nullable=False),
+    Column("given_norm", Key, nullable=False),
+    UniqueConstraint("id_nat_ps", name="uq_dir_practitioners_id_nat_ps"),
+    Index("ix_dir_practitioners_pp_id", "pp_id"),
+    Index("ix_dir_practitioners_family_norm", "family_norm"),
+    Index("ix_dir_practitioners_given_norm", "given_norm"),
+)
+
+organisations = Table(
+    "dir_organisations", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("id_nat_st", Key, nullable=False),
+    Column("id_type", Text, nullable=False),
+    Column("legal_name", Text, nullable=False),
+    Column("trade_name", Text, nullable=False),
+    Column("location_complement", Text, nullable=False),
+    Column("distribution_complement", Text, nullable=False),
+    Column("street_number", Text, nullable=False),
+    Column("street_number_complement", Text, nullable=False),
+    Column("street_type", Text, nullable=False),
+    Column("street_name", Text, nullable=False),
+    Column("locality", Text, nullable=False),
+    Column("routing_line", Text, nullable=False),
+    Column("postal_code", Key, nullable=False),
+    Column("department", Text, nullable=False),
+    Column("country", Text, nullable=False),
+    Column("name_norm", Key, nullable=False),  # joined(legal_name)
+    Column("city_norm", Key, nullable=False),  # joined(Organisation.city)
+    UniqueConstraint("id_nat_st", name="uq_dir_organisations_id_nat_st"),
+    Index("ix_dir_organisations_name_norm", "name_norm"),
+    Index("ix_dir_organisations_city_norm", "city_norm"),
+    Index("ix_dir_organisations_postal_code", "postal_code"),
+)
+
+roles = Table(
+    "dir_roles", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practitioner_id", Integer,
+           ForeignKey("dir_practitioners.id", ondelete="CASCADE"), nullable=False),
+    Column("organisation_id", Integer,
+           ForeignKey("dir_organisations.id", ondelete="CASCADE"), nullable=False),
+    UniqueConstraint("practitioner_id", "organisation_id", name="uq_dir_roles_pair"),
+    Index("ix_dir_roles_organisation", "organisation_id"),
+)
+
+mailboxes = Table(
+    "dir_mailboxes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    *(Column(name, Boolean if name == "digitization" else Key if name == "address" else Text,
+             nullable=False) for name in FIELD_NAMES),
+    Column("practitioner_id", Integer,
+           ForeignKey("dir_practitioners.id", ondelete="SET NULL")),
+    Column("organisation_id", Integer,
+           ForeignKey("dir_organisations.id", ondelete="SET NULL")),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("responsible", Text, nullable=False, server_default=""),
+    Column("liste_rouge", Boolean, nullable=False, server_default="0"),
+    Column("publisher", Text, nullable=False, server_default=""),
+    Column("updated_at", Double, nullable=False),
+    Column("search_text", Text, nullable=False),
+    Column("family_key", Text, nullable=False),
+    Column("row_hash", String(32), nullable=False),
+    UniqueConstraint("address", name="uq_dir_mailboxes_address"),
+    Index("ix_dir_mailboxes_practitioner", "practitioner_id"),
+    Index("ix_dir_mailboxes_organisation", "organisation_id"),
+)
+
+state = Table(
+    "dir_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("epoch", Integer, nullable=False),
+)
+
+changes = Table(
+    "dir_changes", metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("mailbox_id", Integer, nullable=False),
+    Column("epoch", Integer, nullable=False),
+)
