@@ -123,6 +123,7 @@ class TrustSpaceSettings:
     host: str = "127.0.0.1"  # HTTPS listener
     port: int = 8443
     crl_validity: float = 7 * 86400.0  # nextUpdate of published CRLs (seconds)
+    directory_url: str = ""  # SQLAlchemy URL of the directory; empty: SQLite in data_dir
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if 0 < self.port <= 65535 else [("port", "must be between 1 and 65535")]

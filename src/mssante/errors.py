@@ -11,7 +11,8 @@
     ├── TrustSpaceUnavailable  the trust space could not be reached
     └── StoreError             database failure, converted at the store boundary
         ├── NotFound           the named person, mailbox or queue entry does not exist
-        └── Conflict           it exists already, or the change breaks an invariant
+        ├── Conflict           it exists already, or the change breaks an invariant
+        └── Ambiguous          what should name one object matches several
 """
 
 from __future__ import annotations
@@ -63,3 +64,8 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The object exists already, or the change would break an invariant."""
+
+
+class Ambiguous(StoreError):
+    """A request that should name one object (an identifier, a conditional target)
+    matches several of them."""

@@ -1,4 +1,5 @@
-"""The directory store on SQLite and PostgreSQL: import as a difference, get, search.
+"""The directory store on SQLite and PostgreSQL: import, export, the referential,
+publication by operators (telecom patches) and the search index's feed.
 
 PostgreSQL: ``MSSANTE_TEST_POSTGRES_URL`` (default the local trust-auth server); each
 test gets a fresh schema, dropped afterwards. When the server cannot be reached the
@@ -7,49 +8,65 @@ PostgreSQL cases skip, unless ``MSSANTE_REQUIRE_POSTGRES`` is set: then they fai
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, insert, select
 
+from mssante.directory import schema
 from mssante.directory.extract import ExtractRow
 from mssante.directory.generate import generate_rows
+from mssante.directory.model import (
+    Mailbox,
+    Organisation,
+    Practitioner,
+    ResourceKind,
+    TelecomDelete,
+    TelecomInsert,
+    TelecomOp,
+    TelecomReplace,
+)
 from mssante.directory.store import (
+    SCHEMA_VERSION,
     DirectoryStore,
     ImportReport,
-    normalise,
     open_directory,
+    row_hash,
     search_text,
-    words,
 )
+from mssante.directory.text import spaced, words
+from mssante.domain.mailboxes import MailboxType
+from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from tests.conftest import POSTGRES_URL, postgres_schema
 
-COUNT = 2000
+COUNT = 1500
+ROWS = list(generate_rows(COUNT, seed=7))
+PER_ROW = next(r for r in ROWS if r.mailbox_type is MailboxType.PER and r.structure_id
+               and r.skill_label)
+ORG_ROW = next(r for r in ROWS if r.mailbox_type is MailboxType.ORG)
+OTHER_PER = next(r for r in ROWS if r.mailbox_type is MailboxType.PER
+                 and r.pp_national_id != PER_ROW.pp_national_id)
 
-GENERATED = list(generate_rows(COUNT, seed=7))
-_TEMPLATE = next(r for r in GENERATED if r.family_name and r.skill_label)
+DN = "CN=mta.ch-test.mssante.fr,O=CH Test"
+DOMAIN = "ch-test.mssante.fr"
+DOMAINS = frozenset({DOMAIN})
 
-
-def person(address: str, family: str, given: str, *, skill: str = "Cardiologie",
-           city: str = "69003 LYON") -> ExtractRow:
-    return replace(_TEMPLATE, address=address, family_name=family, given_name=given,
-                   profession_label="Médecin", skill_label=skill, routing_line=city,
-                   postal_code=city.split()[0], department=city[:2], legal_name="",
-                   trade_name="", service="")
-
-
-KNOWN = [
-    person("zoe.dupont@medecin.mssante.fr", "Dupont", "Zoé"),
-    person("zoe.dupontel@medecin.mssante.fr", "Dupontel", "Zoé"),
-    person("yves.bernard@medecin.mssante.fr", "Bernard", "Dupont-Yves", skill="Pédiatrie"),
-    person("irene.lefevre-x@medecin.mssante.fr", "Lefèvre", "Irène", skill="Néphrologie",
-           city="14000 CAEN"),
-    person("joel.berenger@medecin.mssante.fr", "Bérenger", "Joël", skill="Psychiatrie",
-           city="13001 MARSEILLE"),
-]
-ROWS = GENERATED + KNOWN
+DR = Practitioner("810000000017", "8", "10000000017", civility="DR", family_name="Lefèvre",
+                  given_name="Irène", profession_category="C",
+                  profession_category_label="Civil", profession_code="10",
+                  profession_label="Médecin", skill_code="SM04",
+                  skill_label="Cardiologie")
+CLINIC = Organisation("1690000001", "1", legal_name="CLINIQUE DU PARC", street_number="12",
+                      street_type="R", street_name="des Lilas",
+                      routing_line="69003 LYON", postal_code="69003", department="69",
+                      country="FRANCE")
+HOSPITAL = Organisation("1750000002", "1", legal_name="HÔPITAL SAINT-LOUIS",
+                        routing_line="75010 PARIS", postal_code="75010", department="75")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -60,8 +77,8 @@ async def directory(request: pytest.FixtureRequest,
         yield store
         await store.close()
         return
-    async with postgres_schema() as schema:
-        store = await open_directory(POSTGRES_URL, schema=schema)
+    async with postgres_schema() as name:
+        store = await open_directory(POSTGRES_URL, schema=name)
         try:
             yield store
         finally:
@@ -74,151 +91,500 @@ async def loaded(directory: DirectoryStore) -> DirectoryStore:
     return directory
 
 
-def test_normalise_strips_accents_and_case() -> None:
-    assert normalise("Lefèvre ÉLODIE Noël") == "lefevre elodie noel"
-    assert search_text(KNOWN[3]).startswith(" lefevre irene medecin nephrologie 14000 caen ")
+@pytest.fixture
+async def seeded(directory: DirectoryStore) -> DirectoryStore:
+    """A small referential: one professional, two organisations, no mailbox."""
+    await directory.add_practitioner(DR)
+    await directory.add_organisation(CLINIC)
+    await directory.add_organisation(HOSPITAL)
+    return directory
 
 
-async def test_import_then_count_and_get(directory: DirectoryStore) -> None:
+def per(local: str, **kwargs: object) -> Mailbox:
+    return Mailbox(f"{local}@{DOMAIN}", MailboxType.PER, **kwargs)  # type: ignore[arg-type]
+
+
+async def patch(store: DirectoryStore, *ops: TelecomOp,
+                kind: ResourceKind = ResourceKind.PRACTITIONER,
+                resource: str = DR.id_nat_ps) -> None:
+    await store.patch_telecom(kind, resource, ops, publisher=DN, allowed_domains=DOMAINS)
+
+
+async def scalar(store: DirectoryStore, statement: object) -> object:
+    async with store.engine.connect() as conn:
+        return (await conn.execute(statement)).scalar()  # type: ignore[call-overload]
+
+
+async def documents(store: DirectoryStore) -> dict[int, tuple[str, str]]:
+    return {i: (text, family) async for i, text, family in store.search_documents()}
+
+
+async def exported(store: DirectoryStore) -> list[ExtractRow]:
+    return [row async for row in store.export_rows()]
+
+
+# Text and digests -------------------------------------------------------------------
+
+
+def test_search_text_and_row_hash() -> None:
+    row = replace(PER_ROW, family_name="Lefèvre", given_name="Irène", skill_label="Néphrologie",
+                  routing_line="14000 CAEN", postal_code="14000", department="14",
+                  legal_name="", trade_name="", service="", address="irene.lefevre-x@a.mssante.fr")
+    # The distinct words, in order; the address's local part last (its domain is not).
+    assert search_text(row) == spaced(dict.fromkeys(
+        ["lefevre", "irene", *words(row.profession_label), "nephrologie", "14000", "caen",
+         "14", "x"]))
+    assert search_text(replace(row, family_name="D'Almeida", given_name="ÉLODIE")).startswith(
+        " d almeida elodie ")
+    assert row_hash(row) == hashlib.blake2b("\x1f".join(row.values()).encode(),
+                                            digest_size=16).hexdigest()
+    assert row_hash(row) != row_hash(replace(row, digitization=not row.digitization))
+
+
+# Import --------------------------------------------------------------------------
+
+
+async def test_import_then_count_get_and_referential(directory: DirectoryStore) -> None:
     assert directory.dialect in ("sqlite", "postgresql")
+    assert await directory.state() == (0, 0)
     seen: list[int] = []
-    report = await directory.import_extract(ROWS, progress=seen.append, batch=500)
-    assert report == ImportReport(created=len(ROWS), changed=0, removed=0, unchanged=0)
-    assert seen == [500, 1000, 1500, 2000, len(ROWS)]
-    assert await directory.count() == len(ROWS)
-    for row in (ROWS[0], ROWS[1234], KNOWN[3]):
+    report = await directory.import_extract(ROWS, progress=seen.append, batch=400)
+    assert report == ImportReport(created=COUNT, changed=0, removed=0, unchanged=0)
+    assert seen == [400, 800, 1200, COUNT]
+    assert await directory.count() == COUNT
+    assert await directory.state() == (1, 0)
+    for row in (ROWS[0], ROWS[777], PER_ROW, ORG_ROW):
         assert await directory.get(row.address) == row
-    assert await directory.get(KNOWN[3].address.upper()) == KNOWN[3]
+    assert await directory.get(PER_ROW.address.upper()) == PER_ROW
     assert await directory.get("nobody@medecin.mssante.fr") is None
+    assert await directory.get_mailbox(PER_ROW.address) == Mailbox(
+        PER_ROW.address, MailboxType.PER, practitioner=PER_ROW.pp_national_id,
+        organisation=PER_ROW.structure_id, service=PER_ROW.service,
+        digitization=PER_ROW.digitization)
+    assert await directory.get_practitioner(PER_ROW.pp_national_id) == Practitioner(
+        PER_ROW.pp_national_id, PER_ROW.pp_id_type, PER_ROW.pp_id, PER_ROW.civility,
+        PER_ROW.family_name, PER_ROW.given_name, PER_ROW.profession_category,
+        PER_ROW.profession_category_label, PER_ROW.profession_code,
+        PER_ROW.profession_label, PER_ROW.skill_code, PER_ROW.skill_label)
+    organisation = await directory.get_organisation(ORG_ROW.structure_id)
+    assert organisation is not None and organisation.legal_name == ORG_ROW.legal_name
+    assert organisation.routing_line == ORG_ROW.routing_line
+    assert await directory.get_practitioner("899999999999") is None
+    assert await directory.get_organisation("1999999999") is None
+    # Counts of the referential, the roles (PER/CAB rows naming both), the links.
+    expected_pp = {r.pp_national_id for r in ROWS if r.pp_national_id}
+    expected_st = {r.structure_id for r in ROWS if r.structure_id}
+    expected_roles = {(r.pp_national_id, r.structure_id) for r in ROWS
+                      if r.pp_national_id and r.structure_id
+                      and r.mailbox_type in (MailboxType.PER, MailboxType.CAB)}
+    m, p, o, r = schema.mailboxes, schema.practitioners, schema.organisations, schema.roles
+    assert await scalar(directory, select(func.count()).select_from(p)) == len(expected_pp)
+    assert await scalar(directory, select(func.count()).select_from(o)) == len(expected_st)
+    assert await scalar(directory, select(func.count()).select_from(r)) == len(expected_roles)
+    linked = (select(p.c.id_nat_ps).select_from(m.join(p, p.c.id == m.c.practitioner_id))
+              .where(m.c.address == PER_ROW.address))
+    assert await scalar(directory, linked) == PER_ROW.pp_national_id
+    linked = (select(o.c.id_nat_st).select_from(m.join(o, o.c.id == m.c.organisation_id))
+              .where(m.c.address == ORG_ROW.address))
+    assert await scalar(directory, linked) == ORG_ROW.structure_id
+    family = await scalar(directory, select(p.c.family_norm).where(
+        p.c.id_nat_ps == PER_ROW.pp_national_id))
+    assert family == " ".join(words(PER_ROW.family_name))
+    city = await scalar(directory, select(o.c.city_norm).where(
+        o.c.id_nat_st == ORG_ROW.structure_id))
+    assert city == " ".join(words(ORG_ROW.routing_line.split(" ", 1)[1]))
+    # Every id was chosen by the store: a writer relying on the serial still can insert.
+    async with directory.engine.begin() as conn:
+        await conn.execute(insert(p).values(
+            id_nat_ps="800000000001", id_type="8", pp_id="00000000001", civility="",
+            family_name="", given_name="", profession_category="",
+            profession_category_label="", profession_code="", profession_label="",
+            skill_code="", skill_label="", family_norm="", given_norm=""))
 
 
-async def test_second_import_applies_the_difference(loaded: DirectoryStore) -> None:
-    changed = [replace(row, given_name=row.given_name + "-Marie", digitization=not
-                       row.digitization) for row in ROWS[10:40]]
+async def test_second_day_applies_the_difference(loaded: DirectoryStore) -> None:
+    changed = [replace(row, given_name=row.given_name + "-Marie",
+                       digitization=not row.digitization) for row in ROWS[10:40]]
     added = list(generate_rows(COUNT + 25, seed=7))[COUNT:]
-    new_rows = ROWS[:10] + changed + ROWS[40:1900] + added
+    day2 = ROWS[:10] + changed + ROWS[40:1400] + added
     seen: list[int] = []
-    report = await loaded.import_extract(new_rows, progress=seen.append)
-    assert report == ImportReport(created=25, changed=30, removed=len(ROWS) - 1900,
-                                  unchanged=1870)
-    assert seen == [len(new_rows)]
-    assert await loaded.count() == len(new_rows)
+    report = await loaded.import_extract(day2, progress=seen.append)
+    assert report == ImportReport(created=25, changed=30, removed=COUNT - 1400,
+                                  unchanged=1370)
+    assert seen == [len(day2)]
+    assert await loaded.count() == len(day2)
     assert await loaded.get(ROWS[15].address) == changed[5]
-    assert await loaded.get(ROWS[1950].address) is None
+    assert await loaded.get(ROWS[1450].address) is None
     assert await loaded.get(added[0].address) == added[0]
-    # The changed values are searchable, the removed rows are not.
-    assert [hit.row for hit in await loaded.search("dupont zoe")] == []
-    assert (await loaded.import_extract(new_rows)
-            == ImportReport(created=0, changed=0, removed=0, unchanged=len(new_rows)))
+    assert sorted(await exported(loaded), key=lambda r: r.address) == sorted(
+        day2, key=lambda r: r.address)
+    # The referential follows the rows and keeps who lost their mailboxes.
+    if changed[5].pp_national_id:
+        found = await loaded.get_practitioner(changed[5].pp_national_id)
+        assert found is not None and found.given_name == changed[5].given_name
+    gone = next(r for r in ROWS[1400:] if r.pp_national_id)
+    assert await loaded.get_practitioner(gone.pp_national_id) is not None
+    assert (await loaded.state())[0] == 2
+    # The same file again changes nothing.
+    assert (await loaded.import_extract(day2)
+            == ImportReport(created=0, changed=0, removed=0, unchanged=len(day2)))
 
 
-async def test_duplicate_address_changes_nothing(loaded: DirectoryStore) -> None:
+async def test_the_last_row_of_a_professional_wins(directory: DirectoryStore) -> None:
+    first = replace(PER_ROW, address=f"a@{DOMAIN}")
+    second = replace(PER_ROW, address=f"b@{DOMAIN}", family_name="Nouveau-Nom")
+    # Across batches (batch=1) and within one batch.
+    for batch in (1, 10):
+        await directory.import_extract([first, second], batch=batch)
+        found = await directory.get_practitioner(PER_ROW.pp_national_id)
+        assert found is not None and found.family_name == "Nouveau-Nom"
+        await directory.import_extract([second, first], batch=batch)
+        found = await directory.get_practitioner(PER_ROW.pp_national_id)
+        assert found is not None and found.family_name == PER_ROW.family_name
+
+
+async def test_duplicate_address_changes_nothing(loaded: DirectoryStore,
+                                                 tmp_path: Path) -> None:
+    before = await loaded.state()
     with pytest.raises(ValueError, match="duplicate"):
-        await loaded.import_extract([KNOWN[0], replace(KNOWN[1], address=KNOWN[0].address)])
-    assert await loaded.count() == len(ROWS)
+        await loaded.import_extract([*ROWS[:500], ROWS[3]], batch=100)
+    assert await loaded.count() == COUNT
+    assert await loaded.state() == before
 
 
-async def addresses(store: DirectoryStore, query: str) -> list[str]:
-    return [hit.row.address for hit in await store.search(query)]
+async def test_failed_first_import_leaves_an_empty_directory(
+        directory: DirectoryStore) -> None:
+    # Several batches were written (and SQLite's secondary indexes dropped) before the
+    # duplicate: all of it is rolled back.
+    with pytest.raises(ValueError, match="duplicate"):
+        await directory.import_extract([*ROWS, ROWS[0]], batch=200)
+    assert await directory.count() == 0
+    assert await directory.get_practitioner(PER_ROW.pp_national_id) is None
+    assert await directory.import_extract(ROWS[:300]) == ImportReport(300, 0, 0, 0)
+    if directory.dialect == "sqlite":
+        async with directory.engine.connect() as conn:
+            names = set((await conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index'")).scalars())
+        expected = {index.name for table in schema.metadata.tables.values()
+                    for index in table.indexes}
+        assert expected <= names
 
 
-async def test_search_by_family_name_exact_first(loaded: DirectoryStore) -> None:
-    hits = await loaded.search("dupont")
-    found = [hit.row.address for hit in hits]
-    assert found[0] == KNOWN[0].address  # exact family name
-    assert KNOWN[1].address in found  # Dupontel: a prefix of the family name
-    assert KNOWN[2].address in found  # the given name only: last
-    assert found.index(KNOWN[1].address) < found.index(KNOWN[2].address)
-    assert hits[0].score > hits[found.index(KNOWN[1].address)].score
-    assert all(b.score <= a.score for a, b in pairwise(hits))
+async def test_import_then_export_round_trip(loaded: DirectoryStore) -> None:
+    rows = await exported(loaded)
+    assert rows == sorted(ROWS, key=lambda r: r.address)
+    assert [r.address for r in rows] == sorted(r.address for r in rows)
 
 
-async def test_search_family_and_profession_and_city(loaded: DirectoryStore) -> None:
-    assert (await addresses(loaded, "dupont cardio lyon"))[:2] == [
-        KNOWN[0].address, KNOWN[1].address]
-    hits = await loaded.search("dupont pediatrie")
-    rank = [hit.row.address for hit in hits].index(KNOWN[2].address)
-    # Dupont is only a given name there: after every Dupont by family name.
-    assert all(hit.row.family_name == "Dupont" for hit in hits[:rank])
-    assert all(hit.row.family_name != "Dupont" for hit in hits[rank:])
-    assert await addresses(loaded, "berenger marseille") == [KNOWN[4].address]
-    assert KNOWN[3].address in await addresses(loaded, "lefevre caen")
-    assert await addresses(loaded, "dupont marseille") == []
+async def test_import_takes_over_published_mailboxes_and_keeps_others(
+        loaded: DirectoryStore) -> None:
+    await loaded.add_practitioner(DR)
+    await patch(loaded, TelecomInsert(per("dr.lefevre", liste_rouge=True)),
+                TelecomInsert(per("dr.lefevre2", description="second")))
+    # The national file now holds dr.lefevre2 (published here): it becomes imported.
+    national = replace(PER_ROW, address=f"dr.lefevre2@{DOMAIN}")
+    report = await loaded.import_extract([*ROWS, national])
+    assert report == ImportReport(created=0, changed=1, removed=0, unchanged=COUNT)
+    assert await loaded.get(national.address) == national
+    taken = await loaded.get_mailbox(national.address)
+    assert taken is not None and taken.publisher == "" and taken.description == ""
+    # dr.lefevre, published and absent from the file, is kept.
+    kept = await loaded.get_mailbox(f"dr.lefevre@{DOMAIN}")
+    assert kept is not None and kept.publisher == DN and kept.liste_rouge
+    report = await loaded.import_extract(ROWS)  # dr.lefevre2 is imported now: removed
+    assert report == ImportReport(created=0, changed=0, removed=1, unchanged=COUNT)
+    assert await loaded.get_mailbox(f"dr.lefevre@{DOMAIN}") is not None
+    assert await loaded.count() == COUNT + 1
 
 
-async def test_search_ignores_accents_and_case(loaded: DirectoryStore) -> None:
-    expected = await addresses(loaded, "lefevre irene")
-    assert expected[0] == KNOWN[3].address
-    for query in ("Lefèvre Irène", "LEFÈVRE irene", "lefévre IRÉNE", "  lefevre   irene "):
-        assert await addresses(loaded, query) == expected
-    assert await addresses(loaded, "Bérenger Joël") == [KNOWN[4].address]
+# The referential --------------------------------------------------------------------
 
 
-async def test_search_tolerates_one_missing_letter(loaded: DirectoryStore) -> None:
-    assert KNOWN[0].address in await addresses(loaded, "dupon zoe")  # a prefix anyway
-    assert KNOWN[0].address in await addresses(loaded, "dpont zoe")
-    assert KNOWN[0].address in await addresses(loaded, "cardilogie zoe lyon")
-    assert KNOWN[4].address in await addresses(loaded, "berenge psychitrie")
-    # Only one letter: two missing do not match; short words need their letters.
-    assert await addresses(loaded, "brnger psychitrie") == []
-    assert await addresses(loaded, "dpnt zoe") == []
+async def test_referential_upserts(seeded: DirectoryStore) -> None:
+    assert await seeded.get_practitioner(DR.id_nat_ps) == DR
+    assert await seeded.get_organisation(CLINIC.id_nat_st) == CLINIC
+    await seeded.add_practitioner(replace(DR, family_name="Lefèvre-Martin"))
+    found = await seeded.get_practitioner(DR.id_nat_ps)
+    assert found is not None and found.family_name == "Lefèvre-Martin"
+    await seeded.add_organisation(replace(CLINIC, trade_name="Le Parc"))
+    clinic = await seeded.get_organisation(CLINIC.id_nat_st)
+    assert clinic is not None and clinic.trade_name == "Le Parc"
+    p = schema.practitioners
+    assert await scalar(seeded, select(func.count()).select_from(p)) == 1
+    assert await scalar(seeded, select(p.c.family_norm)) == "lefevre martin"
+    await seeded.add_role(DR.id_nat_ps, CLINIC.id_nat_st)
+    await seeded.add_role(DR.id_nat_ps, CLINIC.id_nat_st)  # once
+    assert await scalar(seeded, select(func.count()).select_from(schema.roles)) == 1
+    # Ids are chosen by the store: a writer relying on the serial still can insert.
+    async with seeded.engine.begin() as conn:
+        await conn.execute(insert(schema.roles).values(practitioner_id=1, organisation_id=2))
+    with pytest.raises(NotFound, match="Practitioner/899"):
+        await seeded.add_role("899", CLINIC.id_nat_st)
+    with pytest.raises(NotFound, match="Organization/199"):
+        await seeded.add_role(DR.id_nat_ps, "199")
 
 
-async def test_search_limit(loaded: DirectoryStore) -> None:
-    assert len(await loaded.search("medecin", limit=5)) == 5
-    assert len(await loaded.search("medecin")) == 20
-    assert await loaded.search("medecin", limit=0) == []
+# Publication --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query", ["", "   ", "\t\n", "%", "_", "'", '"', "*", "-", "%%",
-                                   "' --", "*:*", "()", '"*"'])
-async def test_search_without_words_returns_nothing(loaded: DirectoryStore,
-                                                    query: str) -> None:
-    assert await loaded.search(query) == []
+async def test_insert_fills_the_row_from_the_referential(seeded: DirectoryStore) -> None:
+    await patch(seeded, TelecomInsert(per("irene.lefevre", organisation=CLINIC.id_nat_st,
+                                           service="Cardiologie", digitization=True,
+                                           description="Consultations")))
+    row = await seeded.get(f"irene.lefevre@{DOMAIN}")
+    assert row is not None
+    assert (row.mailbox_type, row.pp_national_id, row.pp_id, row.pp_id_type) == (
+        MailboxType.PER, DR.id_nat_ps, DR.pp_id, DR.id_type)
+    assert (row.family_name, row.given_name, row.skill_label) == (
+        "Lefèvre", "Irène", "Cardiologie")
+    assert (row.structure_id, row.structure_id_type, row.legal_name, row.routing_line) == (
+        CLINIC.id_nat_st, "1", "CLINIQUE DU PARC", "69003 LYON")
+    assert (row.service, row.digitization) == ("Cardiologie", True)
+    mailbox = await seeded.get_mailbox(row.address)
+    assert mailbox is not None and mailbox.publisher == DN
+    assert mailbox.description == "Consultations" and not mailbox.liste_rouge
+    # The practice role at the mailbox's structure is recorded.
+    assert await scalar(seeded, select(func.count()).select_from(schema.roles)) == 1
+    # An unknown structure leaves the structure columns empty.
+    await patch(seeded, TelecomInsert(per("irene.lefevre2", organisation="1000000000")))
+    row = await seeded.get(f"irene.lefevre2@{DOMAIN}")
+    assert row is not None and row.structure_id == "" and row.legal_name == ""
+    # An organisation's mailbox: structure columns, no PP columns.
+    await patch(seeded, TelecomInsert(Mailbox(f"accueil@{DOMAIN}", MailboxType.ORG,
+                                              practitioner=DR.id_nat_ps,
+                                              responsible="Dr Lefèvre")),
+                kind=ResourceKind.ORGANIZATION, resource=HOSPITAL.id_nat_st)
+    row = await seeded.get(f"accueil@{DOMAIN}")
+    assert row is not None and row.pp_national_id == "" and row.family_name == ""
+    assert row.legal_name == "HÔPITAL SAINT-LOUIS" and row.structure_id == HOSPITAL.id_nat_st
+    mailbox = await seeded.get_mailbox(row.address)
+    assert mailbox is not None and mailbox.responsible == "Dr Lefèvre"
+    assert mailbox.organisation == HOSPITAL.id_nat_st and mailbox.practitioner == ""
 
 
-@pytest.mark.parametrize(("query", "plain"), [
-    ("dupont%", "dupont"), ("dup%nt", "dup nt"), ("dup_nt", "dup nt"), ("dupont'", "dupont"),
-    ('dupont"', "dupont"), ("dupont*", "dupont"), ("dupont -zoe", "dupont zoe"),
-    ("dupont AND zoe", "dupont and zoe"), ("dupont NEAR zoe", "dupont near zoe"),
-    ("NEAR(dupont zoe)", "near dupont zoe"), ("d'upont", "d upont"),
-    ("zoe.dupont@medecin", "zoe dupont medecin"), ("' OR 1=1 --", "or 1 1"),
-    ('"dupont" OR "zoe"', "dupont or zoe"),
-])
-async def test_search_special_characters_are_plain_text(loaded: DirectoryStore,
-                                                        query: str, plain: str) -> None:
-    found = await addresses(loaded, query)  # never raises
-    assert found == await addresses(loaded, plain)
-    assert len(await loaded.search(query, limit=COUNT)) < COUNT // 2  # not everything
+async def test_insert_is_idempotent_and_allocates_ids(loaded: DirectoryStore) -> None:
+    await loaded.add_practitioner(DR)
+    m = schema.mailboxes
+    top = await scalar(loaded, select(func.max(m.c.id)))
+    op = TelecomInsert(per("retry"))
+    await patch(loaded, op)
+    await patch(loaded, op)  # a retried request: a replace
+    assert await loaded.count() == COUNT + 1
+    assert await scalar(loaded, select(m.c.id).where(m.c.address == f"retry@{DOMAIN}")) == (
+        top + 1)  # type: ignore[operator]
+    await patch(loaded, TelecomInsert(per("retry", service="Urgences")))
+    row = await loaded.get(f"retry@{DOMAIN}")
+    assert row is not None and row.service == "Urgences"
 
 
-async def test_operators_are_words(loaded: DirectoryStore) -> None:
-    # "AND" is the word "and": nobody has it, so nothing matches.
-    assert await addresses(loaded, "dupont AND zoe") == []
-    assert await addresses(loaded, "dupont -zoe") == await addresses(loaded, "dupont zoe")
+async def test_concurrent_publications_get_distinct_ids(seeded: DirectoryStore) -> None:
+    await asyncio.gather(*(patch(seeded, TelecomInsert(per(f"box{n}"))) for n in range(6)))
+    m = schema.mailboxes
+    assert await scalar(seeded, select(func.count(m.c.id.distinct()))) == 6
+    assert await scalar(seeded, select(func.max(m.c.id))) == 6
 
 
-async def test_reopen_keeps_the_schema(tmp_path: Path) -> None:
+async def test_unknown_resource_is_not_found(seeded: DirectoryStore) -> None:
+    with pytest.raises(NotFound, match="Practitioner/899"):
+        await patch(seeded, TelecomInsert(per("x")), resource="899")
+    with pytest.raises(NotFound, match="Organization/199"):
+        await patch(seeded, TelecomDelete(f"x@{DOMAIN}"), kind=ResourceKind.ORGANIZATION,
+                    resource="199")
+
+
+async def test_other_domains_are_refused_all_or_nothing(seeded: DirectoryStore) -> None:
+    with pytest.raises(PolicyViolation, match=r"x@medecin\.mssante\.fr"):
+        await patch(seeded, TelecomInsert(per("ok")),
+                    TelecomInsert(Mailbox("x@medecin.mssante.fr", MailboxType.PER)))
+    assert await seeded.count() == 0
+    assert await seeded.state() == (0, 0)
+    for op in (TelecomReplace("x@medecin.mssante.fr",
+                              Mailbox("x@medecin.mssante.fr", MailboxType.PER)),
+               TelecomDelete("x@medecin.mssante.fr")):
+        with pytest.raises(PolicyViolation):
+            await patch(seeded, op)
+    # Domains compare case-insensitively.
+    await seeded.patch_telecom(ResourceKind.PRACTITIONER, DR.id_nat_ps,
+                               [TelecomInsert(per("Mixed.Case"))], publisher=DN,
+                               allowed_domains=frozenset({DOMAIN.upper()}))
+    assert await seeded.get(f"mixed.case@{DOMAIN}") is not None
+
+
+async def test_type_must_be_held_by_the_resource(seeded: DirectoryStore) -> None:
+    with pytest.raises(Conflict, match="ORG"):
+        await patch(seeded, TelecomInsert(Mailbox(f"org@{DOMAIN}", MailboxType.ORG)))
+    with pytest.raises(Conflict, match="PER"):
+        await patch(seeded, TelecomInsert(per("per")), kind=ResourceKind.ORGANIZATION,
+                    resource=CLINIC.id_nat_st)
+    await patch(seeded, TelecomInsert(Mailbox(f"cab@{DOMAIN}", MailboxType.CAB)))
+    await patch(seeded, TelecomInsert(Mailbox(f"app@{DOMAIN}", MailboxType.APP)),
+                kind=ResourceKind.ORGANIZATION, resource=CLINIC.id_nat_st)
+    assert await seeded.count() == 2
+
+
+async def test_addresses_of_other_resources_are_conflicts(seeded: DirectoryStore) -> None:
+    other = replace(DR, id_nat_ps="810000000025", pp_id="10000000025")
+    await seeded.add_practitioner(other)
+    await patch(seeded, TelecomInsert(per("theirs")), resource=other.id_nat_ps)
+    await patch(seeded, TelecomInsert(Mailbox(f"accueil@{DOMAIN}", MailboxType.ORG)),
+                kind=ResourceKind.ORGANIZATION, resource=CLINIC.id_nat_st)
+    for op in (TelecomInsert(per("theirs")),
+               TelecomReplace(f"theirs@{DOMAIN}", per("theirs")),
+               TelecomDelete(f"theirs@{DOMAIN}")):
+        with pytest.raises(Conflict, match="theirs"):
+            await patch(seeded, op)
+    with pytest.raises(Conflict):
+        await patch(seeded, TelecomDelete(f"accueil@{DOMAIN}"), kind=ResourceKind.ORGANIZATION,
+                    resource=HOSPITAL.id_nat_st)
+    mailbox = await seeded.get_mailbox(f"theirs@{DOMAIN}")
+    assert mailbox is not None and mailbox.practitioner == other.id_nat_ps
+
+
+async def test_replace_rules(seeded: DirectoryStore) -> None:
+    with pytest.raises(Conflict, match="not a mailbox of Practitioner"):
+        await patch(seeded, TelecomReplace(f"absent@{DOMAIN}", per("absent")))
+    await patch(seeded, TelecomInsert(per("mine")))
+    with pytest.raises(Conflict, match="address never changes"):
+        await patch(seeded, TelecomReplace(f"mine@{DOMAIN}", per("renamed")))
+    with pytest.raises(Conflict, match="type never changes"):
+        await patch(seeded, TelecomReplace(f"mine@{DOMAIN}",
+                                           Mailbox(f"mine@{DOMAIN}", MailboxType.CAB)))
+    with pytest.raises(Conflict, match="type never changes"):
+        await patch(seeded, TelecomInsert(Mailbox(f"mine@{DOMAIN}", MailboxType.CAB)))
+    await patch(seeded, TelecomReplace(f"MINE@{DOMAIN}", per("mine", liste_rouge=True,
+                                                          organisation=CLINIC.id_nat_st)))
+    mailbox = await seeded.get_mailbox(f"mine@{DOMAIN}")
+    assert mailbox is not None and mailbox.liste_rouge
+    assert mailbox.organisation == CLINIC.id_nat_st
+
+
+async def test_values_the_extract_cannot_hold_are_refused(seeded: DirectoryStore) -> None:
+    for mailbox in (per("bar", service="A|B"), per("eol", service="A\nB")):
+        with pytest.raises(Conflict, match="line end"):
+            await patch(seeded, TelecomInsert(mailbox))
+    assert await seeded.count() == 0
+
+
+async def test_delete(seeded: DirectoryStore) -> None:
+    await patch(seeded, TelecomDelete(f"absent@{DOMAIN}"))  # a no-op
+    assert await seeded.state() == (0, 0)
+    await patch(seeded, TelecomInsert(per("mine")), TelecomInsert(per("other")))
+    await patch(seeded, TelecomDelete(f"mine@{DOMAIN}"))
+    assert await seeded.get(f"mine@{DOMAIN}") is None
+    assert await seeded.count() == 1
+
+
+# Liste rouge and the search index's feed ------------------------------------------
+
+
+async def test_liste_rouge_is_never_public(loaded: DirectoryStore) -> None:
+    await loaded.add_practitioner(DR)
+    await patch(loaded, TelecomInsert(per("hidden", liste_rouge=True)),
+                TelecomInsert(per("shown")))
+    hidden = await loaded.get(f"hidden@{DOMAIN}")
+    shown = await loaded.get(f"shown@{DOMAIN}")
+    assert hidden is not None and shown is not None  # get: whatever the liste rouge
+    assert await loaded.count() == COUNT + 2
+    m = schema.mailboxes
+    hidden_id = await scalar(loaded, select(m.c.id).where(m.c.address == hidden.address))
+    shown_id = await scalar(loaded, select(m.c.id).where(m.c.address == shown.address))
+    assert isinstance(hidden_id, int) and isinstance(shown_id, int)
+    addresses = {row.address for row in await exported(loaded)}
+    assert shown.address in addresses and hidden.address not in addresses
+    assert len(addresses) == COUNT + 1
+    docs = await documents(loaded)
+    assert shown_id in docs and hidden_id not in docs and len(docs) == COUNT + 1
+    assert dict(await loaded.hits([hidden_id, shown_id, 10**9])) == {shown_id: shown}
+    changes = await loaded.changes_since(0)
+    assert [(c[1], c[2] is None) for c in changes] == [(hidden_id, True), (shown_id, False)]
+    # Leaving the liste rouge makes it public again.
+    await patch(loaded, TelecomReplace(hidden.address, per("hidden")))
+    assert hidden_id in await documents(loaded)
+    assert (await loaded.changes_since(changes[-1][0]))[0][1:] == (
+        hidden_id, search_text(hidden), spaced(words(DR.family_name)))
+
+
+async def test_search_documents_and_hits(loaded: DirectoryStore) -> None:
+    docs = await documents(loaded)
+    assert len(docs) == COUNT and list(docs) == sorted(docs)
+    by_address = {row.address: row for row in ROWS}
+    found = dict(await loaded.hits(list(docs)[:50]))
+    assert len(found) == 50
+    for doc_id, row in found.items():
+        assert by_address[row.address] == row
+        assert docs[doc_id] == (search_text(row), spaced(words(row.family_name)))
+    assert await loaded.hits([]) == []
+    assert len(await loaded.hits(list(docs))) == COUNT  # more ids than one IN (...)
+
+
+async def test_change_feed(seeded: DirectoryStore) -> None:
+    await patch(seeded, TelecomInsert(per("a")), TelecomInsert(per("b")))
+    await patch(seeded, TelecomReplace(f"a@{DOMAIN}", per("a", service="X")),
+                TelecomDelete(f"b@{DOMAIN}"))
+    epoch, last = await seeded.state()
+    assert epoch == 0 and last == 4
+    changes = await seeded.changes_since(0)
+    assert [c[0] for c in changes] == [1, 2, 3, 4]
+    a_id, b_id = changes[0][1], changes[1][1]
+    assert [c[1] for c in changes] == [a_id, b_id, a_id, b_id]
+    assert changes[2][2] is not None and " x " in changes[2][2]
+    assert changes[3][2:] == (None, None) and changes[1][2:] == (None, None)  # b is gone
+    assert await seeded.changes_since(last) == []
+    assert [c[0] for c in await seeded.changes_since(2)] == [3, 4]
+    # An import starts a new epoch, drops the older changes, and the sequence goes on.
+    await seeded.import_extract(ROWS[:10])
+    assert await seeded.state() == (1, 4)
+    assert [c[0] for c in await seeded.changes_since(0)] == [4]
+    await patch(seeded, TelecomDelete(f"a@{DOMAIN}"))
+    assert await seeded.state() == (1, 5)
+    assert await seeded.changes_since(4) == [(5, a_id, None, None)]
+
+
+# Schema ---------------------------------------------------------------------------------
+
+
+async def test_reopen_keeps_the_content(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'again.sqlite3'}"
     store = await open_directory(url)
-    await store.import_extract(KNOWN)
+    await store.import_extract(ROWS[:20])
     await store.close()
     store = await open_directory(url)
     try:
-        assert await store.count() == len(KNOWN)
-        assert await addresses(store, "berenger") == [KNOWN[4].address]
+        assert await store.count() == 20
+        assert await store.state() == (1, 0)
     finally:
         await store.close()
 
 
-@pytest.mark.parametrize("query", ["d zoe", "a mar", "z", "a b c dup", "x y", "dup e",
-                                   "e dup card", "d'upont", "a martin"])
-async def test_search_short_words_do_not_crash(loaded: DirectoryStore, query: str) -> None:
-    # SQLite 3.40's FTS5 trigram LIKE crashes the process on a pattern of fewer than three
-    # characters combined with another: short words must never reach the trigram table.
-    hits = await loaded.search(query)
-    query_words = words(query)
-    if all(len(w) < 5 for w in query_words):  # no approximate matching: check every hit
-        for hit in hits:
-            indexed = search_text(hit.row).split()
-            assert all(any(t.startswith(w) for t in indexed) for w in query_words), hit.row
+async def test_reopen_creates_indexes_added_since(tmp_path: Path) -> None:
+    path = tmp_path / "older.sqlite3"
+    store = await open_directory(f"sqlite:///{path}")
+    await store.close()
+    with sqlite3.connect(path) as db:  # as if the index had been added to schema later
+        db.execute("DROP INDEX ix_dir_organisations_city_norm")
+    db.close()
+    store = await open_directory(f"sqlite:///{path}")
+    await store.close()
+    with sqlite3.connect(path) as db:
+        names = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    db.close()
+    assert "ix_dir_organisations_city_norm" in names
+
+
+@pytest.mark.parametrize("version", [1, SCHEMA_VERSION + 1])
+async def test_other_schema_versions_are_refused(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE directory_schema_version (version INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO directory_schema_version VALUES (?)", (version,))
+        db.execute("CREATE TABLE directory_entries (id INTEGER PRIMARY KEY)")
+    db.close()
+    expected = "delete the directory database and import" if version == 1 else "upgrade"
+    with pytest.raises(StoreError, match=expected):
+        await open_directory(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:  # left as it was
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    assert tables == {"directory_schema_version", "directory_entries"}

@@ -1,8 +1,10 @@
-"""`mssante directory ...`: the national extract (generate, check)."""
+"""`mssante directory ...`: the national extract (generate, check), the directory
+database (import, export, search)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -13,16 +15,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from mssante.cli.common import console, fail, run
 from mssante.config import load_trust_space_config
 from mssante.directory.extract import (
+    COLUMNS,
+    SEPARATOR,
     ExtractFormatError,
     ExtractRow,
     RejectedLine,
+    format_row,
     read_extract,
     write_extract,
 )
 from mssante.directory.generate import generate_rows
+from mssante.directory.service import AUTOCOMPLETE_MAX, DirectoryService
 from mssante.directory.store import ImportReport, open_directory
 from mssante.errors import MSSanteError
-from mssante.files import write_atomic
+from mssante.files import fsync_dir, write_atomic
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -157,26 +163,70 @@ def import_(
 
 
 @app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Extract file to write.")],
+    config: ConfigOpt = None, database: DatabaseOpt = None,
+) -> None:
+    """Write the directory as an Extraction_Correspondance_MSSante: every mailbox not on
+    the liste rouge, by address. The file appears complete or not at all."""
+    url = _database(config, database)
+    tmp = out.with_name(f".{out.name}.partial")
+
+    async def body() -> int:
+        store = await open_directory(url)
+        try:
+            with _progress() as progress, tmp.open("w", encoding="utf-8", newline="") as fh:
+                task = progress.add_task("exporting", total=None)
+                fh.write(SEPARATOR.join(COLUMNS) + "\n")
+                written = 0
+                async for row in store.export_rows():
+                    fh.write(format_row(row) + "\n")
+                    written += 1
+                    if written % 5000 == 0:
+                        progress.update(task, completed=written)
+                progress.update(task, completed=written)
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            await store.close()
+        return written
+
+    try:
+        written = run(body())
+        tmp.replace(out)
+    except (OSError, ValueError) as exc:  # ValueError: a value the format cannot hold
+        tmp.unlink(missing_ok=True)
+        raise fail(f"cannot write {out}: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(out.parent)
+    console.print(f"wrote {written} mailboxes to {out}")
+
+
+@app.command()
 def search(
     text: Annotated[str, typer.Argument(help="Free text, e.g. 'dupont cardio lyon'.")],
     config: ConfigOpt = None, database: DatabaseOpt = None,
-    limit: Annotated[int, typer.Option(help="At most this many answers.")] = 20,
+    limit: Annotated[int, typer.Option(help="At most this many answers (1-50).")] = 20,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Find professionals and their MSSanté addresses, best matches first."""
+    """Find professionals and their MSSanté addresses, best matches first.
+
+    The same search as the trust space's autocomplete: the index is built from the
+    directory database for this one query (a few seconds at national scale)."""
+    if not 1 <= limit <= AUTOCOMPLETE_MAX:
+        raise fail(f"--limit must be between 1 and {AUTOCOMPLETE_MAX}")
     url = _database(config, database)
 
     async def body() -> list[dict[str, object]]:
         store = await open_directory(url)
+        service = DirectoryService(store, extract_dir=Path("."))
         try:
-            hits = await store.search(text, limit=limit)
+            return [s.as_json() for s in await service.autocomplete(text, limit)]
         finally:
+            await service.close()
             await store.close()
-        return [{"address": h.row.address, "type": h.row.mailbox_type.value,
-                 "name": f"{h.row.given_name} {h.row.family_name}".strip(),
-                 "profession": h.row.profession_label, "specialty": h.row.skill_label,
-                 "organisation": h.row.legal_name, "city": h.row.routing_line,
-                 "score": round(h.score, 3)} for h in hits]
 
     found = run(body())
     if json_out:
@@ -187,4 +237,4 @@ def search(
     for hit in found:
         console.print(f"{hit['address']}  {hit['name']}  {hit['profession']} "
                       f"{hit['specialty']}  {hit['organisation']}  {hit['city']}",
-                      highlight=False)
+                      highlight=False, markup=False)

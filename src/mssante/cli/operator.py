@@ -1,4 +1,9 @@
-"""`mssante operator ...`: run an operator, manage its people, mailboxes and queue."""
+"""`mssante operator ...`: run an operator, manage its people, mailboxes, queue and
+directory publications.
+
+Mailbox changes made here are queued for the national directory in the same
+transaction (store/outbox.py); a running operator (``serve``) sends them.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ from mssante.environment.operator import OperatorService
 from mssante.errors import MSSanteError
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.names import dn_string
-from mssante.store import Store
+from mssante.publishing.contact import resource_for
+from mssante.store import Mailbox, Store
+from mssante.store.models import PENDING
 
 _LOGIN = re.compile(r"^[A-Za-z0-9._+@-]{1,128}$")
 
@@ -32,9 +39,12 @@ app = typer.Typer(no_args_is_help=True)
 user_app = typer.Typer(no_args_is_help=True, help="People: professionals, staff, patients.")
 mailbox_app = typer.Typer(no_args_is_help=True, help="Mailboxes and who may use them.")
 queue_app = typer.Typer(no_args_is_help=True, help="The outbound queue.")
+directory_app = typer.Typer(no_args_is_help=True,
+                            help="Publications of mailboxes in the national directory.")
 app.add_typer(user_app, name="user")
 app.add_typer(mailbox_app, name="mailbox")
 app.add_typer(queue_app, name="queue")
+app.add_typer(directory_app, name="directory")
 
 Config = Annotated[Path, typer.Option("--config", "-c", help="Operator configuration file.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -151,8 +161,14 @@ def mailbox_add(
     cert_file: Annotated[Path | None, typer.Option(
         help="APP: the organisation certificate (PEM) its program authenticates with")] = None,
     cert_dn: Annotated[str | None, typer.Option(help="APP: the certificate subject DN")] = None,
+    structure: Annotated[str | None, typer.Option(
+        metavar="IDNATST",
+        help="ORG, APP: idNatSt of the organisation that holds it in the directory")] = None,
+    liste_rouge: Annotated[bool, typer.Option(
+        "--liste-rouge", help="Published, but hidden from the public directory")] = False,
 ) -> None:
-    """Create a mailbox of one of this operator's domains."""
+    """Create a mailbox of one of this operator's domains (published in the directory
+    when it has a national identifier: its owner's RPPS, or --structure)."""
     cfg = operator_config(config)
     try:
         parsed = (parse_patient_address(address) if type_ is MailboxType.PAT
@@ -171,13 +187,49 @@ def mailbox_add(
         dn = dn_string(cert.subject)
     rules = Rules(social_may_hold_per=cfg.operator.social_may_hold_per)
 
-    async def body(store: Store) -> None:
-        await store.create_mailbox(str(parsed), type_, rules=rules, owner=owner,
-                                   responsible=responsible or [], description=description,
-                                   organisation=organisation, service=service, cert_dn=dn)
+    async def body(store: Store) -> Mailbox:
+        try:
+            return await store.create_mailbox(
+                str(parsed), type_, rules=rules, owner=owner, responsible=responsible or [],
+                description=description, organisation=organisation, service=service,
+                cert_dn=dn, structure=structure, liste_rouge=liste_rouge)
+        except ValueError as exc:
+            raise fail(f"--structure: {exc}") from None
 
-    run(with_store(config, body))
+    mailbox = run(with_store(config, body))
     console.print(f"created {type_.value} mailbox {parsed}")
+    console.print(_publication(mailbox), highlight=False)
+
+
+def _publication(mailbox: Mailbox) -> str:
+    """Where the directory will show the mailbox, or why it will not."""
+    resource = resource_for(mailbox.type)
+    if resource is None:
+        return "not published in the directory (patient mailbox)"
+    if mailbox.directory_id is not None:
+        return f"queued for the directory on {resource} {mailbox.directory_id}"
+    why = {MailboxType.PER: "its owner has no RPPS number",
+           MailboxType.CAB: "none of its responsible professionals has an RPPS number"
+           }.get(mailbox.type, "no --structure (idNatSt) was given")
+    return f"not published in the directory: {why}"
+
+
+@mailbox_app.command("set")
+def mailbox_set(
+    address: str, config: Config,
+    description: Annotated[str | None, typer.Option()] = None,
+    service: Annotated[str | None, typer.Option()] = None,
+    liste_rouge: Annotated[bool | None, typer.Option(
+        "--liste-rouge/--no-liste-rouge",
+        help="Hide from the public directory, or show again")] = None,
+) -> None:
+    """Change what the directory shows of a mailbox; an open published mailbox is
+    published again."""
+    if description is None and service is None and liste_rouge is None:
+        raise fail("nothing to change: give --description, --service or --liste-rouge")
+    mailbox = run(with_store(config, lambda s: s.update_mailbox(
+        address, description=description, service=service, liste_rouge=liste_rouge)))
+    console.print(f"updated {mailbox.display_address}")
 
 
 @mailbox_app.command("list")
@@ -191,7 +243,8 @@ def mailbox_list(config: Config, json_out: Json = False,
             roles = await store.roles(mb.address)
             out.append({"address": mb.display_address, "type": mb.type.value,
                         "active": mb.active, "description": mb.description,
-                        "cert_dn": mb.cert_dn,
+                        "service": mb.service, "cert_dn": mb.cert_dn,
+                        "directory_id": mb.directory_id, "liste_rouge": mb.liste_rouge,
                         "people": [{"login": r.login, "role": r.role.value, "rights": r.rights}
                                    for r in roles]})
         return out
@@ -297,6 +350,51 @@ def queue_delete(entry: int, config: Config) -> None:
     """Delete a queue entry without delivering it."""
     run(with_store(config, lambda s: s.delete_queue_entry(entry)))
     console.print(f"deleted queue entry {entry}")
+
+
+# -- directory publications -------------------------------------------------------------
+
+@directory_app.command("status")
+def directory_status(config: Config, json_out: Json = False) -> None:
+    """Publications not yet accepted by the trust space: pending (with their attempts
+    and the last error) and failed (with the reason the trust space gave)."""
+    entries = run(with_store(config, lambda s: s.directory_entries()))
+    rows = [{"id": e.id, "address": e.address, "operation": e.operation,
+             "resource": e.resource, "identifier": e.identifier, "state": e.state,
+             "attempts": e.attempts, "created": _when(e.created_at),
+             "next_attempt": _when(e.next_attempt_at) if e.state == PENDING else "",
+             "last_error": e.last_error} for e in entries]
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("every publication was accepted by the trust space")
+        return
+    table = Table("id", "address", "operation", "on", "state", "attempts", "next attempt")
+    for r in rows:
+        table.add_row(str(r["id"]), str(r["address"]), str(r["operation"]),
+                      f"{r['resource']}/{r['identifier']}", str(r["state"]),
+                      str(r["attempts"]), str(r["next_attempt"]))
+    console.print(table)
+    for r in rows:  # whole, below the table: the reason is what the operator acts on
+        if r["last_error"]:
+            console.print(f"{r['id']} {r['state']}: {r['last_error']}", highlight=False,
+                          soft_wrap=True)
+
+
+@directory_app.command("republish")
+def directory_republish(
+    config: Config,
+    address: Annotated[str | None, typer.Argument(
+        help="A mailbox; every open published mailbox if omitted")] = None,
+) -> None:
+    """Queue every open published mailbox (or one) for the directory again, as it is
+    now; a running operator sends them."""
+    count = run(with_store(config, lambda s: s.republish(address)))
+    if address is not None and count == 0:
+        raise fail(f"{address} is not published in the directory (closed, a patient "
+                   "mailbox, or without a national identifier)")
+    console.print(f"{count} publication{'' if count == 1 else 's'} queued")
 
 
 # -- messages ---------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def load_trust_space(config_file: Path) -> tuple[TrustSpaceConfig, TrustSpace]:
     config = load_trust_space_config(config_file)
     trust_space = TrustSpace.create_or_load(
         config.trust_space.data_dir, hostname=certificate_hostname(config),
-        crl_validity=timedelta(seconds=config.trust_space.crl_validity))
+        crl_validity=timedelta(seconds=config.trust_space.crl_validity),
+        directory_url=config.trust_space.directory_url)
     return config, trust_space
 
 

@@ -29,15 +29,17 @@ def up(
         raise typer.BadParameter("must be between 1024 and 65000", param_hint="--base-port")
 
     async def main() -> None:
+        # Handlers first: a signal that arrives while starting (environment.json is
+        # already written) must stop cleanly too.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         env = LocalEnvironment(data_dir, base_port)
         await env.prepare()
         await env.start()
         try:
             _show(env)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             console.print("stopping…")
         finally:
@@ -50,6 +52,8 @@ def _show(env: LocalEnvironment) -> None:
     d = env.description
     console.print(f"[bold]MSSanté local environment[/] — data in {env.data_dir}")
     console.print(f"trust space: {d['trust_space']['url']}   CA: {d['ca_file']}")
+    console.print(f"directory: FHIR {d['directory']['fhir']}   autocomplete "
+                  f"{d['directory']['autocomplete']}?q=…", highlight=False)
     endpoints = Table("operator", "MTA (STARTTLS)", "submission (STARTTLS)",
                       "submissions (TLS)")
     for op in d["operators"]:

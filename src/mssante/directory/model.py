@@ -18,7 +18,7 @@ The FHIR ids are the national identifiers themselves (digits, valid FHIR ids):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from mssante.domain.mailboxes import MailboxType
 
@@ -34,7 +34,7 @@ PRACTITIONER_TYPES = frozenset({MailboxType.PER, MailboxType.CAB})
 ORGANISATION_TYPES = frozenset({MailboxType.ORG, MailboxType.APP})
 
 
-class ResourceKind(str, Enum):
+class ResourceKind(StrEnum):
     """The FHIR resources that hold mailboxes and that operators patch."""
 
     PRACTITIONER = "Practitioner"

@@ -25,6 +25,8 @@ from typing import Any
 from cryptography import x509
 
 from mssante.config import OperatorConfig, load_operator_config
+from mssante.directory.model import Organisation, Practitioner
+from mssante.directory.store import open_directory
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.errors import ConfigError
@@ -65,6 +67,7 @@ class DemoOperator:
     domain: str
     organisation: str
     finess: str  # goes in the OU of the MTA certificate, like the real whitelist DNs
+                 # and, prefixed with "1", is the idNatSt of its ORG and APP mailboxes
     state: str
     people: tuple[DemoPerson, ...] = ()
     mailboxes: tuple[DemoMailbox, ...] = ()
@@ -109,6 +112,49 @@ DEMO: tuple[DemoOperator, ...] = (
 )
 
 
+# The national referential behind the demo accounts (RPPS and FINESS), seeded in the
+# trust space's directory so that the operators' publications find their professional
+# or organisation (MSSanté reference, "National directory").
+DEMO_PRACTITIONERS: tuple[Practitioner, ...] = (
+    Practitioner(id_nat_ps="810102727017", id_type="8", pp_id="10102727017", civility="DR",
+                 family_name="DUPONT", given_name="Paul", profession_category="C",
+                 profession_category_label="Civil", profession_code="10",
+                 profession_label="Médecin", skill_code="SM04",
+                 skill_label="Cardiologie et maladies vasculaires"),
+    Practitioner(id_nat_ps="810003456789", id_type="8", pp_id="10003456789", civility="DR",
+                 family_name="MARTIN", given_name="Jean", profession_category="C",
+                 profession_category_label="Civil", profession_code="10",
+                 profession_label="Médecin", skill_code="SM54",
+                 skill_label="Médecine générale"),
+)
+DEMO_ORGANISATIONS: tuple[Organisation, ...] = (
+    Organisation(id_nat_st="1750000001", id_type="1", legal_name="CENTRE HOSPITALIER XYZ",
+                 street_number="1", street_type="R", street_name="DE LA SANTE",
+                 routing_line="75013 PARIS", postal_code="75013", department="75",
+                 country="FRANCE"),
+    Organisation(id_nat_st="1690000002", id_type="1", legal_name="CABINET MEDICAL MARTIN",
+                 street_number="12", street_type="AV", street_name="JEAN JAURES",
+                 routing_line="69007 LYON", postal_code="69007", department="69",
+                 country="FRANCE"),
+)
+DEMO_ROLES: tuple[tuple[str, str], ...] = (("810102727017", "1750000001"),
+                                           ("810003456789", "1690000002"))
+
+
+async def seed_directory(url: str) -> None:
+    """Put the demo referential in the directory at ``url`` (idempotent)."""
+    directory = await open_directory(url)
+    try:
+        for practitioner in DEMO_PRACTITIONERS:
+            await directory.add_practitioner(practitioner)
+        for organisation in DEMO_ORGANISATIONS:
+            await directory.add_organisation(organisation)
+        for id_nat_ps, id_nat_st in DEMO_ROLES:
+            await directory.add_role(id_nat_ps, id_nat_st)
+    finally:
+        await directory.close()
+
+
 def _write_private(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"), mode=0o600)  # it holds passwords
 
@@ -150,6 +196,7 @@ class LocalEnvironment:
             encoding="utf-8")
         ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
         self.trust_space = ts
+        await seed_directory(ts.directory_database)
         passwords = self._load_passwords()
         accounts: list[dict[str, Any]] = []
         applications: list[dict[str, str]] = []
@@ -197,6 +244,10 @@ class LocalEnvironment:
         self.description = {
             "ca_file": str(ts.pki.root_cert_file),
             "trust_space": {"url": self.trust_url},
+            "directory": {"fhir": f"{self.trust_url}/fhir",
+                          "autocomplete": f"{self.trust_url}/directory/autocomplete",
+                          "extract": f"{self.trust_url}/extractions/"
+                                     "Extraction_Correspondance_MSSante.txt"},
             "operators": operators,
             "accounts": accounts,
             "applications": applications,
@@ -296,7 +347,9 @@ poll_interval = 0.5
         await store.create_mailbox(
             mailbox.address, mailbox.type, rules=rules, owner=mailbox.owner,
             responsible=mailbox.responsible, description=mailbox.description,
-            organisation=demo.organisation, cert_dn=cert.subject_dn if cert else None)
+            organisation=demo.organisation, cert_dn=cert.subject_dn if cert else None,
+            structure=("1" + demo.finess
+                       if mailbox.type in (MailboxType.ORG, MailboxType.APP) else None))
         for login in mailbox.authorised:
             await store.grant(mailbox.address, login, Role.AUTHORISED, rules=rules)
 

@@ -1,4 +1,10 @@
-"""One operator process: store, trust client, SMTP listeners and the delivery worker."""
+"""One operator process: store, trust client, directory publisher, SMTP listeners and
+the delivery worker.
+
+The directory publisher starts right after the store (entries left by a previous
+run, or written by the CLI, go as soon as the trust space answers) and stops
+before it, so that it can give back the claims of the sends it interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import asyncio
 import logging
 
 from mssante.config import OperatorConfig
+from mssante.publishing.client import DirectoryClient
+from mssante.publishing.publisher import DirectoryPublisher
 from mssante.queue.worker import DeliveryWorker
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.server import Listeners, start_listeners
@@ -22,6 +30,7 @@ class OperatorService:
         self.config = config
         self.store: Store | None = None
         self.trust: TrustClient | None = None
+        self.publisher: DirectoryPublisher | None = None
         self.worker: DeliveryWorker | None = None
         self.listeners: Listeners | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -34,6 +43,13 @@ class OperatorService:
         config = self.config
         try:
             self.store = await open_store(config.database_url)
+            self.publisher = DirectoryPublisher(
+                self.store,
+                DirectoryClient(config.trust.url, ca_file=config.tls.ca_file,
+                                cert_file=config.tls.cert_file, key_file=config.tls.key_file,
+                                timeout=config.trust.timeout),
+                poll_interval=config.queue.poll_interval, timeout=config.trust.timeout)
+            self.publisher.start()
             self.trust = TrustClient(
                 config.trust.url, config.tls.ca_file, config.operator.data_dir / "trust-cache",
                 refresh_interval=config.trust.refresh_interval,
@@ -64,6 +80,9 @@ class OperatorService:
         if self.trust is not None:
             await self.trust.stop()
             self.trust = None
+        if self.publisher is not None:
+            await self.publisher.stop()
+            self.publisher = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -18,6 +18,10 @@ READ_WRITE: Final = "rw"
 READ_ONLY: Final = "r"
 RIGHTS: Final = frozenset({READ_WRITE, READ_ONLY})
 
+# Directory outbox entry states: waiting to be sent (again), or refused for good.
+PENDING: Final = "pending"
+OUTBOX_STATES: Final = frozenset({PENDING, FAILED})
+
 
 @dataclass(frozen=True, slots=True)
 class Person:
@@ -41,6 +45,9 @@ class Mailbox:
     active: bool
     uidvalidity: int  # RFC 9051 §2.3.1.1
     uidnext: int  # the UID the next delivered message gets
+    liste_rouge: bool = False  # published, but hidden from the public by the trust space
+    directory_id: str | None = None  # idNatPs (PER, CAB), idNatSt (ORG, APP); None: unpublished
+    digitization: bool = False  # Dématérialisation: accepts digitised documents
 
     @property
     def domain(self) -> str:
@@ -117,3 +124,20 @@ class QueueEntry:
     delivered_at: float | None
     claimed_until: float = 0.0  # a worker holds the entry until then
     finished_at: float | None = None  # when it was delivered or given up
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """One publication waiting in the directory outbox (or refused for good)."""
+
+    id: int  # the order of publications of one address
+    address: str  # lower case
+    resource: str  # "Practitioner" | "Organization"
+    identifier: str  # the idNatPs or idNatSt of that resource
+    operation: str  # "add" (create or change) | "delete"
+    body: str | None  # JSON of the ContactPoint of an add; None for a delete
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+    last_error: str
+    state: str  # "pending" | "failed"

@@ -3,6 +3,15 @@
 Migrations (``migrations/versions``) create the same tables; a test compares the
 two on both engines. Times are epoch seconds (double precision); addresses are
 lower case, except the ``display_address`` of a mailbox.
+
+Directory publishing (``mssante.publishing``):
+- ``mailboxes.directory_id`` is the national identifier of the directory resource
+  that holds the mailbox (idNatPs for PER and CAB, idNatSt for ORG and APP); null
+  means the mailbox is not published (PAT, or no identifier known).
+- ``directory_outbox`` holds the publications still to send, one row per change,
+  written in the transaction of the change. Rows of one address are sent in ``id``
+  order; a row goes once the trust space accepted it, or stays with state
+  ``failed`` when it refused it for good.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # A 64-bit key on PostgreSQL; on SQLite an INTEGER PRIMARY KEY (the rowid alias).
@@ -55,6 +65,9 @@ mailboxes = Table(
     Column("uidvalidity", BigInteger, nullable=False),
     Column("uidnext", BigInteger, nullable=False),
     Column("created_at", Double, nullable=False),
+    Column("liste_rouge", Boolean, nullable=False, server_default=false()),
+    Column("directory_id", Text),  # idNatPs (PER, CAB) or idNatSt (ORG, APP); null: unpublished
+    Column("digitization", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("address", name="uq_mailboxes_address"),
     Index("ix_mailboxes_domain", "domain"),
 )
@@ -145,4 +158,21 @@ patient_threads = Table(
     Column("opened_at", Double, nullable=False),
     Column("closed_at", Double),
     PrimaryKeyConstraint("patient", "thread", name="pk_patient_threads"),
+)
+
+directory_outbox = Table(
+    "directory_outbox", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("address", Text, nullable=False),
+    Column("resource", Text, nullable=False),  # "Practitioner" | "Organization"
+    Column("identifier", Text, nullable=False),  # the idNatPs or idNatSt
+    Column("operation", Text, nullable=False),  # "add" | "delete"
+    Column("body", Text),  # JSON of the ContactPoint (add); null for delete
+    Column("created_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("state", Text, nullable=False),  # "pending" | "failed"
+    Index("ix_directory_outbox_address", "address", "id"),
+    Index("ix_directory_outbox_due", "state", "next_attempt_at"),
 )

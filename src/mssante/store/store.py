@@ -25,15 +25,25 @@ Implementation notes:
 - Queue claims are leases: ``claimed_until`` set atomically by one UPDATE whose
   subquery selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write
   lock serialises claimers. A worker that dies loses its lease when it expires.
+- Directory publishing (outbox.py): every change of what the directory shows of a
+  mailbox (create, delete, close, re-open, description, service, liste rouge,
+  responsible people) writes its outbox entry in its own transaction, after
+  locking the mailbox row. ``directory_id`` is fixed at creation: PER ``8`` + the
+  owner's RPPS, CAB ``8`` + the RPPS of the first listed responsible professional
+  having one, ORG and APP the ``structure`` given (idNatSt); without it, and for
+  PAT, the mailbox is not published. ``on_directory_entry`` is called after a
+  commit that wrote entries (a publisher in another process polls instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -66,7 +76,8 @@ from mssante.domain.mailboxes import (
 from mssante.domain.patient import Conversation
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
-from mssante.store import migrate
+from mssante.publishing.contact import ADD, DELETE
+from mssante.store import migrate, outbox
 from mssante.store.batch import GroupCommit
 from mssante.store.delivery import Delivery, Refused, write_deliveries
 from mssante.store.engine import (
@@ -84,6 +95,7 @@ from mssante.store.models import (
     READ_WRITE,
     RIGHTS,
     Accepted,
+    DirectoryEntry,
     Mailbox,
     MailboxRole,
     MessageSummary,
@@ -108,6 +120,9 @@ _OWNER_TYPES = (MailboxType.PER, MailboxType.PAT)
 _RESPONSIBLE_TYPES = (MailboxType.ORG, MailboxType.APP, MailboxType.CAB)
 _CHUNK = 1000  # keys per IN (...) list: far below both engines' parameter limits
 _HASH_IN_THREAD = 1024 * 1024  # bodies larger than this are hashed off the event loop
+_STRUCTURE_TYPES = (MailboxType.ORG, MailboxType.APP)
+# idNatSt: a one-digit type then the FINESS, SIREN or SIRET (FINESS of Corsica: 2A, 2B)
+_ID_NAT_ST = re.compile(r"^[0-9][0-9A-Za-z]{1,63}$")
 
 
 async def open_store(url: str, *, schema: str | None = None) -> Store:
@@ -156,6 +171,8 @@ class Store:
             self._deliver_batch, weight=lambda delivery: len(delivery.body))
         self._outcomes: GroupCommit[Outcome, None] = GroupCommit(self._write_outcomes,
                                                                  max_items=256)
+        # Called after a commit that wrote directory outbox entries (a publisher's wake).
+        self.on_directory_entry: Callable[[], None] | None = None
 
     async def close(self) -> None:
         """Finish the deliveries in progress and close the connections."""
@@ -246,26 +263,37 @@ class Store:
                 .correlate(mailboxes)
                 .scalar_subquery())
             rows = await conn.execute(
-                select(mailboxes.c.address, mailbox_roles.c.role, responsibles)
+                select(mailboxes.c.id, mailboxes.c.address, mailbox_roles.c.role, responsibles)
                 .join(mailbox_roles, mailbox_roles.c.mailbox_id == mailboxes.c.id)
                 .where(mailbox_roles.c.person_id == person_id)
                 .order_by(mailboxes.c.address))
-            for address, role, count in rows:
+            republished: list[int] = []  # their published "responsible" changes
+            for mailbox_id, address, role, count in rows:
                 if role == Role.OWNER.value:
                     raise Conflict(f"{login} owns {address}: delete the mailbox first")
-                if role == Role.RESPONSIBLE.value and count <= 1:
-                    raise Conflict(f"{login} is the last responsible of {address}: grant "
-                                   "another responsible first")
+                if role == Role.RESPONSIBLE.value:
+                    if count <= 1:
+                        raise Conflict(f"{login} is the last responsible of {address}: grant "
+                                       "another responsible first")
+                    republished.append(int(mailbox_id))
             await conn.execute(delete(persons).where(persons.c.id == person_id))
+            queued = False
+            for mailbox_id in sorted(republished):
+                queued |= await outbox.enqueue(conn, mailbox_id, ADD, now=time.time())
+        self._signal_directory(queued)
 
     # ------------------------------------------------------------- mailboxes
 
     async def create_mailbox(self, address: str, type: MailboxType, *, rules: Rules,
                              owner: str | None = None, responsible: Sequence[str] = (),
                              description: str = "", organisation: str = "",
-                             service: str = "", cert_dn: str | None = None) -> Mailbox:
+                             service: str = "", cert_dn: str | None = None,
+                             structure: str | None = None, liste_rouge: bool = False,
+                             digitization: bool = False) -> Mailbox:
         """Create a mailbox with its owner (PER, PAT) or responsible people (ORG, APP,
-        CAB); the domain's rules decide who may hold what."""
+        CAB); the domain's rules decide who may hold what. ``structure`` is the idNatSt
+        of the organisation holding an ORG or APP mailbox in the directory; the new
+        mailbox's publication is queued with it when it has a ``directory_id``."""
         parsed = parse_address(address)
         mailbox_type = MailboxType(type)
         responsible = list(dict.fromkeys(responsible))
@@ -279,11 +307,18 @@ class Store:
                                   "certificate that authenticates its program")
         if mailbox_type is not MailboxType.APP and cert_dn:
             raise PolicyViolation("only APP mailboxes are bound to a certificate")
+        if structure is not None:
+            if mailbox_type not in _STRUCTURE_TYPES:
+                raise PolicyViolation("only ORG and APP mailboxes are published on a structure "
+                                      "(PER and CAB: on their professional)")
+            if not _ID_NAT_ST.match(structure):
+                raise ValueError(f"not a structure identifier (idNatSt): {structure!r}")
         now = time.time()
         mailbox = Mailbox(address=parsed.key, display_address=str(parsed), type=mailbox_type,
                           description=description, organisation=organisation,
                           service=service, cert_dn=cert_dn, active=True,
-                          uidvalidity=max(1, int(now)), uidnext=1)
+                          uidvalidity=max(1, int(now)), uidnext=1, liste_rouge=liste_rouge,
+                          digitization=digitization)
         logins = ([owner] if owner is not None else []) + responsible
         async with self._write(conflict=f"the mailbox {mailbox.address} exists already"
                                ) as conn:
@@ -292,18 +327,42 @@ class Store:
                 check_owner(mailbox_type, people[owner][1], rules)
             for login in responsible:
                 check_responsible(mailbox_type, people[login][1], rules)
+            directory_id = await self._directory_id(conn, mailbox_type, owner, responsible,
+                                                    structure)
+            mailbox = dataclasses.replace(mailbox, directory_id=directory_id)
             mailbox_id = (await conn.execute(insert(mailboxes).values(
                 address=mailbox.address, display_address=mailbox.display_address,
                 domain=parsed.domain, type=mailbox_type.value, description=description,
                 organisation=organisation, service=service, cert_dn=cert_dn, active=True,
                 uidvalidity=mailbox.uidvalidity, uidnext=mailbox.uidnext, created_at=now,
+                liste_rouge=liste_rouge, directory_id=directory_id, digitization=digitization,
             ).returning(mailboxes.c.id))).scalar_one()
             roles = [(owner, Role.OWNER)] if owner is not None else []
             roles += [(login, Role.RESPONSIBLE) for login in responsible]
             await conn.execute(insert(mailbox_roles), [
                 {"mailbox_id": mailbox_id, "person_id": people[login][0],
                  "role": role.value, "rights": READ_WRITE} for login, role in roles])
+            queued = await outbox.enqueue(conn, mailbox_id, ADD, now=now)
+        self._signal_directory(queued)
         return mailbox
+
+    async def _directory_id(self, conn: AsyncConnection, mailbox_type: MailboxType,
+                            owner: str | None, responsible: Sequence[str],
+                            structure: str | None) -> str | None:
+        """The national id of the directory resource that will hold a new mailbox."""
+        if mailbox_type in _STRUCTURE_TYPES:
+            return structure
+        if mailbox_type is MailboxType.PER and owner is not None:
+            logins = [owner]
+        elif mailbox_type is MailboxType.CAB:
+            logins = list(responsible)
+        else:
+            return None
+        rows = await conn.execute(select(persons.c.login, persons.c.rpps)
+                                  .where(persons.c.login.in_(logins)))
+        rpps = {row.login: row.rpps for row in rows}
+        return next((found for found in (outbox.id_nat_ps(rpps.get(login)) for login in logins)
+                     if found is not None), None)
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
         async with self._read() as conn:
@@ -322,18 +381,56 @@ class Store:
         """Delete a mailbox, its roles and its messages (bodies nobody else holds go too)."""
         async with self._write() as conn:
             mailbox_id, _ = await self._lock_mailbox(conn, address)
+            active = (await conn.execute(select(mailboxes.c.active)
+                                         .where(mailboxes.c.id == mailbox_id))).scalar_one()
+            # a closed mailbox was withdrawn when it closed
+            queued = bool(active) and await outbox.enqueue(conn, mailbox_id, DELETE,
+                                                           now=time.time())
             shas = (await conn.execute(delete(messages).where(messages.c.mailbox_id == mailbox_id)
                                        .returning(messages.c.body_sha256))).scalars().all()
             await conn.execute(delete(mailboxes).where(mailboxes.c.id == mailbox_id))
             await self._drop_orphan_bodies(conn, shas)
+        self._signal_directory(queued)
 
     async def set_mailbox_active(self, address: str, active: bool) -> None:
+        """Close (withdrawn from the directory) or re-open (published again) a mailbox;
+        setting the state it has already changes nothing."""
         async with self._write(writes_first=True) as conn:
-            result = await conn.execute(update(mailboxes)
-                                        .where(mailboxes.c.address == address.lower())
-                                        .values(active=active))
-            if result.rowcount == 0:
+            mailbox_id = (await conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.address == address.lower(), mailboxes.c.active != active)
+                .values(active=active)
+                .returning(mailboxes.c.id))).scalar_one_or_none()
+            if mailbox_id is None:
+                await self._mailbox_exists(conn, address)
+                return
+            queued = await outbox.enqueue(conn, mailbox_id, ADD if active else DELETE,
+                                          now=time.time())
+        self._signal_directory(queued)
+
+    async def update_mailbox(self, address: str, *, description: str | None = None,
+                             service: str | None = None,
+                             liste_rouge: bool | None = None) -> Mailbox:
+        """Change what the directory shows of a mailbox (None: leave as is); an open,
+        published mailbox whose values changed is published again."""
+        wanted: dict[str, Any] = {
+            name: value for name, value in (("description", description), ("service", service),
+                                            ("liste_rouge", liste_rouge)) if value is not None}
+        async with self._write() as conn:
+            row = (await conn.execute(select(mailboxes)
+                                      .where(mailboxes.c.address == address.lower())
+                                      .with_for_update())).first()
+            if row is None:
                 raise NotFound(f"no mailbox {address}")
+            changed = {name: value for name, value in wanted.items()
+                       if getattr(row, name) != value}
+            queued = False
+            if changed:
+                await conn.execute(update(mailboxes).where(mailboxes.c.id == row.id)
+                                   .values(**changed))
+                queued = await outbox.enqueue(conn, int(row.id), ADD, now=time.time())
+        self._signal_directory(queued)
+        return dataclasses.replace(_mailbox(row), **changed)
 
     async def grant(self, address: str, login: str, role: Role, *, rights: str = READ_WRITE,
                     rules: Rules) -> None:
@@ -367,6 +464,12 @@ class Store:
                                    .values(role=role.value, rights=rights))
             else:
                 await conn.execute(insert(mailbox_roles).values(**values))
+            previous = current.get(person_id)
+            queued = False
+            if role is not previous and Role.RESPONSIBLE in (role, previous):
+                # the published "responsible" changes
+                queued = await outbox.enqueue(conn, mailbox_id, ADD, now=time.time())
+        self._signal_directory(queued)
 
     async def revoke(self, address: str, login: str) -> None:
         """Take away a person's role; refused for an owner and for the last responsible."""
@@ -387,6 +490,9 @@ class Store:
             await conn.execute(delete(mailbox_roles)
                                .where(mailbox_roles.c.mailbox_id == mailbox_id,
                                       mailbox_roles.c.person_id == person_id))
+            queued = role is Role.RESPONSIBLE and await outbox.enqueue(
+                conn, mailbox_id, ADD, now=time.time())
+        self._signal_directory(queued)
 
     async def roles(self, address: str) -> list[MailboxRole]:
         """Who holds which role on a mailbox, ordered by role then login."""
@@ -627,6 +733,78 @@ class Store:
                                         .where(queue.c.status == QUEUED))).scalar_one()
         return None if value is None else float(value)
 
+    # ---------------------------------------------------- directory outbox
+
+    async def claim_directory_entries(self, *, now: float, limit: int,
+                                      lease: float) -> list[DirectoryEntry]:
+        """Lease up to ``limit`` due entries until ``now + lease``, ordered by id: for
+        each address only its earliest pending entry, never to two claimers."""
+        if limit <= 0:
+            return []
+        async with self._write(writes_first=True) as conn:
+            return await outbox.claim(conn, now=now, limit=limit, lease=lease)
+
+    async def directory_done(self, entry_id: int) -> None:
+        """The trust space accepted the entry: the address's next entry may go."""
+        async with self._write(writes_first=True) as conn:
+            await outbox.done(conn, entry_id)
+
+    async def directory_retry(self, entry_id: int, *, error: str, now: float,
+                              first: float = outbox.RETRY_FIRST,
+                              cap: float = outbox.RETRY_MAX) -> float | None:
+        """Count a failed attempt and schedule the next with capped exponential
+        backoff; returns when it is due (None: the entry is gone or failed)."""
+        async with self._write(writes_first=True) as conn:
+            return await outbox.retry(conn, entry_id, error=error, now=now, first=first,
+                                      cap=cap)
+
+    async def directory_failed(self, entry_id: int, *, error: str, now: float) -> None:
+        """The trust space refused the entry for good: it stays, failed, with ``error``;
+        the address's later entries go on."""
+        async with self._write(writes_first=True) as conn:
+            await outbox.failed(conn, entry_id, error=error, now=now)
+
+    async def release_directory_claims(self, entry_ids: Sequence[int], *, now: float) -> None:
+        """Make leased entries due now without counting an attempt."""
+        if not entry_ids:
+            return
+        async with self._write(writes_first=True) as conn:
+            await outbox.release(conn, entry_ids, now=now)
+
+    async def directory_entries(self, *, state: str | None = None) -> list[DirectoryEntry]:
+        """Outbox entries by id: all, or those ``pending`` or ``failed``."""
+        async with self._read() as conn:
+            return await outbox.entries(conn, state)
+
+    async def next_directory_due(self) -> float | None:
+        """When the next claimable entry is due; None when nothing is pending."""
+        async with self._read() as conn:
+            return await outbox.next_due(conn)
+
+    async def republish(self, address: str | None = None) -> int:
+        """Queue an ``add`` of every open published mailbox (or of ``address``) with its
+        current state; returns how many were queued."""
+        query = (select(mailboxes.c.id)
+                 .where(mailboxes.c.directory_id.is_not(None), mailboxes.c.active.is_(True))
+                 .order_by(mailboxes.c.id)
+                 .with_for_update())
+        if address is not None:
+            query = query.where(mailboxes.c.address == address.lower())
+        now = time.time()
+        async with self._write() as conn:
+            ids = (await conn.execute(query)).scalars().all()
+            if address is not None and not ids:
+                await self._mailbox_exists(conn, address)
+            count = 0
+            for mailbox_id in ids:
+                count += await outbox.enqueue(conn, int(mailbox_id), ADD, now=now)
+        self._signal_directory(count > 0)
+        return count
+
+    def _signal_directory(self, queued: bool) -> None:
+        if queued and self.on_directory_entry is not None:
+            self.on_directory_entry()
+
     # -------------------------------------------------- patient conversations
 
     async def record_professional_message(self, *, patient: str, message_id: str, thread: str,
@@ -769,7 +947,8 @@ def _mailbox(row: Row[Any]) -> Mailbox:
                    type=MailboxType(row.type), description=row.description,
                    organisation=row.organisation, service=row.service, cert_dn=row.cert_dn,
                    active=bool(row.active), uidvalidity=int(row.uidvalidity),
-                   uidnext=int(row.uidnext))
+                   uidnext=int(row.uidnext), liste_rouge=bool(row.liste_rouge),
+                   directory_id=row.directory_id, digitization=bool(row.digitization))
 
 
 def _message(row: Row[Any]) -> StoredMessage:

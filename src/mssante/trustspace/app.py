@@ -1,17 +1,30 @@
-"""The trust space's HTTPS application: whitelist set, CA certificates, CRLs.
+"""The trust space's HTTPS application: whitelist set, CA certificates, CRLs, and the
+national directory (FHIR API, autocomplete, published extract).
 
-Every response is read from disk at request time, so a change made by the CLI in
-another process (whitelist add/remove, revocation) is served at once. Files are
-small (the real whitelist is a few MB), so no cache is kept.
+Every whitelist, certificate and CRL response is read from disk at request time, so a
+change made by the CLI in another process (whitelist add/remove, revocation) is served
+at once. Files are small (the real whitelist is a few MB), so no cache is kept.
+
+Directory routes (present when the app is given a DirectoryService):
+
+- ``/fhir/...``: the FHIR R4 API (``mssante.directory.fhir``); PATCH needs the
+  operator's client certificate (``auth.Authoriser``);
+- ``/directory/autocomplete?q=…&limit=…``: people search for recipient fields, JSON;
+- ``/extractions/Extraction_Correspondance_MSSante.txt``: the current public extract.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, HTTPException, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
 
+from mssante.directory.fhir.router import create_fhir_router
+from mssante.directory.service import AUTOCOMPLETE_MAX, EXTRACT_NAME, DirectoryService
 from mssante.errors import PKIError
+from mssante.trustspace.auth import Authoriser
 from mssante.trustspace.service import CA_NAMES, TrustSpace
 from mssante.whitelist.files import SHA256_NAME, SIG_NAME, SIGNER_NAME, XML_NAME
 
@@ -73,7 +86,40 @@ def create_router(trust_space: TrustSpace) -> APIRouter:
     return router
 
 
-def create_app(trust_space: TrustSpace) -> FastAPI:
+def create_directory_router(directory: DirectoryService) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/directory/autocomplete")
+    async def autocomplete(
+        q: str = Query("", max_length=200, description="Free text, e.g. dupont cardio lyon"),
+        limit: int = Query(10, ge=1, le=AUTOCOMPLETE_MAX),
+    ) -> JSONResponse:
+        found = await directory.autocomplete(q, limit)
+        return JSONResponse({"query": q, "results": [s.as_json() for s in found]})
+
+    @router.get(f"/extractions/{EXTRACT_NAME}", response_class=FileResponse)
+    async def extract() -> FileResponse:
+        path, etag = await directory.current_extract()
+        return FileResponse(path, media_type="text/plain; charset=utf-8",
+                            headers={**NO_CACHE, "ETag": etag}, filename=EXTRACT_NAME)
+
+    return router
+
+
+def create_app(trust_space: TrustSpace, directory: DirectoryService | None = None) -> FastAPI:
     app = FastAPI(title="MSSanté trust space", docs_url=None, redoc_url=None)
     app.include_router(create_router(trust_space))
+    if directory is not None:
+        app.include_router(create_directory_router(directory))
+        app.include_router(create_fhir_router(directory.store, Authoriser(trust_space)),
+                           prefix="/fhir")
+
+        @app.middleware("http")
+        async def follow_publications(request: Request,
+                                      call_next: Callable[[Request], Awaitable[Response]]
+                                      ) -> Response:
+            response = await call_next(request)
+            if request.method == "PATCH":
+                directory.invalidate()  # the next search sees the publication
+            return response
     return app

@@ -9,6 +9,9 @@ Invariants:
   connections finished or cut after ``GRACEFUL_SHUTDOWN`` seconds) before the
   cancellation propagates.
 - uvicorn does not touch the logging configuration (``log_config=None``).
+- The listener asks for (does not require) a client certificate; see ``tls``.
+- The directory's store is opened before the server listens and closed after it
+  stopped; a directory that cannot be opened stops the start with its error.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 from types import TracebackType
 
 import uvicorn
 
+from mssante.directory.service import DirectoryService
+from mssante.directory.store import open_directory
 from mssante.errors import TrustSpaceUnavailable
 from mssante.trustspace.app import create_app
 from mssante.trustspace.service import TrustSpace
+from mssante.trustspace.tls import PeerCertificateProtocol
 
 GRACEFUL_SHUTDOWN = 5.0  # seconds
 
@@ -65,10 +72,28 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve_socket(trust_space: TrustSpace, sock: socket.socket, *,
                        ready: asyncio.Event | None = None) -> None:
     """Serve HTTPS on an already bound socket until cancelled."""
+    try:
+        store = await open_directory(trust_space.directory_database)
+    except BaseException:
+        sock.close()
+        raise
+    directory = DirectoryService(store, trust_space.extract_dir)
+    try:
+        await _serve(trust_space, directory, sock, ready)
+    finally:
+        await directory.close()
+        await store.close()
+
+
+async def _serve(trust_space: TrustSpace, directory: DirectoryService, sock: socket.socket,
+                 ready: asyncio.Event | None) -> None:
     config = uvicorn.Config(
-        create_app(trust_space),
+        create_app(trust_space, directory),
+        http=PeerCertificateProtocol,
         ssl_certfile=trust_space.https_cert.cert_file,
         ssl_keyfile=trust_space.https_cert.key_file,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        ssl_ca_certs=str(trust_space.root_cert_file),
         log_config=None,
         log_level="warning",
         access_log=False,

@@ -6,6 +6,8 @@ Layout under ``data_dir``::
     signing/     the whitelist signing certificate and key
     https/       the certificate and key of the HTTPS service
     whitelist/   the published whitelist set (XML, .sha256, .sig, signer chain)
+    directory.sqlite3   the national directory (unless ``directory_url`` names another)
+    extractions/ the published directory extract
 
 ``create_or_load`` is idempotent: it creates what is missing and reissues a
 certificate that no longer verifies against the PKI (expired, revoked, issued by a
@@ -62,10 +64,21 @@ class TrustSpace:
     https_cert: IssuedCertificate
     signing_cert: IssuedCertificate
     hostname: str = "127.0.0.1"
+    directory_url: str = ""  # SQLAlchemy URL; empty: directory.sqlite3 in data_dir
+
+    @property
+    def directory_database(self) -> str:
+        """The directory's database URL."""
+        return self.directory_url or f"sqlite:///{self.data_dir / 'directory.sqlite3'}"
+
+    @property
+    def extract_dir(self) -> Path:
+        return self.data_dir / "extractions"
 
     @classmethod
     def create_or_load(cls, data_dir: Path, *, hostname: str = "127.0.0.1",
-                       crl_validity: timedelta = timedelta(days=7)) -> TrustSpace:
+                       crl_validity: timedelta = timedelta(days=7),
+                       directory_url: str = "") -> TrustSpace:
         data_dir.mkdir(parents=True, exist_ok=True)
         pki = PKI.create_or_load(data_dir / "pki", crl_validity=crl_validity)
         checker = checker_for(pki)
@@ -94,7 +107,7 @@ class TrustSpace:
         if signing_changed or not publisher.is_published():
             publisher.republish()
         return cls(data_dir=data_dir, pki=pki, publisher=publisher, https_cert=https,
-                   signing_cert=signing, hostname=hostname)
+                   signing_cert=signing, hostname=hostname, directory_url=directory_url)
 
     @property
     def root_cert_file(self) -> Path:

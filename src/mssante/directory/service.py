@@ -1,0 +1,219 @@
+"""The directory at run time: the store, the people-search index, the published extract.
+
+The trust space serves it (``trustspace.app``); ``mssante directory search`` uses it
+once.
+
+Invariants:
+
+- The search index lives in this process's memory and follows the store: before a
+  search, the store's ``state()`` (epoch, last change) is read (one indexed query).
+  A new epoch (an import) rebuilds the index; new changes (publications) are applied
+  to it one by one. Several trust-space processes sharing one PostgreSQL therefore
+  all follow the same content.
+- A rebuild runs beside the current index: searches keep using the old one until the
+  new one is complete, then it is swapped in. Only the first build is awaited.
+- Whatever the index says, the answers are read back from the store (``hits``), which
+  drops mailboxes removed since and those on the liste rouge: a stale index can miss
+  a new mailbox for one request, it can never reveal a hidden or removed one.
+- The published extract is a file rewritten (atomically) when the store's state
+  differs from the one it was written at; a request that finds it stale waits for
+  the rewrite, and concurrent requests share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mssante.directory.extract import COLUMNS, SEPARATOR, format_row
+from mssante.directory.index import SearchIndex
+from mssante.directory.store import DirectoryStore
+from mssante.files import fsync_dir
+
+log = logging.getLogger(__name__)
+
+EXTRACT_NAME = "Extraction_Correspondance_MSSante.txt"
+AUTOCOMPLETE_MAX = 50
+STATE_CHECK_INTERVAL = 0.5  # seconds between two reads of the store's state
+# Pending changes past which the index is rebuilt beside the current one (rather than
+# compacted in place, which would pause the event loop for about a second).
+REBUILD_AFTER_CHANGES = 4096
+_WRITE_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One answer of the autocomplete: a mailbox and who or what it belongs to."""
+
+    address: str
+    type: str
+    name: str
+    profession: str
+    specialty: str
+    organisation: str
+    service: str
+    city: str
+    department: str
+    score: float
+
+    def as_json(self) -> dict[str, object]:
+        return {"address": self.address, "type": self.type, "name": self.name,
+                "profession": self.profession, "specialty": self.specialty,
+                "organisation": self.organisation, "service": self.service,
+                "city": self.city, "department": self.department,
+                "score": round(self.score, 3)}
+
+
+class DirectoryService:
+    """Open with ``await DirectoryService.open(store, extract_dir)``; close the store
+    yourself."""
+
+    def __init__(self, store: DirectoryStore, extract_dir: Path) -> None:
+        self.store = store
+        self.extract_dir = extract_dir
+        self._index = SearchIndex()
+        self._index.compact_at = 1 << 62
+        self._epoch = -1
+        self._seq = 0
+        self._checked_at = 0.0
+        self._rebuild: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self._extract_lock = asyncio.Lock()
+        self._extract_state: tuple[int, int] | None = None
+
+    # -- people search --------------------------------------------------------------
+
+    async def autocomplete(self, text: str, limit: int = 10) -> list[Suggestion]:
+        """The mailboxes matching ``text`` best first (``SearchIndex.search`` semantics)."""
+        limit = max(0, min(limit, AUTOCOMPLETE_MAX))
+        if limit == 0:
+            return []
+        await self.sync()
+        # A few more than asked: some may have left since the index saw them.
+        found = self._index.search(text, limit + 5)
+        if not found:
+            return []
+        rows = dict(await self.store.hits([doc_id for doc_id, _ in found]))
+        out: list[Suggestion] = []
+        for doc_id, score in found:
+            row = rows.get(doc_id)
+            if row is None:
+                continue
+            name = " ".join(part for part in (row.civility, row.given_name, row.family_name)
+                            if part)
+            out.append(Suggestion(
+                address=row.address, type=row.mailbox_type.value, name=name,
+                profession=row.profession_label, specialty=row.skill_label,
+                organisation=row.legal_name or row.trade_name, service=row.service,
+                city=row.routing_line, department=row.department, score=score))
+            if len(out) == limit:
+                break
+        return out
+
+    async def sync(self) -> None:
+        """Bring the index up to the store's state (see the module docstring)."""
+        now = time.monotonic()
+        if self._ready.is_set() and now - self._checked_at < STATE_CHECK_INTERVAL:
+            return
+        async with self._sync_lock:
+            if self._ready.is_set() and time.monotonic() - self._checked_at < STATE_CHECK_INTERVAL:
+                return
+            epoch, seq = await self.store.state()
+            self._checked_at = time.monotonic()
+            if epoch != self._epoch:
+                self._start_rebuild(epoch)
+            elif seq > self._seq:
+                await self._apply_changes()
+                if self._index.pending > REBUILD_AFTER_CHANGES:
+                    self._start_rebuild(epoch)
+        if not self._ready.is_set():
+            await self._ready.wait()
+
+    def _start_rebuild(self, epoch: int) -> None:
+        if self._rebuild is None or self._rebuild.done():
+            self._rebuild = asyncio.create_task(self._build(epoch), name="directory-index")
+
+    async def _build(self, epoch: int) -> None:
+        started = time.monotonic()
+        try:
+            _, seq = await self.store.state()
+            documents = [doc async for doc in self.store.search_documents()]
+            index = await asyncio.to_thread(SearchIndex.build, documents)
+            index.compact_at = 1 << 62  # never in place: see REBUILD_AFTER_CHANGES
+        except Exception:
+            log.exception("the directory's search index could not be built")
+            if not self._ready.is_set():
+                self._ready.set()  # answer (nothing) rather than hang
+            return
+        async with self._sync_lock:
+            self._index, self._epoch, self._seq = index, epoch, seq
+            await self._apply_changes()  # those made while it was built
+        self._ready.set()
+        log.info("directory search index: %d mailboxes in %.1f s", len(index),
+                 time.monotonic() - started)
+
+    async def _apply_changes(self) -> None:
+        """Apply the store's changes after ``_seq``, in order (hold ``_sync_lock``)."""
+        for seq, doc_id, search_text, family_key in await self.store.changes_since(self._seq):
+            if seq <= self._seq:
+                continue
+            if search_text is None or family_key is None:
+                self._index.remove(doc_id)
+            else:
+                self._index.upsert(doc_id, search_text, family_key)
+            self._seq = max(self._seq, seq)
+
+    def invalidate(self) -> None:
+        """Read the store's state at the next search (a change was just made here)."""
+        self._checked_at = 0.0
+
+    @property
+    def index_size(self) -> int:
+        return len(self._index)
+
+    async def close(self) -> None:
+        if self._rebuild is not None:
+            self._rebuild.cancel()
+            await asyncio.gather(self._rebuild, return_exceptions=True)
+
+    # -- the published extract -------------------------------------------------------
+
+    @property
+    def extract_file(self) -> Path:
+        return self.extract_dir / EXTRACT_NAME
+
+    async def current_extract(self) -> tuple[Path, str]:
+        """The extract file of the current content, and its ETag."""
+        async with self._extract_lock:
+            state = await self.store.state()
+            if state != self._extract_state or not self.extract_file.exists():
+                await self._write_extract()
+                self._extract_state = state
+        return self.extract_file, f'"{state[0]}-{state[1]}"'
+
+    async def _write_extract(self) -> None:
+        """Stream the public rows to a temporary file, then rename it over the old one."""
+        self.extract_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.extract_dir / f".{EXTRACT_NAME}.partial"
+        count = 0
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            fh.write(SEPARATOR.join(COLUMNS) + "\n")
+            batch: list[str] = []
+            async for row in self.store.export_rows():
+                batch.append(format_row(row) + "\n")
+                if len(batch) == _WRITE_BATCH:
+                    await asyncio.to_thread(fh.writelines, batch)
+                    count += len(batch)
+                    batch = []
+            fh.writelines(batch)
+            count += len(batch)
+            fh.flush()
+            await asyncio.to_thread(os.fsync, fh.fileno())
+        tmp.replace(self.extract_file)
+        fsync_dir(self.extract_dir)
+        log.info("published the directory extract: %d mailboxes", count)

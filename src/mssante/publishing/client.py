@@ -1,0 +1,148 @@
+"""The operator's side of a publication: one conditional FHIR PATCH to the trust space.
+
+``PATCH {trust}/fhir/{Practitioner|Organization}?identifier={system}|{idNat}`` with a
+FHIRPath Patch body (FHIR R4 §3.1.0.7.2 conditional patch, §3.1.0.11 FHIRPath
+Patch), over mutual TLS: the operator presents its MTA certificate, the trust space
+lets it publish only addresses of the domains the whitelist binds to that
+certificate's DN. The trust space's certificate must chain to ``ca_file`` (the
+trust-space root, nothing else) and name the host of the URL.
+
+What an answer means (``classify``):
+- 2xx: done.
+- 5xx, 408, 425, 429, redirections, timeouts, connection and TLS failures: retry
+  (the trust space is away or busy; the same PATCH is safe to send again).
+- 404, 405 or 501 without an OperationOutcome: retry. The trust space answers a
+  missing resource with an OperationOutcome; without one, the URL has no directory
+  API (a trust space not yet upgraded, a proxy), which is not the publication's
+  fault.
+- any other 4xx: failed, for good; the reason is the OperationOutcome's
+  ``issue[0].diagnostics`` (404 no such professional or organisation, 412 several
+  match, 401/403 not allowed, 400/422 bad patch).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from mssante.pki.tls import client_context
+from mssante.publishing import contact
+from mssante.store.models import DirectoryEntry
+
+FHIR_JSON = "application/fhir+json"
+_RETRIED_STATUSES = frozenset({408, 425, 429})
+_NO_API_STATUSES = frozenset({404, 405, 501})
+_MAX_REASON = 500  # characters of an answer kept as the reason
+
+
+class Verdict(StrEnum):
+    DONE = "done"  # the trust space applied the patch
+    RETRY = "retry"  # try again later
+    FAILED = "failed"  # refused for good
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    reason: str = ""  # why, for a retry or a failure
+    status: int | None = None  # the HTTP status, when an answer came
+
+
+def operation_outcome_reason(body: Any) -> str | None:
+    """The reason an OperationOutcome gives (issue[0] diagnostics, else details, else
+    code); None when ``body`` is not an OperationOutcome (FHIR R4 §2.36.1)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return None
+    issues = body.get("issue")
+    issue = issues[0] if isinstance(issues, list) and issues else {}
+    if not isinstance(issue, dict):
+        return ""
+    diagnostics = issue.get("diagnostics")
+    if isinstance(diagnostics, str) and diagnostics:
+        return diagnostics
+    details = issue.get("details")
+    if isinstance(details, dict) and isinstance(details.get("text"), str):
+        return str(details["text"])
+    code = issue.get("code")
+    return code if isinstance(code, str) else ""
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _answer_text(response: httpx.Response, body: Any) -> str:
+    """A short reason from an answer that is not an OperationOutcome."""
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])
+    text = response.text.strip()
+    return text[:_MAX_REASON] if text else response.reason_phrase
+
+
+def classify(response: httpx.Response) -> Outcome:
+    """What the trust space's answer to a publication means."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Outcome(Verdict.DONE, status=status)
+    body = _body(response)
+    outcome = operation_outcome_reason(body)
+    reason = f"HTTP {status}: {outcome if outcome else _answer_text(response, body)}"
+    if status >= 500 or status in _RETRIED_STATUSES or not 400 <= status < 500:
+        return Outcome(Verdict.RETRY, reason, status)
+    if outcome is None and status in _NO_API_STATUSES:
+        return Outcome(Verdict.RETRY, f"{reason} (no directory API at this URL)", status)
+    return Outcome(Verdict.FAILED, reason, status)
+
+
+class DirectoryClient:
+    """Sends publications to one trust space; ``aclose`` (or ``async with``) at the end."""
+
+    def __init__(self, base_url: str, *, ca_file: Path, cert_file: Path,
+                 key_file: Path | None = None, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        context = client_context(ca_file, cert_file, key_file, check_hostname=True)
+        self._http = httpx.AsyncClient(base_url=self.base_url, verify=context,
+                                       timeout=httpx.Timeout(timeout),
+                                       follow_redirects=False, trust_env=False)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def send(self, entry: DirectoryEntry) -> Outcome:
+        """Send one outbox entry."""
+        point = json.loads(entry.body) if entry.body is not None else None
+        return await self.publish(entry.resource, entry.identifier, entry.operation,
+                                  entry.address, point)
+
+    async def publish(self, resource: str, identifier: str, operation: str, address: str,
+                      point: contact.JSON | None = None) -> Outcome:
+        """Add (create or change) or delete ``address`` on the resource named by
+        ``identifier``; never raises for what the network or the server does."""
+        parameters = contact.patch_parameters(resource, operation, address, point)
+        system = contact.identifier_system(resource)
+        try:
+            response = await self._http.patch(
+                f"/fhir/{resource}", params={"identifier": f"{system}|{identifier}"},
+                content=json.dumps(parameters, ensure_ascii=False).encode("utf-8"),
+                headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+        except httpx.HTTPError as exc:  # connection, TLS, timeout, protocol
+            return Outcome(Verdict.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        except OSError as exc:
+            return Outcome(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
+        return classify(response)
