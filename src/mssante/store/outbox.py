@@ -109,6 +109,14 @@ async def _responsible(conn: AsyncConnection, mailbox_id: int) -> str:
     return ", ".join(names)
 
 
+async def any_due(conn: AsyncConnection, *, now: float) -> bool:
+    """Whether some pending entry is due (a read, to skip idle claims)."""
+    return (await conn.execute(
+        select(directory_outbox.c.id)
+        .where(directory_outbox.c.state == PENDING, directory_outbox.c.next_attempt_at <= now)
+        .limit(1))).first() is not None
+
+
 async def claim(conn: AsyncConnection, *, now: float, limit: int,
                 lease: float) -> list[DirectoryEntry]:
     """Lease up to ``limit`` due heads (at most one entry per address), by id."""

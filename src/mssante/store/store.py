@@ -741,6 +741,11 @@ class Store:
         each address only its earliest pending entry, never to two claimers."""
         if limit <= 0:
             return []
+        # A read first: the publisher polls, and an idle poll must not take SQLite's
+        # write lock from message deliveries.
+        async with self._read() as conn:
+            if not await outbox.any_due(conn, now=now):
+                return []
         async with self._write(writes_first=True) as conn:
             return await outbox.claim(conn, now=now, limit=limit, lease=lease)
 
