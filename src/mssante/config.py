@@ -124,11 +124,14 @@ class TrustSpaceSettings:
     port: int = 8443
     crl_validity: float = 7 * 86400.0  # nextUpdate of published CRLs (seconds)
     directory_url: str = ""  # SQLAlchemy URL of the directory; empty: SQLite in data_dir
+    extract_interval: float = 60.0  # the published extract is at most this late (seconds)
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if 0 < self.port <= 65535 else [("port", "must be between 1 and 65535")]
         if self.crl_validity <= 0:
             out.append(("crl_validity", "must be positive"))
+        if self.extract_interval < 0:
+            out.append(("extract_interval", "must be zero or more"))
         return out
 
 

@@ -68,7 +68,7 @@ def test_second_day_with_rejected_lines(tmp_path: Path, config: str) -> None:
     changed = [replace(row, service="Accueil") for row in ROWS[:5]]
     day2 = write(tmp_path / "day2.txt", changed + ROWS[5:390],
                  "PER|bad@medecin.mssante.fr|too few", "|".join(["XYZ"] * 31))
-    code, output = run("directory", "import", str(day2), "-c", config)
+    code, output = run("directory", "import", str(day2), "-c", config, "--accept-rejected")
     assert code == 0, output
     assert "0 created, 5 changed, 10 removed, 385 unchanged; 2 lines rejected" in output
     assert "line 392: expected 31 columns" in output
@@ -132,6 +132,39 @@ def test_import_refuses_what_is_not_an_extract(tmp_path: Path, config: str) -> N
     duplicate = write(tmp_path / "dup.txt", ROWS[:3])
     with duplicate.open("a", encoding="utf-8") as fh:  # read_extract rejects the line
         fh.write(duplicate.read_text(encoding="utf-8").splitlines()[1] + "\n")
-    code, output = run("directory", "import", str(duplicate), "-c", config)
+    code, output = run("directory", "import", str(duplicate), "-c", config, "--accept-rejected")
     assert code == 0 and "3 created" in output and "1 lines rejected" in output
     assert "line 5: duplicate address" in output
+
+
+def test_a_truncated_file_is_refused_and_removes_nothing(tmp_path: Path, config: str) -> None:
+    """A download cut in the middle must not remove the half of the directory it lost."""
+    full = write(tmp_path / "day1.txt", ROWS)
+    assert run("directory", "import", str(full), "-c", config)[0] == 0
+    data = full.read_bytes()
+    truncated = tmp_path / "day2.txt"
+    truncated.write_bytes(data[:len(data) // 2])  # cut in the middle of a line
+    code, output = run("directory", "import", str(truncated), "-c", config)
+    assert code == 1
+    # refused either for its cut last line or for what it would remove
+    assert ("lines rejected, nothing imported" in output
+            or ("would remove 2" in output and "nothing imported" in output)), output
+    out = tmp_path / "after.txt"
+    assert run("directory", "export", "--out", str(out), "-c", config)[0] == 0
+    assert len(read(out)) == len(ROWS)  # nothing removed
+    # the administrator's explicit choice
+    code, output = run("directory", "import", str(truncated), "-c", config, "--accept-rejected",
+                       "--max-removed", "100")
+    assert code == 0, output
+    assert "removed" in output
+
+
+def test_the_cli_uses_the_trust_spaces_directory_url(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.sqlite3"
+    path = tmp_path / "trust.toml"
+    path.write_text(f'[trust_space]\ndata_dir = "ts"\ndirectory_url = "sqlite:///{elsewhere}"\n')
+    extract = write(tmp_path / "day1.txt", ROWS[:10])
+    code, output = run("directory", "import", str(extract), "-c", str(path))
+    assert code == 0, output
+    assert elsewhere.exists()
+    assert not (tmp_path / "ts" / "directory.sqlite3").exists()

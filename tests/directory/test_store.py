@@ -328,6 +328,7 @@ async def test_referential_upserts(seeded: DirectoryStore) -> None:
 
 
 async def test_insert_fills_the_row_from_the_referential(seeded: DirectoryStore) -> None:
+    await seeded.add_role(DR.id_nat_ps, CLINIC.id_nat_st)  # the referential: he practises there
     await patch(seeded, TelecomInsert(per("irene.lefevre", organisation=CLINIC.id_nat_st,
                                            service="Cardiologie", digitization=True,
                                            description="Consultations")))
@@ -343,12 +344,18 @@ async def test_insert_fills_the_row_from_the_referential(seeded: DirectoryStore)
     mailbox = await seeded.get_mailbox(row.address)
     assert mailbox is not None and mailbox.publisher == DN
     assert mailbox.description == "Consultations" and not mailbox.liste_rouge
-    # The practice role at the mailbox's structure is recorded.
+    # A publication creates no practice role: an unknown structure, or one where the
+    # referential does not place him, is refused.
+    for elsewhere in ("1000000000", HOSPITAL.id_nat_st):
+        with pytest.raises(Conflict, match="no practice role"):
+            await patch(seeded, TelecomInsert(per("irene.lefevre2", organisation=elsewhere,
+                                                  liste_rouge=True)))
     assert await scalar(seeded, select(func.count()).select_from(schema.roles)) == 1
-    # An unknown structure leaves the structure columns empty.
-    await patch(seeded, TelecomInsert(per("irene.lefevre2", organisation="1000000000")))
-    row = await seeded.get(f"irene.lefevre2@{DOMAIN}")
-    assert row is not None and row.structure_id == "" and row.legal_name == ""
+    assert await seeded.get(f"irene.lefevre2@{DOMAIN}") is None
+    # A change that names no structure keeps the mailbox's own.
+    await patch(seeded, TelecomInsert(per("irene.lefevre", description="Téléconsultations")))
+    row = await seeded.get(f"irene.lefevre@{DOMAIN}")
+    assert row is not None and row.structure_id == CLINIC.id_nat_st
     # An organisation's mailbox: structure columns, no PP columns.
     await patch(seeded, TelecomInsert(Mailbox(f"accueil@{DOMAIN}", MailboxType.ORG,
                                               practitioner=DR.id_nat_ps,
@@ -441,6 +448,7 @@ async def test_addresses_of_other_resources_are_conflicts(seeded: DirectoryStore
 
 
 async def test_replace_rules(seeded: DirectoryStore) -> None:
+    await seeded.add_role(DR.id_nat_ps, CLINIC.id_nat_st)
     with pytest.raises(Conflict, match="not a mailbox of Practitioner"):
         await patch(seeded, TelecomReplace(f"absent@{DOMAIN}", per("absent")))
     await patch(seeded, TelecomInsert(per("mine")))
@@ -588,3 +596,28 @@ async def test_other_schema_versions_are_refused(tmp_path: Path, version: int) -
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
     db.close()
     assert tables == {"directory_schema_version", "directory_entries"}
+
+
+async def test_an_import_never_lifts_the_liste_rouge(seeded: DirectoryStore) -> None:
+    """An older national file names a mailbox its operator has hidden since: it stays
+    hidden."""
+    await patch(seeded, TelecomInsert(per("hidden", liste_rouge=True)))
+    address = f"hidden@{DOMAIN}"
+    row = await seeded.get(address)
+    assert row is not None
+    await seeded.import_extract([replace(row, service="Consultations")])
+    mailbox = await seeded.get_mailbox(address)
+    assert mailbox is not None and mailbox.liste_rouge
+    assert [r.address async for r in seeded.export_rows()] == []
+    assert await seeded.hits([doc_id async for doc_id, _, _ in seeded.search_documents()]) == []
+
+
+async def test_an_import_removing_too_much_is_refused(loaded: DirectoryStore) -> None:
+    before = await loaded.count()
+    rows = [r async for r in loaded.export_rows()]
+    with pytest.raises(Conflict, match="truncated"):
+        await loaded.import_extract(rows[:len(rows) // 2], max_removed=0.05)
+    assert await loaded.count() == before  # rolled back
+    kept = {rows[-1].address}
+    report = await loaded.import_extract(rows[:-1], max_removed=0.05, keep=kept)
+    assert report.removed == 0 and await loaded.count() == before

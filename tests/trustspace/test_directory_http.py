@@ -76,6 +76,7 @@ async def seeded(trust_space: TrustSpace) -> TrustSpace:
         await store.add_practitioner(PRACTITIONER)
     finally:
         await store.close()
+    trust_space.extract_interval = 0.0  # every change shows in the extract at once
     return trust_space
 
 
@@ -142,9 +143,12 @@ async def test_a_mailbox_on_the_liste_rouge_never_leaves(
         seeded: TrustSpace, server: RunningTrustSpace, mta: IssuedCertificate) -> None:
     address = "zoe.leveque.rouge@ch-xyz.mssante.fr"
     async with http(seeded, server.url, mta) as operator, http(seeded, server.url) as public:
+        before = await public.get("/extractions/Extraction_Correspondance_MSSante.txt")
         answer = await operator.patch(PATCH_URL, json=operation("add", address, liste_rouge=True),
                                       headers=HEADERS)
         assert answer.status_code == 200, answer.text
+        after = await public.get("/extractions/Extraction_Correspondance_MSSante.txt")
+        assert after.headers["etag"] == before.headers["etag"]  # nothing public changed
         assert address not in [t["value"] for t in answer.json().get("telecom", [])]
         assert address not in await autocomplete(public, "leveque rouge")
         assert address not in await extract_addresses(public)

@@ -27,7 +27,7 @@ from mssante.directory.extract import (
 from mssante.directory.generate import generate_rows
 from mssante.directory.service import AUTOCOMPLETE_MAX, DirectoryService
 from mssante.directory.store import ImportReport, open_directory
-from mssante.errors import MSSanteError
+from mssante.errors import Conflict, MSSanteError
 from mssante.files import fsync_dir, write_atomic
 
 app = typer.Typer(no_args_is_help=True)
@@ -103,18 +103,21 @@ def check(
 
 
 def _database(config: Path | None, database: str | None) -> str:
-    """The directory database: ``--database URL``, else ``directory.sqlite3`` in the data
-    directory of the trust space named by ``--config``."""
+    """The directory database: ``--database URL``, else the one of the trust space named
+    by ``--config`` (its ``directory_url``, or ``directory.sqlite3`` in its data
+    directory)."""
     if database:
         return database
     if config is None:
         raise fail("give --config (a trust space configuration) or --database URL")
     try:
-        data_dir = load_trust_space_config(config).trust_space.data_dir
+        settings = load_trust_space_config(config).trust_space
     except MSSanteError as exc:
         raise fail(str(exc)) from None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{data_dir / 'directory.sqlite3'}"
+    if settings.directory_url:  # the database the trust space serves
+        return settings.directory_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{settings.data_dir / 'directory.sqlite3'}"
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
@@ -123,37 +126,83 @@ DatabaseOpt = Annotated[str | None, typer.Option("--database",
                                                  help="SQLAlchemy URL of the directory.")]
 
 
+class _Rejected(Exception):
+    """The file has rejected lines and --accept-rejected was not given."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} lines rejected")
+        self.count = count
+
+
+def _data_lines(path: Path) -> int:
+    """The number of lines after the header (0.1 s for a national file): the total of
+    the progress bar."""
+    count = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            count += chunk.count(b"\n")
+    return max(count - 1, 0)
+
+
 @app.command("import")
 def import_(
     extract: Annotated[Path, typer.Argument(help="An Extraction_Correspondance_MSSante file.")],
     config: ConfigOpt = None, database: DatabaseOpt = None,
+    accept_rejected: Annotated[bool, typer.Option(
+        "--accept-rejected",
+        help="Import even if some lines are rejected (their addresses are left as they are)."
+    )] = False,
+    max_removed: Annotated[float, typer.Option(
+        "--max-removed", min=0.0, max=100.0,
+        help="Refuse a file that would remove more than this percentage of the imported "
+             "mailboxes (a truncated file); 100 to allow any.")] = 5.0,
 ) -> None:
-    """Apply an extract as the directory's new content (created, changed, removed)."""
+    """Apply an extract as the directory's new content (created, changed, removed).
+
+    A file with rejected lines is refused unless --accept-rejected, and so is one that
+    would remove more than --max-removed percent of the imported mailboxes: a
+    truncated or damaged file must not remove the mailboxes it lost. With
+    --accept-rejected, the address of a rejected line (when it can be read) is not
+    removed. Either refusal changes nothing (one transaction)."""
     url = _database(config, database)
     rejected: list[RejectedLine] = []
+    kept: set[str] = set()  # the addresses of rejected lines: neither removed nor changed
 
     def rows(fh: TextIO) -> Iterator[ExtractRow]:
         for item in read_extract(fh):
             if isinstance(item, RejectedLine):
                 rejected.append(item)
+                fields = item.text.split("|")
+                if len(fields) > 1 and "@" in fields[1]:
+                    kept.add(fields[1].strip().lower())
             else:
                 yield item
+        if rejected and not accept_rejected:
+            # Raised inside the import's transaction, before any removal: rolled back.
+            raise _Rejected(len(rejected))
 
     async def body() -> ImportReport:
         store = await open_directory(url)
         try:
+            total = _data_lines(extract)
             with _progress() as progress, extract.open(encoding="utf-8", newline="") as fh:
-                task = progress.add_task("importing", total=None)
+                task = progress.add_task("importing", total=total)
                 return await store.import_extract(
-                    rows(fh), progress=lambda n: progress.update(task, completed=n))
+                    rows(fh), progress=lambda n: progress.update(task, completed=n),
+                    max_removed=None if max_removed >= 100 else max_removed / 100, keep=kept)
         finally:
             await store.close()
 
     try:
         report = run(body())
+    except _Rejected as exc:
+        for r in rejected[:20]:
+            console.print(f"  line {r.line_number}: {r.reason}", highlight=False, markup=False)
+        raise fail(f"{extract}: {exc.count} lines rejected, nothing imported (mssante "
+                   "directory check lists them; --accept-rejected imports the rest)") from None
     except FileNotFoundError:
         raise fail(f"no such file: {extract}") from None
-    except (ExtractFormatError, UnicodeDecodeError, ValueError) as exc:
+    except (ExtractFormatError, UnicodeDecodeError, ValueError, Conflict) as exc:
         raise fail(f"{extract}: {exc}") from None
     console.print(f"{report.created} created, {report.changed} changed, "
                   f"{report.removed} removed, {report.unchanged} unchanged; "

@@ -46,7 +46,8 @@ def load_trust_space(config_file: Path) -> tuple[TrustSpaceConfig, TrustSpace]:
     trust_space = TrustSpace.create_or_load(
         config.trust_space.data_dir, hostname=certificate_hostname(config),
         crl_validity=timedelta(seconds=config.trust_space.crl_validity),
-        directory_url=config.trust_space.directory_url)
+        directory_url=config.trust_space.directory_url,
+        extract_interval=config.trust_space.extract_interval)
     return config, trust_space
 
 

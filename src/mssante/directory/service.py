@@ -15,16 +15,21 @@ Invariants:
 - Whatever the index says, the answers are read back from the store (``hits``), which
   drops mailboxes removed since and those on the liste rouge: a stale index can miss
   a new mailbox for one request, it can never reveal a hidden or removed one.
-- The published extract is a file rewritten (atomically) when the store's state
-  differs from the one it was written at; a request that finds it stale waits for
-  the rewrite, and concurrent requests share it.
+- The published extract is a file written again when the store's state differs from
+  the one it was written at, at most once per ``extract_interval`` (60 s: about 12 s
+  of work at national scale); a request that finds it stale waits for the rewrite,
+  and concurrent requests share it. Each version is a new file named by its digest
+  (never rewritten in place, the three newest kept), so that a download reads one
+  version from start to end; the ETag is the digest of the content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +41,10 @@ from mssante.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
-EXTRACT_NAME = "Extraction_Correspondance_MSSante.txt"
+EXTRACT_STEM = "Extraction_Correspondance_MSSante"
+EXTRACT_NAME = f"{EXTRACT_STEM}.txt"
+EXTRACT_INTERVAL = 60.0  # seconds: the published extract is at most this much behind
+_KEEP_VERSIONS = 3
 AUTOCOMPLETE_MAX = 50
 STATE_CHECK_INTERVAL = 0.5  # seconds between two reads of the store's state
 # Pending changes past which the index is rebuilt beside the current one (rather than
@@ -72,7 +80,8 @@ class DirectoryService:
     """Open with ``await DirectoryService.open(store, extract_dir)``; close the store
     yourself."""
 
-    def __init__(self, store: DirectoryStore, extract_dir: Path) -> None:
+    def __init__(self, store: DirectoryStore, extract_dir: Path, *,
+                 extract_interval: float = EXTRACT_INTERVAL) -> None:
         self.store = store
         self.extract_dir = extract_dir
         self._index = SearchIndex()
@@ -84,7 +93,10 @@ class DirectoryService:
         self._ready = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._extract_lock = asyncio.Lock()
+        self._extract: tuple[Path, str] | None = None
         self._extract_state: tuple[int, int] | None = None
+        self._extract_written = 0.0
+        self.extract_interval = extract_interval
 
     # -- people search --------------------------------------------------------------
 
@@ -145,15 +157,16 @@ class DirectoryService:
             documents = [doc async for doc in self.store.search_documents()]
             index = await asyncio.to_thread(SearchIndex.build, documents)
             index.compact_at = 1 << 62  # never in place: see REBUILD_AFTER_CHANGES
+            del documents
+            async with self._sync_lock:
+                self._index, self._epoch, self._seq = index, epoch, seq
+                await self._apply_changes()  # those made while it was built
         except Exception:
+            # The epoch is not recorded: the next search tries again.
             log.exception("the directory's search index could not be built")
-            if not self._ready.is_set():
-                self._ready.set()  # answer (nothing) rather than hang
             return
-        async with self._sync_lock:
-            self._index, self._epoch, self._seq = index, epoch, seq
-            await self._apply_changes()  # those made while it was built
-        self._ready.set()
+        finally:
+            self._ready.set()  # the first searches answer (possibly nothing), never hang
         log.info("directory search index: %d mailboxes in %.1f s", len(index),
                  time.monotonic() - started)
 
@@ -183,37 +196,67 @@ class DirectoryService:
 
     # -- the published extract -------------------------------------------------------
 
-    @property
-    def extract_file(self) -> Path:
-        return self.extract_dir / EXTRACT_NAME
-
     async def current_extract(self) -> tuple[Path, str]:
-        """The extract file of the current content, and its ETag."""
+        """The file of the current public extract, and its ETag (the SHA-256 of its
+        content, so that changes to hidden mailboxes alone do not show)."""
         async with self._extract_lock:
             state = await self.store.state()
-            if state != self._extract_state or not self.extract_file.exists():
-                await self._write_extract()
-                self._extract_state = state
-        return self.extract_file, f'"{state[0]}-{state[1]}"'
+            now = time.monotonic()
+            current = self._extract
+            stale = current is None or not current[0].exists() or (
+                state != self._extract_state
+                and now - self._extract_written >= self.extract_interval)
+            if stale:
+                self._extract = await self._write_extract()
+                self._extract_state, self._extract_written = state, now
+            assert self._extract is not None
+            return self._extract
 
-    async def _write_extract(self) -> None:
-        """Stream the public rows to a temporary file, then rename it over the old one."""
+    async def _write_extract(self) -> tuple[Path, str]:
+        """Stream the public rows to a new temporary file; keep it under a name holding
+        its digest unless the content did not change. Files are never rewritten in
+        place: a download in progress keeps reading the version it started with."""
         self.extract_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.extract_dir / f".{EXTRACT_NAME}.partial"
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{EXTRACT_NAME}.", suffix=".partial",
+                                        dir=self.extract_dir)
+        tmp = Path(tmp_name)
+        digest = hashlib.sha256()
         count = 0
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            fh.write(SEPARATOR.join(COLUMNS) + "\n")
-            batch: list[str] = []
-            async for row in self.store.export_rows():
-                batch.append(format_row(row) + "\n")
-                if len(batch) == _WRITE_BATCH:
-                    await asyncio.to_thread(fh.writelines, batch)
-                    count += len(batch)
-                    batch = []
-            fh.writelines(batch)
-            count += len(batch)
-            fh.flush()
-            await asyncio.to_thread(os.fsync, fh.fileno())
-        tmp.replace(self.extract_file)
-        fsync_dir(self.extract_dir)
-        log.info("published the directory extract: %d mailboxes", count)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                def write(lines: list[str]) -> None:
+                    data = "".join(lines).encode("utf-8")
+                    digest.update(data)
+                    fh.write(data)
+
+                batch = [SEPARATOR.join(COLUMNS) + "\n"]
+                async for row in self.store.export_rows():
+                    batch.append(format_row(row) + "\n")
+                    if len(batch) == _WRITE_BATCH:
+                        await asyncio.to_thread(write, batch)
+                        count += len(batch)
+                        batch = []
+                write(batch)
+                count += len(batch) - 1  # the header
+                fh.flush()
+                await asyncio.to_thread(os.fsync, fh.fileno())
+            tag = digest.hexdigest()
+            path = self.extract_dir / f"{EXTRACT_STEM}.{tag[:16]}.txt"
+            if path.exists():
+                tmp.unlink()
+            else:
+                tmp.replace(path)
+                fsync_dir(self.extract_dir)
+                log.info("published the directory extract: %d mailboxes", count)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._prune(keep=path)
+        return path, f'"{tag}"'
+
+    def _prune(self, keep: Path) -> None:
+        """Remove the older versions but the newest few (a download may still read one)."""
+        versions = sorted(self.extract_dir.glob(f"{EXTRACT_STEM}.*.txt"),
+                          key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in [p for p in versions if p != keep][_KEEP_VERSIONS - 1:]:
+            old.unlink(missing_ok=True)

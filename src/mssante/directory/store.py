@@ -33,10 +33,15 @@ one, never a mix):
   reading them back); the same values leave it unchanged;
 - a row whose address is held by a *published* mailbox overwrites it and the mailbox
   becomes imported: the national file is authoritative, so the operator's metadata
-  (description, responsible, liste rouge, publisher) goes back to the defaults of an
-  imported row; it counts as changed;
+  (description, responsible, publisher) goes back to the defaults of an imported
+  row; it counts as changed. The liste rouge is the exception: an import never lifts
+  it (the extract cannot say a mailbox is hidden, it only leaves it out, and an
+  older file must not expose a mailbox its operator hid since);
 - imported mailboxes absent from the file are removed; published mailboxes absent
   from the file are kept (an operator published them since the extract was made);
+  with ``max_removed``, an import that would remove a larger share of the imported
+  mailboxes is refused (a truncated file), and the addresses of ``keep`` (the
+  caller's rejected lines) are never removed;
 - the referential is upserted from the rows: a professional per non-empty
   ``Identification nationale PP``, an organisation per non-empty ``Identification
   Structure`` (when rows disagree on their values the last row wins), a practice role
@@ -69,13 +74,14 @@ or nothing:
 - replace: the address must be on this resource, and neither address nor type may
   change (Conflict);
 - delete: an absent address is a no-op; an address of another resource is a Conflict;
-- the row's 31 values come from the professional (PP columns; structure columns from
-  the mailbox's ``organisation`` when given and known, the practice role being then
-  recorded; without one, from the professional's only practice role if they have
-  exactly one; else empty) or from the organisation (structure columns, PP columns empty);
-  service, Dématérialisation, liste rouge, description and responsible from the
-  mailbox; ``publisher`` is the operator's DN. A value the extract cannot hold (``|``
-  or a line end) is a Conflict;
+- the row's 31 values come from the professional (PP columns; structure columns from the
+  mailbox's ``organisation`` when given, which must be a place where the referential
+  says the professional practises (else Conflict: a publication creates no practice
+  role); without one, the mailbox's current structure when it has one, else the
+  professional's only practice role if they have exactly one, else empty) or from the
+  organisation (structure columns, PP columns empty); service, Dématérialisation, liste
+  rouge, description and responsible from the mailbox; ``publisher`` is the operator's
+  DN. A value the extract cannot hold (``|`` or a line end) is a Conflict;
 - the values are copied when the mailbox is written: a later change of the
   professional or organisation (an import, ``add_practitioner``) shows in a published
   mailbox's row at its next publication (an imported row carries its own values).
@@ -106,7 +112,7 @@ import hashlib
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from dataclasses import astuple, dataclass, field
 from operator import attrgetter
@@ -446,7 +452,7 @@ class _Import:
         self.bulk = bulk
         self.now = now
         # address -> (id, row_hash, publisher) of the stored mailboxes
-        self.stored: dict[str, tuple[int, str, str]] = {}
+        self.stored: dict[str, tuple[int, str, str, bool]] = {}
         self.seen: set[str] = set()
         # key -> (id, hash of the values) of the referential, stored or written here
         self.practitioners: dict[str, tuple[int, int]] = {}
@@ -465,9 +471,10 @@ class _Import:
     async def load(self) -> None:
         conn = self.conn
         stored = await conn.execute(select(mailboxes.c.address, mailboxes.c.id,
-                                           mailboxes.c.row_hash, mailboxes.c.publisher))
-        self.stored = {address: (mailbox_id, digest, publisher)
-                       for address, mailbox_id, digest, publisher in stored}
+                                           mailboxes.c.row_hash, mailboxes.c.publisher,
+                                           mailboxes.c.liste_rouge))
+        self.stored = {address: (mailbox_id, digest, publisher, bool(hidden))
+                       for address, mailbox_id, digest, publisher, hidden in stored}
         found = await conn.execute(select(practitioners.c.id, *_PRACTITIONER_COLUMNS))
         self.practitioners = {values[1]: (values[0], hash(tuple(values[1:])))
                               for values in found}
@@ -554,16 +561,27 @@ class _Import:
         elif before[1] == digest and not before[2]:
             self.unchanged += 1
         else:
+            # The liste rouge is the operator's choice, which the extract cannot carry
+            # (it never lists hidden mailboxes): an import never lifts it.
             self.batch.changed_mailboxes.append(_mailbox_record(
-                values, before[0], practitioner_id, organisation_id,
+                values, before[0], practitioner_id, organisation_id, liste_rouge=before[3],
                 updated_at=self.now, digest=digest))
             self.changed += 1
 
-    async def finish(self) -> ImportReport:
-        """Remove the imported mailboxes the rows did not name; bump the epoch."""
+    async def finish(self, *, max_removed: float | None = None,
+                     keep: Collection[str] = ()) -> ImportReport:
+        """Remove the imported mailboxes the rows did not name (but those of ``keep``);
+        bump the epoch. More removals than ``max_removed`` (a share of the imported
+        mailboxes) raise Conflict: the caller's transaction is then rolled back."""
         conn = self.conn
-        removed = [mailbox_id for address, (mailbox_id, _, publisher) in self.stored.items()
-                   if not publisher and address not in self.seen]
+        imported = [(address, mailbox_id) for address, (mailbox_id, _, publisher, _)
+                    in self.stored.items() if not publisher]
+        removed = [mailbox_id for address, mailbox_id in imported
+                   if address not in self.seen and address not in keep]
+        if max_removed is not None and len(removed) > max_removed * len(imported):
+            raise Conflict(f"the file would remove {len(removed)} of the {len(imported)} "
+                           f"imported mailboxes, more than {max_removed:.0%}: nothing "
+                           "imported (a truncated file?)")
         for start in range(0, len(removed), _CHUNK):
             await conn.execute(delete(mailboxes).where(
                 mailboxes.c.id.in_(removed[start:start + _CHUNK])))
@@ -706,21 +724,29 @@ class DirectoryStore:
 
     async def import_extract(self, rows: Iterable[ExtractRow], *,
                              progress: Callable[[int], None] | None = None,
-                             batch: int = 5000) -> ImportReport:
+                             batch: int = 5000, max_removed: float | None = None,
+                             keep: Collection[str] = ()) -> ImportReport:
         """Make ``rows`` the content of the imported mailboxes (module docstring,
-        "Import"). ``progress`` gets the number of rows read after each batch."""
+        "Import"). ``progress`` gets the number of rows read after each batch.
+
+        ``max_removed``: refuse (Conflict, nothing changed) an import that would remove
+        more than this share of the imported mailboxes, the mark of a truncated file.
+        ``keep``: addresses never removed by this import (those of rejected lines); it
+        is read once every row was read, so it may be filled while they are."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         async with self._writing() as conn:
             bulk = _PostgresBulk(conn) if self.dialect == POSTGRESQL else _SqliteBulk(conn)
             try:
                 with _short_switch_interval() if isinstance(bulk, _SqliteBulk) else nullcontext():
-                    return await self._import(conn, bulk, rows, progress, batch)
+                    return await self._import(conn, bulk, rows, progress, batch,
+                                              max_removed, keep)
             finally:
                 await bulk.close()
 
     async def _import(self, conn: AsyncConnection, bulk: _Bulk, rows: Iterable[ExtractRow],
-                      progress: Callable[[int], None] | None, batch: int) -> ImportReport:
+                      progress: Callable[[int], None] | None, batch: int,
+                      max_removed: float | None, keep: Collection[str]) -> ImportReport:
         job = _Import(conn, bulk, time.time())
         await job.load()
         # A batch is written while the next one is read: the database works in
@@ -747,7 +773,7 @@ class DirectoryStore:
                 await _settle(writing)
         if progress is not None and processed % batch:
             progress(processed)
-        return await job.finish()
+        return await job.finish(max_removed=max_removed, keep=keep)
 
     async def export_rows(self) -> AsyncIterator[ExtractRow]:
         """Every mailbox not on the liste rouge, by address (byte order), streamed."""
@@ -998,14 +1024,27 @@ class _Patch:
             pp_values = self.holder_values
             practitioner_id = self.holder_id
             st_values: tuple[str, ...] = _EMPTY_ORGANISATION
+            kept = None if mailbox_id is None else (await conn.execute(
+                select(mailboxes.c.organisation_id,
+                       *(mailboxes.c[FIELD_NAMES[i]] for i in _ORGANISATION_FIELDS))
+                .where(mailboxes.c.id == mailbox_id))).first()
             if mailbox.organisation:
-                found = (await conn.execute(select(organisations.c.id, *_ORGANISATION_COLUMNS)
-                                            .where(organisations.c.id_nat_st
-                                                   == mailbox.organisation))).first()
-                if found is not None:
-                    organisation_id = int(found[0])
-                    st_values = tuple(found[1:])
-                    await _ensure_role(conn, practitioner_id, organisation_id)
+                found = (await conn.execute(
+                    select(organisations.c.id, *_ORGANISATION_COLUMNS)
+                    .join(roles, roles.c.organisation_id == organisations.c.id)
+                    .where(organisations.c.id_nat_st == mailbox.organisation,
+                           roles.c.practitioner_id == practitioner_id))).first()
+                if found is None:
+                    # Only the referential says where a professional practises: a
+                    # publication can neither invent a place nor a practice role.
+                    raise Conflict(f"{address}: {self.name} has no practice role at the "
+                                   f"organisation {mailbox.organisation!r}")
+                organisation_id = int(found[0])
+                st_values = tuple(found[1:])
+            elif kept is not None and (kept[0] is not None or any(kept[1:])):
+                # A change that names no organisation keeps the mailbox's own.
+                organisation_id = None if kept[0] is None else int(kept[0])
+                st_values = tuple(kept[1:])
             else:
                 # No structure given: the professional's place of practice when they
                 # have exactly one (their only practice role), else none.

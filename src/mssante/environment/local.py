@@ -40,6 +40,7 @@ from mssante.trustspace.service import TrustSpace
 from mssante.whitelist.model import WhitelistEntry
 
 HOST = "127.0.0.1"
+DEMO_EXTRACT_INTERVAL = 2.0  # seconds: the demo's published extract follows changes quickly
 DEFAULT_BASE_PORT = 10000
 
 
@@ -195,6 +196,7 @@ class LocalEnvironment:
             f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n",
             encoding="utf-8")
         ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
+        ts.extract_interval = DEMO_EXTRACT_INTERVAL
         self.trust_space = ts
         await seed_directory(ts.directory_database)
         passwords = self._load_passwords()

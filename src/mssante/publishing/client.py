@@ -15,9 +15,17 @@ What an answer means (``classify``):
   missing resource with an OperationOutcome; without one, the URL has no directory
   API (a trust space not yet upgraded, a proxy), which is not the publication's
   fault.
+- 401, 403 and 404 with an OperationOutcome: retry, with the reason kept. They are
+  states that resolve without the operator touching the mailbox: the professional
+  or organisation reaches the national referential with the next import (404), the
+  whitelist binds the domain or the renewed certificate (403), the certificate is
+  presented again (401). ``directory status`` shows the reason meanwhile.
 - any other 4xx: failed, for good; the reason is the OperationOutcome's
-  ``issue[0].diagnostics`` (404 no such professional or organisation, 412 several
-  match, 401/403 not allowed, 400/422 bad patch).
+  ``issue[0].diagnostics`` (412 several match, 400/413/415/422 a patch the trust
+  space will never accept).
+
+The identifier is a FHIR token value: ``\\``, ``,``, ``|`` and ``$`` in it are
+escaped (FHIR R4 §3.1.1.5.2) so that it can never become several alternatives.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from mssante.store.models import DirectoryEntry
 
 FHIR_JSON = "application/fhir+json"
 _RETRIED_STATUSES = frozenset({408, 425, 429})
+_WAITING_STATUSES = frozenset({401, 403, 404})  # see the module docstring
 _NO_API_STATUSES = frozenset({404, 405, 501})
 _MAX_REASON = 500  # characters of an answer kept as the reason
 
@@ -88,6 +97,13 @@ def _answer_text(response: httpx.Response, body: Any) -> str:
     return text[:_MAX_REASON] if text else response.reason_phrase
 
 
+def escape_token(value: str) -> str:
+    """``value`` as one FHIR token value (FHIR R4 §3.1.1.5.2 escaping)."""
+    for char in ("\\", ",", "|", "$"):
+        value = value.replace(char, "\\" + char)
+    return value
+
+
 def classify(response: httpx.Response) -> Outcome:
     """What the trust space's answer to a publication means."""
     status = response.status_code
@@ -100,6 +116,8 @@ def classify(response: httpx.Response) -> Outcome:
         return Outcome(Verdict.RETRY, reason, status)
     if outcome is None and status in _NO_API_STATUSES:
         return Outcome(Verdict.RETRY, f"{reason} (no directory API at this URL)", status)
+    if status in _WAITING_STATUSES:
+        return Outcome(Verdict.RETRY, reason, status)
     return Outcome(Verdict.FAILED, reason, status)
 
 
@@ -138,7 +156,8 @@ class DirectoryClient:
         system = contact.identifier_system(resource)
         try:
             response = await self._http.patch(
-                f"/fhir/{resource}", params={"identifier": f"{system}|{identifier}"},
+                f"/fhir/{resource}",
+                params={"identifier": f"{system}|{escape_token(identifier)}"},
                 content=json.dumps(parameters, ensure_ascii=False).encode("utf-8"),
                 headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
         except httpx.HTTPError as exc:  # connection, TLS, timeout, protocol

@@ -77,7 +77,8 @@ async def serve_socket(trust_space: TrustSpace, sock: socket.socket, *,
     except BaseException:
         sock.close()
         raise
-    directory = DirectoryService(store, trust_space.extract_dir)
+    directory = DirectoryService(store, trust_space.extract_dir,
+                                 extract_interval=trust_space.extract_interval)
     try:
         await _serve(trust_space, directory, sock, ready)
     finally:

@@ -65,6 +65,7 @@ class TrustSpace:
     signing_cert: IssuedCertificate
     hostname: str = "127.0.0.1"
     directory_url: str = ""  # SQLAlchemy URL; empty: directory.sqlite3 in data_dir
+    extract_interval: float = 60.0  # seconds between two rewrites of the public extract
 
     @property
     def directory_database(self) -> str:
@@ -78,7 +79,7 @@ class TrustSpace:
     @classmethod
     def create_or_load(cls, data_dir: Path, *, hostname: str = "127.0.0.1",
                        crl_validity: timedelta = timedelta(days=7),
-                       directory_url: str = "") -> TrustSpace:
+                       directory_url: str = "", extract_interval: float = 60.0) -> TrustSpace:
         data_dir.mkdir(parents=True, exist_ok=True)
         pki = PKI.create_or_load(data_dir / "pki", crl_validity=crl_validity)
         checker = checker_for(pki)
@@ -107,7 +108,8 @@ class TrustSpace:
         if signing_changed or not publisher.is_published():
             publisher.republish()
         return cls(data_dir=data_dir, pki=pki, publisher=publisher, https_cert=https,
-                   signing_cert=signing, hostname=hostname, directory_url=directory_url)
+                   signing_cert=signing, hostname=hostname, directory_url=directory_url,
+                   extract_interval=extract_interval)
 
     @property
     def root_cert_file(self) -> Path:

@@ -88,7 +88,7 @@ def addresses(resource: dict[str, Any]) -> list[str]:
 
 async def test_add_publishes_a_mailbox(client: httpx.AsyncClient) -> None:
     added = await patch(client, f"/fhir/Practitioner?identifier={PS}|{ZOE.nat}", parameters(
-        operation("add", "Practitioner", contact(NEW, organisation=CLINIC.st,
+        operation("add", "Practitioner", contact(NEW, organisation=CHU.st,
                                                  description="Consultations"),
                   name="telecom")))
     assert added["resourceType"] == "Practitioner" and added["id"] == ZOE.nat
@@ -98,10 +98,21 @@ async def test_add_publishes_a_mailbox(client: httpx.AsyncClient) -> None:
         "extension"][1]["extension"]
     # At once: the read, the role at the named organisation, the searches.
     assert NEW in addresses(await fetch(client, f"/fhir/Practitioner/{ZOE.nat}"))
-    role = await fetch(client, f"/fhir/PractitionerRole/{ZOE.nat}-{CLINIC.st}")
-    assert addresses(role) == [NEW]
+    role = await fetch(client, f"/fhir/PractitionerRole/{ZOE.nat}-{CHU.st}")
+    assert NEW in addresses(role)
     found = await fetch(client, f"/fhir/Practitioner?mailbox-mss:exact={NEW}")
     assert [e["resource"]["id"] for e in found["entry"]] == [ZOE.nat]
+
+
+async def test_a_publication_invents_no_practice_role(client: httpx.AsyncClient) -> None:
+    """Only the referential says where a professional practises: naming another
+    organisation is refused, and no role appears (not even for a hidden mailbox)."""
+    for hidden in (False, True):
+        await patch(client, f"/fhir/Practitioner?identifier={PS}|{ZOE.nat}", parameters(
+            operation("add", "Practitioner", contact(NEW, organisation=CLINIC.st,
+                                                     liste_rouge=hidden), name="telecom")),
+            status=422)
+        await fetch(client, f"/fhir/PractitionerRole/{ZOE.nat}-{CLINIC.st}", status=404)
 
 
 async def test_insert_on_an_organisation(client: httpx.AsyncClient) -> None:
