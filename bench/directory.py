@@ -691,9 +691,10 @@ def goals(results: Sequence[EngineResult], baseline_relevance: dict[str, Relevan
             f"FHIR search p99 < {GOAL_FHIR_P99_MS:.0f} ms":
                 None if r.fhir is None or any(k.errors for k in r.fhir_kinds.values())
                 else r.fhir.p99_ms < GOAL_FHIR_P99_MS,
-            "relevance >= baseline (hit@10 and MRR@10)":
+            "relevance >= baseline (equivalent@1, precision@10, hit@10)":
                 None if rel is None
-                else rel.hit10 >= base.hit10 and rel.mrr10 >= base.mrr10,
+                else (rel.equivalent1 >= base.equivalent1
+                      and rel.precision10 >= base.precision10 and rel.hit10 >= base.hit10),
         }
     return out
 
@@ -802,7 +803,10 @@ def main() -> None:
           "given names, city, department, specialty, service, organisation) hold every "
           "word of the query as typed before its typo (the last word as a prefix when it "
           "is being typed); precision@10 is the share of equivalent answers among those "
-          "returned. The goal below uses the target-based figures.")
+          "returned. The goal below asks for equivalent@1, precision@10 and hit@10 at least "
+          "the baseline's: hit@1 and MRR@10 only say how each system orders equally good "
+          "answers (715 of 775 target misses had ten equivalent answers), and flip with the "
+          "seed.")
     print()
     for r in results:
         if r.fhir_kinds:

@@ -69,7 +69,7 @@ def kinds(people: list[Sample], places: list[Sample]) -> dict[str, Callable[[Sam
         "Practitioner family": lambda s: f"Practitioner?family={q(s['family_name'])}",
         "Practitioner family:exact": lambda s: f"Practitioner?family:exact={q(s['family_name'])}",
         "Practitioner family:contains (3)":
-            lambda s: f"Practitioner?family:contains={q(s['family_name'][1:4])}",
+            lambda s: f"Practitioner?family:contains={q(s['family_name'][1:5])}",
         "Practitioner given prefix (2)": lambda s: f"Practitioner?given={q(s['given_name'][:2])}",
         "Practitioner name": lambda s: f"Practitioner?name={q(s['family_name'][:4])}",
         "Practitioner family+given":

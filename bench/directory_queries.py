@@ -238,7 +238,7 @@ class _Maker:
         if draw < 0.50:
             return FhirQuery("Practitioner name (prefix)", "/fhir/Practitioner",
                              (("name", self.prefix(row.family_name)), ("_count", "10")))
-        if draw < 0.65:
+        if draw < 0.65 and len(local) >= 5:  # the API needs 3 characters for :contains
             start = rng.randrange(0, max(1, len(local) - 5))
             fragment = local[start:start + rng.randint(5, 9)]
             return FhirQuery("Practitioner mailbox-mss:contains", "/fhir/Practitioner",

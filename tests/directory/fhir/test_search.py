@@ -131,7 +131,7 @@ CASES: list[tuple[str, Criteria]] = [
     ("Organization", [("address-city", "contains", ["ille"])]),
     ("Organization", [("address-postalcode", "", ["69"])]),
     ("Organization", [("address-postalcode", "exact", ["14000"])]),
-    ("Organization", [("address-postalcode", "contains", ["00"])]),
+    ("Organization", [("address-postalcode", "contains", ["000"])]),
     ("Organization", [("mailbox-mss", "", ["cardio"])]),
     ("Organization", [("mailbox-mss", "", ["direction@"])]),  # liste rouge
     ("Organization", [("mailbox-mss", "contains", [CHU_DOMAIN])]),
@@ -272,11 +272,11 @@ async def test_count(client: httpx.AsyncClient, oracle: Oracle) -> None:
 
 
 async def test_links_are_absolute_and_repeat_the_criteria(client: httpx.AsyncClient) -> None:
-    bundle = await fetch(client, "/fhir/Practitioner?family=m&given:contains=a&_count=2"
+    bundle = await fetch(client, "/fhir/Practitioner?family=m&given:contains=ric&_count=2"
                                  "&_format=json")
     links = {link["relation"]: link["url"] for link in bundle["link"]}
     assert links["self"] == ("http://directory.test/fhir/Practitioner?family=m"
-                             "&given%3Acontains=a&_count=2")
+                             "&given%3Acontains=ric&_count=2")
     assert links["next"].startswith(links["self"] + "&_cursor=")
     page2 = await fetch(client, links["next"])
     assert {link["relation"]: link["url"] for link in page2["link"]}["self"] == links["next"]
@@ -383,9 +383,9 @@ async def test_bad_searches_are_operation_outcomes(client: httpx.AsyncClient, pa
 
 
 @pytest.mark.parametrize("query", [
-    "mailbox-mss=%25", "mailbox-mss:contains=_", "mailbox-mss:contains=%25",
+    "mailbox-mss=%25", "mailbox-mss:contains=___", "mailbox-mss:contains=%25%25%25",
     "mailbox-mss:exact=%25", "family=' OR 1=1 --", "mailbox-mss='%3B--",
-    "mailbox-mss:contains=%5C", "family:exact=%25%25x",
+    "mailbox-mss:contains=%5C%5C%5C%5C%5C%5C", "family:exact=%25%25x",
 ])
 async def test_characters_of_sql_and_like_are_plain(client: httpx.AsyncClient,
                                                     query: str) -> None:

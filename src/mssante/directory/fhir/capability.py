@@ -1,7 +1,9 @@
 """The CapabilityStatement (FHIR R4 capabilitystatement.html) of the directory's API.
 
-Built from the tables of ``params`` (parameters, includes) so that what the
-statement declares and what a search accepts cannot drift apart. R4 has no
+Built from the tables of ``params`` (parameters, includes, limits) and the limits
+of ``patch`` so that what the statement declares and what the API accepts cannot
+drift apart: the limits are in ``rest.documentation``, each parameter's in its
+``documentation``, the patch's in the patch interaction's. R4 has no
 ``conditionalPatch`` element: the conditional patch is stated in the patch
 interaction's documentation.
 """
@@ -17,12 +19,24 @@ from mssante.directory.fhir.params import (
     FORMAT,
     INCLUDE,
     INCLUDES,
+    MAX_ALTERNATIVES,
+    MAX_CONTAINS,
     MAX_COUNT,
+    MAX_CRITERIA,
+    MAX_ID_ALTERNATIVES,
+    MAX_QUERY_BYTES,
+    MAX_TOTAL_ALTERNATIVES,
+    MAX_VALUE_LENGTH,
+    MIN_CONTAINS,
     ORGANIZATION,
     PARAMETERS,
     PRACTITIONER,
     RESOURCE_TYPES,
+    Parameter,
+    ParamType,
+    max_alternatives,
 )
+from mssante.directory.fhir.patch import MAX_OPERATIONS, MAX_PATCH_BODY
 from mssante.directory.fhir.queries import TOTAL_LIMIT
 
 DATE = "2026-11-26"  # when this statement last changed
@@ -40,7 +54,17 @@ _REST_DOCUMENTATION = (
     f"{CURSOR} parameter, opaque). Bundle.total is given when the search matches at "
     f"most {TOTAL_LIMIT} resources and omitted beyond; a search restricted by "
     "mailbox-mss-type alone is counted only when it fits in one page (or with "
-    f"{COUNT}=0). Mailboxes on the liste rouge are never returned and never match."
+    f"{COUNT}=0). Mailboxes on the liste rouge are never returned and never match. "
+    "Limits of a search (400 OperationOutcome 'too-costly' beyond, naming the limit): "
+    f"at most {MAX_CRITERIA} criteria; at most {MAX_ALTERNATIVES} comma-separated "
+    f"alternatives in a parameter ({MAX_ID_ALTERNATIVES} for _id, identifier, "
+    f"practitioner and organization) and {MAX_TOTAL_ALTERNATIVES} in all; at most "
+    f"{MAX_CONTAINS} :contains alternatives, each of at least {MIN_CONTAINS} "
+    "characters (names and cities: as normalised, letters, digits and spaces). A value "
+    f"is at most {MAX_VALUE_LENGTH} characters (400 'invalid' beyond); the query "
+    f"string and a POST form hold at most {MAX_QUERY_BYTES} bytes together (414, 413 "
+    "beyond). No value may hold a control character (U+0000-U+001F, U+007F) or a lone "
+    "surrogate (400 'invalid')."
 )
 
 _PATCH_DOCUMENTATION = (
@@ -48,7 +72,10 @@ _PATCH_DOCUMENTATION = (
     "a mailbox, replace or delete telecom.where(value='<address>'). Conditional on the "
     "business identifier: PATCH [base]/{resource}?identifier=<system>|<value> (404 when "
     "none matches, 412 when several do), or PATCH [base]/{resource}/<id>. The operator "
-    "may publish addresses of its own domains only (403 otherwise)."
+    "may publish addresses of its own domains only (403 otherwise). The certificate "
+    "is checked first (401, 403), before the body and the identifier. The body: at most "
+    f"{MAX_PATCH_BODY} bytes (413 beyond), {MAX_OPERATIONS} operations; a string holding a "
+    "control character or a lone surrogate is refused (422)."
 )
 
 
@@ -97,6 +124,14 @@ def _resource(resource: str) -> dict[str, Any]:
     entry["searchParam"] = [
         {key: value for key, value in (("name", p.name), ("definition", p.definition),
                                        ("type", p.type.value),
-                                       ("documentation", p.documentation)) if value}
+                                       ("documentation", _documentation(p))) if value}
         for p in PARAMETERS[resource].values()]
     return entry
+
+
+def _documentation(parameter: Parameter) -> str:
+    """The parameter's documentation with its limits."""
+    limits = f" At most {max_alternatives(parameter.name)} comma-separated alternatives"
+    if parameter.type is ParamType.STRING:
+        limits += f"; :contains needs at least {MIN_CONTAINS} characters"
+    return f"{parameter.documentation}{limits}."

@@ -5,12 +5,18 @@ operationoutcome.html) with one issue: ``severity`` ``error`` (``fatal`` for a
 server failure), ``code`` from IssueType (FHIR R4 valueset-issue-type.html) and
 ``diagnostics``, a sentence a person understands. Handlers raise ``FhirError``
 anywhere; the router turns it into the response once.
+
+The diagnostics may quote what a client sent: they are cut at
+``MAX_DIAGNOSTICS`` characters, and a lone surrogate (which no UTF-8 answer can
+carry) is written as its ``\\uXXXX`` escape, so that rendering an error never fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+MAX_DIAGNOSTICS = 2000
 
 # HTTP status -> IssueType code, for errors raised without an explicit code.
 _DEFAULT_CODES: Mapping[int, str] = {
@@ -22,6 +28,8 @@ _DEFAULT_CODES: Mapping[int, str] = {
     406: "not-supported",
     409: "conflict",
     412: "multiple-matches",
+    413: "too-costly",
+    414: "too-costly",
     415: "not-supported",
     422: "processing",
     500: "exception",
@@ -36,7 +44,7 @@ class FhirError(Exception):
         super().__init__(diagnostics)
         self.status = status
         self.code = code or _DEFAULT_CODES.get(status, "processing")
-        self.diagnostics = diagnostics
+        self.diagnostics = _printable(diagnostics)
         self.headers = dict(headers or {})
 
     def outcome(self) -> dict[str, Any]:
@@ -58,3 +66,9 @@ def bad_request(diagnostics: str, *, code: str = "invalid") -> FhirError:
 
 def unprocessable(diagnostics: str, *, code: str = "processing") -> FhirError:
     return FhirError(422, diagnostics, code=code)
+
+
+def _printable(diagnostics: str) -> str:
+    if len(diagnostics) > MAX_DIAGNOSTICS:
+        diagnostics = diagnostics[:MAX_DIAGNOSTICS - 3] + "..."
+    return diagnostics.encode("utf-8", "backslashreplace").decode("utf-8")

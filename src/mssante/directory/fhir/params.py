@@ -23,16 +23,35 @@ Invariants:
   the empty alternatives of a list (``family=a,``).
 - ``link_items`` keeps the criteria as the client wrote them (minus ``_count``,
   ``_cursor``, ``_format``), in order, to write the Bundle's links.
+
+Limits (anyone may search: what one request may ask of the database is bounded;
+FHIR R4 search.html#errors lets a server refuse a search too costly to run):
+
+- at most ``MAX_CRITERIA`` criteria (non-empty search parameters) in a search;
+- at most ``MAX_ALTERNATIVES`` comma-separated alternatives in one parameter
+  (``MAX_ID_ALTERNATIVES`` for ``_id``, ``identifier`` and the references), and
+  ``MAX_TOTAL_ALTERNATIVES`` in the whole search;
+- at most ``MAX_CONTAINS`` ``:contains`` alternatives in a search (each is a
+  substring test that reads a whole column), each of at least ``MIN_CONTAINS``
+  characters once normalised as the search compares it;
+- each alternative (and each parameter name) at most ``MAX_VALUE_LENGTH`` characters.
+
+Beyond a count, ``FhirError`` 400 ``too-costly`` naming the limit; a value too long,
+400 ``invalid``. (The router caps the query string and the form body at
+``MAX_QUERY_BYTES``.) No name or value may hold a C0 control character (NUL
+included), DEL or a lone surrogate: 400 ``invalid`` naming the parameter (a database
+cannot store or compare them, and no directory value holds one).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from mssante.directory.fhir.outcome import FhirError, bad_request
+from mssante.directory.text import joined, normalise
 
 PRACTITIONER = "Practitioner"
 ORGANIZATION = "Organization"
@@ -47,6 +66,19 @@ INCLUDE = "_include"
 FORMAT = "_format"
 JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json",
                           "application/json+fhir"})
+
+# Limits of a search (module docstring, "Limits").
+MAX_QUERY_BYTES = 16 * 1024  # the query string and a POST search's form, together
+MAX_CRITERIA = 20
+MAX_ALTERNATIVES = 20
+MAX_ID_ALTERNATIVES = 50  # _id, identifier, practitioner, organization
+MAX_TOTAL_ALTERNATIVES = 100
+MAX_CONTAINS = 10
+MIN_CONTAINS = 3
+MAX_VALUE_LENGTH = 200
+_ID_PARAMETERS = frozenset({"_id", "identifier", "practitioner", "organization"})
+# C0 controls, DEL and the surrogates (lone ones: a str holds no pairs).
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 _HL7 = "http://hl7.org/fhir/SearchParameter/"
 _ANNUAIRE = "https://interop.esante.gouv.fr/ig/fhir/annuaire/SearchParameter/"
@@ -221,7 +253,7 @@ def parse_search(resource: str, items: Iterable[tuple[str, str]]) -> Search:
     count: int | None = None
     cursor: int | None = None
     unknown: list[str] = []
-    for key, value in items:
+    for key, value in checked(items):
         name, _, modifier = key.partition(":")
         if name == FORMAT and not modifier:
             check_format(value)
@@ -250,6 +282,7 @@ def parse_search(resource: str, items: Iterable[tuple[str, str]]) -> Search:
         criterion = _criterion(resource, parameter, modifier, value)
         if criterion is not None:
             criteria.append(criterion)
+            _check_cost(criteria)
             link_items.append((key, value))
     if unknown:
         supported = ", ".join(sorted((*known, COUNT, FORMAT, *(
@@ -269,7 +302,7 @@ def parse_conditional(resource: str, items: Iterable[tuple[str, str]]) -> TokenC
     this server selects by business identifier only, as the MSSanté publication does.
     """
     found: list[Criterion] = []
-    for key, value in items:
+    for key, value in checked(items):
         if key == FORMAT:
             check_format(value)
             continue
@@ -287,7 +320,7 @@ def parse_conditional(resource: str, items: Iterable[tuple[str, str]]) -> TokenC
 
 def check_read(items: Iterable[tuple[str, str]]) -> None:
     """A read takes no parameter but ``_format``."""
-    for key, value in items:
+    for key, value in checked(items):
         if key != FORMAT:
             raise bad_request(f"unknown parameter {key!r} for a read", code="not-supported")
         check_format(value)
@@ -295,6 +328,60 @@ def check_read(items: Iterable[tuple[str, str]]) -> None:
 
 def valid_id(value: str) -> bool:
     return _FHIR_ID.fullmatch(value) is not None
+
+
+def forbidden_character(value: str) -> str | None:
+    """The first character of ``value`` that no directory value holds (a C0 control,
+    NUL included, DEL, a lone surrogate), as ``U+XXXX``; None when there is none."""
+    found = _FORBIDDEN.search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def checked(items: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """``items``, each checked: no forbidden character in its name or value, and a
+    name of at most ``MAX_VALUE_LENGTH`` characters (400 otherwise)."""
+    for key, value in items:
+        if len(key) > MAX_VALUE_LENGTH:
+            raise bad_request(f"a parameter name is at most {MAX_VALUE_LENGTH} characters, "
+                              f"not {len(key)} ({key[:40]!r}...)")
+        for text in (key, value):
+            character = forbidden_character(text)
+            if character is not None:
+                raise bad_request(f"the parameter {key!r} holds the character {character} "
+                                  "(control characters and lone surrogates are refused)")
+        yield key, value
+
+
+def _check_cost(criteria: Sequence[Criterion]) -> None:
+    """The limits of a whole search (module docstring, "Limits")."""
+    if len(criteria) > MAX_CRITERIA:
+        raise bad_request(f"a search takes at most {MAX_CRITERIA} criteria (non-empty "
+                          "search parameters)", code="too-costly")
+    alternatives = sum(len(c.ids if isinstance(c, ReferenceCriterion) else c.values)
+                       for c in criteria)
+    if alternatives > MAX_TOTAL_ALTERNATIVES:
+        raise bad_request(f"a search takes at most {MAX_TOTAL_ALTERNATIVES} alternatives "
+                          f"in all, not {alternatives}", code="too-costly")
+    contains = sum(len(c.values) for c in criteria
+                   if isinstance(c, StringCriterion) and c.modifier == "contains")
+    if contains > MAX_CONTAINS:
+        raise bad_request(f"a search takes at most {MAX_CONTAINS} :contains alternatives "
+                          f"in all, not {contains}", code="too-costly")
+
+
+def max_alternatives(name: str) -> int:
+    """How many comma-separated alternatives the parameter ``name`` takes."""
+    return MAX_ID_ALTERNATIVES if name in _ID_PARAMETERS else MAX_ALTERNATIVES
+
+
+def _searched(name: str, value: str) -> str:
+    """``value`` as the search compares it (``queries``: addresses normalised,
+    postal codes stripped, other strings reduced to their normalised words)."""
+    if name == "mailbox-mss":
+        return normalise(value).strip()
+    if name == "address-postalcode":
+        return value.strip()
+    return joined(value)
 
 
 def _non_negative(name: str, value: str) -> int:
@@ -326,11 +413,27 @@ def _criterion(resource: str, parameter: Parameter, modifier: str,
     elif modifier:
         raise bad_request(f"the modifier :{modifier} is not supported on {parameter.name}",
                           code="not-supported")
+    written = f"{parameter.name}:{modifier}" if modifier else parameter.name
     alternatives = [part for part in split_escaped(value, ",") if part]
     if not alternatives:
         return None
+    limit = max_alternatives(parameter.name)
+    if len(alternatives) > limit:
+        raise bad_request(f"{written} takes at most {limit} comma-separated alternatives, "
+                          f"not {len(alternatives)}", code="too-costly")
+    for part in alternatives:
+        if len(part) > MAX_VALUE_LENGTH:
+            raise bad_request(f"{written}: a value is at most {MAX_VALUE_LENGTH} "
+                              f"characters, not {len(part)}")
     if parameter.type is ParamType.STRING:
-        return StringCriterion(parameter.name, modifier, tuple(map(unescape, alternatives)))
+        values = tuple(map(unescape, alternatives))
+        if modifier == "contains":
+            for text in values:
+                searched = _searched(parameter.name, text)
+                if 0 < len(searched) < MIN_CONTAINS:
+                    raise bad_request(f"{written} needs at least {MIN_CONTAINS} characters "
+                                      f"to search for, not {searched!r}", code="too-costly")
+        return StringCriterion(parameter.name, modifier, values)
     if parameter.type is ParamType.TOKEN:
         return TokenCriterion(parameter.name, tuple(map(_token, alternatives)))
     return ReferenceCriterion(parameter.name, tuple(

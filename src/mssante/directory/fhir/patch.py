@@ -24,10 +24,15 @@ extension ``MAILBOX_ORGANIZATION_URL`` (this server's: the IG has none on
 Practitioner), ``valueReference`` ``Organization/<idNatSt>`` or ``valueIdentifier``
 with the idNatSt system.
 
-Invariants: a body that is not such a Parameters resource raises ``FhirError`` 400;
-a well-formed operation this server does not do (another type or path, a telecom that
-is not an MSSanté mailbox, a type the resource does not hold, an address outside the
-trust space) raises 422. Each message names the operation (1-based) and the problem.
+Invariants: a body that is not such a Parameters resource raises ``FhirError`` 400
+(so does one nesting deeper than ``MAX_DEPTH``); a well-formed operation this server
+does not do (another type or path, a telecom that is not an MSSanté mailbox, a type
+the resource does not hold, an address outside the trust space) raises 422. Every
+string of the body, names included (address, description, service, responsible, the
+organisation's identifier...), is checked before anything else: one holding a C0
+control character (NUL included), DEL or a lone surrogate raises 422 ``value``
+naming where it is, since no directory value holds one and a database would refuse
+it. Each message names the operation (1-based) and the problem.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 
 from mssante.directory.extract import directory_address, directory_type
 from mssante.directory.fhir.outcome import bad_request, unprocessable
+from mssante.directory.fhir.params import forbidden_character
 from mssante.directory.fhir.resources import (
     EMAIL_TYPE_SYSTEM,
     EMAIL_TYPE_URL,
@@ -59,6 +65,8 @@ from mssante.errors import InvalidAddress
 
 MAILBOX_ORGANIZATION_URL = "urn:mssante:fhir:StructureDefinition:mailbox-organization"
 MAX_OPERATIONS = 100
+MAX_PATCH_BODY = 64 * 1024  # bytes of a body (the router reads no more)
+MAX_DEPTH = 32  # a Parameters of FHIRPath Patch nests about ten levels
 
 _PART_VALUES = {"type": "valueCode", "path": "valueString", "name": "valueString",
                 "index": "valueInteger"}
@@ -71,6 +79,7 @@ _FHIRPATH_ESCAPES = {"f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 def parse_patch(kind: ResourceKind, body: Any) -> list[TelecomOp]:
     """The telecom operations of a FHIRPath Patch body on a resource of ``kind``."""
+    check_strings(body)
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise bad_request("the body must be a FHIR Parameters resource holding FHIRPath "
                           "Patch operations (FHIR R4 fhirpatch.html)")
@@ -81,6 +90,53 @@ def parse_patch(kind: ResourceKind, body: Any) -> list[TelecomOp]:
         raise bad_request(f"at most {MAX_OPERATIONS} operations in one patch")
     return [_operation(kind, number, parameter)
             for number, parameter in enumerate(parameters, start=1)]
+
+
+def check_strings(body: Any) -> None:
+    """400 when ``body`` (decoded JSON) nests deeper than ``MAX_DEPTH``; 422 naming
+    the first string (value or name) holding a forbidden character (module
+    docstring). Iterative: any depth of nesting costs no stack."""
+    pending: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise bad_request(f"the body nests deeper than {MAX_DEPTH} levels",
+                              code="structure")
+        if isinstance(value, str):
+            _check_string(path.rstrip(":") or "the body", value)
+        elif isinstance(value, dict):
+            items = list(value.items())
+            for key, item in reversed(items):
+                _check_string(f"{path.rstrip(':') or 'the body'}: a name", key)
+                pending.append((item, _step(path, key), depth + 1))
+        elif isinstance(value, list):
+            for index in range(len(value) - 1, -1, -1):
+                pending.append((value[index], _item(path, index, value[index]), depth + 1))
+
+
+def _check_string(where: str, value: str) -> None:
+    character = forbidden_character(value)
+    if character is not None:
+        raise unprocessable(f"{where} holds the character {character} (control "
+                            "characters and lone surrogates are refused)", code="value")
+
+
+def _step(path: str, key: str) -> str:
+    if not path:
+        return key
+    return f"{path} {key}" if path.endswith(":") else f"{path}.{key}"
+
+
+def _item(path: str, index: int, item: Any) -> str:
+    """The path of a list's item: ``operation N`` for the Parameters' parameters, else
+    named by its ``url`` (last segment) or ``name`` when it has one, as FHIR does."""
+    if path == "parameter":
+        return f"operation {index + 1}:"
+    if isinstance(item, dict):
+        for label in ("url", "name"):
+            if isinstance(item.get(label), str) and forbidden_character(item[label]) is None:
+                return f"{path}({item[label].rstrip('/').rpartition('/')[2][:80]})"
+    return f"{path}[{index}]"
 
 
 def _operation(kind: ResourceKind, number: int, parameter: Any) -> TelecomOp:
@@ -182,6 +238,7 @@ def _where_address(resource: str, where: str, path: Any) -> str:
 def _address(where: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise bad_request(f"{where}: the mailbox has no address")
+    _check_string(f"{where}: the mailbox's address", value)  # a FHIRPath literal may escape one
     try:
         return directory_address(value.strip())
     except InvalidAddress as exc:

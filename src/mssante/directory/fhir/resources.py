@@ -258,7 +258,8 @@ def _identifier(system: str, value: str, type_code: str, *, official: bool = Fal
 
 def _concept(*codings: tuple[str, str, str]) -> JSON:
     """A CodeableConcept of the codings that have a code (``{}`` when none has one)."""
-    rendered = [_drop_empty({"system": system, "code": code.strip(),
+    # FHIR R4 §2.24.0.1 code: no leading or trailing whitespace, single inner spaces.
+    rendered = [_drop_empty({"system": system, "code": " ".join(code.split()),
                              "display": display.strip()})
                 for system, code, display in codings if code.strip()]
     return {"coding": rendered} if rendered else {}

@@ -21,10 +21,18 @@ Invariants:
   exception handlers on the application it joins.
 - Absolute URLs (``fullUrl``, links) are built from the request's own URL, so they
   hold wherever the router is mounted.
-- A conditional patch resolves the identifier first (0 matches 404, several 412),
-  then asks ``authorise``, then lets the store apply the operations in one
-  transaction; the answer is the resource as a read returns it afterwards.
-- Bodies are read up to ``MAX_BODY`` bytes (413 beyond).
+- A patch asks ``authorise`` first, before reading its parameters or its body: an
+  anonymous or unknown caller gets 401/403 whatever it sent, learns nothing of the
+  directory (no 404/412 on identifiers) and costs no database work. Then the body
+  is parsed, the target resolved (by id, or by identifier: 0 matches 404, several
+  412) and the store applies the operations in one transaction; the answer is the
+  resource as a read returns it afterwards.
+- Sizes: a PATCH body is read up to ``MAX_PATCH_BODY`` bytes (413 beyond); a query
+  string and a POST search's form share ``params.MAX_QUERY_BYTES`` (414 for the
+  query string, 413 for the form beyond), OperationOutcome ``too-costly``. A JSON
+  body that cannot be decoded (syntax, an integer beyond Python's digit limit,
+  nesting beyond the recursion limit) is 400 ``structure``. The other limits of a
+  search are ``params``'.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from mssante.directory.fhir.outcome import FhirError, bad_request
 from mssante.directory.fhir.params import (
     COUNT,
     CURSOR,
+    MAX_QUERY_BYTES,
     RESOURCE_TYPES,
     Search,
     check_read,
@@ -56,7 +65,7 @@ from mssante.directory.fhir.params import (
     parse_search,
     valid_id,
 )
-from mssante.directory.fhir.patch import parse_patch
+from mssante.directory.fhir.patch import MAX_PATCH_BODY, parse_patch
 from mssante.directory.fhir.ports import Authorise, DirectoryPort
 from mssante.directory.fhir.resources import render, searchset
 from mssante.directory.model import ResourceKind
@@ -66,7 +75,6 @@ from mssante.store.engine import converted
 FHIR_JSON = "application/fhir+json"
 JSON_BODIES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
 FORM = "application/x-www-form-urlencoded"
-MAX_BODY = 1 << 20
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 log = logging.getLogger(__name__)
@@ -155,14 +163,14 @@ class _Api:
                 yield conn
 
     async def metadata(self, request: Request) -> Response:
-        check_read(request.query_params.multi_items())
+        check_read(_query(request))
         return FhirResponse(capability_statement(fhir_base(request, depth=1)))
 
     def searcher(self, resource: str, *, depth: int) -> Handler:
         async def search(request: Request) -> Response:
-            items = list(request.query_params.multi_items())
+            items = _query(request)
             if request.method == "POST":
-                items += await _form(request)
+                items += await _form(request, MAX_QUERY_BYTES - _query_size(request))
             query = parse_search(resource, items)
             async with self.reading() as conn:
                 result = await queries.search(conn, query)
@@ -177,7 +185,7 @@ class _Api:
 
     def reader(self, resource: str) -> Handler:
         async def read(request: Request) -> Response:
-            check_read(request.query_params.multi_items())
+            check_read(_query(request))
             return FhirResponse(render(await self._read(resource,
                                                         request.path_params["fhir_id"])))
 
@@ -196,7 +204,9 @@ class _Api:
         kind = ResourceKind(resource)
 
         async def patch(request: Request) -> Response:
-            items = request.query_params.multi_items()
+            # Who calls, before anything else (module docstring).
+            publisher = await self.authorise(request)
+            items = _query(request)
             if by_id:
                 check_read(items)
             else:
@@ -213,7 +223,6 @@ class _Api:
                     raise FhirError(412, f"several {resource} resources have the identifier "
                                     "given: name it with its system")
                 target = found[0]
-            publisher = await self.authorise(request)
             try:
                 await self.store.patch_telecom(kind, target, ops, publisher=publisher.dn,
                                                allowed_domains=publisher.domains)
@@ -255,13 +264,32 @@ def search_url(base: str, query: Search, cursor: int | None) -> str:
     return f"{base}/{query.resource}?{urlencode(items)}"
 
 
-async def _body(request: Request) -> bytes:
+def _query_size(request: Request) -> int:
+    return len(request.scope.get("query_string", b""))
+
+
+def _query(request: Request) -> list[tuple[str, str]]:
+    """The query string's parameters, once its size is checked."""
+    size = _query_size(request)
+    if size > MAX_QUERY_BYTES:
+        raise FhirError(414, f"the query string is {size} bytes, more than the "
+                        f"{MAX_QUERY_BYTES} this server takes", code="too-costly")
+    return list(request.query_params.multi_items())
+
+
+async def _body(request: Request, limit: int, too_large: str) -> bytes:
+    """The body, of at most ``limit`` bytes (413 ``too_large`` beyond: the declared
+    length is checked first, then what actually comes)."""
+    declared = request.headers.get("content-length", "")
+    if (declared.isascii() and declared.isdigit()
+            and (len(declared) > 18 or int(declared) > limit)):
+        raise FhirError(413, too_large, code="too-costly")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise FhirError(413, f"the body exceeds {MAX_BODY} bytes", code="too-costly")
+        if size > limit:
+            raise FhirError(413, too_large, code="too-costly")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -275,15 +303,21 @@ async def _json(request: Request) -> Any:
     if media_type not in JSON_BODIES:
         raise FhirError(415, f"the body must be {FHIR_JSON} (FHIRPath Patch Parameters), "
                         f"not {media_type or 'untyped'}", code="not-supported")
+    body = await _body(request, MAX_PATCH_BODY,
+                       f"the body exceeds the {MAX_PATCH_BODY} bytes of a patch")
     try:
-        return json.loads(await _body(request))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(body)
+    except RecursionError:
+        raise bad_request("the body nests too deeply", code="structure") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise bad_request(f"the body is not JSON: {exc}", code="structure") from None
 
 
-async def _form(request: Request) -> Iterable[tuple[str, str]]:
-    """FHIR R4 http.html#search: POST _search carries the parameters as a form."""
-    body = await _body(request)
+async def _form(request: Request, limit: int) -> Iterable[tuple[str, str]]:
+    """FHIR R4 http.html#search: POST _search carries the parameters as a form (of at
+    most ``limit`` bytes: what the query string left of ``MAX_QUERY_BYTES``)."""
+    body = await _body(request, limit, f"the form and the query string exceed the "
+                                       f"{MAX_QUERY_BYTES} bytes of a search")
     if not body:
         return []
     if _media_type(request) != FORM:
