@@ -118,7 +118,22 @@ from dataclasses import astuple, dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Index, Select, Table, delete, func, insert, not_, select, text, update
+from sqlalchemy import (
+    Index,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    not_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -154,6 +169,25 @@ _WORDS_CACHE_SIZE = 1 << 18  # distinct values whose words are remembered
 _SQLITE_IMPORT_CACHE = -131072  # KiB of page cache for an import (then restored)
 _IMPORT_SWITCH_INTERVAL = 0.0005  # seconds; see _short_switch_interval
 _YIELD_EVERY = 32  # rows read between two turns of the event loop during an import
+# SQLite's FTS5 trigram tables: (table, source table, the text of a source row in SQL).
+_SQLITE_TRIGRAMS = (
+    (schema.mailbox_trigrams, schema.mailboxes, "address"),
+    (schema.organisation_trigrams, schema.organisations,
+     f"name_norm || '{schema.NAMES_SEPARATOR}' || trade_norm"),
+)
+_TRIGRAM_TOKENIZER = "trigram"  # FTS5's, SQLite 3.34 and later
+_TRIGRAM_EXTENSION = "pg_trgm"
+# PostgreSQL: GIN (column gin_trgm_ops) indexes, for substring searches.
+_TRIGRAM_INDEXES = (
+    ("ix_dir_mailboxes_address_trgm", schema.mailboxes.name, "address"),
+    ("ix_dir_practitioners_family_trgm", schema.practitioners.name, "family_norm"),
+    ("ix_dir_practitioners_given_trgm", schema.practitioners.name, "given_norm"),
+    ("ix_dir_organisations_name_trgm", schema.organisations.name, "name_norm"),
+    ("ix_dir_organisations_trade_trgm", schema.organisations.name, "trade_norm"),
+)
+_SQLITE_READ_CACHE = -65536  # KiB of page cache per connection (see _sqlite_reads)
+_SQLITE_MMAP = 1 << 30  # bytes of the database file mapped in memory
+_ANALYZED = "dir_practitioners, dir_organisations, dir_roles, dir_mailboxes"
 
 mailboxes = schema.mailboxes
 practitioners = schema.practitioners
@@ -278,11 +312,21 @@ def _organisation_record(organisation_id: int, values: Sequence[str]) -> tuple[A
     city = values[11].strip()
     if values[12] and city.startswith(values[12]):
         city = city[len(values[12]):].strip()
-    return (organisation_id, *values, _joined(values[2]), _joined(city))
+    return (organisation_id, *values, _joined(values[2]), _joined(city), _joined(values[3]))
 
 
 def _columns(table: Table) -> list[str]:
     return [column.name for column in table.c]
+
+
+_MAILBOX_ADDRESS = _columns(mailboxes).index("address")  # in a dir_mailboxes record
+_NAME_NORM = _columns(organisations).index("name_norm")  # in a dir_organisations record
+_TRADE_NORM = _columns(organisations).index("trade_norm")
+
+
+def _organisation_names(record: Sequence[Any]) -> str:
+    """The text of an organisation in its trigram table: both normalised names."""
+    return f"{record[_NAME_NORM]}{schema.NAMES_SEPARATOR}{record[_TRADE_NORM]}"
 
 
 _MAILBOX_TYPES = {mailbox_type.value: mailbox_type for mailbox_type in MailboxType}
@@ -304,8 +348,9 @@ def _extract_row(values: Sequence[Any]) -> ExtractRow:
 class _Bulk:
     """Batched writes of whole rows (every column, in table order, the id first)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, trigrams: bool) -> None:
         self.conn = conn
+        self.trigrams = trigrams  # SQLite: the addresses' trigram table exists
 
     async def insert(self, table: Table, records: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
@@ -316,8 +361,12 @@ class _Bulk:
     async def prepare(self, empty: list[Table]) -> None:
         """Called before the first write; ``empty`` are the tables without rows."""
 
+    async def remove(self, mailbox_ids: list[int]) -> None:
+        """Delete mailboxes (at most ``_CHUNK``)."""
+        await _delete_mailboxes(self.conn, mailbox_ids, trigrams=self.trigrams)
+
     async def finish(self) -> None:
-        """Called once every row is written."""
+        """Called once every row is written and removed."""
 
     async def close(self) -> None:
         """Called last, whatever the outcome: give the connection back as it was."""
@@ -327,10 +376,13 @@ class _SqliteBulk(_Bulk):
     """``executemany`` of plain SQL: the rows go to the driver as they are. The
     secondary indexes of an empty table are dropped for the import and built at its end
     (sorting once is much faster than inserting at random places), inside the
-    transaction: a failed import leaves them as they were."""
+    transaction: a failed import leaves them as they were. The addresses of new
+    mailboxes go to the trigram table with each batch: written in SQLite's thread
+    while the next batch is read, they add 2 to 3 s to a first national import, where
+    filling the table at the end in one statement adds 12 (measured)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: AsyncConnection, *, trigrams: bool) -> None:
+        super().__init__(conn, trigrams=trigrams)
         self.dropped: list[Index] = []
         self.cache_size: Any = None  # the connection's page cache before the import
 
@@ -357,6 +409,7 @@ class _SqliteBulk(_Bulk):
             await self.conn.exec_driver_sql(
                 f"INSERT INTO {table.name} ({', '.join(names)}) "
                 f"VALUES ({', '.join('?' * len(names))})", records)
+            await self._trigrams(table, records)
 
     async def update(self, table: Table, records: list[tuple[Any, ...]]) -> None:
         if records:
@@ -365,15 +418,40 @@ class _SqliteBulk(_Bulk):
             await self.conn.exec_driver_sql(
                 f"UPDATE {table.name} SET {assignments} WHERE {names[0]} = ?",
                 [(*record[1:], record[0]) for record in records])
+            # An updated mailbox keeps its address; an organisation may change names.
+            if table is organisations and self.trigrams:
+                await self.conn.exec_driver_sql(
+                    f"DELETE FROM {schema.organisation_trigrams.name} WHERE rowid = ?",
+                    [(record[0],) for record in records])
+                await self._trigrams(table, records)
+
+    async def _trigrams(self, table: Table, records: list[tuple[Any, ...]]) -> None:
+        """The trigram table rows of new ``records`` of ``table``."""
+        if not self.trigrams:
+            return
+        if table is mailboxes:
+            await self.conn.exec_driver_sql(
+                f"INSERT INTO {schema.mailbox_trigrams.name} (rowid, address) VALUES (?, ?)",
+                [(record[0], record[_MAILBOX_ADDRESS]) for record in records])
+        elif table is organisations:
+            await self.conn.exec_driver_sql(
+                f"INSERT INTO {schema.organisation_trigrams.name} (rowid, names) "
+                "VALUES (?, ?)", [(record[0], _organisation_names(record))
+                                  for record in records])
 
 
 class _PostgresBulk(_Bulk):
     """``COPY`` through asyncpg on the transaction's connection; updates copy the rows
-    into a temporary table, then ``UPDATE ... FROM`` it."""
+    into a temporary table, then ``UPDATE ... FROM`` it. The non-unique indexes of an
+    empty table (the trigram index among them) are dropped for the import and built at
+    its end, as on SQLite. Last, ``ANALYZE``, in the transaction: the statistics
+    become visible with the rows they describe (the planner would otherwise plan the
+    first searches on a table it believes empty)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: AsyncConnection, *, trigrams: bool) -> None:
+        super().__init__(conn, trigrams=trigrams)
         self.updated: set[str] = set()
+        self.dropped: list[str] = []  # CREATE INDEX statements, to run at the end
 
     async def _copy(self, table_name: str, names: list[str],
                     records: list[tuple[Any, ...]]) -> None:
@@ -403,9 +481,25 @@ class _PostgresBulk(_Bulk):
             f"WHERE t.{names[0]} = s.{names[0]}")
         await self.conn.exec_driver_sql(f"TRUNCATE {scratch}")
 
+    async def prepare(self, empty: list[Table]) -> None:
+        if not empty:
+            return
+        found = await self.conn.execute(text(
+            "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+            "JOIN pg_class c ON c.oid = x.indexrelid "
+            "WHERE NOT x.indisunique AND x.indrelid IN "
+            "(SELECT to_regclass(name) FROM unnest(CAST(:tables AS text[])) AS name)"),
+            {"tables": [table.name for table in empty]})
+        for name, definition in found.all():
+            await self.conn.exec_driver_sql(f'DROP INDEX "{name}"')
+            self.dropped.append(definition)
+
     async def finish(self) -> None:
         for table in _SERIAL_TABLES:
             await _sync_sequence(self.conn, table)
+        for definition in self.dropped:
+            await self.conn.exec_driver_sql(definition)
+        await self.conn.exec_driver_sql(f"ANALYZE {_ANALYZED}")
 
 
 @contextmanager
@@ -583,8 +677,7 @@ class _Import:
                            f"imported mailboxes, more than {max_removed:.0%}: nothing "
                            "imported (a truncated file?)")
         for start in range(0, len(removed), _CHUNK):
-            await conn.execute(delete(mailboxes).where(
-                mailboxes.c.id.in_(removed[start:start + _CHUNK])))
+            await self.bulk.remove(removed[start:start + _CHUNK])
         await self.bulk.finish()
         epoch = await _epoch(conn) + 1
         await conn.execute(update(state_table).where(state_table.c.id == 1)
@@ -629,6 +722,16 @@ async def _settle(task: asyncio.Future[None]) -> None:
         task.exception()
 
 
+async def _delete_mailboxes(conn: AsyncConnection, mailbox_ids: list[int], *,
+                            trigrams: bool) -> None:
+    """Delete mailboxes by id, and their addresses from the trigram table."""
+    await conn.execute(delete(mailboxes).where(mailboxes.c.id.in_(mailbox_ids)))
+    if trigrams:
+        trigram_rowid = schema.mailbox_trigrams.c.rowid
+        await conn.execute(delete(schema.mailbox_trigrams).where(
+            trigram_rowid.in_(mailbox_ids)))
+
+
 async def _next_id(conn: AsyncConnection, table: Table) -> int:
     found = (await conn.execute(select(func.max(table.c.id)))).scalar()
     return 1 if found is None else int(found) + 1
@@ -661,9 +764,11 @@ def _mailbox_of(found: Sequence[Any]) -> Mailbox:
 class DirectoryStore:
     """The directory on one database; open it with ``open_directory``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, trigrams: bool = False) -> None:
         self._engine = engine
         self.dialect: str = engine.dialect.name
+        # SQLite: the addresses' trigram table exists (kept in step by the writes).
+        self._trigrams = trigrams
 
     @property
     def engine(self) -> AsyncEngine:
@@ -736,7 +841,8 @@ class DirectoryStore:
         if batch < 1:
             raise ValueError("batch must be at least 1")
         async with self._writing() as conn:
-            bulk = _PostgresBulk(conn) if self.dialect == POSTGRESQL else _SqliteBulk(conn)
+            bulk: _Bulk = (_PostgresBulk(conn, trigrams=False) if self.dialect == POSTGRESQL
+                           else _SqliteBulk(conn, trigrams=self._trigrams))
             try:
                 with _short_switch_interval() if isinstance(bulk, _SqliteBulk) else nullcontext():
                     return await self._import(conn, bulk, rows, progress, batch,
@@ -805,6 +911,11 @@ class DirectoryStore:
                 int(found) if found is not None else await _next_id(conn, organisations),
                 values), strict=True))
             await _upsert(conn, organisations, record, exists=found is not None)
+            if self._trigrams:
+                names = schema.organisation_trigrams
+                await conn.execute(delete(names).where(names.c.rowid == record["id"]))
+                await conn.execute(insert(names).values(
+                    rowid=record["id"], names=_organisation_names(tuple(record.values()))))
 
     async def add_role(self, id_nat_ps: str, id_nat_st: str) -> None:
         """Record that the professional practises at the organisation (NotFound if
@@ -839,7 +950,8 @@ class DirectoryStore:
         (module docstring, "Publication")."""
         domains = frozenset(domain.lower() for domain in allowed_domains)
         async with self._writing() as conn:
-            patch = _Patch(conn, kind, resource_id, publisher, domains)
+            patch = _Patch(conn, kind, resource_id, publisher, domains,
+                           trigrams=self._trigrams)
             await patch.load()
             for op in ops:
                 await patch.apply(op)
@@ -938,8 +1050,9 @@ class _Patch:
     """One ``patch_telecom`` transaction on one resource."""
 
     def __init__(self, conn: AsyncConnection, kind: ResourceKind, resource_id: str,
-                 publisher: str, domains: frozenset[str]) -> None:
+                 publisher: str, domains: frozenset[str], *, trigrams: bool) -> None:
         self.conn = conn
+        self.trigrams = trigrams
         self.kind = kind
         self.resource_id = resource_id
         self.publisher = publisher
@@ -993,7 +1106,7 @@ class _Patch:
                 return
             if not self._ours(stored[1], stored[2], stored[3]):
                 raise Conflict(f"{address} is not a mailbox of {self.name}")
-            await self.conn.execute(delete(mailboxes).where(mailboxes.c.id == stored[0]))
+            await _delete_mailboxes(self.conn, [int(stored[0])], trigrams=self.trigrams)
             await self._changed(int(stored[0]))
             return
         mailbox = op.mailbox
@@ -1075,6 +1188,9 @@ class _Patch:
             liste_rouge=mailbox.liste_rouge, publisher=self.publisher,
             updated_at=self.now), strict=True))
         await _upsert(conn, mailboxes, record, exists=mailbox_id is not None)
+        if mailbox_id is None and self.trigrams:  # an address never changes: new ones only
+            await conn.execute(insert(schema.mailbox_trigrams).values(
+                rowid=new_id, address=address))
         await self._changed(new_id)
 
     async def _changed(self, mailbox_id: int) -> None:
@@ -1088,28 +1204,61 @@ async def open_directory(url: str, *, schema: str | None = None) -> DirectorySto
     For PostgreSQL, ``schema`` becomes the search_path (the tables go there).
     """
     engine = create_engine(database_url(url), schema=schema)
+    postgres = engine.dialect.name == POSTGRESQL
+    event.listen(engine.sync_engine, "connect", _postgres_plans if postgres else _sqlite_reads)
     try:
         with converted():
             async with engine.connect() as conn:
                 conn = await conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
                 async with conn.begin():
-                    await _create_schema(conn)
+                    trigrams = await _create_schema(conn)
     except BaseException:
         await engine.dispose()
         raise
-    return DirectoryStore(engine)
+    return DirectoryStore(engine, trigrams=trigrams and not postgres)
 
 
-async def _create_schema(conn: AsyncConnection) -> None:
-    """Create or check the tables (module docstring, "Schema")."""
-    if conn.dialect.name == POSTGRESQL:
+def _sqlite_reads(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite, each connection of a directory's engine: a page cache of
+    ``_SQLITE_READ_CACHE`` KiB and memory-mapped reads of up to ``_SQLITE_MMAP`` bytes
+    (the default cache, 2 MiB, holds a small part of what a search reads at national
+    scale)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA cache_size = {_SQLITE_READ_CACHE}")
+    cursor.execute(f"PRAGMA mmap_size = {_SQLITE_MMAP}")
+    cursor.close()
+
+
+def _postgres_plans(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL, each connection of a directory's engine: plan every statement with
+    its values (``plan_cache_mode = force_custom_plan``, servers 12 and later). The
+    driver prepares statements and the server would switch, after five executions, to
+    a generic plan made without the values; but a search's values change its
+    selectivity by orders of magnitude (``family=m`` or ``family=martinez``,
+    ``:contains`` patterns), and a plan fit for one is a full walk for the other.
+    Outside any transaction, so that the setting holds for the session."""
+    async def plan_with_values(driver: Any) -> None:  # asyncpg.Connection
+        if driver.get_server_version().major >= 12:
+            await driver.execute("SET plan_cache_mode = force_custom_plan")
+
+    dbapi_connection.run_async(plan_with_values)
+
+
+async def _create_schema(conn: AsyncConnection) -> bool:
+    """Create or check the tables (module docstring, "Schema"); True when the
+    addresses' trigram table (SQLite) or index (PostgreSQL) exists."""
+    postgres = conn.dialect.name == POSTGRESQL
+    if postgres:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
     await conn.run_sync(schema.metadata.create_all)
+    await _add_trade_norm(conn)
     # Indexes added to ``schema`` since the database was created (create_all makes
-    # those of new tables only).
+    # those of new tables only), and those they replace.
     for table in schema.metadata.sorted_tables:
         for index in table.indexes:
             await conn.run_sync(index.create, checkfirst=True)
+    for name in schema.REPLACED_INDEXES:
+        await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     version = (await conn.execute(select(func.max(schema.schema_version.c.version)))).scalar()
     if version is not None and version > SCHEMA_VERSION:
         raise StoreError(f"the directory's schema is version {version}, newer than this "
@@ -1122,3 +1271,77 @@ async def _create_schema(conn: AsyncConnection) -> None:
         await conn.execute(insert(schema.schema_version).values(version=SCHEMA_VERSION))
     if (await conn.execute(select(state_table.c.id))).first() is None:
         await conn.execute(insert(state_table).values(id=1, epoch=0))
+    if postgres:
+        return await _postgres_trigrams(conn)
+    return await _sqlite_trigrams(conn)
+
+
+async def _add_trade_norm(conn: AsyncConnection) -> None:
+    """``dir_organisations.trade_norm`` came after the first version 2 databases: add
+    it to them, filled from ``trade_name``."""
+    def columns(sync: Connection) -> set[str]:
+        return {column["name"] for column in inspect(sync).get_columns(organisations.name)}
+
+    if "trade_norm" in await conn.run_sync(columns):
+        return
+    collation = ' COLLATE "C"' if conn.dialect.name == POSTGRESQL else ""
+    await conn.exec_driver_sql(f"ALTER TABLE {organisations.name} ADD COLUMN trade_norm "
+                               f"TEXT{collation} NOT NULL DEFAULT ''")
+    named = (await conn.execute(select(organisations.c.id, organisations.c.trade_name)
+                                .where(organisations.c.trade_name != ""))).all()
+    if named:
+        await conn.execute(
+            update(organisations).where(organisations.c.id == bindparam("key"))
+            .values(trade_norm=bindparam("norm")),
+            [{"key": key, "norm": _joined(trade_name)} for key, trade_name in named])
+
+
+async def _sqlite_trigrams(conn: AsyncConnection) -> bool:
+    """Create the trigram tables when missing, filled from their source tables. False
+    when this SQLite cannot (no FTS5, or older than 3.34: no trigram tokenizer):
+    substring searches then scan."""
+    for table, source, content in _SQLITE_TRIGRAMS:
+        if (await conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = :name"),
+                               {"name": table.name})).first() is not None:
+            continue
+        column = table.c[1].name
+        try:
+            async with conn.begin_nested():
+                await conn.exec_driver_sql(
+                    f"CREATE VIRTUAL TABLE {table.name} USING fts5({column}, "
+                    f"tokenize = '{_TRIGRAM_TOKENIZER}', detail = 'none')")
+        except SQLAlchemyError:
+            return False
+        await conn.exec_driver_sql(f"INSERT INTO {table.name} (rowid, {column}) "
+                                   f"SELECT id, {content} FROM {source.name}")
+    return True
+
+
+async def _postgres_trigrams(conn: AsyncConnection) -> bool:
+    """Create the ``pg_trgm`` extension when missing (in ``public``, where other
+    schemas find it and which outlives them, else in the directory's schema) and the
+    GIN indexes of ``_TRIGRAM_INDEXES``. False when the extension cannot be created
+    (not installed on the server, or not allowed): substring searches then scan."""
+    where = await _extension_schema(conn)
+    for target in (" SCHEMA public", ""):
+        if where is not None:
+            break
+        with suppress(SQLAlchemyError):
+            async with conn.begin_nested():
+                await conn.exec_driver_sql(
+                    f"CREATE EXTENSION IF NOT EXISTS {_TRIGRAM_EXTENSION}{target}")
+            where = await _extension_schema(conn)
+    if where is None:
+        return False
+    quoted = conn.dialect.identifier_preparer.quote_identifier(where)
+    for name, table, column in _TRIGRAM_INDEXES:
+        await conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} "
+                                   f"USING gin ({column} {quoted}.gin_trgm_ops)")
+    return True
+
+
+async def _extension_schema(conn: AsyncConnection) -> str | None:
+    found = (await conn.execute(text(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = :name"), {"name": _TRIGRAM_EXTENSION})).scalar()
+    return None if found is None else str(found)

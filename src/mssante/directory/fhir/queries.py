@@ -20,9 +20,11 @@ Invariants:
   ``norm >= v AND norm < v || U+FFFF`` on a byte-ordered indexed column; ``:exact``
   is ``norm = v`` (indexed) and the stored value equal to the value as written (FHIR:
   exact is case- and accent-sensitive); ``:contains`` is a substring test
-  (``Contains``) and scans. Mailbox addresses are stored in lower case: the value is
-  lower-cased (accents stripped) and compared with the address the same three ways.
-  The enseigne has no normalised column: see ``_trade_name``.
+  (``Contains``) and scans. An Organization's ``name`` is its raison sociale
+  (``name_norm``) or its enseigne (``trade_norm``). Mailbox addresses are stored in
+  lower case: the value is lower-cased (accents stripped) and compared with the
+  address the same three ways; ``:contains`` goes through the trigram table (SQLite)
+  or index (PostgreSQL) when the database has it, see ``_address``.
 - ``total`` is exact up to ``TOTAL_LIMIT`` matches and omitted beyond (Bundle.total
   is optional, FHIR R4 bundle.html), so that counting never reads more than
   ``TOTAL_LIMIT + 1`` matches; a search that only ``mailbox-mss-type`` restricts is
@@ -32,8 +34,9 @@ Invariants:
   are few, so that the search itself filters on a list of keys (``_in``).
 - No N+1: the page's rows, then the telecoms of the whole page in one query, then
   one query per included type.
-- PostgreSQL plans each statement with its values (``begin_read``); SQLite, which
-  has no statistics, walks a dense search in key order (``search``).
+- PostgreSQL plans each statement with its values (the directory's engine sets
+  ``plan_cache_mode``, ``store._postgres_plans``) on statistics taken by each import;
+  SQLite, which has no statistics, walks a dense search in key order (``search``).
 """
 
 from __future__ import annotations
@@ -43,13 +46,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
+    ARRAY,
     Boolean,
     ColumnElement,
     FromClause,
+    Integer,
     Select,
     and_,
+    any_,
+    cast,
     exists,
     false,
     func,
@@ -58,7 +66,9 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -101,12 +111,21 @@ from mssante.directory.text import joined, normalise
 from mssante.domain.mailboxes import MailboxType
 
 TOTAL_LIMIT = 1000
+DENSE_LIMIT = 10000  # mailboxes a dense criterion may read whole (_mailbox_criterion)
+DENSE_LIMIT_PG = 2000  # the same on PostgreSQL (its probes are cheaper)
+TRIGRAM_DENSE = 5000  # the same through SQLite's trigram table (_trigram_address)
 _AFTER = "\uffff"  # after every character of a *_norm column ([a-z0-9 ])
 
 P = schema.practitioners
 O = schema.organisations  # noqa: E741 - the organisations table, as P and R
 R = schema.roles
 M = schema.mailboxes
+T = schema.mailbox_trigrams
+OT = schema.organisation_trigrams
+_R = R.alias("holder_roles")
+_TRIGRAM_TABLES: WeakKeyDictionary[Engine, bool] = WeakKeyDictionary()
+_TRIGRAM = 3  # the shortest substring a trigram table is asked for (see _address)
+_PLAIN = re.compile(r"[^%_]+")  # no wildcard of LIKE
 
 _P_COLUMNS = tuple(P.c[f.name] for f in fields(Practitioner))
 _O_COLUMNS = tuple(O.c[f.name] for f in fields(Organisation))
@@ -159,17 +178,26 @@ class SearchResult:
 
 
 async def begin_read(conn: AsyncConnection) -> None:
-    """Prepare a connection for the FHIR queries of one request.
+    """Prepare a connection for the FHIR queries of one request: nothing to do today.
+    The directory's engine sets what its connections need when it opens them
+    (``store.open_directory``: PostgreSQL plans every statement with its values,
+    SQLite reads with a larger page cache)."""
 
-    PostgreSQL: plan every statement with its values (``plan_cache_mode =
-    force_custom_plan``, for this transaction only). The driver prepares statements
-    and the server would switch, after five executions, to a generic plan made
-    without the values; but a search's values change its selectivity by orders of
-    magnitude (``family=m`` or ``family=martinez``, ``:contains`` patterns), and a
-    plan fit for one is a full walk for the other.
-    """
-    if conn.dialect.name == "postgresql" and (conn.dialect.server_version_info or (0,)) >= (12,):
-        await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+async def _has_trigrams(conn: AsyncConnection) -> bool:
+    """True on SQLite when the database has its trigram tables (known once per engine:
+    only ``open_directory`` creates them)."""
+    if conn.dialect.name != "sqlite":
+        return False
+    engine = conn.sync_engine
+    found = _TRIGRAM_TABLES.get(engine)
+    if found is None:
+        names = [T.name, OT.name]
+        found = len((await conn.execute(
+            text("SELECT name FROM sqlite_master WHERE name IN (:a, :b)"),
+            dict(zip("ab", names, strict=True)))).all()) == len(names)
+        _TRIGRAM_TABLES[engine] = found
+    return found
 
 
 # Reads ------------------------------------------------------------------------------
@@ -372,12 +400,14 @@ async def _criterion(conn: AsyncConnection, resource: str, criterion: Criterion)
         if name == "mailbox-mss":
             addresses = [await _address(conn, value, criterion.modifier)
                          for value in criterion.values]
-            if not all(listed for _, listed in addresses):
-                # Dense: more than TOTAL_LIMIT addresses contain the value.
-                return _mailbox_subquery(resource, or_(*(a for a, _ in addresses))), False
-            return await _mailbox_condition(conn, resource, or_(*(a for a, _ in addresses)))
-        condition = or_(*(_string(resource, name, value, criterion.modifier)
-                          for value in criterion.values))
+            return await _mailbox_criterion(conn, resource, addresses)
+        if ((resource, name, criterion.modifier) == (ORGANIZATION, "name", "contains")
+                and await _has_trigrams(conn)):
+            found = [await _trigram_names(conn, value) for value in criterion.values]
+            return or_(*(c for c, _ in found)), all(listed for _, listed in found)
+        else:
+            condition = or_(*(_string(resource, name, value, criterion.modifier)
+                              for value in criterion.values))
         return await _on_role(conn, resource, name, condition)
     if isinstance(criterion, ReferenceCriterion):
         column = P.c.id_nat_ps if name == "practitioner" else O.c.id_nat_st
@@ -417,7 +447,8 @@ _STRING_COLUMNS: dict[tuple[str, str], tuple[tuple[Any, Any], ...]] = {
     (PRACTITIONER, "given"): ((P.c.given_norm, P.c.given_name),),
     (PRACTITIONER, "name"): ((P.c.family_norm, P.c.family_name),
                              (P.c.given_norm, P.c.given_name)),
-    (ORGANIZATION, "name"): ((O.c.name_norm, O.c.legal_name),),
+    (ORGANIZATION, "name"): ((O.c.name_norm, O.c.legal_name),
+                             (O.c.trade_norm, O.c.trade_name)),
 }
 
 
@@ -430,11 +461,27 @@ def _string(resource: str, name: str, value: str, modifier: str) -> ColumnElemen
     if name == "address-city":
         exact = or_(O.c.routing_line == value, O.c.routing_line == O.c.postal_code + " " + value)
         return _normalised(O.c.city_norm, words, modifier, exact)
-    matches = [_normalised(norm, words, modifier, stored == value)
-               for norm, stored in _STRING_COLUMNS[resource, name]]
-    if (resource, name) == (ORGANIZATION, "name"):
-        matches.append(_trade_name(words, value, modifier))
-    return or_(*matches)
+    return or_(*(_normalised(norm, words, modifier, stored == value)
+                 for norm, stored in _STRING_COLUMNS[resource, name]))
+
+
+async def _trigram_names(conn: AsyncConnection, value: str) -> Built:
+    """SQLite, ``Organization?name:contains``: the organisations whose raison sociale or
+    enseigne contains the value, found through their trigram table (as the addresses,
+    ``_trigram_address``) and listed when they are at most ``TOTAL_LIMIT``
+    (countable). More: the scan, kept off the indexes, which the search's walk in key
+    order stops early (not countable: there are too many to count). A value of fewer
+    than three characters: the scan, countable as any other string criterion."""
+    scan = _string(ORGANIZATION, "name", value, "contains")
+    words = joined(value)
+    if len(words) < _TRIGRAM or not _PLAIN.fullmatch(words):
+        return scan, True
+    found = [int(key) for key in (await conn.execute(
+        select(O.c.id).select_from(OT.join(O, O.c.id == OT.c.rowid))
+        .where(OT.c.names.like(f"%{words}%"), scan).limit(TOTAL_LIMIT + 1))).scalars()]
+    if len(found) > TOTAL_LIMIT:
+        return func.coalesce(scan, false()), False
+    return O.c.id.in_(sorted(found)), True
 
 
 def _normalised(norm: Any, words: str, modifier: str,
@@ -455,30 +502,77 @@ def _plain(column: Any, value: str, modifier: str) -> ColumnElement[bool]:
     return and_(column >= value, column < value + _AFTER)
 
 
-def _trade_name(words: str, value: str, modifier: str) -> ColumnElement[bool]:
-    """The enseigne has no normalised column (nor index): it is compared lower-cased
-    (SQL ``lower``: ASCII letters on SQLite) with the normalised value, which scans
-    the organisations."""
-    lowered = func.lower(O.c.trade_name)
-    if modifier == "exact":
-        return O.c.trade_name == value
-    if modifier == "contains":
-        return and_(O.c.trade_name != "", _contains(lowered, words))
-    return and_(O.c.trade_name != "", lowered.like(words + "%"))  # words: [a-z0-9 ]
+# How many addresses a condition selects, and what finds them (``_Addresses.kind``):
+_LISTED = "listed"  # at most TOTAL_LIMIT, listed
+_RANGE = "range"  # an index range (starts-with, exact)
+_INDEXED = "indexed"  # more than TOTAL_LIMIT, found by an index (PostgreSQL's trigrams)
+_FEW = "few"  # more than TOTAL_LIMIT but about DENSE_LIMIT at most, found by an index
+_SCANNED = "scanned"  # more than TOTAL_LIMIT, found by a scan only
 
 
-async def _address(conn: AsyncConnection, value: str, modifier: str) -> Built:
-    """The condition on a mailbox's address, and whether it selects few addresses
-    (starts-with and exact: an index range, always taken as few)."""
+@dataclass(frozen=True, slots=True)
+class _Addresses:
+    """A condition on mailbox addresses and its kind (see above)."""
+
+    condition: ColumnElement[bool]
+    kind: str
+
+
+async def _address(conn: AsyncConnection, value: str, modifier: str) -> _Addresses:
+    """The condition on a mailbox's address (starts-with and exact: an index range,
+    always taken as few)."""
     address = normalise(value).strip()
     if not address:
         raise bad_request("mailbox-mss needs an address or a part of one")
+    if modifier == "" and conn.dialect.name == "postgresql":
+        # The same index range, but estimated as a prefix from the column's statistics:
+        # PostgreSQL estimates a range ending at U+FFFF at one row on a column of
+        # distinct values, and plans the join with the holders on that.
+        escaped = re.sub(r"([\\%_])", r"\\\1", address)
+        return _Addresses(M.c.address.like(f"{escaped}%", escape="\\"), _RANGE)
     if modifier != "contains":
-        return _plain(M.c.address, address, modifier), True
-    # A substring test reads every address: alone, through the address index (no
-    # join a planner could turn into a walk of the table), then by the addresses.
-    return await _in(conn, M.c.address, select(M.c.address).where(
-        _contains(M.c.address, address)))
+        return _Addresses(_plain(M.c.address, address, modifier), _RANGE)
+    run = max(re.split("[%_]", address), key=len)
+    if len(run) >= _TRIGRAM and await _has_trigrams(conn):
+        return await _trigram_address(conn, address, run)
+    # A substring test reads every address (PostgreSQL: unless the trigram index
+    # answers the LIKE): alone, through the address index (no join a planner could
+    # turn into a walk of the table), then by the addresses.
+    contains = _contains(M.c.address, address)
+    found = [str(value) for value in (await conn.execute(
+        select(M.c.address).where(contains).limit(TOTAL_LIMIT + 1))).scalars()]
+    if len(found) <= TOTAL_LIMIT:
+        return _Addresses(M.c.address.in_(sorted(found)), _LISTED)
+    return _Addresses(contains, _INDEXED if conn.dialect.name == "postgresql" else _SCANNED)
+
+
+async def _trigram_address(conn: AsyncConnection, address: str, run: str) -> _Addresses:
+    """SQLite: the addresses containing ``address``, through the trigram table.
+
+    The table is asked for ``LIKE '%run%'``, ``run`` being the longest part of
+    ``address`` without ``%`` or ``_`` (FTS5 uses its index for a LIKE without ESCAPE
+    only, and treats those two as wildcards); the candidates are then tested with
+    ``Contains``: the answers are exactly those of the scan. ``run`` has at least
+    three characters: SQLite 3.40's FTS5 crashes the process on a trigram LIKE of
+    fewer combined with another condition (test_short_contains_patterns_do_not_crash).
+
+    Beyond ``TOTAL_LIMIT`` matches, the table still selects them when they are at
+    most about ``TRIGRAM_DENSE`` (estimated from how far in the ids, which the table
+    gives in order, the first ones were found); more are better found by a scan,
+    which a search walking its table in key order stops early.
+    """
+    pattern = f"%{run}%"
+    contains = _contains(M.c.address, address)
+    found = (await conn.execute(
+        select(M.c.id, M.c.address).select_from(T.join(M, M.c.id == T.c.rowid))
+        .where(T.c.address.like(pattern), contains).limit(TOTAL_LIMIT + 1))).all()
+    if len(found) <= TOTAL_LIMIT:
+        return _Addresses(M.c.address.in_(sorted(str(a) for _, a in found)), _LISTED)
+    highest = int((await conn.execute(select(func.max(M.c.id)))).scalar_one())
+    if len(found) * highest > TRIGRAM_DENSE * max(int(i) for i, _ in found):
+        return _Addresses(contains, _SCANNED)
+    candidates = select(T.c.rowid).where(T.c.address.like(pattern))
+    return _Addresses(and_(M.c.id.in_(candidates), contains), _FEW)
 
 
 def _holder(resource: str) -> tuple[tuple[str, ...], ColumnElement[bool]]:
@@ -500,20 +594,64 @@ def _holders(resource: str, address: ColumnElement[bool]) -> tuple[Any, Select[A
         return P.c.id, select(M.c.practitioner_id).where(*visible)
     if resource == ORGANIZATION:
         return O.c.id, select(M.c.organisation_id).where(*visible)
-    return R.c.id, select(R.c.id).select_from(M.join(R, and_(
-        R.c.practitioner_id == M.c.practitioner_id,
-        R.c.organisation_id == M.c.organisation_id))).where(*visible)
+    # The role of each mailbox, looked up row by row (a mailbox has one at most): as a
+    # join, PostgreSQL cannot estimate how many pairs match and hashes the whole roles
+    # table where a few index probes suffice.
+    role = select(_R.c.id).where(_R.c.practitioner_id == M.c.practitioner_id,
+                                 _R.c.organisation_id == M.c.organisation_id)
+    return R.c.id, select(role.scalar_subquery()).where(*visible)
 
 
-async def _mailbox_condition(conn: AsyncConnection, resource: str,
-                             address: ColumnElement[bool]) -> Built:
+async def _mailbox_criterion(conn: AsyncConnection, resource: str,
+                             addresses: Sequence[_Addresses]) -> Built:
+    """``mailbox-mss``: the resources holding a visible mailbox whose address matches
+    any of ``addresses``.
+
+    Their keys are listed when they are at most ``TOTAL_LIMIT`` (countable). Beyond,
+    the matches are dense and the search walks its table in key order (``search``).
+    When the matching mailboxes are at most ``DENSE_LIMIT`` (``DENSE_LIMIT_PG``) and an
+    index finds them, their holders are read whole once, and the walk tests each key
+    against them; when they are more, or only a scan tells them, the walk asks a
+    correlated test of each key and stops once the page is full (the denser the
+    matches, the sooner). The plan is chosen here on counts: neither planner can tell
+    how the matching mailboxes spread over the holders.
+    """
+    address = or_(*(a.condition for a in addresses))
+    kinds = {a.kind for a in addresses}
     key, holders = _holders(resource, address)
-    return await _in(conn, key, holders)
+    if kinds <= {_LISTED, _RANGE}:
+        built = await _in(conn, key, holders)
+        if built[1]:
+            return built
+    postgres = conn.dialect.name == "postgresql"
+    if _SCANNED not in kinds and (kinds <= {_LISTED, _FEW} or await _few(
+            conn, address, DENSE_LIMIT_PG if postgres else DENSE_LIMIT)):
+        if postgres:
+            # Read whole once (an InitPlan, as an array), then probed by key.
+            listed = holders.subquery()
+            keys = cast(select(func.array_agg(listed.c[0])).scalar_subquery(), ARRAY(Integer))
+            return key == any_(keys), False
+        return key.in_(holders), False
+    return _mailbox_walk(resource, address), False
 
 
-def _mailbox_subquery(resource: str, address: ColumnElement[bool]) -> ColumnElement[bool]:
-    key, holders = _holders(resource, address)
-    return key.in_(holders)  # type: ignore[no-any-return]
+async def _few(conn: AsyncConnection, address: ColumnElement[bool], limit: int) -> bool:
+    """True when at most ``limit`` mailboxes match ``address``."""
+    matching = select(literal(1)).select_from(M).where(address).limit(limit + 1)
+    return int((await conn.execute(
+        select(func.count()).select_from(matching.subquery()))).scalar_one()) <= limit
+
+
+def _mailbox_walk(resource: str, address: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A resource holds a visible mailbox whose address matches, as a correlated
+    scalar subquery: neither engine turns it into a join, so a walk of the searched
+    table in key order asks it row by row and stops with the page. The address
+    condition is kept off the indexes (a function around it): the probe goes by the
+    holder's index, where an address range would be read whole at each probe."""
+    types, correlation = _holder(resource)
+    found = (select(true()).where(correlation, M.c.mailbox_type.in_(types), _VISIBLE,
+                                  func.coalesce(address, false())).limit(1).scalar_subquery())
+    return func.coalesce(found, false())
 
 
 def _mailbox_type_condition(resource: str, tokens: Sequence[Token]) -> ColumnElement[bool]:
