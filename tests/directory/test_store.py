@@ -16,9 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from mssante.directory import schema
+from mssante.directory import store as store_module
 from mssante.directory.extract import ExtractRow
 from mssante.directory.generate import generate_rows
 from mssante.directory.model import (
@@ -42,6 +44,7 @@ from mssante.directory.store import (
 from mssante.directory.text import spaced, words
 from mssante.domain.mailboxes import MailboxType
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
+from mssante.store.engine import database_url
 from tests.conftest import POSTGRES_URL, postgres_schema
 
 COUNT = 1500
@@ -621,3 +624,131 @@ async def test_an_import_removing_too_much_is_refused(loaded: DirectoryStore) ->
     kept = {rows[-1].address}
     report = await loaded.import_extract(rows[:-1], max_removed=0.05, keep=kept)
     assert report.removed == 0 and await loaded.count() == before
+
+
+# Search structures: trigram tables and indexes, statistics, connection settings ----------
+
+
+async def trigrams_in_step(store: DirectoryStore) -> None:
+    """SQLite: the trigram tables hold exactly the addresses and the names of their
+    source tables (PostgreSQL's trigram indexes need no care)."""
+    if store.dialect != "sqlite":
+        return
+    m, o = schema.mailboxes, schema.organisations
+    mt, ot = schema.mailbox_trigrams, schema.organisation_trigrams
+    names = o.c.name_norm + schema.NAMES_SEPARATOR + o.c.trade_norm
+    async with store.engine.connect() as conn:
+        for trigrams, source in ((select(mt.c.rowid, mt.c.address), select(m.c.id, m.c.address)),
+                                 (select(ot.c.rowid, ot.c.names), select(o.c.id, names))):
+            held = {tuple(row) for row in await conn.execute(trigrams)}
+            assert held == {tuple(row) for row in await conn.execute(source)}
+            assert held
+
+
+async def test_trigram_tables_follow_every_write(directory: DirectoryStore) -> None:
+    await directory.import_extract(ROWS[:800], batch=300)
+    await trigrams_in_step(directory)
+    # Removed, created and changed mailboxes; organisations renamed (the last row wins).
+    renamed = [replace(r, legal_name=r.legal_name + " NORD", trade_name="Étoile")
+               for r in ROWS[300:340] if r.structure_id]
+    await directory.import_extract([*ROWS[100:300], *ROWS[340:900], *renamed], batch=300)
+    await trigrams_in_step(directory)
+    await directory.add_practitioner(DR)
+    await directory.add_organisation(CLINIC)
+    await directory.add_organisation(replace(CLINIC, trade_name="Clinique Étoile"))
+    await patch(directory, TelecomInsert(per("kept")), TelecomInsert(per("gone")))
+    await patch(directory, TelecomDelete(f"gone@{DOMAIN}"))
+    await trigrams_in_step(directory)
+    with pytest.raises(ValueError, match="duplicate"):
+        await directory.import_extract([*ROWS[:500], ROWS[0]], batch=100)
+    await trigrams_in_step(directory)
+    o = schema.organisations
+    assert await scalar(directory, select(o.c.trade_norm).where(
+        o.c.id_nat_st == CLINIC.id_nat_st)) == "clinique etoile"
+
+
+async def test_connection_settings_and_statistics(directory: DirectoryStore) -> None:
+    await directory.import_extract(ROWS[:300])
+    async with directory.engine.connect() as conn:
+        if directory.dialect == "sqlite":
+            assert (await conn.exec_driver_sql("PRAGMA cache_size")).scalar() == (
+                store_module._SQLITE_READ_CACHE)
+            assert (await conn.exec_driver_sql("PRAGMA mmap_size")).scalar() == (
+                store_module._SQLITE_MMAP)
+            return
+        # Set for the session: a transaction rolled back does not undo it.
+        await conn.rollback()
+        assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == (
+            "force_custom_plan")
+        # The import analysed the tables, and rebuilt the trigram indexes it dropped.
+        analysed = await conn.execute(text(
+            "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()"))
+        assert {"dir_mailboxes", "dir_practitioners", "dir_organisations",
+                "dir_roles"} <= set(analysed.scalars())
+        indexes = await conn.execute(text(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexdef LIKE '%gin_trgm_ops%'"))
+        assert sorted(indexes.scalars()) == sorted(
+            name for name, _, _ in store_module._TRIGRAM_INDEXES)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres",
+                                                           marks=pytest.mark.postgres)])
+async def test_a_first_version_2_database_opens(engine: str, tmp_path: Path) -> None:
+    """A database made before ``trade_norm``, the trigram tables and the indexes on the
+    mailboxes' holders gets them when opened, filled from what it holds."""
+    etoile = replace(ORG_ROW, address=f"etoile@{DOMAIN}", trade_name="Étoile du Sud")
+    rows = [*ROWS[:200], etoile]
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'first.sqlite3'}"
+        await _open_older(url, None, rows)
+        return
+    async with postgres_schema() as name:
+        await _open_older(POSTGRES_URL, name, rows)
+
+
+async def _open_older(url: str, schema_name: str | None, rows: list[ExtractRow]) -> None:
+    store = await open_directory(url, schema=schema_name)
+    await store.import_extract(rows)
+    await store.close()
+    # Back to the first version 2 schema.
+    older = [
+        "DROP INDEX ix_dir_organisations_trade_norm", "DROP INDEX ix_dir_organisations_names",
+        "DROP INDEX ix_dir_mailboxes_practitioner_type",
+        "ALTER TABLE dir_organisations DROP COLUMN trade_norm",
+        "CREATE INDEX ix_dir_organisations_name_norm ON dir_organisations (name_norm)",
+        "CREATE INDEX ix_dir_mailboxes_practitioner ON dir_mailboxes (practitioner_id)",
+    ]
+    if schema_name is None:
+        older += ["DROP TABLE dir_mailbox_trigrams", "DROP TABLE dir_organisation_trigrams"]
+    else:
+        older += [f"DROP INDEX {name}" for name, table, _ in store_module._TRIGRAM_INDEXES
+                  if table != "dir_organisations"]
+    connect_args = {"server_settings": {"search_path": schema_name}} if schema_name else {}
+    engine = create_async_engine(database_url(url), connect_args=connect_args)
+    async with engine.begin() as conn:
+        for statement in older:
+            await conn.exec_driver_sql(statement)
+    await engine.dispose()
+    store = await open_directory(url, schema=schema_name)
+    try:
+        o = schema.organisations
+        assert await scalar(store, select(o.c.trade_norm).where(
+            o.c.id_nat_st == ORG_ROW.structure_id)) == "etoile du sud"
+        async with store.engine.connect() as conn:
+            if store.dialect == "sqlite":
+                found = await conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'index'")
+            else:
+                found = await conn.execute(text(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"))
+            names = set(found.scalars())
+        assert {index.name for table in schema.metadata.tables.values()
+                for index in table.indexes} <= names
+        assert not names & set(schema.REPLACED_INDEXES)
+        if store.dialect != "sqlite":
+            assert {name for name, _, _ in store_module._TRIGRAM_INDEXES} <= names
+        await trigrams_in_step(store)
+        assert await store.import_extract(rows) == ImportReport(0, 0, 0, len(rows))
+    finally:
+        await store.close()

@@ -55,12 +55,14 @@ The import keeps in memory, per stored mailbox, its address, id, digest and
 publisher, per professional and organisation its key, id and a hash of its values,
 and per role a packed pair of ids (a few hundred bytes per row of the file). Writes
 go by batches, each written while the next is read: ``executemany`` on SQLite,
-``COPY`` on PostgreSQL (updates through a temporary table). On SQLite the secondary
-indexes of a table empty at the start are dropped and built at the end (one sort
-instead of random insertions), inside the transaction. Measured on 2 shared cores
-with ``generate_rows(540000)``, reading the file included (a third of it): 30 to 35 s
-on SQLite and 40 to 46 s on PostgreSQL for a first import, 16 to 20 s for the same
-file again.
+``COPY`` on PostgreSQL (updates through a temporary table). The secondary indexes of
+a table empty at the start (the non-unique ones on PostgreSQL, its trigram indexes
+among them) are dropped and built at the end (one sort instead of random
+insertions), inside the transaction. On SQLite the trigram tables are written with
+the rows they follow; on PostgreSQL the tables are analysed at the end, in the
+transaction. Measured on 2 shared cores with ``generate_rows(540000)``, reading the
+file included (a third of it): about 40 s on SQLite and on PostgreSQL for a first
+import.
 
 Publication (``patch_telecom``): an operator inserts, replaces or deletes the
 mailboxes (``telecom``) of a Practitioner (idNatPs) or an Organization (idNatSt), all
@@ -98,11 +100,21 @@ server-side cursor by chunks: one snapshot, never the whole table in memory. On 
 iterating.
 
 Schema: no Alembic. ``open_directory`` creates the tables (and the indexes added to
-``schema`` since the database was created) and records ``SCHEMA_VERSION`` in
-``directory_schema_version``, in one transaction under ``BEGIN IMMEDIATE`` (SQLite) or
-an advisory lock (PostgreSQL). A version 1 database (the flat ``directory_entries``
-table) is refused with StoreError: delete it and import the extract again. A newer
-version is refused too.
+``schema`` since the database was created, dropping those they replace, and
+``dir_organisations.trade_norm``, filled, on a database made before it) and records
+``SCHEMA_VERSION`` in ``directory_schema_version``, in one transaction under ``BEGIN
+IMMEDIATE`` (SQLite) or an advisory lock (PostgreSQL). It also creates, when the
+database allows, what substring searches use (``schema``): SQLite's FTS5 trigram
+tables, filled from the rows, kept in step by every write of the store
+(``_SqliteBulk``, ``_Patch``, ``add_organisation``); PostgreSQL's ``pg_trgm``
+extension (in a savepoint: a server without it, or a role not allowed to create it,
+leaves the substring searches to scan) and its GIN indexes. A version 1 database
+(the flat ``directory_entries`` table) is refused with StoreError: delete it and
+import the extract again. A newer version is refused too.
+
+Connections (``open_directory``): SQLite's get a larger page cache and memory-mapped
+reads (``_sqlite_reads``), PostgreSQL's plan every statement with its values
+(``_postgres_plans``).
 """
 
 from __future__ import annotations
@@ -350,7 +362,7 @@ class _Bulk:
 
     def __init__(self, conn: AsyncConnection, *, trigrams: bool) -> None:
         self.conn = conn
-        self.trigrams = trigrams  # SQLite: the addresses' trigram table exists
+        self.trigrams = trigrams  # SQLite: the trigram tables exist
 
     async def insert(self, table: Table, records: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
@@ -724,7 +736,7 @@ async def _settle(task: asyncio.Future[None]) -> None:
 
 async def _delete_mailboxes(conn: AsyncConnection, mailbox_ids: list[int], *,
                             trigrams: bool) -> None:
-    """Delete mailboxes by id, and their addresses from the trigram table."""
+    """Delete mailboxes by id, and their rows of the trigram table."""
     await conn.execute(delete(mailboxes).where(mailboxes.c.id.in_(mailbox_ids)))
     if trigrams:
         trigram_rowid = schema.mailbox_trigrams.c.rowid
@@ -767,7 +779,7 @@ class DirectoryStore:
     def __init__(self, engine: AsyncEngine, *, trigrams: bool = False) -> None:
         self._engine = engine
         self.dialect: str = engine.dialect.name
-        # SQLite: the addresses' trigram table exists (kept in step by the writes).
+        # SQLite: the trigram tables exist (kept in step by the writes).
         self._trigrams = trigrams
 
     @property

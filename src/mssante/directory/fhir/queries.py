@@ -389,7 +389,8 @@ async def _mailboxes(conn: AsyncConnection, holders: ColumnElement[bool],
 # of keys, which no planner can misjudge. (With the subquery left in place,
 # PostgreSQL, misjudging how many rows a pattern selects, would walk the searched
 # table in key order probing the subquery for every row.) More keys than that stay
-# a subquery: the matches are then dense, and a walk in key order finds them soon.
+# a subquery: the matches are then dense, and a walk in key order finds them soon
+# (for the mailboxes, ``_mailbox_criterion`` chooses how the walk tests a key).
 
 Built = tuple[ColumnElement[bool], bool]
 
@@ -405,9 +406,8 @@ async def _criterion(conn: AsyncConnection, resource: str, criterion: Criterion)
                 and await _has_trigrams(conn)):
             found = [await _trigram_names(conn, value) for value in criterion.values]
             return or_(*(c for c, _ in found)), all(listed for _, listed in found)
-        else:
-            condition = or_(*(_string(resource, name, value, criterion.modifier)
-                              for value in criterion.values))
+        condition = or_(*(_string(resource, name, value, criterion.modifier)
+                          for value in criterion.values))
         return await _on_role(conn, resource, name, condition)
     if isinstance(criterion, ReferenceCriterion):
         column = P.c.id_nat_ps if name == "practitioner" else O.c.id_nat_st
@@ -506,7 +506,7 @@ def _plain(column: Any, value: str, modifier: str) -> ColumnElement[bool]:
 _LISTED = "listed"  # at most TOTAL_LIMIT, listed
 _RANGE = "range"  # an index range (starts-with, exact)
 _INDEXED = "indexed"  # more than TOTAL_LIMIT, found by an index (PostgreSQL's trigrams)
-_FEW = "few"  # more than TOTAL_LIMIT but about DENSE_LIMIT at most, found by an index
+_FEW = "few"  # more than TOTAL_LIMIT, about TRIGRAM_DENSE at most, found by an index
 _SCANNED = "scanned"  # more than TOTAL_LIMIT, found by a scan only
 
 
@@ -519,8 +519,9 @@ class _Addresses:
 
 
 async def _address(conn: AsyncConnection, value: str, modifier: str) -> _Addresses:
-    """The condition on a mailbox's address (starts-with and exact: an index range,
-    always taken as few)."""
+    """The condition on a mailbox's address. Starts-with and exact: an index range
+    (``_mailbox_criterion`` lists what it selects). Contains: the matching addresses
+    listed when they are at most ``TOTAL_LIMIT``, else the condition itself."""
     address = normalise(value).strip()
     if not address:
         raise bad_request("mailbox-mss needs an address or a part of one")
