@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -62,6 +61,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.directory_queries import KIND_WEIGHTS, Query, describe_mix, make_queries
+from bench.machine import machine
 from mssante.directory.extract import COLUMNS, SEPARATOR, ExtractRow, write_extract
 from mssante.directory.generate import (
     DOCTOR_SKILLS,
@@ -101,20 +101,6 @@ _FTS_WORD = re.compile(r"[^\W_]+")
 
 
 # -- the machine and small helpers ------------------------------------------------------------
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with contextlib.suppress(OSError):
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB"
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -767,7 +753,7 @@ def main() -> None:
     total_s = time.perf_counter() - started
     load_end = os.getloadavg()[0]
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(sqlite=True)}")
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, whole run {total_s / 60:.1f} min, "
           f"load average {load_start:.1f} at the start, {load_end:.1f} at the end")
     print(f"workload: {args.mailboxes} mailboxes generated (seed {args.seed}) in "
@@ -831,7 +817,7 @@ def main() -> None:
     per_system = [(f"mssante {r.engine}", r.answers) for r in results]
     per_system.append(("baseline", base_answers))
     report = {
-        "machine": machine(), "date": datetime.now(UTC).isoformat(), "args": {
+        "machine": machine(sqlite=True), "date": datetime.now(UTC).isoformat(), "args": {
             "mailboxes": args.mailboxes, "queries": args.queries, "engines": engines,
             "seed": args.seed},
         "run_s": total_s, "load_average": [load_start, load_end], "generate_s": generate_s,

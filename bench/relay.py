@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -41,6 +39,7 @@ import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import machine
 from mssante.environment.local import LocalEnvironment
 from mssante.pki.tls import client_context
 from mssante.store import open_store
@@ -67,21 +66,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.stored / self.seconds if self.seconds else 0.0
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with contextlib.suppress(OSError):
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB"
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
 
 
 def free_port_base(span: int = 40) -> int:
