@@ -61,8 +61,9 @@ among them) are dropped and built at the end (one sort instead of random
 insertions), inside the transaction. On SQLite the trigram tables are written with
 the rows they follow; on PostgreSQL the tables are analysed at the end, in the
 transaction. Measured on 2 shared cores with ``generate_rows(540000)``, reading the
-file included (a third of it): about 40 s on SQLite and on PostgreSQL for a first
-import.
+file included (a third of it): 38 s on SQLite and 37 s on PostgreSQL for a first
+import (30 to 46 s before the trigram tables and indexes: the dropped indexes and the
+writes overlapping the reading pay for them), 20 s for the same file again.
 
 Publication (``patch_telecom``): an operator inserts, replaces or deletes the
 mailboxes (``telecom``) of a Practitioner (idNatPs) or an Organization (idNatSt), all
@@ -389,9 +390,10 @@ class _SqliteBulk(_Bulk):
     secondary indexes of an empty table are dropped for the import and built at its end
     (sorting once is much faster than inserting at random places), inside the
     transaction: a failed import leaves them as they were. The addresses of new
-    mailboxes go to the trigram table with each batch: written in SQLite's thread
-    while the next batch is read, they add 2 to 3 s to a first national import, where
-    filling the table at the end in one statement adds 12 (measured)."""
+    mailboxes and organisations go to the trigram tables with each batch: written in
+    SQLite's thread while the next batch is read, they add 2 to 3 s to a first
+    national import, where filling the addresses' table alone at the end, in one
+    statement, added 12 (measured)."""
 
     def __init__(self, conn: AsyncConnection, *, trigrams: bool) -> None:
         super().__init__(conn, trigrams=trigrams)
