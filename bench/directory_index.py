@@ -36,20 +36,13 @@ from collections.abc import Callable, Iterable
 from mssante.directory.extract import ExtractRow
 from mssante.directory.generate import generate_rows
 from mssante.directory.index import SearchIndex
+from mssante.directory.store import search_text
 from mssante.directory.text import spaced, words
 
 
 def document(doc_id: int, row: ExtractRow) -> tuple[int, str, str]:
-    """The index document of a row, as the directory store builds it."""
-    local_part = row.address.partition("@")[0]
-    values = (row.family_name, row.given_name, row.profession_label, row.skill_label,
-              row.routing_line, row.postal_code, row.department, row.legal_name,
-              row.trade_name, row.service, local_part)
-    seen: dict[str, None] = {}
-    for value in values:
-        for word in words(value):
-            seen.setdefault(word)
-    return doc_id, spaced(seen), spaced(words(row.family_name))
+    """The index document of a row: the store's own search text (``store.search_text``)."""
+    return doc_id, search_text(row), spaced(words(row.family_name))
 
 
 def _city(row: ExtractRow) -> str:

@@ -15,6 +15,7 @@ from mssante.directory import index as index_module
 from mssante.directory.extract import ExtractRow
 from mssante.directory.generate import generate_rows
 from mssante.directory.index import FUZZY_MIN, MAX_LIMIT, SearchIndex
+from mssante.directory.store import search_text
 from mssante.directory.text import spaced, words
 
 Document = tuple[int, str, str]
@@ -26,16 +27,8 @@ def doc(doc_id: int, text: str, family: str = "") -> Document:
 
 
 def document(doc_id: int, row: ExtractRow) -> Document:
-    """The index document of a generated row, as the directory store builds it."""
-    local_part = row.address.partition("@")[0]
-    values = (row.family_name, row.given_name, row.profession_label, row.skill_label,
-              row.routing_line, row.postal_code, row.department, row.legal_name,
-              row.trade_name, row.service, local_part)
-    seen: dict[str, None] = {}
-    for value in values:
-        for word in words(value):
-            seen.setdefault(word)
-    return doc_id, spaced(seen), spaced(words(row.family_name))
+    """The index document of a row: the store's own search text (``store.search_text``)."""
+    return doc_id, search_text(row), spaced(words(row.family_name))
 
 
 # The reference: the rules of the module docstring, written plainly.
