@@ -384,7 +384,7 @@ async def test_migration_gives_existing_mailboxes_their_directory_id(database) -
     finally:
         await engine.dispose()
     store = await database.open()
-    assert await store.schema_revision() == "0002"
+    assert await store.schema_revision() == "0003"
     found = {m.address: (m.directory_id, m.liste_rouge, m.digitization)
              for m in await store.list_mailboxes()}
     assert found == {"a@x.mssante.fr": (DR_ID, False, False),

@@ -72,8 +72,8 @@ async def test_uids_increase_per_mailbox(mailboxes: Store) -> None:
         uids.append(accepted.message_uids[PER])
     assert uids == [1, 2, 3, 4, 5]
     assert [m.uid for m in await mailboxes.list_messages(PER)] == uids
-    mailbox = await mailboxes.get_mailbox(PER)
-    assert mailbox is not None and mailbox.uidnext == 6
+    inbox = await mailboxes.folders.get(PER, "INBOX")
+    assert inbox is not None and inbox.uidnext == 6 and inbox.highestmodseq == 6
     assert await mailboxes.count_messages(PER) == 5
     assert await mailboxes.count_messages(ORG) == 0
     assert await mailboxes.count_messages() == 5
@@ -103,8 +103,8 @@ async def test_a_failure_in_the_middle_writes_nothing(mailboxes: Store, count_ro
             remote=[OutboundRecipient("bruno.petit@medecin.mssante.fr")], summary=SUMMARY)
     for table in ("bodies", "messages", "queue"):
         assert await count_rows(table) == 0, table
-    mailbox = await mailboxes.get_mailbox(PER)
-    assert mailbox is not None and mailbox.uidnext == 1
+    inbox = await mailboxes.folders.get(PER, "INBOX")
+    assert inbox is not None and inbox.uidnext == 1 and inbox.highestmodseq == 1
 
 
 async def test_deactivated_mailbox_receives_nothing(mailboxes: Store, count_rows) -> None:

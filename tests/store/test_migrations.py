@@ -27,7 +27,7 @@ def _schema_diff(conn: Connection) -> list[object]:
 
 
 async def test_open_applies_migrations_to_head(database, store: Store) -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     assert await store.schema_revision() == head_revision()
     assert store.dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[database.engine]
     assert store.url == database.url
@@ -55,8 +55,8 @@ async def test_reopen_is_idempotent_and_keeps_data(database) -> None:
     assert await third.schema_revision() == head_revision()
     person = await second.get_person("dr")
     assert person is not None and person.display_name == "Dr Alice Martin"
-    mailbox = await second.get_mailbox(f"alice.martin@{DOMAIN}")
-    assert mailbox is not None and mailbox.uidnext == 2
+    inbox = await second.folders.get(f"alice.martin@{DOMAIN}", "INBOX")
+    assert inbox is not None and inbox.uidnext == 2
     [message] = await second.list_messages(f"alice.martin@{DOMAIN}")
     assert message.uid == 1 and message.body_sha256 == accepted.sha256
     assert await second.get_body(accepted.sha256) == b"Subject: hi\r\n\r\nbody\r\n"

@@ -70,8 +70,12 @@ async def test_per_needs_a_health_professional(people: Store) -> None:
     mailbox = await people.create_mailbox(f"Alice.Martin@{DOMAIN}", MailboxType.PER,
                                           rules=RULES, owner="dr")
     assert mailbox.address == PER and mailbox.display_address == f"Alice.Martin@{DOMAIN}"
-    assert mailbox.type is MailboxType.PER and mailbox.active and mailbox.uidnext == 1
-    assert mailbox.uidvalidity > 0
+    assert mailbox.type is MailboxType.PER and mailbox.active
+    folders = await people.folders.all(PER)
+    assert [(f.name, f.special_use) for f in folders] == [
+        ("INBOX", None), ("Archive", "\\Archive"), ("Drafts", "\\Drafts"),
+        ("Sent", "\\Sent"), ("Trash", "\\Trash")]
+    assert all(f.uidnext == 1 and f.uidvalidity > 0 and f.highestmodseq == 1 for f in folders)
     assert await people.get_mailbox(f"ALICE.MARTIN@{DOMAIN.upper()}") == mailbox
     assert await people.roles(PER) == [
         MailboxRole("dr", PersonKind.HEALTH, Role.OWNER, "rw")]

@@ -2,7 +2,8 @@
 
 ``write_deliveries`` writes a batch of deliveries inside the caller's
 transaction with a fixed number of statements whatever the batch size: one
-UPDATE of ``mailboxes.uidnext`` (RETURNING the new values), one INSERT of the
+SELECT of the target folders, one UPDATE of their ``uidnext`` and
+``highestmodseq`` (RETURNING the new values), one INSERT of the
 new bodies, one of the mailbox entries, one of the queue entries (RETURNING
 their ids in parameter order).
 """
@@ -15,23 +16,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.errors import Conflict, NotFound
 from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
-from mssante.store.schema import bodies, mailboxes, messages, queue
+from mssante.store.schema import bodies, folders, mailboxes, messages, queue
 
+INBOX = "INBOX"
+SENT = "\\Sent"  # RFC 6154 special use of the folder that keeps sent messages
+SEEN = "\\Seen"
 _INSERT_MESSAGES = insert(messages)
 _INSERT_QUEUE = insert(queue).returning(queue.c.id, sort_by_parameter_order=True)
-_INSERT_BODY_SQLITE = sqlite.insert(bodies).on_conflict_do_nothing(
+INSERT_BODY_SQLITE = sqlite.insert(bodies).on_conflict_do_nothing(
     index_elements=[bodies.c.sha256])
 _pg_insert_body = pg.insert(bodies)
 # DO UPDATE (not DO NOTHING) locks an existing row, so that a concurrent removal of
 # an orphan body (which locks it first) either waits for us or is redone by us.
-_INSERT_BODY_PG = _pg_insert_body.on_conflict_do_update(
+INSERT_BODY_PG = _pg_insert_body.on_conflict_do_update(
     index_elements=[bodies.c.sha256], set_={"size": _pg_insert_body.excluded.size})
 
 
@@ -48,6 +52,7 @@ class Delivery:
     envid: str | None
     ret: str | None
     now: float | None  # None: the time of the transaction
+    sent: str | None = None  # lower-case address whose Sent folder keeps a copy (\\Seen)
 
 
 class Refused(Exception):
@@ -63,28 +68,39 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
                            postgresql: bool) -> list[Accepted]:
     """Write every delivery of ``batch``, or raise Refused naming the bad ones."""
     now = time.time()
-    counts = Counter(key for delivery in batch for key in delivery.local)
-    first_uid: dict[str, tuple[int, int]] = {}
+    counts: Counter[tuple[str, str]] = Counter()
+    for delivery in batch:
+        counts.update((key, INBOX) for key in delivery.local)
+        if delivery.sent:
+            counts[(delivery.sent, SENT)] += 1
+    taken: dict[tuple[str, str], _Taken] = {}
     if counts:
-        first_uid = await _take_uids(conn, counts, batch, postgresql=postgresql)
+        taken = await _take_uids(conn, counts, batch, postgresql=postgresql)
 
     # Sorted: concurrent batches lock existing body rows in the same order.
     new_bodies = {d.sha256: {"sha256": d.sha256, "size": len(d.body), "data": d.body}
                   for d in sorted(batch, key=lambda d: d.sha256)}
-    await conn.execute(_INSERT_BODY_PG if postgresql else _INSERT_BODY_SQLITE,
+    await conn.execute(INSERT_BODY_PG if postgresql else INSERT_BODY_SQLITE,
                        list(new_bodies.values()))
 
     uids: list[dict[str, int]] = []
     entries: list[dict[str, Any]] = []
     for d in batch:
         mine: dict[str, int] = {}
-        for key in d.local:
-            mailbox_id, uid = first_uid[key]
-            first_uid[key] = (mailbox_id, uid + 1)
-            mine[key] = uid
+        targets = [(key, INBOX) for key in d.local]
+        if d.sent and (d.sent, SENT) in taken:
+            targets.append((d.sent, SENT))
+        for target in targets:
+            place = taken[target]
+            uid = place.next_uid
+            place.next_uid += 1
+            if target[1] == INBOX:
+                mine[target[0]] = uid
             entries.append({
-                "mailbox_id": mailbox_id, "uid": uid, "body_sha256": d.sha256,
-                "received_at": now if d.now is None else d.now, "flags": "",
+                "mailbox_id": place.mailbox_id, "folder_id": place.folder_id, "uid": uid,
+                "modseq": place.modseq, "body_sha256": d.sha256,
+                "received_at": now if d.now is None else d.now,
+                "flags": "" if target[1] == INBOX else SEEN,
                 "envelope_from": d.envelope_from, "message_id": d.summary.message_id,
                 "subject": d.summary.subject, "from_header": d.summary.from_header,
                 "date_header": d.summary.date_header, "size": len(d.body)})
@@ -104,34 +120,47 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
     if queued:
         ids = [int(i) for i in (await conn.execute(_INSERT_QUEUE, queued)).scalars()]
 
+    folder_ids = tuple(sorted({place.folder_id for place in taken.values()}))
     accepted: list[Accepted] = []
     for d, mine in zip(batch, uids, strict=True):
         accepted.append(Accepted(sha256=d.sha256, message_uids=mine,
-                                 queue_ids=ids[:len(d.remote)]))
+                                 queue_ids=ids[:len(d.remote)], folder_ids=folder_ids))
         ids = ids[len(d.remote):]
     return accepted
 
 
-async def _take_uids(conn: AsyncConnection, counts: Counter[str], batch: Sequence[Delivery],
-                     *, postgresql: bool) -> dict[str, tuple[int, int]]:
-    """Advance each mailbox's uidnext by its count in the batch (RFC 9051 §2.3.1.1:
-    UIDs strictly ascending); return address -> (mailbox id, first UID taken)."""
-    keys = sorted(counts)
-    if all(n == 1 for n in counts.values()):
-        step: Any = 1
-    else:
-        step = case(dict(counts), value=mailboxes.c.address, else_=0)
-    bump = update(mailboxes).values(uidnext=mailboxes.c.uidnext + step)
-    if postgresql and len(keys) > 1:
-        # Lock the rows in id order: concurrent deliveries cannot deadlock.
-        locked = (select(mailboxes.c.id).where(mailboxes.c.address.in_(keys))
-                  .order_by(mailboxes.c.id).with_for_update().cte("locked"))
-        bump = bump.where(mailboxes.c.id == locked.c.id)
-    else:
-        bump = bump.where(mailboxes.c.address.in_(keys))
-    rows = (await conn.execute(bump.returning(mailboxes.c.id, mailboxes.c.address,
-                                              mailboxes.c.active, mailboxes.c.uidnext)))
-    found = {row.address: row for row in rows}
+@dataclass(slots=True)
+class _Taken:
+    mailbox_id: int
+    folder_id: int
+    next_uid: int  # the next UID of the range taken
+    modseq: int  # the folder's new HIGHESTMODSEQ: every message of the batch gets it
+
+
+async def _take_uids(conn: AsyncConnection, counts: Counter[tuple[str, str]],
+                     batch: Sequence[Delivery], *, postgresql: bool
+                     ) -> dict[tuple[str, str], _Taken]:
+    """Advance the UIDNEXT of each target folder (the INBOX of a recipient, the Sent
+    folder of a sender) by its count in the batch and its HIGHESTMODSEQ by one
+    (RFC 9051 §2.3.1.1: UIDs strictly ascending; RFC 7162 §3.1.1); return
+    (address, INBOX | SENT) -> the range taken. A sender without a Sent folder gets
+    no copy; INBOX is never deleted nor given a special use (folders.py)."""
+    addresses = sorted({address for address, _ in counts})
+    rows = (await conn.execute(
+        select(mailboxes.c.id, mailboxes.c.address, mailboxes.c.active,
+               folders.c.id.label("folder_id"), folders.c.name, folders.c.special_use)
+        .select_from(mailboxes)
+        .outerjoin(folders, and_(folders.c.mailbox_id == mailboxes.c.id,
+                                 or_(folders.c.name == INBOX, folders.c.special_use == SENT)))
+        .where(mailboxes.c.address.in_(addresses)))).all()
+    found: dict[str, Any] = {}
+    place: dict[tuple[str, str], tuple[int, int]] = {}  # target -> (mailbox id, folder id)
+    for row in rows:
+        found[row.address] = row
+        if row.folder_id is None:
+            continue
+        which = INBOX if row.name == INBOX else SENT
+        place[(row.address, which)] = (int(row.id), int(row.folder_id))
 
     errors: dict[int, Exception] = {}
     for index, delivery in enumerate(batch):
@@ -143,4 +172,29 @@ async def _take_uids(conn: AsyncConnection, counts: Counter[str], batch: Sequenc
             errors[index] = Conflict(f"mailbox {', '.join(inactive)} is deactivated")
     if errors:
         raise Refused(errors)
-    return {key: (int(row.id), int(row.uidnext) - counts[key]) for key, row in found.items()}
+
+    by_folder: dict[int, int] = {}
+    for target, count in counts.items():
+        if target in place:
+            by_folder[place[target][1]] = by_folder.get(place[target][1], 0) + count
+    step: Any = 1 if all(n == 1 for n in by_folder.values()) else case(
+        by_folder, value=folders.c.id, else_=0)
+    bump = update(folders).values(uidnext=folders.c.uidnext + step,
+                                  highestmodseq=folders.c.highestmodseq + 1)
+    if postgresql and len(by_folder) > 1:
+        # Lock the rows in id order: concurrent deliveries cannot deadlock.
+        locked = (select(folders.c.id).where(folders.c.id.in_(sorted(by_folder)))
+                  .order_by(folders.c.id).with_for_update().cte("locked"))
+        bump = bump.where(folders.c.id == locked.c.id)
+    else:
+        bump = bump.where(folders.c.id.in_(sorted(by_folder)))
+    bumped = {int(row.id): row for row in await conn.execute(
+        bump.returning(folders.c.id, folders.c.uidnext, folders.c.highestmodseq))}
+    taken: dict[tuple[str, str], _Taken] = {}
+    for target, (mailbox_id, folder_id) in place.items():
+        if target not in counts:
+            continue
+        row = bumped[folder_id]
+        first = int(row.uidnext) - by_folder[folder_id]
+        taken[target] = _Taken(mailbox_id, folder_id, first, int(row.highestmodseq))
+    return taken

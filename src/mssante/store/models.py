@@ -43,8 +43,6 @@ class Mailbox:
     service: str
     cert_dn: str | None  # APP: DN of the organisation certificate its program presents
     active: bool
-    uidvalidity: int  # RFC 9051 §2.3.1.1
-    uidnext: int  # the UID the next delivered message gets
     liste_rouge: bool = False  # published, but hidden from the public by the trust space
     directory_id: str | None = None  # idNatPs (PER, CAB), idNatSt (ORG, APP); None: unpublished
     digitization: bool = False  # Dématérialisation: accepts digitised documents
@@ -52,6 +50,51 @@ class Mailbox:
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """An IMAP mailbox inside an MSSanté mailbox: INBOX, Sent, a folder of the user."""
+
+    id: int
+    mailbox: str  # the lower-case address of the MSSanté mailbox holding it
+    name: str  # "INBOX" or a name with "/" between levels, e.g. "Projets/2026"
+    special_use: str | None  # RFC 6154 attribute: "\\Sent", "\\Drafts", "\\Trash", "\\Archive"
+    uidvalidity: int  # RFC 9051 §2.3.1.1
+    uidnext: int  # the UID the next message gets
+    highestmodseq: int  # RFC 7162 §3.1.2.1
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """What a session keeps of a folder: its messages' UIDs, flags and MODSEQs in UID
+    order (parallel lists), as of ``folder.highestmodseq``."""
+
+    folder: Folder
+    uids: list[int]
+    flags: list[str]  # space-separated flags of each message, e.g. "\\Seen $Label1"
+    modseqs: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderChanges:
+    """What changed in a folder after a MODSEQ: messages added or changed (their
+    current UID, flags and MODSEQ, in UID order) and UIDs expunged."""
+
+    folder: Folder
+    changed: list[tuple[int, str, int]]
+    expunged: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageData:
+    """A message of a folder with what FETCH and SEARCH read besides flags."""
+
+    uid: int
+    body_sha256: str
+    size: int
+    internaldate: float  # epoch seconds (RFC 9051 INTERNALDATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +132,7 @@ class Accepted:
     sha256: str
     message_uids: dict[str, int]  # lower-case local address -> UID
     queue_ids: list[int]  # one per remote recipient, in the order given
+    folder_ids: tuple[int, ...] = ()  # folders the batch wrote to (for change notifications)
 
 
 @dataclass(frozen=True, slots=True)

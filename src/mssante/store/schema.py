@@ -62,8 +62,9 @@ mailboxes = Table(
     Column("service", Text, nullable=False),
     Column("cert_dn", Text),
     Column("active", Boolean, nullable=False),
+    # the last UIDVALIDITY given to one of its folders: a folder created again gets a
+    # greater one (RFC 9051 §2.3.1.1)
     Column("uidvalidity", BigInteger, nullable=False),
-    Column("uidnext", BigInteger, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("liste_rouge", Boolean, nullable=False, server_default=false()),
     Column("directory_id", Text),  # idNatPs (PER, CAB) or idNatSt (ORG, APP); null: unpublished
@@ -93,13 +94,33 @@ bodies = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+folders = Table(
+    "folders", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer,
+           ForeignKey("mailboxes.id", ondelete="CASCADE", name="fk_folders_mailbox"),
+           nullable=False),
+    Column("name", Text, nullable=False),  # "INBOX", "Sent", "Projets/2026": "/" delimits
+    Column("special_use", Text),  # RFC 6154: "\\Sent", "\\Drafts", "\\Trash", "\\Archive"
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("highestmodseq", BigInteger, nullable=False),  # RFC 7162 §3.1.2.1
+    Column("subscribed", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
+)
+
 messages = Table(
     "messages", metadata,
     Column("id", BigId, primary_key=True),
     Column("mailbox_id", Integer,
            ForeignKey("mailboxes.id", ondelete="CASCADE", name="fk_messages_mailbox"),
            nullable=False),
+    Column("folder_id", Integer,
+           ForeignKey("folders.id", ondelete="CASCADE", name="fk_messages_folder"),
+           nullable=False),
     Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),  # RFC 7162: the last change of the message
     Column("body_sha256", Text, ForeignKey("bodies.sha256", name="fk_messages_body"),
            nullable=False),
     Column("received_at", Double, nullable=False),
@@ -110,8 +131,23 @@ messages = Table(
     Column("from_header", Text),
     Column("date_header", Text),
     Column("size", BigInteger, nullable=False),
-    UniqueConstraint("mailbox_id", "uid", name="uq_messages_mailbox_uid"),
+    UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
     Index("ix_messages_body", "body_sha256"),
+    Index("ix_messages_mailbox", "mailbox_id"),
+    Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+)
+
+# UIDs expunged from a folder, with the MODSEQ of the expunge: what QRESYNC's
+# VANISHED (EARLIER) reports (RFC 7162 §3.2.10).
+expunged = Table(
+    "expunged", metadata,
+    Column("folder_id", Integer,
+           ForeignKey("folders.id", ondelete="CASCADE", name="fk_expunged_folder"),
+           nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("folder_id", "uid", name="pk_expunged"),
+    Index("ix_expunged_folder_modseq", "folder_id", "modseq"),
 )
 
 queue = Table(

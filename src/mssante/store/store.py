@@ -18,10 +18,14 @@ Implementation notes:
   or deactivated mailbox) writes nothing and takes no UID.
 - Bodies are content-addressed (SHA-256) and stored once; a body goes when the
   last mailbox entry or queue entry holding it goes.
-- A message's UID comes from ``mailboxes.uidnext`` in the delivering transaction
-  (RFC 9051 §2.3.1.1: strictly ascending per mailbox). On PostgreSQL the rows of
-  several mailboxes are locked in id order, and existing bodies in hash order,
-  so concurrent deliveries cannot deadlock.
+- A message's UID and MODSEQ come from its folder row (``folders.uidnext``,
+  ``highestmodseq``) in the delivering transaction (RFC 9051 §2.3.1.1: strictly
+  ascending per folder). On PostgreSQL the folder rows are locked in id order,
+  and existing bodies in hash order, so concurrent deliveries cannot deadlock.
+  Delivery goes to INBOX; a message sent through submission is also kept in the
+  sender's Sent folder, in the same transaction. IMAP folder operations live in
+  folders.py (``store.folders``); every commit that changes a folder is published
+  on ``store.changes`` (changes.py).
 - Queue claims are leases: ``claimed_until`` set atomically by one UPDATE whose
   subquery selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write
   lock serialises claimers. A worker that dies loses its lease when it expires.
@@ -79,7 +83,15 @@ from mssante.pki.names import same_dn
 from mssante.publishing.contact import ADD, DELETE
 from mssante.store import migrate, outbox
 from mssante.store.batch import GroupCommit
-from mssante.store.delivery import Delivery, Refused, write_deliveries
+from mssante.store.changes import ChangeHub
+from mssante.store.delivery import (
+    INBOX,
+    INSERT_BODY_PG,
+    INSERT_BODY_SQLITE,
+    Delivery,
+    Refused,
+    write_deliveries,
+)
 from mssante.store.engine import (
     BEGIN_OPTION,
     POSTGRESQL,
@@ -87,6 +99,7 @@ from mssante.store.engine import (
     create_engine,
     database_url,
 )
+from mssante.store.folders import FolderStore, create_default_folders
 from mssante.store.models import (
     DELIVERED,
     FAILED,
@@ -107,6 +120,7 @@ from mssante.store.models import (
 from mssante.store.outcomes import Kind, Outcome, write_outcomes
 from mssante.store.schema import (
     bodies,
+    folders,
     mailbox_roles,
     mailboxes,
     messages,
@@ -171,11 +185,13 @@ class Store:
             self._deliver_batch, weight=lambda delivery: len(delivery.body))
         self._outcomes: GroupCommit[Outcome, None] = GroupCommit(self._write_outcomes,
                                                                  max_items=256)
+        self.folders = FolderStore(self, ChangeHub())
         # Called after a commit that wrote directory outbox entries (a publisher's wake).
         self.on_directory_entry: Callable[[], None] | None = None
 
     async def close(self) -> None:
         """Finish the deliveries in progress and close the connections."""
+        await self.folders.hub.stop()
         await self._deliveries.wait_idle()
         await self._outcomes.wait_idle()
         await self._engine.dispose()
@@ -317,9 +333,10 @@ class Store:
         mailbox = Mailbox(address=parsed.key, display_address=str(parsed), type=mailbox_type,
                           description=description, organisation=organisation,
                           service=service, cert_dn=cert_dn, active=True,
-                          uidvalidity=max(1, int(now)), uidnext=1, liste_rouge=liste_rouge,
+                          liste_rouge=liste_rouge,
                           digitization=digitization)
         logins = ([owner] if owner is not None else []) + responsible
+        uidvalidity = max(1, int(now))  # RFC 9051 §2.3.1.1
         async with self._write(conflict=f"the mailbox {mailbox.address} exists already"
                                ) as conn:
             people = await self._people(conn, logins)
@@ -334,9 +351,10 @@ class Store:
                 address=mailbox.address, display_address=mailbox.display_address,
                 domain=parsed.domain, type=mailbox_type.value, description=description,
                 organisation=organisation, service=service, cert_dn=cert_dn, active=True,
-                uidvalidity=mailbox.uidvalidity, uidnext=mailbox.uidnext, created_at=now,
+                uidvalidity=uidvalidity, created_at=now,
                 liste_rouge=liste_rouge, directory_id=directory_id, digitization=digitization,
             ).returning(mailboxes.c.id))).scalar_one()
+            await create_default_folders(conn, mailbox_id, uidvalidity, now)
             roles = [(owner, Role.OWNER)] if owner is not None else []
             roles += [(login, Role.RESPONSIBLE) for login in responsible]
             await conn.execute(insert(mailbox_roles), [
@@ -546,9 +564,10 @@ class Store:
     async def accept_message(self, body: bytes, *, envelope_from: str, local: Sequence[str],
                              remote: Sequence[OutboundRecipient], summary: MessageSummary,
                              envid: str | None = None, ret: str | None = None,
-                             now: float | None = None) -> Accepted:
+                             now: float | None = None, sent: str | None = None) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
+        ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -561,8 +580,8 @@ class Store:
                             envelope_from=envelope_from,
                             local=tuple(dict.fromkeys(address.lower() for address in local)),
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
-                            now=now)
-        if not delivery.local and not delivery.remote:
+                            now=now, sent=sent.lower() if sent else None)
+        if not delivery.local and not delivery.remote and not delivery.sent:
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
         return await self._deliveries.submit(delivery)
 
@@ -580,15 +599,32 @@ class Store:
                 todo = [i for n, i in enumerate(todo) if n not in refused.errors]
                 continue
             results.update(zip(todo, written, strict=True))
+            if written:
+                self.folders.hub.publish(written[0].folder_ids)
             todo = []
         return [results[i] for i in range(len(batch))]
 
-    async def list_messages(self, address: str) -> list[StoredMessage]:
-        """The messages of a mailbox, ordered by UID."""
+    def listen_for_changes(self) -> None:
+        """On PostgreSQL, follow the folder changes other processes commit
+        (changes.py); on SQLite nothing to do."""
+        if self._pg:
+            url = self._engine.url.set(drivername="postgresql")
+            self.folders.hub.listen(url.render_as_string(hide_password=False))
+
+    async def _insert_bodies(self, conn: AsyncConnection, found: dict[str, bytes]) -> None:
+        """Insert bodies not stored yet (content-addressed), in hash order."""
+        rows = [{"sha256": sha, "size": len(body), "data": body}
+                for sha, body in sorted(found.items())]
+        if rows:
+            await conn.execute(INSERT_BODY_PG if self._pg else INSERT_BODY_SQLITE, rows)
+
+    async def list_messages(self, address: str, folder: str = INBOX) -> list[StoredMessage]:
+        """The messages of a folder of a mailbox (INBOX by default), ordered by UID."""
         async with self._read() as conn:
             rows = (await conn.execute(
-                select(messages).join(mailboxes, mailboxes.c.id == messages.c.mailbox_id)
-                .where(mailboxes.c.address == address.lower())
+                select(messages).join(folders, folders.c.id == messages.c.folder_id)
+                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                .where(mailboxes.c.address == address.lower(), folders.c.name == folder)
                 .order_by(messages.c.uid))).all()
             if not rows:
                 await self._mailbox_exists(conn, address)
@@ -951,8 +987,7 @@ def _mailbox(row: Row[Any]) -> Mailbox:
     return Mailbox(address=row.address, display_address=row.display_address,
                    type=MailboxType(row.type), description=row.description,
                    organisation=row.organisation, service=row.service, cert_dn=row.cert_dn,
-                   active=bool(row.active), uidvalidity=int(row.uidvalidity),
-                   uidnext=int(row.uidnext), liste_rouge=bool(row.liste_rouge),
+                   active=bool(row.active), liste_rouge=bool(row.liste_rouge),
                    directory_id=row.directory_id, digitization=bool(row.digitization))
 
 

@@ -1,0 +1,119 @@
+"""Telling open IMAP sessions that a folder changed, in this process and in others.
+
+A notification carries only folder ids: a session that hears of its folder asks
+the store what changed since the MODSEQ it knows (``FolderStore.changes``), so a
+lost, doubled or late notification costs a query, never a wrong view.
+
+Implementation notes:
+- In one process, ``publish`` calls the subscribers of each folder after the
+  commit, in the event loop (subscribers only set a flag or an event).
+- Across processes sharing PostgreSQL, every transaction that changes a folder
+  also runs ``pg_notify('mssante_folders', '<process token>:<ids>')``; PostgreSQL
+  delivers it at commit, in commit order. Each process keeps one connection that
+  LISTENs and republishes what other processes sent (its own token is skipped:
+  those subscribers were called already). If that connection drops, it is opened
+  again and every subscriber is called once, since notifications may have been
+  missed meanwhile.
+- SQLite has no such channel: a database shared by several processes on one
+  machine is seen by the sessions of the other processes at their next command
+  (NOOP, IDLE's periodic check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "mssante_folders"
+RECONNECT_DELAY = 1.0  # seconds before listening again after a lost connection
+
+Subscriber = Callable[[], None]
+
+
+class ChangeHub:
+    """Subscribers by folder id; ``publish`` wakes them."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(8)  # this process's notifications carry it
+        self._subscribers: dict[int, set[Subscriber]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    def subscribe(self, folder_id: int, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber`` whenever ``folder_id`` changes; returns the unsubscribe."""
+        self._subscribers.setdefault(folder_id, set()).add(subscriber)
+
+        def unsubscribe() -> None:
+            subscribers = self._subscribers.get(folder_id)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[folder_id]
+        return unsubscribe
+
+    def publish(self, folder_ids: Iterable[int]) -> None:
+        for folder_id in set(folder_ids):
+            for subscriber in list(self._subscribers.get(folder_id, ())):
+                subscriber()
+
+    def _publish_all(self) -> None:
+        for subscribers in list(self._subscribers.values()):
+            for subscriber in list(subscribers):
+                subscriber()
+
+    def payload(self, folder_ids: Iterable[int]) -> str:
+        return f"{self.token}:{','.join(str(i) for i in sorted(set(folder_ids)))}"
+
+    def _received(self, payload: str) -> None:
+        token, _, ids = payload.partition(":")
+        if token == self.token:
+            return
+        try:
+            folder_ids = [int(i) for i in ids.split(",") if i]
+        except ValueError:
+            log.warning("ignored a malformed folder notification %r", payload)
+            return
+        self.publish(folder_ids)
+
+    # ---------------------------------------------------------------- PostgreSQL
+
+    def listen(self, dsn: str) -> None:
+        """Start following the other processes' notifications (PostgreSQL ``dsn``,
+        in asyncpg's form: ``postgresql://user@host:port/db``)."""
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(dsn))
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+
+    async def _listen(self, dsn: str) -> None:
+        import asyncpg  # type: ignore[import-untyped]  # PostgreSQL's driver, loaded there only
+
+        first = True
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(dsn)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await connection.add_listener(
+                    CHANNEL, lambda _conn, _pid, _channel, payload: self._received(payload))
+                if not first:
+                    self._publish_all()  # notifications may have gone by meanwhile
+                first = False
+                await lost.wait()
+                log.warning("lost the folder notification connection; listening again")
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cannot listen for folder notifications: %s", exc)
+            finally:
+                if connection is not None and not connection.is_closed():
+                    await connection.close()
+            await asyncio.sleep(RECONNECT_DELAY)

@@ -1,0 +1,633 @@
+"""Folders (IMAP mailboxes) of an MSSanté mailbox, and the messages in them.
+
+Every MSSanté mailbox has an INBOX, where delivery puts messages, and the
+special-use folders Sent, Drafts, Trash and Archive (RFC 6154); its users add
+their own, with "/" between hierarchy levels.
+
+Implementation notes:
+- UIDs and MODSEQs are taken from the folder row inside the writing transaction
+  (RFC 9051 §2.3.1.1, RFC 7162 §3.1): on PostgreSQL that row is locked first
+  (``UPDATE ... RETURNING`` or ``FOR UPDATE``), on SQLite the write lock already
+  serialises writers. Writers of one folder thus commit in MODSEQ order, so a
+  reader that saw MODSEQ n and later asks "what changed after n" misses nothing.
+- Every change that touches messages takes one new MODSEQ for the folder (all the
+  messages it changes get it) and records expunged UIDs in ``expunged`` with it,
+  for QRESYNC (RFC 7162 §3.2.10).
+- A folder created again after a delete gets a UIDVALIDITY greater than any its
+  mailbox gave before (``mailboxes.uidvalidity`` keeps the last one), so that a
+  client never mixes UIDs of the old and the new folder.
+- INBOX is never deleted and never given a special use; renaming it moves its
+  messages to the new folder and leaves it empty (RFC 9051 §6.3.6).
+- Flags are stored as one space-separated string per message, sorted, without
+  duplicates; ``\\Recent`` is never stored (it is a property of a session).
+- After each commit, the folders it changed are published on the store's change
+  hub (changes.py); on PostgreSQL the same transaction notifies other processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mssante.content.headers import read_headers
+from mssante.domain.mailboxes import MailboxType, Role
+from mssante.errors import Conflict, NotFound, PolicyViolation
+from mssante.store.changes import CHANNEL, ChangeHub
+from mssante.store.delivery import INBOX
+from mssante.store.models import (
+    Folder,
+    FolderChanges,
+    FolderState,
+    MessageData,
+)
+from mssante.store.schema import (
+    bodies,
+    expunged,
+    folders,
+    mailbox_roles,
+    mailboxes,
+    messages,
+    persons,
+)
+
+if TYPE_CHECKING:
+    from mssante.store.store import Store
+
+DELIMITER = "/"
+DEFAULT_FOLDERS = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"),
+                   ("Archive", "\\Archive"))
+SPECIAL_USES = frozenset(use for _, use in DEFAULT_FOLDERS) | {"\\Junk", "\\Flagged",
+                                                                "\\All"}
+MAX_NAME = 255  # characters of a folder name
+MAX_DEPTH = 16  # hierarchy levels
+_CHUNK = 900  # UIDs per IN (...) list
+_STATE = text("SELECT uid, flags, modseq FROM messages WHERE folder_id = :folder_id "
+              "ORDER BY uid")
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A person's access to an MSSanté mailbox."""
+
+    address: str
+    type: MailboxType
+    role: Role
+    rights: str  # "rw" or "r"
+    active: bool
+
+
+def normalise_name(name: str) -> str:
+    """The stored form of a folder name: INBOX in upper case (RFC 9051 §5.1: INBOX is
+    case-insensitive), including as the first level of a hierarchy; ValueError when
+    the name cannot be a folder."""
+    if not name or len(name) > MAX_NAME:
+        raise ValueError(f"a folder name has 1 to {MAX_NAME} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or "*" in name or "%" in name:
+        raise ValueError("a folder name holds no control character, '*' nor '%'")
+    parts = name.split(DELIMITER)
+    if any(part == "" for part in parts):
+        raise ValueError(f"empty level in folder name {name!r}")
+    if len(parts) > MAX_DEPTH:
+        raise ValueError(f"a folder name has at most {MAX_DEPTH} levels")
+    if parts[0].upper() == INBOX:
+        parts[0] = INBOX
+    return DELIMITER.join(parts)
+
+
+def canonical_flags(flags: Iterable[str]) -> str:
+    """Sorted, unique, without \\Recent; system flags keep their RFC spelling."""
+    seen: dict[str, str] = {}
+    for flag in flags:
+        if not flag or flag.lower() == "\\recent":
+            continue
+        spelled = _SYSTEM.get(flag.lower(), flag)
+        seen.setdefault(spelled.lower(), spelled)
+    return " ".join(sorted(seen.values()))
+
+
+_SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
+                                  "\\Draft")}
+
+
+class FolderStore:
+    """Folder operations of a store (``store.folders``)."""
+
+    def __init__(self, store: Store, hub: ChangeHub) -> None:
+        self._store = store
+        self.hub = hub
+
+    # ------------------------------------------------------------ access
+
+    async def access(self, login: str) -> list[Access]:
+        """The MSSanté mailboxes ``login`` holds a role on, ordered by address."""
+        async with self._store._read() as conn:
+            rows = await conn.execute(
+                select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
+                       mailbox_roles.c.role, mailbox_roles.c.rights)
+                .select_from(persons)
+                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
+                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
+                .where(persons.c.login == login).order_by(mailboxes.c.address))
+            return [Access(row.address, MailboxType(row.type), Role(row.role), row.rights,
+                           bool(row.active)) for row in rows]
+
+    async def access_to(self, login: str, address: str) -> Access | None:
+        """``login``'s current access to one mailbox (None: none any more)."""
+        async with self._store._read() as conn:
+            row = (await conn.execute(
+                select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
+                       mailbox_roles.c.role, mailbox_roles.c.rights)
+                .select_from(persons)
+                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
+                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
+                .where(persons.c.login == login, mailboxes.c.address == address))).first()
+        if row is None:
+            return None
+        return Access(row.address, MailboxType(row.type), Role(row.role), row.rights,
+                      bool(row.active))
+
+    # ----------------------------------------------------------- folders
+
+    async def all(self, address: str) -> list[Folder]:
+        """The folders of a mailbox, INBOX first then by name."""
+        async with self._store._read() as conn:
+            rows = (await conn.execute(
+                select(folders, mailboxes.c.address)
+                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                .where(mailboxes.c.address == address.lower()))).all()
+        found = [_folder(row) for row in rows]
+        return sorted(found, key=lambda f: (f.name != INBOX, f.name))
+
+    async def get(self, address: str, name: str) -> Folder | None:
+        try:
+            name = normalise_name(name)
+        except ValueError:
+            return None
+        async with self._store._read() as conn:
+            return await self._get(conn, address.lower(), name)
+
+    async def by_id(self, folder_id: int) -> Folder | None:
+        async with self._store._read() as conn:
+            row = (await conn.execute(
+                select(folders, mailboxes.c.address)
+                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                .where(folders.c.id == folder_id))).first()
+        return _folder(row) if row is not None else None
+
+    async def create(self, address: str, name: str, *, special_use: str | None = None
+                     ) -> Folder:
+        """Create a folder; Conflict if it exists, ValueError for a bad name."""
+        name = normalise_name(name)
+        if name == INBOX:
+            raise Conflict("INBOX exists already")
+        if special_use is not None and special_use not in SPECIAL_USES:
+            raise ValueError(f"unknown special use {special_use!r}")
+        async with self._store._write(conflict=f"the folder {name} exists already") as conn:
+            mailbox_id = await self._mailbox_id(conn, address, lock=True)
+            if special_use is not None and (await conn.execute(
+                    select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
+                                               folders.c.special_use == special_use))).first():
+                raise Conflict(f"a folder is {special_use} already")
+            uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
+            folder_id = (await conn.execute(insert(folders).values(
+                mailbox_id=mailbox_id, name=name, special_use=special_use,
+                uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, subscribed=True,
+                created_at=time.time()).returning(folders.c.id))).scalar_one()
+        return Folder(int(folder_id), address.lower(), name, special_use, uidvalidity, 1, 1,
+                      True)
+
+    async def delete(self, address: str, name: str) -> None:
+        """Delete a folder and its messages; its children stay (RFC 9051 §6.3.4)."""
+        name = normalise_name(name)
+        if name == INBOX:
+            raise PolicyViolation("INBOX cannot be deleted")
+        async with self._store._write() as conn:
+            mailbox_id = await self._mailbox_id(conn, address, lock=True)
+            row = (await conn.execute(
+                select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
+                                           folders.c.name == name))).first()
+            if row is None:
+                raise NotFound(f"no folder {name}")
+            shas = (await conn.execute(select(messages.c.body_sha256.distinct())
+                                       .where(messages.c.folder_id == row.id))).scalars().all()
+            await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
+            await conn.execute(delete(expunged).where(expunged.c.folder_id == row.id))
+            await conn.execute(delete(folders).where(folders.c.id == row.id))
+            await self._store._drop_orphan_bodies(conn, shas)
+            await self._notify(conn, [int(row.id)])
+        self.hub.publish([int(row.id)])
+
+    async def rename(self, address: str, old: str, new: str) -> None:
+        """Rename a folder and its children (RFC 9051 §6.3.6); renaming INBOX moves
+        its messages into a new folder and leaves INBOX empty."""
+        old, new = normalise_name(old), normalise_name(new)
+        if new == INBOX or new.startswith(old + DELIMITER):
+            raise PolicyViolation(f"cannot rename {old} to {new}")
+        async with self._store._write(conflict=f"the folder {new} exists already") as conn:
+            mailbox_id = await self._mailbox_id(conn, address, lock=True)
+            rows = (await conn.execute(
+                select(folders.c.id, folders.c.name).where(
+                    folders.c.mailbox_id == mailbox_id,
+                    or_(folders.c.name == old,
+                        folders.c.name.startswith(old + DELIMITER, autoescape=True))))).all()
+            if not any(r.name == old for r in rows):
+                raise NotFound(f"no folder {old}")
+            if old == INBOX:
+                await self._rename_inbox(conn, address, mailbox_id, new)
+                return
+            for row in rows:
+                await conn.execute(update(folders).where(folders.c.id == row.id)
+                                   .values(name=new + row.name[len(old):]))
+
+    async def _rename_inbox(self, conn: AsyncConnection, address: str, mailbox_id: int,
+                            new: str) -> None:
+        inbox = await self._get(conn, address.lower(), INBOX)
+        assert inbox is not None
+        uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
+        folder_id = int((await conn.execute(insert(folders).values(
+            mailbox_id=mailbox_id, name=new, special_use=None, uidvalidity=uidvalidity,
+            uidnext=inbox.uidnext, highestmodseq=inbox.highestmodseq + 1, subscribed=True,
+            created_at=time.time()).returning(folders.c.id))).scalar_one())
+        uids = (await conn.execute(select(messages.c.uid).where(
+            messages.c.folder_id == inbox.id))).scalars().all()
+        await conn.execute(update(messages).where(messages.c.folder_id == inbox.id)
+                           .values(folder_id=folder_id, modseq=inbox.highestmodseq + 1))
+        modseq = await self._bump(conn, inbox.id)
+        if uids:
+            await conn.execute(insert(expunged), [
+                {"folder_id": inbox.id, "uid": uid, "modseq": modseq} for uid in uids])
+        await self._notify(conn, [inbox.id])
+
+    async def subscribe(self, address: str, name: str, subscribed: bool) -> None:
+        name = normalise_name(name)
+        async with self._store._write(writes_first=True) as conn:
+            mailbox_id = (select(mailboxes.c.id)
+                          .where(mailboxes.c.address == address.lower()).scalar_subquery())
+            done = await conn.execute(update(folders).where(
+                folders.c.mailbox_id == mailbox_id, folders.c.name == name)
+                .values(subscribed=subscribed))
+            if done.rowcount == 0:
+                raise NotFound(f"no folder {name}")
+
+    # --------------------------------------------------------- reading
+
+    async def state(self, folder_id: int) -> FolderState | None:
+        """The folder with every message's UID, flags and MODSEQ (SELECT); None if
+        the folder is gone. The folder row is read first: a change committed between
+        the two reads has a greater MODSEQ, so ``changes`` reports it again later
+        (applying a change twice is harmless; missing one is impossible)."""
+        async with self._store._read() as conn:
+            row = (await conn.execute(
+                select(folders, mailboxes.c.address)
+                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                .where(folders.c.id == folder_id))).first()
+            if row is None:
+                return None
+            result = await conn.execute(_STATE, {"folder_id": folder_id})
+            rows: list[Any] = list(result.tuples())
+        uids = [r[0] for r in rows]
+        flags = [r[1] for r in rows]
+        modseqs = [r[2] for r in rows]
+        return FolderState(_folder(row), uids, flags, modseqs)
+
+    async def changes(self, folder_id: int, since: int) -> FolderChanges | None:
+        """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
+        if the folder is gone."""
+        async with self._store._read() as conn:
+            row = (await conn.execute(
+                select(folders, mailboxes.c.address)
+                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                .where(folders.c.id == folder_id))).first()
+            if row is None:
+                return None
+            folder = _folder(row)
+            if folder.highestmodseq <= since:
+                return FolderChanges(folder, [], [])
+            changed = (await conn.execute(
+                select(messages.c.uid, messages.c.flags, messages.c.modseq)
+                .where(messages.c.folder_id == folder_id, messages.c.modseq > since)
+                .order_by(messages.c.uid))).all()
+            gone = (await conn.execute(
+                select(expunged.c.uid).where(expunged.c.folder_id == folder_id,
+                                             expunged.c.modseq > since)
+                .order_by(expunged.c.uid))).scalars().all()
+        return FolderChanges(folder, [(int(u), f, int(m)) for u, f, m in changed],
+                             [int(u) for u in gone])
+
+    async def expunged_since(self, folder_id: int, since: int,
+                             uids: Sequence[int] | None = None) -> list[int]:
+        """UIDs expunged after MODSEQ ``since`` (all of them with ``since`` 0), among
+        ``uids`` if given (QRESYNC, RFC 7162 §3.2.5)."""
+        async with self._store._read() as conn:
+            query = select(expunged.c.uid).where(expunged.c.folder_id == folder_id,
+                                                 expunged.c.modseq > since)
+            found = [int(u) for u in (await conn.execute(
+                query.order_by(expunged.c.uid))).scalars()]
+        if uids is not None:
+            wanted = set(uids)
+            found = [u for u in found if u in wanted]
+        return found
+
+    async def message_data(self, folder_id: int, uids: Sequence[int]) -> list[MessageData]:
+        """Body hash, size and INTERNALDATE of the messages with these UIDs (those
+        still there), in UID order."""
+        found: list[MessageData] = []
+        async with self._store._read() as conn:
+            for chunk in _uid_chunks(uids):
+                rows = await conn.execute(
+                    select(messages.c.uid, messages.c.body_sha256, messages.c.size,
+                           messages.c.received_at)
+                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
+                wanted = set(chunk)
+                found.extend(MessageData(int(r.uid), r.body_sha256, int(r.size),
+                                         float(r.received_at))
+                             for r in rows if r.uid in wanted)
+        found.sort(key=lambda m: m.uid)
+        return found
+
+    async def summaries(self, folder_id: int, uids: Sequence[int]
+                        ) -> dict[int, tuple[str | None, str | None, str | None, str | None]]:
+        """UID -> (subject, from, message-id, date) as stored at delivery, decoded."""
+        out: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
+        async with self._store._read() as conn:
+            for chunk in _uid_chunks(uids):
+                wanted = set(chunk)
+                rows = await conn.execute(
+                    select(messages.c.uid, messages.c.subject, messages.c.from_header,
+                           messages.c.message_id, messages.c.date_header)
+                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
+                for r in rows:
+                    if r.uid in wanted:
+                        out[int(r.uid)] = (r.subject, r.from_header, r.message_id,
+                                           r.date_header)
+        return out
+
+    async def bodies(self, shas: Iterable[str]) -> dict[str, bytes]:
+        wanted = sorted(set(shas))
+        out: dict[str, bytes] = {}
+        async with self._store._read() as conn:
+            for start in range(0, len(wanted), _CHUNK):
+                rows = await conn.execute(select(bodies.c.sha256, bodies.c.data).where(
+                    bodies.c.sha256.in_(wanted[start:start + _CHUNK])))
+                out.update((r.sha256, bytes(r.data)) for r in rows)
+        return out
+
+    # --------------------------------------------------------- writing
+
+    async def append(self, folder_id: int, body: bytes, *, flags: Iterable[str] = (),
+                     internaldate: float | None = None) -> tuple[int, int]:
+        """Add a message (APPEND); returns (UIDVALIDITY, UID) for APPENDUID (RFC 4315)."""
+        [uid] = await self._append(folder_id, [(body, canonical_flags(flags),
+                                                internaldate or time.time())])
+        folder = await self.by_id(folder_id)
+        assert folder is not None
+        return folder.uidvalidity, uid
+
+    async def bulk_append(self, address: str, name: str,
+                          items: Sequence[tuple[bytes, str, float]]) -> list[int]:
+        """Add many messages (body, flags, INTERNALDATE) to a folder in one transaction
+        per thousand; for imports and benchmarks."""
+        folder = await self.get(address, name)
+        if folder is None:
+            raise NotFound(f"no folder {name} in {address}")
+        uids: list[int] = []
+        for start in range(0, len(items), 1000):
+            uids += await self._append(folder.id, [
+                (body, canonical_flags(flags.split()), date)
+                for body, flags, date in items[start:start + 1000]])
+        return uids
+
+    async def _append(self, folder_id: int, items: Sequence[tuple[bytes, str, float]]
+                      ) -> list[int]:
+        rows = []
+        for body, flags, date in items:
+            headers = read_headers(body)
+            rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers))
+        async with self._store._write(writes_first=True) as conn:
+            bumped = (await conn.execute(
+                update(folders).where(folders.c.id == folder_id)
+                .values(uidnext=folders.c.uidnext + len(items),
+                        highestmodseq=folders.c.highestmodseq + 1)
+                .returning(folders.c.mailbox_id, folders.c.uidnext,
+                           folders.c.highestmodseq))).first()
+            if bumped is None:
+                raise NotFound("the folder is gone")
+            first = int(bumped.uidnext) - len(items)
+            await self._store._insert_bodies(conn, {sha: body for sha, body, *_ in rows})
+            await conn.execute(insert(messages), [{
+                "mailbox_id": bumped.mailbox_id, "folder_id": folder_id, "uid": first + i,
+                "modseq": bumped.highestmodseq, "body_sha256": sha, "received_at": date,
+                "flags": flags, "envelope_from": "", "message_id": headers.message_id,
+                "subject": headers.subject, "from_header": headers.from_header,
+                "date_header": headers.date, "size": len(body)}
+                for i, (sha, body, flags, date, headers) in enumerate(rows)])
+            await self._notify(conn, [folder_id])
+        self.hub.publish([folder_id])
+        return list(range(first, first + len(items)))
+
+    async def store_flags(self, folder_id: int, uids: Sequence[int], mode: str,
+                          flags: Iterable[str], *, unchanged_since: int | None = None
+                          ) -> tuple[list[tuple[int, str, int]], list[int]]:
+        """STORE (RFC 9051 §6.4.6): ``mode`` "+" adds, "-" removes, "" replaces.
+        Returns the messages whose flags changed (UID, flags, new MODSEQ) and the UIDs
+        refused by UNCHANGEDSINCE (RFC 7162 §3.1.3: MODIFIED)."""
+        wanted = canonical_flags(flags).split()
+        lowered = {f.lower() for f in wanted}
+        async with self._store._write() as conn:
+            await self._lock_folder(conn, folder_id)
+            current: list[tuple[int, str, int]] = []
+            for chunk in _uid_chunks(uids):
+                keep = set(chunk)
+                rows = await conn.execute(
+                    select(messages.c.uid, messages.c.flags, messages.c.modseq)
+                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
+                current.extend((int(r.uid), r.flags, int(r.modseq)) for r in rows
+                               if r.uid in keep)
+            modified: list[int] = []
+            updates: list[tuple[int, str]] = []
+            for uid, old, modseq in current:
+                if unchanged_since is not None and modseq > unchanged_since:
+                    modified.append(uid)
+                    continue
+                have = old.split()
+                if mode == "+":
+                    new = canonical_flags(have + wanted)
+                elif mode == "-":
+                    new = canonical_flags(f for f in have if f.lower() not in lowered)
+                else:
+                    new = canonical_flags(wanted)
+                if new != old:
+                    updates.append((uid, new))
+            if not updates:
+                return [], sorted(modified)
+            modseq = await self._bump(conn, folder_id)
+            await conn.execute(
+                update(messages).where(messages.c.folder_id == folder_id,
+                                       messages.c.uid == bindparam("b_uid"))
+                .values(flags=bindparam("b_flags"), modseq=modseq),
+                [{"b_uid": uid, "b_flags": new} for uid, new in updates])
+            await self._notify(conn, [folder_id])
+        self.hub.publish([folder_id])
+        return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
+
+    async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove the messages flagged \\Deleted (among ``uids`` if given: UID
+        EXPUNGE, RFC 4315); returns their UIDs."""
+        async with self._store._write() as conn:
+            await self._lock_folder(conn, folder_id)
+            rows = (await conn.execute(
+                select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
+                .where(messages.c.folder_id == folder_id,
+                       messages.c.flags.like("%\\Deleted%", escape="!")))).all()
+            keep = set(uids) if uids is not None else None
+            gone = [(int(r.uid), r.body_sha256) for r in rows
+                    if "\\Deleted" in r.flags.split() and (keep is None or r.uid in keep)]
+            if not gone:
+                return []
+            await self._remove(conn, folder_id, gone)
+        self.hub.publish([folder_id])
+        return sorted(uid for uid, _ in gone)
+
+    async def copy(self, folder_id: int, uids: Sequence[int], target_id: int, *,
+                   move: bool = False) -> tuple[int, list[int], list[int]]:
+        """COPY or MOVE (RFC 6851) the messages with ``uids`` to another folder,
+        keeping flags and INTERNALDATE; returns (target UIDVALIDITY, source UIDs,
+        target UIDs) for COPYUID (RFC 4315 §3)."""
+        if target_id == folder_id and move:
+            raise PolicyViolation("a message cannot be moved into its own folder")
+        async with self._store._write() as conn:
+            for fid in sorted({folder_id, target_id}):  # in id order: no deadlock
+                await self._lock_folder(conn, fid)
+            source: list[Any] = []
+            for chunk in _uid_chunks(uids):
+                keep = set(chunk)
+                rows = await conn.execute(
+                    select(messages).where(messages.c.folder_id == folder_id,
+                                           _uid_filter(chunk)))
+                source.extend(r for r in rows if r.uid in keep)
+            source.sort(key=lambda r: r.uid)
+            target = (await conn.execute(
+                select(folders.c.uidvalidity, folders.c.mailbox_id)
+                .where(folders.c.id == target_id))).first()
+            if target is None:
+                raise NotFound("the target folder is gone")
+            if not source:
+                return int(target.uidvalidity), [], []
+            bumped = (await conn.execute(
+                update(folders).where(folders.c.id == target_id)
+                .values(uidnext=folders.c.uidnext + len(source),
+                        highestmodseq=folders.c.highestmodseq + 1)
+                .returning(folders.c.uidnext, folders.c.highestmodseq))).one()
+            first = int(bumped.uidnext) - len(source)
+            await conn.execute(insert(messages), [{
+                "mailbox_id": target.mailbox_id, "folder_id": target_id, "uid": first + i,
+                "modseq": bumped.highestmodseq, "body_sha256": r.body_sha256,
+                "received_at": r.received_at, "flags": r.flags,
+                "envelope_from": r.envelope_from, "message_id": r.message_id,
+                "subject": r.subject, "from_header": r.from_header,
+                "date_header": r.date_header, "size": r.size} for i, r in enumerate(source)])
+            changed = [target_id]
+            if move:
+                await self._remove(conn, folder_id, [(int(r.uid), r.body_sha256)
+                                                     for r in source], drop_bodies=False)
+                changed.append(folder_id)
+            else:
+                await self._notify(conn, changed)
+        self.hub.publish(changed)
+        return (int(target.uidvalidity), [int(r.uid) for r in source],
+                list(range(first, first + len(source))))
+
+    # --------------------------------------------------------- helpers
+
+    async def _remove(self, conn: AsyncConnection, folder_id: int,
+                      gone: Sequence[tuple[int, str]], *, drop_bodies: bool = True) -> None:
+        modseq = await self._bump(conn, folder_id)
+        uids = [uid for uid, _ in gone]
+        for chunk in _uid_chunks(uids):
+            await conn.execute(delete(messages).where(messages.c.folder_id == folder_id,
+                                                      messages.c.uid.in_(chunk)))
+        await conn.execute(insert(expunged), [
+            {"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids])
+        if drop_bodies:
+            await self._store._drop_orphan_bodies(conn, {sha for _, sha in gone})
+        await self._notify(conn, [folder_id])
+
+    async def _bump(self, conn: AsyncConnection, folder_id: int) -> int:
+        """Take the folder's next MODSEQ."""
+        return int((await conn.execute(
+            update(folders).where(folders.c.id == folder_id)
+            .values(highestmodseq=folders.c.highestmodseq + 1)
+            .returning(folders.c.highestmodseq))).scalar_one())
+
+    async def _lock_folder(self, conn: AsyncConnection, folder_id: int) -> None:
+        query = select(folders.c.id).where(folders.c.id == folder_id)
+        if self._store.dialect == "postgresql":
+            query = query.with_for_update()
+        if (await conn.execute(query)).first() is None:
+            raise NotFound("the folder is gone")
+
+    async def _notify(self, conn: AsyncConnection, folder_ids: Sequence[int]) -> None:
+        if self._store.dialect == "postgresql":
+            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                               {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
+
+    async def _get(self, conn: AsyncConnection, address: str, name: str) -> Folder | None:
+        row = (await conn.execute(
+            select(folders, mailboxes.c.address)
+            .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+            .where(mailboxes.c.address == address, folders.c.name == name))).first()
+        return _folder(row) if row is not None else None
+
+    async def _mailbox_id(self, conn: AsyncConnection, address: str, *, lock: bool) -> int:
+        query = select(mailboxes.c.id).where(mailboxes.c.address == address.lower())
+        if lock and self._store.dialect == "postgresql":
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"no mailbox {address}")
+        return int(row.id)
+
+    async def _next_uidvalidity(self, conn: AsyncConnection, mailbox_id: int) -> int:
+        last = int((await conn.execute(select(mailboxes.c.uidvalidity).where(
+            mailboxes.c.id == mailbox_id))).scalar_one())
+        value = min(max(int(time.time()), last + 1), 2**32 - 1)
+        await conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id)
+                           .values(uidvalidity=value))
+        return value
+
+
+async def create_default_folders(conn: AsyncConnection, mailbox_id: int, uidvalidity: int,
+                                 now: float) -> None:
+    """INBOX and the special-use folders of a new mailbox."""
+    await conn.execute(insert(folders), [
+        {"mailbox_id": mailbox_id, "name": name, "special_use": use,
+         "uidvalidity": uidvalidity, "uidnext": 1, "highestmodseq": 1, "subscribed": True,
+         "created_at": now}
+        for name, use in ((INBOX, None), *DEFAULT_FOLDERS)])
+
+
+def _folder(row: Any) -> Folder:
+    return Folder(id=int(row.id), mailbox=row.address, name=row.name,
+                  special_use=row.special_use, uidvalidity=int(row.uidvalidity),
+                  uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq),
+                  subscribed=bool(row.subscribed))
+
+
+def _uid_chunks(uids: Sequence[int]) -> Iterable[list[int]]:
+    ordered = sorted(set(uids))
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start:start + _CHUNK]
+
+
+def _uid_filter(chunk: list[int]) -> Any:
+    """A range covers a dense chunk with one comparison; a sparse one needs IN."""
+    if chunk[-1] - chunk[0] + 1 <= 2 * len(chunk):
+        return and_(messages.c.uid >= chunk[0], messages.c.uid <= chunk[-1])
+    return messages.c.uid.in_(chunk)
+
