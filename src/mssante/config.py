@@ -107,6 +107,8 @@ class OperatorConfig:
     smtp: Listener = Listener()  # MTA for other operators (:25), mutual TLS
     submission: Listener = Listener()  # submission with STARTTLS (:587)
     submissions: Listener = Listener()  # submission with implicit TLS (:465)
+    imap: Listener = Listener()  # IMAP with STARTTLS (:143)
+    imaps: Listener = Listener()  # IMAP with implicit TLS (:993)
     queue: QueueSettings = QueueSettings()
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
 

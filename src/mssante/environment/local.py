@@ -10,7 +10,7 @@ Layout under the data directory (created on first start, reused afterwards):
 
 Ports: the trust space listens on ``base_port``; operator *i* (0, 1, 2) on
 ``base_port + 10*(i+1)`` (MTA), ``+1`` (submission, STARTTLS), ``+2`` (submissions,
-implicit TLS).
+implicit TLS), ``+3`` (IMAP, STARTTLS), ``+4`` (IMAP, implicit TLS).
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ class LocalEnvironment:
 
     def ports(self, index: int) -> dict[str, int]:
         base = self.base_port + 10 * (index + 1)
-        return {"smtp": base, "submission": base + 1, "submissions": base + 2}
+        return {"smtp": base, "submission": base + 1, "submissions": base + 2,
+                "imap": base + 3, "imaps": base + 4}
 
     # -- first start and later starts ---------------------------------------------------
 
@@ -241,6 +242,8 @@ class LocalEnvironment:
                 "smtp": {"host": HOST, "port": ports["smtp"], "tls": "starttls"},
                 "submission": {"host": HOST, "port": ports["submission"], "tls": "starttls"},
                 "submissions": {"host": HOST, "port": ports["submissions"], "tls": "implicit"},
+                "imap": {"host": HOST, "port": ports["imap"], "tls": "starttls"},
+                "imaps": {"host": HOST, "port": ports["imaps"], "tls": "implicit"},
             })
         _write_private(self.data_dir / "accounts.json", json.dumps(passwords, indent=2))
         self.description = {
@@ -320,6 +323,14 @@ port = {ports['submission']}
 [submissions]
 host = "{HOST}"
 port = {ports['submissions']}
+
+[imap]
+host = "{HOST}"
+port = {ports['imap']}
+
+[imaps]
+host = "{HOST}"
+port = {ports['imaps']}
 
 [queue]
 retry_delays = [{", ".join(str(d) for d in self.retry_delays)}]

@@ -1,5 +1,5 @@
-"""One operator process: store, trust client, directory publisher, SMTP listeners and
-the delivery worker.
+"""One operator process: store, trust client, directory publisher, SMTP and IMAP
+listeners and the delivery worker.
 
 The directory publisher starts right after the store (entries left by a previous
 run, or written by the CLI, go as soon as the trust space answers) and stops
@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from mssante.config import OperatorConfig
+from mssante.imap.server import ImapListeners, start_imap
 from mssante.publishing.client import DirectoryClient
 from mssante.publishing.publisher import DirectoryPublisher
 from mssante.queue.worker import DeliveryWorker
@@ -33,11 +34,15 @@ class OperatorService:
         self.publisher: DirectoryPublisher | None = None
         self.worker: DeliveryWorker | None = None
         self.listeners: Listeners | None = None
+        self.imap: ImapListeners | None = None
         self._worker_task: asyncio.Task[None] | None = None
 
     @property
     def ports(self) -> dict[str, int]:
-        return self.listeners.ports if self.listeners else {}
+        ports = dict(self.listeners.ports) if self.listeners else {}
+        if self.imap is not None:
+            ports.update(self.imap.ports)
+        return ports
 
     async def start(self) -> None:
         config = self.config
@@ -62,6 +67,7 @@ class OperatorService:
                                          ca_file=str(config.tls.ca_file))
             ctx.wake_queue = self.worker.wake
             self.listeners = await start_listeners(ctx, config)
+            self.imap = await start_imap(ctx, config)
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
         except BaseException:
             await self.stop()
@@ -69,6 +75,10 @@ class OperatorService:
         log.info("operator %s listening on %s", ", ".join(config.operator.domains), self.ports)
 
     async def stop(self) -> None:
+        if self.imap is not None:
+            self.imap.close()
+            await self.imap.wait_closed()
+            self.imap = None
         if self.listeners is not None:
             self.listeners.close()
             await self.listeners.wait_closed()

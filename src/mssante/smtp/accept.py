@@ -36,6 +36,7 @@ class Incoming:
     helo: str | None
     peer: str | None
     protocol: str  # ESMTPS (MTA) or ESMTPSA (submission), RFC 3848
+    sent_copy: str | None = None  # submission: the sender's mailbox, whose Sent keeps a copy
 
 
 async def accept(ctx: OperatorContext, msg: Incoming, *,
@@ -55,7 +56,7 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
-            envid=msg.envid, ret=msg.ret)
+            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy)
     except NotFound as exc:  # removed since RCPT
         raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
     except Conflict as exc:  # closed since RCPT

@@ -11,6 +11,8 @@ Implementation notes:
 - A patient may only reply in an open conversation (domain.patient): the recipient
   is checked at RCPT, the threading headers at the end of DATA.
 - Missing Date and Message-ID are added (RFC 6409 §8.2, §8.3).
+- The accepted message is kept, marked \\Seen, in the Sent folder of the sender's
+  mailbox, in the same transaction: IMAP clients need not APPEND it again.
 """
 
 from __future__ import annotations
@@ -260,7 +262,8 @@ class SubmissionHandler:
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
-            helo=session.host_name, peer=peer_host(session), protocol="ESMTPSA")
+            helo=session.host_name, peer=peer_host(session), protocol="ESMTPSA",
+            sent_copy=sender.lower() if self.ctx.is_local(sender) else None)
         queue_id = await accept(self.ctx, msg)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.content.headers import read_headers
@@ -333,6 +333,24 @@ class FolderStore:
             wanted = set(uids)
             found = [u for u in found if u in wanted]
         return found
+
+    async def counts(self, folder_id: int) -> tuple[int, int, int, int]:
+        """(messages, unseen, deleted, total size in octets) of a folder (STATUS)."""
+        async with self._store._read() as conn:
+            rows = (await conn.execute(
+                select(messages.c.flags, func.count(), func.sum(messages.c.size))
+                .where(messages.c.folder_id == folder_id)
+                .group_by(messages.c.flags))).all()
+        total = unseen = deleted = size = 0
+        for flags, count, octets in rows:
+            words = flags.split()
+            total += count
+            size += int(octets or 0)
+            if "\\Seen" not in words:
+                unseen += count
+            if "\\Deleted" in words:
+                deleted += count
+        return total, unseen, deleted, size
 
     async def message_data(self, folder_id: int, uids: Sequence[int]) -> list[MessageData]:
         """Body hash, size and INTERNALDATE of the messages with these UIDs (those

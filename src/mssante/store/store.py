@@ -249,6 +249,16 @@ class Store:
             row = (await conn.execute(select(persons).where(persons.c.login == login))).first()
         return None if row is None else _person(row)
 
+    async def person_by_id_nat_ps(self, id_nat_ps: str) -> Person | None:
+        """The person whose idNatPs (``8`` + RPPS, what a CPS card certificate carries
+        in its subject's serialNumber) is ``id_nat_ps``."""
+        if len(id_nat_ps) < 2 or not id_nat_ps.startswith("8"):
+            return None
+        async with self._read() as conn:
+            row = (await conn.execute(select(persons).where(
+                persons.c.rpps == id_nat_ps[1:]).order_by(persons.c.login))).first()
+        return None if row is None else _person(row)
+
     async def list_persons(self) -> list[Person]:
         async with self._read() as conn:
             rows = await conn.execute(select(persons).order_by(persons.c.login))
