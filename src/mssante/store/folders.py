@@ -214,7 +214,7 @@ class FolderStore:
                                            folders.c.name == name))).first()
             if row is None:
                 raise NotFound(f"no folder {name}")
-            shas = (await conn.execute(select(messages.c.body_sha256.distinct())
+            shas = (await conn.execute(select(messages.c.body_sha256).distinct()
                                        .where(messages.c.folder_id == row.id))).scalars().all()
             await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
             await conn.execute(delete(expunged).where(expunged.c.folder_id == row.id))
@@ -236,17 +236,25 @@ class FolderStore:
                     folders.c.mailbox_id == mailbox_id,
                     or_(folders.c.name == old,
                         folders.c.name.startswith(old + DELIMITER, autoescape=True))))).all()
+            # SQLite's LIKE ignores case: "projets/x" is no child of "Projets"
+            rows = [r for r in rows if r.name == old or r.name.startswith(old + DELIMITER)]
             if not any(r.name == old for r in rows):
                 raise NotFound(f"no folder {old}")
             if old == INBOX:
-                await self._rename_inbox(conn, address, mailbox_id, new)
+                inbox_id = await self._rename_inbox(conn, address, mailbox_id, new)
+            else:
+                # A new name may be the old name of another of these folders (renaming
+                # "a/b" to "a": "a/b/b" becomes "a/b"): free it first, the names
+                # shrinking shortest first, growing longest first.
+                rows.sort(key=lambda r: len(r.name), reverse=len(new) > len(old))
+                for row in rows:
+                    await conn.execute(update(folders).where(folders.c.id == row.id)
+                                       .values(name=new + row.name[len(old):]))
                 return
-            for row in rows:
-                await conn.execute(update(folders).where(folders.c.id == row.id)
-                                   .values(name=new + row.name[len(old):]))
+        self.hub.publish([inbox_id])
 
     async def _rename_inbox(self, conn: AsyncConnection, address: str, mailbox_id: int,
-                            new: str) -> None:
+                            new: str) -> int:
         inbox = await self._get(conn, address.lower(), INBOX)
         assert inbox is not None
         uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
@@ -263,6 +271,7 @@ class FolderStore:
             await conn.execute(insert(expunged), [
                 {"folder_id": inbox.id, "uid": uid, "modseq": modseq} for uid in uids])
         await self._notify(conn, [inbox.id])
+        return inbox.id
 
     async def subscribe(self, address: str, name: str, subscribed: bool) -> None:
         name = normalise_name(name)
@@ -289,8 +298,7 @@ class FolderStore:
                 .where(folders.c.id == folder_id))).first()
             if row is None:
                 return None
-            result = await conn.execute(_STATE, {"folder_id": folder_id})
-            rows: list[Any] = list(result.tuples())
+            rows: list[Any] = (await conn.execute(_STATE, {"folder_id": folder_id})).all()
         uids = [r[0] for r in rows]
         flags = [r[1] for r in rows]
         modseqs = [r[2] for r in rows]
@@ -555,8 +563,7 @@ class FolderStore:
                 await self._remove(conn, folder_id, [(int(r.uid), r.body_sha256)
                                                      for r in source], drop_bodies=False)
                 changed.append(folder_id)
-            else:
-                await self._notify(conn, changed)
+            await self._notify(conn, [target_id])  # _remove notified the source
         self.hub.publish(changed)
         return (int(target.uidvalidity), [int(r.uid) for r in source],
                 list(range(first, first + len(source))))

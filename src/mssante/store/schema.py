@@ -108,6 +108,8 @@ folders = Table(
     Column("subscribed", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
     UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
+    # never reuse the id of a deleted folder: sessions and notifications name folders by id
+    sqlite_autoincrement=True,
 )
 
 messages = Table(

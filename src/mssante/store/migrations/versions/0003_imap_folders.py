@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("subscribed", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.Double, nullable=False),
         sa.UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
+        sqlite_autoincrement=True,  # a deleted folder's id is never given again
     )
     mailboxes = sa.table("mailboxes", sa.column("id", sa.Integer),
                          sa.column("uidvalidity", sa.BigInteger),

@@ -1,0 +1,216 @@
+"""LIST, LSUB and STATUS: which mailboxes a session sees, with what attributes.
+
+- LIST follows RFC 9051 §6.3.9 and LIST-EXTENDED (RFC 5258): selection options
+  SUBSCRIBED, REMOTE (accepted, nothing is remote), RECURSIVEMATCH and SPECIAL-USE
+  (RFC 6154); return options SUBSCRIBED, CHILDREN, SPECIAL-USE and STATUS
+  (LIST-STATUS, RFC 5819); several patterns in one command.
+- Special-use attributes and \\HasChildren / \\HasNoChildren are always returned:
+  clients find Sent and Drafts by them without asking.
+- Levels that are not folders themselves (``Shared``, ``Shared/<address>``, a
+  parent deleted under its children) are listed as ``\\Noselect`` (and
+  ``\\NonExistent`` for an extended LIST) with ``\\HasChildren``.
+- STATUS of the selected folder is read from the session's snapshot (RFC 9051
+  §6.3.11 allows it for every item but SIZE); other folders are counted by one
+  aggregate query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mssante.imap import wire
+from mssante.imap.namespace import SHARED_PREFIX, rights_for
+from mssante.imap.tokens import Atom, String, Token
+from mssante.store.folders import DELIMITER
+
+if TYPE_CHECKING:
+    from mssante.imap.session import Session
+
+STATUS_ITEMS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
+                          "HIGHESTMODSEQ", "DELETED"})
+_SELECTION = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    name: str  # as the client sees it
+    folder_id: int | None  # None: a level that is not a folder
+    special_use: str | None
+    subscribed: bool
+
+
+async def visible_mailboxes(session: Session) -> list[Visible]:
+    """Every name the session may list, sorted, with the levels between them."""
+    store = session.ctx.store.folders
+    found: dict[str, Visible] = {}
+    if session.home is not None:
+        for folder in await store.all(session.home):
+            found[folder.name] = Visible(folder.name, folder.id, folder.special_use,
+                                         folder.subscribed)
+    identity = session.identity
+    if identity is not None and not identity.is_program:
+        for access in await store.access(identity.login):
+            if access.address == session.home or "l" not in rights_for(access):
+                continue
+            prefix = f"{SHARED_PREFIX}{access.address}{DELIMITER}"
+            for folder in await store.all(access.address):
+                found[prefix + folder.name] = Visible(prefix + folder.name, folder.id,
+                                                      folder.special_use, folder.subscribed)
+    for name in list(found):
+        parts = name.split(DELIMITER)
+        for depth in range(1, len(parts)):
+            parent = DELIMITER.join(parts[:depth])
+            found.setdefault(parent, Visible(parent, None, None, False))
+    return sorted(found.values(), key=lambda v: (v.name != "INBOX", v.name))
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 9051 §6.3.9: ``*`` matches anything, ``%`` anything but the delimiter;
+    the reference is prefixed unless the pattern starts with the delimiter."""
+    full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
+    if reference.endswith(DELIMITER) and pattern.startswith(DELIMITER):
+        full = reference + pattern[1:]
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in "/*%"):
+        full = "INBOX" + full[5:]  # INBOX in any case (stored names spell it so)
+    regex = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full)
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+async def list_command(session: Session, tag: str, args: list[Token], *, lsub: bool) -> None:
+    from mssante.imap.session import bad
+
+    selection: set[str] = set()
+    returns: set[str] = set()
+    status_items: list[str] = []
+    i = 0
+    extended = False
+    if not lsub and args and isinstance(args[0], list):
+        extended = True
+        for option in args[0]:
+            name = _atom(option).upper()
+            if name not in _SELECTION:
+                raise bad(f"unknown LIST selection option {name}")
+            selection.add(name)
+        i = 1
+    if len(args) < i + 2:
+        raise bad("LIST takes a reference and a mailbox pattern")
+    reference = session._mailbox_arg(args[i])
+    raw_patterns = args[i + 1]
+    patterns = ([session._mailbox_arg(p) for p in raw_patterns]
+                if isinstance(raw_patterns, list) else [session._mailbox_arg(raw_patterns)])
+    if isinstance(raw_patterns, list):
+        extended = True
+    rest = args[i + 2:]
+    if rest:
+        if lsub or len(rest) != 2 or _atom(rest[0]).upper() != "RETURN" \
+                or not isinstance(rest[1], list):
+            raise bad("LIST options end with RETURN (...)")
+        extended = True
+        options = rest[1]
+        j = 0
+        while j < len(options):
+            name = _atom(options[j]).upper()
+            if name == "STATUS":
+                if j + 1 >= len(options) or not isinstance(options[j + 1], list):
+                    raise bad("RETURN STATUS takes a list of items")
+                status_items = [_atom(item).upper() for item in options[j + 1]]  # type: ignore[union-attr]
+                if not status_items or any(item not in STATUS_ITEMS for item in status_items):
+                    raise bad("unknown STATUS item")
+                j += 2
+                continue
+            if name not in ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE"):
+                raise bad(f"unknown LIST return option {name}")
+            returns.add(name)
+            j += 1
+    if "RECURSIVEMATCH" in selection and "SUBSCRIBED" not in selection:
+        raise bad("RECURSIVEMATCH needs another selection option")  # RFC 5258 §3.1
+    verb = b"LSUB" if lsub else b"LIST"
+
+    if patterns == [""] and not extended:  # RFC 9051 §6.3.9: the delimiter and root
+        session.write(b"* " + verb + b' (\\Noselect) "/" ""\r\n')
+        session.ok(tag, f"{verb.decode()} completed")
+        return
+
+    everything = await visible_mailboxes(session)
+    names = {v.name for v in everything}
+    regexes = [pattern_regex(reference, p) for p in patterns]
+    lines: list[bytes] = []
+    statuses: list[tuple[str, int]] = []
+    for visible in everything:
+        if not any(r.match(visible.name) for r in regexes):
+            continue
+        attributes: list[str] = []
+        children = any(n.startswith(visible.name + DELIMITER) for n in names)
+        if visible.folder_id is None:
+            if lsub or "SUBSCRIBED" in selection:
+                continue
+            attributes.append("\\NonExistent" if extended else "\\Noselect")
+        if (lsub or "SUBSCRIBED" in selection) and not visible.subscribed:
+            continue
+        if "SPECIAL-USE" in selection and visible.special_use is None:
+            continue
+        attributes.append("\\HasChildren" if children else "\\HasNoChildren")
+        if visible.special_use:
+            attributes.append(visible.special_use)
+        if visible.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
+            attributes.append("\\Subscribed")
+        lines.append(b"* " + verb + b" (" + " ".join(attributes).encode() + b') "/" ' +
+                     wire.mailbox_name(visible.name, session.utf8) + b"\r\n")
+        if status_items and visible.folder_id is not None:
+            statuses.append((visible.name, len(lines)))
+    out: list[bytes] = []
+    status_at = {position: name for name, position in statuses}
+    for n, line in enumerate(lines, start=1):
+        out.append(line)
+        if n in status_at:
+            out.append(await _status_line(session, status_at[n], status_items))
+    session.write(b"".join(out))
+    session.ok(tag, f"{verb.decode()} completed")
+
+
+async def status_command(session: Session, tag: str, args: list[Token]) -> None:
+    from mssante.imap.session import bad
+
+    if len(args) != 2 or not isinstance(args[1], list) or not args[1]:
+        raise bad("STATUS takes a mailbox and a list of items")
+    name = session._mailbox_arg(args[0])
+    items = [_atom(item).upper() for item in args[1]]
+    unknown = [item for item in items if item not in STATUS_ITEMS]
+    if unknown:
+        raise bad(f"unknown STATUS item {unknown[0]}")
+    session.write(await _status_line(session, name, items))
+    session.ok(tag, "STATUS completed")
+
+
+async def _status_line(session: Session, name: str, items: Iterable[str]) -> bytes:
+    from mssante.imap.session import no
+
+    place, rights = await session._place(name)
+    if "r" not in rights:
+        raise no("No such mailbox", "NONEXISTENT")
+    folder = await session.ctx.store.folders.get(place.address, place.folder)
+    if folder is None:
+        raise no("No such mailbox", "NONEXISTENT")
+    total, unseen, deleted, size = await session.ctx.store.folders.counts(folder.id)
+    values = {"MESSAGES": total, "UIDNEXT": folder.uidnext, "UIDVALIDITY": folder.uidvalidity,
+              "UNSEEN": unseen, "RECENT": 0, "SIZE": size,
+              "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted}
+    if "HIGHESTMODSEQ" in items:
+        session.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+    body = " ".join(f"{item} {values[item]}" for item in items)
+    return (b"* STATUS " + wire.mailbox_name(name, session.utf8) + b" (" + body.encode() +
+            b")\r\n")
+
+
+def _atom(token: Token) -> str:
+    from mssante.imap.session import bad
+
+    if isinstance(token, Atom):
+        return token.value
+    if isinstance(token, String):
+        return token.text()
+    raise bad("expected an atom")
+

@@ -1,0 +1,998 @@
+"""IMAP views of a stored message: ENVELOPE, BODYSTRUCTURE, BODY[section] and BINARY.
+
+A ``Message`` wraps the stored octets and answers every view a FETCH or a SEARCH asks
+for; the module functions ``envelope``, ``bodystructure`` and ``section`` are one-shot
+shortcuts around it.
+
+Implementation notes
+--------------------
+- One light splitter on bytes, no ``email`` parser: a header section ends at the first
+  empty line (CRLF or bare LF), multipart bodies are cut at their delimiter lines
+  (RFC 2046 §5.1.1), and every entity is a window ``(start, body_start, end)`` on the
+  message's one ``bytes`` object, so no part is copied until a FETCH asks for it.
+- Lazy and parsed once: an entity reads its header fields the first time one is asked
+  for and splits its children the first time they are asked for. A FETCH builds one
+  ``Message`` per message and every attribute shares it, so ENVELOPE plus
+  BODYSTRUCTURE plus BODY[1] parse the octets once.
+- Never raises on broken MIME, and always answers a BODYSTRUCTURE of a valid shape:
+  * a syntactically invalid Content-Type is text/plain; charset=us-ascii (RFC 2045 §5.2);
+  * a multipart without a boundary, or whose boundary never appears as a delimiter line,
+    is reported as a single text/plain part holding the whole body (a multipart with no
+    body part cannot be written: RFC 9051 §9 body-type-mpart needs 1*body);
+  * a delimiter that is never closed ends its last part at the end of the body;
+  * a header without an empty line after it ends at the first line that is neither a
+    field nor a continuation (the rest is the body), or at the end of the entity;
+  * bare LF line endings are accepted wherever CRLF is;
+  * 8-bit header octets are kept as they are (decoded as UTF-8 with surrogateescape and
+    encoded back), and are sent as literals since a quoted string is 7-bit;
+  * a multipart or message nested deeper than ``MAX_DEPTH`` is a text/plain leaf, and
+    past ``MAX_PARTS`` body parts the remaining octets stay in the last part, which
+    bounds the BODYSTRUCTURE of a hostile message.
+- ENVELOPE strings are the raw unfolded header values: encoded words are left for the
+  client to decode (RFC 9051 §7.5.2), quoted strings of display names are unquoted.
+  An address without ``@`` gets the empty string as host (NIL would mean group syntax).
+- BODYSTRUCTURE extension data: body-fld-md5 is the Content-MD5 value when present (else
+  NIL), body-fld-lang and body-fld-loc come from Content-Language and Content-Location.
+  Parameter names are lower-cased, values are sent as written (RFC 2231 continuations
+  are not joined: clients decode them). A text part without charset gets
+  ``("charset" "us-ascii")``, its default (RFC 2045 §5.2).
+- message/rfc822 and message/global parts are encapsulated messages (RFC 9051 §6.4.5,
+  §7.5.2) whatever their transfer encoding: a base64 encapsulated message (invalid,
+  RFC 2046 §5.2.1) shows as a message without header rather than failing.
+- Header fetches include the blank line that ends the header, except for an entity
+  without blank line (RFC 3501 §6.4.5); HEADER.FIELDS always ends with that line even
+  when no field matched, so the answer is never an empty string.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+MAX_DEPTH = 64  # multipart / message nesting below which parts are split
+MAX_PARTS = 10_000  # body parts per message; past it, the remaining octets stay in the last part
+
+MULTIPART = 1
+MESSAGE = 2
+LEAF = 3
+
+_DEFAULT_TYPE = ("text", "plain")
+_DIGEST_DEFAULT_TYPE = ("message", "rfc822")
+
+_IDENTITY_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+")
+# one field: its name (RFC 5322 §3.6.8 ftext) if the line has one, and its continuations
+_FIELD = re.compile(rb"((?:([\x21-\x39\x3b-\x7e]+)[ \t]*:)?[^\n]*\n?(?:[ \t][^\n]*\n?)*)")
+_FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_NOT_QUOTABLE = re.compile(rb"[^\x20-\x7e\t]")
+_QUOTE_SPECIALS = re.compile(rb'(["\\])')
+
+
+class BadSection(ValueError):
+    """A section specification that does not follow RFC 9051 §9 ``section-spec``."""
+
+
+class UnknownEncoding(ValueError):
+    """BINARY asked for a part whose transfer encoding cannot be decoded (RFC 3516 §4.2)."""
+
+
+# --- wire strings -------------------------------------------------------------------
+
+
+def string(value: bytes) -> bytes:
+    """A quoted string when it can be one, else a literal (RFC 9051 §4.3)."""
+    if len(value) <= 1000 and not _NOT_QUOTABLE.search(value):
+        if b'"' in value or b"\\" in value:
+            value = _QUOTE_SPECIALS.sub(rb"\\\1", value)
+        return b'"' + value + b'"'
+    return b"{%d}\r\n" % len(value) + value
+
+
+def nstring(value: bytes | None) -> bytes:
+    return b"NIL" if value is None else string(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _s(text: str) -> bytes:
+    """A string as an IMAP string; the recurring ones ("text", "7bit"...) come from a cache."""
+    return string(text.encode("utf-8", "surrogateescape"))
+
+
+def _ns(text: str | None) -> bytes:
+    return b"NIL" if text is None else _s(text)
+
+
+# --- sections -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A parsed ``section-spec`` (RFC 9051 §6.4.5): part numbers then an optional text."""
+
+    part: tuple[int, ...] = ()
+    text: str | None = None  # None, "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"
+    fields: tuple[str, ...] = ()  # upper-cased field names of HEADER.FIELDS(.NOT)
+
+    def __str__(self) -> str:
+        """The canonical spelling, used in the FETCH response item name."""
+        out = ".".join(str(n) for n in self.part)
+        if self.text is not None:
+            out = f"{out}.{self.text}" if out else self.text
+        if self.fields:
+            out += " (" + " ".join(_field_name_wire(f) for f in self.fields) + ")"
+        return out
+
+
+def _field_name_wire(name: str) -> str:
+    if _TOKEN.fullmatch(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_NUMBER = re.compile(r"[1-9][0-9]{0,9}")
+_SECTION_TEXT = re.compile(
+    r"(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME)(.*)", re.S | re.I)
+_FIELD_NAME = re.compile(r'"((?:[^"\\]|\\.)*)"|([^\s()"]+)')
+
+
+def parse_section(spec: str) -> Section:
+    """The spec inside ``BODY[...]``: ``""``, ``"1.2.MIME"``, ``"HEADER.FIELDS (FROM TO)"``..."""
+    rest = spec.strip()
+    part: list[int] = []
+    while rest and rest[0] in "0123456789":
+        number, dot, after = rest.partition(".")
+        if not _NUMBER.fullmatch(number):
+            raise BadSection(f"bad part number in section {spec!r}")
+        part.append(int(number))
+        if not dot:
+            return Section(tuple(part))
+        rest = after
+    if not rest:
+        if part:  # "1." : a dot without a following specifier
+            raise BadSection(f"bad section {spec!r}")
+        return Section()
+    match = _SECTION_TEXT.fullmatch(rest)
+    if match is None:
+        raise BadSection(f"unknown section {spec!r}")
+    text, tail = match.group(1).upper(), match.group(2).strip()
+    if text == "MIME" and not part:
+        raise BadSection("MIME needs a part number")  # RFC 9051 §9 section-text
+    if not text.startswith("HEADER.FIELDS"):
+        if tail:
+            raise BadSection(f"bad section {spec!r}")
+        return Section(tuple(part), text)
+    if not (tail.startswith("(") and tail.endswith(")")):
+        raise BadSection(f"{text} needs a parenthesised list of field names")
+    inner = tail[1:-1]
+    names: list[str] = []
+    position = 0
+    for found in _FIELD_NAME.finditer(inner):
+        if inner[position:found.start()].strip():
+            raise BadSection(f"bad field name list in {spec!r}")
+        position = found.end()
+        quoted, atom = found.group(1), found.group(2)
+        name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else atom
+        if name and name.upper() not in names:
+            names.append(name.upper())
+    if inner[position:].strip() or not names:
+        raise BadSection(f"bad field name list in {spec!r}")
+    return Section(tuple(part), text, tuple(names))
+
+
+# --- header fields ------------------------------------------------------------------
+
+
+def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """(body_start, length of the blank line: 0 when the header has none)."""
+    if raw.startswith(b"\r\n", start) and start + 2 <= end:
+        return start + 2, 2
+    if raw.startswith(b"\n", start) and start < end:
+        return start + 1, 1
+    crlf = raw.find(b"\n\r\n", start, end)
+    lf = raw.find(b"\n\n", start, crlf + 2 if crlf >= 0 else end)
+    if lf >= 0:
+        return lf + 2, 1
+    if crlf >= 0:
+        return crlf + 3, 2
+    # No empty line: the header runs while lines look like fields or continuations.
+    position = start
+    while position < end:
+        if raw[position] not in b" \t" and not _FIELD_START.match(raw, position, end):
+            return position, 0
+        newline = raw.find(b"\n", position, end)
+        if newline < 0:
+            break
+        position = newline + 1
+    return end, 0
+
+
+def unfold(value: bytes) -> bytes:
+    """A field value without its folding line breaks (RFC 5322 §2.2.3), stripped."""
+    if b"\n" in value:
+        value = _FOLD.sub(b"", value)
+    return value.strip()
+
+
+def _split_fields(header: bytes) -> list[tuple[str, bytes]]:
+    """(lower-case name, raw field with its line end) for each field of a header section.
+
+    A line that is neither a field nor a continuation is kept with the name "" so that
+    HEADER.FIELDS.NOT returns it (it is part of the header as stored).
+    """
+    return [(name.decode("ascii").lower(), field)
+            for field, name in _FIELD.findall(header) if field]
+
+
+# one parameter: characters other than ; and quoted strings (maybe unterminated)
+_PARAM_PIECE = re.compile(r'(?:[^;"]|"(?:[^"\\]|\\.)*(?:"|$))+', re.S)
+
+
+def _params(text: str) -> list[tuple[str, str]]:
+    """``; name=value`` parameters (RFC 2045 §5.1), quoted values unquoted, leniently."""
+    if "(" in text:
+        pieces = _split_outside_quotes(text)
+    elif '"' in text:
+        pieces = _PARAM_PIECE.findall(text)
+    else:
+        pieces = text.split(";")
+    out: list[tuple[str, str]] = []
+    for piece in pieces:
+        name, equals, value = piece.partition("=")
+        name = name.strip().lower()
+        if not equals or not name or not _TOKEN.fullmatch(name):
+            continue
+        value = value.strip()
+        if value.startswith('"'):
+            value = value[1:-1] if value.endswith('"') and len(value) > 1 else value[1:]
+            value = re.sub(r"\\(.)", r"\1", value)
+        out.append((name, value))
+    return out
+
+
+def _split_outside_quotes(text: str) -> list[str]:
+    """Split at ``;`` outside quoted strings, dropping comments (RFC 5322 §3.2.2)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    depth = 0
+    for char in text:
+        if escaped:
+            escaped = False
+            if depth == 0:
+                current.append(char)
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+            if depth == 0:
+                current.append(char)
+        elif quoted:
+            current.append(char)
+            if char == '"':
+                quoted = False
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif depth:
+            continue
+        elif char == '"':
+            quoted = True
+            current.append(char)
+        elif char == ";":
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    pieces.append("".join(current))
+    return pieces
+
+
+def _decode(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+# --- entities -----------------------------------------------------------------------
+
+
+class _Budget:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts = MAX_PARTS
+
+
+class Entity:
+    """A header and a body: the message itself, one body part, or an encapsulated message.
+
+    ``raw[start:body_start]`` is the header with its blank line (``blank`` octets long, 0
+    when there is none) and ``raw[body_start:end]`` the body.
+    """
+
+    __slots__ = ("_budget", "_children", "_ctype", "_fields", "_first", "_kind", "_message",
+                 "blank", "body_start", "default_type", "depth", "end", "raw", "start")
+
+    def __init__(self, raw: bytes, start: int, end: int, depth: int = 0,
+                 budget: _Budget | None = None,
+                 default_type: tuple[str, str] = _DEFAULT_TYPE) -> None:
+        self.raw = raw
+        self.start = start
+        self.end = end
+        self.depth = depth
+        self.default_type = default_type
+        self._budget = budget or _Budget()
+        self.body_start, self.blank = _header_end(raw, start, end)
+        self._fields: list[tuple[str, bytes]] | None = None
+        self._first: dict[str, bytes] = {}  # name → its first field, filled with _fields
+        self._kind = 0
+        self._ctype: tuple[str, str, list[tuple[str, str]]] = ("text", "plain", [])
+        self._children: list[Entity] = []
+        self._message: Entity | None = None
+
+    # header
+
+    @property
+    def header(self) -> bytes:
+        return self.raw[self.start:self.body_start]
+
+    @property
+    def body(self) -> bytes:
+        return self.raw[self.body_start:self.end]
+
+    @property
+    def body_size(self) -> int:
+        return self.end - self.body_start
+
+    @property
+    def fields(self) -> list[tuple[str, bytes]]:
+        if self._fields is None:
+            self._fields = _split_fields(self.raw[self.start:self.body_start - self.blank])
+            first = self._first
+            for name, field in self._fields:
+                if name not in first:
+                    first[name] = field
+        return self._fields
+
+    def values(self, name: str) -> list[bytes]:
+        """Every value of field ``name`` (lower case), unfolded, as raw octets."""
+        out = []
+        for field_name, field in self.fields:
+            if field_name == name:
+                out.append(unfold(field[field.find(b":") + 1:]))
+        return out
+
+    def get(self, name: str) -> str | None:
+        """The first value of field ``name`` (lower case), unfolded, surrogate-escaped."""
+        if self._fields is None:
+            self.fields  # noqa: B018 - fills self._first
+        field = self._first.get(name)
+        if field is None:
+            return None
+        return _decode(unfold(field[field.find(b":") + 1:]))
+
+    def header_fields(self, names: tuple[str, ...], exclude: bool) -> bytes:
+        """HEADER.FIELDS / HEADER.FIELDS.NOT of this entity's header."""
+        wanted = {name.lower() for name in names}
+        kept = [field for name, field in self.fields if (name in wanted) != exclude]
+        if self.blank:
+            kept.append(self.raw[self.body_start - self.blank:self.body_start])
+        return b"".join(kept)
+
+    # structure
+
+    @property
+    def kind(self) -> int:
+        if not self._kind:
+            self._resolve()
+        return self._kind
+
+    @property
+    def content_type(self) -> tuple[str, str, list[tuple[str, str]]]:
+        """(type, subtype, parameters) as reported, after the fallbacks for broken MIME."""
+        if not self._kind:
+            self._resolve()
+        return self._ctype
+
+    @property
+    def children(self) -> list[Entity]:
+        if not self._kind:
+            self._resolve()
+        return self._children
+
+    @property
+    def message(self) -> Entity:
+        """The encapsulated message of a message/rfc822 part (kind MESSAGE only)."""
+        if not self._kind:
+            self._resolve()
+        assert self._message is not None, "not a message/rfc822 part"
+        return self._message
+
+    @property
+    def encoding(self) -> str:
+        value = self.get("content-transfer-encoding")
+        return value.strip().lower() if value else "7bit"
+
+    def _resolve(self) -> None:
+        mtype, subtype, params = _content_type(self.get("content-type"), self.default_type)
+        kind = LEAF
+        if self.depth < MAX_DEPTH and mtype == "multipart":
+            boundary = next((v for k, v in params if k == "boundary"), "")
+            default = _DIGEST_DEFAULT_TYPE if subtype == "digest" else _DEFAULT_TYPE
+            self._children = self._split(boundary.encode("utf-8", "surrogateescape"), default)
+            if self._children:
+                kind = MULTIPART
+        elif self.depth < MAX_DEPTH and mtype == "message" and subtype in ("rfc822", "global"):
+            self._message = Entity(self.raw, self.body_start, self.end, self.depth + 1,
+                                   self._budget)
+            kind = MESSAGE
+        if kind == LEAF and (mtype == "multipart" or (
+                mtype == "message" and subtype in ("rfc822", "global"))):
+            # reported as text/plain: these types promise a structure the octets lack
+            mtype, subtype, params = "text", "plain", []
+        if mtype == "text" and not any(k == "charset" for k, _ in params):
+            params = [("charset", "us-ascii"), *params]
+        self._ctype = (mtype, subtype, params)
+        self._kind = kind
+
+    def _split(self, boundary: bytes, default: tuple[str, str]) -> list[Entity]:
+        """The body parts between the delimiter lines of ``boundary`` (RFC 2046 §5.1.1)."""
+        if not boundary:
+            return []
+        raw, end = self.raw, self.end
+        delimiter = b"--" + boundary
+        # (start of the delimiter line, start of the line after it)
+        lines: list[tuple[int, int]] = []
+        closed = False
+        position = self.body_start
+        while True:
+            found = raw.find(delimiter, position, end)
+            if found < 0:
+                break
+            after = found + len(delimiter)
+            if found > self.body_start and raw[found - 1] != 0x0A:
+                position = after
+                continue
+            close = raw.startswith(b"--", after) and after + 2 <= end
+            newline = raw.find(b"\n", after, end)
+            line_end = end if newline < 0 else newline + 1
+            if raw[after + 2 if close else after:line_end].strip():
+                position = after  # a longer boundary that starts with this one
+                continue
+            lines.append((found, line_end))
+            if close:
+                closed = True
+                break
+            position = line_end
+        if not lines or (closed and len(lines) == 1):
+            return []
+        starts = [line_end for _, line_end in lines]
+        ends = [found for found, _ in lines[1:]]
+        if not closed:
+            ends.append(end)
+        else:
+            starts.pop()
+        children: list[Entity] = []
+        budget = self._budget
+        for index, (part_start, part_end) in enumerate(zip(starts, ends, strict=True)):
+            if part_end < end or closed:  # the CRLF before a delimiter belongs to it
+                if raw.startswith(b"\r\n", part_end - 2) and part_end - 2 >= part_start:
+                    part_end -= 2
+                elif raw.startswith(b"\n", part_end - 1) and part_end - 1 >= part_start:
+                    part_end -= 1
+            if budget.parts <= 1 and index < len(starts) - 1:
+                part_end = ends[-1]  # out of budget: this part runs to the last delimiter
+                children.append(Entity(raw, part_start, part_end, self.depth + 1, budget, default))
+                break
+            budget.parts -= 1
+            children.append(Entity(raw, part_start, part_end, self.depth + 1, budget, default))
+        return children
+
+    def leaves(self) -> Iterator[Entity]:
+        """Every non-multipart entity below (or being) this one, encapsulated ones included."""
+        kind = self.kind
+        if kind == MULTIPART:
+            for child in self._children:
+                yield from child.leaves()
+        elif kind == MESSAGE:
+            yield self
+            yield from self.message.leaves()
+        else:
+            yield self
+
+
+def _content_type(value: str | None,
+                  default: tuple[str, str]) -> tuple[str, str, list[tuple[str, str]]]:
+    """Type, subtype and parameters; the default for a missing or invalid value (RFC 2045 §5.2)."""
+    if value is None:
+        return default[0], default[1], []
+    head, _, rest = value.partition(";")
+    if "(" in head:
+        head = re.sub(r"\([^)]*\)", "", head)
+    mtype, slash, subtype = head.strip().lower().partition("/")
+    mtype, subtype = mtype.strip(), subtype.strip()
+    if not slash or not _TOKEN.fullmatch(mtype) or not _TOKEN.fullmatch(subtype):
+        return "text", "plain", [("charset", "us-ascii")]
+    return mtype, subtype, _params(rest) if rest else []
+
+
+def _lines(entity: Entity) -> int:
+    """Text lines of a body: line ends, plus an unterminated last line (counted in place)."""
+    raw, start, end = entity.raw, entity.body_start, entity.end
+    count = raw.count(b"\n", start, end)
+    if end > start and raw[end - 1] != 0x0A:
+        count += 1
+    return count
+
+
+# --- transfer encodings ---------------------------------------------------------------
+
+
+def decode_transfer(data: bytes, encoding: str) -> bytes:
+    """``data`` without its Content-Transfer-Encoding; UnknownEncoding if it has no decoder."""
+    if encoding in _IDENTITY_ENCODINGS:
+        return data
+    if encoding == "base64":
+        try:
+            return binascii.a2b_base64(data)
+        except binascii.Error:
+            cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+            if len(cleaned) % 4 == 1:  # a lone trailing sextet carries no full octet
+                cleaned = cleaned[:-1]
+            return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    raise UnknownEncoding(encoding)
+
+
+def _charset_decode(data: bytes, charset: str) -> str:
+    """Text in ``charset``, or UTF-8 when the charset is unknown or not a text encoding."""
+    try:
+        if codecs.lookup(charset)._is_text_encoding:
+            return data.decode(charset, "replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        pass
+    return data.decode("utf-8", "replace")
+
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
+
+
+def decode_words(value: str) -> str:
+    """A header value with its RFC 2047 encoded words decoded (lenient, never raises)."""
+    if "=?" not in value:
+        return value
+    value = _BETWEEN_WORDS.sub(r"\1\2", value)  # RFC 2047 §6.2: space between words goes
+
+    def word(match: re.Match[str]) -> str:
+        charset = match.group(1).partition("*")[0]  # RFC 2231 §5 language suffix
+        text = match.group(3).encode("ascii", "replace")
+        try:
+            if match.group(2) in "Bb":
+                data = decode_transfer(text, "base64")
+            else:
+                data = binascii.a2b_qp(text, header=True)
+        except binascii.Error:
+            return match.group(0)
+        return _charset_decode(data, charset)
+
+    return _ENCODED_WORD.sub(word, value)
+
+
+def header_text(value: bytes) -> str:
+    """A raw header value as text for searching: UTF-8, else Latin-1, encoded words decoded."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    return decode_words(text)
+
+
+# --- addresses (RFC 5322 §3.4, leniently) ---------------------------------------------
+
+_ADDRESS_TOKENS = re.compile(
+    r'"(?P<q>(?:[^"\\]|\\.)*)"?'  # quoted string (maybe unterminated)
+    r"|(?P<c>\()"  # comment start, scanned by hand (nesting)
+    r"|(?P<s>[<>@,;:])"
+    r"|(?P<a>\[[^\]]*\]?|[^\s\"(<>@,;:\[]+)"  # domain literal or atom (dots included)
+    r"|(?P<w>\s+)", re.S)
+
+_Address = tuple[str | None, str | None, str | None, str | None]
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, text) with kind q (quoted, unescaped), c (comment), s (special), a (atom)."""
+    out: list[tuple[str, str]] = []
+    position, length = 0, len(text)
+    while position < length:
+        match = _ADDRESS_TOKENS.match(text, position)
+        if match is None:  # a lone "]" or similar: an atom of one character
+            out.append(("a", text[position]))
+            position += 1
+            continue
+        kind = match.lastgroup or "w"
+        if kind == "c":
+            depth, cursor = 0, position
+            while cursor < length:
+                char = text[cursor]
+                if char == "\\":
+                    cursor += 1
+                elif char == "(":
+                    depth += 1
+                elif char == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                cursor += 1
+            out.append(("c", text[position + 1:cursor].strip()))
+            position = cursor + 1
+            continue
+        if kind == "q":
+            out.append(("q", re.sub(r"\\(.)", r"\1", match.group("q"), flags=re.S)))
+        elif kind != "w":
+            out.append((kind, match.group()))
+        position = match.end()
+    return out
+
+
+def _phrase(words: list[tuple[str, str]]) -> str | None:
+    text = " ".join(value for kind, value in words if kind in "qa" and value)
+    return text or None
+
+
+def _local_part(words: list[tuple[str, str]]) -> str:
+    out = []
+    for kind, value in words:
+        if kind == "q":
+            out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif kind == "a":
+            out.append(value)
+    return "".join(out)
+
+
+_ATEXT = r"[^\s\"<>()@,;:\\\[\]]+"
+_SIMPLE_ADDRESS = re.compile(
+    r"\s*(?:"
+    rf"(?:\"(?P<quoted>[^\"\\]*)\"|(?P<name>[^\"<>()@,;:\\\[\]]*?))\s*"
+    rf"<(?P<local>{_ATEXT})@(?P<host>{_ATEXT})>"
+    rf"|(?P<bare_local>{_ATEXT})@(?P<bare_host>{_ATEXT})"
+    r")\s*(?:,|$)")
+
+
+def _simple_addresses(value: str) -> list[_Address] | None:
+    """The common address lists (``a@b``, ``Name <a@b>``, ``"Name" <a@b>``, comma
+    separated) without the tokenizer; None for anything else."""
+    out: list[_Address] = []
+    position, length = 0, len(value)
+    while position < length:
+        match = _SIMPLE_ADDRESS.match(value, position)
+        if match is None or match.end() == position:
+            return None
+        position = match.end()
+        local = match.group("local")
+        if local is None:
+            out.append((None, None, match.group("bare_local"), match.group("bare_host")))
+            continue
+        name = match.group("quoted")
+        if name is None:
+            name = " ".join(match.group("name").split())
+        out.append((name or None, None, local, match.group("host")))
+    return out if out or not value.strip() else None
+
+
+def parse_addresses(value: str) -> list[_Address]:
+    """ENVELOPE address structures (name, adl, mailbox, host) for an address-list.
+
+    Groups become a start marker ``(None, None, group name, None)`` and an end marker
+    ``(None, None, None, None)`` (RFC 9051 §7.5.2).
+    """
+    simple = _simple_addresses(value)
+    if simple is not None:
+        return simple
+    return _parse_address_tokens(value)
+
+
+def _parse_address_tokens(value: str) -> list[_Address]:
+    """parse_addresses without its fast path: RFC 5322 §3.4 and §4.4, leniently."""
+    tokens = _tokens(value)
+    out: list[_Address] = []
+    words: list[tuple[str, str]] = []
+    in_group = False
+    index = 0
+
+    def flush() -> None:
+        texts = [kind for kind, _ in words if kind in "qa"]
+        if texts:  # a mailbox without domain ("root"), or a lone display name
+            mailbox = _local_part(words) if len(texts) == 1 else _phrase(words)
+            out.append((None, None, mailbox, ""))
+        words.clear()
+
+    while index < len(tokens):
+        kind, text = tokens[index]
+        index += 1
+        if kind != "s":
+            words.append((kind, text))
+        elif text == ":" and not in_group and any(k in "qa" for k, _ in words):
+            out.append((None, None, _phrase(words), None))
+            words.clear()
+            in_group = True
+        elif text == "<":
+            name = _phrase(words)
+            words.clear()
+            inner: list[tuple[str, str]] = []
+            while index < len(tokens) and tokens[index] != ("s", ">"):
+                inner.append(tokens[index])
+                index += 1
+            index += 1
+            route, address = None, inner
+            colon = next((i for i, t in enumerate(inner) if t == ("s", ":")), -1)
+            if colon >= 0 and inner[:1] == [("s", "@")]:  # obs-route "@a,@b:" (RFC 5322 §4.4)
+                route = "".join(t for k, t in inner[:colon] if k in "as")
+                address = inner[colon + 1:]
+            out.append(_addr_spec(name, route, address))
+            words.clear()
+            index = _skip_to_separator(tokens, index)
+        elif text == "@":
+            rest: list[tuple[str, str]] = []
+            while index < len(tokens) and tokens[index] not in _ADDRESS_ENDS:
+                rest.append(tokens[index])
+                index += 1
+            comments = [t for k, t in rest if k == "c"] + [t for k, t in words if k == "c"]
+            address = [*words, ("s", "@"), *rest]
+            out.append(_addr_spec(comments[0] if comments else None, None, address))
+            words.clear()
+        elif text == ",":
+            flush()
+        elif text == ";":
+            flush()
+            if in_group:
+                out.append((None, None, None, None))
+                in_group = False
+        else:  # a stray ">" or ":"
+            continue
+    flush()
+    if in_group:
+        out.append((None, None, None, None))
+    return out
+
+
+_ADDRESS_ENDS = (("s", ","), ("s", ";"), ("s", "<"))
+
+
+def _skip_to_separator(tokens: list[tuple[str, str]], index: int) -> int:
+    """After an angle address, skip comments and stray words up to the next , or ;."""
+    while index < len(tokens) and tokens[index] not in (("s", ","), ("s", ";")):
+        index += 1
+    return index
+
+
+def _addr_spec(name: str | None, route: str | None,
+               words: list[tuple[str, str]]) -> _Address:
+    at = max((i for i, t in enumerate(words) if t == ("s", "@")), default=-1)
+    if at < 0:
+        return (name or None, route, _local_part(words), "")
+    local = _local_part(words[:at])
+    host = "".join(t for k, t in words[at + 1:] if k == "a")
+    return (name or None, route, local, host)
+
+
+def _address_list(value: str | None) -> bytes:
+    if value is None:
+        return b"NIL"
+    addresses = parse_addresses(value)
+    if not addresses:
+        return b"NIL"
+    return b"(" + b"".join(
+        b"(" + b" ".join(_ns(part) for part in address) + b")" for address in addresses) + b")"
+
+
+# --- the message -----------------------------------------------------------------------
+
+
+class Message:
+    """One stored message, parsed lazily and at most once, for every view of it."""
+
+    __slots__ = ("_structures", "raw", "root")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.root = Entity(raw, 0, len(raw))
+        self._structures: dict[bool, bytes] = {}
+
+    def envelope(self) -> bytes:
+        return _envelope(self.root)
+
+    def bodystructure(self, extensible: bool = True) -> bytes:
+        """BODYSTRUCTURE (extensible) or BODY (not extensible), RFC 9051 §7.5.2."""
+        cached = self._structures.get(extensible)
+        if cached is None:
+            out: list[bytes] = []
+            _structure(self.root, extensible, out)
+            cached = self._structures[extensible] = b"".join(out)
+        return cached
+
+    def part(self, path: tuple[int, ...]) -> Entity | None:
+        """The entity that part number ``path`` names (RFC 9051 §6.4.5), None if none."""
+        root = self.root
+        node: Entity | None = None
+        kids = root.children if root.kind == MULTIPART else [root]
+        for number in path:
+            if node is not None:
+                kids = _subparts(node)
+            if number > len(kids):
+                return None
+            node = kids[number - 1]
+        return node
+
+    def section(self, section: Section) -> bytes:
+        """The octets of ``BODY[section]``; b"" for a part that does not exist."""
+        if not section.part:
+            target = self.root
+            if section.text is None:
+                return self.raw
+        else:
+            node = self.part(section.part)
+            if node is None:
+                return b""
+            if section.text is None:
+                return node.body
+            if section.text == "MIME":
+                return node.header
+            if node.kind != MESSAGE:
+                return b""
+            target = node.message
+        if section.text == "TEXT":
+            return target.body
+        if section.text == "HEADER":
+            return target.header
+        return target.header_fields(section.fields, section.text == "HEADER.FIELDS.NOT")
+
+    def binary(self, path: tuple[int, ...]) -> bytes:
+        """``BINARY[path]``: the part's body without its transfer encoding (RFC 3516 §4.2)."""
+        if not path:
+            return self.raw
+        node = self.part(path)
+        if node is None:
+            return b""
+        if node.kind == MULTIPART:  # RFC 2045 §6.4: only 7bit, 8bit or binary anyway
+            return node.body
+        return decode_transfer(node.body, node.encoding)
+
+    def text_parts(self) -> Iterator[str]:
+        """Decoded text of every text/* leaf, for SEARCH BODY/TEXT (RFC 9051 §6.4.4)."""
+        for entity in self.root.leaves():
+            mtype, _, params = entity.content_type
+            if mtype != "text" or entity.kind != LEAF:
+                continue
+            try:
+                data = decode_transfer(entity.body, entity.encoding)
+            except UnknownEncoding:
+                data = entity.body
+            charset = next((v for k, v in params if k == "charset"), "utf-8")
+            yield _charset_decode(data, charset.strip() or "utf-8")
+
+    def header_texts(self) -> Iterator[str]:
+        """Decoded header sections of the message and of its parts, for SEARCH TEXT."""
+        seen: set[int] = set()
+        for entity in (self.root, *self.root.leaves()):
+            if entity.start in seen:
+                continue
+            seen.add(entity.start)
+            yield header_text(unfold(entity.raw[entity.start:entity.body_start]))
+            if entity.kind == MESSAGE:
+                inner = entity.message
+                seen.add(inner.start)
+                yield header_text(unfold(inner.raw[inner.start:inner.body_start]))
+
+
+def _subparts(node: Entity) -> list[Entity]:
+    kind = node.kind
+    if kind == MULTIPART:
+        return node.children
+    if kind == MESSAGE:
+        inner = node.message
+        return inner.children if inner.kind == MULTIPART else [inner]
+    return []
+
+
+def _envelope(entity: Entity) -> bytes:
+    """ENVELOPE of a message or encapsulated message (RFC 9051 §7.5.2)."""
+    from_ = _address_list(entity.get("from"))
+    sender = _address_list(entity.get("sender"))
+    reply_to = _address_list(entity.get("reply-to"))
+    return b"(" + b" ".join((
+        _ns(entity.get("date")),
+        _ns(entity.get("subject")),
+        from_,
+        from_ if sender == b"NIL" else sender,  # RFC 9051 §7.5.2: absent or empty → from
+        from_ if reply_to == b"NIL" else reply_to,
+        _address_list(entity.get("to")),
+        _address_list(entity.get("cc")),
+        _address_list(entity.get("bcc")),
+        _ns(entity.get("in-reply-to")),
+        _ns(entity.get("message-id")),
+    )) + b")"
+
+
+def _param_list(params: list[tuple[str, str]]) -> bytes:
+    if not params:
+        return b"NIL"
+    return b"(" + b" ".join(_s(k) + b" " + _s(v) for k, v in params) + b")"
+
+
+def _disposition(entity: Entity) -> bytes:
+    value = entity.get("content-disposition")
+    if value is None:
+        return b"NIL"
+    head, _, rest = value.partition(";")
+    head = head.strip().lower()
+    if not _TOKEN.fullmatch(head):
+        return b"NIL"
+    return b"(" + _s(head) + b" " + _param_list(_params(rest) if rest else []) + b")"
+
+
+def _language(entity: Entity) -> bytes:
+    value = entity.get("content-language")
+    if value is None:
+        return b"NIL"
+    tags = [tag.strip() for tag in value.split(",") if tag.strip()]
+    if not tags:
+        return b"NIL"
+    if len(tags) == 1:
+        return _s(tags[0])
+    return b"(" + b" ".join(_s(tag) for tag in tags) + b")"
+
+
+def _extension_tail(entity: Entity) -> bytes:
+    """body-fld-dsp SP body-fld-lang SP body-fld-loc (RFC 9051 §9)."""
+    return b" ".join((_disposition(entity), _language(entity),
+                      _ns(entity.get("content-location"))))
+
+
+def _structure(entity: Entity, extensible: bool, out: list[bytes]) -> None:
+    mtype, subtype, params = entity.content_type
+    if entity.kind == MULTIPART:
+        out.append(b"(")
+        for child in entity.children:
+            _structure(child, extensible, out)
+        out.append(b" " + _s(subtype))
+        if extensible:
+            out.append(b" " + _param_list(params) + b" " + _extension_tail(entity))
+        out.append(b")")
+        return
+    size = entity.body_size
+    out.append(b"(" + b" ".join((
+        _s(mtype), _s(subtype), _param_list(params),
+        _ns(entity.get("content-id")), _ns(entity.get("content-description")),
+        _s(entity.encoding), b"%d" % size)))
+    if entity.kind == MESSAGE:
+        inner = entity.message
+        out.append(b" " + _envelope(inner) + b" ")
+        _structure(inner, extensible, out)
+        out.append(b" %d" % _lines(entity))
+    elif mtype == "text":
+        out.append(b" %d" % _lines(entity))
+    if extensible:
+        out.append(b" " + _ns(entity.get("content-md5")) + b" " + _extension_tail(entity))
+    out.append(b")")
+
+
+# --- one-shot shortcuts --------------------------------------------------------------------
+
+
+def envelope(raw: bytes) -> bytes:
+    """The parenthesised ENVELOPE of a message (RFC 9051 §7.5.2)."""
+    return Message(raw).envelope()
+
+
+def bodystructure(raw: bytes, extensible: bool) -> bytes:
+    """BODYSTRUCTURE (``extensible``) or BODY of a message (RFC 9051 §7.5.2)."""
+    return Message(raw).bodystructure(extensible)
+
+
+def section(raw: bytes, spec: str) -> bytes:
+    """The content of ``BODY[spec]``; b"" for a missing part. BadSection for a bad spec."""
+    return Message(raw).section(parse_section(spec))

@@ -1,0 +1,1189 @@
+"""One IMAP session: the state machine and the commands (RFC 9051, RFC 3501).
+
+Implementation notes:
+- Which command each state allows is the table ``ALLOWED``, checked before
+  dispatch; each command is one method ``cmd_<NAME>`` that raises ``Reply`` for a
+  tagged NO or BAD (guard clauses first, then the happy path).
+- Untagged updates (EXPUNGE/VANISHED, EXISTS, FETCH of flags changed by others)
+  are sent before the tagged reply of every command in the selected state. Expunges
+  are held back during FETCH, STORE, SEARCH and COPY by sequence number (RFC 9051
+  §7.5.1: sequence numbers must not move under those), and sent with the next
+  command that allows them; the session then keeps its older snapshot, so its
+  sequence numbers stay what the client believes.
+- The session shares its folder's snapshot with every other session of this
+  process (cache.py); its own flag changes not yet in the snapshot live in
+  ``overlay`` until the snapshot catches up.
+- IMAP4rev2 (RFC 9051) is the default behaviour where it does not break
+  IMAP4rev1 clients; after ``ENABLE IMAP4rev2`` the session also drops RECENT,
+  answers SEARCH with ESEARCH and uses UTF-8 mailbox names instead of modified
+  UTF-7. ``\\Recent`` is never set (RFC 9051 removed it; RFC 3501 lets a server
+  report 0 recent messages).
+- Rights on shared folders are read again at each command (namespace.py): a
+  revoked person's next command on the folder gets NO, and the folder is
+  unselected.
+- ACL (RFC 4314): MYRIGHTS, GETACL and LISTRIGHTS tell the rights; SETACL and
+  DELETEACL are refused with NOPERM, because rights come from the operator's roles
+  (``mssante operator mailbox grant``), not from the mail client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from mssante import __version__ as VERSION
+from mssante.errors import Conflict, NotFound, PolicyViolation
+from mssante.imap import fetch as fetching
+from mssante.imap import mutf7, wire
+from mssante.imap import search as searching
+from mssante.imap.auth import AuthFailed, Identity, certificate_login, password_login
+from mssante.imap.cache import FolderCache, Snapshot
+from mssante.imap.namespace import (
+    ALL_RIGHTS,
+    SHARED_PREFIX,
+    Place,
+    home_of,
+    resolve,
+    rights_for,
+    role_rights,
+)
+from mssante.imap.parser import Command
+from mssante.imap.sequence import BadSequence, format_uid_set, parse_sequence_set
+from mssante.imap.tokens import Atom, String, Token
+from mssante.smtp.context import OperatorContext
+from mssante.store.folders import DELIMITER, normalise_name
+from mssante.store.models import Folder, MessageData
+
+log = logging.getLogger(__name__)
+
+MAX_AUTH_FAILURES = 3
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
+FETCH_BATCH = 200  # messages whose bodies are loaded per query
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+          "Dec")
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+_ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
+_AUTHENTICATED = _ANY | {
+    "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
+    "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETACL",
+    "SETACL", "DELETEACL", "LISTRIGHTS", "MYRIGHTS"}
+# RFC 9051 §6: the commands each state allows
+ALLOWED: dict[State, frozenset[str]] = {
+    State.NOT_AUTHENTICATED: _ANY | {"STARTTLS", "LOGIN", "AUTHENTICATE"},
+    State.AUTHENTICATED: _AUTHENTICATED,
+    State.SELECTED: _AUTHENTICATED | {
+        "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNGE", "SEARCH", "UID SEARCH",
+        "FETCH", "UID FETCH", "STORE", "UID STORE", "COPY", "UID COPY", "MOVE",
+        "UID MOVE"},
+    State.LOGOUT: frozenset(),
+}
+# RFC 9051 §7.5.1: no EXPUNGE while the client relies on sequence numbers
+_HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE"})
+
+
+class Reply(Exception):
+    """A tagged NO or BAD, with an optional response code (RFC 9051 §7.1)."""
+
+    def __init__(self, status: str, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.code = code
+
+
+def no(text: str, code: str | None = None) -> Reply:
+    return Reply("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> Reply:
+    return Reply("BAD", text, code)
+
+
+class Logout(Exception):
+    """End the connection after what was written."""
+
+
+class Connection(Protocol):
+    """What the session needs from its connection (server.py)."""
+
+    @property
+    def tls(self) -> bool: ...
+
+    def peer_certificate(self) -> bytes | None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    async def readline(self, timeout: float | None = None) -> bytes: ...
+
+    async def start_tls(self) -> None: ...
+
+
+@dataclass
+class Selected:
+    place: Place
+    folder_id: int
+    read_only: bool
+    snapshot: Snapshot
+    overlay: dict[int, tuple[str, int]] = field(default_factory=dict)  # uid -> flags, modseq
+    pending: bool = False  # a change was notified
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message: int  # APPENDLIMIT (RFC 7889), the operator's max_message_size
+    idle_timeout: float = 31 * 60.0  # RFC 9051 §5.4: at least 30 minutes
+
+
+class Session:
+    def __init__(self, ctx: OperatorContext, cache: FolderCache, conn: Connection,
+                 limits: Limits) -> None:
+        self.ctx = ctx
+        self.cache = cache
+        self.conn = conn
+        self.limits = limits
+        self.state = State.NOT_AUTHENTICATED
+        self.identity: Identity | None = None
+        self.home: str | None = None
+        self.selected: Selected | None = None
+        self.enabled: set[str] = set()
+        self.auth_failures = 0
+        self.idling = False
+        self._pushing = False
+        self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
+        self._handlers: dict[str, Callable[[str, list[Token]], Awaitable[None]]] = {
+            name: getattr(self, "cmd_" + name.replace(" ", "_"))
+            for names in ALLOWED.values() for name in names}
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def utf8(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    def greeting(self) -> bytes:
+        return b"* OK [CAPABILITY " + self.capabilities().encode() + b"] MSSante IMAP ready\r\n"
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "ID", "ENABLE", "SASL-IR"]
+        if self.state is State.NOT_AUTHENTICATED:
+            if self.conn.tls:
+                caps += ["AUTH=PLAIN", "AUTH=EXTERNAL"]
+            else:
+                caps += ["STARTTLS", "LOGINDISABLED"]
+            return " ".join(caps)
+        caps += ["IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE",
+                 "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES", "CHILDREN",
+                 f"APPENDLIMIT={self.limits.max_message}", "CONDSTORE", "QRESYNC", "ACL",
+                 "RIGHTS=kxte", "STATUS=SIZE"]
+        return " ".join(caps)
+
+    async def handle(self, command: Command) -> None:
+        """Run one command and write its responses; raises Logout to end."""
+        tag, name = command.tag, command.name
+        if name not in ALLOWED[self.state]:
+            if name in self._handlers:
+                raise bad(f"{name} is not allowed in the {self.state.value} state")
+            raise bad(f"unknown command {name}")
+        try:
+            if self.selected is not None:
+                await self._check_access()
+            await self._handlers[name](tag, command.args)
+            if self.selected is not None and name not in ("IDLE", "SELECT", "EXAMINE"):
+                await self.announce(allow_expunge=name not in _HOLD_EXPUNGES)
+        except (Conflict, NotFound, PolicyViolation) as exc:
+            raise no(str(exc)) from exc
+        except BadSequence as exc:
+            raise bad(str(exc)) from exc
+
+    def write(self, data: bytes) -> None:
+        self.conn.write(data)
+
+    def ok(self, tag: str, text: str, code: str | None = None) -> None:
+        self.write(wire.tagged(tag, "OK", text, code))
+
+    def close(self) -> None:
+        """The connection ended: stop following the selected folder."""
+        self._unselect()
+        self.state = State.LOGOUT
+
+    # ------------------------------------------------------------ any state
+
+    async def cmd_CAPABILITY(self, tag: str, args: list[Token]) -> None:
+        self.write(b"* CAPABILITY " + self.capabilities().encode() + b"\r\n")
+        self.ok(tag, "CAPABILITY completed")
+
+    async def cmd_NOOP(self, tag: str, args: list[Token]) -> None:
+        self.ok(tag, "NOOP completed")
+
+    async def cmd_LOGOUT(self, tag: str, args: list[Token]) -> None:
+        self.write(b"* BYE MSSante IMAP logging out\r\n")
+        self.ok(tag, "LOGOUT completed")
+        self._unselect()
+        self.state = State.LOGOUT
+        raise Logout
+
+    async def cmd_ID(self, tag: str, args: list[Token]) -> None:
+        # RFC 2971: the client's fields are only logged
+        if args and isinstance(args[0], list):
+            log.info("IMAP client id: %s", _describe(args[0]))
+        self.write(b'* ID ("name" "mssante" "version" "' + VERSION.encode() +
+                   b'" "vendor" "mssante")\r\n')
+        self.ok(tag, "ID completed")
+
+    # ------------------------------------------------------ not authenticated
+
+    async def cmd_STARTTLS(self, tag: str, args: list[Token]) -> None:
+        if self.conn.tls:
+            raise bad("TLS is active already")
+        self.ok(tag, "Begin TLS negotiation now")
+        await self.conn.drain()
+        await self.conn.start_tls()
+
+    async def cmd_LOGIN(self, tag: str, args: list[Token]) -> None:
+        if not self.conn.tls:
+            raise no("Log in over TLS only (STARTTLS or port 993)", "PRIVACYREQUIRED")
+        if len(args) != 2:
+            raise bad("LOGIN takes a user name and a password")
+        login, password = _text(args[0]), _text(args[1])
+        await self._authenticate(tag, lambda: password_login(self.ctx, login, password))
+
+    async def cmd_AUTHENTICATE(self, tag: str, args: list[Token]) -> None:
+        if not args or not isinstance(args[0], Atom):
+            raise bad("AUTHENTICATE takes a mechanism")
+        if not self.conn.tls:
+            raise no("Authenticate over TLS only (STARTTLS or port 993)", "PRIVACYREQUIRED")
+        mechanism = args[0].upper
+        if mechanism not in ("PLAIN", "EXTERNAL"):
+            raise no(f"unsupported mechanism {mechanism}", "CANNOT")
+        if len(args) > 2:
+            raise bad("too many arguments")
+        if len(args) == 2:  # RFC 4959 SASL-IR
+            initial = _text(args[1])
+        else:
+            self.write(b"+ \r\n")
+            await self.conn.drain()
+            initial = (await self.conn.readline()).rstrip(b"\r\n").decode("ascii", "replace")
+            if initial == "*":
+                raise bad("authentication cancelled")  # RFC 9051 §6.2.2
+        blob = b"" if initial == "=" else _b64(initial)
+        if blob is None:
+            raise bad("the response is not base64")
+        if mechanism == "EXTERNAL":
+            authzid = blob.decode("utf-8", "replace")
+            der = self.conn.peer_certificate()
+            await self._authenticate(tag, lambda: certificate_login(self.ctx, der, authzid))
+            return
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:  # RFC 4616 §2: [authzid] NUL authcid NUL passwd
+            raise bad("malformed PLAIN response")
+        authzid, login, password = (p.decode("utf-8", "replace") for p in parts)
+        if authzid and authzid != login:
+            await self._authenticate(tag, _refuse("cannot act as another user"))
+            return
+        await self._authenticate(tag, lambda: password_login(self.ctx, login, password))
+
+    async def _authenticate(self, tag: str, check: Callable[[], Awaitable[Identity]]) -> None:
+        try:
+            identity = await check()
+        except AuthFailed as exc:
+            self.auth_failures += 1
+            log.info("IMAP authentication failed (%d): %s", self.auth_failures, exc)
+            if self.auth_failures >= MAX_AUTH_FAILURES:
+                self.write(wire.tagged(tag, "NO", str(exc), "AUTHENTICATIONFAILED"))
+                self.write(b"* BYE Too many authentication failures\r\n")
+                raise Logout from exc
+            raise no(str(exc), "AUTHENTICATIONFAILED") from exc
+        self.identity = identity
+        if identity.app is not None:
+            self.home = identity.app
+        else:
+            self.home = home_of(await self.ctx.store.folders.access(identity.login))
+        self.state = State.AUTHENTICATED
+        self.ok(tag, "Logged in", "CAPABILITY " + self.capabilities())
+
+    # ---------------------------------------------------------- authenticated
+
+    async def cmd_ENABLE(self, tag: str, args: list[Token]) -> None:
+        if not args:
+            raise bad("ENABLE takes capability names")
+        done: list[str] = []
+        for arg in args:
+            name = _atom(arg).upper()
+            if name in ("CONDSTORE", "QRESYNC", "IMAP4REV2") and name not in self.enabled:
+                self.enabled.add(name)
+                if name == "QRESYNC":
+                    self.enabled.add("CONDSTORE")
+                done.append({"IMAP4REV2": "IMAP4rev2"}.get(name, name))
+        self.write(b"* ENABLED" + b"".join(b" " + n.encode() for n in done) + b"\r\n")
+        self.ok(tag, "ENABLE completed")
+
+    async def cmd_NAMESPACE(self, tag: str, args: list[Token]) -> None:
+        personal = b'(("" "/"))' if self.home is not None else b"NIL"
+        self.write(b"* NAMESPACE " + personal + b' NIL (("' + SHARED_PREFIX.encode() +
+                   b'" "/"))\r\n')
+        self.ok(tag, "NAMESPACE completed")
+
+    async def cmd_SELECT(self, tag: str, args: list[Token]) -> None:
+        await self._select(tag, args, read_only=False)
+
+    async def cmd_EXAMINE(self, tag: str, args: list[Token]) -> None:
+        await self._select(tag, args, read_only=True)
+
+    async def _select(self, tag: str, args: list[Token], *, read_only: bool) -> None:
+        if not args or len(args) > 2:
+            raise bad("SELECT takes a mailbox name and optional parameters")
+        had = self.selected is not None
+        self._unselect()
+        self.state = State.AUTHENTICATED
+        if had and (self.qresync or self.utf8):
+            self.write(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 §3.2.11
+        qresync: list[Token] | None = None
+        if len(args) == 2:
+            qresync = self._select_params(args[1])
+        place, rights = await self._place(self._mailbox_arg(args[0]))
+        if "r" not in rights:
+            raise no("You may not read this mailbox", "NOPERM")
+        folder = await self.ctx.store.folders.get(place.address, place.folder)
+        if folder is None:
+            raise no("No such mailbox", "NONEXISTENT")
+        selected = Selected(place, folder.id, read_only or "w" not in rights,
+                            snapshot=Snapshot(folder, [], [], []))
+        snapshot = await self.cache.open(folder.id, self._woken(selected))
+        if snapshot is None:
+            raise no("No such mailbox", "NONEXISTENT")
+        selected.snapshot = snapshot
+        self.selected = selected
+        self.state = State.SELECTED
+        folder = snapshot.folder
+        self.write(b"* FLAGS (" + " ".join(SYSTEM_FLAGS).encode() + b")\r\n")
+        permanent = "" if selected.read_only else " ".join(SYSTEM_FLAGS) + " \\*"
+        self.write(b"* OK [PERMANENTFLAGS (" + permanent.encode() + b")] Flags permitted\r\n")
+        self.write(b"* %d EXISTS\r\n" % len(snapshot.uids))
+        if not self.utf8:
+            self.write(b"* 0 RECENT\r\n")
+            unseen = next((i for i, f in enumerate(snapshot.flags) if "\\Seen" not in f), None)
+            if unseen is not None:
+                self.write(b"* OK [UNSEEN %d] First unseen\r\n" % (unseen + 1))
+        self.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % folder.uidvalidity)
+        self.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % folder.uidnext)
+        self.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % folder.highestmodseq)
+        if qresync is not None:
+            await self._qresync_select(qresync, folder, snapshot)
+        mode = "READ-ONLY" if selected.read_only else "READ-WRITE"
+        self.ok(tag, f"{'EXAMINE' if read_only else 'SELECT'} completed", mode)
+
+    def _select_params(self, arg: Token) -> list[Token] | None:
+        """RFC 7162 §3.1.8 (CONDSTORE) and §3.2.5 (QRESYNC) SELECT parameters."""
+        if not isinstance(arg, list) or not arg:
+            raise bad("SELECT parameters are a parenthesised list")
+        qresync: list[Token] | None = None
+        i = 0
+        while i < len(arg):
+            name = _atom(arg[i]).upper()
+            if name == "CONDSTORE":
+                self.enabled.add("CONDSTORE")
+                i += 1
+            elif name == "QRESYNC":
+                if not self.qresync:
+                    raise bad("QRESYNC must be enabled first (ENABLE QRESYNC)")
+                if i + 1 >= len(arg) or not isinstance(arg[i + 1], list):
+                    raise bad("QRESYNC takes a parenthesised list")
+                value = arg[i + 1]
+                assert isinstance(value, list)
+                qresync = value
+                i += 2
+            else:
+                raise bad(f"unknown SELECT parameter {name}")
+        return qresync
+
+    async def _qresync_select(self, params: list[Token], folder: Folder,
+                              snapshot: Snapshot) -> None:
+        if len(params) < 2:
+            raise bad("QRESYNC takes a UIDVALIDITY and a MODSEQ")
+        uidvalidity, modseq = _number(params[0]), _number(params[1])
+        if uidvalidity != folder.uidvalidity:
+            return  # RFC 7162 §3.2.5.1: the client must resynchronise fully
+        known: list[int] | None = None
+        if len(params) > 2 and isinstance(params[2], Atom):
+            known = parse_sequence_set(params[2].value).resolve_uids(snapshot.uids, known=True)
+        gone = await self.ctx.store.folders.expunged_since(folder.id, modseq, known)
+        if gone:
+            self.write(b"* VANISHED (EARLIER) " + format_uid_set(gone).encode() + b"\r\n")
+        lines = [self._flags_line(i + 1, uid, snapshot.flags[i], snapshot.modseqs[i])
+                 for i, uid in enumerate(snapshot.uids) if snapshot.modseqs[i] > modseq]
+        self.write(b"".join(lines))
+
+    async def cmd_CREATE(self, tag: str, args: list[Token]) -> None:
+        name = self._mailbox_arg(_one(args, "CREATE"))
+        name = name.rstrip(DELIMITER)  # RFC 9051 §6.3.4: a trailing delimiter is dropped
+        place, rights = await self._place(name)
+        if "k" not in rights:
+            raise no("You may not create mailboxes here", "NOPERM")
+        try:
+            await self.ctx.store.folders.create(place.address, place.folder)
+        except ValueError as exc:
+            raise no(str(exc), "CANNOT") from exc
+        except Conflict as exc:
+            raise no(str(exc), "ALREADYEXISTS") from exc
+        self.ok(tag, "CREATE completed")
+
+    async def cmd_DELETE(self, tag: str, args: list[Token]) -> None:
+        place, rights = await self._place(self._mailbox_arg(_one(args, "DELETE")))
+        if "x" not in rights:
+            raise no("You may not delete this mailbox", "NOPERM")
+        if self.selected is not None and self.selected.place == place:
+            self._unselect()
+            self.state = State.AUTHENTICATED
+        try:
+            await self.ctx.store.folders.delete(place.address, place.folder)
+        except NotFound as exc:
+            raise no("No such mailbox", "NONEXISTENT") from exc
+        except (PolicyViolation, ValueError) as exc:
+            raise no(str(exc), "CANNOT") from exc
+        self.ok(tag, "DELETE completed")
+
+    async def cmd_RENAME(self, tag: str, args: list[Token]) -> None:
+        if len(args) != 2:
+            raise bad("RENAME takes two mailbox names")
+        old, rights = await self._place(self._mailbox_arg(args[0]))
+        new, new_rights = await self._place(self._mailbox_arg(args[1]))
+        if old.address != new.address:
+            raise no("A mailbox moves only inside its own MSSanté mailbox", "CANNOT")
+        if "x" not in rights or "k" not in new_rights:
+            raise no("You may not rename this mailbox", "NOPERM")
+        try:
+            await self.ctx.store.folders.rename(old.address, old.folder, new.folder)
+        except NotFound as exc:
+            raise no("No such mailbox", "NONEXISTENT") from exc
+        except Conflict as exc:
+            raise no(str(exc), "ALREADYEXISTS") from exc
+        except (PolicyViolation, ValueError) as exc:
+            raise no(str(exc), "CANNOT") from exc
+        self.ok(tag, "RENAME completed")
+
+    async def cmd_SUBSCRIBE(self, tag: str, args: list[Token]) -> None:
+        await self._subscribe(tag, args, True)
+
+    async def cmd_UNSUBSCRIBE(self, tag: str, args: list[Token]) -> None:
+        await self._subscribe(tag, args, False)
+
+    async def _subscribe(self, tag: str, args: list[Token], on: bool) -> None:
+        place, rights = await self._place(self._mailbox_arg(_one(args, "SUBSCRIBE")))
+        if "l" not in rights:
+            raise no("No such mailbox", "NONEXISTENT")
+        try:
+            await self.ctx.store.folders.subscribe(place.address, place.folder, on)
+        except (NotFound, ValueError) as exc:
+            raise no("No such mailbox", "NONEXISTENT") from exc
+        self.ok(tag, f"{'SUBSCRIBE' if on else 'UNSUBSCRIBE'} completed")
+
+    async def cmd_LIST(self, tag: str, args: list[Token]) -> None:
+        from mssante.imap.listing import list_command  # one concern per module
+
+        await list_command(self, tag, args, lsub=False)
+
+    async def cmd_LSUB(self, tag: str, args: list[Token]) -> None:
+        from mssante.imap.listing import list_command
+
+        await list_command(self, tag, args, lsub=True)
+
+    async def cmd_STATUS(self, tag: str, args: list[Token]) -> None:
+        from mssante.imap.listing import status_command
+
+        await status_command(self, tag, args)
+
+    async def cmd_APPEND(self, tag: str, args: list[Token]) -> None:
+        if len(args) < 2:
+            raise bad("APPEND takes a mailbox, optional flags and date, and a message")
+        message = args[-1]
+        if not isinstance(message, String):
+            raise bad("the message must be a literal")
+        flags: list[str] = []
+        date: float | None = None
+        for extra in args[1:-1]:
+            if isinstance(extra, list):
+                flags = self._flags(extra)
+            elif isinstance(extra, String):
+                date = _parse_date_time(extra.text())
+            else:
+                raise bad("APPEND takes a flag list and a quoted date-time")
+        if len(message.value) > self.limits.max_message:
+            raise no(f"the message exceeds {self.limits.max_message} octets", "TOOBIG")
+        place, rights = await self._place(self._mailbox_arg(args[0]))
+        if "i" not in rights:
+            raise no("You may not add messages here", "NOPERM")
+        folder = await self.ctx.store.folders.get(place.address, place.folder)
+        if folder is None:
+            raise no("No such mailbox", "TRYCREATE")
+        uidvalidity, uid = await self.ctx.store.folders.append(
+            folder.id, message.value, flags=flags, internaldate=date)
+        self.ok(tag, "APPEND completed", f"APPENDUID {uidvalidity} {uid}")
+
+    async def cmd_IDLE(self, tag: str, args: list[Token]) -> None:
+        """RFC 2177: updates are pushed until the client sends DONE."""
+        self.write(b"+ idling\r\n")
+        self.idling = True
+        try:
+            if self.selected is not None:
+                await self.announce(allow_expunge=True)
+            await self.conn.drain()
+            line = await self.conn.readline(self.limits.idle_timeout)
+        finally:
+            self.idling = False
+        if line.rstrip(b"\r\n").upper() != b"DONE":
+            raise bad("expected DONE")
+        if self.selected is not None:
+            await self.announce(allow_expunge=True)
+        self.ok(tag, "IDLE terminated")
+
+    # ACL, RFC 4314
+
+    async def cmd_MYRIGHTS(self, tag: str, args: list[Token]) -> None:
+        name = self._mailbox_arg(_one(args, "MYRIGHTS"))
+        place, rights = await self._place(name)
+        if not rights or await self.ctx.store.folders.get(place.address, place.folder) is None:
+            raise no("No such mailbox", "NONEXISTENT")
+        self.write(b"* MYRIGHTS " + wire.mailbox_name(name, self.utf8) + b" " +
+                   rights.encode() + b"\r\n")
+        self.ok(tag, "MYRIGHTS completed")
+
+    async def cmd_GETACL(self, tag: str, args: list[Token]) -> None:
+        name = self._mailbox_arg(_one(args, "GETACL"))
+        place, rights = await self._place(name)
+        if "a" not in rights:
+            raise no("You may not see who has access to this mailbox", "NOPERM")
+        entries = [wire.astring(role.login) + b" " + role_rights(role.role, role.rights).encode()
+                   for role in await self.ctx.store.roles(place.address)]
+        self.write(b"* ACL " + wire.mailbox_name(name, self.utf8) +
+                   b"".join(b" " + e for e in entries) + b"\r\n")
+        self.ok(tag, "GETACL completed")
+
+    async def cmd_LISTRIGHTS(self, tag: str, args: list[Token]) -> None:
+        if len(args) != 2:
+            raise bad("LISTRIGHTS takes a mailbox and an identifier")
+        name = self._mailbox_arg(args[0])
+        _, rights = await self._place(name)
+        if "a" not in rights:
+            raise no("You may not see the rights of this mailbox", "NOPERM")
+        self.write(b"* LISTRIGHTS " + wire.mailbox_name(name, self.utf8) + b" " +
+                   wire.astring(_text(args[1])) + b' "" l r s w i p k x t e a\r\n')
+        self.ok(tag, "LISTRIGHTS completed")
+
+    async def cmd_SETACL(self, tag: str, args: list[Token]) -> None:
+        raise no("Rights are set by the operator (mssante operator mailbox grant)", "NOPERM")
+
+    async def cmd_DELETEACL(self, tag: str, args: list[Token]) -> None:
+        raise no("Rights are set by the operator (mssante operator mailbox revoke)", "NOPERM")
+
+    # --------------------------------------------------------------- selected
+
+    async def cmd_CHECK(self, tag: str, args: list[Token]) -> None:
+        self.ok(tag, "CHECK completed")
+
+    async def cmd_CLOSE(self, tag: str, args: list[Token]) -> None:
+        selected = self._selected()
+        if not selected.read_only:
+            await self.ctx.store.folders.expunge(selected.folder_id)  # silently, RFC 9051 §6.4.2
+        self._unselect()
+        self.state = State.AUTHENTICATED
+        self.ok(tag, "CLOSE completed")
+
+    async def cmd_UNSELECT(self, tag: str, args: list[Token]) -> None:
+        self._unselect()
+        self.state = State.AUTHENTICATED
+        self.ok(tag, "UNSELECT completed")
+
+    async def cmd_EXPUNGE(self, tag: str, args: list[Token]) -> None:
+        await self._expunge(tag, None)
+
+    async def cmd_UID_EXPUNGE(self, tag: str, args: list[Token]) -> None:
+        selected = self._selected()
+        positions = self._positions(_atom(_one(args, "UID EXPUNGE")), True, selected.snapshot)
+        await self._expunge(tag, [selected.snapshot.uids[i] for i in positions])
+
+    async def _expunge(self, tag: str, uids: list[int] | None) -> None:
+        selected = self._selected()
+        self._writable(selected, "t")
+        await self.ctx.store.folders.expunge(selected.folder_id, uids)
+        await self.announce(allow_expunge=True)
+        self.ok(tag, "EXPUNGE completed", self._modseq_code())
+
+    async def cmd_FETCH(self, tag: str, args: list[Token]) -> None:
+        await self._fetch(tag, args, uid_mode=False)
+
+    async def cmd_UID_FETCH(self, tag: str, args: list[Token]) -> None:
+        await self._fetch(tag, args, uid_mode=True)
+
+    async def _fetch(self, tag: str, args: list[Token], *, uid_mode: bool) -> None:
+        selected = self._selected()
+        if len(args) not in (2, 3):
+            raise bad("FETCH takes a sequence set, items and optional modifiers")
+        try:
+            request = fetching.parse_fetch_items(args[1] if isinstance(args[1], list)
+                                                 else [args[1]])
+        except fetching.FetchError as exc:
+            raise bad(str(exc)) from exc
+        changed_since: int | None = None
+        vanished = False
+        if len(args) == 3:
+            changed_since, vanished = self._fetch_modifiers(args[2], uid_mode)
+        if request.modseq or changed_since is not None:
+            self.enabled.add("CONDSTORE")
+        if not uid_mode:
+            await self.announce(allow_expunge=False)
+        snapshot = selected.snapshot
+        positions = self._positions(_atom(args[0]), uid_mode, snapshot)
+        if changed_since is not None:
+            if vanished:
+                wanted = [snapshot.uids[i] for i in positions]
+                lo, hi = (wanted[0], wanted[-1]) if wanted else (0, -1)
+                gone = [u for u in await self.ctx.store.folders.expunged_since(
+                    selected.folder_id, changed_since) if lo <= u <= hi or not wanted]
+                if gone:
+                    self.write(b"* VANISHED (EARLIER) " + format_uid_set(gone).encode() +
+                               b"\r\n")
+            positions = [i for i in positions
+                         if self._flags_of(selected, i)[1] > changed_since]
+        include_modseq = request.modseq or changed_since is not None
+        if request.only_flags:
+            self.write(b"".join(self._flags_line(
+                i + 1, snapshot.uids[i], *self._flags_of(selected, i),
+                with_modseq=include_modseq, with_uid=uid_mode or request.uid,
+                with_flags=request.flags) for i in positions))
+            self.ok(tag, "FETCH completed")
+            return
+        set_seen = request.sets_seen and not selected.read_only
+        await self._fetch_full(selected, snapshot, positions, request, uid_mode=uid_mode,
+                               set_seen=set_seen, include_modseq=include_modseq)
+        self.ok(tag, "FETCH completed")
+
+    def _fetch_modifiers(self, arg: Token, uid_mode: bool) -> tuple[int | None, bool]:
+        if not isinstance(arg, list) or not arg:
+            raise bad("FETCH modifiers are a parenthesised list")
+        changed_since: int | None = None
+        vanished = False
+        i = 0
+        while i < len(arg):
+            name = _atom(arg[i]).upper()
+            if name == "CHANGEDSINCE" and i + 1 < len(arg):
+                changed_since = _number(arg[i + 1])
+                i += 2
+            elif name == "VANISHED":
+                if not uid_mode or not self.qresync:
+                    raise bad("VANISHED needs UID FETCH and QRESYNC enabled")
+                vanished = True
+                i += 1
+            else:
+                raise bad(f"unknown FETCH modifier {name}")
+        if vanished and changed_since is None:
+            raise bad("VANISHED needs CHANGEDSINCE")
+        return changed_since, vanished
+
+    async def _fetch_full(self, selected: Selected, snapshot: Snapshot, positions: list[int],
+                          request: fetching.FetchRequest, *, uid_mode: bool, set_seen: bool,
+                          include_modseq: bool) -> None:
+        store = self.ctx.store.folders
+        for start in range(0, len(positions), FETCH_BATCH):
+            batch = positions[start:start + FETCH_BATCH]
+            uids = [snapshot.uids[i] for i in batch]
+            data: dict[int, MessageData] = {}
+            if request.needs_meta or request.needs_body:
+                data = {m.uid: m for m in await store.message_data(selected.folder_id, uids)}
+            bodies: dict[str, bytes] = {}
+            if request.needs_body:
+                bodies = await store.bodies(m.body_sha256 for m in data.values())
+            seen_now: set[int] = set()
+            if set_seen:
+                unseen = [snapshot.uids[i] for i in batch
+                          if "\\Seen" not in self._flags_of(selected, i)[0].split()]
+                if unseen:
+                    changed, _ = await store.store_flags(selected.folder_id, unseen, "+",
+                                                         ["\\Seen"])
+                    for uid, flags, modseq in changed:
+                        selected.overlay[uid] = (flags, modseq)
+                        seen_now.add(uid)
+            out: list[bytes] = []
+            for i in batch:
+                uid = snapshot.uids[i]
+                meta = data.get(uid)
+                if (request.needs_meta or request.needs_body) and meta is None:
+                    continue  # expunged by another session meanwhile
+                flags, modseq = self._flags_of(selected, i)
+                body = bodies.get(meta.body_sha256) if meta is not None else None
+                if request.needs_body and body is None:
+                    continue
+                message = _FetchMessage(uid=uid, flags=flags, modseq=modseq,
+                                        internaldate=meta.internaldate if meta else 0.0,
+                                        size=meta.size if meta else 0, body=body)
+                out.append(fetching.fetch_response(
+                    i + 1, request, message, uid_command=uid_mode,
+                    include_modseq=include_modseq, include_flags=uid in seen_now))
+            self.write(b"".join(out))
+            await self.conn.drain()
+
+    async def cmd_STORE(self, tag: str, args: list[Token]) -> None:
+        await self._store(tag, args, uid_mode=False)
+
+    async def cmd_UID_STORE(self, tag: str, args: list[Token]) -> None:
+        await self._store(tag, args, uid_mode=True)
+
+    async def _store(self, tag: str, args: list[Token], *, uid_mode: bool) -> None:
+        selected = self._selected()
+        unchanged_since: int | None = None
+        if len(args) == 4 and isinstance(args[1], list):  # RFC 7162 §3.1.3 modifier
+            modifier = args.pop(1)
+            assert isinstance(modifier, list)
+            if len(modifier) != 2 or _atom(modifier[0]).upper() != "UNCHANGEDSINCE":
+                raise bad("the STORE modifier is (UNCHANGEDSINCE n)")
+            unchanged_since = _number(modifier[1])
+            self.enabled.add("CONDSTORE")
+        if len(args) != 3:
+            raise bad("STORE takes a sequence set, an item and flags")
+        item = _atom(args[1]).upper()
+        silent = item.endswith(".SILENT")
+        base = item.removesuffix(".SILENT")
+        modes = {"FLAGS": "", "+FLAGS": "+", "-FLAGS": "-"}
+        if base not in modes:
+            raise bad(f"unknown STORE item {item}")
+        flags = self._flags(args[2] if isinstance(args[2], list) else [args[2]])
+        self._writable(selected, "w")
+        if not uid_mode:
+            await self.announce(allow_expunge=False)
+        snapshot = selected.snapshot
+        positions = self._positions(_atom(args[0]), uid_mode, snapshot)
+        uids = [snapshot.uids[i] for i in positions]
+        changed, modified = await self.ctx.store.folders.store_flags(
+            selected.folder_id, uids, modes[base], flags, unchanged_since=unchanged_since)
+        for uid, new_flags, modseq in changed:
+            selected.overlay[uid] = (new_flags, modseq)
+        report = set() if silent and not self.condstore else {u for u, _, _ in changed}
+        if not silent:  # RFC 9051 §6.4.6: the flags of every message named
+            report |= set(uids) - set(modified)
+        lines = []
+        for uid in sorted(report):
+            i = snapshot.position(uid)
+            if i is None:
+                continue
+            new_flags, modseq = self._flags_of(selected, i)
+            lines.append(self._flags_line(i + 1, uid, new_flags, modseq,
+                                          with_modseq=self.condstore,
+                                          with_uid=uid_mode or self.qresync,
+                                          with_flags=not silent))
+        self.write(b"".join(lines))
+        if modified:
+            shown = modified if uid_mode else sorted(
+                p + 1 for p in (snapshot.position(u) for u in modified) if p is not None)
+            self.ok(tag, "Conditional STORE failed for some messages",
+                    f"MODIFIED {format_uid_set(shown)}")
+            return
+        self.ok(tag, "STORE completed")
+
+    async def cmd_COPY(self, tag: str, args: list[Token]) -> None:
+        await self._copy(tag, args, uid_mode=False, move=False)
+
+    async def cmd_UID_COPY(self, tag: str, args: list[Token]) -> None:
+        await self._copy(tag, args, uid_mode=True, move=False)
+
+    async def cmd_MOVE(self, tag: str, args: list[Token]) -> None:
+        await self._copy(tag, args, uid_mode=False, move=True)
+
+    async def cmd_UID_MOVE(self, tag: str, args: list[Token]) -> None:
+        await self._copy(tag, args, uid_mode=True, move=True)
+
+    async def _copy(self, tag: str, args: list[Token], *, uid_mode: bool, move: bool) -> None:
+        selected = self._selected()
+        if len(args) != 2:
+            raise bad("COPY takes a sequence set and a mailbox")
+        target_place, rights = await self._place(self._mailbox_arg(args[1]))
+        if "i" not in rights:
+            raise no("You may not add messages there", "NOPERM")
+        if move:
+            self._writable(selected, "t")
+        target = await self.ctx.store.folders.get(target_place.address, target_place.folder)
+        if target is None:
+            raise no("No such mailbox", "TRYCREATE")
+        if not uid_mode and not move:
+            await self.announce(allow_expunge=False)
+        snapshot = selected.snapshot
+        positions = self._positions(_atom(args[0]), uid_mode, snapshot)
+        uids = [snapshot.uids[i] for i in positions]
+        uidvalidity, source, copied = await self.ctx.store.folders.copy(
+            selected.folder_id, uids, target.id, move=move)
+        code = (f"COPYUID {uidvalidity} {format_uid_set(source)} {format_uid_set(copied)}"
+                if source else None)
+        if move:
+            if code:
+                self.write(b"* OK [" + code.encode() + b"] Moved\r\n")  # RFC 6851 §4.3
+            await self.announce(allow_expunge=True)
+            self.ok(tag, "MOVE completed")
+            return
+        self.ok(tag, "COPY completed", code)
+
+    async def cmd_SEARCH(self, tag: str, args: list[Token]) -> None:
+        await self._search(tag, args, uid_mode=False)
+
+    async def cmd_UID_SEARCH(self, tag: str, args: list[Token]) -> None:
+        await self._search(tag, args, uid_mode=True)
+
+    async def _search(self, tag: str, args: list[Token], *, uid_mode: bool) -> None:
+        selected = self._selected()
+        try:
+            program = searching.parse_search(args)
+        except searching.SearchError as exc:
+            raise Reply(exc.status, str(exc), exc.code) from exc
+        if program.has_modseq:
+            self.enabled.add("CONDSTORE")
+        if not uid_mode:
+            await self.announce(allow_expunge=False)
+        snapshot = selected.snapshot
+        program.resolve(lambda text, uids: [
+            snapshot.uids[i] for i in parse_sequence_set(text).uids_in(
+                snapshot.uids, uids, saved=self.saved, strict=False)])
+        matched = await self._evaluate(selected, snapshot, program)
+        results = [uid if uid_mode else i + 1 for i, uid in matched]
+        top = max((self._flags_of(selected, i)[1] for i, _ in matched), default=None) \
+            if program.has_modseq else None
+        returns = program.returns
+        if returns is not None and "SAVE" in returns:
+            kept = searching.saved_result([uid for _, uid in matched], returns)
+            self.saved = kept
+        if returns is None and self.utf8:
+            returns = frozenset({"ALL"})  # RFC 9051 §6.4.4: IMAP4rev2 answers ESEARCH
+        if returns is None:
+            self.write(searching.search_response(results, top))
+        else:
+            self.write(searching.esearch_response(tag, uid_mode, results, returns, top))
+        self.ok(tag, "SEARCH completed")
+
+    async def _evaluate(self, selected: Selected, snapshot: Snapshot,
+                        program: searching.SearchProgram) -> list[tuple[int, int]]:
+        """(position, UID) of the messages that match, loading only what the keys need."""
+        needs = program.needs
+        store = self.ctx.store.folders
+        matched: list[tuple[int, int]] = []
+        batch_size = FETCH_BATCH * 10 if "body" not in needs else FETCH_BATCH
+        header_fields = getattr(program, "header_fields", None)
+        summaries_only = ("headers" in needs and "body" not in needs and header_fields is not None
+                          and header_fields <= _SUMMARY_FIELDS)
+        for start in range(0, len(snapshot.uids), batch_size):
+            positions = range(start, min(start + batch_size, len(snapshot.uids)))
+            uids = [snapshot.uids[i] for i in positions]
+            data: dict[int, MessageData] = {}
+            if needs & {"size", "internaldate"} or ("body" in needs or
+                                                    ("headers" in needs and not summaries_only)):
+                data = {m.uid: m for m in await store.message_data(selected.folder_id, uids)}
+            raws: dict[int, bytes] = {}
+            if summaries_only:
+                summaries = await store.summaries(selected.folder_id, uids)
+                raws = {uid: _summary_header(values) for uid, values in summaries.items()}
+            elif needs & {"headers", "body"}:
+                bodies = await store.bodies(m.body_sha256 for m in data.values())
+                raws = {uid: bodies[m.body_sha256] for uid, m in data.items()
+                        if m.body_sha256 in bodies}
+            for i in positions:
+                uid = snapshot.uids[i]
+                meta = data.get(uid)
+                flags, modseq = self._flags_of(selected, i)
+                message = _SearchMessage(seq=i + 1, uid=uid, flags=flags, modseq=modseq,
+                                         size=meta.size if meta else 0,
+                                         internaldate=meta.internaldate if meta else 0.0,
+                                         raw=raws.get(uid, b"") if needs & {"headers", "body"}
+                                         else None)
+                if program.matches(message):
+                    matched.append((i, uid))
+        return matched
+
+    # ------------------------------------------------------------- updates
+
+    def _woken(self, selected: Selected) -> Callable[[], None]:
+        def woken() -> None:
+            selected.pending = True
+            if self.idling and self.selected is selected and not self._pushing:
+                asyncio.get_running_loop().create_task(self._push())
+        return woken
+
+    async def _push(self) -> None:
+        """Send the updates to an idling client (RFC 2177)."""
+        self._pushing = True
+        try:
+            while self.idling and self.selected is not None and self.selected.pending:
+                await self.announce(allow_expunge=True)
+                await self.conn.drain()
+        except Exception as exc:  # the connection went away: its reader ends the session
+            log.debug("IDLE push stopped: %s", exc)
+        finally:
+            self._pushing = False
+
+    async def announce(self, *, allow_expunge: bool) -> None:
+        """Send what changed in the selected folder since the session last looked."""
+        selected = self.selected
+        if selected is None:
+            return
+        selected.pending = False
+        old = selected.snapshot
+        found = await self.cache.delta(old)
+        if found is None:
+            self.write(b"* BYE The selected mailbox was deleted\r\n")
+            raise Logout
+        new, delta = found
+        if new is old or (delta.expunged and not allow_expunge):
+            return
+        out: list[bytes] = []
+        if delta.expunged:
+            if self.qresync:
+                out.append(b"* VANISHED " + format_uid_set(delta.expunged).encode() + b"\r\n")
+            else:
+                positions = sorted((old.position(uid) for uid in delta.expunged),
+                                   key=lambda p: -1 if p is None else p, reverse=True)
+                out += [b"* %d EXPUNGE\r\n" % (p + 1) for p in positions if p is not None]
+        if len(new.uids) != len(old.uids) - len(delta.expunged):
+            out.append(b"* %d EXISTS\r\n" % len(new.uids))
+        last_old = old.uids[-1] if old.uids else 0
+        for uid, flags, modseq in delta.changed:
+            if uid > last_old:
+                continue  # new: announced by EXISTS
+            mine = selected.overlay.get(uid)
+            if mine is not None and mine[0] == flags and not self.condstore:
+                continue  # the session's own change, reported already
+            i = new.position(uid)
+            if i is not None:
+                out.append(self._flags_line(i + 1, uid, flags, modseq,
+                                            with_modseq=self.condstore, with_uid=True))
+        selected.snapshot = new
+        top = new.folder.highestmodseq
+        selected.overlay = {u: v for u, v in selected.overlay.items() if v[1] > top}
+        self.write(b"".join(out))
+
+    # ------------------------------------------------------------- helpers
+
+    async def _check_access(self) -> None:
+        """Rights on a shared folder are read at every command (revocation)."""
+        selected = self.selected
+        if selected is None or not selected.place.shared or self.identity is None:
+            return
+        access = await self.ctx.store.folders.access_to(self.identity.login,
+                                                        selected.place.address)
+        rights = rights_for(access) if access is not None else ""
+        if "r" in rights:
+            if "w" not in rights:
+                selected.read_only = True
+            return
+        self._unselect()
+        self.state = State.AUTHENTICATED
+        self.write(b"* OK [CLOSED] Access to the mailbox was withdrawn\r\n")
+        raise no("Your access to this mailbox was withdrawn", "NOPERM")
+
+    async def _place(self, name: str) -> tuple[Place, str]:
+        """Resolve a client's mailbox name and the identity's rights there."""
+        place = resolve(name, self.home)
+        if place is None:
+            raise no("No such mailbox", "NONEXISTENT")
+        try:
+            place = Place(place.address, normalise_name(place.folder), place.shared)
+        except ValueError as exc:
+            raise no(str(exc), "CANNOT") from exc
+        if not place.shared:
+            return place, ALL_RIGHTS
+        assert self.identity is not None
+        if self.identity.is_program:
+            return place, ""
+        access = await self.ctx.store.folders.access_to(self.identity.login, place.address)
+        if access is None or (access.address == self.home):
+            return place, ""
+        return place, rights_for(access)
+
+    def _mailbox_arg(self, token: Token) -> str:
+        raw = _bytes(token)
+        if self.utf8:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise bad("mailbox names are UTF-8") from exc
+        try:
+            return mutf7.decode(raw)
+        except ValueError as exc:
+            raise bad(f"bad mailbox name: {exc}") from exc
+
+    def _selected(self) -> Selected:
+        if self.selected is None:
+            raise bad("no mailbox selected")
+        return self.selected
+
+    def _unselect(self) -> None:
+        if self.selected is not None:
+            self.cache.close(self.selected.folder_id, self._noop)
+            self.selected = None
+
+    @staticmethod
+    def _noop() -> None:
+        return None
+
+    def _writable(self, selected: Selected, right: str) -> None:
+        if selected.read_only:
+            raise no("The mailbox is read-only", "READ-ONLY" if right else None)
+
+    def _flags(self, tokens: Sequence[Token]) -> list[str]:
+        flags: list[str] = []
+        for token in tokens:
+            flag = _atom(token)
+            if flag.startswith("\\"):
+                system = _SYSTEM_LOWER.get(flag.lower())
+                if system is None:
+                    raise bad(f"{flag} is not a flag a client may set")
+                flag = system
+            elif not flag or any(c in flag for c in '(){%*"\\]') or not flag.isascii():
+                raise bad(f"bad keyword {flag!r}")
+            flags.append(flag)
+        return flags
+
+    def _positions(self, text: str, uid_mode: bool, snapshot: Snapshot) -> list[int]:
+        return parse_sequence_set(text).uids_in(snapshot.uids, uid_mode, saved=self.saved)
+
+    def _flags_of(self, selected: Selected, i: int) -> tuple[str, int]:
+        snapshot = selected.snapshot
+        if selected.overlay:
+            mine = selected.overlay.get(snapshot.uids[i])
+            if mine is not None:
+                return mine
+        return snapshot.flags[i], snapshot.modseqs[i]
+
+    @staticmethod
+    def _flags_line(seq: int, uid: int, flags: str, modseq: int, *, with_modseq: bool = True,
+                    with_uid: bool = True, with_flags: bool = True) -> bytes:
+        items = []
+        if with_uid:
+            items.append(f"UID {uid}")
+        if with_flags:
+            items.append(f"FLAGS ({flags})")
+        if with_modseq:
+            items.append(f"MODSEQ ({modseq})")
+        return f"* {seq} FETCH ({' '.join(items)})\r\n".encode()
+
+    def _modseq_code(self) -> str | None:
+        if not self.condstore or self.selected is None:
+            return None
+        return f"HIGHESTMODSEQ {self.selected.snapshot.folder.highestmodseq}"
+
+
+_SUMMARY_FIELDS = frozenset({"subject", "from", "message-id", "date"})
+
+
+def _summary_header(values: tuple[str | None, str | None, str | None, str | None]) -> bytes:
+    """A header section made of the fields stored beside the message (decoded at
+    delivery): enough for SEARCH on them without reading the message."""
+    names = ("Subject", "From", "Message-ID", "Date")
+    lines = [f"{name}: {value}\r\n" for name, value in zip(names, values, strict=True)
+             if value is not None]
+    return ("".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchMessage:
+    seq: int
+    uid: int
+    flags: str
+    modseq: int
+    size: int
+    internaldate: float
+    raw: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _FetchMessage:
+    uid: int
+    flags: str
+    modseq: int
+    internaldate: float
+    size: int
+    body: bytes | None
+
+
+def _refuse(reason: str) -> Callable[[], Awaitable[Identity]]:
+    async def refuse() -> Identity:
+        raise AuthFailed(reason)
+    return refuse
+
+
+def _bytes(token: Token) -> bytes:
+    if isinstance(token, String):
+        return token.value
+    if isinstance(token, Atom):
+        return token.value.encode()
+    raise bad("expected a string")
+
+
+def _text(token: Token) -> str:
+    return _bytes(token).decode("utf-8", "replace")
+
+
+def _atom(token: Token) -> str:
+    if not isinstance(token, Atom):
+        raise bad("expected an atom")
+    return token.value
+
+
+def _one(args: list[Token], command: str) -> Token:
+    if len(args) != 1:
+        raise bad(f"{command} takes one argument")
+    return args[0]
+
+
+def _number(token: Token) -> int:
+    text = _atom(token)
+    if not text.isdigit() or len(text) > 20:
+        raise bad(f"expected a number, not {text!r}")
+    return int(text)
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _describe(fields: list[Token]) -> str:
+    return " ".join(_text(f) if not isinstance(f, list) else "(...)" for f in fields)[:200]
+
+
+def _parse_date_time(text: str) -> float:
+    """RFC 9051 date-time: "27-Nov-2026 02:53:41 +0100"."""
+    try:
+        moment = dt.datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError as exc:
+        raise bad(f"bad date-time {text!r}") from exc
+    return moment.timestamp()
+
+
+def internal_date(ts: float) -> str:
+    moment = time.gmtime(ts)
+    return (f"{moment.tm_mday:02d}-{MONTHS[moment.tm_mon - 1]}-{moment.tm_year} "
+            f"{moment.tm_hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d} +0000")
+
