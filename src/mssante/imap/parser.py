@@ -22,8 +22,9 @@ Implementation notes:
   is one atom. Inside, spaces are normalised (one between items, none inside
   parentheses) and a quoted string that is a plain atom loses its quotes
   (``("From")`` reads as ``(From)``); other quoted strings are kept, quoted.
-  Deliberate deviations: a literal inside brackets is refused; a ``[`` with no
-  ``]`` later on the line is an ordinary atom character (an astring may hold it).
+  Deliberate deviations: a literal inside brackets is refused, and so is a ``]``
+  inside a quoted string there; a ``[`` with no ``]`` later on the line is an
+  ordinary atom character (an astring may hold it: ``LOGIN pa[ss ...``).
 - Between tokens the grammar wants one space; runs of spaces and a trailing space
   are accepted, as Dovecot does. A token must end at a space, a ``)`` or the end:
   ``"a"b`` and ``(a)(b)`` are refused.
@@ -73,7 +74,8 @@ class Command:
 
 # RFC 9051 §9: tag = 1*<any ASTRING-CHAR except "+">
 _TAG = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\+]+")
-_NAME = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\[\]]+")
+# a command name, or a quoted header name inside brackets that needs no quotes
+_PLAIN = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\[\]]+")
 # atom characters: ATOM-CHAR plus "]", "*", "%"; stops at "[" (a section)
 _ATOM = re.compile(rb"[^\x00-\x20\x7f-\xff(){\"\\\[]*")
 _QUOTED = re.compile(rb'"([^"\\\r\n\x00]*(?:\\["\\][^"\\\r\n\x00]*)*)"')
@@ -84,7 +86,6 @@ _LINE_LITERAL = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}")
 _SECTION = re.compile(rb"\[([^\x00-\x1f\x7f-\xff\[\]{]*)\]")
 _SECTION_ITEM = re.compile(
     rb' *(?:(\()|(\))|"([^"\\]*(?:\\["\\][^"\\]*)*)"|([^ ()"]+))')
-_PLAIN = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\[\]]+")
 _PARENS = re.compile(rb"[()]")
 
 _SP, _LPAREN, _RPAREN, _QUOTE = 0x20, 0x28, 0x29, 0x22  # octets, as raw[i] gives them
@@ -142,7 +143,7 @@ def parse_command(raw: bytes) -> Command:
 
 
 def _name(raw: bytes, pos: int, tag: str, after: str = "") -> tuple[str, int]:
-    m = _NAME.match(raw, pos)
+    m = _PLAIN.match(raw, pos)
     if m is None:
         if pos >= len(raw):
             raise ParseError(f"missing command name after {after}" if after

@@ -123,7 +123,12 @@ class _View:
         return self._message
 
     def header(self, name: str) -> list[str]:
-        """Decoded, case-folded values of header field ``name`` (lower case)."""
+        """Decoded, case-folded values of header field ``name`` (lower case); from the
+        message's ``fields`` when it offers them (values decoded beforehand, e.g. the
+        summary the store keeps), else from its octets."""
+        fields: dict[str, list[str]] | None = getattr(self.msg, "fields", None)
+        if fields is not None:
+            return [value.casefold() for value in fields.get(name, ())]
         return [header_text(value).casefold() for value in self.message.root.values(name)]
 
     @property
@@ -152,15 +157,19 @@ class _Key:
     """A compiled search key: its predicate, cost rank, what it needs, and the header
     fields it reads (None: the whole message)."""
 
-    __slots__ = ("cost", "fields", "needs", "test")
+    __slots__ = ("cost", "fields", "needs", "prefilter", "test")
 
     def __init__(self, test: _Predicate, cost: int = _CHEAP,
                  needs: frozenset[str] = frozenset(),
-                 fields: frozenset[str] | None = _NO_FIELDS) -> None:
+                 fields: frozenset[str] | None = _NO_FIELDS,
+                 prefilter: tuple[str, str] | None = None) -> None:
         self.test = test
         self.cost = cost
         self.needs = needs
         self.fields = fields
+        # (field, case-folded needle) that every matching message's field contains: a
+        # database index or scan may narrow the candidates before ``test`` runs
+        self.prefilter = prefilter
 
 
 def _fields_of(keys: Iterable[_Key]) -> frozenset[str] | None:
@@ -194,7 +203,8 @@ class SearchProgram:
     read whole messages (BODY, TEXT).
     """
 
-    __slots__ = ("_test", "charset", "has_modseq", "header_fields", "needs", "returns",
+    __slots__ = ("_test", "charset", "has_modseq", "header_fields", "needs", "prefilter",
+                 "returns",
                  "sets")
 
     def __init__(self, key: _Key, returns: frozenset[str] | None, charset: str,
@@ -202,6 +212,7 @@ class SearchProgram:
         self._test = key.test
         self.needs = key.needs
         self.header_fields = key.fields
+        self.prefilter = key.prefilter  # (field, needle) every match contains, or None
         self.returns = returns
         self.charset = charset
         self.sets = sets
@@ -403,7 +414,7 @@ def _header_key(field: str, needle: str) -> _Key:
     def test(view: _View) -> bool:
         return any(needle in value for value in view.header(field))
 
-    return _Key(test, _HEADER, _HEADERS_NEEDED, frozenset({field}))
+    return _Key(test, _HEADER, _HEADERS_NEEDED, frozenset({field}), (field, needle))
 
 
 def _address(parser: _Parser, name: str) -> _Key:
@@ -446,7 +457,8 @@ def _internal(parser: _Parser, name: str) -> _Key:
 
 
 def _sent_day(view: _View) -> int:
-    value = view.message.root.get("date")
+    dates = view.header("date")
+    value = dates[0] if dates else None
     if value is not None:
         try:
             parsed = email.utils.parsedate_tz(value)
@@ -529,7 +541,8 @@ def _all_of(keys: list[_Key]) -> _Key:
                 return False
         return True
 
-    return _Key(test, keys[-1].cost, needs, _fields_of(keys))
+    prefilter = next((k.prefilter for k in keys if k.prefilter is not None), None)
+    return _Key(test, keys[-1].cost, needs, _fields_of(keys), prefilter)
 
 
 # --- responses -----------------------------------------------------------------------

@@ -59,7 +59,7 @@ from mssante.imap.parser import Command
 from mssante.imap.sequence import BadSequence, format_uid_set, parse_sequence_set
 from mssante.imap.tokens import Atom, String, Token
 from mssante.smtp.context import OperatorContext
-from mssante.store.folders import DELIMITER, normalise_name
+from mssante.store.folders import DELIMITER, SUMMARY_FIELDS, normalise_name
 from mssante.store.models import Folder, MessageData
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ MAX_AUTH_FAILURES = 3
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
 FETCH_BATCH = 200  # messages whose bodies are loaded per query
+SEARCH_BATCH = 20_000  # messages whose metadata a SEARCH loads per query
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
           "Dec")
 
@@ -673,10 +674,8 @@ class Session:
                          if self._flags_of(selected, i)[1] > changed_since]
         include_modseq = request.modseq or changed_since is not None
         if request.only_flags:
-            self.write(b"".join(self._flags_line(
-                i + 1, snapshot.uids[i], *self._flags_of(selected, i),
-                with_modseq=include_modseq, with_uid=uid_mode or request.uid,
-                with_flags=request.flags) for i in positions))
+            self.write(self._flags_lines(selected, positions, uid=uid_mode or request.uid,
+                                         flags=request.flags, modseq=include_modseq))
             self.ok(tag, "FETCH completed")
             return
         set_seen = request.sets_seen and not selected.read_only
@@ -888,21 +887,26 @@ class Session:
         needs = program.needs
         store = self.ctx.store.folders
         matched: list[tuple[int, int]] = []
-        batch_size = FETCH_BATCH * 10 if "body" not in needs else FETCH_BATCH
+        batch_size = SEARCH_BATCH if "body" not in needs else FETCH_BATCH
         header_fields = getattr(program, "header_fields", None)
         summaries_only = ("headers" in needs and "body" not in needs and header_fields is not None
                           and header_fields <= _SUMMARY_FIELDS)
-        for start in range(0, len(snapshot.uids), batch_size):
-            positions = range(start, min(start + batch_size, len(snapshot.uids)))
+        candidates: list[int] = list(range(len(snapshot.uids)))
+        prefilter = program.prefilter
+        if prefilter is not None and prefilter[0] in SUMMARY_FIELDS and prefilter[1].isascii():
+            found = await store.containing(selected.folder_id, *prefilter)
+            candidates = [i for i, uid in enumerate(snapshot.uids) if uid in found]
+        for start in range(0, len(candidates), batch_size):
+            positions = candidates[start:start + batch_size]
             uids = [snapshot.uids[i] for i in positions]
             data: dict[int, MessageData] = {}
             if needs & {"size", "internaldate"} or ("body" in needs or
                                                     ("headers" in needs and not summaries_only)):
                 data = {m.uid: m for m in await store.message_data(selected.folder_id, uids)}
             raws: dict[int, bytes] = {}
+            summaries: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
             if summaries_only:
                 summaries = await store.summaries(selected.folder_id, uids)
-                raws = {uid: _summary_header(values) for uid, values in summaries.items()}
             elif needs & {"headers", "body"}:
                 bodies = await store.bodies(m.body_sha256 for m in data.values())
                 raws = {uid: bodies[m.body_sha256] for uid, m in data.items()
@@ -911,10 +915,12 @@ class Session:
                 uid = snapshot.uids[i]
                 meta = data.get(uid)
                 flags, modseq = self._flags_of(selected, i)
-                message = _SearchMessage(seq=i + 1, uid=uid, flags=flags, modseq=modseq,
-                                         size=meta.size if meta else 0,
-                                         internaldate=meta.internaldate if meta else 0.0,
-                                         raw=raws.get(uid, b"") if needs & {"headers", "body"}
+                message = _SearchMessage(i + 1, uid, flags, modseq,
+                                         meta.size if meta else 0,
+                                         meta.internaldate if meta else 0.0,
+                                         raws.get(uid, b"") if needs & {"headers", "body"}
+                                         else None,
+                                         summaries.get(uid, _NO_SUMMARY) if summaries_only
                                          else None)
                 if program.matches(message):
                     matched.append((i, uid))
@@ -1074,6 +1080,29 @@ class Session:
                 return mine
         return snapshot.flags[i], snapshot.modseqs[i]
 
+    def _flags_lines(self, selected: Selected, positions: Sequence[int], *, uid: bool,
+                     flags: bool, modseq: bool) -> bytes:
+        """FETCH responses of UID, FLAGS and MODSEQ only: the 100,000-message
+        ``UID FETCH 1:* (FLAGS)`` of a client's resynchronisation, one format per line."""
+        snapshot = selected.snapshot
+        uids, all_flags, modseqs = snapshot.uids, snapshot.flags, snapshot.modseqs
+        if selected.overlay:
+            all_flags, modseqs = list(all_flags), list(modseqs)
+            for i in positions:
+                mine = selected.overlay.get(uids[i])
+                if mine is not None:
+                    all_flags[i], modseqs[i] = mine
+        parts = (["UID %d"] if uid else []) + (["FLAGS (%s)"] if flags else []) + \
+            (["MODSEQ (%d)"] if modseq else [])
+        line = "* %d FETCH (" + " ".join(parts) + ")\r\n"
+        if uid and flags and not modseq:
+            text = "".join([line % (i + 1, uids[i], all_flags[i]) for i in positions])
+        else:
+            text = "".join([line % ((i + 1,) + ((uids[i],) if uid else ()) +
+                                    ((all_flags[i],) if flags else ()) +
+                                    ((modseqs[i],) if modseq else ())) for i in positions])
+        return text.encode("utf-8", "surrogateescape")
+
     @staticmethod
     def _flags_line(seq: int, uid: int, flags: str, modseq: int, *, with_modseq: bool = True,
                     with_uid: bool = True, with_flags: bool = True) -> bytes:
@@ -1093,26 +1122,36 @@ class Session:
 
 
 _SUMMARY_FIELDS = frozenset({"subject", "from", "message-id", "date"})
+_NO_SUMMARY: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)
 
 
-def _summary_header(values: tuple[str | None, str | None, str | None, str | None]) -> bytes:
-    """A header section made of the fields stored beside the message (decoded at
-    delivery): enough for SEARCH on them without reading the message."""
-    names = ("Subject", "From", "Message-ID", "Date")
-    lines = [f"{name}: {value}\r\n" for name, value in zip(names, values, strict=True)
-             if value is not None]
-    return ("".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+def _summary_fields(values: tuple[str | None, str | None, str | None, str | None]
+                    ) -> dict[str, list[str]]:
+    """The header fields stored beside the message (decoded at delivery): enough for
+    SEARCH on them without reading the message."""
+    names = ("subject", "from", "message-id", "date")
+    return {name: [value] for name, value in zip(names, values, strict=True)
+            if value is not None}
 
 
-@dataclass(frozen=True, slots=True)
 class _SearchMessage:
-    seq: int
-    uid: int
-    flags: str
-    modseq: int
-    size: int
-    internaldate: float
-    raw: bytes | None
+    """One message as SEARCH sees it (search.SearchMessage); a plain slotted class:
+    a SEARCH builds one per message of the folder."""
+
+    __slots__ = ("_summary", "flags", "internaldate", "modseq", "raw", "seq", "size", "uid")
+
+    def __init__(self, seq: int, uid: int, flags: str, modseq: int, size: int,
+                 internaldate: float, raw: bytes | None,
+                 summary: tuple[str | None, str | None, str | None, str | None] | None
+                 ) -> None:
+        self.seq, self.uid, self.flags, self.modseq = seq, uid, flags, modseq
+        self.size, self.internaldate, self.raw = size, internaldate, raw
+        self._summary = summary
+
+    @property
+    def fields(self) -> dict[str, list[str]] | None:
+        """Decoded header fields kept beside the message, when SEARCH reads only those."""
+        return None if self._summary is None else _summary_fields(self._summary)
 
 
 @dataclass(frozen=True, slots=True)

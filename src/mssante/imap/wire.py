@@ -12,7 +12,8 @@ Implementation notes:
   does not), and anything longer than ``QUOTED_MAX`` octets, which reads better
   as a literal.
 - ``astring`` quotes ``NIL`` although it is a valid atom, so that no client
-  reading an astring where it expects an nstring mistakes it for nil.
+  reading an astring where it expects an nstring mistakes it for nil, and ``[``
+  (an ATOM-CHAR), which a client parser may take for the start of a section.
 - ``tagged`` writes human-readable text: it replaces CR, LF and NUL by spaces,
   so that a client-chosen value quoted in an error message can never end the
   response line and smuggle another one (a mailbox name may arrive as a literal
@@ -37,8 +38,7 @@ CRLF = b"\r\n"
 NIL = b"NIL"
 
 # RFC 9051 §9: ASTRING-CHAR = ATOM-CHAR / resp-specials, ATOM-CHAR = any CHAR
-# except atom-specials ( ) { SP CTL % * " \ ]; "[" is quoted too, as a client
-# parser may take it for the start of a section
+# except atom-specials ( ) { SP CTL % * " \ ]; and "[" (see the notes)
 _ASTRING_ATOM = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\[]+")
 # what may not appear in a quoted string, in an IMAP4rev1 / a UTF-8 session
 _NOT_QUOTABLE = re.compile(rb"[\x00\r\n\x80-\xff]")

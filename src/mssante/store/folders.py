@@ -67,6 +67,11 @@ SPECIAL_USES = frozenset(use for _, use in DEFAULT_FOLDERS) | {"\\Junk", "\\Flag
 MAX_NAME = 255  # characters of a folder name
 MAX_DEPTH = 16  # hierarchy levels
 _CHUNK = 900  # UIDs per IN (...) list
+_SUMMARY_COLUMNS = {"subject": messages.c.subject, "from": messages.c.from_header,
+                    "message-id": messages.c.message_id, "date": messages.c.date_header}
+SUMMARY_FIELDS = frozenset(_SUMMARY_COLUMNS)
+_SUMMARIES = text("SELECT uid, subject, from_header, message_id, date_header FROM messages "
+                  "WHERE folder_id = :folder_id AND uid BETWEEN :lo AND :hi")
 _STATE = text("SELECT uid, flags, modseq FROM messages WHERE folder_id = :folder_id "
               "ORDER BY uid")
 
@@ -298,7 +303,7 @@ class FolderStore:
                 .where(folders.c.id == folder_id))).first()
             if row is None:
                 return None
-            rows: list[Any] = (await conn.execute(_STATE, {"folder_id": folder_id})).all()
+            rows: Sequence[Any] = (await conn.execute(_STATE, {"folder_id": folder_id})).all()
         uids = [r[0] for r in rows]
         flags = [r[1] for r in rows]
         modseqs = [r[2] for r in rows]
@@ -380,19 +385,27 @@ class FolderStore:
     async def summaries(self, folder_id: int, uids: Sequence[int]
                         ) -> dict[int, tuple[str | None, str | None, str | None, str | None]]:
         """UID -> (subject, from, message-id, date) as stored at delivery, decoded."""
-        out: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
+        if not uids:
+            return {}
+        ordered = sorted(uids)
+        wanted = set(ordered)
         async with self._store._read() as conn:
-            for chunk in _uid_chunks(uids):
-                wanted = set(chunk)
-                rows = await conn.execute(
-                    select(messages.c.uid, messages.c.subject, messages.c.from_header,
-                           messages.c.message_id, messages.c.date_header)
-                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
-                for r in rows:
-                    if r.uid in wanted:
-                        out[int(r.uid)] = (r.subject, r.from_header, r.message_id,
-                                           r.date_header)
-        return out
+            rows = (await conn.execute(_SUMMARIES, {"folder_id": folder_id, "lo": ordered[0],
+                                                    "hi": ordered[-1]})).tuples()
+            return {uid: (subject, sender, message_id, date)
+                    for uid, subject, sender, message_id, date in rows if uid in wanted}
+
+    async def containing(self, folder_id: int, field: str, needle: str) -> set[int]:
+        """UIDs of the messages whose stored header ``field`` (subject, from,
+        message-id or date) contains the ASCII ``needle``, ignoring case: the
+        candidates of a SEARCH on that field (the caller still checks each one)."""
+        column = _SUMMARY_COLUMNS[field]
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace(
+            "_", "\\_") + "%"
+        async with self._store._read() as conn:
+            rows = await conn.execute(select(messages.c.uid).where(
+                messages.c.folder_id == folder_id, column.ilike(pattern, escape="\\")))
+            return {int(uid) for uid in rows.scalars()}
 
     async def bodies(self, shas: Iterable[str]) -> dict[str, bytes]:
         wanted = sorted(set(shas))
