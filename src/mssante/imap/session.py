@@ -433,7 +433,8 @@ class Session:
             return  # RFC 7162 §3.2.5.1: the client must resynchronise fully
         known: list[int] | None = None
         if len(params) > 2 and isinstance(params[2], Atom):
-            known = parse_sequence_set(params[2].value).resolve_uids(snapshot.uids, known=True)
+            known = parse_sequence_set(params[2].value).resolve_uids(
+                snapshot.uids, known=True, uidnext=folder.uidnext)
         gone = await self.ctx.store.folders.expunged_since(folder.id, modseq, known)
         if gone:
             self.write(b"* VANISHED (EARLIER) " + format_uid_set(gone).encode() + b"\r\n")
