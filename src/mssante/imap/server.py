@@ -51,6 +51,8 @@ class _Closed(Exception):
 class ImapConnection:
     """The socket side of a session: reading lines and literals, writing, TLS."""
 
+    __slots__ = ("_timer", "_tls", "_tls_context", "reader", "timeout", "writer")
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  tls_context: ssl.SSLContext, *, implicit_tls: bool) -> None:
         self.reader = reader

@@ -95,6 +95,8 @@ ALLOWED: dict[State, frozenset[str]] = {
         "UID MOVE"},
     State.LOGOUT: frozenset(),
 }
+_METHODS = {name: "cmd_" + name.replace(" ", "_")
+            for names in ALLOWED.values() for name in names}  # command -> method name
 # RFC 9051 §7.5.1: no EXPUNGE while the client relies on sequence numbers
 _HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE"})
 
@@ -155,6 +157,9 @@ class Limits:
 
 
 class Session:
+    __slots__ = ("_pushing", "auth_failures", "cache", "conn", "ctx", "enabled", "home",
+                 "identity", "idling", "limits", "saved", "selected", "state")
+
     def __init__(self, ctx: OperatorContext, cache: FolderCache, conn: Connection,
                  limits: Limits) -> None:
         self.ctx = ctx
@@ -170,9 +175,6 @@ class Session:
         self.idling = False
         self._pushing = False
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
-        self._handlers: dict[str, Callable[[str, list[Token]], Awaitable[None]]] = {
-            name: getattr(self, "cmd_" + name.replace(" ", "_"))
-            for names in ALLOWED.values() for name in names}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -209,13 +211,14 @@ class Session:
         """Run one command and write its responses; raises Logout to end."""
         tag, name = command.tag, command.name
         if name not in ALLOWED[self.state]:
-            if name in self._handlers:
+            if name in _METHODS:
                 raise bad(f"{name} is not allowed in the {self.state.value} state")
             raise bad(f"unknown command {name}")
         try:
             if self.selected is not None:
                 await self._check_access()
-            await self._handlers[name](tag, command.args)
+            handler: Callable[[str, list[Token]], Awaitable[None]] = getattr(self, _METHODS[name])
+            await handler(tag, command.args)
             if self.selected is not None and name not in ("IDLE", "SELECT", "EXAMINE"):
                 await self.announce(allow_expunge=name not in _HOLD_EXPUNGES)
         except (Conflict, NotFound, PolicyViolation) as exc:
