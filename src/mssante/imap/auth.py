@@ -2,7 +2,8 @@
 certificate of their card (persons CA), a program by its organisation certificate.
 
 - LOGIN and AUTHENTICATE PLAIN (RFC 4616) check the person's argon2 password; an
-  unknown login costs the same work, so timing does not tell who exists.
+  unknown login costs the same work, so timing does not tell who exists. A success
+  is remembered for five minutes (``VerifiedLogins``): clients reconnect often.
 - AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate,
   checked against the trust space's CAs and CRLs (``CertificateChecker``): from
   the persons CA, the subject's serialNumber is the idNatPs of a person of this
@@ -18,7 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mssante.errors import CertificateRejected
-from mssante.passwords import dummy_hash, verify_password_async
+from mssante.passwords import VerifiedLogins, dummy_hash
 from mssante.smtp.context import OperatorContext
 
 PERSONS_CA = "MSSanté Persons CA"  # pki.ca: the common name of the persons CA
@@ -41,10 +42,13 @@ class AuthFailed(Exception):
     """The credentials were refused; the message is safe to show the client."""
 
 
+_VERIFIED = VerifiedLogins()  # per process: clients reconnect often (passwords.py)
+
+
 async def password_login(ctx: OperatorContext, login: str, password: str) -> Identity:
     person = await ctx.store.get_person(login)
     stored = person.password_hash if person is not None else None
-    ok = await verify_password_async(stored or dummy_hash(), password) and stored is not None
+    ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:
         raise AuthFailed("Authentication failed")
     return Identity(person.login)

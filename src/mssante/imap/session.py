@@ -197,7 +197,11 @@ class Session:
         caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "ID", "ENABLE", "SASL-IR"]
         if self.state is State.NOT_AUTHENTICATED:
             if self.conn.tls:
-                caps += ["AUTH=PLAIN", "AUTH=EXTERNAL"]
+                caps.append("AUTH=PLAIN")
+                # EXTERNAL only with a client certificate: SASL clients (mbsync via
+                # Cyrus SASL) pick EXTERNAL whenever offered and do not fall back
+                if self.conn.peer_certificate() is not None:
+                    caps.append("AUTH=EXTERNAL")
             else:
                 caps += ["STARTTLS", "LOGINDISABLED"]
             return " ".join(caps)

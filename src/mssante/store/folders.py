@@ -391,7 +391,7 @@ class FolderStore:
         wanted = set(ordered)
         async with self._store._read() as conn:
             rows = (await conn.execute(_SUMMARIES, {"folder_id": folder_id, "lo": ordered[0],
-                                                    "hi": ordered[-1]})).tuples()
+                                                    "hi": ordered[-1]})).all()
             return {uid: (subject, sender, message_id, date)
                     for uid, subject, sender, message_id, date in rows if uid in wanted}
 
