@@ -7,7 +7,7 @@ and practice mailboxes it is authorised on in the shared namespace (RFC 2342).
 - Shared namespace, prefix "Shared/": ``Shared/<address>/<folder>`` for every other
   active mailbox the person holds a role on (ORG and CAB mailboxes, and a second
   owned mailbox if any), with the rights the operator gave (``mssante operator
-  mailbox grant --rights r|rw``).
+  mailbox grant [--read-only]``).
 
 Rights (RFC 4314 §2.1): the home mailbox and the responsible of a shared one get
 ``lrswipkxtea``; "rw" gives ``lrswipkxte``; "r" gives ``lr`` (the folders open

@@ -157,8 +157,8 @@ class Limits:
 
 
 class Session:
-    __slots__ = ("_pushing", "auth_failures", "cache", "conn", "ctx", "enabled", "home",
-                 "identity", "idling", "limits", "saved", "selected", "state")
+    __slots__ = ("_pushing", "_tagged_ok", "auth_failures", "cache", "conn", "ctx", "enabled",
+                 "home", "identity", "idling", "limits", "saved", "selected", "state")
 
     def __init__(self, ctx: OperatorContext, cache: FolderCache, conn: Connection,
                  limits: Limits) -> None:
@@ -174,6 +174,7 @@ class Session:
         self.auth_failures = 0
         self.idling = False
         self._pushing = False
+        self._tagged_ok: bytes | None = None  # held back until the updates are written
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
 
     # ------------------------------------------------------------------ plumbing
@@ -229,12 +230,22 @@ class Session:
             raise no(str(exc)) from exc
         except BadSequence as exc:
             raise bad(str(exc)) from exc
+        finally:
+            if self._tagged_ok is not None:
+                self.write(self._tagged_ok)
+                self._tagged_ok = None
 
     def write(self, data: bytes) -> None:
         self.conn.write(data)
 
     def ok(self, tag: str, text: str, code: str | None = None) -> None:
-        self.write(wire.tagged(tag, "OK", text, code))
+        line = wire.tagged(tag, "OK", text, code)
+        if self.selected is not None:
+            # the updates ``handle`` announces after the command come first (RFC 9051
+            # §7: untagged data before the tagged completion), so NOOP polls
+            self._tagged_ok = line
+            return
+        self.write(line)
 
     def close(self) -> None:
         """The connection ended: stop following the selected folder."""
