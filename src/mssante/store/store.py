@@ -603,6 +603,8 @@ class Store:
                 async with self._write(writes_first=True) as conn:
                     written = await write_deliveries(conn, [batch[i] for i in todo],
                                                      postgresql=self._pg)
+                    if written and written[0].folder_ids:  # other processes' sessions
+                        await self.folders._notify(conn, written[0].folder_ids)
             except Refused as refused:  # rolled back: try again without the refused
                 for index, error in refused.errors.items():
                     results[todo[index]] = error

@@ -94,14 +94,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("folder_id", "uid", name="pk_expunged"),
     )
     op.create_index("ix_expunged_folder_modseq", "expunged", ["folder_id", "modseq"])
-    with op.batch_alter_table("mailboxes") as batch:
-        batch.drop_column("uidnext")
+    # Not a batch (table copy) on SQLite: dropping the old mailboxes table would cascade
+    # to folders, messages and roles. SQLite >= 3.35 drops a column in place.
+    op.drop_column("mailboxes", "uidnext")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("mailboxes") as batch:
-        batch.add_column(sa.Column("uidnext", sa.BigInteger, nullable=False,
-                                   server_default="1"))
+    op.add_column("mailboxes", sa.Column("uidnext", sa.BigInteger, nullable=False,
+                                         server_default="1"))
     op.execute("UPDATE mailboxes SET uidnext = (SELECT uidnext FROM folders WHERE "
                "folders.mailbox_id = mailboxes.id AND folders.name = 'INBOX')")
     op.drop_table("expunged")
