@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import signal
@@ -59,6 +60,21 @@ def test_up_starts_serves_stops_and_restarts_with_the_same_accounts(tmp_path: Pa
         while messages(data_dir) != ["via mssante up"]:
             assert time.monotonic() < deadline, "not delivered to dupont@ch-xyz.mssante.fr"
             time.sleep(0.3)
+        # read over IMAP, as a mail client configured from environment.json would
+        tls = ssl.create_default_context(cafile=str(env["ca_file"]))
+        dupont = accounts["dupont@ch-xyz.mssante.fr"]
+        imaps = env["operators"][0]["imaps"]  # type: ignore[index]
+        with imaplib.IMAP4_SSL(imaps["host"], imaps["port"], ssl_context=tls) as imap:
+            imap.login(dupont["login"], dupont["password"])
+            assert imap.select("INBOX") == ("OK", [b"1"])
+            _, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            assert b"Subject: via mssante up" in data[0][1]  # type: ignore[index]
+        starttls = env["operators"][1]["imap"]  # type: ignore[index]
+        with imaplib.IMAP4(starttls["host"], starttls["port"]) as imap:
+            imap.starttls(tls)
+            imap.login(martin["login"], martin["password"])
+            assert imap.select("Sent") == ("OK", [b"1"])  # submission kept a copy
+            assert imap.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS (\\Seen))"]
     finally:
         out = stop(proc)
     assert "jean.martin@medecin.mssante.fr" in out and "environment.json" in out
