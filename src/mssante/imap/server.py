@@ -10,7 +10,11 @@ Implementation notes:
   for APPEND, ``MAX_LITERAL`` otherwise) is refused, and the connection closed
   when the client cannot be resynchronised; ``MAX_BAD`` bad commands in a row
   close it; so does silence: ``LOGIN_TIMEOUT`` before authentication,
-  ``AUTO_LOGOUT`` after (RFC 9051 §5.4: at least 30 minutes).
+  ``AUTO_LOGOUT`` after (RFC 9051 §5.4: at least 30 minutes). Before
+  authentication a whole command is held to ``MAX_LINE`` octets, literals
+  included, and APPEND's literal gets no more than any other.
+- Octets a client sends after STARTTLS and before the TLS handshake close the
+  connection: they came in plaintext and must not run as if sent over TLS.
 - A synchronising literal gets ``+ Ready`` only after its size was accepted; a
   non-synchronising one (LITERAL+, RFC 7888) over the limit cannot be refused
   without reading it, so the connection is closed after a BAD (RFC 7888 §4).
@@ -81,6 +85,12 @@ class ImapConnection:
         await self.writer.drain()
 
     async def start_tls(self) -> None:
+        # What the client pipelined after STARTTLS came in plaintext: it must not run
+        # as if sent over TLS (STARTTLS injection, CVE-2011-0411). asyncio keeps it in
+        # the reader's buffer, which has no public accessor; such a client is sent away.
+        if getattr(self.reader, "_buffer", None):
+            log.warning("IMAP client sent data after STARTTLS before the handshake")
+            raise _Closed
         await self.writer.start_tls(self._tls_context)
         self._tls = True
 
@@ -124,8 +134,13 @@ class _TooLong(Exception):
     """A line over MAX_LINE."""
 
 
-async def read_command(conn: ImapConnection, max_message: int) -> bytes:
-    """One command as the client sent it (literals inline), without its final CRLF."""
+async def read_command(conn: ImapConnection, max_message: int | None,
+                       max_command: int = MAX_COMMAND) -> bytes:
+    """One command as the client sent it (literals inline), without its final CRLF.
+
+    ``max_message`` is the limit of APPEND's literal; None before authentication,
+    when APPEND is not allowed and its literal has the limit of any other, and
+    ``max_command`` keeps the whole command as small as a line."""
     parts: list[bytes] = []
     total = 0
     while True:
@@ -139,18 +154,19 @@ async def read_command(conn: ImapConnection, max_message: int) -> bytes:
             parts.append(body)
             return b"".join(parts)
         size, non_sync, _binary = literal
-        limit = max_message if _is_append(parts[0] if parts else body) else MAX_LITERAL
-        if size > limit or total + size > MAX_COMMAND:
+        append = max_message is not None and _is_append(parts[0] if parts else body)
+        limit = max_message if append and max_message is not None else MAX_LITERAL
+        if size > limit or total + size > max_command:
             tag = (parts[0] if parts else body).split(b" ", 1)[0].decode("ascii", "replace")
             if non_sync:
                 conn.write(wire.tagged(tag, "BAD", f"literal of {size} octets refused",
-                                       "TOOBIG" if limit == max_message else None))
+                                       "TOOBIG" if append else None))
                 conn.write(b"* BYE Cannot resynchronise after a refused literal\r\n")
                 raise _Closed
             raise _TaggedReply(tag, Reply(
-                "NO" if limit == max_message else "BAD",
-                f"literal of {size} octets over the limit of {limit}",
-                "TOOBIG" if limit == max_message else None))
+                "NO" if append else "BAD",
+                f"literal of {size} octets over the limit of {min(limit, max_command)}",
+                "TOOBIG" if append else None))
         if not non_sync:
             conn.write(b"+ Ready for literal data\r\n")
             await conn.drain()
@@ -174,9 +190,12 @@ async def serve_connection(ctx: OperatorContext, cache: FolderCache, limits: Lim
     try:
         conn.write(session.greeting())
         while True:
-            conn.timeout = (LOGIN_TIMEOUT if session.identity is None else AUTO_LOGOUT)
+            authenticated = session.identity is not None
+            conn.timeout = AUTO_LOGOUT if authenticated else LOGIN_TIMEOUT
             try:
-                raw = await read_command(conn, limits.max_message)
+                # before authentication nothing needs more than a line's worth
+                raw = await read_command(conn, limits.max_message if authenticated else None,
+                                         MAX_COMMAND if authenticated else MAX_LINE)
             except _TooLong:
                 conn.write(b"* BYE Line too long\r\n")
                 break
@@ -216,6 +235,8 @@ async def serve_connection(ctx: OperatorContext, cache: FolderCache, limits: Lim
             await conn.drain()
     except (Logout, _Closed, ConnectionError, ssl.SSLError):
         pass
+    except _TooLong:  # a line read inside a command: AUTHENTICATE's response, IDLE's DONE
+        conn.write(b"* BYE Line too long\r\n")
     except Exception:
         log.exception("IMAP session failed")
         with contextlib.suppress(Exception):  # the transport may be gone
@@ -256,6 +277,14 @@ class ImapListeners:
         for server in self.servers:
             await server.wait_closed()
         for _ in range(50):  # the connection tasks end once their transports closed
+            if not self.connections:
+                break
+            await asyncio.sleep(0.02)
+        # a TLS client that never answers the close (close_notify) would keep its
+        # transport open, and the event loop could not close: cut it
+        for writer in list(self.connections):
+            writer.transport.abort()
+        for _ in range(50):
             if not self.connections:
                 break
             await asyncio.sleep(0.02)

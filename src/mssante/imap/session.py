@@ -20,7 +20,7 @@ Implementation notes:
   report 0 recent messages).
 - Rights on shared folders are read again at each command (namespace.py): a
   revoked person's next command on the folder gets NO, and the folder is
-  unselected.
+  unselected; an idling one gets ``* OK [CLOSED]`` instead of the next update.
 - ACL (RFC 4314): MYRIGHTS, GETACL and LISTRIGHTS tell the rights; SETACL and
   DELETEACL are refused with NOPERM, because rights come from the operator's roles
   (``mssante operator mailbox grant``), not from the mail client.
@@ -912,9 +912,10 @@ class Session:
                           and header_fields <= _SUMMARY_FIELDS)
         candidates: list[int] = list(range(len(snapshot.uids)))
         prefilter = program.prefilter
+        known: dict[int, tuple[str | None, str | None, str | None, str | None]] | None = None
         if prefilter is not None and prefilter[0] in SUMMARY_FIELDS and prefilter[1].isascii():
-            found = await store.containing(selected.folder_id, *prefilter)
-            candidates = [i for i, uid in enumerate(snapshot.uids) if uid in found]
+            known = await store.containing(selected.folder_id, *prefilter)
+            candidates = [i for i, uid in enumerate(snapshot.uids) if uid in known]
         for start in range(0, len(candidates), batch_size):
             positions = candidates[start:start + batch_size]
             uids = [snapshot.uids[i] for i in positions]
@@ -925,7 +926,8 @@ class Session:
             raws: dict[int, bytes] = {}
             summaries: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
             if summaries_only:
-                summaries = await store.summaries(selected.folder_id, uids)
+                summaries = known if known is not None else await store.summaries(
+                    selected.folder_id, uids)
             elif needs & {"headers", "body"}:
                 bodies = await store.bodies(m.body_sha256 for m in data.values())
                 raws = {uid: bodies[m.body_sha256] for uid, m in data.items()
@@ -959,6 +961,11 @@ class Session:
         self._pushing = True
         try:
             while self.idling and self.selected is not None and self.selected.pending:
+                try:  # a person revoked while idling hears no more of the folder
+                    await self._check_access()
+                except Reply:  # unselected, and told so with [CLOSED]
+                    await self.conn.drain()
+                    return
                 await self.announce(allow_expunge=True)
                 await self.conn.drain()
         except Exception as exc:  # the connection went away: its reader ends the session

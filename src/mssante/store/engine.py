@@ -70,6 +70,10 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
             # One connection holds the whole database; a queue of one (not the
             # StaticPool default) makes concurrent users wait their turn.
             kwargs = {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0}
+        # No rollback when a connection goes back to the pool: reads never open a
+        # transaction (no implicit BEGIN before a SELECT, see above) and writes end theirs
+        # with engine.begin(); the rollback would cost a trip to the driver's thread.
+        kwargs["pool_reset_on_return"] = None
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

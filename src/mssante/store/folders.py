@@ -395,17 +395,23 @@ class FolderStore:
             return {uid: (subject, sender, message_id, date)
                     for uid, subject, sender, message_id, date in rows if uid in wanted}
 
-    async def containing(self, folder_id: int, field: str, needle: str) -> set[int]:
-        """UIDs of the messages whose stored header ``field`` (subject, from,
-        message-id or date) contains the ASCII ``needle``, ignoring case: the
-        candidates of a SEARCH on that field (the caller still checks each one)."""
+    async def containing(self, folder_id: int, field: str, needle: str
+                         ) -> dict[int, tuple[str | None, str | None, str | None, str | None]]:
+        """The messages whose stored header ``field`` (subject, from, message-id or
+        date) contains the ASCII ``needle``, ignoring case, with their summaries (as
+        ``summaries``): the candidates of a SEARCH on that field, which the caller
+        still checks one by one."""
         column = _SUMMARY_COLUMNS[field]
         pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace(
             "_", "\\_") + "%"
         async with self._store._read() as conn:
-            rows = await conn.execute(select(messages.c.uid).where(
-                messages.c.folder_id == folder_id, column.ilike(pattern, escape="\\")))
-            return {int(uid) for uid in rows.scalars()}
+            rows = await conn.execute(
+                select(messages.c.uid, messages.c.subject, messages.c.from_header,
+                       messages.c.message_id, messages.c.date_header)
+                .where(messages.c.folder_id == folder_id,
+                       column.ilike(pattern, escape="\\")))
+            return {int(uid): (subject, sender, message_id, date)
+                    for uid, subject, sender, message_id, date in rows}
 
     async def bodies(self, shas: Iterable[str]) -> dict[str, bytes]:
         wanted = sorted(set(shas))
