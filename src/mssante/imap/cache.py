@@ -165,7 +165,9 @@ class FolderCache:
         entry = self._entries.get(folder_id)
         if entry is None:
             return None
-        if entry.stale:
+        # a refresh in progress (locked) cleared ``stale`` before its query: wait for
+        # it, or this session would take the snapshot the refresh is replacing
+        if entry.stale or entry.lock.locked():
             async with entry.lock:
                 if entry.stale:
                     entry.stale = False

@@ -413,6 +413,10 @@ class Session:
         self.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % folder.uidvalidity)
         self.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % folder.uidnext)
         self.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % folder.highestmodseq)
+        if self.utf8:  # RFC 9051 §6.3.2: a LIST of the mailbox (attributes accurate, not all)
+            self.write(b"* LIST (" + (folder.special_use or "").encode() + b') "' +
+                       DELIMITER.encode() + b'" ' +
+                       wire.mailbox_name(place.visible_name(), True) + b"\r\n")
         if qresync is not None:
             await self._qresync_select(qresync, folder, snapshot)
         mode = "READ-ONLY" if selected.read_only else "READ-WRITE"
@@ -1002,8 +1006,9 @@ class Session:
             if uid > last_old:
                 continue  # new: announced by EXISTS
             mine = selected.overlay.get(uid)
-            if mine is not None and mine[0] == flags and not self.condstore:
-                continue  # the session's own change, reported already
+            if mine is not None and mine[0] == flags and (not self.condstore
+                                                          or mine[1] == modseq):
+                continue  # the session's own change, reported already (with its MODSEQ)
             i = new.position(uid)
             if i is not None:
                 out.append(self._flags_line(i + 1, uid, flags, modseq,

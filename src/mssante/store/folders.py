@@ -72,6 +72,10 @@ _SUMMARY_COLUMNS = {"subject": messages.c.subject, "from": messages.c.from_heade
 SUMMARY_FIELDS = frozenset(_SUMMARY_COLUMNS)
 _SUMMARIES = text("SELECT uid, subject, from_header, message_id, date_header FROM messages "
                   "WHERE folder_id = :folder_id AND uid BETWEEN :lo AND :hi")
+# changed messages (flags never NULL) then expunged UIDs (NULL flags), in one trip
+_CHANGES = text("SELECT uid, flags, modseq FROM messages WHERE folder_id = :folder_id "
+                "AND modseq > :since UNION ALL SELECT uid, NULL, modseq FROM expunged "
+                "WHERE folder_id = :folder_id AND modseq > :since ORDER BY 1")
 _STATE = text("SELECT uid, flags, modseq FROM messages WHERE folder_id = :folder_id "
               "ORDER BY uid")
 
@@ -322,16 +326,11 @@ class FolderStore:
             folder = _folder(row)
             if folder.highestmodseq <= since:
                 return FolderChanges(folder, [], [])
-            changed = (await conn.execute(
-                select(messages.c.uid, messages.c.flags, messages.c.modseq)
-                .where(messages.c.folder_id == folder_id, messages.c.modseq > since)
-                .order_by(messages.c.uid))).all()
-            gone = (await conn.execute(
-                select(expunged.c.uid).where(expunged.c.folder_id == folder_id,
-                                             expunged.c.modseq > since)
-                .order_by(expunged.c.uid))).scalars().all()
-        return FolderChanges(folder, [(int(u), f, int(m)) for u, f, m in changed],
-                             [int(u) for u in gone])
+            rows = (await conn.execute(_CHANGES, {"folder_id": folder_id, "since": since})).all()
+        changed = [(int(uid), flags, int(modseq)) for uid, flags, modseq in rows
+                   if flags is not None]
+        gone = sorted(int(uid) for uid, flags, _ in rows if flags is None)
+        return FolderChanges(folder, changed, gone)
 
     async def expunged_since(self, folder_id: int, since: int,
                              uids: Sequence[int] | None = None) -> list[int]:
@@ -485,7 +484,7 @@ class FolderStore:
         wanted = canonical_flags(flags).split()
         lowered = {f.lower() for f in wanted}
         async with self._store._write() as conn:
-            await self._lock_folder(conn, folder_id)
+            await self._lock_on_postgresql(conn, folder_id)
             current: list[tuple[int, str, int]] = []
             for chunk in _uid_chunks(uids):
                 keep = set(chunk)
@@ -494,6 +493,8 @@ class FolderStore:
                     .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
                 current.extend((int(r.uid), r.flags, int(r.modseq)) for r in rows
                                if r.uid in keep)
+            if not current and self._store.dialect != "postgresql":
+                await self._lock_folder(conn, folder_id)  # NotFound if it is gone
             modified: list[int] = []
             updates: list[tuple[int, str]] = []
             for uid, old, modseq in current:
@@ -525,7 +526,7 @@ class FolderStore:
         """Remove the messages flagged \\Deleted (among ``uids`` if given: UID
         EXPUNGE, RFC 4315); returns their UIDs."""
         async with self._store._write() as conn:
-            await self._lock_folder(conn, folder_id)
+            await self._lock_on_postgresql(conn, folder_id)
             rows = (await conn.execute(
                 select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
                 .where(messages.c.folder_id == folder_id,
@@ -534,6 +535,8 @@ class FolderStore:
             gone = [(int(r.uid), r.body_sha256) for r in rows
                     if "\\Deleted" in r.flags.split() and (keep is None or r.uid in keep)]
             if not gone:
+                if self._store.dialect != "postgresql":
+                    await self._lock_folder(conn, folder_id)  # NotFound if it is gone
                 return []
             await self._remove(conn, folder_id, gone)
         self.hub.publish([folder_id])
@@ -608,6 +611,13 @@ class FolderStore:
             update(folders).where(folders.c.id == folder_id)
             .values(highestmodseq=folders.c.highestmodseq + 1)
             .returning(folders.c.highestmodseq))).scalar_one())
+
+    async def _lock_on_postgresql(self, conn: AsyncConnection, folder_id: int) -> None:
+        """Lock the folder row before reading its messages (PostgreSQL); on SQLite the
+        transaction holds the write lock already, and the caller checks that the folder
+        exists only when it found nothing to change."""
+        if self._store.dialect == "postgresql":
+            await self._lock_folder(conn, folder_id)
 
     async def _lock_folder(self, conn: AsyncConnection, folder_id: int) -> None:
         query = select(folders.c.id).where(folders.c.id == folder_id)
