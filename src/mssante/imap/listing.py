@@ -139,16 +139,21 @@ async def list_command(session: Session, tag: str, args: list[Token], *, lsub: b
     regexes = [pattern_regex(reference, p) for p in patterns]
     lines: list[bytes] = []
     statuses: list[tuple[str, int]] = []
+    subscribed = [v.name for v in everything if v.subscribed and v.folder_id is not None]
     for visible in everything:
         if not any(r.match(visible.name) for r in regexes):
             continue
         attributes: list[str] = []
         children = any(n.startswith(visible.name + DELIMITER) for n in names)
+        # RFC 5258 §3.5 (RFC 9051 §6.3.9.3 table): a parent of a mailbox that meets the
+        # selection is listed with CHILDINFO, whether it meets it itself or not
+        childinfo = "RECURSIVEMATCH" in selection and any(
+            n.startswith(visible.name + DELIMITER) for n in subscribed)
         if visible.folder_id is None:
-            if lsub or "SUBSCRIBED" in selection:
+            if (lsub or "SUBSCRIBED" in selection) and not childinfo:
                 continue
             attributes.append("\\NonExistent" if extended else "\\Noselect")
-        if (lsub or "SUBSCRIBED" in selection) and not visible.subscribed:
+        if (lsub or "SUBSCRIBED" in selection) and not visible.subscribed and not childinfo:
             continue
         if "SPECIAL-USE" in selection and visible.special_use is None:
             continue
@@ -158,7 +163,8 @@ async def list_command(session: Session, tag: str, args: list[Token], *, lsub: b
         if visible.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
             attributes.append("\\Subscribed")
         lines.append(b"* " + verb + b" (" + " ".join(attributes).encode() + b') "/" ' +
-                     wire.mailbox_name(visible.name, session.utf8) + b"\r\n")
+                     wire.mailbox_name(visible.name, session.utf8) +
+                     (b' ("CHILDINFO" ("SUBSCRIBED"))' if childinfo else b"") + b"\r\n")
         if status_items and visible.folder_id is not None:
             statuses.append((visible.name, len(lines)))
     out: list[bytes] = []
