@@ -876,3 +876,22 @@ def test_uid_invariants(environment: Any) -> None:
         assert third_life not in (uidvalidity, again["UIDVALIDITY"])
     finally:
         client.logout()
+
+
+def test_closed_sessions_leave_no_follower_on_the_shared_folder(imap_env) -> None:
+    """A session that selects then unselects, selects another folder or logs out stops
+    following its folder: ten thousand short sessions leave nothing behind."""
+    person = fresh_person(imap_env)
+    cache = imap_env.service(HOSPITAL).imap.cache
+    client = login(imap_env, person)
+    client.select("INBOX")
+    client.select("Sent")
+    client.unselect()
+    client.select("INBOX")
+    client.logout()
+    store = imap_env.service(HOSPITAL).store
+    ids = [f.id for f in imap_env.runner.call(store.folders.all(person.address))]
+    deadline = time.monotonic() + 5
+    while any(cache._entries[i].followers for i in ids if i in cache._entries):
+        assert time.monotonic() < deadline, "a closed session still follows its folder"
+        time.sleep(0.05)

@@ -148,6 +148,7 @@ class Selected:
     snapshot: Snapshot
     overlay: dict[int, tuple[str, int]] = field(default_factory=dict)  # uid -> flags, modseq
     pending: bool = False  # a change was notified
+    follower: Callable[[], None] = lambda: None  # what the cache calls on a change
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +395,8 @@ class Session:
             raise no("No such mailbox", "NONEXISTENT")
         selected = Selected(place, folder.id, read_only or "w" not in rights,
                             snapshot=Snapshot(folder, [], [], []))
-        snapshot = await self.cache.open(folder.id, self._woken(selected))
+        selected.follower = self._woken(selected)
+        snapshot = await self.cache.open(folder.id, selected.follower)
         if snapshot is None:
             raise no("No such mailbox", "NONEXISTENT")
         selected.snapshot = snapshot
@@ -1075,12 +1077,8 @@ class Session:
 
     def _unselect(self) -> None:
         if self.selected is not None:
-            self.cache.close(self.selected.folder_id, self._noop)
+            self.cache.close(self.selected.folder_id, self.selected.follower)
             self.selected = None
-
-    @staticmethod
-    def _noop() -> None:
-        return None
 
     def _writable(self, selected: Selected, right: str) -> None:
         if selected.read_only:
