@@ -551,7 +551,8 @@ def client_context(ca_file: Path) -> ssl.SSLContext:
 async def start_dovecot(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: str | None,
                         max_connections: int) -> ServerHandle:
     """Dovecot (bench/peers/dovecot.py) holding the corpus, on free ports."""
-    from bench.peers.dovecot import Dovecot, ensure_dovecot_installed, free_ports
+    from bench.peers.dovecot import Dovecot, ensure_dovecot_installed
+    from bench.peers.system import free_ports
 
     version = await asyncio.to_thread(ensure_dovecot_installed)
     accounts = corpus.accounts(n_messages)
@@ -593,7 +594,7 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
     production), the corpus loaded in order with ``store.folders.bulk_append`` (UID k
     of each INBOX = message k of the account), then the server alone in a process of
     its own (bench/imap_server.py), so that ``pids`` measures the server alone."""
-    from bench.peers.dovecot import free_ports
+    from bench.peers.system import free_ports
     from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
     from mssante.passwords import hash_password
     from mssante.store import open_store

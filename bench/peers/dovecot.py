@@ -83,7 +83,6 @@ import shutil
 import signal
 import socket
 import ssl
-import stat
 import subprocess
 import sys
 import tempfile
@@ -92,6 +91,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from bench.peers.system import (
+    PeerError,
+    disable_service,
+    free_ports,
+    grant_search,
+    program,
+    run,
+)
 
 MAIL_USER = "vmail"
 PACKAGE = "dovecot-imapd"
@@ -103,30 +111,19 @@ _FLAG_LETTERS = {"\\draft": "D", "\\flagged": "F", "\\answered": "R", "\\seen": 
 _KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # dovecot-keywords: index -> letter
 
 
-class DovecotError(RuntimeError):
+class DovecotError(PeerError):
     """Dovecot could not be installed, configured, started or stopped."""
 
 
 # -- installation ---------------------------------------------------------------------------
 
 def _binary(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if found is None:
-        raise DovecotError(f"{name}: not found (is {PACKAGE} installed?)")
-    return found
+    return program(name, PACKAGE, DovecotError)
 
 
 def _run(args: list[str], *, timeout: float = 60, env: dict[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DovecotError(f"{' '.join(args)}: {exc}") from exc
-    if check and proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip()
-        raise DovecotError(f"{' '.join(args)} exited with {proc.returncode}: {output}")
-    return proc
+    return run(args, error=DovecotError, timeout=timeout, env=env, check=check)
 
 
 def dovecot_version() -> str:
@@ -141,10 +138,7 @@ def _installed() -> bool:
 
 def _disable_system_instance() -> None:
     """Make sure the package's own instance neither runs nor starts at boot."""
-    if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
-        _run(["systemctl", "disable", "--now", "dovecot"], check=False)
-    elif shutil.which("update-rc.d"):
-        _run(["update-rc.d", "dovecot", "disable"], check=False)
+    disable_service("dovecot", DovecotError)
     pid_file = Path("/run/dovecot/master.pid")
     if pid_file.exists():
         _run([_binary("dovecot"), "stop"], check=False)
@@ -410,7 +404,7 @@ class Dovecot:
         for d in (self.base_dir, self.base_dir / "home"):
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(0o755)
-        _grant_search(self.base_dir)
+        grant_search(self.base_dir)
 
     def _make_maildir(self, path: Path) -> None:
         home = path
@@ -604,26 +598,10 @@ def _write_owned(path: Path, text: str, uid: int, gid: int) -> None:
     os.chown(path, uid, gid)
 
 
-def _grant_search(path: Path) -> None:
-    """Give o+x to ``path`` and its ancestors that lack it (no read, no write)."""
-    for d in (path, *path.parents):
-        mode = d.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            d.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 # -- self-check -----------------------------------------------------------------------------
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _sample(index: int) -> tuple[bytes, str, float]:

@@ -94,6 +94,15 @@ from email.policy import compat32
 from pathlib import Path
 from types import TracebackType
 
+from bench.peers.system import (
+    PeerError,
+    disable_service,
+    free_ports,
+    grant_search,
+    program,
+    run,
+)
+
 DOMAIN = "medecin.mssante.fr"
 RECIPIENT = f"jean.martin@{DOMAIN}"
 MAILBOX_USER = "nobody"
@@ -136,30 +145,19 @@ tlsproxy  unix  -       -       n       -       0       tlsproxy
 """
 
 
-class PostfixError(RuntimeError):
+class PostfixError(PeerError):
     """Postfix could not be installed, configured, started or stopped."""
 
 
 # -- installation ---------------------------------------------------------------------------
 
 def _sbin(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if found is None:
-        raise PostfixError(f"{name}: not found (is Postfix installed?)")
-    return found
+    return program(name, "Postfix", PostfixError)
 
 
 def _run(args: list[str], *, timeout: float = 60, env: dict[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PostfixError(f"{' '.join(args)}: {exc}") from exc
-    if check and proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip()
-        raise PostfixError(f"{' '.join(args)} exited with {proc.returncode}: {output}")
-    return proc
+    return run(args, error=PostfixError, timeout=timeout, env=env, check=check)
 
 
 def postfix_version() -> str:
@@ -178,10 +176,7 @@ def _installed() -> bool:
 
 def _disable_system_instance() -> None:
     """Make sure the package's default instance neither runs nor starts at boot."""
-    if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
-        _run(["systemctl", "disable", "--now", "postfix"], check=False)
-    elif shutil.which("update-rc.d"):
-        _run(["update-rc.d", "postfix", "disable"], check=False)
+    disable_service("postfix", PostfixError)
     if Path("/etc/postfix/main.cf").exists():
         status = _run([_sbin("postfix"), "status"], check=False)
         if status.returncode == 0:
@@ -395,12 +390,6 @@ class PostfixInstance:
 
 # -- the pair -------------------------------------------------------------------------------
 
-def _grant_search(path: Path) -> None:
-    """Give o+x to ``path`` and its ancestors that lack it (no read, no write)."""
-    for d in (path, *path.parents):
-        mode = d.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            d.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 class PostfixPair:
@@ -467,7 +456,7 @@ class PostfixPair:
         """Write both configurations and create the Maildir (start() calls it)."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.base_dir.chmod(0o755)
-        _grant_search(self.base_dir)
+        grant_search(self.base_dir)
         uid = pwd.getpwnam(MAILBOX_USER).pw_uid
         gid = grp.getgrnam(MAILBOX_GROUP).gr_gid
         for d in (self.mail_base, self.maildir, *(self.maildir / s for s in ("tmp", "new", "cur"))):
@@ -553,16 +542,6 @@ class PostfixPair:
 
 # -- self-check -----------------------------------------------------------------------------
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _message(message_id: str, size: int) -> bytes:

@@ -36,27 +36,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .errors import CommandError
 from .mime import BadSection, Message, Section, UnknownEncoding, parse_section
 from .tokens import Atom, Token
 
 MAX_NUMBER64 = 2**63 - 1  # RFC 9051 §9 number64
 
 
-class FetchError(Exception):
+class FetchError(CommandError):
     """A FETCH that cannot be answered, with its tagged reply.
 
     BAD for a malformed request (RFC 9051 §7.1.3); NO [UNKNOWN-CTE] for BINARY on a part
     whose transfer encoding cannot be decoded (RFC 3516 §4.2).
     """
-
-    def __init__(self, message: str, *, status: str = "BAD", code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-    def line(self, tag: str) -> bytes:
-        code = f"[{self.code}] " if self.code else ""
-        return f"{tag} {self.status} {code}{self}\r\n".encode()
 
 
 class FetchMessage(Protocol):

@@ -47,6 +47,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from .errors import CommandError
 from .mime import Message, header_text
 from .tokens import Atom, String, Token
 
@@ -60,17 +61,8 @@ _MONTHS = {name: number for number, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 
 
-class SearchError(Exception):
+class SearchError(CommandError):
     """A SEARCH that cannot run, with its tagged reply: BAD, or NO [BADCHARSET ...]."""
-
-    def __init__(self, message: str, *, status: str = "BAD", code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-    def line(self, tag: str) -> bytes:
-        code = f"[{self.code}] " if self.code else ""
-        return f"{tag} {self.status} {code}{self}\r\n".encode()
 
 
 class SearchMessage(Protocol):

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from mssante.config import Listener, OperatorConfig
 from mssante.imap import wire
 from mssante.imap.cache import FolderCache
+from mssante.imap.errors import Reply
 from mssante.imap.parser import ParseError, parse_command, split_literal
-from mssante.imap.session import Limits, Logout, Reply, Session
+from mssante.imap.session import Limits, Logout, Session
 from mssante.pki.tls import server_context
 from mssante.smtp.context import OperatorContext
 

@@ -46,6 +46,7 @@ from mssante.imap import mutf7, wire
 from mssante.imap import search as searching
 from mssante.imap.auth import AuthFailed, Identity, certificate_login, password_login
 from mssante.imap.cache import FolderCache, Snapshot
+from mssante.imap.errors import Reply
 from mssante.imap.namespace import (
     ALL_RIGHTS,
     SHARED_PREFIX,
@@ -99,16 +100,6 @@ _METHODS = {name: "cmd_" + name.replace(" ", "_")
             for names in ALLOWED.values() for name in names}  # command -> method name
 # RFC 9051 §7.5.1: no EXPUNGE while the client relies on sequence numbers
 _HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE"})
-
-
-class Reply(Exception):
-    """A tagged NO or BAD, with an optional response code (RFC 9051 §7.1)."""
-
-    def __init__(self, status: str, text: str, code: str | None = None) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-        self.code = code
 
 
 def no(text: str, code: str | None = None) -> Reply:
@@ -671,11 +662,8 @@ class Session:
         selected = self._selected()
         if len(args) not in (2, 3):
             raise bad("FETCH takes a sequence set, items and optional modifiers")
-        try:
-            request = fetching.parse_fetch_items(args[1] if isinstance(args[1], list)
-                                                 else [args[1]])
-        except fetching.FetchError as exc:
-            raise bad(str(exc)) from exc
+        # a FetchError is a Reply: BAD for a malformed item
+        request = fetching.parse_fetch_items(args[1] if isinstance(args[1], list) else [args[1]])
         changed_since: int | None = None
         vanished = False
         if len(args) == 3:
@@ -878,10 +866,7 @@ class Session:
 
     async def _search(self, tag: str, args: list[Token], *, uid_mode: bool) -> None:
         selected = self._selected()
-        try:
-            program = searching.parse_search(args)
-        except searching.SearchError as exc:
-            raise Reply(exc.status, str(exc), exc.code) from exc
+        program = searching.parse_search(args)  # a SearchError is a Reply
         if program.has_modseq:
             self.enabled.add("CONDSTORE")
         if not uid_mode:

@@ -67,6 +67,9 @@ SPECIAL_USES = frozenset(use for _, use in DEFAULT_FOLDERS) | {"\\Junk", "\\Flag
 MAX_NAME = 255  # characters of a folder name
 MAX_DEPTH = 16  # hierarchy levels
 _CHUNK = 900  # UIDs per IN (...) list
+_BY_ID = (select(folders, mailboxes.c.address)
+          .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+          .where(folders.c.id == bindparam("folder_id")))
 _SUMMARY_COLUMNS = {"subject": messages.c.subject, "from": messages.c.from_header,
                     "message-id": messages.c.message_id, "date": messages.c.date_header}
 SUMMARY_FIELDS = frozenset(_SUMMARY_COLUMNS)
@@ -183,10 +186,7 @@ class FolderStore:
 
     async def by_id(self, folder_id: int) -> Folder | None:
         async with self._store._read() as conn:
-            row = (await conn.execute(
-                select(folders, mailboxes.c.address)
-                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
-                .where(folders.c.id == folder_id))).first()
+            row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
         return _folder(row) if row is not None else None
 
     async def create(self, address: str, name: str, *, special_use: str | None = None
@@ -301,10 +301,7 @@ class FolderStore:
         the two reads has a greater MODSEQ, so ``changes`` reports it again later
         (applying a change twice is harmless; missing one is impossible)."""
         async with self._store._read() as conn:
-            row = (await conn.execute(
-                select(folders, mailboxes.c.address)
-                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
-                .where(folders.c.id == folder_id))).first()
+            row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
             if row is None:
                 return None
             rows: Sequence[Any] = (await conn.execute(_STATE, {"folder_id": folder_id})).all()
@@ -317,10 +314,7 @@ class FolderStore:
         """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
         if the folder is gone."""
         async with self._store._read() as conn:
-            row = (await conn.execute(
-                select(folders, mailboxes.c.address)
-                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
-                .where(folders.c.id == folder_id))).first()
+            row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
             if row is None:
                 return None
             folder = _folder(row)
