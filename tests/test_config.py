@@ -59,7 +59,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
     (MINIMAL, {"MSSANTE_SMTP__PORT": "twenty-five"}, "smtp.port"),
     (MINIMAL, {"MSSANTE_QUEUE__WORKERS": "true"}, "queue.workers"),
     (MINIMAL + "[smtp]\nprot = 25\n", {}, "smtp.prot"),
-    (MINIMAL + "[imap]\nport = 143\n", {}, "imap"),
+    (MINIMAL + "[pop3]\nport = 110\n", {}, "pop3"),
     (MINIMAL.replace('domains = ["ch-xyz.mssante.fr"]', "domains = []"), {}, "operator.domains"),
     (MINIMAL.replace("[tls]", "[tlss]"), {}, "tlss"),
     ("not = [valid", {}, "not valid TOML"),
@@ -96,3 +96,10 @@ def test_the_example_configurations_load(tmp_path: Path) -> None:
     assert operator.queue.workers == 32
     trust = load_trust_space_config(examples / "trust.toml", environ={})
     assert trust.trust_space.port == 8443
+
+
+def test_imap_listeners_are_read(tmp_path: Path) -> None:
+    text = MINIMAL + "[imap]\nport = 143\n[imaps]\nhost = \"0.0.0.0\"\nport = 993\n"
+    config = load_operator_config(write(tmp_path, text), environ={"MSSANTE_IMAP__PORT": "1143"})
+    assert (config.imap.host, config.imap.port) == ("127.0.0.1", 1143)
+    assert (config.imaps.host, config.imaps.port) == ("0.0.0.0", 993)
