@@ -253,9 +253,11 @@ async def test_rename_takes_the_children_along(mailboxes: Store) -> None:
 
     await mailboxes.folders.rename(PER, "Projets", "Travail")
     renamed = await folder(mailboxes, "Travail")
-    assert (renamed.id, renamed.uidvalidity) == (projets.id, projets.uidvalidity)
+    # RFC 9051 §2.3.1.1: a renamed folder takes a UIDVALIDITY no name had before
+    assert renamed.id == projets.id and renamed.uidvalidity > max(
+        projets.uidvalidity, child.uidvalidity)
     moved = await folder(mailboxes, "Travail/2026")
-    assert (moved.id, moved.uidvalidity, moved.uidnext) == (child.id, child.uidvalidity, 2)
+    assert (moved.id, moved.uidvalidity, moved.uidnext) == (child.id, renamed.uidvalidity, 2)
     assert (await folder(mailboxes, "Travail/2026/T1")).id == grandchild.id
     [message] = await mailboxes.list_messages(PER, "Travail/2026")
     assert message.uid == 1 and message.flags == frozenset({"\\Seen"})

@@ -98,8 +98,10 @@ def apply(old: Snapshot, changes: FolderChanges) -> tuple[Snapshot, Delta]:
 @dataclass
 class _Entry:
     snapshot: Snapshot
-    delta: Delta | None = None  # from the previous snapshot to this one
+    delta: Delta | None = None  # from ``previous`` to ``snapshot``
+    previous: Snapshot | None = None
     stale: bool = False
+    gone: bool = False  # the folder was deleted: every session must hear it
     followers: set[Callable[[], None]] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     unsubscribe: Callable[[], None] | None = None
@@ -163,7 +165,7 @@ class FolderCache:
     async def current(self, folder_id: int) -> Snapshot | None:
         """The up-to-date snapshot (refreshed if a change was notified)."""
         entry = self._entries.get(folder_id)
-        if entry is None:
+        if entry is None or entry.gone:
             return None
         # a refresh in progress (locked) cleared ``stale`` before its query: wait for
         # it, or this session would take the snapshot the refresh is replacing
@@ -178,10 +180,14 @@ class FolderCache:
                         entry.stale = True
                         raise
                     if changes is None:
+                        entry.gone = True
+                        for follower in list(entry.followers):
+                            follower()
                         return None
                     if changes.folder.highestmodseq != entry.snapshot.folder.highestmodseq:
+                        entry.previous = entry.snapshot
                         entry.snapshot, entry.delta = apply(entry.snapshot, changes)
-        return entry.snapshot
+        return None if entry.gone else entry.snapshot
 
     async def delta(self, old: Snapshot) -> tuple[Snapshot, Delta] | None:
         """The current snapshot of ``old``'s folder and what changed since ``old``;
@@ -193,17 +199,14 @@ class FolderCache:
         if current is old:
             return current, Delta(old.folder.highestmodseq, [], [])
         entry = self._entries[folder_id]
-        if entry.delta is not None and entry.delta.before == old.folder.highestmodseq \
-                and current is entry.snapshot:
+        if entry.delta is not None and entry.previous is old and current is entry.snapshot:
             return current, entry.delta
         changes = await self._folders.changes(folder_id, old.folder.highestmodseq)
         if changes is None:
             return None
-        mine, delta = apply(old, changes)
-        # ``mine`` equals the current snapshot but for changes after it: the session
-        # takes whichever is newer
-        return (mine if mine.folder.highestmodseq > current.folder.highestmodseq
-                else current), delta
+        # the delta is from ``old`` to ``mine``: the session takes ``mine`` (its own copy
+        # only when this session was more than one step behind)
+        return apply(old, changes)
 
     def _changed(self, folder_id: int) -> None:
         entry = self._entries.get(folder_id)

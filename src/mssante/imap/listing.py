@@ -29,6 +29,7 @@ from mssante.store.folders import DELIMITER
 if TYPE_CHECKING:
     from mssante.imap.session import Session
 
+_WILDCARD_RUN = re.compile(r"[*%]{2,}")
 STATUS_ITEMS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
                           "HIGHESTMODSEQ", "DELETED"})
 _SELECTION = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
@@ -67,16 +68,50 @@ async def visible_mailboxes(session: Session) -> list[Visible]:
     return sorted(found.values(), key=lambda v: (v.name != "INBOX", v.name))
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
-    """RFC 9051 §6.3.9: ``*`` matches anything, ``%`` anything but the delimiter;
-    the reference is prefixed unless the pattern starts with the delimiter."""
+def full_pattern(reference: str, pattern: str) -> str:
+    """RFC 9051 §6.3.9: the reference is prefixed unless the pattern starts with the
+    delimiter; INBOX in any case is INBOX; runs of wildcards are one wildcard (``*`` if
+    the run holds one, else ``%``), which matches the same names."""
     full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
     if reference.endswith(DELIMITER) and pattern.startswith(DELIMITER):
         full = reference + pattern[1:]
     if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in "/*%"):
         full = "INBOX" + full[5:]  # INBOX in any case (stored names spell it so)
-    regex = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full)
-    return re.compile(regex + r"\Z", re.DOTALL)
+    return _WILDCARD_RUN.sub(lambda m: "*" if "*" in m.group() else "%", full)
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether ``name`` matches a full pattern: ``*`` anything, ``%`` anything but the
+    delimiter. A walk over the set of pattern positions, O(len(name) × len(pattern)):
+    a regular expression would backtrack exponentially on ``*a*a*a…`` and stall the
+    operator's event loop."""
+    states = _closure({0}, pattern)
+    for char in name:
+        following: set[int] = set()
+        for i in states:
+            if i == len(pattern):
+                continue
+            wanted = pattern[i]
+            if wanted == "*" or (wanted == "%" and char != DELIMITER):
+                following.add(i)
+            elif wanted == char:
+                following.add(i + 1)
+        if not following:
+            return False
+        states = _closure(following, pattern)
+    return len(pattern) in states
+
+
+def _closure(states: set[int], pattern: str) -> set[int]:
+    """A wildcard may match nothing: from its position, the next one is reached too."""
+    out = set(states)
+    todo = list(states)
+    while todo:
+        i = todo.pop()
+        if i < len(pattern) and pattern[i] in "*%" and i + 1 not in out:
+            out.add(i + 1)
+            todo.append(i + 1)
+    return out
 
 
 async def list_command(session: Session, tag: str, args: list[Token], *, lsub: bool) -> None:
@@ -136,12 +171,12 @@ async def list_command(session: Session, tag: str, args: list[Token], *, lsub: b
 
     everything = await visible_mailboxes(session)
     names = {v.name for v in everything}
-    regexes = [pattern_regex(reference, p) for p in patterns]
+    wanted = [full_pattern(reference, p) for p in patterns]
     lines: list[bytes] = []
     statuses: list[tuple[str, int]] = []
     subscribed = [v.name for v in everything if v.subscribed and v.folder_id is not None]
     for visible in everything:
-        if not any(r.match(visible.name) for r in regexes):
+        if not any(matches(p, visible.name) for p in wanted):
             continue
         attributes: list[str] = []
         children = any(n.startswith(visible.name + DELIMITER) for n in names)

@@ -149,8 +149,9 @@ class Limits:
 
 
 class Session:
-    __slots__ = ("_pushing", "_tagged_ok", "auth_failures", "cache", "conn", "ctx", "enabled",
-                 "home", "identity", "idling", "limits", "saved", "selected", "state")
+    __slots__ = ("_announcing", "_push_task", "_tagged_ok", "auth_failures", "cache", "conn",
+                 "ctx", "enabled", "home", "identity", "idling", "limits", "saved", "selected",
+                 "state")
 
     def __init__(self, ctx: OperatorContext, cache: FolderCache, conn: Connection,
                  limits: Limits) -> None:
@@ -165,7 +166,8 @@ class Session:
         self.enabled: set[str] = set()
         self.auth_failures = 0
         self.idling = False
-        self._pushing = False
+        self._push_task: asyncio.Task[None] | None = None  # IDLE's push of updates
+        self._announcing = asyncio.Lock()  # one announce at a time: IDLE push vs command
         self._tagged_ok: bytes | None = None  # held back until the updates are written
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
 
@@ -370,14 +372,14 @@ class Session:
     async def _select(self, tag: str, args: list[Token], *, read_only: bool) -> None:
         if not args or len(args) > 2:
             raise bad("SELECT takes a mailbox name and optional parameters")
+        qresync: list[Token] | None = None
+        if len(args) == 2:  # checked before anything changes: a BAD leaves the state as is
+            qresync = self._select_params(args[1])
         had = self.selected is not None
         self._unselect()
         self.state = State.AUTHENTICATED
         if had and (self.qresync or self.utf8):
             self.write(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 §3.2.11
-        qresync: list[Token] | None = None
-        if len(args) == 2:
-            qresync = self._select_params(args[1])
         place, rights = await self._place(self._mailbox_arg(args[0]))
         if "r" not in rights:
             raise no("You may not read this mailbox", "NOPERM")
@@ -433,6 +435,9 @@ class Session:
                     raise bad("QRESYNC takes a parenthesised list")
                 value = arg[i + 1]
                 assert isinstance(value, list)
+                if len(value) < 2:
+                    raise bad("QRESYNC takes a UIDVALIDITY and a MODSEQ")
+                _number(value[0]), _number(value[1])
                 qresync = value
                 i += 2
             else:
@@ -515,6 +520,10 @@ class Session:
         place, rights = await self._place(self._mailbox_arg(_one(args, "SUBSCRIBE")))
         if "l" not in rights:
             raise no("No such mailbox", "NONEXISTENT")
+        if place.shared and "a" not in rights:
+            # one subscription flag per folder, shared by the mailbox's users: only its
+            # responsible changes it (a delegate must not hide a folder from the others)
+            raise no("The subscriptions of a shared mailbox are its responsible's", "NOPERM")
         try:
             await self.ctx.store.folders.subscribe(place.address, place.folder, on)
         except (NotFound, ValueError) as exc:
@@ -574,6 +583,9 @@ class Session:
             line = await self.conn.readline(self.limits.idle_timeout)
         finally:
             self.idling = False
+            if self._push_task is not None:  # let a push in flight finish first
+                await asyncio.gather(self._push_task, return_exceptions=True)
+                self._push_task = None
         if line.rstrip(b"\r\n").upper() != b"DONE":
             raise bad("expected DONE")
         if self.selected is not None:
@@ -675,11 +687,14 @@ class Session:
         snapshot = selected.snapshot
         positions = self._positions(_atom(args[0]), uid_mode, snapshot)
         if changed_since is not None:
-            if vanished:
-                wanted = [snapshot.uids[i] for i in positions]
-                lo, hi = (wanted[0], wanted[-1]) if wanted else (0, -1)
+            if vanished:  # RFC 7162 §3.2.6: the expunged UIDs the set names
+                requested = parse_sequence_set(_atom(args[0]))
+                star = max(snapshot.uids[-1] if snapshot.uids else 0,
+                           snapshot.folder.uidnext - 1)
+                saved = set(self.saved)
                 gone = [u for u in await self.ctx.store.folders.expunged_since(
-                    selected.folder_id, changed_since) if lo <= u <= hi or not wanted]
+                    selected.folder_id, changed_since)
+                    if (u in saved if requested.saved else requested.contains(u, star))]
                 if gone:
                     self.write(b"* VANISHED (EARLIER) " + format_uid_set(gone).encode() +
                                b"\r\n")
@@ -943,13 +958,14 @@ class Session:
     def _woken(self, selected: Selected) -> Callable[[], None]:
         def woken() -> None:
             selected.pending = True
-            if self.idling and self.selected is selected and not self._pushing:
-                asyncio.get_running_loop().create_task(self._push())
+            if self.idling and self.selected is selected and (
+                    self._push_task is None or self._push_task.done()):
+                self._push_task = asyncio.get_running_loop().create_task(self._push())
         return woken
 
     async def _push(self) -> None:
-        """Send the updates to an idling client (RFC 2177)."""
-        self._pushing = True
+        """Send the updates to an idling client (RFC 2177). IDLE waits for this task
+        after DONE, so no command runs while it writes."""
         try:
             while self.idling and self.selected is not None and self.selected.pending:
                 try:  # a person revoked while idling hears no more of the folder
@@ -957,15 +973,19 @@ class Session:
                 except Reply:  # unselected, and told so with [CLOSED]
                     await self.conn.drain()
                     return
+                if not self.idling:
+                    return
                 await self.announce(allow_expunge=True)
                 await self.conn.drain()
         except Exception as exc:  # the connection went away: its reader ends the session
             log.debug("IDLE push stopped: %s", exc)
-        finally:
-            self._pushing = False
 
     async def announce(self, *, allow_expunge: bool) -> None:
         """Send what changed in the selected folder since the session last looked."""
+        async with self._announcing:
+            await self._announce(allow_expunge)
+
+    async def _announce(self, allow_expunge: bool) -> None:
         selected = self.selected
         if selected is None:
             return
@@ -1061,6 +1081,7 @@ class Session:
         return self.selected
 
     def _unselect(self) -> None:
+        self.saved = []  # RFC 5182 §2.1: $ is empty after SELECT, EXAMINE, CLOSE, UNSELECT
         if self.selected is not None:
             self.cache.close(self.selected.folder_id, self.selected.follower)
             self.selected = None
@@ -1209,9 +1230,10 @@ def _one(args: list[Token], command: str) -> Token:
 
 
 def _number(token: Token) -> int:
+    """A number of the protocol; MODSEQs are 63-bit (RFC 7162 §7: mod-sequence-value)."""
     text = _atom(token)
-    if not text.isdigit() or len(text) > 20:
-        raise bad(f"expected a number, not {text!r}")
+    if not text.isdigit() or len(text) > 19 or int(text) > 2**63 - 1:
+        raise bad(f"expected a number below 2^63, not {text!r}")
     return int(text)
 
 

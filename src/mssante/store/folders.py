@@ -13,9 +13,9 @@ Implementation notes:
 - Every change that touches messages takes one new MODSEQ for the folder (all the
   messages it changes get it) and records expunged UIDs in ``expunged`` with it,
   for QRESYNC (RFC 7162 §3.2.10).
-- A folder created again after a delete gets a UIDVALIDITY greater than any its
-  mailbox gave before (``mailboxes.uidvalidity`` keeps the last one), so that a
-  client never mixes UIDs of the old and the new folder.
+- A folder created again after a delete, and a renamed folder, get a UIDVALIDITY
+  greater than any its mailbox gave before (``mailboxes.uidvalidity`` keeps the last
+  one), so that a client never mixes UIDs of the old and the new folder.
 - INBOX is never deleted and never given a special use; renaming it moves its
   messages to the new folder and leaves it empty (RFC 9051 §6.3.6).
 - Flags are stored as one space-separated string per message, sorted, without
@@ -26,6 +26,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
@@ -76,11 +77,17 @@ SUMMARY_FIELDS = frozenset(_SUMMARY_COLUMNS)
 _SUMMARIES = text("SELECT uid, subject, from_header, message_id, date_header FROM messages "
                   "WHERE folder_id = :folder_id AND uid BETWEEN :lo AND :hi")
 # changed messages (flags never NULL) then expunged UIDs (NULL flags), in one trip
-_CHANGES = text("SELECT uid, flags, modseq FROM messages WHERE folder_id = :folder_id "
-                "AND modseq > :since UNION ALL SELECT uid, NULL, modseq FROM expunged "
-                "WHERE folder_id = :folder_id AND modseq > :since ORDER BY 1")
-_STATE = text("SELECT uid, flags, modseq FROM messages WHERE folder_id = :folder_id "
-              "ORDER BY uid")
+# One statement sees one state of the database: the folder's HIGHESTMODSEQ and UIDNEXT
+# (the row of kind 2, UIDNEXT in the uid column) are read with the messages (kind 0)
+# and expunged UIDs (kind 1) they describe, so a snapshot never holds a change its
+# label does not count.
+_LABEL = "SELECT uidnext, NULL, highestmodseq, 2 FROM folders WHERE id = :folder_id"
+_CHANGES = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :folder_id "
+                "AND modseq > :since UNION ALL SELECT uid, NULL, modseq, 1 FROM expunged "
+                f"WHERE folder_id = :folder_id AND modseq > :since UNION ALL {_LABEL} "
+                "ORDER BY 4, 1")
+_STATE = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :folder_id "
+              f"UNION ALL {_LABEL} ORDER BY 4, 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,9 +263,13 @@ class FolderStore:
                 # "a/b" to "a": "a/b/b" becomes "a/b"): free it first, the names
                 # shrinking shortest first, growing longest first.
                 rows.sort(key=lambda r: len(r.name), reverse=len(new) > len(old))
+                # RFC 9051 §2.3.1.1: a name and its UIDVALIDITY always mean the same
+                # messages; the renamed folders take a UIDVALIDITY no name had before
+                uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
                 for row in rows:
                     await conn.execute(update(folders).where(folders.c.id == row.id)
-                                       .values(name=new + row.name[len(old):]))
+                                       .values(name=new + row.name[len(old):],
+                                               uidvalidity=uidvalidity))
                 return
         self.hub.publish([inbox_id])
 
@@ -297,33 +308,40 @@ class FolderStore:
 
     async def state(self, folder_id: int) -> FolderState | None:
         """The folder with every message's UID, flags and MODSEQ (SELECT); None if
-        the folder is gone. The folder row is read first: a change committed between
-        the two reads has a greater MODSEQ, so ``changes`` reports it again later
-        (applying a change twice is harmless; missing one is impossible)."""
+        the folder is gone. HIGHESTMODSEQ and UIDNEXT are read in the same statement as
+        the messages (``_STATE``)."""
         async with self._store._read() as conn:
             row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
             if row is None:
                 return None
             rows: Sequence[Any] = (await conn.execute(_STATE, {"folder_id": folder_id})).all()
-        uids = [r[0] for r in rows]
-        flags = [r[1] for r in rows]
-        modseqs = [r[2] for r in rows]
-        return FolderState(_folder(row), uids, flags, modseqs)
+        if not rows or rows[-1][3] != 2:
+            return None  # deleted between the two reads
+        label = rows[-1]
+        rows = rows[:-1]
+        folder = dataclasses.replace(_folder(row), uidnext=int(label[0]),
+                                     highestmodseq=int(label[2]))
+        return FolderState(folder, [r[0] for r in rows], [r[1] for r in rows],
+                           [r[2] for r in rows])
 
     async def changes(self, folder_id: int, since: int) -> FolderChanges | None:
         """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
-        if the folder is gone."""
+        if the folder is gone. The folder's HIGHESTMODSEQ is read with them."""
         async with self._store._read() as conn:
             row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
             if row is None:
                 return None
-            folder = _folder(row)
-            if folder.highestmodseq <= since:
-                return FolderChanges(folder, [], [])
+            if int(row.highestmodseq) <= since:
+                return FolderChanges(_folder(row), [], [])
             rows = (await conn.execute(_CHANGES, {"folder_id": folder_id, "since": since})).all()
-        changed = [(int(uid), flags, int(modseq)) for uid, flags, modseq in rows
-                   if flags is not None]
-        gone = sorted(int(uid) for uid, flags, _ in rows if flags is None)
+        if not rows or rows[-1][3] != 2:
+            return None
+        label = rows[-1]
+        folder = dataclasses.replace(_folder(row), uidnext=int(label[0]),
+                                     highestmodseq=int(label[2]))
+        changed = [(int(uid), flags, int(modseq)) for uid, flags, modseq, kind in rows
+                   if kind == 0]
+        gone = [int(uid) for uid, _, _, kind in rows if kind == 1]
         return FolderChanges(folder, changed, gone)
 
     async def expunged_since(self, folder_id: int, since: int,
