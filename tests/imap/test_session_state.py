@@ -49,7 +49,7 @@ def test_vanished_names_every_expunged_uid_of_the_set(imap_env: Any) -> None:
     ok(client.uid("STORE", "3,9:10", "+FLAGS.SILENT", "(\\Deleted)"))
     ok(client.expunge())
     client.untagged_responses.pop("VANISHED", None)  # the EXPUNGE's own VANISHED
-    typ, data = client.uid("FETCH", "1:10", "(FLAGS)", f"(CHANGEDSINCE {before} VANISHED)")
+    typ, _ = client.uid("FETCH", "1:10", "(FLAGS)", f"(CHANGEDSINCE {before} VANISHED)")
     assert typ == "OK"
     assert client.untagged_responses.get("VANISHED") == [b"(EARLIER) 3,9:10"]
     client.untagged_responses.pop("VANISHED", None)
