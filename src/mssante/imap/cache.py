@@ -10,6 +10,8 @@ Implementation notes:
   sessions follow the folder, and keeps the delta from the previous snapshot so
   that every session one step behind advances without a query of its own. A
   session further behind asks the store for its own delta.
+- A folder found deleted stays marked gone, so that every session following it
+  hears it (not only the first to ask), and is never refreshed again.
 - Refreshes of one folder are serialised by a lock, so that a burst of
   notifications costs one query per change, not one per session.
 - On SQLite, other processes do not notify: every ``POLL_INTERVAL`` seconds the

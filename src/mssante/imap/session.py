@@ -10,6 +10,9 @@ Implementation notes:
   §7.5.1: sequence numbers must not move under those), and sent with the next
   command that allows them; the session then keeps its older snapshot, so its
   sequence numbers stay what the client believes.
+- Updates go out one ``announce`` at a time (a lock per session): IDLE's push task
+  and the command that follows DONE never both send the same EXPUNGE; IDLE waits
+  for its push to finish before it answers.
 - The session shares its folder's snapshot with every other session of this
   process (cache.py); its own flag changes not yet in the snapshot live in
   ``overlay`` until the snapshot catches up.
