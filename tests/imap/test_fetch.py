@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -256,14 +255,13 @@ def test_include_flags_after_setting_seen() -> None:
     assert plain.with_flags() is plain.with_flags()  # variants are cached
 
 
-def test_flag_fetch_of_100000_messages_is_fast() -> None:
+def test_flag_fetch_of_100000_messages() -> None:
+    """The fast path of a resynchronisation (its speed: bench/imap.py)."""
     messages = [Stored(uid=i, flags="\\Seen $Label1", modseq=i) for i in range(1, 100_001)]
     req = request("FLAGS").with_uid()
-    started = time.perf_counter()
     out = b"".join([fetch_response(i, req, m) for i, m in enumerate(messages, 1)])
-    elapsed = time.perf_counter() - started
     assert out.count(b"\r\n") == 100_000
-    assert elapsed < 1.0, f"{elapsed * 10:.2f} µs per message"  # about 0.3 µs on a laptop
+    assert out.endswith(b"* 100000 FETCH (UID 100000 FLAGS (\\Seen $Label1))\r\n")
 
 
 # --- message contents -------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -407,15 +406,13 @@ def test_compress(numbers: list[int], text: str) -> None:
 # --- cost ----------------------------------------------------------------------------------------
 
 
-def test_flag_search_of_100000_messages_is_fast() -> None:
+def test_flag_search_of_100000_messages() -> None:
+    """Flags only: no message is read (its speed: bench/imap.py)."""
     messages = [Stored(i, i, "\\Seen" if i % 3 else "", i, 0.0, None)
                 for i in range(1, 100_001)]
     prog = parse_search(tokens_of("UNSEEN UNDELETED"))
-    started = time.perf_counter()
     hits = [m.seq for m in messages if prog.matches(m)]
-    elapsed = time.perf_counter() - started
-    assert len(hits) == 33_333
-    assert elapsed < 2.0, f"{elapsed * 10:.2f} µs per message"
+    assert len(hits) == 33_333 and hits[:2] == [3, 6]
 
 
 def test_cheap_keys_run_first() -> None:
