@@ -99,6 +99,7 @@ from bench.peers.system import (
     grant_search,
     program,
     run,
+    wait_gone,
 )
 
 MAIL_USER = "vmail"
@@ -533,19 +534,12 @@ class Dovecot:
         pids = set(descendants(master))
         with contextlib.suppress(ProcessLookupError):
             os.kill(master, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def remaining() -> list[int]:
             live = {p for ps in _children().values() for p in ps}
-            remaining = [p for p in pids if p in live]
-            if not remaining:
-                return
-            if time.monotonic() > deadline:
-                for pid in remaining:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.2)
-                return
-            time.sleep(0.05)
+            return [p for p in pids if p in live]
+
+        wait_gone(remaining, timeout)
 
     def __enter__(self) -> Dovecot:
         self.start()

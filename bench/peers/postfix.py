@@ -101,6 +101,7 @@ from bench.peers.system import (
     grant_search,
     program,
     run,
+    wait_gone,
 )
 
 DOMAIN = "medecin.mssante.fr"
@@ -357,20 +358,13 @@ class PostfixInstance:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(master, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def remaining() -> list[int]:
             live = _sessions()
-            remaining = [p for p in pids if live.get(p) == master]
-            remaining += [p for p, sid in live.items() if sid == master and p not in pids]
-            if not remaining:
-                return
-            if time.monotonic() > deadline:
-                for pid in remaining:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.2)
-                return
-            time.sleep(0.05)
+            return [p for p in pids if live.get(p) == master] + [
+                p for p, sid in live.items() if sid == master and p not in pids]
+
+        wait_gone(remaining, timeout)
 
     def queue_size(self) -> int:
         """How many messages are in this instance's queue (any state)."""

@@ -3,10 +3,15 @@ directory permissions, disabling the package's own instance."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,3 +70,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def wait_gone(remaining: Callable[[], list[int]], timeout: float) -> None:
+    """Wait until ``remaining()`` (the processes still alive) is empty; past
+    ``timeout`` seconds, kill what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = remaining()
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            return
+        time.sleep(0.05)

@@ -53,6 +53,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import wire
+
 MAX_DEPTH = 64  # multipart / message nesting below which parts are split
 MAX_PARTS = 10_000  # body parts per message; past it, the remaining octets stay in the last part
 
@@ -69,8 +71,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+")
 _FIELD = re.compile(rb"((?:([\x21-\x39\x3b-\x7e]+)[ \t]*:)?[^\n]*\n?(?:[ \t][^\n]*\n?)*)")
 _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
-_NOT_QUOTABLE = re.compile(rb"[^\x20-\x7e\t]")
-_QUOTE_SPECIALS = re.compile(rb'(["\\])')
 
 
 class BadSection(ValueError):
@@ -84,17 +84,8 @@ class UnknownEncoding(ValueError):
 # --- wire strings -------------------------------------------------------------------
 
 
-def string(value: bytes) -> bytes:
-    """A quoted string when it can be one, else a literal (RFC 9051 §4.3)."""
-    if len(value) <= 1000 and not _NOT_QUOTABLE.search(value):
-        if b'"' in value or b"\\" in value:
-            value = _QUOTE_SPECIALS.sub(rb"\\\1", value)
-        return b'"' + value + b'"'
-    return b"{%d}\r\n" % len(value) + value
-
-
-def nstring(value: bytes | None) -> bytes:
-    return b"NIL" if value is None else string(value)
+string = wire.string  # quoted when it can be, else a literal (RFC 9051 §4.3)
+nstring = wire.nstring
 
 
 @functools.lru_cache(maxsize=512)

@@ -49,6 +49,7 @@ from typing import Protocol
 
 from .errors import CommandError
 from .mime import Message, header_text
+from .sequence import format_uid_set
 from .tokens import Atom, String, Token
 
 MAX_NUMBER64 = 2**63 - 1
@@ -542,18 +543,7 @@ def _all_of(keys: list[_Key]) -> _Key:
 
 def compress(numbers: Iterable[int]) -> str:
     """Ascending numbers as a sequence set with ranges: ``1:3,9`` (RFC 9051 §9)."""
-    out: list[str] = []
-    start = previous = -2
-    for number in sorted(set(numbers)):
-        if number == previous + 1:
-            previous = number
-            continue
-        if start >= 0:
-            out.append(str(start) if start == previous else f"{start}:{previous}")
-        start = previous = number
-    if start >= 0:
-        out.append(str(start) if start == previous else f"{start}:{previous}")
-    return ",".join(out)
+    return format_uid_set(sorted(set(numbers)))
 
 
 def search_response(results: Sequence[int], modseq: int | None = None) -> bytes:

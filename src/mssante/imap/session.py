@@ -36,7 +36,6 @@ import base64
 import binascii
 import datetime as dt
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -73,8 +72,6 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
 FETCH_BATCH = 200  # messages whose bodies are loaded per query
 SEARCH_BATCH = 20_000  # messages whose metadata a SEARCH loads per query
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-          "Dec")
 
 
 class State(Enum):
@@ -662,7 +659,7 @@ class Session:
 
     async def _expunge(self, tag: str, uids: list[int] | None) -> None:
         selected = self._selected()
-        self._writable(selected, "t")
+        self._writable(selected)
         await self.ctx.store.folders.expunge(selected.folder_id, uids)
         await self.announce(allow_expunge=True)
         self.ok(tag, "EXPUNGE completed", self._modseq_code())
@@ -803,7 +800,7 @@ class Session:
         if base not in modes:
             raise bad(f"unknown STORE item {item}")
         flags = self._flags(args[2] if isinstance(args[2], list) else [args[2]])
-        self._writable(selected, "w")
+        self._writable(selected)
         if not uid_mode:
             await self.announce(allow_expunge=False)
         snapshot = selected.snapshot
@@ -855,7 +852,7 @@ class Session:
         if "i" not in rights:
             raise no("You may not add messages there", "NOPERM")
         if move:
-            self._writable(selected, "t")
+            self._writable(selected)
         target = await self.ctx.store.folders.get(target_place.address, target_place.folder)
         if target is None:
             raise no("No such mailbox", "TRYCREATE")
@@ -1089,9 +1086,10 @@ class Session:
             self.cache.close(self.selected.folder_id, self.selected.follower)
             self.selected = None
 
-    def _writable(self, selected: Selected, right: str) -> None:
+    @staticmethod
+    def _writable(selected: Selected) -> None:
         if selected.read_only:
-            raise no("The mailbox is read-only", "READ-ONLY" if right else None)
+            raise no("The mailbox is read-only", "READ-ONLY")
 
     def _flags(self, tokens: Sequence[Token]) -> list[str]:
         flags: list[str] = []
@@ -1258,10 +1256,3 @@ def _parse_date_time(text: str) -> float:
     except ValueError as exc:
         raise bad(f"bad date-time {text!r}") from exc
     return moment.timestamp()
-
-
-def internal_date(ts: float) -> str:
-    moment = time.gmtime(ts)
-    return (f"{moment.tm_mday:02d}-{MONTHS[moment.tm_mon - 1]}-{moment.tm_year} "
-            f"{moment.tm_hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d} +0000")
-
