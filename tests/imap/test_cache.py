@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,3 +66,26 @@ def test_apply_removes_expunged_and_appends_new_messages() -> None:
     assert delta.expunged == [2]  # 9 was never seen by this snapshot
     assert [uid for uid, _, _ in delta.changed] == [3, 4, 5]
     assert old.uids == [1, 2, 3]  # snapshots are never changed in place
+
+
+async def test_sqlite_changes_of_another_process_are_polled(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite has no notification channel: a change written by another process (here a
+    second store on the same file, with its own hub) reaches followers by polling."""
+    monkeypatch.setattr("mssante.imap.cache.POLL_INTERVAL", 0.05)
+    other = await open_store(f"sqlite:///{tmp_path / 'operator.sqlite3'}")
+    try:
+        inbox = await store.folders.get(ADDRESS, "INBOX")
+        assert inbox is not None
+        cache = FolderCache(store.folders, poll=True)
+        cache.start()
+        woken = asyncio.Event()
+        snapshot = await cache.open(inbox.id, woken.set)
+        assert snapshot is not None and snapshot.uids == []
+        await other.folders.bulk_append(ADDRESS, "INBOX", [_message(1)])
+        await asyncio.wait_for(woken.wait(), 10)
+        current = await cache.current(inbox.id)
+        assert current is not None and current.uids == [1]
+        await cache.stop()
+    finally:
+        await other.close()

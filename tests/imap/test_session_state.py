@@ -121,3 +121,22 @@ def test_a_pathological_list_pattern_is_answered(imap_env: Any) -> None:
     assert ok(client.list('""', "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*ab")) == [None]
     assert len(ok(client.list('""', "**********"))) >= 5
     client.logout()
+
+
+def test_a_thunderbird_header_fetch(imap_env: Any) -> None:
+    """The request Thunderbird sends to fill its message list."""
+    client = login(imap_env, fresh_person(imap_env))
+    ok(client.append("INBOX", None, None,
+                     b"From: Dr Dupont <dupont@ch-xyz.mssante.fr>\r\nTo: x@ch-xyz.mssante.fr\r\n"
+                     b"Subject: =?utf-8?q?Compte_rendu_d=27=C3=A9chographie?=\r\n"
+                     b"X-Other: hidden\r\n\r\nBonjour\r\n"))
+    client.select("INBOX")
+    data = ok(client.uid("FETCH", "1:*", "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS "
+                         "(From To Cc Bcc Subject Date Message-ID Priority X-Priority "
+                         "References Newsgroups In-Reply-To Content-Type Reply-To)])"))
+    head, fields = data[0]
+    assert b"UID 1" in head and b"RFC822.SIZE" in head and b"FLAGS ()" in head
+    assert fields.startswith(b"From: Dr Dupont") and b"X-Other" not in fields
+    assert fields.endswith(b"\r\n\r\n")
+    assert ok(client.fetch("1", "(FLAGS)")) == [b"1 (FLAGS ())"]  # PEEK sets no \\Seen
+    client.logout()
