@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from mssante import leases
 from mssante.errors import NotFound
 from mssante.store import MessageSummary, OutboundRecipient, QueueEntry, Store
 
@@ -144,3 +145,28 @@ async def test_released_claims_are_due_again_without_an_attempt(store: Store) ->
     assert sorted(e.id for e in again) == sorted(ids[1:])  # the delivered one stays delivered
     assert all(e.attempts == 0 for e in again)
     await store.release_claims([])  # nothing to do
+
+
+async def test_a_claim_that_commits_after_its_task_was_cancelled_is_remembered(
+        store: Store) -> None:
+    """A stop cancels the claiming task; the claim's transaction may still commit
+    (leases.claim). Its entries must be given back, not left for 15 minutes."""
+    ids = await enqueue(store, 2)
+    committed = asyncio.Event()
+
+    async def claim_committing_late() -> list[QueueEntry]:
+        await asyncio.sleep(0)  # the cancellation arrives here, before the commit...
+        entries = await store.claim_due(now=T0, limit=10, lease=LEASE)
+        committed.set()  # ... and the commit happens anyway
+        return entries
+
+    claimed: set[int] = set()
+    task = asyncio.ensure_future(leases.claim(claim_committing_late(), claimed))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert committed.is_set()
+    assert claimed == set(ids)
+    await store.release_claims(sorted(claimed))
+    assert sorted(e.id for e in await store.claim_due(now=T0, limit=10, lease=LEASE)) == ids

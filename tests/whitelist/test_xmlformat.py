@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -96,21 +95,18 @@ def test_entities_are_refused() -> None:
         from_xml(bomb)
 
 
-def test_a_list_of_the_real_size_parses_fast() -> None:
+def test_a_list_of_the_real_size_round_trips() -> None:
+    """6,500 entries, the size of the real list (its speed: bench/whitelist.py)."""
     entries = tuple(
         WhitelistEntry(f"domaine-{i // 2}.mssante.fr", f"ÉTABLISSEMENT {i}",
                        f"CN=mta{i % 390}.operateur.example,O=Operateur {i % 390},C=FR",
                        updated_at=WHEN)
         for i in range(6500))
-    data = to_xml(Whitelist(generated_at=WHEN, entries=entries))
-    started = time.perf_counter()
-    wl = from_xml(data)
-    elapsed = time.perf_counter() - started
+    wl = from_xml(to_xml(Whitelist(generated_at=WHEN, entries=entries)))
     assert len(wl) == 6500
     assert len(wl.domains) == 3250
-    assert elapsed < 1.0, f"parsing 6,500 entries took {elapsed:.2f} s"
-    started = time.perf_counter()
+    assert wl.entries == entries
     for i in range(0, 6500, 2):
         assert wl.allows(f"DOMAINE-{i // 2}.mssante.fr",
                          f"CN=mta{i % 390}.operateur.example,O=Operateur {i % 390},C=FR")
-    assert time.perf_counter() - started < 1.0
+    assert not wl.allows("domaine-0.mssante.fr", "CN=mta389.operateur.example,O=Operateur 389,C=FR")

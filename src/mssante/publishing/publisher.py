@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from mssante import leases
 from mssante.errors import StoreError
 from mssante.publishing.client import DirectoryClient, Verdict
 from mssante.store import Store
@@ -115,11 +116,10 @@ class DirectoryPublisher:
 
     async def publish_due(self) -> int:
         """Send the entries due now (one round); returns how many were tried."""
-        entries = await self.store.claim_directory_entries(
-            now=self._clock(), limit=self.batch, lease=self.lease)
+        entries = await leases.claim(self.store.claim_directory_entries(
+            now=self._clock(), limit=self.batch, lease=self.lease), self._claimed)
         if not entries:
             return 0
-        self._claimed.update(entry.id for entry in entries)
         results = await asyncio.gather(*(self._publish(entry) for entry in entries),
                                        return_exceptions=True)
         for entry, result in zip(entries, results, strict=True):

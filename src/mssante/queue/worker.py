@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
+from mssante import leases
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import split_message
@@ -108,9 +109,9 @@ class DeliveryWorker:
             return 1
         # Claim only what can start now: a claimed entry never waits for a slot while
         # its lease runs.
-        entries = await self.ctx.store.claim_due(now=time.time(), limit=free,
-                                                 lease=LEASE_SECONDS)
-        self._claimed.update(e.id for e in entries)
+        entries = await leases.claim(
+            self.ctx.store.claim_due(now=time.time(), limit=free, lease=LEASE_SECONDS),
+            self._claimed)
         groups: dict[tuple[str, str, str, str | None, str | None], list[QueueEntry]]
         groups = defaultdict(list)
         for entry in entries:
