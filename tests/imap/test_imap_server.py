@@ -17,6 +17,7 @@ import socket
 import ssl
 import time
 import uuid
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -492,6 +493,43 @@ def test_submission_stores_a_seen_copy_in_sent(environment: Any) -> None:
     finally:
         mine.logout()
         theirs.logout()
+
+
+def test_a_client_saving_its_sent_message_finds_the_copy_kept_at_sending(
+        environment: Any) -> None:
+    """Mail clients APPEND what they send to Sent; submission kept it there already.
+    The same message (Message-ID, Subject, From, Date) is not stored twice; anything
+    that differs is."""
+    sender, recipient = fresh_person(environment), fresh_person(environment)
+    subject = unique("Compte rendu")
+    msg = message(sender.address, recipient.address, subject, Date=formatdate())
+    with submission(environment, HOSPITAL) as smtp:
+        smtp.login(sender.login, sender.password)
+        smtp.send_message(msg)
+    client = login(environment, sender)
+    try:
+        kept = wait_for_subject(client, "Sent", subject)
+        msg["Bcc"] = f"archives@{HOSPITAL}"  # the client's copy keeps what it hid
+        saved = ok(client.append("Sent", "(\\Seen)", None, msg.as_bytes()))
+        assert appended_uid(saved)[1] == kept
+        ok(client.select("Sent"))
+        assert search_subject(client, subject) == [kept]
+        # Only the Sent folder, and only the same message, are concerned.
+        drafts = appended_uid(ok(client.append("Drafts", None, None, msg.as_bytes())))[1]
+        ok(client.select("Drafts", readonly=True))
+        assert search_subject(client, subject) == [drafts]
+        msg.replace_header("Subject", subject + " (corrige)")
+        other = appended_uid(ok(client.append("Sent", None, None, msg.as_bytes())))[1]
+        assert other > kept
+        # A copy the user deleted is not handed back.
+        msg.replace_header("Subject", subject)
+        ok(client.select("Sent"))
+        ok(client.uid("STORE", str(kept), "+FLAGS", "(\\Deleted)"))
+        again = appended_uid(ok(client.append("Sent", None, None, msg.as_bytes())))[1]
+        assert again > other
+        assert search_subject(client, subject) == [kept, other, again]
+    finally:
+        client.logout()
 
 
 # --- 5. notifications between sessions -----------------------------------------------------

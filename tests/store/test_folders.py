@@ -441,6 +441,27 @@ async def test_the_sender_keeps_a_seen_copy_in_sent(mailboxes: Store) -> None:
     assert [m.uid for m in await mailboxes.list_messages(PER, "Envoyés")] == [1, 2, 3]
 
 
+async def test_the_copy_kept_at_sending_is_found_for_a_day(mailboxes: Store) -> None:
+    """submitted_copy: what a client's APPEND to Sent is matched against."""
+    sent = await folder(mailboxes, "Sent")
+    assert await mailboxes.folders.submitted_copy(sent.id, BODY) is None
+    await mailboxes.accept_message(BODY, envelope_from=PER, local=[ORG], remote=[],
+                                   summary=SUMMARY, sent=PER, now=1000.0)
+    client_copy = b"Bcc: archives@ch-xyz.mssante.fr\r\n" + BODY  # other headers may differ
+    found = mailboxes.folders.submitted_copy
+    assert await found(sent.id, client_copy, now=1000.0 + 3600) == 1
+    assert await found(sent.id, client_copy, now=1000.0 + 2 * 86400) is None  # too old
+    assert await found(sent.id, BODY.replace(b"CR consultation", b"CR (bis)"),
+                       now=1000.0) is None
+    assert await found(sent.id, BODY.replace(b"Message-ID", b"X-Old-ID"), now=1000.0) is None
+    # a message a client appended is never matched: only what submission kept
+    drafts = await folder(mailboxes, "Drafts")
+    await mailboxes.folders.append(drafts.id, BODY)
+    assert await found(drafts.id, BODY) is None
+    await mailboxes.folders.store_flags(sent.id, [1], "+", ["\\Deleted"])
+    assert await found(sent.id, BODY, now=1000.0) is None
+
+
 async def test_sending_to_oneself_gives_both_copies(mailboxes: Store,
                                                     count_rows: RowCounter) -> None:
     accepted = await mailboxes.accept_message(BODY, envelope_from=PER, local=[PER],

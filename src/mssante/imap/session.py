@@ -62,6 +62,7 @@ from mssante.imap.parser import Command
 from mssante.imap.sequence import BadSequence, format_uid_set, parse_sequence_set
 from mssante.imap.tokens import Atom, String, Token
 from mssante.smtp.context import OperatorContext
+from mssante.store.delivery import SENT
 from mssante.store.folders import DELIMITER, SUMMARY_FIELDS, normalise_name
 from mssante.store.models import Folder, MessageData
 
@@ -568,6 +569,12 @@ class Session:
         folder = await self.ctx.store.folders.get(place.address, place.folder)
         if folder is None:
             raise no("No such mailbox", "TRYCREATE")
+        if folder.special_use == SENT:
+            kept = await self.ctx.store.folders.submitted_copy(folder.id, message.value)
+            if kept is not None:  # the client saving what submission already kept
+                self.ok(tag, "APPEND completed (the copy kept at sending)",
+                        f"APPENDUID {folder.uidvalidity} {kept}")
+                return
         uidvalidity, uid = await self.ctx.store.folders.append(
             folder.id, message.value, flags=flags, internaldate=date)
         self.ok(tag, "APPEND completed", f"APPENDUID {uidvalidity} {uid}")

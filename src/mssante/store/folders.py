@@ -65,6 +65,11 @@ DEFAULT_FOLDERS = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Tras
                    ("Archive", "\\Archive"))
 SPECIAL_USES = frozenset(use for _, use in DEFAULT_FOLDERS) | {"\\Junk", "\\Flagged",
                                                                 "\\All"}
+# An APPEND to Sent of a message that submission already kept there (same
+# Message-ID, Subject, From and Date, kept within SENT_COPY_WINDOW, among the
+# folder's SENT_COPY_LOOKBACK newest messages) is that copy: see submitted_copy.
+SENT_COPY_WINDOW = 24 * 3600.0
+SENT_COPY_LOOKBACK = 200
 MAX_NAME = 255  # characters of a folder name
 MAX_DEPTH = 16  # hierarchy levels
 _CHUNK = 900  # UIDs per IN (...) list
@@ -444,6 +449,37 @@ class FolderStore:
         folder = await self.by_id(folder_id)
         assert folder is not None
         return folder.uidvalidity, uid
+
+    async def submitted_copy(self, folder_id: int, body: bytes, *,
+                             now: float | None = None) -> int | None:
+        """The UID of the copy of ``body`` that submission kept in this folder, if any.
+
+        Mail clients save what they send in Sent by an APPEND; the operator already
+        keeps a copy there (delivery.py). The copy counts as the same message when it
+        came from submission (a non-empty envelope sender: an APPEND has none), within
+        ``SENT_COPY_WINDOW``, is not marked \\Deleted, and has the same Message-ID,
+        Subject, From and Date. Anything else, a message without Message-ID included,
+        is not matched: it is stored.
+        """
+        wanted = read_headers(body)
+        if not wanted.message_id:
+            return None
+        since = (time.time() if now is None else now) - SENT_COPY_WINDOW
+        newest = (select(messages.c.uid, messages.c.envelope_from, messages.c.received_at,
+                         messages.c.flags,
+                         messages.c.message_id, messages.c.subject, messages.c.from_header,
+                         messages.c.date_header)
+                  .where(messages.c.folder_id == folder_id)
+                  .order_by(messages.c.uid.desc()).limit(SENT_COPY_LOOKBACK))
+        async with self._store._read() as conn:
+            rows = (await conn.execute(newest)).all()
+        for row in rows:
+            if (row.envelope_from and row.received_at >= since
+                    and "\\Deleted" not in row.flags.split()
+                    and (row.message_id, row.subject, row.from_header, row.date_header)
+                    == (wanted.message_id, wanted.subject, wanted.from_header, wanted.date)):
+                return int(row.uid)
+        return None
 
     async def bulk_append(self, address: str, name: str,
                           items: Sequence[tuple[bytes, str, float]]) -> list[int]:
