@@ -318,6 +318,7 @@ def test_list_extended(environment: Any, imap: Opener) -> None:
     t = imap(fresh_person(environment))
     t.run("a1 CREATE Projets/Alpha", "a1 OK CREATE completed")
     t.run("a2 CREATE Projets/Beta", "a2 OK CREATE completed")
+    t.run("d1 DELETE Projets", "d1 OK DELETE completed")  # CREATE made it; its children stay
     for n, name in enumerate(("Projets/Alpha", "Projets/Beta", "Trash"), start=1):
         t.run(f"u{n} UNSUBSCRIBE {name}", f"u{n} OK UNSUBSCRIBE completed")
     t.run("a3 SUBSCRIBE Projets/Alpha", "a3 OK SUBSCRIBE completed")
@@ -360,7 +361,9 @@ def test_children(environment: Any, imap: Opener) -> None:
     t = imap(fresh_person(environment))
     t.run("a1 CREATE Projets", "a1 OK CREATE completed")
     t.run("a2 CREATE Projets/Alpha", "a2 OK CREATE completed")
-    t.run("a3 CREATE Dossiers/2026", "a3 OK CREATE completed")  # Dossiers is only a level
+    t.run("a3 CREATE Dossiers/2026", "a3 OK CREATE completed")  # RFC 9051 §6.3.4
+    t.run('b1 LIST "" Dossiers', '* LIST (\\HasChildren) "/" Dossiers', "b1 OK LIST completed")
+    t.run("b2 DELETE Dossiers", "b2 OK DELETE completed")  # now only a level
     t.run('a4 LIST "" %',
           '* LIST (\\HasNoChildren) "/" INBOX',
           '* LIST (\\HasNoChildren \\Archive) "/" Archive',
@@ -396,7 +399,8 @@ def test_list_status(environment: Any, imap: Opener) -> None:
           "* STATUS Archive (MESSAGES 0 UIDNEXT 1)",
           '* LIST (\\HasNoChildren \\Drafts) "/" Drafts',
           "* STATUS Drafts (MESSAGES 1 UIDNEXT 2)",
-          '* LIST (\\NonExistent \\HasChildren) "/" Projets',
+          '* LIST (\\HasChildren) "/" Projets',
+          "* STATUS Projets (MESSAGES 0 UIDNEXT 1)",
           '* LIST (\\HasNoChildren) "/" Projets/Alpha',
           "* STATUS Projets/Alpha (MESSAGES 0 UIDNEXT 1)",
           '* LIST (\\HasNoChildren \\Sent) "/" Sent',

@@ -191,6 +191,24 @@ async def test_create_and_delete(mailboxes: Store) -> None:
     assert len(await mailboxes.folders.all(ORG)) == 5  # the other mailbox is untouched
 
 
+async def test_create_and_rename_make_the_missing_levels(mailboxes: Store) -> None:
+    """RFC 9051 §6.3.4 and §6.3.6: the server SHOULD create the superior levels."""
+    deep = await mailboxes.folders.create(PER, "Patients/2026/Dupont")
+    made = {f.name: f for f in await mailboxes.folders.all(PER)}
+    assert {"Patients", "Patients/2026", "Patients/2026/Dupont"} <= set(made)
+    assert made["Patients"].uidvalidity < made["Patients/2026"].uidvalidity < deep.uidvalidity
+    assert made["Patients"].subscribed and made["Patients"].special_use is None
+    with pytest.raises(Conflict):  # refused whole: no level is left behind
+        await mailboxes.folders.create(PER, "Archives/Sent", special_use="\\Sent")
+    assert await mailboxes.folders.get(PER, "Archives") is None
+    await mailboxes.folders.create(PER, "Patients/2026/Martin")  # the levels exist: reused
+    await mailboxes.folders.rename(PER, "Patients/2026", "Anciens/Patients/2026")
+    names = [f.name for f in await mailboxes.folders.all(PER)]
+    assert [n for n in names if n.startswith(("Anciens", "Patients"))] == [
+        "Anciens", "Anciens/Patients", "Anciens/Patients/2026", "Anciens/Patients/2026/Dupont",
+        "Anciens/Patients/2026/Martin", "Patients"]
+
+
 async def test_a_folder_created_again_gets_a_greater_uidvalidity(mailboxes: Store) -> None:
     first = await mailboxes.folders.create(PER, "Projets")
     assert await mailboxes.folders.append(first.id, body(1)) == (first.uidvalidity, 1)
@@ -278,15 +296,17 @@ async def test_rename_onto_the_names_it_frees(mailboxes: Store) -> None:
     """Renaming "a/b" to "a": "a/b/b" becomes "a/b" and "a/b/b/c" becomes "a/b/c",
     names the folders being renamed hold until they are renamed themselves."""
     ids = {}
-    for name in ("a/b/b/c", "a/b/b", "a/b/c", "a/b"):  # children first, whatever the order
+    for name in ("a/b", "a/b/b", "a/b/c", "a/b/b/c"):
         ids[name] = (await mailboxes.folders.create(PER, name)).id
+    await mailboxes.folders.delete(PER, "a")  # created with a/b; its children stay
     await mailboxes.folders.rename(PER, "a/b", "a")
     assert {name: (await folder(mailboxes, new)).id for name, new in (
         ("a/b", "a"), ("a/b/c", "a/c"), ("a/b/b", "a/b"), ("a/b/b/c", "a/b/c"))} == ids
     await mailboxes.folders.rename(PER, "a", "z/a")  # and back, growing
-    await mailboxes.folders.rename(PER, "z/a", "a/b")
+    await mailboxes.folders.rename(PER, "z/a", "a/b")  # creating z, then a
     assert {name: (await folder(mailboxes, name)).id for name in ids} == ids
-    assert len(await mailboxes.folders.all(PER)) == 9
+    assert {f.name for f in await mailboxes.folders.all(PER)} >= {"a", "z"}
+    assert len(await mailboxes.folders.all(PER)) == 11
 
 
 async def test_rename_refusals(mailboxes: Store) -> None:

@@ -203,7 +203,9 @@ class FolderStore:
 
     async def create(self, address: str, name: str, *, special_use: str | None = None
                      ) -> Folder:
-        """Create a folder; Conflict if it exists, ValueError for a bad name."""
+        """Create a folder and those of its superior levels that do not exist (RFC 9051
+        §6.3.4: the server SHOULD create them); Conflict if it exists, ValueError for a
+        bad name."""
         name = normalise_name(name)
         if name == INBOX:
             raise Conflict("INBOX exists already")
@@ -215,6 +217,7 @@ class FolderStore:
                     select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
                                                folders.c.special_use == special_use))).first():
                 raise Conflict(f"a folder is {special_use} already")
+            await self._create_parents(conn, mailbox_id, name)
             uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
             folder_id = (await conn.execute(insert(folders).values(
                 mailbox_id=mailbox_id, name=name, special_use=special_use,
@@ -222,6 +225,23 @@ class FolderStore:
                 created_at=time.time()).returning(folders.c.id))).scalar_one()
         return Folder(int(folder_id), address.lower(), name, special_use, uidvalidity, 1, 1,
                       True)
+
+    async def _create_parents(self, conn: AsyncConnection, mailbox_id: int, name: str) -> None:
+        """Create the superior levels of ``name`` that do not exist (RFC 9051 §6.3.4 and
+        §6.3.6: CREATE and RENAME SHOULD); each is an ordinary, subscribed folder."""
+        parts = name.split(DELIMITER)
+        parents = [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
+        if not parents:
+            return
+        existing = set((await conn.execute(
+            select(folders.c.name).where(folders.c.mailbox_id == mailbox_id,
+                                         folders.c.name.in_(parents)))).scalars())
+        for parent in parents:
+            if parent not in existing:
+                await conn.execute(insert(folders).values(
+                    mailbox_id=mailbox_id, name=parent, special_use=None,
+                    uidvalidity=await self._next_uidvalidity(conn, mailbox_id),
+                    uidnext=1, highestmodseq=1, subscribed=True, created_at=time.time()))
 
     async def delete(self, address: str, name: str) -> None:
         """Delete a folder and its messages; its children stay (RFC 9051 §6.3.4)."""
@@ -245,8 +265,9 @@ class FolderStore:
         self.hub.publish([int(row.id)])
 
     async def rename(self, address: str, old: str, new: str) -> None:
-        """Rename a folder and its children (RFC 9051 §6.3.6); renaming INBOX moves
-        its messages into a new folder and leaves INBOX empty."""
+        """Rename a folder and its children (RFC 9051 §6.3.6), creating the missing
+        superior levels of the new name; renaming INBOX moves its messages into a new
+        folder and leaves INBOX empty."""
         old, new = normalise_name(old), normalise_name(new)
         if new == INBOX or new.startswith(old + DELIMITER):
             raise PolicyViolation(f"cannot rename {old} to {new}")
@@ -261,6 +282,8 @@ class FolderStore:
             rows = [r for r in rows if r.name == old or r.name.startswith(old + DELIMITER)]
             if not any(r.name == old for r in rows):
                 raise NotFound(f"no folder {old}")
+            # The parents of ``new`` are neither ``old`` nor under it (refused above).
+            await self._create_parents(conn, mailbox_id, new)
             if old == INBOX:
                 inbox_id = await self._rename_inbox(conn, address, mailbox_id, new)
             else:
