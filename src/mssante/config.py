@@ -48,9 +48,20 @@ class OperatorSettings:
     database_url: str = ""  # SQLAlchemy URL; empty: SQLite file under data_dir
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bytes; SIZE limit of SMTP
     social_may_hold_per: bool = False  # let social-sector professionals hold PER mailboxes
+    # failed password logins (IMAP, submission) from one client address in
+    # login_failure_window seconds before it must wait (throttle.py); 0: no limit
+    max_login_failures: int = 20
+    login_failure_window: float = 900.0
 
     def problems(self) -> list[tuple[str, str]]:
-        return [("max_message_size", "must be positive")] if self.max_message_size <= 0 else []
+        out = []
+        if self.max_message_size <= 0:
+            out.append(("max_message_size", "must be positive"))
+        if self.max_login_failures < 0:
+            out.append(("max_login_failures", "cannot be negative (0: no limit)"))
+        if self.login_failure_window <= 0:
+            out.append(("login_failure_window", "must be positive"))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from mssante.errors import CertificateRejected
 from mssante.passwords import VerifiedLogins, dummy_hash
 from mssante.smtp.context import OperatorContext
+from mssante.throttle import minutes
 
 PERSONS_CA = "MSSanté Persons CA"  # pki.ca: the common name of the persons CA
 
@@ -41,15 +42,29 @@ class Identity:
 class AuthFailed(Exception):
     """The credentials were refused; the message is safe to show the client."""
 
+    code = "AUTHENTICATIONFAILED"  # RFC 5530 response code
+
+
+class Throttled(AuthFailed):
+    """Too many failed logins from the client's address (throttle.py): not checked."""
+
+    code = "UNAVAILABLE"  # RFC 5530: temporary, try again later
+
 
 _VERIFIED = VerifiedLogins()  # per process: clients reconnect often (passwords.py)
 
 
-async def password_login(ctx: OperatorContext, login: str, password: str) -> Identity:
+async def password_login(ctx: OperatorContext, login: str, password: str,
+                         address: str) -> Identity:
+    """The person whose login and password these are, for a client at ``address``."""
+    wait = ctx.logins.wait(address)
+    if wait:
+        raise Throttled(f"Too many failed logins from {address}; try again in {minutes(wait)}")
     person = await ctx.store.get_person(login)
     stored = person.password_hash if person is not None else None
     ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:
+        ctx.logins.failed(address)
         raise AuthFailed("Authentication failed")
     return Identity(person.login)
 

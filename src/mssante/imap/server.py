@@ -71,6 +71,11 @@ class ImapConnection:
     def tls(self) -> bool:
         return self._tls
 
+    @property
+    def peer_address(self) -> str:
+        peer = self.writer.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
     def peer_certificate(self) -> bytes | None:
         ssl_object = self.writer.get_extra_info("ssl_object")
         if ssl_object is None:

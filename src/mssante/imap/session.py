@@ -121,6 +121,9 @@ class Connection(Protocol):
     @property
     def tls(self) -> bool: ...
 
+    @property
+    def peer_address(self) -> str: ...  # the client's IP address (login throttle)
+
     def peer_certificate(self) -> bytes | None: ...
 
     def write(self, data: bytes) -> None: ...
@@ -286,7 +289,8 @@ class Session:
         if len(args) != 2:
             raise bad("LOGIN takes a user name and a password")
         login, password = _text(args[0]), _text(args[1])
-        await self._authenticate(tag, lambda: password_login(self.ctx, login, password))
+        await self._authenticate(tag, lambda: password_login(self.ctx, login, password,
+                                                                  self.conn.peer_address))
 
     async def cmd_AUTHENTICATE(self, tag: str, args: list[Token]) -> None:
         if not args or not isinstance(args[0], Atom):
@@ -321,7 +325,8 @@ class Session:
         if authzid and authzid != login:
             await self._authenticate(tag, _refuse("cannot act as another user"))
             return
-        await self._authenticate(tag, lambda: password_login(self.ctx, login, password))
+        await self._authenticate(tag, lambda: password_login(self.ctx, login, password,
+                                                                  self.conn.peer_address))
 
     async def _authenticate(self, tag: str, check: Callable[[], Awaitable[Identity]]) -> None:
         try:
@@ -330,10 +335,10 @@ class Session:
             self.auth_failures += 1
             log.info("IMAP authentication failed (%d): %s", self.auth_failures, exc)
             if self.auth_failures >= MAX_AUTH_FAILURES:
-                self.write(wire.tagged(tag, "NO", str(exc), "AUTHENTICATIONFAILED"))
+                self.write(wire.tagged(tag, "NO", str(exc), exc.code))
                 self.write(b"* BYE Too many authentication failures\r\n")
                 raise Logout from exc
-            raise no(str(exc), "AUTHENTICATIONFAILED") from exc
+            raise no(str(exc), exc.code) from exc
         self.identity = identity
         if identity.app is not None:
             self.home = identity.app

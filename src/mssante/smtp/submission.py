@@ -51,6 +51,7 @@ from mssante.smtp.replies import (
     SENDER_OK,
     SMTPReply,
 )
+from mssante.throttle import minutes
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,17 @@ class SubmissionHandler:
     # -- authentication ---------------------------------------------------------------
 
     async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
+        address = (peer_host(server.session) if server.session else None) or "unknown"
+        wait = self.ctx.logins.wait(address)
+        if wait:  # RFC 4954 §6: 454 4.7.0 temporary authentication failure
+            return await self._failed(server, login, f"454 4.7.0 Too many failed logins from "
+                                      f"{address}; try again in {minutes(wait)}")
         person = await self.ctx.store.get_person(login)
         stored = person.password_hash if person is not None else None
         # An unknown login costs the same argon2 work: timing does not tell who exists.
         ok = await verify_password_async(stored or dummy_hash(), password) and stored is not None
         if not ok or person is None:
+            self.ctx.logins.failed(address)
             return await self._failed(server, login)
         usable = await self.ctx.store.usable_mailboxes(person.login)
         return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))

@@ -1,0 +1,131 @@
+"""Failed password logins per client address (throttle.py), alone and in a running
+operator: IMAP and submission share one throttle."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mssante.throttle import MAX_ADDRESSES, LoginThrottle, minutes
+from tests.e2e.mail import submission
+from tests.imap.conftest import HOSPITAL, connect, fresh_person
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_address_waits_once_it_reached_the_limit() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(3, 60.0, clock=clock)
+    for _ in range(2):
+        throttle.failed("192.0.2.1")
+        clock.now += 10
+    assert throttle.wait("192.0.2.1") == 0
+    throttle.failed("192.0.2.1")  # the third, at 1020
+    assert throttle.wait("192.0.2.1") == pytest.approx(40.0)  # the first leaves at 1060
+    assert throttle.wait("192.0.2.2") == 0  # another address is not concerned
+    clock.now = 1060.0
+    assert throttle.wait("192.0.2.1") == 0
+    throttle.failed("192.0.2.1")  # 1010, 1020, 1060: full again until 1070
+    assert throttle.wait("192.0.2.1") == pytest.approx(10.0)
+    clock.now = 1200.0
+    assert throttle.wait("192.0.2.1") == 0
+
+
+def test_no_limit_and_bad_settings() -> None:
+    throttle = LoginThrottle(0, 60.0)
+    for _ in range(100):
+        throttle.failed("192.0.2.1")
+    assert throttle.wait("192.0.2.1") == 0
+    with pytest.raises(ValueError):
+        LoginThrottle(-1, 60.0)
+    with pytest.raises(ValueError):
+        LoginThrottle(3, 0.0)
+
+
+def test_memory_is_bounded_forgetting_the_oldest_address() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(1, 60.0, clock=clock)
+    throttle.failed("first")
+    for n in range(MAX_ADDRESSES):
+        throttle.failed(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}")
+    assert throttle.wait("first") == 0  # forgotten
+    assert throttle.wait("10.0.0.1") == pytest.approx(60.0)
+    assert len(throttle._failures) == MAX_ADDRESSES
+
+
+def test_minutes() -> None:
+    assert [minutes(s) for s in (0.5, 60, 61, 900)] == [
+        "1 minute", "1 minute", "2 minutes", "15 minutes"]
+
+
+@pytest.fixture
+def throttled(environment: Any) -> Iterator[LoginThrottle]:
+    """The hospital operator with a throttle of 3 failures a minute (the suite's
+    operators run without one: tests/conftest.py)."""
+    worker = environment.service(HOSPITAL).worker
+    assert worker is not None
+    ctx = worker.ctx
+    before = ctx.logins
+    ctx.logins = LoginThrottle(3, 60.0)
+    try:
+        yield ctx.logins
+    finally:
+        ctx.logins = before
+
+
+def test_an_address_that_failed_too_often_is_refused_by_imap_and_submission(
+        environment: Any, throttled: LoginThrottle) -> None:
+    person = fresh_person(environment)
+    for n in range(3):  # one connection each: a connection closes after 3 failures itself
+        client = connect(environment)
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.login(person.login, f"wrong {n}")
+        client.logout()
+    assert throttled.wait("127.0.0.1") > 0
+    client = connect(environment)
+    try:  # the right password is not even checked
+        with pytest.raises(imaplib.IMAP4.error,
+                           match=r"UNAVAILABLE.*Too many failed logins from 127.0.0.1"):
+            client.login(person.login, person.password)
+    finally:
+        client.logout()
+    with (submission(environment, HOSPITAL) as smtp,
+          pytest.raises(smtplib.SMTPAuthenticationError) as refused):
+        smtp.login(person.login, person.password)
+    assert refused.value.smtp_code == 454
+    assert b"4.7.0 Too many failed logins" in refused.value.smtp_error
+    # certificate logins have nothing to guess: not throttled (tests/imap cover them)
+    throttled._failures.clear()  # the window has passed
+    client = connect(environment)
+    try:
+        typ, _ = client.login(person.login, person.password)
+        assert typ == "OK"
+    finally:
+        client.logout()
+
+
+def test_submission_failures_count_for_imap(environment: Any,
+                                             throttled: LoginThrottle) -> None:
+    person = fresh_person(environment)
+    for n in range(3):  # one mechanism each (smtplib's login tries PLAIN, then LOGIN)
+        with submission(environment, HOSPITAL) as smtp:
+            smtp.user, smtp.password = person.login, f"wrong {n}"
+            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                smtp.auth("PLAIN", smtp.auth_plain)
+            assert refused.value.smtp_code == 535
+    client = connect(environment)
+    try:
+        with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+            client.login(person.login, person.password)
+    finally:
+        client.logout()
