@@ -508,8 +508,9 @@ def test_id(environment: Any, imap: Opener) -> None:
 
 
 def test_appendlimit(environment: Any, imap: Opener) -> None:
-    """RFC 7889: the capability tells the limit; an APPEND over it with a
-    synchronising literal is refused with TOOBIG before the client sends it."""
+    """RFC 7889: the capability and STATUS (APPENDLIMIT) tell the limit; an APPEND
+    over it with a synchronising literal is refused with TOOBIG before the client
+    sends it."""
     person = fresh_person(environment)
     t = imap()
     t.run(f"a1 LOGIN {person.login} {person.password}",
@@ -518,7 +519,8 @@ def test_appendlimit(environment: Any, imap: Opener) -> None:
     assert limit == environment.service(HOSPITAL).config.operator.max_message_size
     t.line(f"a2 APPEND INBOX {{{limit + 1}}}")
     t.expect("a2 NO [TOOBIG] {*}")
-    t.run("a3 STATUS INBOX (MESSAGES)", "* STATUS INBOX (MESSAGES 0)", "a3 OK STATUS completed")
+    t.run("a3 STATUS INBOX (MESSAGES APPENDLIMIT)",
+          f"* STATUS INBOX (MESSAGES 0 APPENDLIMIT {limit})", "a3 OK STATUS completed")
     body = message("small-enough")
     t.line(f"a4 APPEND INBOX {{{len(body)}}}")
     t.expect("+ {*}")

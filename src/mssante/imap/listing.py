@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _WILDCARD_RUN = re.compile(r"[*%]{2,}")
 STATUS_ITEMS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
-                          "HIGHESTMODSEQ", "DELETED"})
+                          "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT"})
 _SELECTION = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 
 
@@ -238,7 +238,8 @@ async def _status_line(session: Session, name: str, items: Iterable[str]) -> byt
     total, unseen, deleted, size = await session.ctx.store.folders.counts(folder.id)
     values = {"MESSAGES": total, "UIDNEXT": folder.uidnext, "UIDVALIDITY": folder.uidvalidity,
               "UNSEEN": unseen, "RECENT": 0, "SIZE": size,
-              "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted}
+              "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted,
+              "APPENDLIMIT": session.limits.max_message}  # RFC 7889 §3.1: the same everywhere
     if "HIGHESTMODSEQ" in items:
         session.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{item} {values[item]}" for item in items)
