@@ -254,14 +254,35 @@ def test_one_message_good_and_bad_recipients_at_the_next_hop(environment) -> Non
     environment.wait_for(bounced, what="a DSN for the absent recipient only")
 
 
-def test_external_with_a_certificate_bound_to_no_mailbox(environment, tmp_path) -> None:
+def test_a_professional_card_logs_in_to_submission(environment, tmp_path) -> None:
+    """A CPS card certificate (persons CA, idNatPs "8" + RPPS in the serialNumber)
+    logs its holder in with their own rights, as over IMAP."""
     pki = environment.env.trust_space.pki
     card = pki.issue_person("Paul Dupont", given_name="Paul", surname="Dupont",
                             id_nat_ps="810102727017", out_dir=tmp_path, name="cps")
+    subject = unique("envoyé avec la carte")
     with submission(environment, "ch-xyz.mssante.fr",
                     cert=(str(card.cert_file), str(card.key_file))) as smtp:
         code, text = smtp.docmd("AUTH", "EXTERNAL =")
-    assert code == 535 and b"No applicative mailbox" in text
+        assert code == 235, text
+        smtp.send_message(message(DUPONT, MARTIN, subject))
+        code, _ = smtp.mail(APP)  # still not the APP mailbox
+        assert code == 550
+    environment.wait_message(MARTIN, subject)
+
+
+def test_external_with_a_certificate_of_no_one_here(environment, tmp_path) -> None:
+    pki = environment.env.trust_space.pki
+    stranger = pki.issue_person("Dr Inconnu", given_name="Jean", surname="Inconnu",
+                                id_nat_ps="899999999999", out_dir=tmp_path, name="cps")
+    unbound = pki.issue_organisation("DPI sans boite", organisation="CLINIQUE SANS BOITE",
+                                     out_dir=tmp_path, name="unbound")
+    for cert, reason in ((stranger, b"No account for the card holder 899999999999"),
+                         (unbound, b"No applicative mailbox")):
+        with submission(environment, "ch-xyz.mssante.fr",
+                        cert=(str(cert.cert_file), str(cert.key_file))) as smtp:
+            code, text = smtp.docmd("AUTH", "EXTERNAL =")
+        assert code == 535 and reason in text, text
 
 
 def test_utf8_headers_cross_with_smtputf8(environment) -> None:

@@ -4,26 +4,19 @@ certificate of their card (persons CA), a program by its organisation certificat
 - LOGIN and AUTHENTICATE PLAIN (RFC 4616) check the person's argon2 password; an
   unknown login costs the same work, so timing does not tell who exists. A success
   is remembered for five minutes (``VerifiedLogins``): clients reconnect often.
-- AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate,
-  checked against the trust space's CAs and CRLs (``CertificateChecker``): from
-  the persons CA, the subject's serialNumber is the idNatPs of a person of this
-  operator; from the organisations CA, the DN must be bound to an APP mailbox.
-  An authorisation identity, if given, must name the same identity.
+- AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate
+  (certlogin.py: a card holder, or a program bound to an APP mailbox). An
+  authorisation identity, if given, must name the same identity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
-from mssante.errors import CertificateRejected
+from mssante.certlogin import CertificateLoginFailed, certificate_holder
 from mssante.passwords import VerifiedLogins, dummy_hash
 from mssante.smtp.context import OperatorContext
 from mssante.throttle import minutes
-
-PERSONS_CA = "MSSanté Persons CA"  # pki.ca: the common name of the persons CA
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,29 +64,14 @@ async def password_login(ctx: OperatorContext, login: str, password: str,
 
 async def certificate_login(ctx: OperatorContext, der: bytes | None,
                             authzid: str = "") -> Identity:
-    if der is None:
-        raise AuthFailed("EXTERNAL needs a TLS client certificate")
     try:
-        peer = ctx.trust.checker.check(der)
-    except CertificateRejected as exc:
-        raise AuthFailed(f"Certificate refused: {exc}") from exc
-    if _common_name(peer.certificate.issuer) == PERSONS_CA:
-        serials = peer.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        id_nat_ps = str(serials[0].value) if serials else ""
-        person = await ctx.store.person_by_id_nat_ps(id_nat_ps)
-        if person is None:
-            raise AuthFailed(f"No account for the card holder {id_nat_ps or peer.subject_dn}")
-        identity = Identity(person.login)
+        holder = await certificate_holder(ctx, der)
+    except CertificateLoginFailed as exc:
+        raise AuthFailed(str(exc)) from exc
+    if holder.person is not None:
+        identity = Identity(holder.person.login)
     else:
-        mailbox = await ctx.store.mailbox_for_certificate(peer.subject_dn)
-        if mailbox is None or not mailbox.active:
-            raise AuthFailed(f"No applicative mailbox for {peer.subject_dn}")
-        identity = Identity(peer.subject_dn, app=mailbox.address)
+        identity = Identity(holder.subject_dn, app=holder.app)
     if authzid and authzid not in (identity.login, identity.app):
         raise AuthFailed("The authorisation identity is not the certificate's")
     return identity
-
-
-def _common_name(name: x509.Name) -> str:
-    found = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(found[0].value) if found else ""

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import AuthResult, Session
 
+from mssante.certlogin import CertificateLoginFailed, certificate_holder
 from mssante.content.headers import prepend_headers, read_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.mailboxes import PersonKind
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
-from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
+from mssante.errors import InvalidAddress, PolicyViolation
 from mssante.passwords import dummy_hash, verify_password_async
 from mssante.smtp.accept import Incoming, accept
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
@@ -154,22 +155,20 @@ class SubmissionHandler:
                                  password_blob.decode("utf-8", "replace"))
 
     async def auth_EXTERNAL(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
-        """RFC 4422 Appendix A: the identity is the TLS client certificate."""
-        der = server.peer_certificate()
-        if der is None:
-            await server.push("535 5.7.8 EXTERNAL needs a client certificate")
-            return AuthResult(success=False, handled=True)
+        """RFC 4422 Appendix A: the identity is the TLS client certificate, a
+        professional's card or a program's organisation certificate (certlogin.py)."""
         try:
-            peer = self.ctx.trust.checker.check(der)
-        except CertificateRejected as exc:
-            await server.push(f"535 5.7.8 Certificate refused: {exc}")
+            holder = await certificate_holder(self.ctx, server.peer_certificate())
+        except CertificateLoginFailed as exc:
+            await server.push(f"535 5.7.8 {exc}")
             return AuthResult(success=False, handled=True)
-        mailbox = await self.ctx.store.mailbox_for_certificate(peer.subject_dn)
-        if mailbox is None or not mailbox.active:
-            await server.push(f"535 5.7.8 No applicative mailbox for {peer.subject_dn}")
-            return AuthResult(success=False, handled=True)
+        if holder.person is not None:
+            usable = await self.ctx.store.usable_mailboxes(holder.person.login)
+            return AuthResult(success=True, auth_data=Identity(
+                holder.person.login, holder.person.kind.value, usable))
+        assert holder.app is not None
         return AuthResult(success=True, auth_data=Identity(
-            peer.subject_dn, "application", frozenset({mailbox.address})))
+            holder.subject_dn, "application", frozenset({holder.app})))
 
     # -- transaction --------------------------------------------------------------------
 
