@@ -1,6 +1,6 @@
 """Session state that must not leak or go stale: the saved search result, the held
-sequence numbers of a deleted folder, shared subscriptions, CONDSTORE/QRESYNC
-parameters, and LIST patterns that must not stall the server."""
+sequence numbers of a deleted folder, per-person subscriptions in shared mailboxes,
+CONDSTORE/QRESYNC parameters, and LIST patterns that must not stall the server."""
 
 from __future__ import annotations
 
@@ -75,19 +75,33 @@ def test_every_session_of_a_deleted_folder_is_told(imap_env: Any) -> None:
     third.logout()
 
 
-def test_a_delegate_cannot_change_the_subscriptions_of_a_shared_mailbox(imap_env: Any) -> None:
-    responsible = fresh_person(imap_env)
-    delegate = fresh_person(imap_env)
+def test_each_person_has_their_own_subscriptions_in_a_shared_mailbox(imap_env: Any) -> None:
+    """A delegate's UNSUBSCRIBE hides the folder from their own LSUB only; the
+    responsible's view, and another delegate's, are unchanged."""
+    responsible, delegate, other = (fresh_person(imap_env) for _ in range(3))
     address = fresh_org(imap_env, responsible)
     grant(imap_env, address, delegate, "rw")
-    client = login(imap_env, delegate)
-    typ, data = client.unsubscribe(f'"Shared/{address}/INBOX"')
-    assert typ == "NO" and b"[NOPERM]" in data[0]
-    owner = login(imap_env, responsible)
-    assert any(f"Shared/{address}/INBOX".encode() in line for line in ok(owner.lsub()))
-    ok(owner.unsubscribe(f'"Shared/{address}/INBOX"'))  # the responsible may
-    client.logout()
-    owner.logout()
+    grant(imap_env, address, other, "r")
+    inbox = f"Shared/{address}/INBOX"
+
+    def subscribed(client: imaplib.IMAP4) -> bool:
+        return any(inbox.encode() in line for line in ok(client.lsub()) if line)
+
+    clients = {who: login(imap_env, who) for who in (responsible, delegate, other)}
+    try:
+        assert all(subscribed(c) for c in clients.values())  # everyone's default
+        ok(clients[delegate].unsubscribe(f'"{inbox}"'))
+        assert [subscribed(clients[w]) for w in (responsible, delegate, other)] == [
+            True, False, True]
+        ok(clients[other].unsubscribe(f'"{inbox}"'))  # read-only rights are enough
+        ok(clients[delegate].subscribe(f'"{inbox}"'))
+        assert [subscribed(clients[w]) for w in (responsible, delegate, other)] == [
+            True, True, False]
+        typ, data = clients[delegate].unsubscribe(f'"Shared/{address}/Nowhere"')
+        assert typ == "NO" and b"[NONEXISTENT]" in data[0]
+    finally:
+        for client in clients.values():
+            client.logout()
 
 
 def test_bad_select_parameters_leave_the_session_as_it_was(imap_env: Any) -> None:

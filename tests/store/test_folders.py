@@ -24,7 +24,7 @@ from mssante.store import MessageSummary, OutboundRecipient, Store
 from mssante.store.changes import CHANNEL, RECONNECT_DELAY
 from mssante.store.engine import create_engine, database_url
 from mssante.store.folders import canonical_flags, normalise_name
-from mssante.store.migrate import alembic_config
+from mssante.store.migrate import alembic_config, head_revision
 from mssante.store.models import Accepted, Folder, FolderChanges, MessageData
 
 if TYPE_CHECKING:
@@ -207,6 +207,32 @@ async def test_create_and_rename_make_the_missing_levels(mailboxes: Store) -> No
     assert [n for n in names if n.startswith(("Anciens", "Patients"))] == [
         "Anciens", "Anciens/Patients", "Anciens/Patients/2026", "Anciens/Patients/2026/Dupont",
         "Anciens/Patients/2026/Martin", "Patients"]
+
+
+async def test_a_person_subscribes_to_a_shared_folder_for_themselves(
+        mailboxes: Store, count_rows: RowCounter) -> None:
+    def subscribed(found: list[Folder]) -> dict[str, bool]:
+        return {f.name: f.subscribed for f in found}
+
+    await mailboxes.folders.subscribe(ORG, "Trash", False, viewer="sec")
+    await mailboxes.folders.subscribe(ORG, "Archive", False)  # the mailbox's own
+    mine = subscribed(await mailboxes.folders.all(ORG, viewer="sec"))
+    assert (mine["Trash"], mine["Archive"], mine["INBOX"]) == (False, False, True)
+    theirs = subscribed(await mailboxes.folders.all(ORG, viewer="dr"))
+    assert (theirs["Trash"], theirs["Archive"]) == (True, False)  # the default
+    assert subscribed(await mailboxes.folders.all(ORG))["Trash"]
+    await mailboxes.folders.subscribe(ORG, "Archive", True, viewer="sec")  # overrides
+    await mailboxes.folders.subscribe(ORG, "Archive", True, viewer="sec")  # idempotent
+    assert subscribed(await mailboxes.folders.all(ORG, viewer="sec"))["Archive"]
+    assert await count_rows("folder_subscriptions") == 2
+    with pytest.raises(NotFound):
+        await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    with pytest.raises(NotFound):
+        await mailboxes.folders.subscribe(ORG, "Trash", True, viewer="nobody")
+    await mailboxes.folders.delete(ORG, "Trash")  # a folder's choices go with it
+    assert await count_rows("folder_subscriptions") == 1
+    await mailboxes.delete_person("sec")  # and a person's with them
+    assert await count_rows("folder_subscriptions") == 0
 
 
 async def test_a_folder_created_again_gets_a_greater_uidvalidity(mailboxes: Store) -> None:
@@ -884,7 +910,7 @@ async def test_migration_puts_existing_messages_in_inbox(database: Database) -> 
         await engine.dispose()
 
     store = await database.open()
-    assert await store.schema_revision() == "0003"
+    assert await store.schema_revision() == head_revision()
     found = await store.folders.all("a@x.mssante.fr")
     assert [(f.name, f.special_use) for f in found] == [("INBOX", None), *SPECIAL]
     inbox = found[0]

@@ -57,7 +57,7 @@ async def visible_mailboxes(session: Session) -> list[Visible]:
             if access.address == session.home or "l" not in rights_for(access):
                 continue
             prefix = f"{SHARED_PREFIX}{access.address}{DELIMITER}"
-            for folder in await store.all(access.address):
+            for folder in await store.all(access.address, viewer=identity.login):
                 found[prefix + folder.name] = Visible(prefix + folder.name, folder.id,
                                                       folder.special_use, folder.subscribed)
     for name in list(found):

@@ -526,12 +526,11 @@ class Session:
         place, rights = await self._place(self._mailbox_arg(_one(args, "SUBSCRIBE")))
         if "l" not in rights:
             raise no("No such mailbox", "NONEXISTENT")
-        if place.shared and "a" not in rights:
-            # one subscription flag per folder, shared by the mailbox's users: only its
-            # responsible changes it (a delegate must not hide a folder from the others)
-            raise no("The subscriptions of a shared mailbox are its responsible's", "NOPERM")
+        # In a shared mailbox, each person's subscriptions are their own.
+        viewer = self.identity.login if place.shared and self.identity is not None else None
         try:
-            await self.ctx.store.folders.subscribe(place.address, place.folder, on)
+            await self.ctx.store.folders.subscribe(place.address, place.folder, on,
+                                                   viewer=viewer)
         except (NotFound, ValueError) as exc:
             raise no("No such mailbox", "NONEXISTENT") from exc
         self.ok(tag, f"{'SUBSCRIBE' if on else 'UNSUBSCRIBE'} completed")

@@ -50,6 +50,7 @@ from mssante.store.models import (
 from mssante.store.schema import (
     bodies,
     expunged,
+    folder_subscriptions,
     folders,
     mailbox_roles,
     mailboxes,
@@ -178,13 +179,26 @@ class FolderStore:
 
     # ----------------------------------------------------------- folders
 
-    async def all(self, address: str) -> list[Folder]:
-        """The folders of a mailbox, INBOX first then by name."""
+    async def all(self, address: str, *, viewer: str | None = None) -> list[Folder]:
+        """The folders of a mailbox, INBOX first then by name; with ``viewer`` (a
+        person's login), ``subscribed`` is that person's own choice where they made
+        one (``subscribe(viewer=...)``), the folder's otherwise."""
+        query = (select(folders, mailboxes.c.address)
+                 .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                 .where(mailboxes.c.address == address.lower()))
+        if viewer is not None:
+            person_id = select(persons.c.id).where(persons.c.login == viewer).scalar_subquery()
+            query = (select(*(c for c in folders.c if c.name != "subscribed"),
+                            func.coalesce(folder_subscriptions.c.subscribed,
+                                          folders.c.subscribed).label("subscribed"),
+                            mailboxes.c.address)
+                     .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+                     .outerjoin(folder_subscriptions,
+                                and_(folder_subscriptions.c.folder_id == folders.c.id,
+                                     folder_subscriptions.c.person_id == person_id))
+                     .where(mailboxes.c.address == address.lower()))
         async with self._store._read() as conn:
-            rows = (await conn.execute(
-                select(folders, mailboxes.c.address)
-                .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
-                .where(mailboxes.c.address == address.lower()))).all()
+            rows = (await conn.execute(query)).all()
         found = [_folder(row) for row in rows]
         return sorted(found, key=lambda f: (f.name != INBOX, f.name))
 
@@ -321,8 +335,15 @@ class FolderStore:
         await self._notify(conn, [inbox.id])
         return inbox.id
 
-    async def subscribe(self, address: str, name: str, subscribed: bool) -> None:
+    async def subscribe(self, address: str, name: str, subscribed: bool, *,
+                        viewer: str | None = None) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE a folder: for the mailbox's own login, or with
+        ``viewer``, for that person only (a shared mailbox's folder, which each
+        delegate sees in their own way)."""
         name = normalise_name(name)
+        if viewer is not None:
+            await self._subscribe_viewer(address, name, subscribed, viewer)
+            return
         async with self._store._write(writes_first=True) as conn:
             mailbox_id = (select(mailboxes.c.id)
                           .where(mailboxes.c.address == address.lower()).scalar_subquery())
@@ -331,6 +352,20 @@ class FolderStore:
                 .values(subscribed=subscribed))
             if done.rowcount == 0:
                 raise NotFound(f"no folder {name}")
+
+    async def _subscribe_viewer(self, address: str, name: str, subscribed: bool,
+                                viewer: str) -> None:
+        async with self._store._write() as conn:
+            person_id = (await conn.execute(
+                select(persons.c.id).where(persons.c.login == viewer))).scalar()
+            folder = await self._get(conn, address.lower(), name)
+            if person_id is None or folder is None:
+                raise NotFound(f"no folder {name} for {viewer}")
+            await conn.execute(delete(folder_subscriptions).where(
+                folder_subscriptions.c.person_id == person_id,
+                folder_subscriptions.c.folder_id == folder.id))
+            await conn.execute(insert(folder_subscriptions).values(
+                person_id=person_id, folder_id=folder.id, subscribed=subscribed))
 
     # --------------------------------------------------------- reading
 

@@ -141,6 +141,21 @@ messages = Table(
 
 # UIDs expunged from a folder, with the MODSEQ of the expunge: what QRESYNC's
 # VANISHED (EARLIER) reports (RFC 7162 §3.2.10).
+# A person's own subscription to a folder of a shared mailbox (the folder's
+# ``subscribed`` is the default): migration 0004.
+folder_subscriptions = Table(
+    "folder_subscriptions", metadata,
+    Column("folder_id", Integer,
+           ForeignKey("folders.id", ondelete="CASCADE", name="fk_folder_subscriptions_folder"),
+           nullable=False),
+    Column("person_id", Integer,
+           ForeignKey("persons.id", ondelete="CASCADE", name="fk_folder_subscriptions_person"),
+           nullable=False),
+    Column("subscribed", Boolean, nullable=False),
+    PrimaryKeyConstraint("person_id", "folder_id", name="pk_folder_subscriptions"),
+    Index("ix_folder_subscriptions_folder", "folder_id"),
+)
+
 expunged = Table(
     "expunged", metadata,
     Column("folder_id", Integer,
