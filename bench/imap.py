@@ -1,6 +1,7 @@
 """IMAP benchmark: mssante's IMAP server and Dovecot side by side, on the same messages.
 
     python bench/imap.py [--messages 100000] [--only mssante|dovecot|both] [--tls implicit|none]
+                         [--store sqlite|postgres] [--postgres-url URL]
                          [--clients 50] [--client-messages 1000] [--idle 10000] [--skip idle,...]
 
 Each server is started fresh with the same accounts holding the same bytes, flags and
@@ -587,13 +588,15 @@ async def start_dovecot(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
               f"in high-performance mode, fsync optimized (bench/peers/dovecot.py)"))
 
 
-async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: str | None
-                        ) -> ServerHandle:
+async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: str | None,
+                        postgres: str | None = None) -> ServerHandle:
     """mssante's IMAP server holding ``corpus.accounts(n_messages)``: a SQLite store in
-    ``tmpdir``, one person and one PER mailbox per account (password hashed as in
-    production), the corpus loaded in order with ``store.folders.bulk_append`` (UID k
-    of each INBOX = message k of the account), then the server alone in a process of
-    its own (bench/imap_server.py), so that ``pids`` measures the server alone."""
+    ``tmpdir`` (or, with ``postgres``, a new schema in that PostgreSQL database,
+    dropped at the end), one person and one PER mailbox per account (password hashed
+    as in production), the corpus loaded in order with ``store.folders.bulk_append``
+    (UID k of each INBOX = message k of the account), then the server alone in a
+    process of its own (bench/imap_server.py), so that ``pids`` measures the server
+    alone."""
     from bench.peers.system import free_ports
     from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
     from mssante.passwords import hash_password
@@ -601,11 +604,19 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
 
     if tls not in ("implicit", "starttls"):
         raise SystemExit("mssante's IMAP server logs in over TLS only: --tls implicit|starttls")
-    database = tmpdir / "mssante" / "operator.sqlite3"
-    database.parent.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{database}"
+    schema: str | None = None
+    if postgres:
+        url = postgres
+        schema = f"bench_imap_{os.getpid()}"
+        await _postgres_schema(url, f'CREATE SCHEMA "{schema}"')
+        note = f"mssante: PostgreSQL store (schema {schema}), one process, uvloop"
+    else:
+        database = tmpdir / "mssante" / "operator.sqlite3"
+        database.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{database}"
+        note = "mssante: SQLite store (WAL, synchronous=FULL), one process, uvloop"
     accounts = corpus.accounts(n_messages)
-    store = await open_store(url)
+    store = await open_store(url, schema=schema)
     try:
         t0 = time.perf_counter()
         for account in accounts:
@@ -626,6 +637,7 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.imap_server", "--database", url, "--cert", str(cert),
         "--key", str(key), "--ca", str(ca), "--port", str(port), "--tls", tls,
+        *(["--schema", schema] if schema else []),
         stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert process.stdout is not None
     ready = await asyncio.wait_for(process.stdout.readline(), 60)
@@ -635,12 +647,27 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
     async def stop() -> None:
         process.terminate()
         await asyncio.wait_for(process.wait(), 60)
+        if schema:
+            await _postgres_schema(url, f'DROP SCHEMA "{schema}" CASCADE')
 
     return ServerHandle(
         "mssante", "127.0.0.1", port, tls, client_context(ca), accounts,
         lambda: [process.pid] if process.returncode is None else [], stop,
-        note="mssante: SQLite store (WAL, synchronous=FULL), one process, uvloop "
-             "(bench/imap_server.py)")
+        note=f"{note} (bench/imap_server.py)")
+
+
+async def _postgres_schema(url: str, statement: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from mssante.store.engine import database_url
+
+    engine = create_async_engine(database_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
 
 
 # -- the workload -----------------------------------------------------------------------------
@@ -900,7 +927,9 @@ async def run_server(which: str, tmpdir: Path, args: argparse.Namespace, corpus:
         handle = await start_dovecot(tmpdir, args.messages, corpus, tls=tls,
                                      max_connections=max(1000, args.idle + args.clients + 10))
     else:
-        handle = await start_mssante(tmpdir, args.messages, corpus, tls=tls)
+        handle = await start_mssante(tmpdir, args.messages, corpus, tls=tls,
+                                     postgres=args.postgres_url if args.store == "postgres"
+                                     else None)
     results = Results()
     log(f"{handle.name}: {handle.host}:{handle.port} ({handle.tls or 'plain text'})")
     try:
@@ -1055,6 +1084,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000, help="main INBOX size")
     parser.add_argument("--only", choices=["mssante", "dovecot", "both"], default="both")
     parser.add_argument("--tls", choices=["implicit", "starttls", "none"], default="implicit")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite",
+                        help="mssante's store")
+    parser.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1/test",
+                        help="with --store postgres: the database (a schema is made in it)")
     parser.add_argument("--repeat", type=int, default=3, help="(a) repetitions (median)")
     parser.add_argument("--fetch-messages", type=int, default=2000, help="(b) bodies fetched")
     parser.add_argument("--batch", type=int, default=100, help="(b) UIDs per FETCH")

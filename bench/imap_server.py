@@ -7,7 +7,7 @@ the store (SQLite or PostgreSQL URL), the shared folder cache and the listeners 
 answers that no trust space is known; LOGIN and PLAIN work as in production.
 
     python -m bench.imap_server --database URL --cert C --key K --ca CA --port N \
-        [--tls implicit|starttls]
+        [--tls implicit|starttls] [--schema NAME]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def serve(args: argparse.Namespace) -> None:
         operator=OperatorSettings(domains=["bench.mssante.fr"], hostname="imap.bench"),
         trust=TrustSettings(url="https://127.0.0.1:9"),
         imap=Listener() if implicit else listener, imaps=listener if implicit else Listener())
-    store = await open_store(args.database)
+    store = await open_store(args.database, schema=args.schema)
     ctx = OperatorContext(config.operator, store, NoTrustSpace())
     listeners = await start_imap(ctx, config)
     stop = asyncio.Event()
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--ca", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls", choices=["implicit", "starttls"], default="implicit")
+    parser.add_argument("--schema", help="PostgreSQL: the schema holding the store")
     uvloop.run(serve(parser.parse_args()))
 
 
