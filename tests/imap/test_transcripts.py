@@ -614,6 +614,35 @@ def test_qresync(environment: Any, imap: Opener) -> None:
           "a10 OK [READ-ONLY] EXAMINE completed")
 
 
+def test_qresync_held_expunges_lower_highestmodseq(environment: Any, imap: Opener) -> None:
+    """RFC 7162 (RFC 5162's verified errata 1810): an expunge by someone else waits
+    during STORE by sequence number, whose FETCH carries a MODSEQ past it; the server
+    then sends a HIGHESTMODSEQ below the expunge, so that a client that loses the
+    connection resynchronises from before it."""
+    person = fresh_person(environment)
+    t = imap(person)
+    for n in range(1, 4):
+        append(t, f"s{n}", "INBOX", f"held{n}")
+    t.run("a1 ENABLE QRESYNC", "* ENABLED QRESYNC", "a1 OK ENABLE completed")
+    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 3 EXISTS", "* 0 RECENT",
+          "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 4] {*}",
+          "* OK [HIGHESTMODSEQ {#m0}] {*}", "a2 OK [READ-WRITE] SELECT completed")
+    store = environment.service(HOSPITAL).store
+    inbox = environment.runner.call(store.folders.get(person.address, "INBOX"))
+    environment.runner.call(store.folders.store_flags(inbox.id, [3], "+", ["\\Deleted"]))
+    assert environment.runner.call(store.folders.expunge(inbox.id)) == [3]
+    expunged_at = environment.runner.call(store.folders.get(person.address, "INBOX")
+                                          ).highestmodseq
+    t.run("a3 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ ({#m1}))",
+          "* OK [HIGHESTMODSEQ {m0}] Expunges held back", "a3 OK STORE completed")
+    assert int(t.vars["m0"]) < expunged_at < int(t.vars["m1"])
+    t.run("a4 FETCH 3 (FLAGS)", "* 3 FETCH (FLAGS ())",  # as the session still sees it
+          "* OK [HIGHESTMODSEQ {m0}] Expunges held back", "a4 OK FETCH completed")
+    t.run("a5 NOOP", "* VANISHED 3", "a5 OK NOOP completed")  # now it may be said
+    t.run("a6 STORE 1 -FLAGS (\\Flagged)", "* 1 FETCH (UID 1 FLAGS () MODSEQ ({#}))",
+          "a6 OK STORE completed")  # nothing held back any more
+
+
 # --------------------------------------------------------------------------- ACL
 
 

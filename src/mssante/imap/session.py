@@ -143,6 +143,7 @@ class Selected:
     snapshot: Snapshot
     overlay: dict[int, tuple[str, int]] = field(default_factory=dict)  # uid -> flags, modseq
     pending: bool = False  # a change was notified
+    held_back: bool = False  # expunges wait for a command that may send them
     follower: Callable[[], None] = lambda: None  # what the cache calls on a change
 
 
@@ -224,6 +225,7 @@ class Session:
             await handler(tag, command.args)
             if self.selected is not None and name not in ("IDLE", "SELECT", "EXAMINE"):
                 await self.announce(allow_expunge=name not in _HOLD_EXPUNGES)
+                self._lower_highestmodseq()
         except (Conflict, NotFound, PolicyViolation) as exc:
             raise no(str(exc)) from exc
         except BadSequence as exc:
@@ -1007,7 +1009,8 @@ class Session:
             self.write(b"* BYE The selected mailbox was deleted\r\n")
             raise Logout
         new, delta = found
-        if new is old or (delta.expunged and not allow_expunge):
+        selected.held_back = bool(delta.expunged) and not allow_expunge
+        if new is old or selected.held_back:
             return
         out: list[bytes] = []
         if delta.expunged:
@@ -1035,6 +1038,17 @@ class Session:
         top = new.folder.highestmodseq
         selected.overlay = {u: v for u, v in selected.overlay.items() if v[1] > top}
         self.write(b"".join(out))
+
+    def _lower_highestmodseq(self) -> None:
+        """QRESYNC (RFC 7162; RFC 5162's verified errata 1810): while expunges are held
+        back, MODSEQs this command sent may be past theirs; a client that kept the
+        highest and lost the connection would never learn of them. A HIGHESTMODSEQ
+        below the held expunges (the session's snapshot is older than all of them)
+        tells the client where to resynchronise from."""
+        selected = self.selected
+        if selected is not None and selected.held_back and self.qresync:
+            self.write(b"* OK [HIGHESTMODSEQ %d] Expunges held back\r\n"
+                       % selected.snapshot.folder.highestmodseq)
 
     # ------------------------------------------------------------- helpers
 
