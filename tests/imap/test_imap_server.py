@@ -28,7 +28,7 @@ from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.imap.server import start_imap
 from mssante.passwords import hash_password
 from mssante.pki.verify import CertificateChecker
-from mssante.smtp.context import OperatorContext
+from mssante.smtp.context import MAILBOX_CACHE_SECONDS, OperatorContext
 from mssante.store import Store, open_store
 from mssante.whitelist.model import Whitelist
 from tests.conftest import POSTGRES_URL, postgres_schema
@@ -453,6 +453,35 @@ def test_revocation_reaches_an_idling_session(environment: Any) -> None:
             client.fetch("1", "(FLAGS)")
     finally:
         client.logout()
+
+
+def test_closing_the_home_mailbox_ends_its_open_sessions(environment: Any) -> None:
+    """The operator closes a professional's mailbox: the open session ends at its next
+    command (once the 2-second mailbox cache has passed), and a new login no longer
+    has the personal namespace; re-opened, everything is back."""
+    person = fresh_person(environment)
+    store = environment.service(HOSPITAL).store
+    client = login(environment, person)
+    try:
+        ok(client.select("INBOX"))
+        environment.runner.call(store.set_mailbox_active(person.address, False))
+        time.sleep(MAILBOX_CACHE_SECONDS + 0.2)
+        with pytest.raises(imaplib.IMAP4.abort, match=f"The mailbox {person.address} was closed"):
+            client.noop()
+    finally:
+        client.shutdown()
+    again = login(environment, person)
+    try:
+        assert again.select("INBOX")[0] == "NO"
+    finally:
+        again.logout()
+    environment.runner.call(store.set_mailbox_active(person.address, True))
+    time.sleep(MAILBOX_CACHE_SECONDS + 0.2)
+    reopened = login(environment, person)
+    try:
+        ok(reopened.select("INBOX"))
+    finally:
+        reopened.logout()
 
 
 def test_staff_sees_only_the_shared_namespace(environment: Any) -> None:

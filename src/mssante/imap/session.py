@@ -219,6 +219,8 @@ class Session:
                 raise bad(f"{name} is not allowed in the {self.state.value} state")
             raise bad(f"unknown command {name}")
         try:
+            if self.home is not None:
+                await self._check_home(self.home)
             if self.selected is not None:
                 await self._check_access()
             handler: Callable[[str, list[Token]], Awaitable[None]] = getattr(self, _METHODS[name])
@@ -1051,6 +1053,15 @@ class Session:
                        % selected.snapshot.folder.highestmodseq)
 
     # ------------------------------------------------------------- helpers
+
+    async def _check_home(self, home: str) -> None:
+        """A home mailbox (PER, PAT, or a program's APP) that the operator closed or
+        deleted ends the session at its next command, as a revoked shared mailbox
+        does; ``ctx.mailbox`` caches the answer for 2 seconds per process."""
+        mailbox = await self.ctx.mailbox(home)
+        if mailbox is None or not mailbox.active:
+            self.write(b"* BYE The mailbox " + home.encode() + b" was closed\r\n")
+            raise Logout
 
     async def _check_access(self) -> None:
         """Rights on a shared folder are read at every command (revocation)."""
