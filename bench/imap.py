@@ -616,43 +616,53 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
         url = f"sqlite:///{database}"
         note = "mssante: SQLite store (WAL, synchronous=FULL), one process, uvloop"
     accounts = corpus.accounts(n_messages)
-    store = await open_store(url, schema=schema)
-    try:
-        t0 = time.perf_counter()
-        for account in accounts:
-            await store.create_person(account.address, PersonKind.HEALTH,
-                                      f"Dr {account.address.split('@')[0]}",
-                                      password_hash=hash_password(account.password))
-            await store.create_mailbox(account.address, MailboxType.PER, rules=Rules(),
-                                       owner=account.address)
-            for batch in account.batches(corpus):
-                await store.folders.bulk_append(account.address, "INBOX", batch)
-    finally:
-        await store.close()
-    await asyncio.to_thread(os.sync)  # no writeback of the corpus during the measures
-    log(f"mssante: {sum(a.count for a in accounts)} messages loaded in "
-        f"{time.perf_counter() - t0:.1f} s")
-    cert, key, ca = bench_certificate(tmpdir, "mssante")
-    [port] = free_ports(1)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.imap_server", "--database", url, "--cert", str(cert),
-        "--key", str(key), "--ca", str(ca), "--port", str(port), "--tls", tls,
-        *(["--schema", schema] if schema else []),
-        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
-    assert process.stdout is not None
-    ready = await asyncio.wait_for(process.stdout.readline(), 60)
-    if ready.strip() != b"ready":
-        raise RuntimeError(f"mssante's IMAP server did not start: {ready!r}")
+    process: asyncio.subprocess.Process | None = None
+    try:  # a failure here must leave no schema and no server behind
+        store = await open_store(url, schema=schema)
+        try:
+            t0 = time.perf_counter()
+            for account in accounts:
+                await store.create_person(account.address, PersonKind.HEALTH,
+                                          f"Dr {account.address.split('@')[0]}",
+                                          password_hash=hash_password(account.password))
+                await store.create_mailbox(account.address, MailboxType.PER, rules=Rules(),
+                                           owner=account.address)
+                for batch in account.batches(corpus):
+                    await store.folders.bulk_append(account.address, "INBOX", batch)
+        finally:
+            await store.close()
+        await asyncio.to_thread(os.sync)  # no writeback of the corpus during the measures
+        log(f"mssante: {sum(a.count for a in accounts)} messages loaded in "
+            f"{time.perf_counter() - t0:.1f} s")
+        cert, key, ca = bench_certificate(tmpdir, "mssante")
+        [port] = free_ports(1)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.imap_server", "--database", url, "--cert", str(cert),
+            "--key", str(key), "--ca", str(ca), "--port", str(port), "--tls", tls,
+            *(["--schema", schema] if schema else []),
+            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+        assert process.stdout is not None
+        ready = await asyncio.wait_for(process.stdout.readline(), 60)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"mssante's IMAP server did not start: {ready!r}")
+    except BaseException:
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+        if schema:
+            await _postgres_schema(url, f'DROP SCHEMA "{schema}" CASCADE')
+        raise
+    server = process
 
     async def stop() -> None:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 60)
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 60)
         if schema:
             await _postgres_schema(url, f'DROP SCHEMA "{schema}" CASCADE')
 
     return ServerHandle(
         "mssante", "127.0.0.1", port, tls, client_context(ca), accounts,
-        lambda: [process.pid] if process.returncode is None else [], stop,
+        lambda: [server.pid] if server.returncode is None else [], stop,
         note=f"{note} (bench/imap_server.py)")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mssante.throttle import MAX_ADDRESSES, LoginThrottle, minutes
+from mssante.throttle import MAX_ADDRESSES, LoginThrottle, client_key, minutes
 from tests.e2e.mail import submission
 from tests.imap.conftest import HOSPITAL, connect, fresh_person
 
@@ -39,6 +39,34 @@ def test_an_address_waits_once_it_reached_the_limit() -> None:
     assert throttle.wait("192.0.2.1") == pytest.approx(10.0)
     clock.now = 1200.0
     assert throttle.wait("192.0.2.1") == 0
+
+
+def test_attempts_count_before_the_check_and_a_right_password_is_forgiven() -> None:
+    """Connections trying at the same moment each count at once: no more guesses than
+    the limit; a right password takes its count back."""
+    clock = Clock()
+    throttle = LoginThrottle(3, 60.0, clock=clock)
+    pending = []
+    for _ in range(3):  # three checks in flight, none answered yet
+        assert throttle.wait("192.0.2.1") == 0
+        pending.append(throttle.failed("192.0.2.1"))
+        clock.now += 1
+    assert throttle.wait("192.0.2.1") > 0  # a fourth must wait
+    throttle.forgive("192.0.2.1", pending[1])  # that one was the right password
+    assert throttle.wait("192.0.2.1") == 0
+    throttle.forgive("192.0.2.9", 0.0)  # nothing to forgive: no error
+
+
+def test_ipv6_counts_per_site_and_mapped_ipv4_as_ipv4() -> None:
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == \
+        "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_key("unknown") == "unknown"
+    throttle = LoginThrottle(2, 60.0)
+    throttle.failed("2001:db8::1")
+    throttle.failed("2001:db8::2")
+    assert throttle.wait("2001:db8::3") > 0
 
 
 def test_no_limit_and_bad_settings() -> None:

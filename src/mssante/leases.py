@@ -30,8 +30,11 @@ async def claim(claiming: Coroutine[Any, Any, list[L]], claimed: set[int]) -> li
     try:
         rows = await asyncio.shield(task)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            claimed.update(row.id for row in await task)
+        while not task.done():  # a second cancellation must not cut this wait short
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is None:
+            claimed.update(row.id for row in task.result())
         raise
     claimed.update(row.id for row in rows)
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import json
 import smtplib
@@ -269,6 +270,13 @@ def test_a_professional_card_logs_in_to_submission(environment, tmp_path) -> Non
         code, _ = smtp.mail(APP)  # still not the APP mailbox
         assert code == 550
     environment.wait_message(MARTIN, subject)
+    # an authorisation identity (RFC 4422 Appendix A) must name the card's holder
+    for authzid, expected in ((DUPONT, 235), (MARTIN, 535)):
+        with submission(environment, "ch-xyz.mssante.fr",
+                        cert=(str(card.cert_file), str(card.key_file))) as smtp:
+            code, text = smtp.docmd("AUTH", "EXTERNAL " + base64.b64encode(
+                authzid.encode()).decode())
+        assert code == expected, text
 
 
 def test_external_with_a_certificate_of_no_one_here(environment, tmp_path) -> None:

@@ -55,6 +55,17 @@ async def test_delete_person_refused_for_owner_and_last_responsible(mailboxes: S
 
 # -------------------------------------------------------------- mailboxes
 
+async def test_a_card_finds_its_holder_only_when_one_person_has_the_rpps(people: Store) -> None:
+    """idNatPs "8" + RPPS (a CPS card's serialNumber) -> the one person with that RPPS."""
+    found = await people.person_by_id_nat_ps("810101010101")
+    assert found is not None and found.login == "dr"
+    for wrong in ("10101010101", "8", "", "899999999999"):
+        assert await people.person_by_id_nat_ps(wrong) is None
+    await people.create_person("dr-bis", PersonKind.HEALTH, "Dr Alice Martin (2)",
+                               rpps="10101010101")
+    assert await people.person_by_id_nat_ps("810101010101") is None  # never pick one
+
+
 async def test_per_needs_a_health_professional(people: Store) -> None:
     for login in ("sec", "pat", "soc"):
         with pytest.raises(PolicyViolation, match="health professionals"):

@@ -53,12 +53,13 @@ async def password_login(ctx: OperatorContext, login: str, password: str,
     wait = ctx.logins.wait(address)
     if wait:
         raise Throttled(f"Too many failed logins from {address}; try again in {minutes(wait)}")
+    attempt = ctx.logins.failed(address)  # taken back below if the password is right
     person = await ctx.store.get_person(login)
     stored = person.password_hash if person is not None else None
     ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:
-        ctx.logins.failed(address)
         raise AuthFailed("Authentication failed")
+    ctx.logins.forgive(address, attempt)
     return Identity(person.login)
 
 

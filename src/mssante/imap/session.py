@@ -6,7 +6,7 @@ Implementation notes:
   tagged NO or BAD (guard clauses first, then the happy path).
 - Untagged updates (EXPUNGE/VANISHED, EXISTS, FETCH of flags changed by others)
   are sent before the tagged reply of every command in the selected state. Expunges
-  are held back during FETCH, STORE, SEARCH and COPY by sequence number (RFC 9051
+  are held back during FETCH, STORE, SEARCH, COPY and MOVE by sequence number (RFC 9051
   §7.5.1: sequence numbers must not move under those), and sent with the next
   command that allows them; the session then keeps its older snapshot, so its
   sequence numbers stay what the client believes.
@@ -219,7 +219,7 @@ class Session:
                 raise bad(f"{name} is not allowed in the {self.state.value} state")
             raise bad(f"unknown command {name}")
         try:
-            if self.home is not None:
+            if self.home is not None and name != "LOGOUT":
                 await self._check_home(self.home)
             if self.selected is not None:
                 await self._check_access()

@@ -93,13 +93,14 @@ class SubmissionHandler:
         if wait:  # RFC 4954 §6: 454 4.7.0 temporary authentication failure
             return await self._failed(server, login, f"454 4.7.0 Too many failed logins from "
                                       f"{address}; try again in {minutes(wait)}")
+        attempt = self.ctx.logins.failed(address)  # taken back below if the password is right
         person = await self.ctx.store.get_person(login)
         stored = person.password_hash if person is not None else None
         # An unknown login costs the same argon2 work: timing does not tell who exists.
         ok = await verify_password_async(stored or dummy_hash(), password) and stored is not None
         if not ok or person is None:
-            self.ctx.logins.failed(address)
             return await self._failed(server, login)
+        self.ctx.logins.forgive(address, attempt)
         usable = await self.ctx.store.usable_mailboxes(person.login)
         return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))
 
@@ -156,11 +157,22 @@ class SubmissionHandler:
 
     async def auth_EXTERNAL(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
         """RFC 4422 Appendix A: the identity is the TLS client certificate, a
-        professional's card or a program's organisation certificate (certlogin.py)."""
+        professional's card or a program's organisation certificate (certlogin.py). An
+        authorisation identity, if the client gives one, must name the same identity."""
+        authzid = ""
+        if len(args) > 1 and args[1] != "=":  # RFC 4954 §4: "=" is an empty response
+            decoded = _b64(args[1])
+            if decoded is None:
+                return await self._undecodable(server)
+            authzid = decoded.decode("utf-8", "replace")
         try:
             holder = await certificate_holder(self.ctx, server.peer_certificate())
         except CertificateLoginFailed as exc:
             await server.push(f"535 5.7.8 {exc}")
+            return AuthResult(success=False, handled=True)
+        named = holder.person.login if holder.person is not None else holder.app
+        if authzid and authzid != named:
+            await server.push("535 5.7.8 The authorisation identity is not the certificate's")
             return AuthResult(success=False, handled=True)
         if holder.person is not None:
             usable = await self.ctx.store.usable_mailboxes(holder.person.login)

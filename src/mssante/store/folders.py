@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mssante.content.headers import read_headers
+from mssante.content.headers import read_headers, split_message
 from mssante.domain.mailboxes import MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.store.changes import CHANNEL, ChangeHub
@@ -69,7 +69,9 @@ SPECIAL_USES = frozenset(use for _, use in DEFAULT_FOLDERS) | {"\\Junk", "\\Flag
 # An APPEND to Sent of a message that submission already kept there (same
 # Message-ID, Subject, From and Date, kept within SENT_COPY_WINDOW, among the
 # folder's SENT_COPY_LOOKBACK newest messages) is that copy: see submitted_copy.
-SENT_COPY_WINDOW = 24 * 3600.0
+# Clients save right after sending; a short window keeps synchronising tools,
+# which push old local copies, out of it.
+SENT_COPY_WINDOW = 600.0
 SENT_COPY_LOOKBACK = 200
 MAX_NAME = 255  # characters of a folder name
 MAX_DEPTH = 16  # hierarchy levels
@@ -516,11 +518,11 @@ class FolderStore:
         keeps a copy there (delivery.py). The copy counts as the same message when it
         came from submission (a non-empty envelope sender: an APPEND has none), within
         ``SENT_COPY_WINDOW``, is not marked \\Deleted, and has the same Message-ID,
-        Subject, From and Date. Anything else, a message without Message-ID included,
-        is not matched: it is stored.
+        Subject, From and Date. Anything else is stored: a message without Message-ID,
+        and one with a Bcc field, which only the client's copy has (it would be lost).
         """
         wanted = read_headers(body)
-        if not wanted.message_id:
+        if not wanted.message_id or _has_field(body, b"bcc"):
             return None
         since = (time.time() if now is None else now) - SENT_COPY_WINDOW
         newest = (select(messages.c.uid, messages.c.envelope_from, messages.c.received_at,
@@ -777,6 +779,13 @@ def _folder(row: Any) -> Folder:
                   special_use=row.special_use, uidvalidity=int(row.uidvalidity),
                   uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq),
                   subscribed=bool(row.subscribed))
+
+
+def _has_field(body: bytes, name: bytes) -> bool:
+    """Whether the message's header section has a field ``name`` (lower case)."""
+    head, _ = split_message(body)
+    return any(line.split(b":", 1)[0].strip().lower() == name
+               for line in head.splitlines() if line[:1] not in (b" ", b"\t"))
 
 
 def _uid_chunks(uids: Sequence[int]) -> Iterable[list[int]]:

@@ -139,8 +139,6 @@ messages = Table(
     Index("ix_messages_folder_modseq", "folder_id", "modseq"),
 )
 
-# UIDs expunged from a folder, with the MODSEQ of the expunge: what QRESYNC's
-# VANISHED (EARLIER) reports (RFC 7162 §3.2.10).
 # A person's own subscription to a folder of a shared mailbox (the folder's
 # ``subscribed`` is the default): migration 0004.
 folder_subscriptions = Table(
@@ -156,6 +154,8 @@ folder_subscriptions = Table(
     Index("ix_folder_subscriptions_folder", "folder_id"),
 )
 
+# UIDs expunged from a folder, with the MODSEQ of the expunge: what QRESYNC's
+# VANISHED (EARLIER) reports (RFC 7162 §3.2.10).
 expunged = Table(
     "expunged", metadata,
     Column("folder_id", Integer,

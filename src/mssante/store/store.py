@@ -251,13 +251,14 @@ class Store:
 
     async def person_by_id_nat_ps(self, id_nat_ps: str) -> Person | None:
         """The person whose idNatPs (``8`` + RPPS, what a CPS card certificate carries
-        in its subject's serialNumber) is ``id_nat_ps``."""
+        in its subject's serialNumber) is ``id_nat_ps``; None when no one, or more than
+        one person, has that RPPS (a card must never pick one of several accounts)."""
         if len(id_nat_ps) < 2 or not id_nat_ps.startswith("8"):
             return None
         async with self._read() as conn:
-            row = (await conn.execute(select(persons).where(
-                persons.c.rpps == id_nat_ps[1:]).order_by(persons.c.login))).first()
-        return None if row is None else _person(row)
+            rows = (await conn.execute(select(persons).where(
+                persons.c.rpps == id_nat_ps[1:]).limit(2))).all()
+        return _person(rows[0]) if len(rows) == 1 else None
 
     async def list_persons(self) -> list[Person]:
         async with self._read() as conn:
