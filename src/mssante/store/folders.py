@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.content.headers import read_headers, split_message
@@ -363,11 +365,13 @@ class FolderStore:
             folder = await self._get(conn, address.lower(), name)
             if person_id is None or folder is None:
                 raise NotFound(f"no folder {name} for {viewer}")
-            await conn.execute(delete(folder_subscriptions).where(
-                folder_subscriptions.c.person_id == person_id,
-                folder_subscriptions.c.folder_id == folder.id))
-            await conn.execute(insert(folder_subscriptions).values(
-                person_id=person_id, folder_id=folder.id, subscribed=subscribed))
+            # one statement, so that two SUBSCRIBEs at once both succeed
+            upsert = pg_insert if self._store.dialect == "postgresql" else sqlite_insert
+            await conn.execute(
+                upsert(folder_subscriptions)
+                .values(person_id=person_id, folder_id=folder.id, subscribed=subscribed)
+                .on_conflict_do_update(index_elements=["person_id", "folder_id"],
+                                       set_={"subscribed": subscribed}))
 
     # --------------------------------------------------------- reading
 
