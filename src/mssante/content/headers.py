@@ -30,6 +30,7 @@ class HeaderView:
     date: str | None
     x_mss_mes: str | None
     has_date: bool
+    has_bcc: bool  # only a sender's own copy keeps its Bcc
 
     @property
     def referenced_ids(self) -> str:
@@ -65,8 +66,8 @@ def split_message(body: bytes) -> tuple[bytes, bytes]:
     return body, b""
 
 
-_WANTED = frozenset({"message-id", "subject", "from", "reply-to", "in-reply-to", "references",
-                     "date", "x-mss-mes"})
+_WANTED = frozenset({"bcc", "message-id", "subject", "from", "reply-to", "in-reply-to",
+                     "references", "date", "x-mss-mes"})
 
 
 class HeaderSyntaxError(ValueError):
@@ -156,6 +157,7 @@ def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
         date=_first(fields, "date"),
         x_mss_mes=_first(fields, "x-mss-mes"),
         has_date="date" in fields,
+        has_bcc="bcc" in fields,
     )
 
 

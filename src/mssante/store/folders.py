@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mssante.content.headers import read_headers, split_message
+from mssante.content.headers import read_headers
 from mssante.domain.mailboxes import MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.store.changes import CHANNEL, ChangeHub
@@ -526,7 +526,7 @@ class FolderStore:
         and one with a Bcc field, which only the client's copy has (it would be lost).
         """
         wanted = read_headers(body)
-        if not wanted.message_id or _has_field(body, b"bcc"):
+        if not wanted.message_id or wanted.has_bcc:
             return None
         since = (time.time() if now is None else now) - SENT_COPY_WINDOW
         newest = (select(messages.c.uid, messages.c.envelope_from, messages.c.received_at,
@@ -783,13 +783,6 @@ def _folder(row: Any) -> Folder:
                   special_use=row.special_use, uidvalidity=int(row.uidvalidity),
                   uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq),
                   subscribed=bool(row.subscribed))
-
-
-def _has_field(body: bytes, name: bytes) -> bool:
-    """Whether the message's header section has a field ``name`` (lower case)."""
-    head, _ = split_message(body)
-    return any(line.split(b":", 1)[0].strip().lower() == name
-               for line in head.splitlines() if line[:1] not in (b" ", b"\t"))
 
 
 def _uid_chunks(uids: Sequence[int]) -> Iterable[list[int]]:
