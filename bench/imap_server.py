@@ -35,7 +35,8 @@ from mssante.whitelist.model import Whitelist
 
 
 class NoTrustSpace:
-    """The operator's view of a trust space when none runs (TrustView)."""
+    """The operator's view of a trust space when none runs (TrustView): only passwords
+    log in (also used by tests that start bare IMAP servers)."""
 
     @property
     def whitelist(self) -> Whitelist:

@@ -97,6 +97,7 @@ from bench.peers.system import (
     disable_service,
     free_ports,
     grant_search,
+    live_processes,
     program,
     run,
     wait_gone,
@@ -180,16 +181,8 @@ def ensure_mail_user() -> tuple[int, int]:
 def _children() -> dict[int, list[int]]:
     """ppid → pids of the live (non-zombie) processes."""
     tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(")") + 2:].split()
-        if len(fields) > 1 and fields[0] not in ("Z", "X"):
-            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    for pid, fields in live_processes().items():
+        tree.setdefault(int(fields[1]), []).append(pid)
     return tree
 
 

@@ -99,6 +99,7 @@ from bench.peers.system import (
     disable_service,
     free_ports,
     grant_search,
+    live_processes,
     program,
     run,
     wait_gone,
@@ -249,18 +250,7 @@ class DeliveredMessage:
 
 def _sessions() -> dict[int, int]:
     """pid → session id of the live (non-zombie) processes."""
-    result: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(")") + 2:].split()
-        if len(fields) > 3 and fields[0] not in ("Z", "X"):
-            result[int(entry.name)] = int(fields[3])
-    return result
+    return {pid: int(fields[3]) for pid, fields in live_processes().items()}
 
 
 class PostfixInstance:

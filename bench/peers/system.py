@@ -72,6 +72,23 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def live_processes() -> dict[int, list[str]]:
+    """pid → the fields of /proc/<pid>/stat after the command name (state, ppid,
+    pgrp, session, ...), for the processes that are not zombies."""
+    found: dict[int, list[str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()
+        if len(fields) > 3 and fields[0] not in ("Z", "X"):
+            found[int(entry.name)] = fields
+    return found
+
+
 def wait_gone(remaining: Callable[[], list[int]], timeout: float) -> None:
     """Wait until ``remaining()`` (the processes still alive) is empty; past
     ``timeout`` seconds, kill what is left."""

@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.imap_server import NoTrustSpace
 
 from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.imap.server import start_imap
 from mssante.passwords import hash_password
-from mssante.pki.verify import CertificateChecker
 from mssante.smtp.context import MAILBOX_CACHE_SECONDS, OperatorContext
 from mssante.store import Store, open_store
-from mssante.whitelist.model import Whitelist
 from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.e2e.mail import message, submission, unique
 from tests.imap.conftest import (
@@ -605,18 +604,6 @@ def test_updates_reach_the_other_sessions(environment: Any) -> None:
         b.logout()
 
 
-class _NoTrustSpace:
-    """TrustView of the cross-process test's servers: only passwords log in there."""
-
-    @property
-    def whitelist(self) -> Whitelist:
-        raise RuntimeError("no trust space in this test")
-
-    @property
-    def checker(self) -> CertificateChecker:
-        raise RuntimeError("no trust space in this test")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -665,7 +652,7 @@ async def test_idle_hears_another_process_through_postgresql(environment: Any) -
                                               database_url=POSTGRES_URL),
                     trust=TrustSettings(url="https://127.0.0.1:9"),
                     imaps=Listener("127.0.0.1", port))
-                ctx = OperatorContext(config.operator, store, _NoTrustSpace())
+                ctx = OperatorContext(config.operator, store, NoTrustSpace())
                 servers.append(await start_imap(ctx, config))
                 ports.append(port)
             await _until_heard(stores[0], stores[1], address)
