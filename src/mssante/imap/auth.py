@@ -1,9 +1,8 @@
 """Who is logging in: a person by login and password, a professional by the
 certificate of their card (persons CA), a program by its organisation certificate.
 
-- LOGIN and AUTHENTICATE PLAIN (RFC 4616) check the person's argon2 password; an
-  unknown login costs the same work, so timing does not tell who exists. A success
-  is remembered for five minutes (``VerifiedLogins``): clients reconnect often.
+- LOGIN and AUTHENTICATE PLAIN (RFC 4616) check the person's password
+  (passwordlogin.py: argon2, remembered five minutes, throttled per client address).
 - AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate
   (certlogin.py: a card holder, or a program bound to an APP mailbox). An
   authorisation identity, if given, must name the same identity.
@@ -14,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mssante.certlogin import CertificateLoginFailed, certificate_holder
-from mssante.passwords import VerifiedLogins, dummy_hash
+from mssante.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
 from mssante.smtp.context import OperatorContext
-from mssante.throttle import minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +42,16 @@ class Throttled(AuthFailed):
     code = "UNAVAILABLE"  # RFC 5530: temporary, try again later
 
 
-_VERIFIED = VerifiedLogins()  # per process: clients reconnect often (passwords.py)
-
-
 async def password_login(ctx: OperatorContext, login: str, password: str,
                          address: str) -> Identity:
-    """The person whose login and password these are, for a client at ``address``."""
-    wait = ctx.logins.wait(address)
-    if wait:
-        raise Throttled(f"Too many failed logins from {address}; try again in {minutes(wait)}")
-    attempt = ctx.logins.failed(address)  # taken back below if the password is right
-    person = await ctx.store.get_person(login)
-    stored = person.password_hash if person is not None else None
-    ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
-    if not ok or person is None:
-        raise AuthFailed("Authentication failed")
-    ctx.logins.forgive(address, attempt)
+    """The person whose login and password these are, for a client at ``address``
+    (passwordlogin.py)."""
+    try:
+        person = await password_holder(ctx, login, password, address)
+    except LoginThrottled as exc:
+        raise Throttled(str(exc)) from exc
+    except PasswordLoginFailed as exc:
+        raise AuthFailed(str(exc)) from exc
     return Identity(person.login)
 
 

@@ -33,7 +33,7 @@ from mssante.domain.mailboxes import PersonKind
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
 from mssante.errors import InvalidAddress, PolicyViolation
-from mssante.passwords import dummy_hash, verify_password_async
+from mssante.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
 from mssante.smtp.accept import Incoming, accept
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
@@ -52,7 +52,6 @@ from mssante.smtp.replies import (
     SENDER_OK,
     SMTPReply,
 )
-from mssante.throttle import minutes
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +88,12 @@ class SubmissionHandler:
 
     async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
         address = (peer_host(server.session) if server.session else None) or "unknown"
-        wait = self.ctx.logins.wait(address)
-        if wait:  # RFC 4954 §6: 454 4.7.0 temporary authentication failure
-            return await self._failed(server, login, f"454 4.7.0 Too many failed logins from "
-                                      f"{address}; try again in {minutes(wait)}")
-        attempt = self.ctx.logins.failed(address)  # taken back below if the password is right
-        person = await self.ctx.store.get_person(login)
-        stored = person.password_hash if person is not None else None
-        # An unknown login costs the same argon2 work: timing does not tell who exists.
-        ok = await verify_password_async(stored or dummy_hash(), password) and stored is not None
-        if not ok or person is None:
+        try:
+            person = await password_holder(self.ctx, login, password, address)
+        except LoginThrottled as exc:  # RFC 4954 §6: 454 4.7.0 temporary failure
+            return await self._failed(server, login, f"454 4.7.0 {exc}")
+        except PasswordLoginFailed:
             return await self._failed(server, login)
-        self.ctx.logins.forgive(address, attempt)
         usable = await self.ctx.store.usable_mailboxes(person.login)
         return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))
 
