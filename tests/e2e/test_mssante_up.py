@@ -78,6 +78,8 @@ def test_up_starts_serves_stops_and_restarts_with_the_same_accounts(tmp_path: Pa
     finally:
         out = stop(proc)
     assert "jean.martin@medecin.mssante.fr" in out and "environment.json" in out
+    # a normal start and stop prints no warning and no traceback
+    assert "Warning" not in out and "Traceback" not in out, out
     assert os.stat(data_dir / "trust" / "pki" / "root-ca.key").st_mode & 0o077 == 0
     # second start: same PKI, same passwords, the message is still there
     (data_dir / "environment.json").unlink()

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from mssante.errors import CertificateRejected, PKIError
 from mssante.pki.crl import crl_number, load_crl, revocation_reason
@@ -62,7 +62,9 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-_ISSUER_KEY_TYPES = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, dsa.DSAPublicKey,
+# The key types a CA of the trust space may sign with. DSA is not among them: IGC-Santé
+# issues RSA and EC keys, and cryptography ≥ 51 deprecates DSA.
+_ISSUER_KEY_TYPES = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey,
                      ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
 
 
