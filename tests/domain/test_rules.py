@@ -19,6 +19,8 @@ from mssante.domain.patient import (
     check_patient_reply,
     closes_conversation,
     message_ids,
+    professional_message,
+    thread_joined,
     thread_root,
 )
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
@@ -104,3 +106,35 @@ def test_patient_rules() -> None:
         check_patient_reply([DOC], [], [open_conv])
     with pytest.raises(PolicyViolation, match="closed this conversation"):
         check_patient_reply([DOC], ["<t2@x>"], [open_conv, closed_conv])
+
+
+def test_who_counts_as_the_professional() -> None:
+    message = professional_message(
+        envelope_from="Dupont@ch-xyz.mssante.fr",
+        from_addresses=["cardiologie@ch-xyz.mssante.fr", "spoof@medecin.mssante.fr"],
+        message_id="<m2@x>", in_reply_to="<m1@x>", references=None, subject="[FIN]",
+        mss_mes=None, reply_to=["Secretariat@ch-xyz.mssante.fr"])
+    assert message is not None
+    # the From addresses of the sender's own domain only
+    assert message.senders == {"dupont@ch-xyz.mssante.fr", "cardiologie@ch-xyz.mssante.fr"}
+    assert message.named_thread == "<m1@x>" and message.message_id == "<m2@x>"
+    assert message.reply_to == ("secretariat@ch-xyz.mssante.fr",)
+    assert message.closes
+    # a DSN, a patient, a message without Message-ID open nothing
+    for sender, message_id in (("", "<a@x>"), ("279035121518989@patient.mssante.fr", "<a@x>"),
+                               ("dupont@ch-xyz.mssante.fr", None)):
+        assert professional_message(
+            envelope_from=sender, from_addresses=[], message_id=message_id, in_reply_to=None,
+            references=None, subject="x", mss_mes=None, reply_to=[]) is None
+
+
+def test_a_thread_is_joined_only_by_those_in_it() -> None:
+    mine = Conversation("<t@x>", frozenset({"dupont@ch-xyz.mssante.fr"}), closed=False)
+    message = professional_message(
+        envelope_from="dupont@ch-xyz.mssante.fr", from_addresses=[], message_id="<n@x>",
+        in_reply_to=None, references="<t@x> <u@x>", subject="x", mss_mes=None, reply_to=[])
+    assert message is not None
+    assert thread_joined(message, [mine]) == "<t@x>"
+    assert thread_joined(message, []) == "<t@x>"  # a thread nobody holds yet
+    other = Conversation("<t@x>", frozenset({"martin@medecin.mssante.fr"}), closed=False)
+    assert thread_joined(message, [other]) == "<n@x>"  # another's: a thread of its own

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.errors import PolicyViolation
 
 FIN_SUBJECT = "[FIN]"
@@ -61,6 +62,55 @@ class Conversation:
     thread: str
     professionals: frozenset[str]  # senders and Reply-To addresses, lower case
     closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProfessionalMessage:
+    """A professional's message to patients, as their operator records it."""
+
+    message_id: str  # the message's own <id>
+    named_thread: str  # the thread its References / In-Reply-To name (else its own id)
+    senders: frozenset[str]  # who counts as the professional, lower case
+    reply_to: tuple[str, ...]  # Reply-To addresses: allowed contacts, lower case
+    closes: bool
+
+
+def professional_message(*, envelope_from: str, from_addresses: Iterable[str],
+                         message_id: str | None, in_reply_to: str | None,
+                         references: str | None, subject: str | None,
+                         mss_mes: str | None, reply_to: Iterable[str]
+                         ) -> ProfessionalMessage | None:
+    """What a message sent to a patient opens or closes, or None when it opens nothing.
+
+    Who counts as the professional: the envelope sender, and the From addresses of
+    the same domain (at submission they were checked against the identity; from
+    another operator, its certificate vouches for that domain only); Reply-To
+    addresses become allowed contacts (MSSanté reference). The null sender (a DSN), a
+    patient and a message without a Message-ID open nothing.
+    """
+    sender = envelope_from.lower()
+    own_ids = message_ids(message_id)
+    if not sender or sender.endswith("@" + PATIENT_DOMAIN) or not own_ids:
+        return None
+    domain = sender.rpartition("@")[2]
+    senders = {sender} | {a.lower() for a in from_addresses
+                          if a.lower().rpartition("@")[2] == domain}
+    return ProfessionalMessage(
+        message_id=own_ids[0], named_thread=thread_root(message_id, in_reply_to, references),
+        senders=frozenset(senders), reply_to=tuple(dict.fromkeys(a.lower() for a in reply_to)),
+        closes=closes_conversation(subject, mss_mes))
+
+
+def thread_joined(message: ProfessionalMessage, conversations: Iterable[Conversation]) -> str:
+    """The thread ``message`` belongs to: the one it names when one of its senders takes
+    part in it (or nobody does yet), else a thread of its own. Nobody joins or closes
+    another professional's conversation by naming it."""
+    for conversation in conversations:
+        if conversation.thread == message.named_thread:
+            if message.senders & conversation.professionals:
+                return message.named_thread
+            return message.message_id
+    return message.named_thread
 
 
 def check_patient_recipient(recipient: str, recipient_is_patient: bool,

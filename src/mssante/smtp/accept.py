@@ -1,7 +1,8 @@
 """Turning a received message into stored mail and queue entries.
 
 The invariant (DESIGN "Storage"): the caller replies ``250`` only after
-``Store.accept_message`` has committed the body with every mailbox and queue entry.
+``Store.accept_message`` has committed the body with every mailbox and queue entry,
+and the patient conversation a professional's message opens or closes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import HeaderView, prepend_headers, received_header
-from mssante.domain.addresses import PATIENT_DOMAIN
-from mssante.domain.patient import closes_conversation, message_ids, thread_root
+from mssante.domain.patient import professional_message
 from mssante.errors import Conflict, NotFound
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
@@ -53,10 +53,16 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
               if not ctx.is_local(r)]
     summary = MessageSummary(message_id=msg.headers.message_id, subject=msg.headers.subject,
                              from_header=msg.headers.from_header, date_header=msg.headers.date)
+    headers = msg.headers
+    patient = professional_message(
+        envelope_from=msg.envelope_from, from_addresses=headers.from_addresses,
+        message_id=headers.message_id, in_reply_to=headers.in_reply_to,
+        references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
+        reply_to=headers.reply_to)
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
-            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy)
+            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient)
     except NotFound as exc:  # removed since RCPT
         raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
     except Conflict as exc:  # closed since RCPT
@@ -65,11 +71,6 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
         ctx.bodies.put(accepted.sha256, body)
     # After the commit, nothing may turn into an error reply: the client would send
     # the message again. Failures here are logged loudly instead.
-    try:
-        await _record_patient_conversations(ctx, msg, local, now)
-    except Exception:
-        log.exception("message %s accepted but its patient conversation was not recorded",
-                      queue_id)
     delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
                                  diagnostic="smtp; 250 2.0.0 delivered to mailbox",
                                  orcpt=p.orcpt)
@@ -82,38 +83,3 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
     if remote:
         ctx.wake_queue()
     return queue_id
-
-
-async def _record_patient_conversations(ctx: OperatorContext, msg: Incoming, local: list[str],
-                                        now: float) -> None:
-    """A professional's message to a local patient opens (or closes) a conversation.
-
-    Who counts as the professional: the envelope sender, and the From addresses of
-    the same domain (at submission they were checked against the identity; from
-    another operator, its certificate vouches for that domain only); Reply-To
-    addresses become allowed contacts (MSSanté reference). The null sender (a DSN)
-    never opens a conversation. A message naming a thread its sender takes no part
-    in starts a thread of its own: nobody closes or joins another's conversation.
-    """
-    patients = [r for r in local if r.endswith("@" + PATIENT_DOMAIN)]
-    sender = msg.envelope_from.lower()
-    if not patients or not sender or sender.endswith("@" + PATIENT_DOMAIN):
-        return
-    headers = msg.headers
-    own_ids = message_ids(headers.message_id)
-    if not own_ids:
-        return
-    domain = sender.rpartition("@")[2]
-    senders = {sender} | {a.lower() for a in headers.from_addresses
-                          if a.lower().rpartition("@")[2] == domain}
-    named = thread_root(headers.message_id, headers.in_reply_to, headers.references)
-    closes = closes_conversation(headers.subject, headers.x_mss_mes)
-    reply_to = [a.lower() for a in headers.reply_to]
-    for patient in patients:
-        existing = {c.thread: c for c in await ctx.store.conversations(patient)}
-        known = existing.get(named)
-        thread = named if known is None or senders & known.professionals else own_ids[0]
-        for one in sorted(senders):
-            await ctx.store.record_professional_message(
-                patient=patient, message_id=own_ids[0], thread=thread, sender=one,
-                reply_to=reply_to, closes=closes, now=now)

@@ -1,7 +1,8 @@
 """Writing accepted messages: bodies, mailbox entries with their UIDs, queue entries.
 
 ``write_deliveries`` writes a batch of deliveries inside the caller's
-transaction with a fixed number of statements whatever the batch size: one
+transaction with a fixed number of statements whatever the batch size (and, for
+a professional's message to patients, its conversation rows): one
 SELECT of the target folders, one UPDATE of their ``uidnext`` and
 ``highestmodseq`` (RETURNING the new values), one INSERT of the
 new bodies, one of the mailbox entries, one of the queue entries (RETURNING
@@ -21,7 +22,10 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mssante.domain.addresses import PATIENT_DOMAIN
+from mssante.domain.patient import ProfessionalMessage
 from mssante.errors import Conflict, NotFound
+from mssante.store import conversations
 from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
 from mssante.store.schema import bodies, folders, mailboxes, messages, queue
 
@@ -53,6 +57,7 @@ class Delivery:
     ret: str | None
     now: float | None  # None: the time of the transaction
     sent: str | None = None  # lower-case address whose Sent folder keeps a copy (\\Seen)
+    patient: ProfessionalMessage | None = None  # recorded for each local patient recipient
 
 
 class Refused(Exception):
@@ -119,6 +124,17 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
     ids: list[int] = []
     if queued:
         ids = [int(i) for i in (await conn.execute(_INSERT_QUEUE, queued)).scalars()]
+
+    # The conversations a professional's message opens or closes, in this transaction:
+    # once the 250 has gone, the patient can reply (domain/patient.py).
+    for d in batch:
+        if d.patient is None:
+            continue
+        for address in d.local:
+            if address.endswith("@" + PATIENT_DOMAIN):
+                await conversations.record(conn, address, d.patient,
+                                           now=now if d.now is None else d.now,
+                                           postgresql=postgresql)
 
     folder_ids = tuple(sorted({place.folder_id for place in taken.values()}))
     accepted: list[Accepted] = []

@@ -53,7 +53,6 @@ from typing import Any, Self
 
 from sqlalchemy import (
     Row,
-    and_,
     case,
     delete,
     exists,
@@ -62,8 +61,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mssante.domain.addresses import parse_address
@@ -77,11 +74,11 @@ from mssante.domain.mailboxes import (
     check_responsible,
     may_use,
 )
-from mssante.domain.patient import Conversation
+from mssante.domain.patient import Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
 from mssante.publishing.contact import ADD, DELETE
-from mssante.store import migrate, outbox
+from mssante.store import conversations, migrate, outbox
 from mssante.store.batch import GroupCommit
 from mssante.store.changes import ChangeHub
 from mssante.store.delivery import (
@@ -124,8 +121,6 @@ from mssante.store.schema import (
     mailbox_roles,
     mailboxes,
     messages,
-    patient_messages,
-    patient_threads,
     persons,
     queue,
 )
@@ -575,10 +570,13 @@ class Store:
     async def accept_message(self, body: bytes, *, envelope_from: str, local: Sequence[str],
                              remote: Sequence[OutboundRecipient], summary: MessageSummary,
                              envid: str | None = None, ret: str | None = None,
-                             now: float | None = None, sent: str | None = None) -> Accepted:
+                             now: float | None = None, sent: str | None = None,
+                             patient: ProfessionalMessage | None = None) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
+        ``patient``: a professional's message, recorded in the same transaction for each
+        local patient recipient (the conversation the patient may reply in).
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -591,7 +589,7 @@ class Store:
                             envelope_from=envelope_from,
                             local=tuple(dict.fromkeys(address.lower() for address in local)),
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
-                            now=now, sent=sent.lower() if sent else None)
+                            now=now, sent=sent.lower() if sent else None, patient=patient)
         if not delivery.local and not delivery.remote and not delivery.sent:
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
         return await self._deliveries.submit(delivery)
@@ -861,72 +859,18 @@ class Store:
 
     # -------------------------------------------------- patient conversations
 
-    async def record_professional_message(self, *, patient: str, message_id: str, thread: str,
-                                          sender: str, reply_to: Sequence[str], closes: bool,
-                                          now: float) -> None:
-        """Remember a professional's message to a patient; ``closes`` closes its thread."""
-        patient = patient.lower()
-        if self._pg:
-            upsert: pg.Insert | sqlite.Insert = pg.insert(patient_threads)
-        else:
-            upsert = sqlite.insert(patient_threads)
-        upsert = upsert.values(patient=patient, thread=thread, opened_at=now,
-                               closed_at=now if closes else None)
-        keys = [patient_threads.c.patient, patient_threads.c.thread]
-        if closes:
-            upsert = upsert.on_conflict_do_update(index_elements=keys, set_={
-                "closed_at": func.coalesce(patient_threads.c.closed_at,
-                                           upsert.excluded.closed_at)})
-        else:
-            upsert = upsert.on_conflict_do_nothing(index_elements=keys)
-        async with self._write(writes_first=True) as conn:
-            await conn.execute(insert(patient_messages).values(
-                patient=patient, message_id=message_id, thread=thread, sender=sender.lower(),
-                reply_to=" ".join(dict.fromkeys(a.lower() for a in reply_to)),
-                received_at=now))
-            await conn.execute(upsert)
-
     async def conversations(self, patient: str) -> list[Conversation]:
         """The patient's threads, oldest first, each with the professionals in it."""
         async with self._read() as conn:
-            rows = await conn.execute(
-                select(patient_threads.c.thread, patient_threads.c.closed_at,
-                       patient_messages.c.sender, patient_messages.c.reply_to)
-                .select_from(patient_threads)
-                .outerjoin(patient_messages, and_(
-                    patient_messages.c.patient == patient_threads.c.patient,
-                    patient_messages.c.thread == patient_threads.c.thread))
-                .where(patient_threads.c.patient == patient.lower())
-                .order_by(patient_threads.c.opened_at, patient_threads.c.thread))
-            threads: dict[str, tuple[set[str], bool]] = {}
-            for row in rows:
-                people, _ = threads.setdefault(row.thread, (set(), row.closed_at is not None))
-                if row.sender is not None:
-                    people.add(row.sender)
-                    people.update(row.reply_to.split())
-        return [Conversation(thread=thread, professionals=frozenset(people), closed=closed)
-                for thread, (people, closed) in threads.items()]
+            return await conversations.read(conn, patient)
 
     async def threads_of(self, patient: str, message_ids: Sequence[str]) -> list[str]:
         """Threads of the patient's recorded professional messages named in
         ``message_ids``, in the order the ids are given."""
-        wanted = list(dict.fromkeys(message_ids))
-        if not wanted:
+        if not message_ids:
             return []
-        found: dict[str, set[str]] = {}
         async with self._read() as conn:
-            for chunk in _chunks(wanted):
-                rows = await conn.execute(
-                    select(patient_messages.c.message_id, patient_messages.c.thread)
-                    .where(patient_messages.c.patient == patient.lower(),
-                           patient_messages.c.message_id.in_(chunk)))
-                for row in rows:
-                    found.setdefault(row.message_id, set()).add(row.thread)
-        threads: dict[str, None] = {}
-        for message_id in wanted:
-            for thread in sorted(found.get(message_id, ())):
-                threads[thread] = None
-        return list(threads)
+            return await conversations.threads_of(conn, patient, message_ids)
 
     # --------------------------------------------------------------- helpers
 
