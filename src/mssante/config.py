@@ -95,10 +95,15 @@ class QueueSettings:
     workers: int = 32  # concurrent deliveries (one SMTP connection each)
     poll_interval: float = 1.0  # seconds between scans when idle
     connect_timeout: float = 30.0  # seconds to connect to the next hop
+    # seconds a delivered or failed entry (and its body, when no mailbox holds it) is
+    # kept for `operator queue list` before it is purged; the queue holds health data
+    retention: float = 7 * 86400.0
+    purge_interval: float = 3600.0  # seconds between two purges
 
     def problems(self) -> list[tuple[str, str]]:
         out = [(name, "must be positive") for name in
-               ("max_lifetime", "delay_notice_after", "poll_interval", "connect_timeout")
+               ("max_lifetime", "delay_notice_after", "poll_interval", "connect_timeout",
+                "retention", "purge_interval")
                if getattr(self, name) <= 0]
         if self.workers < 1:
             out.append(("workers", "must be at least 1"))

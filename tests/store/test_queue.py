@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from mssante import leases
+from mssante.config import QueueSettings
+from mssante.queue.retention import QueueRetention
 from mssante.errors import NotFound
 from mssante.store import MessageSummary, OutboundRecipient, QueueEntry, Store
 
@@ -170,3 +173,28 @@ async def test_a_claim_that_commits_after_its_task_was_cancelled_is_remembered(
     assert claimed == set(ids)
     await store.release_claims(sorted(claimed))
     assert sorted(e.id for e in await store.claim_due(now=T0, limit=10, lease=LEASE)) == ids
+
+
+async def test_retention_purges_finished_entries_on_its_schedule(store: Store,
+                                                                 count_rows) -> None:
+    """Health data does not stay in the queue forever: the operator's retention task
+    purges delivered and failed entries older than ``queue.retention``, and their
+    bodies, and leaves queued and recent entries alone."""
+    now = time.time()
+    old_delivered, old_failed, recent, waiting = [
+        (await enqueue(store, 1, now=now, body=b"body %d" % n))[0] for n in range(4)]
+    await store.mark_delivered(old_delivered, now=now - 8 * 86400)
+    await store.mark_failed(old_failed, error="550 5.1.1 no such user", now=now - 8 * 86400)
+    await store.mark_delivered(recent, now=now - 3600)
+    retention = QueueRetention(store, QueueSettings(retention=7 * 86400, purge_interval=0.05))
+    retention.start()
+    try:
+        for _ in range(200):
+            if await count_rows("queue") == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await retention.stop()
+    assert {e.id for e in await store.queue_entries()} == {recent, waiting}
+    assert await count_rows("bodies") == 2
+    assert await retention.purge_once() == 0  # nothing more is due

@@ -1,5 +1,5 @@
 """One operator process: store, trust client, directory publisher, SMTP and IMAP
-listeners and the delivery worker.
+listeners, the delivery worker and the queue's retention.
 
 The directory publisher starts right after the store (entries left by a previous
 run, or written by the CLI, go as soon as the trust space answers) and stops
@@ -15,6 +15,7 @@ from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
 from mssante.publishing.client import DirectoryClient
 from mssante.publishing.publisher import DirectoryPublisher
+from mssante.queue.retention import QueueRetention
 from mssante.queue.worker import DeliveryWorker
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.server import Listeners, start_listeners
@@ -35,6 +36,7 @@ class OperatorService:
         self.worker: DeliveryWorker | None = None
         self.listeners: Listeners | None = None
         self.imap: ImapListeners | None = None
+        self.retention: QueueRetention | None = None
         self._worker_task: asyncio.Task[None] | None = None
 
     @property
@@ -69,6 +71,8 @@ class OperatorService:
             self.listeners = await start_listeners(ctx, config)
             self.imap = await start_imap(ctx, config)
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
+            self.retention = QueueRetention(self.store, config.queue)
+            self.retention.start()
         except BaseException:
             await self.stop()
             raise
@@ -83,6 +87,9 @@ class OperatorService:
             self.listeners.close()
             await self.listeners.wait_closed()
             self.listeners = None
+        if self.retention is not None:
+            await self.retention.stop()
+            self.retention = None
         if self._worker_task is not None:
             self._worker_task.cancel()
             await asyncio.gather(self._worker_task, return_exceptions=True)
