@@ -10,8 +10,8 @@ import pytest
 
 from mssante import leases
 from mssante.config import QueueSettings
-from mssante.queue.retention import QueueRetention
 from mssante.errors import NotFound
+from mssante.queue.retention import QueueRetention
 from mssante.store import MessageSummary, OutboundRecipient, QueueEntry, Store
 
 SUMMARY = MessageSummary(None, None, None, None)
