@@ -69,8 +69,9 @@ def test_another_professional_cannot_close_or_join_a_conversation(environment) -
     intruder = message(MARTIN, PATIENT, "[FIN]", In_Reply_To=first["Message-ID"],
                        References=first["Message-ID"])
     send(environment, MARTIN, intruder)
-    environment.wait_for(lambda: sum(m.subject == "[FIN]" for m in
-                                     environment.messages(PATIENT)) >= 1, what="the intruder")
+    # this very message, by its Message-ID: a "[FIN]" left by another test must not do
+    environment.wait_for(lambda: any(m.message_id == intruder["Message-ID"] for m in
+                                     environment.messages(PATIENT)), what="the intruder")
     reply_subject = unique(f"Re: {subject}")
     reply = message(PATIENT, DUPONT, reply_subject, In_Reply_To=first["Message-ID"],
                     References=first["Message-ID"])

@@ -1048,6 +1048,22 @@ async def _listen(store: Store, sender: Store) -> None:
         unsubscribe()
 
 
+async def _heard_all_before(store: Store, sender: Store) -> None:
+    """Wait until ``store`` has heard every notification ``sender`` committed so far:
+    PostgreSQL delivers a listener's notifications in commit order, so once a probe
+    sent now is heard, any earlier one (a wrong one included) has been dispatched."""
+    heard = asyncio.Event()
+    unsubscribe = store.folders.hub.subscribe(PROBE, heard.set)
+    try:
+        async with sender._engine.connect() as conn:
+            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                               {"channel": CHANNEL, "payload": f"probe:{PROBE}"})
+            await conn.commit()
+        await asyncio.wait_for(heard.wait(), WAKE_TIMEOUT)
+    finally:
+        unsubscribe()
+
+
 @ON_POSTGRES
 @pytest.mark.parametrize("change", ["accept_message", "append", "store_flags", "expunge",
                                     "copy", "move_target", "move_source", "rename_inbox",
@@ -1088,7 +1104,7 @@ async def test_a_change_wakes_the_subscribers_of_another_process(
         await a.folders.delete(PER, "Archive")
 
     await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
-    await asyncio.sleep(0.2)  # a wrong notification would have come by now
+    await _heard_all_before(b, a)  # a wrong notification would have been dispatched
     assert not elsewhere.is_set()
 
 
@@ -1112,7 +1128,7 @@ async def test_own_notifications_are_not_published_twice(
     await a.folders.append(inbox.id, body(1))
     assert calls["a"] == 1  # at once, in its own process
     await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
-    await asyncio.sleep(0.3)  # A's own listener has heard it too by now
+    await _heard_all_before(a, b)  # A's own listener has heard its own notification
     assert calls == {"a": 1, "b": 1}
 
 
@@ -1155,5 +1171,5 @@ async def test_a_lost_listen_connection_is_opened_again(
     await _listen(b, a)  # listening again: a change wakes its subscribers
     await a.folders.append(inbox.id, body(1))
     await asyncio.wait_for(woken[inbox.id].wait(), WAKE_TIMEOUT)
-    await asyncio.sleep(0.2)
+    await _heard_all_before(b, a)
     assert not woken[archive.id].is_set()
