@@ -26,6 +26,11 @@ Implementation notes:
   sender's Sent folder, in the same transaction. IMAP folder operations live in
   folders.py (``store.folders``); every commit that changes a folder is published
   on ``store.changes`` (changes.py).
+- A person's home (the mailbox their login's IMAP INBOX shows) is recorded on their
+  role (``mailbox_roles.home``), in the transaction that gives them their first PER
+  or PAT mailbox, or that deletes the recorded one; ``domain.mailboxes.home_mailbox``
+  decides which, so adding mailboxes later never moves it. On PostgreSQL the person's
+  row is locked while it is decided.
 - Queue claims are leases: ``claimed_until`` set atomically by one UPDATE whose
   subquery selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write
   lock serialises claimers. A worker that dies loses its lease when it expires.
