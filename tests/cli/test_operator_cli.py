@@ -71,6 +71,24 @@ def test_people_and_mailboxes(config: str) -> None:
     assert code == 0 and json.loads(out) == []
 
 
+def test_a_second_per_mailbox_is_shown_beside_the_home(config: str) -> None:
+    """Issue 9 §5, as the operator typed it: Dr Dupont's second PER mailbox does not
+    become his INBOX."""
+    dupont = "dupont@ch-xyz.mssante.fr"
+    assert run("operator", "user", "add", dupont, "--kind", "professional", "--name",
+               "Dr Dupont", "--rpps", "10102727017", "-c", config)[0] == 0
+    code, out = run("operator", "mailbox", "add", dupont, "--type", "PER", "--owner", dupont,
+                    "-c", config)
+    assert code == 0 and f"home of {dupont}: their IMAP INBOX" in out
+    code, out = run("operator", "mailbox", "add", "dupont.consult@ch-xyz.mssante.fr", "--type",
+                    "PER", "--owner", dupont, "-c", config)
+    assert code == 0
+    assert (f"{dupont} keeps {dupont} as home (IMAP INBOX); this one is shown beside it, "
+            "under Shared/dupont.consult@ch-xyz.mssante.fr/") in " ".join(out.split())
+    code, out = run("operator", "user", "list", "--json", "-c", config)
+    assert [(p["login"], p["home"]) for p in json.loads(out)] == [(dupont, dupont)]
+
+
 @pytest.mark.parametrize("args,message", [
     (["user", "add", "x@ch-xyz.mssante.fr", "--kind", "professional", "--name", "X"],
      "needs --rpps"),

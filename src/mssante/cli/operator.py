@@ -27,10 +27,11 @@ from mssante.domain.ins import parse_patient_address
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.errors import MSSanteError
+from mssante.imap.namespace import SHARED_PREFIX
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.names import dn_string
 from mssante.publishing.contact import resource_for
-from mssante.store import Mailbox, Store
+from mssante.store import Mailbox, Person, Store
 from mssante.store.models import PENDING
 
 _LOGIN = re.compile(r"^[A-Za-z0-9._+@-]{1,128}$")
@@ -135,14 +136,18 @@ def user_delete(login: str, config: Config) -> None:
 @user_app.command("list")
 def user_list(config: Config, json_out: Json = False) -> None:
     """List people."""
-    persons = run(with_store(config, lambda s: s.list_persons()))
+
+    async def body(store: Store) -> list[tuple[Person, str | None]]:
+        return [(p, await store.home_mailbox(p.login)) for p in await store.list_persons()]
+
+    persons = run(with_store(config, body))
     if json_out:
         print_json([{"login": p.login, "kind": p.kind.value, "display_name": p.display_name,
-                     "rpps": p.rpps} for p in persons])
+                     "rpps": p.rpps, "home": home} for p, home in persons])
         return
-    table = Table("login", "kind", "name", "RPPS")
-    for p in persons:
-        table.add_row(p.login, p.kind.value, p.display_name, p.rpps or "")
+    table = Table("login", "kind", "name", "RPPS", "home (IMAP INBOX)")
+    for p, home in persons:
+        table.add_row(p.login, p.kind.value, p.display_name, p.rpps or "", home or "")
     console.print(table)
 
 
@@ -187,18 +192,29 @@ def mailbox_add(
         dn = dn_string(cert.subject)
     rules = Rules(social_may_hold_per=cfg.operator.social_may_hold_per)
 
-    async def body(store: Store) -> Mailbox:
+    async def body(store: Store) -> tuple[Mailbox, str | None]:
         try:
-            return await store.create_mailbox(
+            mailbox = await store.create_mailbox(
                 str(parsed), type_, rules=rules, owner=owner, responsible=responsible or [],
                 description=description, organisation=organisation, service=service,
                 cert_dn=dn, structure=structure, liste_rouge=liste_rouge)
         except ValueError as exc:
             raise fail(f"--structure: {exc}") from None
+        return mailbox, (await store.home_mailbox(owner) if owner is not None else None)
 
-    mailbox = run(with_store(config, body))
+    mailbox, home = run(with_store(config, body))
     console.print(f"created {type_.value} mailbox {parsed}")
+    if owner is not None:
+        console.print(_place_for_owner(mailbox, owner, home), highlight=False)
     console.print(_publication(mailbox), highlight=False)
+
+
+def _place_for_owner(mailbox: Mailbox, owner: str, home: str | None) -> str:
+    """Where the owner's mail clients show a new PER or PAT mailbox."""
+    if home == mailbox.address:
+        return f"home of {owner}: their IMAP INBOX"
+    kept = f"{owner} keeps {home} as home (IMAP INBOX); " if home else ""
+    return f"{kept}this one is shown beside it, under {SHARED_PREFIX}{mailbox.address}/"
 
 
 def _publication(mailbox: Mailbox) -> str:

@@ -7,6 +7,7 @@ CAB (practice). PAT is this project's type for a patient mailbox on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -106,3 +107,104 @@ def may_use(mailbox_type: MailboxType, role: Role) -> bool:
     if mailbox_type in (MailboxType.PER, MailboxType.PAT):
         return role is Role.OWNER
     return role in (Role.RESPONSIBLE, Role.AUTHORISED)
+
+
+# ------------------------------------------------------------------ practice contexts
+#
+# A professional who practises in several places holds several PER mailboxes (a
+# consultation address beside the hospital one). Their login keeps one home, which
+# mail clients show as INBOX and its folders, and never changes because another
+# mailbox is added; every other mailbox the person may see (their other PER
+# mailboxes, the ORG and CAB mailboxes they are responsible for or authorised on) is
+# shown beside it, each under its own address.
+
+HOME_TYPES = frozenset({MailboxType.PER, MailboxType.PAT})
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A person's role on one mailbox, as the rules about it need it."""
+
+    address: str  # lower case
+    type: MailboxType
+    role: Role
+    rights: str  # "rw" or "r": what the operator granted (owners and responsibles: "rw")
+    active: bool  # closed mailboxes keep their roles
+    mailbox_id: int  # creation order: a mailbox created later has a greater id
+    home: bool  # recorded as the person's home (at most one per person)
+
+    @property
+    def may_be_home(self) -> bool:
+        return self.role is Role.OWNER and self.type in HOME_TYPES
+
+
+class Use(StrEnum):
+    """What a login may do in a mailbox it sees beside its home."""
+
+    NONE = "none"  # not shown: closed, or an APP mailbox (its program's only)
+    READ = "read"  # granted read only
+    WRITE = "write"  # granted read and write
+    FULL = "full"  # owner or responsible: everything a holder does, administration too
+
+
+def home_mailbox(login: str, holdings: Iterable[Holding]) -> Holding | None:
+    """The home of ``login``: the mailbox its personal namespace shows, open or closed.
+
+    1. The one recorded as home (``Holding.home``). The store records the first PER
+       or PAT mailbox a person is given, and keeps it whatever is added later.
+    2. Else (none recorded: the database predates the record, or the home was
+       deleted) the PER or PAT mailbox the person owns whose address is the login,
+    3. else the first one they were given (lowest mailbox id, never by address).
+
+    None for a person who owns no PER or PAT mailbox (staff, a responsible only).
+    The store records the answer whenever it is not recorded yet, so that a rule
+    of steps 2 and 3 never moves an existing home either.
+    """
+    candidates = [h for h in holdings if h.may_be_home]
+    for holding in candidates:
+        if holding.home:
+            return holding
+    key = login.lower()
+    for holding in candidates:
+        if holding.address == key:
+            return holding
+    return min(candidates, key=lambda h: h.mailbox_id, default=None)
+
+
+def personal_mailbox(login: str, holdings: Iterable[Holding]) -> str | None:
+    """The address of the personal namespace: the home while it is open. A closed home
+    leaves the personal namespace empty; it never hands it to another mailbox."""
+    home = home_mailbox(login, holdings)
+    return home.address if home is not None and home.active else None
+
+
+def use_of(holding: Holding) -> Use:
+    """What a role gives on a mailbox seen beside the home: an owner (another PER mailbox
+    of the same person) and a responsible everything; an authorised person what the
+    operator granted; nothing on a closed mailbox or an APP mailbox."""
+    if not holding.active or holding.type is MailboxType.APP:
+        return Use.NONE
+    return role_use(holding.role, holding.rights)
+
+
+def role_use(role: Role, rights: str) -> Use:
+    """What a role with the granted ``rights`` ("rw" or "r") gives on an open mailbox."""
+    if role in (Role.OWNER, Role.RESPONSIBLE):
+        return Use.FULL
+    return Use.WRITE if "w" in rights else Use.READ
+
+
+def beside_home(login: str, holdings: Iterable[Holding]) -> list[tuple[Holding, Use]]:
+    """The mailboxes ``login`` sees beside its home, by address (a stable order that
+    does not depend on when each was added), each with what it may do there."""
+    held = list(holdings)
+    home = home_mailbox(login, held)
+    shown = [(h, use_of(h)) for h in held if home is None or h.address != home.address]
+    return sorted(((h, use) for h, use in shown if use is not Use.NONE),
+                  key=lambda pair: pair[0].address)
+
+
+def may_send_from(holding: Holding) -> bool:
+    """Whether a person may send as this mailbox: open, their role allows it
+    (``may_use``: every PER mailbox they own, never an APP one) and granted writing."""
+    return holding.active and "w" in holding.rights and may_use(holding.type, holding.role)

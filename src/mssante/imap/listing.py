@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mssante.imap import wire
-from mssante.imap.namespace import SHARED_PREFIX, rights_for
+from mssante.imap.namespace import SHARED_PREFIX, shared_mailboxes
 from mssante.imap.tokens import Atom, String, Token
 from mssante.store.folders import DELIMITER
 
@@ -53,11 +53,12 @@ async def visible_mailboxes(session: Session) -> list[Visible]:
                                          folder.subscribed)
     identity = session.identity
     if identity is not None and not identity.is_program:
-        for access in await store.access(identity.login):
-            if access.address == session.home or "l" not in rights_for(access):
+        for address, rights in shared_mailboxes(identity.login,
+                                                await store.access(identity.login)):
+            if "l" not in rights:
                 continue
-            prefix = f"{SHARED_PREFIX}{access.address}{DELIMITER}"
-            for folder in await store.all(access.address, viewer=identity.login):
+            prefix = f"{SHARED_PREFIX}{address}{DELIMITER}"
+            for folder in await store.all(address, viewer=identity.login):
                 found[prefix + folder.name] = Visible(prefix + folder.name, folder.id,
                                                       folder.special_use, folder.subscribed)
     for name in list(found):

@@ -1,26 +1,31 @@
-"""What a login sees: its own mailbox in the personal namespace, the organisational
-and practice mailboxes it is authorised on in the shared namespace (RFC 2342).
+"""What a login sees: its home in the personal namespace, every other mailbox it may
+use in the shared namespace (RFC 2342). Which mailbox is the home, which others are
+seen and with what use are the domain's rules (``domain.mailboxes``: ``home_mailbox``,
+``beside_home``, ``use_of``); this module gives them their IMAP names and ACL rights.
 
 - Personal namespace, prefix "" and delimiter "/": the folders of the identity's
-  home mailbox (the PER or PAT mailbox a person owns; the APP mailbox of a program
-  authenticated by its certificate).
+  home mailbox (the PER or PAT mailbox recorded as the person's home, which stays
+  theirs whatever is added later; the APP mailbox of a program authenticated by its
+  certificate).
 - Shared namespace, prefix "Shared/": ``Shared/<address>/<folder>`` for every other
-  active mailbox the person holds a role on (ORG and CAB mailboxes, and a second
-  owned mailbox if any), with the rights the operator gave (``mssante operator
-  mailbox grant [--read-only]``).
+  open mailbox the person holds a role on: the ORG and CAB mailboxes they are
+  responsible for or authorised on (``mssante operator mailbox grant [--read-only]``)
+  and their own other PER mailboxes (a second practice context). Every mail client
+  lists a shared namespace as ordinary folders under its prefix; an "other users"
+  namespace would name someone else's mailboxes, which these are not.
 
-Rights (RFC 4314 §2.1): the home mailbox and the responsible of a shared one get
-``lrswipkxtea``; "rw" gives ``lrswipkxte``; "r" gives ``lr`` (the folders open
-read-only; marking a message seen would change it for every user of the mailbox).
-Rights are read again at every command that touches a shared folder, so a
-revocation takes effect at the next command of an open session.
+Rights (RFC 4314 §2.1): the home, another PER mailbox of the same person and the
+responsible of a shared one get ``lrswipkxtea``; "rw" gives ``lrswipkxte``; "r" gives
+``lr`` (the folders open read-only; marking a message seen would change it for every
+user of the mailbox). Rights are read again at every command that touches a shared
+folder, so a revocation takes effect at the next command of an open session.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mssante.domain.mailboxes import MailboxType, Role
+from mssante.domain.mailboxes import Role, Use, beside_home, role_use, use_of
 from mssante.store.folders import DELIMITER, Access
 
 SHARED = "Shared"
@@ -28,21 +33,24 @@ SHARED_PREFIX = SHARED + DELIMITER
 ALL_RIGHTS = "lrswipkxtea"
 WRITE_RIGHTS = "lrswipkxte"
 READ_RIGHTS = "lr"
-HOME_TYPES = (MailboxType.PER, MailboxType.PAT)
+_ACL = {Use.NONE: "", Use.READ: READ_RIGHTS, Use.WRITE: WRITE_RIGHTS, Use.FULL: ALL_RIGHTS}
 
 
 def rights_for(access: Access) -> str:
-    """The rights a person's access gives: none on a closed mailbox, and none on an APP
-    mailbox, which only its program uses (domain.mailboxes.may_use)."""
-    if not access.active or access.type is MailboxType.APP:
-        return ""
-    return role_rights(access.role, access.rights)
+    """The rights a person's access gives (``domain.mailboxes.use_of``): none on a closed
+    mailbox, and none on an APP mailbox, which only its program uses."""
+    return _ACL[use_of(access)]
 
 
 def role_rights(role: Role, rights: str) -> str:
-    if role in (Role.OWNER, Role.RESPONSIBLE):
-        return ALL_RIGHTS
-    return WRITE_RIGHTS if "w" in rights else READ_RIGHTS
+    """The rights a role gives on an open mailbox, as GETACL lists them."""
+    return _ACL[role_use(role, rights)]
+
+
+def shared_mailboxes(login: str, accesses: list[Access]) -> list[tuple[str, str]]:
+    """``(address, rights)`` of every mailbox the shared namespace shows ``login``, by
+    address: everything but the home that the person may use (``beside_home``)."""
+    return [(access.address, _ACL[use]) for access, use in beside_home(login, accesses)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +65,6 @@ class Place:
         if not self.shared:
             return self.folder
         return f"{SHARED_PREFIX}{self.address}{DELIMITER}{self.folder}"
-
-
-def home_of(accesses: list[Access]) -> str | None:
-    """The mailbox of the personal namespace: the first active PER or PAT one owned."""
-    for access in accesses:
-        if access.role is Role.OWNER and access.type in HOME_TYPES and access.active:
-            return access.address
-    return None
 
 
 def resolve(name: str, home: str | None) -> Place | None:

@@ -53,7 +53,6 @@ from mssante.imap.namespace import (
     ALL_RIGHTS,
     SHARED_PREFIX,
     Place,
-    home_of,
     resolve,
     rights_for,
     role_rights,
@@ -347,7 +346,7 @@ class Session:
         if identity.app is not None:
             self.home = identity.app
         else:
-            self.home = home_of(await self.ctx.store.folders.access(identity.login))
+            self.home = await self.ctx.store.home_mailbox(identity.login)
         self.state = State.AUTHENTICATED
         self.ok(tag, "Logged in", "CAPABILITY " + self.capabilities())
 

@@ -30,7 +30,6 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
@@ -39,7 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.content.headers import read_headers
-from mssante.domain.mailboxes import MailboxType, Role
+from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.store.changes import CHANNEL, ChangeHub
 from mssante.store.delivery import INBOX
@@ -100,15 +99,33 @@ _STATE = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :fol
               f"UNION ALL {_LABEL} ORDER BY 4, 1")
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
-    """A person's access to an MSSanté mailbox."""
+# A person's access to an MSSanté mailbox: the domain's Holding (role, rights, open or
+# closed, creation order, recorded home), which decides home and visibility.
+Access = Holding
 
-    address: str
-    type: MailboxType
-    role: Role
-    rights: str  # "rw" or "r"
-    active: bool
+_HOLDINGS = (select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
+                    mailboxes.c.id, mailbox_roles.c.role, mailbox_roles.c.rights,
+                    mailbox_roles.c.home)
+             .select_from(persons)
+             .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
+             .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id))
+
+
+async def read_holdings(conn: AsyncConnection, *, login: str | None = None,
+                        person_id: int | None = None, address: str | None = None
+                        ) -> list[Holding]:
+    """The roles of one person (by login or id) on mailboxes, ordered by address; with
+    ``address``, on that mailbox only."""
+    query = _HOLDINGS
+    if login is not None:
+        query = query.where(persons.c.login == login)
+    if person_id is not None:
+        query = query.where(persons.c.id == person_id)
+    if address is not None:
+        query = query.where(mailboxes.c.address == address)
+    rows = await conn.execute(query.order_by(mailboxes.c.address))
+    return [Holding(row.address, MailboxType(row.type), Role(row.role), row.rights,
+                    bool(row.active), int(row.id), bool(row.home)) for row in rows]
 
 
 def normalise_name(name: str) -> str:
@@ -156,30 +173,13 @@ class FolderStore:
     async def access(self, login: str) -> list[Access]:
         """The MSSanté mailboxes ``login`` holds a role on, ordered by address."""
         async with self._store._read() as conn:
-            rows = await conn.execute(
-                select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
-                       mailbox_roles.c.role, mailbox_roles.c.rights)
-                .select_from(persons)
-                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
-                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
-                .where(persons.c.login == login).order_by(mailboxes.c.address))
-            return [Access(row.address, MailboxType(row.type), Role(row.role), row.rights,
-                           bool(row.active)) for row in rows]
+            return await read_holdings(conn, login=login)
 
     async def access_to(self, login: str, address: str) -> Access | None:
         """``login``'s current access to one mailbox (None: none any more)."""
         async with self._store._read() as conn:
-            row = (await conn.execute(
-                select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
-                       mailbox_roles.c.role, mailbox_roles.c.rights)
-                .select_from(persons)
-                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
-                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
-                .where(persons.c.login == login, mailboxes.c.address == address))).first()
-        if row is None:
-            return None
-        return Access(row.address, MailboxType(row.type), Role(row.role), row.rights,
-                      bool(row.active))
+            found = await read_holdings(conn, login=login, address=address)
+        return found[0] if found else None
 
     # ----------------------------------------------------------- folders
 

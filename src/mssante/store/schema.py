@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 # A 64-bit key on PostgreSQL; on SQLite an INTEGER PRIMARY KEY (the rowid alias).
@@ -83,8 +84,13 @@ mailbox_roles = Table(
            nullable=False),
     Column("role", Text, nullable=False),
     Column("rights", Text, nullable=False),
+    # the person's home: the PER or PAT mailbox their login opens on (domain.mailboxes.
+    # home_mailbox); recorded on the first one they are given, at most one per person
+    Column("home", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("mailbox_id", "person_id", name="pk_mailbox_roles"),
     Index("ix_mailbox_roles_person", "person_id"),
+    Index("uq_mailbox_roles_home", "person_id", unique=True,
+          sqlite_where=text("home"), postgresql_where=text("home")),
 )
 
 bodies = Table(

@@ -26,6 +26,11 @@ Implementation notes:
   sender's Sent folder, in the same transaction. IMAP folder operations live in
   folders.py (``store.folders``); every commit that changes a folder is published
   on ``store.changes`` (changes.py).
+- A person's home (the mailbox their login's IMAP INBOX shows) is recorded on their
+  role (``mailbox_roles.home``), in the transaction that gives them their first PER
+  or PAT mailbox, or that deletes the recorded one; ``domain.mailboxes.home_mailbox``
+  decides which, so adding mailboxes later never moves it. On PostgreSQL the person's
+  row is locked while it is decided.
 - Queue claims are leases: ``claimed_until`` set atomically by one UPDATE whose
   subquery selects ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write
   lock serialises claimers. A worker that dies loses its lease when it expires.
@@ -72,7 +77,9 @@ from mssante.domain.mailboxes import (
     check_authorised,
     check_owner,
     check_responsible,
-    may_use,
+    home_mailbox,
+    may_send_from,
+    personal_mailbox,
 )
 from mssante.domain.patient import Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
@@ -96,7 +103,7 @@ from mssante.store.engine import (
     create_engine,
     database_url,
 )
-from mssante.store.folders import FolderStore, create_default_folders
+from mssante.store.folders import FolderStore, create_default_folders, read_holdings
 from mssante.store.models import (
     DELIVERED,
     FAILED,
@@ -348,6 +355,9 @@ class Store:
             people = await self._people(conn, logins)
             if owner is not None:
                 check_owner(mailbox_type, people[owner][1], rules)
+                # a home found by the fallback rule is recorded before the new mailbox
+                # could take its place (domain.mailboxes.home_mailbox)
+                await self._record_home(conn, people[owner][0], owner)
             for login in responsible:
                 check_responsible(mailbox_type, people[login][1], rules)
             directory_id = await self._directory_id(conn, mailbox_type, owner, responsible,
@@ -366,6 +376,8 @@ class Store:
             await conn.execute(insert(mailbox_roles), [
                 {"mailbox_id": mailbox_id, "person_id": people[login][0],
                  "role": role.value, "rights": READ_WRITE} for login, role in roles])
+            if owner is not None:
+                await self._record_home(conn, people[owner][0], owner)
             queued = await outbox.enqueue(conn, mailbox_id, ADD, now=now)
         self._signal_directory(queued)
         return mailbox
@@ -407,12 +419,19 @@ class Store:
             mailbox_id, _ = await self._lock_mailbox(conn, address)
             active = (await conn.execute(select(mailboxes.c.active)
                                          .where(mailboxes.c.id == mailbox_id))).scalar_one()
+            owners = (await conn.execute(
+                select(persons.c.id, persons.c.login)
+                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
+                .where(mailbox_roles.c.mailbox_id == mailbox_id,
+                       mailbox_roles.c.role == Role.OWNER.value))).all()
             # a closed mailbox was withdrawn when it closed
             queued = bool(active) and await outbox.enqueue(conn, mailbox_id, DELETE,
                                                            now=time.time())
             shas = (await conn.execute(delete(messages).where(messages.c.mailbox_id == mailbox_id)
                                        .returning(messages.c.body_sha256))).scalars().all()
             await conn.execute(delete(mailboxes).where(mailboxes.c.id == mailbox_id))
+            for person_id, login in owners:  # a deleted home: the next one is recorded
+                await self._record_home(conn, int(person_id), login)
             await self._drop_orphan_bodies(conn, shas)
         self._signal_directory(queued)
 
@@ -488,6 +507,8 @@ class Store:
                                    .values(role=role.value, rights=rights))
             else:
                 await conn.execute(insert(mailbox_roles).values(**values))
+            if role is Role.OWNER or current.get(person_id) is Role.OWNER:
+                await self._record_home(conn, person_id, login)
             previous = current.get(person_id)
             queued = False
             if role is not previous and Role.RESPONSIBLE in (role, previous):
@@ -536,19 +557,19 @@ class Store:
         return sorted(found, key=lambda r: (order[r.role], r.login))
 
     async def usable_mailboxes(self, login: str) -> frozenset[str]:
-        """Lower-case addresses ``login`` may send as: active mailboxes where their role
-        allows it (``may_use``; never APP) and their rights include writing."""
+        """Lower-case addresses ``login`` may send as (``domain.mailboxes.may_send_from``:
+        open, role allowing it, rights including writing; every PER mailbox they own,
+        never APP)."""
         async with self._read() as conn:
-            rows = await conn.execute(
-                select(mailboxes.c.address, mailboxes.c.type, mailbox_roles.c.role,
-                       mailbox_roles.c.rights)
-                .select_from(persons)
-                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
-                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
-                .where(persons.c.login == login, mailboxes.c.active.is_(True)))
-            return frozenset(
-                row.address for row in rows
-                if "w" in row.rights and may_use(MailboxType(row.type), Role(row.role)))
+            held = await read_holdings(conn, login=login)
+        return frozenset(h.address for h in held if may_send_from(h))
+
+    async def home_mailbox(self, login: str) -> str | None:
+        """The mailbox ``login``'s IMAP INBOX and personal namespace show: its home while
+        open (``domain.mailboxes.personal_mailbox``), None without one."""
+        async with self._read() as conn:
+            held = await read_holdings(conn, login=login)
+        return personal_mailbox(login, held)
 
     async def mailboxes_for_certificate(self, dn: str) -> list[Mailbox]:
         """Active APP mailboxes bound to the certificate DN ``dn`` (``same_dn``)."""
@@ -908,6 +929,26 @@ class Store:
                                     .where(mailboxes.c.address == address.lower()))).first()
         if found is None:
             raise NotFound(f"no mailbox {address}")
+
+    async def _record_home(self, conn: AsyncConnection, person_id: int, login: str) -> None:
+        """Record the home the domain's rule gives a person, if it is not recorded yet;
+        once recorded, it stays until that mailbox is deleted (``home_mailbox``). On
+        PostgreSQL the person's row is locked first, so that two mailboxes created at
+        the same moment for one person cannot both become their home."""
+        if self._pg:
+            await conn.execute(select(persons.c.id).where(persons.c.id == person_id)
+                               .with_for_update())
+        home = home_mailbox(login, await read_holdings(conn, person_id=person_id))
+        if home is None or home.home:
+            return
+        await conn.execute(update(mailbox_roles)
+                           .where(mailbox_roles.c.person_id == person_id,
+                                  mailbox_roles.c.home.is_(True))
+                           .values(home=False))
+        await conn.execute(update(mailbox_roles)
+                           .where(mailbox_roles.c.person_id == person_id,
+                                  mailbox_roles.c.mailbox_id == home.mailbox_id)
+                           .values(home=True))
 
     async def _roles_by_person(self, conn: AsyncConnection, mailbox_id: int) -> dict[int, Role]:
         rows = await conn.execute(select(mailbox_roles.c.person_id, mailbox_roles.c.role)
