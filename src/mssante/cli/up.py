@@ -13,6 +13,7 @@ from rich.table import Table
 
 from mssante.cli.common import console, run
 from mssante.environment.local import DEFAULT_BASE_PORT, LocalEnvironment
+from mssante.maillog import show_mail_log
 
 
 def up(
@@ -25,6 +26,7 @@ def up(
     """Start the trust space and three operators on 127.0.0.1 (Ctrl-C stops them)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    show_mail_log()  # one line per message received, refused or delivered
     if not 1024 <= base_port <= 65000:
         raise typer.BadParameter("must be between 1024 and 65000", param_hint="--base-port")
 
