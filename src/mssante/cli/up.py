@@ -62,6 +62,11 @@ def _show(env: LocalEnvironment) -> None:
         endpoints.add_row(op["domain"], str(op["smtp"]["port"]), str(op["submission"]["port"]),
                           str(op["submissions"]["port"]))
     console.print(endpoints)
+    for outside in d["outside_operators"]:
+        dn = outside["dn"] or "(no dn: whitelist it yourself)"
+        console.print(f"outside operator {outside['domain']}: MTA {outside['mta']}, "
+                      f"certificate {dn} (outside-operators.toml)", highlight=False,
+                      soft_wrap=True)
     console.print("[bold]logins[/] (also in environment.json):")
     for acc in d["accounts"]:
         console.print(f"  {acc['login']}  password {acc['password']}  ({acc['kind']}: "
