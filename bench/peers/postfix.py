@@ -61,6 +61,12 @@ is made readable or writable.
 
 Times: ``DeliveredMessage.mtime`` is a wall-clock time (``time.time()`` scale).
 
+``PostfixOperator`` runs one instance as an operator of the MSSanté trust space, with
+``mssante_operator_config``: the configuration the README shows and
+tests/e2e/test_postfix_operator.py runs (mutual TLS both ways, transport and TLS policy
+per peer operator, virtual(8) Maildirs). ``Maildir`` reads what virtual(8) delivered, for
+both.
+
 Self-check (as root, from the project root)::
 
     python -m bench.peers.postfix                       # 50 messages, one connection

@@ -12,6 +12,12 @@ Implementation notes:
 - DSNs (RFC 3461 §4.1): FAILURE unless NOTIFY=NEVER (the default NOTIFY means
   FAILURE); DELAY once after ``delay_notice_after`` when asked; SUCCESS as
   "relayed" when the next hop does not support DSN (it reports delivery otherwise).
+- A failure decided here (the domain off the whitelist, the next hop's certificate
+  not listed for it, no connection) has no reply code: its DSN says ``X-mssante``
+  and names no remote MTA (RFC 3464 §2.3.5-2.3.6); a next hop refused at the DN
+  check is closed at once, not put back in the pool.
+- Each outcome is one line of the mail log (``mssante.maillog``); a delivered entry
+  keeps no ``last_error``.
 - A message is marked delivered only after the next hop's ``250`` to DATA: a crash
   between the two can deliver once more (at-least-once, like every MTA); nothing
   is lost.
