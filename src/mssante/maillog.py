@@ -139,11 +139,14 @@ def logs_refusals(stage: str) -> Callable[[F], F]:
                 envelope = args[1] if len(args) > 1 else None
                 sender = getattr(envelope, "mail_from", None)
                 address = args[2] if len(args) > 2 and isinstance(args[2], str) else None
+                recipient = address if stage == "RCPT" else None
                 if stage == "MAIL":
                     sender = address
+                elif stage == "DATA":
+                    recipient = ">,<".join(getattr(envelope, "rcpt_tos", []))
                 refused(stage, client=peer_client(server), reason=str(exc.reply),
                         dn=dn_of(server.peer_certificate()), sender=sender,
-                        recipient=address if stage == "RCPT" else None)
+                        recipient=recipient)
                 raise
         return cast(F, wrapper)
     return decorate

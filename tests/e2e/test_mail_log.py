@@ -92,3 +92,29 @@ def test_a_peer_without_its_intermediate_ca_is_logged_with_the_reason(
     assert "from 127.0.0.1: TLS handshake failed: certificate verify failed: " in line
     assert "unable to get local issuer certificate" in line
     assert "must send its certificate chain" in line
+
+
+def test_a_refused_message_is_logged_with_its_envelope(environment: RunningEnvironment,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mssante.mail")
+    cfg = environment.service("ch-xyz.mssante.fr").config
+    tls = ssl.create_default_context(cafile=environment.ca_file)
+    tls.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
+    with mta(environment) as smtp:
+        smtp.starttls(context=tls)
+        smtp.ehlo("peer.test")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail(DUPONT, [MARTIN], f"From: {DUPONT}\r\nFrom: {DUPONT}\r\n"
+                          "Subject: deux From\r\n\r\nx\r\n".encode())
+    assert refused.value.smtp_code == 550
+    (line,) = [line for line in lines(caplog) if line.startswith("NOQUEUE: reject: DATA")]
+    assert line.startswith("NOQUEUE: reject: DATA from 127.0.0.1: 550 5.6.0 ")
+    assert line.endswith(f'; from=<{DUPONT}>, to=<{MARTIN}>, dn="{_dn(cfg.tls.cert_file)}"')
+
+
+def _dn(cert_file: Path) -> str:
+    from cryptography import x509
+
+    from mssante.pki.names import dn_string
+
+    return dn_string(x509.load_pem_x509_certificate(cert_file.read_bytes()).subject)
