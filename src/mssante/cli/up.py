@@ -23,7 +23,10 @@ def up(
         DEFAULT_BASE_PORT),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start the trust space and three operators on 127.0.0.1 (Ctrl-C stops them)."""
+    """Start the trust space and three operators on 127.0.0.1 (Ctrl-C stops them).
+
+    Other MTAs join through DATA_DIR/outside-operators.toml, read at each start.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     show_mail_log()  # one line per message received, refused or delivered
