@@ -61,6 +61,12 @@ is made readable or writable.
 
 Times: ``DeliveredMessage.mtime`` is a wall-clock time (``time.time()`` scale).
 
+``PostfixOperator`` runs one instance as an operator of the MSSanté trust space, with
+``mssante_operator_config``: the configuration the README shows and
+tests/e2e/test_postfix_operator.py runs (mutual TLS both ways, transport and TLS policy
+per peer operator, virtual(8) Maildirs). ``Maildir`` reads what virtual(8) delivered, for
+both.
+
 Self-check (as root, from the project root)::
 
     python -m bench.peers.postfix                       # 50 messages, one connection
@@ -87,7 +93,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -244,6 +250,62 @@ class DeliveredMessage:
         """Every ``name`` header's value, top first (unfolded and stripped)."""
         msg = BytesHeaderParser(policy=compat32).parsebytes(self.header_bytes())
         return [" ".join(str(v).split()) for v in msg.get_all(name, [])]
+
+
+class Maildir:
+    """A Maildir that virtual(8) writes as ``nobody`` (``new/``, ``cur/``, ``tmp/``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def create(self) -> None:
+        """Create it (and its parent) owned by nobody:nogroup, mode 0700."""
+        uid = pwd.getpwnam(MAILBOX_USER).pw_uid
+        gid = grp.getgrnam(MAILBOX_GROUP).gr_gid
+        for d in (self.path.parent, self.path, *(self.path / s for s in ("tmp", "new", "cur"))):
+            d.mkdir(exist_ok=True)
+            d.chmod(0o700)
+            os.chown(d, uid, gid)
+
+    def delivered(self) -> list[DeliveredMessage]:
+        """The messages stored (``new/`` and ``cur/``), oldest first.
+
+        ``mtime`` is the file's status-change time (st_ctime_ns): virtual(8) writes and
+        fsyncs the file in ``tmp/`` and then renames it into ``new/``, and the rename sets
+        it, so it is the moment the message became visible in the mailbox (a few µs after
+        its last write, its st_mtime).
+        """
+        found: list[DeliveredMessage] = []
+        for sub in ("new", "cur"):
+            try:
+                entries = list(os.scandir(self.path / sub))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # moved from new/ to cur/ meanwhile
+                if stat.S_ISREG(st.st_mode):
+                    found.append(DeliveredMessage(Path(entry.path), st.st_ctime_ns / 1e9))
+        found.sort(key=lambda m: m.mtime)
+        return found
+
+    def count(self) -> int:
+        """How many messages are stored (cheaper than len(delivered()))."""
+        count = 0
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError):
+                count += sum(1 for _ in os.scandir(self.path / sub))
+        return count
+
+    def clear(self) -> None:
+        """Delete every message."""
+        for sub in ("tmp", "new", "cur"):
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(self.path / sub):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
 
 # -- one instance ---------------------------------------------------------------------------
@@ -441,12 +503,7 @@ class PostfixPair:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.base_dir.chmod(0o755)
         grant_search(self.base_dir)
-        uid = pwd.getpwnam(MAILBOX_USER).pw_uid
-        gid = grp.getgrnam(MAILBOX_GROUP).gr_gid
-        for d in (self.mail_base, self.maildir, *(self.maildir / s for s in ("tmp", "new", "cur"))):
-            d.mkdir(exist_ok=True)
-            d.chmod(0o700)
-            os.chown(d, uid, gid)
+        Maildir(self.maildir).create()
         self.receiver.write_config()
         self.sender.write_config()
 
@@ -480,48 +537,174 @@ class PostfixPair:
         self.stop()
 
     def delivered(self) -> list[DeliveredMessage]:
-        """The messages stored in the Maildir (``new/`` and ``cur/``), oldest first.
-
-        ``mtime`` is the file's status-change time (st_ctime_ns): virtual(8) writes and
-        fsyncs the file in ``tmp/`` and then renames it into ``new/``, and the rename sets
-        it, so it is the moment the message became visible in the mailbox (a few µs after
-        its last write, its st_mtime).
-        """
-        found: list[DeliveredMessage] = []
-        for sub in ("new", "cur"):
-            try:
-                entries = list(os.scandir(self.maildir / sub))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # moved from new/ to cur/ meanwhile
-                if stat.S_ISREG(st.st_mode):
-                    found.append(DeliveredMessage(Path(entry.path), st.st_ctime_ns / 1e9))
-        found.sort(key=lambda m: m.mtime)
-        return found
+        """The messages stored in the Maildir, oldest first (see ``Maildir.delivered``)."""
+        return Maildir(self.maildir).delivered()
 
     def delivered_count(self) -> int:
         """How many messages are in the Maildir (cheaper than len(delivered()))."""
-        count = 0
-        for sub in ("new", "cur"):
-            with contextlib.suppress(FileNotFoundError):
-                count += sum(1 for _ in os.scandir(self.maildir / sub))
-        return count
+        return Maildir(self.maildir).count()
 
     def clear_mailbox(self) -> None:
         """Delete every message in the Maildir (e.g. after a warm-up)."""
-        for sub in ("tmp", "new", "cur"):
-            with contextlib.suppress(FileNotFoundError):
-                for entry in os.scandir(self.maildir / sub):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
+        Maildir(self.maildir).clear()
 
     def queue_empty(self) -> bool:
         """True when the sender's queue holds no message (all relayed)."""
         return self.sender.queue_size() == 0
+
+
+# -- Postfix as an MSSanté operator ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Peer:
+    """Another operator as Postfix's transport and TLS policy tables name it."""
+
+    domain: str  # its mail domain, e.g. ch-xyz.mssante.fr
+    nexthop: str  # its MTA, "host:port"
+    certificate_name: str  # a DNS name in its MTA certificate, e.g. mta.ch-xyz.mssante.fr
+
+
+def mssante_operator_config(*, domain: str, hostname: str, cert_file: str, key_file: str,
+                            ca_file: str, mailbox_base: str, peers: Sequence[Peer],
+                            mailboxes: Sequence[str]
+                            ) -> tuple[dict[str, str], dict[str, str]]:
+    """The main.cf settings and lookup tables that make Postfix an MSSanté operator.
+
+    The configuration the README shows (section "Another MTA as an operator") and the
+    interoperability test runs (tests/e2e/test_postfix_operator.py):
+
+    - sending (smtp): STARTTLS mandatory with TLS >= 1.2, the server's certificate
+      verified against the trust space's root and its name (``secure``, ``match=`` the
+      peer's MTA name, per peer in ``tls_policy``), the operator's certificate chain
+      (leaf then intermediate CA, as ``mssante pki issue`` writes it) presented as
+      client certificate; each trust-space domain routed by ``transport``;
+    - receiving (smtpd): STARTTLS mandatory with TLS >= 1.2, a client certificate
+      required and verified against the root (mutual TLS); no relaying
+      (``reject_unauth_destination``, nobody trusted by address); mail for ``domain``
+      delivered by virtual(8) to a Maildir per mailbox under ``mailbox_base``.
+
+    Postfix does not read the MSSanté whitelist: the DN checks stay on the mssante
+    side, and Postfix trusts any certificate of the trust space.
+    """
+    main_cf = {
+        "myhostname": hostname,
+        "mydestination": "",
+        "mynetworks": "",
+        "smtpd_relay_restrictions": "reject_unauth_destination",
+        # sending: mutual TLS to the other operators
+        "transport_maps": "texthash:${config_directory}/transport",
+        "smtp_tls_security_level": "secure",
+        "smtp_tls_policy_maps": "texthash:${config_directory}/tls_policy",
+        "smtp_tls_cert_file": cert_file,
+        "smtp_tls_key_file": key_file,
+        "smtp_tls_CAfile": ca_file,
+        "smtp_tls_protocols": ">=TLSv1.2",
+        "smtp_tls_mandatory_protocols": ">=TLSv1.2",
+        "smtp_tls_loglevel": "1",
+        # receiving: mutual TLS from the other operators
+        "smtpd_tls_security_level": "encrypt",
+        "smtpd_tls_cert_file": cert_file,
+        "smtpd_tls_key_file": key_file,
+        "smtpd_tls_CAfile": ca_file,
+        "smtpd_tls_ask_ccert": "yes",
+        "smtpd_tls_req_ccert": "yes",
+        "smtpd_tls_protocols": ">=TLSv1.2",
+        "smtpd_tls_mandatory_protocols": ">=TLSv1.2",
+        "smtpd_tls_loglevel": "1",
+        # local delivery: one Maildir per mailbox
+        "virtual_mailbox_domains": domain,
+        "virtual_mailbox_base": mailbox_base,
+        "virtual_mailbox_maps": "texthash:${config_directory}/vmailbox",
+        "virtual_uid_maps": "static:" + str(pwd.getpwnam(MAILBOX_USER).pw_uid),
+        "virtual_gid_maps": "static:" + str(grp.getgrnam(MAILBOX_GROUP).gr_gid),
+    }
+    files = {
+        "transport": "".join(f"{p.domain} smtp:[{_host(p.nexthop)}]:{_port(p.nexthop)}\n"
+                             for p in peers),
+        "tls_policy": "".join(f"[{_host(p.nexthop)}]:{_port(p.nexthop)} secure "
+                              f"match={p.certificate_name}\n" for p in peers),
+        "vmailbox": "".join(f"{m}@{domain} {m}/\n" for m in mailboxes),
+    }
+    return main_cf, files
+
+
+def _host(nexthop: str) -> str:
+    return nexthop.rpartition(":")[0]
+
+
+def _port(nexthop: str) -> str:
+    return nexthop.rpartition(":")[2]
+
+
+class PostfixOperator:
+    """One Postfix instance serving ``domain`` as an operator of the trust space.
+
+    Its MTA listens on 127.0.0.1:``port``; mail for ``<mailbox>@domain`` goes to
+    ``base_dir/mail/<mailbox>/`` (a Maildir); ``send`` submits a message with Postfix's
+    own sendmail(1), as a local program would.
+    """
+
+    def __init__(self, base_dir: Path, *, domain: str, port: int, cert_file: Path,
+                 key_file: Path, ca_file: Path, peers: Sequence[Peer],
+                 mailboxes: Sequence[str]) -> None:
+        self.base_dir = Path(base_dir).absolute()
+        self.domain = domain
+        self.port = port
+        self.mail_base = self.base_dir / "mail"
+        self.mailboxes = tuple(mailboxes)
+        main_cf, files = mssante_operator_config(
+            domain=domain, hostname=f"mta.{domain}", cert_file=str(Path(cert_file).absolute()),
+            key_file=str(Path(key_file).absolute()), ca_file=str(Path(ca_file).absolute()),
+            mailbox_base=str(self.mail_base), peers=peers, mailboxes=mailboxes)
+        self.instance = PostfixInstance("operator", self.base_dir / "postfix", port, main_cf,
+                                        files)
+
+    def maildir(self, mailbox: str) -> Maildir:
+        return Maildir(self.mail_base / mailbox)
+
+    def start(self) -> None:
+        """Write the configuration, create the Maildirs and start; stop on failure."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir.chmod(0o755)
+        grant_search(self.base_dir)
+        for mailbox in self.mailboxes:
+            self.maildir(mailbox).create()
+        self.instance.write_config()
+        try:
+            self.instance.start()
+        except BaseException:
+            self.instance.stop()
+            raise
+
+    def stop(self) -> None:
+        self.instance.stop()
+
+    def __enter__(self) -> PostfixOperator:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def send(self, sender: str, recipients: Sequence[str], message: bytes) -> None:
+        """Submit ``message`` through this instance's sendmail(1) (pickup, then smtp)."""
+        try:
+            proc = subprocess.run([_sbin("sendmail"), "-C", str(self.instance.config_dir),
+                                   "-f", sender, "-i", "--", *recipients], input=message,
+                                  capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PostfixError(f"sendmail: {exc}") from exc
+        if proc.returncode != 0:
+            raise PostfixError(f"sendmail exited with {proc.returncode}: "
+                               f"{proc.stderr.decode(errors='replace')}")
+
+    def log(self) -> str:
+        """The instance's whole log."""
+        try:
+            return self.instance.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
 
 # -- self-check -----------------------------------------------------------------------------

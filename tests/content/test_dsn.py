@@ -87,3 +87,37 @@ def test_header_reading_never_crashes(data: bytes) -> None:
         check_header_section(body)
     except HeaderSyntaxError as exc:
         assert str(exc)
+
+
+def test_delivery_status_part_is_ascii_whatever_the_reason_says() -> None:
+    """RFC 3464 §2.1: a DN with an accent and a UTF-8 recipient are escaped (RFC 6533 §3)."""
+    data = build_dsn(
+        reporting_mta="mta.ch-xyz.mssante.fr", from_address="postmaster@ch-xyz.mssante.fr",
+        to="dupont@ch-xyz.mssante.fr",
+        statuses=[RecipientStatus("jérôme@medecin.mssante.fr", Action.FAILED, "5.7.1",
+                                  "X-mssante; certificate CN=mta,ST=Rhône (69),C=FR\r\nrefused")],
+        original=ORIGINAL, envid=None, ret=None, arrival=1_700_000_000.0)
+    status = email.message_from_bytes(data).get_payload()[1]
+    raw = b"".join(p.as_bytes() for p in status.get_payload())
+    assert raw.isascii()
+    fields = status.get_payload()[1]
+    assert fields["Final-Recipient"] == "utf-8; j\\x{E9}r\\x{F4}me@medecin.mssante.fr"
+    assert fields["Diagnostic-Code"] == (
+        "X-mssante; certificate CN=mta,ST=Rh\\x{F4}ne (69),C=FR  refused")
+    assert fields["Remote-MTA"] is None
+
+
+def test_local_failure_and_remote_reply_diagnostics() -> None:
+    from mssante.queue.client import DeliveryError
+
+    remote = DeliveryError.from_reply(550, "5.1.1 No such mailbox")
+    assert (remote.remote, remote.status, remote.permanent) == (True, "5.1.1", True)
+    assert remote.diagnostic == "smtp; 550 5.1.1 No such mailbox"
+    assert str(remote) == "550 5.1.1 No such mailbox"
+    bare = DeliveryError.from_reply(451, "try later")
+    assert (bare.status, bare.permanent, bare.diagnostic) == ("4.0.0", False, "smtp; 451 try later")
+    local = DeliveryError("4.4.1", "cannot connect to 127.0.0.1:25: Connection refused",
+                          permanent=False)
+    assert not local.remote
+    assert local.diagnostic == "X-mssante; cannot connect to 127.0.0.1:25: Connection refused"
+    assert str(local) == "4.4.1 cannot connect to 127.0.0.1:25: Connection refused"

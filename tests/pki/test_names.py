@@ -6,7 +6,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from mssante.pki.names import dn_string, same_dn, subject_name
+from mssante.pki.names import dn_string, parse_dn, same_attributes, same_dn, subject_name
 
 WHITELIST_DN = "CN=mta.ch-xyz.mssante.fr,OU=318310021300028,O=CH XYZ,ST=Paris (75),C=FR"
 
@@ -90,3 +90,44 @@ def test_hexstring_values_compare_by_encoding() -> None:
 def test_dn_string_of_a_parsed_name() -> None:
     name = x509.Name.from_rfc4514_string(WHITELIST_DN)
     assert dn_string(name) == WHITELIST_DN
+
+
+RFC4514 = "CN=mta.medecin.mssante.fr,OU=690000002,O=CABINET MEDICAL MARTIN,ST=Rhône (69),C=FR"
+
+
+@pytest.mark.parametrize("pasted", [
+    RFC4514,
+    "subject=C = FR, ST = Rh\\C3\\B4ne (69), O = CABINET MEDICAL MARTIN, OU = 690000002, "
+    "CN = mta.medecin.mssante.fr",  # openssl x509 -noout -subject (its default, oneline)
+    "/C=FR/ST=Rh\\xC3\\xB4ne (69)/O=CABINET MEDICAL MARTIN/OU=690000002"
+    "/CN=mta.medecin.mssante.fr",  # -nameopt compat
+    "CN=mta.medecin.mssante.fr,OU=690000002,O=CABINET MEDICAL MARTIN,ST=Rh\\C3\\B4ne (69),"
+    "C=FR",  # -nameopt rfc2253
+    "cn=mta.medecin.mssante.fr; ou=690000002; o=CABINET MEDICAL MARTIN; st=Rhône (69); c=FR",
+    "CN = mta.medecin.mssante.fr, OU = 690000002, O = CABINET MEDICAL MARTIN, "
+    "ST = Rhône (69), C = FR",  # spaced, but CN first: RFC 4514's order
+])
+def test_parse_dn_gives_the_certificate_s_rfc4514_string(pasted: str) -> None:
+    assert parse_dn(pasted) == RFC4514
+
+
+def test_parse_dn_keeps_quoted_and_escaped_specials() -> None:
+    assert parse_dn('C = FR, O = "Clinique, Sud" + OU = 1, CN = mta') == (
+        "CN=mta,O=Clinique\\, Sud+OU=1,C=FR")
+    assert parse_dn("CN=a\\+b,O=x\\,y,C=FR") == "CN=a\\+b,O=x\\,y,C=FR"
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    ("", "empty"), ("mta.medecin.mssante.fr", "no '='"), ("CN=mta,,C=FR", "no '='"),
+    ("CN=mta,C=FRA", "length"), ("CN=#0403616263", "hex-encoded"), ("X Y=1", "attribute type"),
+    ('C = FR, O = "open, CN = x', "quote"), ("CN=,C=FR", "empty value"), ("CN=a\\q", "escape"),
+])
+def test_parse_dn_refuses_what_does_not_parse(bad: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_dn(bad)
+
+
+def test_same_attributes_ignores_the_order_of_rdns() -> None:
+    assert same_attributes(RFC4514, "C=FR,ST=Rhône (69),O=CABINET MEDICAL MARTIN,OU=690000002,"
+                                    "CN=mta.medecin.mssante.fr")
+    assert not same_attributes(RFC4514, "CN=mta.medecin.mssante.fr,C=FR")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,9 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from mssante.cli import app
+from mssante.pki.ca import IssuedCertificate
 from mssante.pki.tls import client_context
 from mssante.trustspace.service import TrustSpace
 from mssante.whitelist.xmlformat import from_xml
@@ -78,6 +81,50 @@ def test_errors_exit_1_with_one_line(trust_space: TrustSpace, tmp_path: Path) ->
         assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1
     assert trust_space.publisher.xml_file.read_bytes() == before
+
+
+def openssl_subject(cert_file: Path, *nameopt: str) -> str:
+    """The subject line as ``openssl x509 -noout -subject`` prints it (what people paste)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    return subprocess.run([openssl, "x509", "-in", str(cert_file), "-noout", "-subject",
+                           *nameopt], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_dn_pasted_from_openssl_is_stored_as_the_certificate_says(
+        trust_space: TrustSpace, mta: IssuedCertificate) -> None:
+    """OpenSSL's default print lists C first: taken as it is, it never matched."""
+    config = str(write_config(trust_space))
+    forms = [openssl_subject(mta.cert_file),  # subject=C = FR, ..., CN = mta...
+             openssl_subject(mta.cert_file, "-nameopt", "compat"),  # /C=FR/.../CN=mta...
+             openssl_subject(mta.cert_file, "-nameopt", "rfc2253"),
+             ", ".join(f"{t.lower()} = {v}" for t, _, v in
+                       (ava.partition("=") for ava in mta.subject_dn.split(",")))]
+    assert forms[0].startswith("subject=C = FR, ")
+    for form in forms:
+        if trust_space.publisher.current().is_listed("medecin.mssante.fr"):
+            trust_space.publisher.remove("medecin.mssante.fr", None)
+        result = runner.invoke(app, ["whitelist", "add", "medecin.mssante.fr", "--dn", form,
+                                     "--config", config])
+        assert result.exit_code == 0, (form, result.output)
+        assert result.stderr == "", (form, result.stderr)  # that certificate exists
+        (entry,) = trust_space.publisher.current().entries_for("medecin.mssante.fr")
+        assert entry.operator_dn == mta.subject_dn, form
+        assert trust_space.publisher.current().allows("medecin.mssante.fr", mta.subject_dn)
+
+
+def test_a_dn_no_issued_certificate_has_is_added_with_a_warning(
+        trust_space: TrustSpace, mta: IssuedCertificate) -> None:
+    config = str(write_config(trust_space))
+    reversed_dn = ",".join(reversed(mta.subject_dn.split(",")))  # C=FR,...,CN=mta...
+    result = runner.invoke(app, ["whitelist", "add", "medecin.mssante.fr", "--dn", reversed_dn,
+                                 "--config", config])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: no certificate issued by this trust space has "
+                                    f"the DN {reversed_dn}")
+    assert f"same attributes in another order: {mta.subject_dn}" in result.stderr
+    assert trust_space.publisher.current().is_listed("medecin.mssante.fr")
 
 
 def test_trust_init_creates_the_trust_space(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.errors import MSSanteError
 from mssante.imap.namespace import SHARED_PREFIX
+from mssante.maillog import show_mail_log
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.names import dn_string
 from mssante.publishing.contact import resource_for
@@ -63,6 +64,7 @@ def serve(config: Config,
     """Run the operator (MTA, submission, delivery) until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    show_mail_log()  # one line per message received, refused or delivered
     cfg = operator_config(config)
 
     async def main() -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from mssante.cli.common import console, run
 from mssante.environment.local import DEFAULT_BASE_PORT, LocalEnvironment
+from mssante.maillog import show_mail_log
 
 
 def up(
@@ -22,9 +23,13 @@ def up(
         DEFAULT_BASE_PORT),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start the trust space and three operators on 127.0.0.1 (Ctrl-C stops them)."""
+    """Start the trust space and three operators on 127.0.0.1 (Ctrl-C stops them).
+
+    Other MTAs join through DATA_DIR/outside-operators.toml, read at each start.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    show_mail_log()  # one line per message received, refused or delivered
     if not 1024 <= base_port <= 65000:
         raise typer.BadParameter("must be between 1024 and 65000", param_hint="--base-port")
 
@@ -60,6 +65,11 @@ def _show(env: LocalEnvironment) -> None:
         endpoints.add_row(op["domain"], str(op["smtp"]["port"]), str(op["submission"]["port"]),
                           str(op["submissions"]["port"]))
     console.print(endpoints)
+    for outside in d["outside_operators"]:
+        dn = outside["dn"] or "(no dn: whitelist it yourself)"
+        console.print(f"outside operator {outside['domain']}: MTA {outside['mta']}, "
+                      f"certificate {dn} (outside-operators.toml)", highlight=False,
+                      soft_wrap=True)
     console.print("[bold]logins[/] (also in environment.json):")
     for acc in d["accounts"]:
         console.print(f"  {acc['login']}  password {acc['password']}  ({acc['kind']}: "

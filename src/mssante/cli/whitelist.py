@@ -12,14 +12,17 @@ from rich.table import Table
 from mssante.cli.trust import ConfigOption, fail, load_trust_space
 from mssante.domain.addresses import is_trust_space_domain, parse_address
 from mssante.errors import InvalidAddress, MSSanteError, WhitelistError
-from mssante.pki.names import same_dn
+from mssante.pki.names import parse_dn, same_attributes, same_dn
+from mssante.trustspace.service import TrustSpace
 from mssante.whitelist.model import WhitelistEntry, normalise_domain
 from mssante.whitelist.xmlformat import format_date
 
 app = typer.Typer(no_args_is_help=True)
 
-DnOption = Annotated[str, typer.Option("--dn", help="DN of the operator MTA certificate, "
-                                             "RFC 4514, e.g. 'CN=mta.example,O=Org,C=FR'.")]
+DnOption = Annotated[str, typer.Option("--dn", help=(
+    "DN of the operator MTA certificate: RFC 4514 ('CN=mta.example,O=Org,C=FR', as "
+    "`mssante pki issue` prints it) or as openssl prints it ('C = FR, O = Org, "
+    "CN = mta.example' or '/C=FR/O=Org/CN=mta.example'); stored in RFC 4514 form."))]
 
 
 def _domain(text: str) -> str:
@@ -35,10 +38,23 @@ def _domain(text: str) -> str:
 
 
 def _dn(text: str) -> str:
-    dn = text.strip()
-    if not same_dn(dn, dn):
-        raise WhitelistError(f"not a valid distinguished name (RFC 4514): {text!r}")
-    return dn
+    """The DN in the RFC 4514 form the whitelist holds, or WhitelistError."""
+    try:
+        return parse_dn(text)
+    except ValueError as exc:
+        raise WhitelistError(f"not a valid distinguished name: {exc}") from None
+
+
+def _unknown_dn_warning(trust_space: TrustSpace, dn: str) -> str | None:
+    """A warning when no certificate issued by the trust space's PKI has ``dn``."""
+    issued = trust_space.pki.issued()
+    if any(same_dn(r.subject_dn, dn) for r in issued):
+        return None
+    warning = f"warning: no certificate issued by this trust space has the DN {dn}"
+    reordered = [r.subject_dn for r in issued if same_attributes(r.subject_dn, dn)]
+    if reordered:
+        warning += f"; one has the same attributes in another order: {reordered[-1]}"
+    return warning + " (the whitelist compares DNs in order: check it before it is needed)"
 
 
 @app.command()
@@ -55,10 +71,13 @@ def add(domain: Annotated[str, typer.Argument(help="The mail domain, e.g. ch-xyz
                                support_contact=support)
         _, trust_space = load_trust_space(config)
         whitelist = trust_space.publisher.add(entry)
+        warning = _unknown_dn_warning(trust_space, entry.operator_dn)
     except MSSanteError as exc:
         raise fail(exc) from None
     typer.echo(f"added {entry.name} for {entry.operator_dn}; published "
                f"{len(whitelist)} entries")
+    if warning:
+        typer.echo(warning, err=True)
 
 
 @app.command()

@@ -4,6 +4,15 @@ A DSN is a ``multipart/report; report-type=delivery-status`` message with three
 parts: a text for people, the ``message/delivery-status`` fields, and the original
 message (whole for RET=FULL, headers only for RET=HDRS or when no RET was given,
 RFC 3461 §4.3).
+
+The ``message/delivery-status`` part is pure US-ASCII (RFC 3464 §2.1): a character
+outside it (an accent in a certificate DN quoted by a diagnostic, a UTF-8 address)
+is written ``\\x{HHHH}``, the embedded-unicode-char of RFC 6533 §3, and a UTF-8
+address gets the ``utf-8`` address type (RFC 6533 §3) instead of ``rfc822``. A
+diagnostic names its type: ``smtp`` only for a reply a remote server gave, with
+``Remote-MTA`` beside it; a failure decided here (the domain left the whitelist,
+the next hop's certificate is not listed for it, no connection) is
+``X-mssante`` (RFC 3464 §2.3.6) and has no ``Remote-MTA`` (§2.3.5).
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ class RecipientStatus:
     recipient: str  # Final-Recipient (rfc822)
     action: Action
     status: str  # enhanced status code, e.g. 5.1.1 (RFC 3463)
-    diagnostic: str | None = None  # e.g. "smtp; 550 5.1.1 No such mailbox"
+    # "smtp; 550 5.1.1 No such mailbox" (a remote server's reply, with remote_mta), or
+    # "X-mssante; ..." for a failure decided locally (RFC 3464 §2.3.6)
+    diagnostic: str | None = None
     orcpt: str | None = None  # "rfc822;addr" from the RCPT ORCPT parameter
-    remote_mta: str | None = None
+    remote_mta: str | None = None  # the server that answered; None when none did
     will_retry_until: float | None = None  # for Action.DELAYED
 
 
@@ -59,6 +70,30 @@ _EXPLANATIONS = {
 }
 
 
+def ascii_field(text: str) -> str:
+    """``text`` as US-ASCII for a delivery-status field (RFC 3464 §2.1): each other
+    character as RFC 6533 §3's ``\\x{HHHH}``, line breaks and controls as spaces."""
+    if text.isascii() and text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(" ")
+        elif ord(ch) < 0x80:
+            out.append(ch)
+        else:
+            out.append(f"\\x{{{ord(ch):X}}}")  # no leading zeros
+    return "".join(out)
+
+
+def address_field(address: str) -> str:
+    """An address-type and address (RFC 3464 §2.3.2): ``rfc822`` for an ASCII address,
+    ``utf-8`` with RFC 6533 §3's escapes for an internationalised one."""
+    if address.isascii():
+        return f"rfc822; {ascii_field(address)}"
+    return f"utf-8; {ascii_field(address)}"
+
+
 def build_dsn(*, reporting_mta: str, from_address: str, to: str,
               statuses: Sequence[RecipientStatus], original: bytes, envid: str | None,
               ret: str | None, arrival: float, now: float | None = None) -> bytes:
@@ -75,22 +110,22 @@ def build_dsn(*, reporting_mta: str, from_address: str, to: str,
         line = f"  <{st.recipient}>: {st.diagnostic or st.status}"
         human.append(line)
     # RFC 3464 §2.2: per-message fields, then a blank line before each recipient block.
-    fields = [f"Reporting-MTA: dns; {reporting_mta}"]
+    fields = [f"Reporting-MTA: dns; {ascii_field(reporting_mta)}"]
     if envid:
-        fields.append(f"Original-Envelope-Id: {envid}")
+        fields.append(f"Original-Envelope-Id: {ascii_field(envid)}")
     fields.append(f"Arrival-Date: {rfc5322_date(arrival)}")
     blocks = ["\r\n".join(fields)]
     for st in statuses:
         rf: list[str] = []
         if st.orcpt:
-            rf.append(f"Original-Recipient: {st.orcpt}")
-        rf.append(f"Final-Recipient: rfc822; {st.recipient}")
+            rf.append(f"Original-Recipient: {ascii_field(st.orcpt)}")
+        rf.append(f"Final-Recipient: {address_field(st.recipient)}")
         rf.append(f"Action: {st.action}")  # RFC 3464 §2.3.3
         rf.append(f"Status: {st.status}")  # RFC 3464 §2.3.4
         if st.remote_mta:
-            rf.append(f"Remote-MTA: dns; {st.remote_mta}")
+            rf.append(f"Remote-MTA: dns; {ascii_field(st.remote_mta)}")
         if st.diagnostic:
-            rf.append(f"Diagnostic-Code: {st.diagnostic}")
+            rf.append(f"Diagnostic-Code: {ascii_field(st.diagnostic)}")
         rf.append(f"Last-Attempt-Date: {rfc5322_date(now)}")
         if st.will_retry_until is not None:
             rf.append(f"Will-Retry-Until: {rfc5322_date(st.will_retry_until)}")

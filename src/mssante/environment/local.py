@@ -5,6 +5,8 @@ Layout under the data directory (created on first start, reused afterwards):
     trust/                      the trust space: PKI, whitelist, HTTPS certificate
     trust.toml                  its configuration
     operators/<domain>/         one operator: operator.toml, certs/, operator.sqlite3
+    outside-operators.toml      written by you: other MTAs joining the environment
+                                (routes and whitelist entries, see outside.py)
     accounts.json               generated passwords (mode 0600)
     environment.json            endpoints, CA file and logins (mode 0600), for tools
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +32,18 @@ from mssante.directory.model import Organisation, Practitioner
 from mssante.directory.store import open_directory
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
+from mssante.environment.outside import OUTSIDE_FILE, OutsideOperator, load_outside_operators
 from mssante.errors import ConfigError
 from mssante.files import write_atomic
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.ca import IssuedCertificate
-from mssante.pki.names import dn_string
+from mssante.pki.names import dn_string, same_dn
 from mssante.store import Store, open_store
 from mssante.trustspace.server import serve as serve_trust_space
 from mssante.trustspace.service import TrustSpace
 from mssante.whitelist.model import WhitelistEntry
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DEMO_EXTRACT_INTERVAL = 2.0  # seconds: the demo's published extract follows changes quickly
@@ -200,6 +206,7 @@ class LocalEnvironment:
         ts.extract_interval = DEMO_EXTRACT_INTERVAL
         self.trust_space = ts
         await seed_directory(ts.directory_database)
+        outside = await asyncio.to_thread(self._outside_operators, ts)
         passwords = self._load_passwords()
         accounts: list[dict[str, Any]] = []
         applications: list[dict[str, str]] = []
@@ -213,7 +220,7 @@ class LocalEnvironment:
                     name=demo.domain, description=demo.organisation, operator_dn=mta.subject_dn,
                     responsible_contact=f"responsable@{demo.domain}",
                     support_contact=f"support@{demo.domain}", updated_at=entry_now))
-            config_path = self._write_operator_config(index, demo, op_dir, mta)
+            config_path = self._write_operator_config(index, demo, op_dir, mta, outside)
             config = load_operator_config(config_path)
             store = await open_store(config.database_url)
             try:
@@ -254,9 +261,27 @@ class LocalEnvironment:
                           "extract": f"{self.trust_url}/extractions/"
                                      "Extraction_Correspondance_MSSante.txt"},
             "operators": operators,
+            "outside_operators": [{"domain": o.domain, "mta": o.mta, "dn": o.dn}
+                                  for o in outside],
             "accounts": accounts,
             "applications": applications,
         }
+
+    def _outside_operators(self, ts: TrustSpace) -> list[OutsideOperator]:
+        """The operators of ``outside-operators.toml``, their DNs whitelisted."""
+        outside = load_outside_operators(self.data_dir, {d.domain for d in DEMO})
+        for operator in outside:
+            if operator.dn is None or ts.publisher.current().allows(operator.domain,
+                                                                    operator.dn):
+                continue
+            ts.publisher.add(WhitelistEntry(
+                name=operator.domain, description=operator.description,
+                operator_dn=operator.dn, responsible_contact=f"responsable@{operator.domain}",
+                support_contact=f"support@{operator.domain}"))
+            if not any(same_dn(r.subject_dn, operator.dn) for r in ts.pki.issued()):
+                log.warning("outside operator %s: no certificate issued by this trust space "
+                            "has the DN %s", operator.domain, operator.dn)
+        return outside
 
     def _load_passwords(self) -> dict[str, str]:
         path = self.data_dir / "accounts.json"
@@ -290,11 +315,14 @@ class LocalEnvironment:
                                          organisation_unit=demo.finess, out_dir=certs, name=name)
 
     def _write_operator_config(self, index: int, demo: DemoOperator, op_dir: Path,
-                               mta: IssuedCertificate) -> Path:
+                               mta: IssuedCertificate,
+                               outside: list[OutsideOperator]) -> Path:
         ports = self.ports(index)
         routes = "\n".join(
-            f"{_toml_str(other.domain)} = \"{HOST}:{self.ports(i)['smtp']}\""
-            for i, other in enumerate(DEMO) if other.domain != demo.domain)
+            [f"{_toml_str(other.domain)} = \"{HOST}:{self.ports(i)['smtp']}\""
+             for i, other in enumerate(DEMO) if other.domain != demo.domain]
+            + [f"{_toml_str(o.domain)} = {_toml_str(o.mta)}  # {OUTSIDE_FILE}"
+               for o in outside])
         assert self.trust_space is not None
         text = f"""# Operator {demo.domain}, written by `mssante up`.
 [operator]

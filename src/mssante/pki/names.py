@@ -167,6 +167,12 @@ def _value(raw: str) -> str:
         if not _HEXSTRING_RE.fullmatch(raw):
             raise ValueError(f"bad hexstring {raw!r}")
         return raw.lower()
+    return " ".join(_unescape(raw).split()).casefold()
+
+
+def _unescape(raw: str, *, hex_prefix: str = "") -> str:
+    """RFC 4514 §2.4 escapes undone: ``\\,`` and the like, and ``\\C3\\B4`` pairs decoded
+    as UTF-8 (``hex_prefix="x"`` for OpenSSL's old ``\\xC3\\xB4``)."""
     out = bytearray()
     i = 0
     while i < len(raw):
@@ -175,14 +181,117 @@ def _value(raw: str) -> str:
             out += ch.encode()
             i += 1
             continue
-        pair = raw[i + 1:i + 3]
-        if _HEX_PAIR_RE.fullmatch(pair):
+        start = i + 1 + len(hex_prefix)
+        pair = raw[start:start + 2]
+        if raw[i + 1:start] == hex_prefix and _HEX_PAIR_RE.fullmatch(pair):
             out.append(int(pair, 16))
-            i += 3
-        elif raw[i + 1:i + 2] and raw[i + 1] in _SPECIALS:
+            i = start + 2
+        elif raw[i + 1:i + 2] and raw[i + 1] in _SPECIALS + "/":
             out += raw[i + 1].encode()
             i += 2
         else:
             raise ValueError(f"bad escape in {raw!r}")
-    value = out.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    return " ".join(value.split()).casefold()
+    return out.decode("utf-8")  # UnicodeDecodeError is a ValueError
+
+
+# -- reading a DN as people paste it ----------------------------------------------------
+
+_SUBJECT_PREFIX = re.compile(r"^\s*(?:subject|issuer)\s*[=:]\s*", re.IGNORECASE)
+_ONELINE_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9.-]* = ")  # "C = FR, ..." (space_eq)
+
+
+def parse_dn(text: str) -> str:
+    """A DN as a person pastes it, as the RFC 4514 string the whitelist holds (CN first,
+    attribute names and escapes as ``dn_string`` prints a certificate's subject).
+
+    Three forms are read, each with its own order of RDNs:
+
+    - RFC 4514 (``CN=mta.x.mssante.fr,OU=…,O=…,C=FR``), as the whitelist, ``openssl
+      … -nameopt rfc2253`` and ``mssante pki issue`` print it: first RDN is the CN;
+    - OpenSSL's default print (``C = FR, ST = Paris (75), O = …, CN = mta…``, from
+      ``openssl x509 -noout -subject``): most significant first (unless the CN comes
+      first: then it was typed in RFC 4514's order), values possibly in double quotes,
+      multi-valued RDNs joined by `` + ``;
+    - OpenSSL's old form (``/C=FR/O=…/CN=…``, ``-nameopt compat``): most significant
+      first, ``\\xC3\\xB4`` for UTF-8 octets.
+
+    A leading ``subject=`` (as openssl prints it) is dropped. ValueError says what does
+    not parse.
+    """
+    text = _SUBJECT_PREFIX.sub("", text).strip()
+    if not text:
+        raise ValueError("empty distinguished name")
+    rdns: list[list[tuple[str, str]]]
+    if text.startswith("/"):
+        rdns = [[_raw_ava(ava, hex_prefix="x") for ava in _split(rdn, "+")]
+                for rdn in _split(text[1:], "/")]
+        rdns.reverse()
+    elif _ONELINE_RE.match(text):
+        rdns = [[_raw_ava(ava) for ava in _split_quoted(rdn, "+")]
+                for rdn in _split_quoted(text, ",")]
+        if not _has_cn(rdns[0]) or _has_cn(rdns[-1]):  # unless typed CN first by hand
+            rdns.reverse()
+    else:
+        rdns = [[_raw_ava(ava) for ava in _split(rdn, "+")] for rdn in _split(text, ",;")]
+    try:
+        name = x509.Name([x509.RelativeDistinguishedName(
+            [x509.NameAttribute(x509.ObjectIdentifier(oid), value) for oid, value in rdn])
+            for rdn in reversed(rdns)])  # x509.Name lists the most significant RDN first
+    except ValueError as exc:  # e.g. a country that is not two letters
+        raise ValueError(f"{exc} in {text!r}") from None
+    return dn_string(name)
+
+
+def same_attributes(a: str, b: str) -> bool:
+    """True when two DN strings hold the same attributes, whatever the order of RDNs
+    (a DN written most significant first where RFC 4514 wants it last)."""
+    left, right = _normalise(a), _normalise(b)
+    return left is not None and right is not None and sorted(left) == sorted(right)
+
+
+def _has_cn(rdn: list[tuple[str, str]]) -> bool:
+    return any(oid == NameOID.COMMON_NAME.dotted_string for oid, _ in rdn)
+
+
+def _split_quoted(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside double quotes and escapes (OpenSSL's print)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        if ch == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    if quoted:
+        raise ValueError(f"unterminated quote in {text!r}")
+    parts.append("".join(current))
+    return parts
+
+
+def _raw_ava(text: str, *, hex_prefix: str = "") -> tuple[str, str]:
+    """``type=value`` as (dotted OID, value as written, unescaped): case kept."""
+    name, sep, raw = text.partition("=")
+    if not sep:
+        raise ValueError(f"no '=' in {text.strip()!r}")
+    oid = _attribute_type(name.strip())
+    raw = raw.strip(" ")
+    if raw.startswith("#"):
+        raise ValueError(f"{name.strip()}: hex-encoded values are not accepted; "
+                         "write the value as text")
+    if len(raw) >= 2 and raw.startswith('"') and raw.endswith('"'):
+        raw = raw[1:-1]
+    value = _unescape(raw, hex_prefix=hex_prefix)
+    if not value:
+        raise ValueError(f"{name.strip()}: empty value")
+    return oid, value

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from mssante.errors import CertificateRejected
+from mssante.maillog import reason
 from mssante.pki.verify import PeerCertificate
 from mssante.queue.nexthop import Hop
 from mssante.queue.smtpclient import SMTPClient, SMTPClientError
@@ -26,18 +27,44 @@ POOL_MAX_PER_HOP = 32
 
 
 class DeliveryError(Exception):
-    """A failure for the whole transaction; ``permanent`` decides bounce or retry."""
+    """A failure for the whole transaction; ``permanent`` decides bounce or retry.
 
-    def __init__(self, code: int, status: str, text: str, *, permanent: bool) -> None:
-        super().__init__(f"{code} {status} {text}")
-        self.code = code
+    ``reply_code`` is set when a remote server answered (its reply is ``text``); a
+    failure decided here (no connection, a certificate refused, the domain off the
+    whitelist) has none, and its DSN says so (RFC 3464 §2.3.5-2.3.6).
+    """
+
+    def __init__(self, status: str, text: str, *, permanent: bool,
+                 reply_code: int | None = None) -> None:
+        super().__init__(f"{reply_code} {text}" if reply_code is not None
+                         else f"{status} {text}")
         self.status = status
         self.text = text
         self.permanent = permanent
+        self.reply_code = reply_code
+
+    @classmethod
+    def from_reply(cls, code: int, message: str) -> DeliveryError:
+        """A remote server's reply; its enhanced status code (RFC 2034) when it gives one."""
+        first = message.partition(" ")[0]
+        parts = first.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+            status = first
+        else:
+            status = "5.0.0" if code >= 500 else "4.0.0"
+        return cls(status, message, permanent=code >= 500, reply_code=code)
+
+    @property
+    def remote(self) -> bool:
+        """True when a remote server gave this answer."""
+        return self.reply_code is not None
 
     @property
     def diagnostic(self) -> str:
-        return f"smtp; {self.code} {self.text}"
+        """The DSN's Diagnostic-Code (RFC 3464 §2.3.6): the server's reply, or ours."""
+        if self.reply_code is not None:
+            return f"smtp; {self.reply_code} {self.text}"
+        return f"X-mssante; {self.text}"
 
 
 @dataclass
@@ -77,9 +104,18 @@ class ConnectionPool:
         conn.last_used = time.monotonic()
         idle.append(conn)
 
+    def idle_count(self) -> int:
+        """How many connections wait in the pool, all next hops together."""
+        return sum(len(idle) for idle in self._idle.values())
+
     @staticmethod
     def discard(conn: Connection) -> None:
         conn.smtp.abort()
+
+    @staticmethod
+    async def close_connection(conn: Connection) -> None:
+        """Close a connection that must not serve again (QUIT, then close)."""
+        await conn.smtp.quit()
 
     async def close(self) -> None:
         conns = [c for idle in self._idle.values() for c in idle]
@@ -91,16 +127,16 @@ class ConnectionPool:
             smtp = await SMTPClient.connect(hop.host, hop.port, local_hostname=self._hostname,
                                             tls=self._tls, timeout=self._timeout)
         except (SMTPClientError, OSError, ssl.SSLError, TimeoutError) as exc:
-            raise DeliveryError(421, "4.4.1", f"cannot connect to {hop}: {exc}",
+            raise DeliveryError("4.4.1", f"cannot connect to {hop}: {reason(exc)}",
                                 permanent=False) from None
         der = smtp.peer_certificate()
         if der is None:
             smtp.abort()
-            raise DeliveryError(421, "4.7.0", f"{hop} presented no certificate", permanent=False)
+            raise DeliveryError("4.7.0", f"{hop} presented no certificate", permanent=False)
         try:
             peer = self._trust.checker.check(der)
         except CertificateRejected as exc:
-            smtp.abort()
-            raise DeliveryError(421, "4.7.5", f"certificate of {hop} refused: {exc}",
+            await smtp.quit()
+            raise DeliveryError("4.7.5", f"certificate of {hop} refused: {exc}",
                                 permanent=False) from None
         return Connection(hop, smtp, peer)

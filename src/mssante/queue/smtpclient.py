@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mssante.content.headers import canonical_line_endings
+from mssante.maillog import reason
 
 MAX_REPLY_LINE = 4096
 # RFC 5321 §4.5.3.2.6: wait up to 10 minutes for the reply to the end of the data.
@@ -26,7 +27,13 @@ DATA_END_TIMEOUT = 600.0
 
 
 class SMTPClientError(Exception):
-    """The connection failed or the server said something that is not SMTP."""
+    """The connection failed or the server said something that is not SMTP.
+
+    Its text says what went wrong, not where: the caller names the next hop once.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "SMTP client error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +77,7 @@ class SMTPClient:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, limit=MAX_REPLY_LINE), timeout)
         except (OSError, TimeoutError) as exc:
-            raise SMTPClientError(f"cannot connect to {host}:{port}: {exc}") from None
+            raise SMTPClientError(reason(exc)) from None
         client = cls(reader, writer, timeout)
         try:
             greeting = await client._reply()
@@ -78,11 +85,14 @@ class SMTPClient:
                 raise SMTPClientError(f"greeting: {greeting}")
             await client._ehlo(local_hostname)
             if "STARTTLS" not in client.extensions:
-                raise SMTPClientError(f"{host}:{port} does not offer STARTTLS")
+                raise SMTPClientError("STARTTLS is not offered")
             reply = await client.command(b"STARTTLS")
             if reply.code != 220:
                 raise SMTPClientError(f"STARTTLS: {reply}")
-            await asyncio.wait_for(writer.start_tls(tls, server_hostname=host), timeout)
+            try:
+                await asyncio.wait_for(writer.start_tls(tls, server_hostname=host), timeout)
+            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+                raise SMTPClientError(f"TLS handshake failed: {reason(exc)}") from None
             await client._ehlo(local_hostname)
         except BaseException:
             client.abort()

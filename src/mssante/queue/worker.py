@@ -12,6 +12,12 @@ Implementation notes:
 - DSNs (RFC 3461 §4.1): FAILURE unless NOTIFY=NEVER (the default NOTIFY means
   FAILURE); DELAY once after ``delay_notice_after`` when asked; SUCCESS as
   "relayed" when the next hop does not support DSN (it reports delivery otherwise).
+- A failure decided here (the domain off the whitelist, the next hop's certificate
+  not listed for it, no connection) has no reply code: its DSN says ``X-mssante``
+  and names no remote MTA (RFC 3464 §2.3.5-2.3.6); a next hop refused at the DN
+  check is closed at once, not put back in the pool.
+- Each outcome is one line of the mail log (``mssante.maillog``); a delivered entry
+  keeps no ``last_error``.
 - A message is marked delivered only after the next hop's ``250`` to DATA: a crash
   between the two can deliver once more (at-least-once, like every MTA); nothing
   is lost.
@@ -26,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from mssante import leases
+from mssante import leases, maillog
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import split_message
@@ -136,7 +142,7 @@ class DeliveryWorker:
             except Exception as exc:  # a bug must not stop the queue
                 log.exception("delivery of %s failed unexpectedly", [e.id for e in group])
                 # counted as an attempt, so that the entry still expires and bounces
-                error = DeliveryError(451, "4.3.0", f"internal error: {exc!r}", permanent=False)
+                error = DeliveryError("4.3.0", f"internal error: {exc!r}", permanent=False)
                 with contextlib.suppress(Exception):
                     await self._all(group, error)
             self._claimed.difference_update(e.id for e in group)
@@ -145,16 +151,15 @@ class DeliveryWorker:
         domain = _domain(group[0].recipient)
         whitelist = self.ctx.trust.whitelist
         if not whitelist.is_listed(domain):
-            error = DeliveryError(550, "5.7.1", f"{domain} is no longer on the MSSanté whitelist",
+            error = DeliveryError("5.7.1", f"{domain} is not on the MSSanté whitelist",
                                   permanent=True)
             await self._all(group, error)
             return
         try:
             hops = await self.hops.resolve(domain)
         except NextHopError as exc:  # RFC 3463 X.1.2 permanent, X.4.3 routing (temporary)
-            await self._all(group, DeliveryError(550 if exc.permanent else 451,
-                                                 "5.1.2" if exc.permanent else "4.4.3", str(exc),
-                                                 permanent=exc.permanent))
+            await self._all(group, DeliveryError("5.1.2" if exc.permanent else "4.4.3",
+                                                 str(exc), permanent=exc.permanent))
             return
         last: DeliveryError | None = None
         for hop in hops:
@@ -164,8 +169,9 @@ class DeliveryWorker:
                 last = exc
                 continue
             if not whitelist.allows(domain, conn.peer.subject_dn):
-                self.pool.put(conn)
-                last = DeliveryError(421, "4.7.5", f"certificate {conn.peer.subject_dn} of {hop} "
+                # Closed at once: a connection to a server we refused serves no one.
+                await self.pool.close_connection(conn)
+                last = DeliveryError("4.7.5", f"certificate {conn.peer.subject_dn} of {hop} "
                                      f"is not listed for {domain}", permanent=False)
                 continue
             await self._transact(conn, group)
@@ -185,16 +191,16 @@ class DeliveryWorker:
             if not conn.supports("SMTPUTF8"):
                 self.pool.put(conn)
                 await self._all(group, DeliveryError(
-                    554, "5.6.9", f"{conn.hop} does not accept UTF-8 headers (SMTPUTF8)",
-                    permanent=True))
+                    "5.6.9", f"{conn.hop} does not accept UTF-8 headers (SMTPUTF8)",
+                    permanent=True), conn)
                 return
             options.append("SMTPUTF8")
         if not body.isascii():
             if not conn.supports("8BITMIME"):  # RFC 6152 §3: no downgrade done here
                 self.pool.put(conn)
                 await self._all(group, DeliveryError(
-                    554, "5.6.3", f"{conn.hop} does not accept 8-bit messages (8BITMIME)",
-                    permanent=True))
+                    "5.6.3", f"{conn.hop} does not accept 8-bit messages (8BITMIME)",
+                    permanent=True), conn)
                 return
             options.append("BODY=8BITMIME")
         if dsn and first.ret:
@@ -208,8 +214,8 @@ class DeliveryWorker:
                                                              options, to_wire(body))
         except SMTPClientError as exc:
             self.pool.discard(conn)
-            await self._all(group, DeliveryError(421, "4.4.2", f"connection to {conn.hop} "
-                                                 f"lost: {exc}", permanent=False))
+            await self._all(group, DeliveryError("4.4.2", f"during the transaction with "
+                                                 f"{conn.hop}: {exc}", permanent=False), conn)
             return
         if mail.code == 421 or (final is not None and final.code == 421):
             self.pool.discard(conn)  # RFC 5321 §3.8: the server is closing the channel
@@ -218,16 +224,21 @@ class DeliveryWorker:
         now = time.time()
         for entry, reply in zip(group, rcpts, strict=True):
             if not reply.ok:
-                await self._outcome(entry, _error(reply.code, reply.text), conn)
+                await self._outcome(entry, DeliveryError.from_reply(reply.code, reply.text),
+                                    conn)
             elif final is None or not final.ok:
                 if final is not None:
-                    await self._outcome(entry, _error(final.code, final.text), conn)
+                    await self._outcome(entry, DeliveryError.from_reply(final.code, final.text),
+                                        conn)
             else:
                 await self.ctx.store.mark_delivered(entry.id, now=now)
+                sent = DeliveryError.from_reply(final.code, final.text)
+                maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
+                                 relay=_relay(conn), delay=now - entry.created_at,
+                                 dsn=sent.status, status="sent", text=str(final))
                 if not dsn and _wants(entry, "SUCCESS"):
-                    await self._dsn(entry, Action.RELAYED, "2.0.0",
-                                    f"smtp; {final.code} relayed to {conn.hop}, which does not "
-                                    "support DSN", conn)
+                    # RFC 3461 §4.2: "relayed" to a server that does not report delivery
+                    await self._dsn(entry, Action.RELAYED, "2.0.0", sent.diagnostic, conn)
 
     async def _all(self, group: Sequence[QueueEntry], error: DeliveryError,
                    conn: Connection | None = None) -> None:
@@ -236,25 +247,31 @@ class DeliveryWorker:
 
     async def _outcome(self, entry: QueueEntry, error: DeliveryError,
                        conn: Connection | None) -> None:
+        """Record a failed attempt; ``conn`` is the connection it was made on, if any."""
         now = time.time()
         age = now - entry.created_at
+        relay = _relay(conn)
         if error.permanent or age >= self.settings.max_lifetime:
             status = error.status if error.permanent else "4.4.7"
             text = str(error) if error.permanent else f"delivery time expired: {error}"
             await self.ctx.store.mark_failed(entry.id, error=text, now=now)
-            log.info("queue %d to %s failed: %s", entry.id, entry.recipient, text)
+            maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
+                             relay=relay, delay=age, dsn=status, status="bounced", text=text)
             if _wants(entry, "FAILURE"):
-                await self._dsn(entry, Action.FAILED, status, error.diagnostic, conn)
+                await self._dsn(entry, Action.FAILED, status, error.diagnostic,
+                                conn if error.remote else None)
             return
         delays = self.settings.retry_delays or [60.0]
         delay = delays[min(entry.attempts, len(delays) - 1)]
         await self.ctx.store.mark_deferred(entry.id, next_attempt_at=now + delay, error=str(error))
-        log.info("queue %d to %s deferred %.0fs: %s", entry.id, entry.recipient, delay, error)
+        maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
+                         relay=relay, delay=age, dsn=error.status, status="deferred",
+                         text=f"{error}; next attempt in {delay:.0f}s")
         if (_wants(entry, "DELAY") and not entry.delay_notified
                 and age >= self.settings.delay_notice_after):
             await self.ctx.store.mark_delay_notified(entry.id)
             await self._dsn(entry, Action.DELAYED, error.status if error.status.startswith("4")
-                            else "4.0.0", error.diagnostic, conn,
+                            else "4.0.0", error.diagnostic, conn if error.remote else None,
                             retry_until=entry.created_at + self.settings.max_lifetime)
 
     async def _dsn(self, entry: QueueEntry, action: Action, status: str, diagnostic: str,
@@ -276,11 +293,9 @@ class DeliveryWorker:
                                 envid=entry.envid, ret=entry.ret, arrival=entry.created_at)
 
 
-def _error(code: int, message: str) -> DeliveryError:
-    """A reply from the next hop; its enhanced status code (RFC 2034) when it gives one."""
-    first, _, rest = message.partition(" ")
-    parts = first.split(".")
-    if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
-        return DeliveryError(code, first, rest, permanent=code >= 500)
-    return DeliveryError(code, "5.0.0" if code >= 500 else "4.0.0", message,
-                         permanent=code >= 500)
+
+def _relay(conn: Connection | None) -> str | None:
+    """The next hop and its certificate's DN, for the mail log."""
+    if conn is None:
+        return None
+    return f"{conn.hop} (dn=\"{conn.peer.subject_dn}\")"

@@ -19,6 +19,7 @@ import logging
 
 from aiosmtpd.smtp import Session
 
+from mssante import maillog
 from mssante.domain.addresses import PATIENT_DOMAIN, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.errors import CertificateRejected, InvalidAddress
@@ -74,6 +75,7 @@ class InboundHandler:
             log.warning("MTA client certificate refused: %s", exc)
             raise SMTPReply(CERT_REJECTED.with_text(f"Client certificate refused: {exc}")) from None
 
+    @maillog.logs_refusals("MAIL")
     async def handle_MAIL(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, options: list[str]) -> str:
         peer = self._peer(server)
@@ -95,6 +97,7 @@ class InboundHandler:
                 f"Sender domain {sender.domain} is not served by certificate {peer.subject_dn}"))
         return str(SENDER_OK)
 
+    @maillog.logs_refusals("RCPT")
     async def handle_RCPT(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, params: RcptParams) -> str:
         rcpt = recipient_address(envelope, address)
@@ -116,6 +119,7 @@ class InboundHandler:
             raise SMTPReply(MAILBOX_DISABLED.with_text(f"Mailbox closed: {rcpt}"))
         return str(RECIPIENT_OK)
 
+    @maillog.logs_refusals("DATA")
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
         body = envelope.original_content
@@ -128,4 +132,6 @@ class InboundHandler:
             ret=envelope.params.ret, helo=session.host_name, peer=peer_host(session),
             protocol="ESMTPS")
         queue_id = await accept(self.ctx, msg)
+        maillog.received(queue_id, sender=msg.envelope_from, recipients=envelope.rcpt_tos,
+                         size=len(body), client=msg.peer, dn=self._peer(server).subject_dn)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))

@@ -32,6 +32,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from mssante import maillog
 from mssante.content.headers import canonical_line_endings
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
@@ -211,8 +212,8 @@ class MSSanteSMTP(SMTP):
         try:
             await self._writer.start_tls(self.tls_context)
         except (OSError, ssl.SSLError, ConnectionError) as exc:
-            log.info("%r TLS handshake failed: %s", self.session.peer if self.session else None,
-                     exc)
+            maillog.refused("STARTTLS", client=maillog.peer_client(self),
+                            reason=f"TLS handshake failed: {maillog.reason(exc)}")
             if self.transport is not None:
                 self.transport.close()
             return

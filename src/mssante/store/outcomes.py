@@ -42,8 +42,10 @@ class Outcome:
 
 _BY_ID = update(queue).where(queue.c.id == bindparam("p_id"))
 _STATEMENTS = {
+    # a delivered entry has no error left: last_error told why an earlier attempt failed
     Kind.DELIVERED: _BY_ID.values(status=DELIVERED, delivered_at=bindparam("p_now"),
-                                  finished_at=bindparam("p_now"), claimed_until=0.0),
+                                  finished_at=bindparam("p_now"), claimed_until=0.0,
+                                  last_error=""),
     # attempts += 1, schedule the next, release the claim
     Kind.DEFERRED: _BY_ID.values(attempts=queue.c.attempts + 1,
                                  next_attempt_at=bindparam("p_next"),
