@@ -233,6 +233,12 @@ def test_closed_mailbox_is_refused_with_a_reason(environment, monkeypatch) -> No
         assert code == 550 and b"5.2.1" in text and b"closed" in text
     finally:
         asyncio.run(set_active(True))
+    # Opened again, it receives at once: a refusal is never served from the cache (a
+    # sender's message refused in the seconds after the opening would be lost to it).
+    monkeypatch.undo()
+    with submission(environment, "ch-xyz.mssante.fr", DUPONT) as smtp:
+        smtp.mail(DUPONT)
+        assert smtp.rcpt(CARDIO)[0] == 250
 
 
 def test_one_message_good_and_bad_recipients_at_the_next_hop(environment) -> None:

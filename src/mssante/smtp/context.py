@@ -90,10 +90,14 @@ class OperatorContext:
     async def mailbox(self, address: str) -> Mailbox | None:
         """The local mailbox, from a cache kept ``MAILBOX_CACHE_SECONDS``: RCPT looks the
         same few mailboxes up again and again, and a change (a mailbox closed) may take
-        that long to be seen by SMTP. Delivery itself re-checks in the transaction."""
+        that long to be seen by SMTP. Delivery itself re-checks in the transaction.
+        Only an open mailbox is answered from the cache: a refusal (unknown, closed) is
+        permanent for the sender, so it is always read afresh, and a mailbox created or
+        opened again is served at once."""
         now = time.monotonic()
         hit = self._mailboxes.get(address)
-        if hit is not None and now - hit[0] < MAILBOX_CACHE_SECONDS:
+        if (hit is not None and hit[1] is not None and hit[1].active
+                and now - hit[0] < MAILBOX_CACHE_SECONDS):
             return hit[1]
         mailbox = await self.store.get_mailbox(address)
         if len(self._mailboxes) > 10_000:
