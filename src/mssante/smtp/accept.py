@@ -104,11 +104,11 @@ async def _record_patient_conversations(ctx: OperatorContext, msg: Incoming, loc
     if not own_ids:
         return
     domain = sender.rpartition("@")[2]
-    senders = {sender} | {a.lower() for a in headers.from_addresses
-                          if a.lower().rpartition("@")[2] == domain}
+    senders = {sender} | {m.addr_spec.lower() for m in headers.from_mailboxes
+                          if m.domain.lower() == domain}
     named = thread_root(headers.message_id, headers.in_reply_to, headers.references)
     closes = closes_conversation(headers.subject, headers.x_mss_mes)
-    reply_to = [a.lower() for a in headers.reply_to]
+    reply_to = [m.addr_spec.lower() for m in headers.reply_to]
     for patient in patients:
         existing = {c.thread: c for c in await ctx.store.conversations(patient)}
         known = existing.get(named)
