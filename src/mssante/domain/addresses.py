@@ -8,7 +8,7 @@ that second check needs I/O and lives in the whitelist package).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mssante.errors import InvalidAddress
@@ -108,6 +108,7 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 _DOMAIN_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e \t]*\]")
 _SPECIALS = frozenset("<>@,;:.")
 _CONTROL_CHAR = re.compile(f"[{_TEXT_CONTROL}]")
+_CTEXT = re.compile(f"[^()\\\\{_TEXT_CONTROL}]+")  # RFC 5322 §3.2.2 ctext, with UTF-8
 
 MAX_COMMENT_DEPTH = 32  # nesting deeper than any mail client writes
 
@@ -187,12 +188,17 @@ def _comment_end(text: str, start: int) -> int:
                 return index + 1
         elif _CONTROL_CHAR.match(char):
             break
+        else:
+            run = _CTEXT.match(text, index)
+            assert run is not None  # char is ctext
+            index = run.end()
+            continue
         index += 1
     raise AddressSyntaxError(f"unterminated comment at {start}")
 
 
-def _tokens(text: str) -> list[_Token]:
-    out: list[_Token] = []
+def _tokens(text: str) -> Iterator[_Token]:
+    """The tokens of ``text``, made as the parser asks for them: an error stops the scan."""
     index, length, spaced = 0, len(text), False
     while index < length:
         char = text[index]
@@ -206,40 +212,42 @@ def _tokens(text: str) -> list[_Token]:
             spaced = True
             continue
         if char in _SPECIALS:
-            out.append(_Token(_SPECIAL, char, spaced, index))
+            yield _Token(_SPECIAL, char, spaced, index)
             index += 1
         elif char == '"':
             match = _QUOTED.match(text, index)
             if match is None:
                 raise AddressSyntaxError(f"unterminated or invalid quoted string at {index}")
             value = _QUOTED_PAIR.sub(r"\1", match.group(1))
-            out.append(_Token(_QUOTED_STRING, value, spaced, index))
+            yield _Token(_QUOTED_STRING, value, spaced, index)
             index = match.end()
         elif char == "[":
             match = _DOMAIN_LITERAL.match(text, index)
             if match is None:
                 raise AddressSyntaxError(f"unterminated or invalid domain literal at {index}")
-            out.append(_Token(_LITERAL, match.group(), spaced, index))
+            yield _Token(_LITERAL, match.group(), spaced, index)
             index = match.end()
         else:
             match = _DOT_ATOM_TEXT.match(text, index)
             if match is None:
                 raise AddressSyntaxError(f"unexpected {char!r} at {index}")
-            out.append(_Token(_ATOM, match.group(), spaced, index))
+            yield _Token(_ATOM, match.group(), spaced, index)
             index = match.end()
         spaced = False
-    return out
 
 
 class _Parser:
     """Recursive descent over the tokens, one token of look-ahead (RFC 5322 §3.4)."""
 
     def __init__(self, text: str) -> None:
-        self.tokens = _tokens(text)
-        self.index = 0
+        self.stream = _tokens(text)
+        self.current = next(self.stream, None)
 
     def peek(self) -> _Token | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
+        return self.current
+
+    def advance(self) -> None:
+        self.current = next(self.stream, None)
 
     def at(self, special: str) -> bool:
         token = self.peek()
@@ -249,7 +257,7 @@ class _Parser:
         token = self.peek()
         if token is None:
             raise AddressSyntaxError("the address ends too early")
-        self.index += 1
+        self.advance()
         return token
 
     def expect(self, special: str, what: str) -> None:
@@ -257,13 +265,13 @@ class _Parser:
         if not self.at(special):
             found = "the end" if token is None else f"{token.text!r} at {token.position}"
             raise AddressSyntaxError(f"expected {what}, found {found}")
-        self.index += 1
+        self.advance()
 
     def address_list(self) -> tuple[Mailbox | Group, ...]:
         out: list[Mailbox | Group] = []
         while self.peek() is not None:
             if self.at(","):  # RFC 5322 §4.4 obs-addr-list: empty elements
-                self.index += 1
+                self.advance()
                 continue
             out.append(self.address(groups=True))
             if self.peek() is not None:
@@ -282,7 +290,7 @@ class _Parser:
             return self.group(self.phrase(words))
         if self.at("@"):
             local = self.local_part(words)
-            self.index += 1
+            self.advance()
             return Mailbox(None, local, self.domain())
         token = self.peek()
         if token is None:
@@ -291,11 +299,12 @@ class _Parser:
 
     def words(self) -> list[_Token]:
         """The run of atoms, quoted strings and dots before "<", ":" or "@"."""
-        start = self.index
+        out: list[_Token] = []
         while (token := self.peek()) is not None and (
                 token.kind in (_ATOM, _QUOTED_STRING) or self.at(".")):
-            self.index += 1
-        return self.tokens[start:self.index]
+            out.append(token)
+            self.advance()
+        return out
 
     @staticmethod
     def phrase(words: list[_Token]) -> str | None:
@@ -344,11 +353,11 @@ class _Parser:
         hops: list[str] = []
         while True:
             while self.at(","):
-                self.index += 1
+                self.advance()
             self.expect("@", '"@" in the route')
             hops.append("@" + self.domain())
             if self.at(":"):
-                self.index += 1
+                self.advance()
                 return ",".join(hops)
             self.expect(",", '"," or ":" in the route')
 
@@ -359,14 +368,14 @@ class _Parser:
             if self.peek() is None:
                 raise AddressSyntaxError("unterminated group: ';' is missing")
             if self.at(","):  # RFC 5322 §4.4 obs-group-list
-                self.index += 1
+                self.advance()
                 continue
             member = self.address(groups=False)
             assert isinstance(member, Mailbox)
             members.append(member)
             if not self.at(";"):
                 self.expect(",", '"," or ";" in the group')
-        self.index += 1
+        self.advance()
         return Group(name or "", tuple(members))
 
 
