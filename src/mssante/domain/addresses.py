@@ -1,8 +1,12 @@
-"""Mail addresses of the trust space.
+"""Mail addresses of the trust space, and the one parser of address header fields.
 
 An MSSanté address is an ordinary RFC 5321 mailbox whose domain belongs to the trust
 space (every such domain ends in ``mssante.fr``, and must also be on the whitelist:
 that second check needs I/O and lives in the whitelist package).
+
+Address header fields (From, Sender, Reply-To, To, Cc, Bcc) are read by
+``parse_address_list`` and ``parse_one_mailbox`` only: the sending rules, the store, IMAP
+ENVELOPE and SEARCH all see the same mailboxes (see the notes above ``Mailbox``).
 """
 
 from __future__ import annotations
