@@ -72,3 +72,29 @@ def test_envelope_shows_the_mailbox_the_rules_checked(from_value: str,
         raw = body.split(b"\r\n\r\n")[0]
         field = mime.Message(raw + b"\r\n\r\n").root.values("from")[0]
         assert mime.address_text(field) == headers.from_header
+
+
+_lines = st.one_of(
+    _values.map(lambda v: f"From:{v}"), _values.map(lambda v: f"Sender:{v}"),
+    _values.map(lambda v: f" {v}"),
+    st.sampled_from(["", " ", "\t", "Subject: x", "garbage", "From", "from :", "FROM\t:",
+                     " From: <dupont@ch-xyz.mssante.fr>", "\r", "\n"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_lines, max_size=6))
+def test_envelope_and_rules_read_the_same_header_section(lines: list[str]) -> None:
+    """Where the header section ends, which line is a field and which a continuation:
+    the rules and IMAP find the same From and Sender, whatever the lines."""
+    body = canonical_line_endings(("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode())
+    try:
+        headers = read_headers(body, strict=True)
+    except HeaderSyntaxError:
+        return
+    envelope = parse_sexp(mime.envelope(body))
+    if not headers.has_from:
+        assert envelope[2] is None, envelope
+        return
+    (author,) = headers.from_mailboxes
+    assert envelope[2] == [_structure(author)]
+    assert envelope[3] == [_structure(headers.sender or author)]
