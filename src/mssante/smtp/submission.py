@@ -282,7 +282,7 @@ class SubmissionHandler:
             await self._check_patient_reply(envelope, headers.referenced_ids)
         domain = sender.rpartition("@")[2]
         extra: list[tuple[str, str]] = []
-        if not headers.has_from:  # RFC 6409 §8.1; never beside a From already there
+        if not headers.has_from:  # RFC 5322 §3.6 requires one; never beside one already there
             extra.append(("From", f"<{sender}>"))
         if not headers.has_date:
             extra.append(("Date", rfc5322_date()))
