@@ -557,52 +557,44 @@ def test_header_text_falls_back_to_latin1() -> None:
 # --- addresses ---------------------------------------------------------------------------------
 
 
+def _addresses(value: str) -> list[tuple[str | None, ...]]:
+    raw = f"From: {value}\r\n\r\nx\r\n".encode()
+    envelope = parse_sexp(mime.envelope(raw))
+    return [tuple(None if v is None else v.decode() for v in a) for a in envelope[2] or []]
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("jean@example.fr", [(None, None, "jean", "example.fr")]),
     ("Jean Dupont <jean@example.fr>", [("Jean Dupont", None, "jean", "example.fr")]),
+    ("Dr. Jean  Dupont <jean@example.fr>", [("Dr. Jean Dupont", None, "jean", "example.fr")]),
     ('"Dupont, Jean" <jean@example.fr>', [("Dupont, Jean", None, "jean", "example.fr")]),
     ('"Say \\"hi\\"" <a@b>', [('Say "hi"', None, "a", "b")]),
-    ("jean@example.fr (Jean Dupont)", [("Jean Dupont", None, "jean", "example.fr")]),
+    ("jean@example.fr (Jean Dupont)", [(None, None, "jean", "example.fr")]),  # a comment
     ("<@relay.fr,@gw.fr:jean@example.fr>", [(None, "@relay.fr,@gw.fr", "jean", "example.fr")]),
     ('"jean dupont"@example.fr', [(None, None, '"jean dupont"', "example.fr")]),
-    ("root", [(None, None, "root", "")]),
-    ("Jean Dupont", [(None, None, "Jean Dupont", "")]),
-    ("<>", [(None, None, "", "")]),
-    ("Jean <jean@example.fr", [("Jean", None, "jean", "example.fr")]),  # unterminated
+    ('"jean"@example.fr', [(None, None, "jean", "example.fr")]),
     ("jean@[192.0.2.1]", [(None, None, "jean", "[192.0.2.1]")]),
     ("a@b, , c@d,", [(None, None, "a", "b"), (None, None, "c", "d")]),
     ("Equipe: a@b, C <c@d>;, e@f", [
         (None, None, "Equipe", None), (None, None, "a", "b"), ("C", None, "c", "d"),
         (None, None, None, None), (None, None, "e", "f")]),
-    ("Equipe: a@b", [(None, None, "Equipe", None), (None, None, "a", "b"),
-                     (None, None, None, None)]),  # group never closed
     ("=?utf-8?q?Andr=C3=A9?= <a@b>", [("=?utf-8?q?Andr=C3=A9?=", None, "a", "b")]),
-    ("(only a comment", []),
+    ("(only a comment)", []),
     ("", []),
 ])
 def test_address_lists(value: str, expected: list[tuple[str | None, ...]]) -> None:
-    assert mime.parse_addresses(value) == expected
+    assert _addresses(value) == expected
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.text(alphabet='ab.@<>," :;()\\\t=?_é[]', max_size=40))
-def test_address_fast_path_agrees_with_the_full_parser(value: str) -> None:
-    simple = mime._simple_addresses(value)
-    if simple is not None:
-        assert simple == mime._parse_address_tokens(value)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["", "Jean Dupont", '"Dupont, Jean"', "=?utf-8?q?A?="]),
-                          st.sampled_from(["jean", "j.d-x"]),
-                          st.sampled_from(["example.fr", "a.b.c"])), min_size=1, max_size=4))
-def test_common_address_lists_take_the_fast_path(
-        addresses: list[tuple[str, str, str]]) -> None:
-    value = ", ".join(f"{name} <{local}@{host}>" if name else f"{local}@{host}"
-                      for name, local, host in addresses)
-    simple = mime._simple_addresses(value)
-    assert simple is not None and simple == mime._parse_address_tokens(value)
-    assert [a[2:] for a in simple] == [(local, host) for _, local, host in addresses]
+@pytest.mark.parametrize("value", [
+    "root", "Jean Dupont", "<>", "Jean <jean@example.fr", "Equipe: a@b", "(only a comment",
+    "[ cardiologie@ch-xyz.mssante.fr(]<dupont@ch-xyz.mssante.fr>",
+    "<@dupont@ch-xyz.mssante.fr>,<cardiologie@ch-xyz.mssante.fr>,",
+])
+def test_an_address_field_that_does_not_parse_shows_as_invalid(value: str) -> None:
+    """The rules refuse these; a message stored by APPEND shows them as one placeholder,
+    never as a guess at who wrote it."""
+    assert _addresses(value) == [(None, None, "INVALID_ADDRESS", "MISSING_DOMAIN")]
 
 
 def test_empty_address_header_is_nil_and_sender_defaults_to_from() -> None:

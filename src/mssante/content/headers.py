@@ -13,6 +13,15 @@ import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 
+from mssante.domain.addresses import (
+    AddressSyntaxError,
+    Mailbox,
+    mailboxes,
+    parse_address_list,
+    parse_one_mailbox,
+    readable,
+)
+
 MAX_HEADER_SECTION = 1024 * 1024
 
 
@@ -23,8 +32,10 @@ class HeaderView:
     message_id: str | None
     subject: str | None
     from_header: str | None
-    from_addresses: tuple[str, ...]
-    reply_to: tuple[str, ...]
+    has_from: bool  # a From field is present, whatever its value
+    from_mailboxes: tuple[Mailbox, ...]  # one when valid; empty when absent or unparseable
+    sender: Mailbox | None
+    reply_to: tuple[Mailbox, ...]
     in_reply_to: str | None
     references: str | None
     date: str | None
@@ -66,13 +77,16 @@ def split_message(body: bytes) -> tuple[bytes, bytes]:
     return body, b""
 
 
-_WANTED = frozenset({"bcc", "message-id", "subject", "from", "reply-to", "in-reply-to",
-                     "references", "date", "x-mss-mes"})
+_WANTED = frozenset({"bcc", "message-id", "subject", "from", "sender", "reply-to",
+                     "in-reply-to", "references", "date", "x-mss-mes"})
+# RFC 5322 §3.6: fields that occur at most once; a second one could show a reader
+# another value than the one the rules read.
+_ONCE = ("from", "sender", "reply-to")
 
 
 class HeaderSyntaxError(ValueError):
-    """The header section cannot be trusted: control characters, or a repeated field
-    that must occur once."""
+    """The header section cannot be trusted: control characters, a repeated field that
+    must occur once, or an address field that does not parse."""
 
 
 def _fields(text: str) -> dict[str, list[str]]:
@@ -104,12 +118,25 @@ def _fields(text: str) -> dict[str, list[str]]:
 def _check(text: str, fields: dict[str, list[str]]) -> None:
     """Refuse what would let a message look different to a reader than to the rules:
     control characters in the header section (RFC 5322 §2.2: printable characters,
-    space and tab), and more than one From (RFC 5322 §3.6: exactly once)."""
+    space and tab), a From, Sender or Reply-To given twice (RFC 5322 §3.6), a From or
+    Sender that is not exactly one mailbox, a Reply-To that is not an address list
+    (RFC 5322 §3.6.2; domain.addresses is the one parser every reader uses)."""
     match = _CONTROL.search(text.replace("\r\n", ""))
     if match:
         raise HeaderSyntaxError(f"control character {match.group()!r} in the header section")
-    if len(fields.get("from", [])) > 1:
-        raise HeaderSyntaxError("more than one From header field")
+    for name in _ONCE:
+        if len(fields.get(name, [])) > 1:
+            raise HeaderSyntaxError(f"more than one {_TITLES[name]} header field")
+    for name, parse in (("from", parse_one_mailbox), ("sender", parse_one_mailbox),
+                        ("reply-to", parse_address_list)):
+        for value in fields.get(name, []):
+            try:
+                parse(value)
+            except AddressSyntaxError as exc:
+                raise HeaderSyntaxError(f"{_TITLES[name]} header: {exc}") from None
+
+
+_TITLES = {"from": "From", "sender": "Sender", "reply-to": "Reply-To"}
 
 
 def check_header_section(body: bytes) -> None:
@@ -133,9 +160,26 @@ def _first(fields: dict[str, list[str]], name: str) -> str | None:
     return _decoded(values[0]) if values else None
 
 
-def _addresses(fields: dict[str, list[str]], name: str) -> tuple[str, ...]:
-    values = fields.get(name, [])
-    return tuple(addr for _, addr in email.utils.getaddresses(values) if addr)
+def address_text(value: str) -> str:
+    """An address field as a person reads it (domain.addresses.readable), kept as the
+    message's From summary: what listings show and SEARCH FROM matches. The decoded
+    value when it does not parse."""
+    try:
+        return readable(parse_address_list(value), _decoded)
+    except AddressSyntaxError:
+        return _decoded(value)
+
+
+def _mailboxes(fields: dict[str, list[str]], name: str) -> tuple[Mailbox, ...]:
+    """The mailboxes of the first ``name`` field; empty when absent or unparseable (the
+    strict read refuses the latter before anything uses it)."""
+    values = fields.get(name)
+    if not values:
+        return ()
+    try:
+        return mailboxes(parse_address_list(values[0]))
+    except AddressSyntaxError:
+        return ()
 
 
 def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
@@ -149,9 +193,11 @@ def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
     return HeaderView(
         message_id=_first(fields, "message-id"),
         subject=_first(fields, "subject"),
-        from_header=_first(fields, "from"),
-        from_addresses=_addresses(fields, "from"),
-        reply_to=_addresses(fields, "reply-to"),
+        from_header=address_text(fields["from"][0]) if "from" in fields else None,
+        has_from="from" in fields,
+        from_mailboxes=_mailboxes(fields, "from"),
+        sender=next(iter(_mailboxes(fields, "sender")), None),
+        reply_to=_mailboxes(fields, "reply-to"),
         in_reply_to=_first(fields, "in-reply-to"),
         references=_first(fields, "references"),
         date=_first(fields, "date"),

@@ -28,3 +28,21 @@ def check_may_send_as(identity: str, sender: Address, usable: Collection[str]) -
     if sender.key in usable:
         return
     raise PolicyViolation(f"{identity} is not allowed to send as {sender}")
+
+
+def vouched_for(domain: str, certificate_domains: Collection[str]) -> bool:
+    """Whether a domain is vouched for by the sending operator's certificate: the
+    whitelist lists it with that certificate's DN (MSSanté: "accept a sender domain only
+    when that certificate's DN is listed for it"). ``certificate_domains`` are the
+    domains the whitelist binds to the DN, lower case."""
+    return domain.lower().rstrip(".") in certificate_domains
+
+
+def check_vouched_for(what: str, domain: str, certificate_dn: str,
+                      certificate_domains: Collection[str]) -> None:
+    """Between operators, the envelope sender and every From and Sender address must be
+    of a domain the client certificate is listed for; ``what`` names the field."""
+    if vouched_for(domain, certificate_domains):
+        return
+    raise PolicyViolation(f"{what} domain {domain} is not served by certificate "
+                          f"{certificate_dn}")

@@ -30,7 +30,9 @@ Implementation notes
     bounds the BODYSTRUCTURE of a hostile message.
 - ENVELOPE strings are the raw unfolded header values: encoded words are left for the
   client to decode (RFC 9051 §7.5.2), quoted strings of display names are unquoted.
-  An address without ``@`` gets the empty string as host (NIL would mean group syntax).
+  Address fields are read by ``domain.addresses``, the parser the sending rules use, so
+  the From the rules checked is the From shown; a field it refuses (only in a message
+  stored by APPEND) shows as the one address ``INVALID_ADDRESS@MISSING_DOMAIN``.
 - BODYSTRUCTURE extension data: body-fld-md5 is the Content-MD5 value when present (else
   NIL), body-fld-lang and body-fld-loc come from Content-Language and Content-Location.
   Parameter names are lower-cased, values are sent as written (RFC 2231 continuations
@@ -52,6 +54,14 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from mssante.domain.addresses import (
+    AddressSyntaxError,
+    Group,
+    Mailbox,
+    parse_address_list,
+    readable,
+)
 
 from . import wire
 
@@ -582,202 +592,57 @@ def header_text(value: bytes) -> str:
     return decode_words(text)
 
 
-# --- addresses (RFC 5322 §3.4, leniently) ---------------------------------------------
+# --- addresses (RFC 5322 §3.4, domain.addresses: the parser the sending rules use) -------
 
-_ADDRESS_TOKENS = re.compile(
-    r'"(?P<q>(?:[^"\\]|\\.)*)"?'  # quoted string (maybe unterminated)
-    r"|(?P<c>\()"  # comment start, scanned by hand (nesting)
-    r"|(?P<s>[<>@,;:])"
-    r"|(?P<a>\[[^\]]*\]?|[^\s\"(<>@,;:\[]+)"  # domain literal or atom (dots included)
-    r"|(?P<w>\s+)", re.S)
-
-_Address = tuple[str | None, str | None, str | None, str | None]
+ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    """(kind, text) with kind q (quoted, unescaped), c (comment), s (special), a (atom)."""
-    out: list[tuple[str, str]] = []
-    position, length = 0, len(text)
-    while position < length:
-        match = _ADDRESS_TOKENS.match(text, position)
-        if match is None:  # a lone "]" or similar: an atom of one character
-            out.append(("a", text[position]))
-            position += 1
-            continue
-        kind = match.lastgroup or "w"
-        if kind == "c":
-            depth, cursor = 0, position
-            while cursor < length:
-                char = text[cursor]
-                if char == "\\":
-                    cursor += 1
-                elif char == "(":
-                    depth += 1
-                elif char == ")":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                cursor += 1
-            out.append(("c", text[position + 1:cursor].strip()))
-            position = cursor + 1
-            continue
-        if kind == "q":
-            out.append(("q", re.sub(r"\\(.)", r"\1", match.group("q"), flags=re.S)))
-        elif kind != "w":
-            out.append((kind, match.group()))
-        position = match.end()
-    return out
+def address_text(value: bytes) -> str:
+    """An address field as SEARCH FROM/TO/CC/BCC match it (RFC 9051 §6.4.4: the
+    envelope's field): its mailboxes as a person reads them, the text the store keeps as
+    a message's From summary (content.headers.address_text); the decoded field when it
+    does not parse."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    try:
+        return readable(parse_address_list(text), decode_words)
+    except AddressSyntaxError:
+        return decode_words(text)
 
 
-def _phrase(words: list[tuple[str, str]]) -> str | None:
-    text = " ".join(value for kind, value in words if kind in "qa" and value)
-    return text or None
+# An address field that does not parse (possible only in a message stored by APPEND, or
+# before the rules refused them) shows as one placeholder address, never as a guess.
+_UNPARSEABLE = b'((NIL NIL "INVALID_ADDRESS" "MISSING_DOMAIN"))'
 
 
-def _local_part(words: list[tuple[str, str]]) -> str:
-    out = []
-    for kind, value in words:
-        if kind == "q":
-            out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        elif kind == "a":
-            out.append(value)
-    return "".join(out)
-
-
-_ATEXT = r"[^\s\"<>()@,;:\\\[\]]+"
-_SIMPLE_ADDRESS = re.compile(
-    r"\s*(?:"
-    rf"(?:\"(?P<quoted>[^\"\\]*)\"|(?P<name>[^\"<>()@,;:\\\[\]]*?))\s*"
-    rf"<(?P<local>{_ATEXT})@(?P<host>{_ATEXT})>"
-    rf"|(?P<bare_local>{_ATEXT})@(?P<bare_host>{_ATEXT})"
-    r")\s*(?:,|$)")
-
-
-def _simple_addresses(value: str) -> list[_Address] | None:
-    """The common address lists (``a@b``, ``Name <a@b>``, ``"Name" <a@b>``, comma
-    separated) without the tokenizer; None for anything else."""
-    out: list[_Address] = []
-    position, length = 0, len(value)
-    while position < length:
-        match = _SIMPLE_ADDRESS.match(value, position)
-        if match is None or match.end() == position:
-            return None
-        position = match.end()
-        local = match.group("local")
-        if local is None:
-            out.append((None, None, match.group("bare_local"), match.group("bare_host")))
-            continue
-        name = match.group("quoted")
-        if name is None:
-            name = " ".join(match.group("name").split())
-        out.append((name or None, None, local, match.group("host")))
-    return out if out or not value.strip() else None
-
-
-def parse_addresses(value: str) -> list[_Address]:
-    """ENVELOPE address structures (name, adl, mailbox, host) for an address-list.
-
-    Groups become a start marker ``(None, None, group name, None)`` and an end marker
-    ``(None, None, None, None)`` (RFC 9051 §7.5.2).
-    """
-    simple = _simple_addresses(value)
-    if simple is not None:
-        return simple
-    return _parse_address_tokens(value)
-
-
-def _parse_address_tokens(value: str) -> list[_Address]:
-    """parse_addresses without its fast path: RFC 5322 §3.4 and §4.4, leniently."""
-    tokens = _tokens(value)
-    out: list[_Address] = []
-    words: list[tuple[str, str]] = []
-    in_group = False
-    index = 0
-
-    def flush() -> None:
-        texts = [kind for kind, _ in words if kind in "qa"]
-        if texts:  # a mailbox without domain ("root"), or a lone display name
-            mailbox = _local_part(words) if len(texts) == 1 else _phrase(words)
-            out.append((None, None, mailbox, ""))
-        words.clear()
-
-    while index < len(tokens):
-        kind, text = tokens[index]
-        index += 1
-        if kind != "s":
-            words.append((kind, text))
-        elif text == ":" and not in_group and any(k in "qa" for k, _ in words):
-            out.append((None, None, _phrase(words), None))
-            words.clear()
-            in_group = True
-        elif text == "<":
-            name = _phrase(words)
-            words.clear()
-            inner: list[tuple[str, str]] = []
-            while index < len(tokens) and tokens[index] != ("s", ">"):
-                inner.append(tokens[index])
-                index += 1
-            index += 1
-            route, address = None, inner
-            colon = next((i for i, t in enumerate(inner) if t == ("s", ":")), -1)
-            if colon >= 0 and inner[:1] == [("s", "@")]:  # obs-route "@a,@b:" (RFC 5322 §4.4)
-                route = "".join(t for k, t in inner[:colon] if k in "as")
-                address = inner[colon + 1:]
-            out.append(_addr_spec(name, route, address))
-            words.clear()
-            index = _skip_to_separator(tokens, index)
-        elif text == "@":
-            rest: list[tuple[str, str]] = []
-            while index < len(tokens) and tokens[index] not in _ADDRESS_ENDS:
-                rest.append(tokens[index])
-                index += 1
-            comments = [t for k, t in rest if k == "c"] + [t for k, t in words if k == "c"]
-            address = [*words, ("s", "@"), *rest]
-            out.append(_addr_spec(comments[0] if comments else None, None, address))
-            words.clear()
-        elif text == ",":
-            flush()
-        elif text == ";":
-            flush()
-            if in_group:
-                out.append((None, None, None, None))
-                in_group = False
-        else:  # a stray ">" or ":"
-            continue
-    flush()
-    if in_group:
-        out.append((None, None, None, None))
-    return out
-
-
-_ADDRESS_ENDS = (("s", ","), ("s", ";"), ("s", "<"))
-
-
-def _skip_to_separator(tokens: list[tuple[str, str]], index: int) -> int:
-    """After an angle address, skip comments and stray words up to the next , or ;."""
-    while index < len(tokens) and tokens[index] not in (("s", ","), ("s", ";")):
-        index += 1
-    return index
-
-
-def _addr_spec(name: str | None, route: str | None,
-               words: list[tuple[str, str]]) -> _Address:
-    at = max((i for i, t in enumerate(words) if t == ("s", "@")), default=-1)
-    if at < 0:
-        return (name or None, route, _local_part(words), "")
-    local = _local_part(words[:at])
-    host = "".join(t for k, t in words[at + 1:] if k == "a")
-    return (name or None, route, local, host)
+def _mailbox_structure(mailbox: Mailbox) -> bytes:
+    """(name adl mailbox host), RFC 9051 §7.5.2; the name's encoded words as written."""
+    return b"(" + b" ".join((_ns(mailbox.display_name), _ns(mailbox.route),
+                             _s(mailbox.local_text), _s(mailbox.domain))) + b")"
 
 
 def _address_list(value: str | None) -> bytes:
+    """An ENVELOPE address list; a group is a start marker (NIL NIL name NIL), its
+    members and an end marker (NIL NIL NIL NIL), RFC 9051 §7.5.2."""
     if value is None:
         return b"NIL"
-    addresses = parse_addresses(value)
-    if not addresses:
+    try:
+        items = parse_address_list(value)
+    except AddressSyntaxError:
+        return _UNPARSEABLE
+    if not items:
         return b"NIL"
-    return b"(" + b"".join(
-        b"(" + b" ".join(_ns(part) for part in address) + b")" for address in addresses) + b")"
+    out: list[bytes] = []
+    for item in items:
+        if isinstance(item, Group):
+            out.append(b"(NIL NIL " + _s(item.display_name) + b" NIL)")
+            out.extend(_mailbox_structure(m) for m in item.mailboxes)
+            out.append(b"(NIL NIL NIL NIL)")
+        else:
+            out.append(_mailbox_structure(item))
+    return b"(" + b"".join(out) + b")"
 
 
 # --- the message -----------------------------------------------------------------------

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .errors import CommandError
-from .mime import Message, header_text
+from .mime import ADDRESS_FIELDS, Message, address_text, header_text
 from .sequence import format_uid_set
 from .tokens import Atom, String, Token
 
@@ -122,7 +122,10 @@ class _View:
         fields: dict[str, list[str]] | None = getattr(self.msg, "fields", None)
         if fields is not None:
             return [value.casefold() for value in fields.get(name, ())]
-        return [header_text(value).casefold() for value in self.message.root.values(name)]
+        values = self.message.root.values(name)
+        if name in ADDRESS_FIELDS:  # read by the parser the rules and ENVELOPE use
+            return [address_text(value).casefold() for value in values]
+        return [header_text(value).casefold() for value in values]
 
     @property
     def bodies(self) -> list[str]:

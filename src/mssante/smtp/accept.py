@@ -55,10 +55,11 @@ async def accept(ctx: OperatorContext, msg: Incoming, *,
                              from_header=msg.headers.from_header, date_header=msg.headers.date)
     headers = msg.headers
     patient = professional_message(
-        envelope_from=msg.envelope_from, from_addresses=headers.from_addresses,
+        envelope_from=msg.envelope_from,
+        from_addresses=[m.addr_spec for m in headers.from_mailboxes],
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
         references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
-        reply_to=headers.reply_to)
+        reply_to=[m.addr_spec for m in headers.reply_to])
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,

@@ -8,7 +8,11 @@ Implementation notes:
 - The sender's domain must be on the whitelist with a DN equal to the client
   certificate's subject (MSSanté: "accept a sender domain only when that
   certificate's DN is listed for it"). The null sender (DSNs, RFC 5321 §4.5.5)
-  is accepted from any listed operator certificate.
+  is accepted from any listed operator certificate. The same holds for the
+  message's ``From`` and ``Sender`` (domain.policy.check_vouched_for): an operator
+  vouches for its own domains, not for another's.
+- ``From`` must be exactly one mailbox (domain.addresses, the parser IMAP shows it
+  with), else ``550 5.6.0``.
 - Recipients must be local, existing and active mailboxes: never an open relay
   (RFC 5321 §3.9). A patient mailbox only receives from professionals.
 """
@@ -22,7 +26,8 @@ from aiosmtpd.smtp import Session
 from mssante import maillog
 from mssante.domain.addresses import PATIENT_DOMAIN, parse_address
 from mssante.domain.ins import validate_ins
-from mssante.errors import CertificateRejected, InvalidAddress
+from mssante.domain.policy import check_vouched_for
+from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.accept import Incoming, accept
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
@@ -33,6 +38,7 @@ from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
     CERT_REJECTED,
     CLIENT_CERT_REQUIRED,
+    HEADER_SYNTAX,
     MAILBOX_DISABLED,
     MESSAGE_ACCEPTED,
     NO_SUCH_USER,
@@ -92,10 +98,15 @@ class InboundHandler:
         if not whitelist.is_listed(sender.domain):
             raise SMTPReply(SENDER_DOMAIN_NOT_LISTED.with_text(
                 f"Sender domain {sender.domain} is not on the MSSanté whitelist"))
-        if not whitelist.allows(sender.domain, peer.subject_dn):
-            raise SMTPReply(SENDER_DOMAIN_NOT_LISTED.with_text(
-                f"Sender domain {sender.domain} is not served by certificate {peer.subject_dn}"))
+        self._check_vouched("Sender", sender.domain, peer)
         return str(SENDER_OK)
+
+    def _check_vouched(self, what: str, domain: str, peer: PeerCertificate) -> None:
+        try:
+            check_vouched_for(what, domain, peer.subject_dn,
+                              self.ctx.trust.whitelist.domains_for_dn(peer.subject_dn))
+        except PolicyViolation as exc:
+            raise SMTPReply(SENDER_DOMAIN_NOT_LISTED.with_text(str(exc))) from None
 
     @maillog.logs_refusals("RCPT")
     async def handle_RCPT(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
@@ -125,6 +136,12 @@ class InboundHandler:
         body = envelope.original_content
         assert body is not None and envelope.mail_from is not None
         headers = checked_headers(body)
+        if not headers.has_from:  # RFC 5322 §3.6: the author is required
+            raise SMTPReply(HEADER_SYNTAX.with_text("Message headers refused: no From field"))
+        peer = self._peer(server)
+        for field, mailbox in (("From", headers.from_mailboxes[0]), ("Sender", headers.sender)):
+            if mailbox is not None:
+                self._check_vouched(f"{field} header", mailbox.domain, peer)
         msg = Incoming(
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),

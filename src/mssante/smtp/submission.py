@@ -4,8 +4,13 @@ Implementation notes:
 - AUTH only over TLS (STARTTLS on 587, implicit on 465): PLAIN (RFC 4616) and
   LOGIN with a person's login and password; EXTERNAL (RFC 4422 App. A) with an
   organisation certificate, for the program behind an APP mailbox.
-- The envelope sender and every ``From`` address must be a mailbox the identity
-  may use (domain.policy.check_may_send_as).
+- The envelope sender, the ``From`` mailbox and the ``Sender`` mailbox must be
+  mailboxes the identity may use (domain.policy.check_may_send_as). The rights are
+  read again from the store at each MAIL and at DATA, never kept from AUTH: a
+  delegate revoked while connected can no longer send on that connection.
+- ``From`` must be exactly one mailbox (domain.addresses, the parser every reader
+  uses), else ``550 5.6.0``. A message without a From field gets one, the envelope
+  sender; a message with one, whatever its value, never gets a second.
 - Every recipient must be in the trust space: on the whitelist (remote) or an
   existing local mailbox. Refusals name the address and the reason.
 - A patient may only reply in an open conversation (domain.patient): the recipient
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from aiosmtpd.smtp import AuthResult, Session
 
 from mssante.certlogin import CertificateLoginFailed, certificate_holder
-from mssante.content.headers import prepend_headers, read_headers, rfc5322_date
+from mssante.content.headers import prepend_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.mailboxes import PersonKind
@@ -58,13 +63,16 @@ log = logging.getLogger(__name__)
 MAX_AUTH_FAILURES = 3  # then the connection is closed (STYLE: every connection defends itself)
 
 
+APPLICATION = "application"
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who authenticated, and which mailboxes they may send as (lower-case addresses)."""
+    """Who authenticated: a person's login, or an application's certificate DN. Which
+    mailboxes they may send as is asked of the store at each use (``usable``)."""
 
     login: str
-    kind: str  # a PersonKind value, or "application"
-    usable: frozenset[str]
+    kind: str  # a PersonKind value, or APPLICATION (then login is the certificate DN)
 
     @property
     def is_patient(self) -> bool:
@@ -94,8 +102,7 @@ class SubmissionHandler:
             return await self._failed(server, login, f"454 4.7.0 {exc}")
         except PasswordLoginFailed:
             return await self._failed(server, login)
-        usable = await self.ctx.store.usable_mailboxes(person.login)
-        return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value, usable))
+        return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value))
 
     async def _failed(self, server: MSSanteSMTP, login: str,
                       reply: str = str(AUTH_FAILED)) -> AuthResult:
@@ -168,12 +175,19 @@ class SubmissionHandler:
             await server.push("535 5.7.8 The authorisation identity is not the certificate's")
             return AuthResult(success=False, handled=True)
         if holder.person is not None:
-            usable = await self.ctx.store.usable_mailboxes(holder.person.login)
             return AuthResult(success=True, auth_data=Identity(
-                holder.person.login, holder.person.kind.value, usable))
+                holder.person.login, holder.person.kind.value))
         assert holder.app is not None
-        return AuthResult(success=True, auth_data=Identity(
-            holder.subject_dn, "application", frozenset({holder.app})))
+        return AuthResult(success=True, auth_data=Identity(holder.subject_dn, APPLICATION))
+
+    async def usable(self, identity: Identity) -> frozenset[str]:
+        """The mailboxes (lower case) ``identity`` may send as, read now: a grant,
+        revocation or closed mailbox counts from the next command, as over IMAP."""
+        store = self.ctx.store
+        if identity.kind == APPLICATION:
+            return frozenset(m.address for m in
+                             await store.mailboxes_for_certificate(identity.login))
+        return await store.usable_mailboxes(identity.login)
 
     # -- transaction --------------------------------------------------------------------
 
@@ -200,7 +214,7 @@ class SubmissionHandler:
             raise SMTPReply(SENDER_NOT_ALLOWED.with_text("The null sender is not allowed here"))
         try:
             sender = parse_address(address)
-            check_may_send_as(identity.login, sender, identity.usable)
+            check_may_send_as(identity.login, sender, await self.usable(identity))
         except InvalidAddress as exc:
             raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
         except PolicyViolation as exc:
@@ -251,16 +265,24 @@ class SubmissionHandler:
         assert body is not None
         sender = self._sender(envelope)
         headers = checked_headers(body)
-        for text in headers.from_addresses:
+        usable = await self.usable(identity)
+        try:  # the envelope sender again: the rights may have changed since MAIL
+            check_may_send_as(identity.login, parse_address(sender), usable)
+        except (InvalidAddress, PolicyViolation) as exc:
+            raise SMTPReply(SENDER_NOT_ALLOWED.with_text(str(exc))) from None
+        authors = [("From", m) for m in headers.from_mailboxes]
+        if headers.sender is not None:
+            authors.append(("Sender", headers.sender))
+        for field, mailbox in authors:
             try:
-                check_may_send_as(identity.login, parse_address(text), identity.usable)
+                check_may_send_as(identity.login, mailbox.address(), usable)
             except (InvalidAddress, PolicyViolation) as exc:
-                raise SMTPReply(SENDER_NOT_ALLOWED.with_text(f"From header: {exc}")) from None
+                raise SMTPReply(SENDER_NOT_ALLOWED.with_text(f"{field} header: {exc}")) from None
         if identity.is_patient:
             await self._check_patient_reply(envelope, headers.referenced_ids)
         domain = sender.rpartition("@")[2]
         extra: list[tuple[str, str]] = []
-        if not headers.from_addresses:
+        if not headers.has_from:  # RFC 5322 §3.6 requires one; never beside one already there
             extra.append(("From", f"<{sender}>"))
         if not headers.has_date:
             extra.append(("Date", rfc5322_date()))
@@ -268,7 +290,7 @@ class SubmissionHandler:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
         if extra:
             body = prepend_headers(body, extra)
-            headers = read_headers(body)
+            headers = checked_headers(body)  # the message as stored: exactly one From
         msg = Incoming(
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
