@@ -588,6 +588,9 @@ def mssante_operator_config(*, domain: str, hostname: str, cert_file: str, key_f
     """
     main_cf = {
         "myhostname": hostname,
+        # Postfix's own bounces come from MAILER-DAEMON@<myorigin>: the domain must be
+        # one the whitelist lists for this certificate, or other operators refuse them
+        "myorigin": domain,
         "mydestination": "",
         "mynetworks": "",
         "smtpd_relay_restrictions": "reject_unauth_destination",
