@@ -33,7 +33,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    LargeBinary,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -502,6 +513,19 @@ class FolderStore:
                     bodies.c.sha256.in_(wanted[start:start + _CHUNK])))
                 out.update((r.sha256, bytes(r.data)) for r in rows)
         return out
+
+    async def body_piece(self, sha256: str, start: int, length: int) -> bytes | None:
+        """``length`` octets of a body from offset ``start`` (fewer at its end, b"" past
+        it); None when no such body is stored (any more). IMAP streams a large body with
+        it, one short query per piece, so that neither the session nor the database
+        connection holds the whole body while a slow client reads."""
+        if start < 0 or length <= 0:
+            raise ValueError("a piece starts at 0 or after and has a positive length")
+        piece = func.substr(bodies.c.data, start + 1, length, type_=LargeBinary)  # 1-based
+        async with self._store._read() as conn:
+            data = (await conn.execute(select(piece).where(bodies.c.sha256 == sha256))
+                    ).scalar_one_or_none()
+        return None if data is None else bytes(data)
 
     # --------------------------------------------------------- writing
 
