@@ -102,7 +102,10 @@ FLAGS_BATCH = 20_000  # FETCH responses of flags only rendered at once
 # answers written in pieces of at most this many octets, then the client waited for.
 FETCH_CHUNK = 1 << 20
 WRITE_HIGH_WATER = 64 * 1024  # octets; the transport's high-water mark (server.py sets it)
-MAX_BUFFERED = WRITE_HIGH_WATER + FETCH_CHUNK  # octets of answers waiting in a connection
+# octets of answers waiting in a connection's write buffers: the session writes at most
+# one FETCH_CHUNK past the high-water mark, and under TLS both the TLS layer and the
+# socket transport beneath it may hold that much
+MAX_BUFFERED = 2 * (WRITE_HIGH_WATER + FETCH_CHUNK)
 # The event loop (see the notes)
 SLICE = 0.01  # seconds of work on the loop between two yields to other connections
 OFFLOAD_SIZE = 256 * 1024  # octets from which a message is parsed in the thread pool
