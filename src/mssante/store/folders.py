@@ -20,12 +20,16 @@ Implementation notes:
   messages to the new folder and leaves it empty (RFC 9051 §6.3.6).
 - Flags are stored as one space-separated string per message, sorted, without
   duplicates; ``\\Recent`` is never stored (it is a property of a session).
+- A large body is read in pieces (``body_piece``, for IMAP's streamed FETCH); the
+  database materialises the whole value to cut a piece (SQLite always, PostgreSQL when
+  the value is compressed), so at most ``PIECE_READERS`` such reads run at once.
 - After each commit, the folders it changed are published on the store's change
   hub (changes.py); on PostgreSQL the same transaction notifies other processes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import time
@@ -89,6 +93,7 @@ SENT_COPY_LOOKBACK = 200
 MAX_NAME = 255  # characters of a folder name
 MAX_DEPTH = 16  # hierarchy levels
 _CHUNK = 900  # UIDs per IN (...) list
+PIECE_READERS = 2  # body_piece reads running at once (each may hold a whole body briefly)
 _BY_ID = (select(folders, mailboxes.c.address)
           .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
           .where(folders.c.id == bindparam("folder_id")))
@@ -161,6 +166,9 @@ class FolderStore:
     def __init__(self, store: Store, hub: ChangeHub) -> None:
         self._store = store
         self.hub = hub
+        # SQLite (and a compressed PostgreSQL value) materialises a whole body to cut a
+        # piece of it: so many such reads at once, not one per streaming client
+        self._piece_readers = asyncio.Semaphore(PIECE_READERS)
 
     # ------------------------------------------------------------ access
 
@@ -522,7 +530,7 @@ class FolderStore:
         if start < 0 or length <= 0:
             raise ValueError("a piece starts at 0 or after and has a positive length")
         piece = func.substr(bodies.c.data, start + 1, length, type_=LargeBinary)  # 1-based
-        async with self._store._read() as conn:
+        async with self._piece_readers, self._store._read() as conn:
             data = (await conn.execute(select(piece).where(bodies.c.sha256 == sha256))
                     ).scalar_one_or_none()
         return None if data is None else bytes(data)
