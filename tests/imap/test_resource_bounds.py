@@ -29,6 +29,7 @@ from bench.imap_server import NoTrustSpace
 
 from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
+from mssante.imap import server as imap_server
 from mssante.imap import session as imap_session
 from mssante.imap.server import ImapListeners, start_imap
 from mssante.passwords import hash_password
@@ -198,6 +199,56 @@ async def test_a_streamed_fetch_gives_the_stored_octets(bare: Bare) -> None:
     start = imap_session.FETCH_CHUNK - 10
     assert middle[1][0][1] == bodies[1][start:start + 20]
     assert text[1][0][1] == bodies[0][bodies[0].index(b"\r\n\r\n") + 4:]
+
+
+async def test_a_client_that_never_reads_is_cut_off(bare: Bare,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that leaves the answers unread WRITE_TIMEOUT seconds is disconnected
+    (its transport aborted: a close would wait for the buffer to empty), and its session
+    and buffers go with it."""
+    monkeypatch.setattr(imap_server, "WRITE_TIMEOUT", 0.5)
+    await bare.add("INBOX", [large_message(MESSAGE_SIZE, n) for n in range(MESSAGES)])
+    sock = await asyncio.to_thread(bare.raw, receive_buffer=32 * 1024)
+    try:
+        await asyncio.to_thread(sock.sendall, b"S SELECT INBOX\r\nF FETCH 1:* BODY.PEEK[]\r\n")
+        await _until_true(lambda: not bare.listeners.connections,
+                          "the server to cut the client off")
+    finally:
+        sock.close()
+
+
+async def test_a_body_gone_while_streamed_ends_the_connection(bare: Bare) -> None:
+    """The body being streamed is expunged by another session and its last reference
+    goes: the literal announced cannot be completed, so the connection is closed
+    rather than sending other octets in its place."""
+    size = 4 * MESSAGE_SIZE  # more than the kernel's socket buffers take
+    await bare.add("INBOX", [large_message(size, n) for n in range(2)])
+    sock = await asyncio.to_thread(bare.raw, receive_buffer=32 * 1024)
+    try:
+        await asyncio.to_thread(sock.sendall, b"S SELECT INBOX\r\n")
+        await asyncio.to_thread(_until, sock, b"S OK")
+        [writer] = bare.listeners.connections
+        await asyncio.to_thread(sock.sendall, b"F FETCH 2 BODY.PEEK[]\r\n")
+        await _until_true(lambda: _buffered(writer.transport) > imap_session.WRITE_HIGH_WATER,
+                          "the server to wait for the client")
+        inbox = await bare.store.folders.get(bare.login, "INBOX")
+        assert inbox is not None
+        await bare.store.folders.store_flags(inbox.id, [2], "+", ["\\Deleted"])
+        await bare.store.folders.expunge(inbox.id, [2])
+
+        def read_all() -> bytes:
+            data = b""
+            while chunk := sock.recv(1 << 20):
+                data += chunk
+            return data
+
+        received = await asyncio.to_thread(read_all)
+    finally:
+        sock.close()
+    head, _, literal = received.partition(b"}\r\n")
+    assert head.endswith(b"BODY[] {%d" % size), head[-80:]
+    assert 0 < len(literal) < size  # cut short, and nothing after it
+    assert large_message(size, 1).startswith(literal)
 
 
 # --- §2.6 the event loop ---------------------------------------------------------------------
