@@ -30,9 +30,10 @@ Implementation notes:
 - Memory per connection is bounded in octets, whatever the client asks and however
   slowly it reads. Answers go out through ``_Output``: at most ``FETCH_CHUNK`` octets
   are gathered, then written, and the session waits (``drain``) until the client has
-  taken the transport's buffer below its high-water mark (server.py
-  ``WRITE_HIGH_WATER``) before it reads or renders anything more; so a connection's
-  write buffer never holds more than ``MAX_BUFFERED`` octets. FETCH and SEARCH load
+  taken the transport's buffer below its high-water mark (``WRITE_HIGH_WATER``, which
+  server.py sets) before it reads or renders anything more; so a connection's write
+  buffers (under TLS, the TLS layer's and the socket's) never hold more than
+  ``MAX_BUFFERED`` octets. FETCH and SEARCH load
   bodies a few at a time, at most ``FETCH_CHUNK`` octets together (200 messages of
   metadata per query); a body larger than that is loaded alone, and when the request
   needs no parsing (BODY[], BODY.PEEK[], RFC822, partial or not) it is never loaded
