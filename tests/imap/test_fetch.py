@@ -383,3 +383,36 @@ def test_bodystructure_of_a_broken_message_in_a_fetch() -> None:
                                               stored(raw)))
     check_body(values[1], True)
     check_envelope(values[3])
+
+
+# --- streaming: a whole-message answer described without the body ---------------------------
+
+
+@pytest.mark.parametrize(("items", "streamable"), [
+    (("BODY[]",), True), (("BODY.PEEK[]<10.20>",), True), (("RFC822",), True),
+    (("UID", "RFC822.SIZE", "BODY.PEEK[]", "FLAGS"), True),
+    (("BODY.PEEK[]", "BODY.PEEK[]<0.5>"), True),
+    (("BODY[TEXT]",), False), (("BODY.PEEK[1]",), False), (("BINARY[]",), False),
+    (("BODY[]", "ENVELOPE"), False), (("RFC822.HEADER",), False), (("FLAGS",), False),
+])
+def test_segments_concatenate_to_the_response(items: tuple[str, ...], streamable: bool) -> None:
+    """A streamable request's segments, ranges replaced by the body's octets, are the
+    very response fetch_response writes; the others need the message parsed."""
+    req = request(*items)
+    assert req.streamable is streamable
+    body = MIXED_PDF
+    if not streamable:
+        return
+    for options in ({}, {"uid_command": True, "include_flags": True, "include_modseq": True}):
+        segments = fetch.fetch_segments(7, req, Stored(uid=42, size=len(body)), **options)
+        assert any(isinstance(s, tuple) for s in segments)
+        joined = b"".join(s if isinstance(s, bytes) else body[s[0]:s[0] + s[1]]
+                          for s in segments)
+        assert joined == fetch_response(7, req, stored(body), **options)
+        assert joined == b"".join(fetch.fetch_pieces(7, req, stored(body), **options))
+
+
+def test_a_partial_past_the_end_is_an_empty_string_without_a_range() -> None:
+    segments = fetch.fetch_segments(1, request("BODY.PEEK[]<5000000.10>"),
+                                    Stored(uid=1, size=100))
+    assert segments == [b'* 1 FETCH (BODY[]<5000000> "")\r\n']

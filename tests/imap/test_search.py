@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mssante.imap import search
 from mssante.imap.search import (
@@ -419,3 +422,17 @@ def test_cheap_keys_run_first() -> None:
     # The header key would need the octets; SEEN fails first so they are never read.
     prog = parse_search(tokens_of("SUBJECT x SEEN"))
     assert not prog.matches(Stored(1, 1, "", 1, 0.0, None))
+
+
+# --- a large text searched piece by piece ---------------------------------------------------
+
+
+@given(st.text(alphabet="abcß", max_size=60), st.text(alphabet="abcß", min_size=0, max_size=6),
+       st.lists(st.integers(min_value=0, max_value=60), max_size=8))
+def test_a_text_in_pieces_contains_what_the_whole_contains(text: str, needle: str,
+                                                          cuts: list[int]) -> None:
+    """search.contains on a text cut anywhere (pieces shorter than the needle too)
+    answers as ``in`` on the whole text."""
+    bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)] or [""]
+    assert search.contains(pieces, needle) == (needle in text)

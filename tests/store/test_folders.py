@@ -565,6 +565,12 @@ async def test_append_keeps_flags_and_internaldate(mailboxes: Store) -> None:
             "<cr-1@medecin.mssante.fr>", "Tue, 4 Mar 2025 10:00:00 +0100")}
     assert await mailboxes.folders.bodies([sha(BODY), sha(body(2)), "0" * 64]) == {
         sha(BODY): BODY, sha(body(2)): body(2)}
+    # a body read in pieces (IMAP streams large ones): the pieces make the body
+    pieces = [await mailboxes.folders.body_piece(sha(BODY), start, 7)
+              for start in range(0, len(BODY) + 7, 7)]
+    assert b"".join(p for p in pieces if p is not None) == BODY and pieces[-1] == b""
+    assert await mailboxes.folders.body_piece(sha(BODY), 3, 1 << 30) == BODY[3:]
+    assert await mailboxes.folders.body_piece("0" * 64, 0, 10) is None
     [listed, _] = await mailboxes.list_messages(PER, "Archive")
     assert listed.received_at == 1_700_000_000.5 and listed.envelope_from == ""
     assert listed.flags == frozenset({"$Label", "\\Answered", "\\Seen"})

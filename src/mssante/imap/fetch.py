@@ -23,6 +23,12 @@ Implementation notes
   design's choice); BINARY content containing NUL is sent as ``~{n}`` (RFC 3516 §4.3).
 - RFC822, RFC822.HEADER and RFC822.TEXT (RFC 3501, gone from IMAP4rev2) are accepted
   in both revisions: RFC822.HEADER is a PEEK, the other two set \\Seen (RFC 3501 §6.4.5).
+- Memory: the session never needs a whole answer at once. ``fetch_pieces`` gives a
+  response as pieces (a literal's octets apart, never joined with the rest), and for a
+  ``streamable`` request (every body item is the whole message, BODY[], BODY.PEEK[] or
+  RFC822, partial or not) ``fetch_segments`` describes it without the body: octets to
+  send and ``(origin, length)`` ranges of the stored body, which the session reads
+  from the store piece by piece (session.py ``FETCH_CHUNK``).
 - The section text of a response name is the canonical one (``BODY[HEADER.FIELDS
   (FROM TO)]``, field names upper-cased), the partial shows only its origin
   (``BODY[]<0>``, RFC 9051 §7.5.2).
@@ -224,6 +230,8 @@ class FetchRequest:
     """The parsed items of one FETCH, with what answering them needs.
 
     ``needs_body``: the message octets must be loaded (ENVELOPE, BODY*, RFC822*, BINARY*).
+    ``streamable``: the body items are whole-message ones only (BODY[], BODY.PEEK[],
+    RFC822, with or without a partial), which ``fetch_segments`` answers unparsed.
     ``needs_meta``: INTERNALDATE or RFC822.SIZE is asked. ``only_flags``: nothing but
     UID, FLAGS and MODSEQ is asked. ``uid``, ``flags``, ``modseq``: those items are asked
     (asking MODSEQ enables CONDSTORE, RFC 7162 §3.1). ``sets_seen``: a non-PEEK item
@@ -231,7 +239,7 @@ class FetchRequest:
     """
 
     __slots__ = ("_fast", "_variants", "flags", "items", "modseq", "needs_body", "needs_meta",
-                 "only_flags", "sets_seen", "uid")
+                 "only_flags", "sets_seen", "streamable", "uid")
 
     def __init__(self, items: tuple[FetchItem, ...]) -> None:
         unique: dict[bytes, FetchItem] = {}
@@ -248,6 +256,11 @@ class FetchRequest:
         self.modseq = MODSEQ in names
         self.needs_meta = INTERNALDATE in names or RFC822_SIZE in names
         self.only_flags = all(name in _FLAG_ITEMS for name in names)
+        # every body item is the whole message: answered from the store without parsing
+        self.streamable = self.needs_body and all(
+            not item.needs_body or item.name == RFC822 or (
+                item.name == BODY_SECTION and item.section == _WHOLE)
+            for item in self.items)
         self._fast = None if self.needs_body else _meta_renderer(names)
         self._variants: dict[tuple[bool, bool, bool], FetchRequest] = {}
 
@@ -280,10 +293,11 @@ class FetchRequest:
         return self.variant(modseq=True)
 
 
-def _literal(data: bytes) -> bytes:
+def _literal(data: bytes) -> list[bytes]:
+    """A literal as two pieces: its announcement and its octets (not copied)."""
     if not data:
-        return b'""'
-    return b"{%d}\r\n" % len(data) + data
+        return [b'""']
+    return [b"{%d}\r\n" % len(data), data]
 
 
 def _slice(data: bytes, partial: tuple[int, int] | None) -> bytes:
@@ -302,31 +316,73 @@ def _binary(item: FetchItem, message: Message) -> bytes:
                          code="UNKNOWN-CTE") from None
 
 
-def _render_body_item(item: FetchItem, message: Message) -> bytes:
+def _render_body_item(item: FetchItem, message: Message) -> list[bytes]:
     name = item.name
     if name == BODY_SECTION:
         assert item.section is not None
         data = _slice(message.section(item.section), item.partial)
-        return item.response + b" " + _literal(data)
+        return [item.response + b" ", *_literal(data)]
     if name == BINARY:
         data = _slice(_binary(item, message), item.partial)
-        if b"\x00" in data:
-            return item.response + b" ~{%d}\r\n" % len(data) + data  # RFC 3516 §4.3 literal8
-        return item.response + b" " + _literal(data)
+        if b"\x00" in data:  # RFC 3516 §4.3 literal8
+            return [item.response + b" ~{%d}\r\n" % len(data), data]
+        return [item.response + b" ", *_literal(data)]
     if name == BINARY_SIZE:
-        return item.response + b" %d" % len(_binary(item, message))
+        return [item.response + b" %d" % len(_binary(item, message))]
     if name == ENVELOPE:
-        return b"ENVELOPE " + message.envelope()
+        return [b"ENVELOPE " + message.envelope()]
     if name == BODYSTRUCTURE:
-        return b"BODYSTRUCTURE " + message.bodystructure(True)
+        return [b"BODYSTRUCTURE " + message.bodystructure(True)]
     if name == BODY:
-        return b"BODY " + message.bodystructure(False)
+        return [b"BODY " + message.bodystructure(False)]
     if name == RFC822:
-        return b"RFC822 " + _literal(message.raw)
+        return [b"RFC822 ", *_literal(message.raw)]
     if name == RFC822_HEADER:
-        return b"RFC822.HEADER " + _literal(message.root.header)
+        return [b"RFC822.HEADER ", *_literal(message.root.header)]
     assert name == RFC822_TEXT, name
-    return b"RFC822.TEXT " + _literal(message.root.body)
+    return [b"RFC822.TEXT ", *_literal(message.root.body)]
+
+
+_WHOLE = Section()  # BODY[]: the whole message
+
+Segment = bytes | tuple[int, int]  # octets to send, or (origin, length) of the stored body
+
+
+def fetch_segments(seq: int, req: FetchRequest, msg: FetchMessage, *,
+                   uid_command: bool = False, include_modseq: bool = False,
+                   include_flags: bool = False) -> list[Segment]:
+    """The response of a ``streamable`` request as octets and ranges of the body, read
+    from ``msg.size`` only (``msg.body`` is not needed): ``[b'* 3 FETCH (UID 7 BODY[]
+    {5000000}\r\n', (0, 5000000), b')\r\n']``. The keywords are ``fetch_response``'s."""
+    if uid_command or include_modseq or include_flags:
+        req = req.variant(uid=uid_command, flags=include_flags, modseq=include_modseq)
+    if not req.streamable:
+        raise ValueError("this FETCH needs the message parsed")
+    out: list[Segment] = []
+    head = b"* %d FETCH (" % seq
+    for n, item in enumerate(req.items):
+        text = head if n == 0 else b" "
+        meta = _META.get(item.name)
+        if meta is not None:
+            out.append(text + meta(msg).encode())
+            continue
+        origin, length = 0, msg.size
+        if item.partial is not None:  # past the end: "" (RFC 9051 §6.4.5)
+            origin = min(item.partial[0], msg.size)
+            length = min(item.partial[1], msg.size - origin)
+        if not length:
+            out.append(text + item.response + b' ""')
+            continue
+        out.append(text + item.response + b" {%d}\r\n" % length)
+        out.append((origin, length))
+    out.append(b")\r\n")
+    merged: list[Segment] = []  # adjacent octets in one piece
+    for segment in out:
+        if merged and isinstance(segment, bytes) and isinstance(merged[-1], bytes):
+            merged[-1] += segment
+        else:
+            merged.append(segment)
+    return merged
 
 
 def fetch_response(seq: int, req: FetchRequest, msg: FetchMessage, *,
@@ -345,15 +401,33 @@ def fetch_response(seq: int, req: FetchRequest, msg: FetchMessage, *,
     fast = req._fast
     if fast is not None:
         return fast(seq, msg)
+    return b"".join(fetch_pieces(seq, req, msg))
+
+
+def fetch_pieces(seq: int, req: FetchRequest, msg: FetchMessage, *,
+                 uid_command: bool = False, include_modseq: bool = False,
+                 include_flags: bool = False) -> list[bytes]:
+    """``fetch_response`` in pieces that concatenate to it: a literal's octets are a
+    piece of their own, not copied into a joined response (a 20 MB BODY[1] stays one
+    20 MB object). Parses the message: the caller runs it off the event loop for a
+    large one."""
+    if uid_command or include_modseq or include_flags:
+        req = req.variant(uid=uid_command, flags=include_flags, modseq=include_modseq)
+    fast = req._fast
+    if fast is not None:
+        return [fast(seq, msg)]
     raw = msg.body
     if raw is None:
         raise ValueError("this FETCH needs the message body, which was not loaded")
     message = Message(raw)
-    parts: list[bytes] = []
-    for item in req.items:
+    pieces: list[bytes] = [b"* %d FETCH (" % seq]
+    for n, item in enumerate(req.items):
+        if n:
+            pieces.append(b" ")
         meta = _META.get(item.name)
         if meta is not None:
-            parts.append(meta(msg).encode())
+            pieces.append(meta(msg).encode())
         else:
-            parts.append(_render_body_item(item, message))
-    return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+            pieces += _render_body_item(item, message)
+    pieces.append(b")\r\n")
+    return pieces

@@ -41,6 +41,11 @@ Implementation notes
 - message/rfc822 and message/global parts are encapsulated messages (RFC 9051 §6.4.5,
   §7.5.2) whatever their transfer encoding: a base64 encapsulated message (invalid,
   RFC 2046 §5.2.1) shows as a message without header rather than failing.
+- Large bodies are decoded in pieces of ``PIECE`` octets (transfer encoding, then
+  charset, with incremental decoders), so that no single step on a 25 MB part holds
+  the interpreter for long: the session parses large messages in a thread, and the
+  event loop gets its turn between two pieces. Base64 larger than a piece is decoded
+  as the lenient path does (every character outside the alphabet dropped).
 - Header fetches include the blank line that ends the header, except for an entity
   without blank line (RFC 3501 §6.4.5); HEADER.FIELDS always ends with that line even
   when no field matched, so the answer is never an empty string.
@@ -67,6 +72,7 @@ from . import wire
 
 MAX_DEPTH = 64  # multipart / message nesting below which parts are split
 MAX_PARTS = 10_000  # body parts per message; past it, the remaining octets stay in the last part
+PIECE = 256 * 1024  # octets of a large body decoded at once (SEARCH, BINARY)
 
 MULTIPART = 1
 MESSAGE = 2
@@ -531,10 +537,50 @@ def _lines(entity: Entity) -> int:
 # --- transfer encodings ---------------------------------------------------------------
 
 
+_DECODABLE = frozenset({"base64", "quoted-printable"})
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(_BASE64_ALPHABET)))
+
+
+def decoded_pieces(data: bytes, encoding: str) -> Iterator[bytes]:
+    """``decode_transfer`` in pieces, each decoded from at most about ``PIECE`` octets."""
+    if len(data) <= PIECE:
+        yield decode_transfer(data, encoding)
+        return
+    if encoding in _IDENTITY_ENCODINGS:
+        for start in range(0, len(data), PIECE):
+            yield data[start:start + PIECE]
+        return
+    if encoding == "base64":
+        carry = b""
+        for start in range(0, len(data), PIECE):
+            cleaned = carry + data[start:start + PIECE].translate(None, _NOT_BASE64)
+            whole = len(cleaned) - len(cleaned) % 4
+            carry = cleaned[whole:]
+            if whole:
+                yield binascii.a2b_base64(cleaned[:whole])
+        if len(carry) > 1:  # a lone trailing sextet carries no full octet
+            yield binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
+        return
+    if encoding == "quoted-printable":
+        start = 0
+        while start < len(data):  # cut after a line end: no escape spans one
+            end = min(start + PIECE, len(data))
+            if end < len(data):
+                newline = data.rfind(b"\n", start, end)
+                end = newline + 1 if newline >= 0 else end
+            yield binascii.a2b_qp(data[start:end])
+            start = end
+        return
+    raise UnknownEncoding(encoding)
+
+
 def decode_transfer(data: bytes, encoding: str) -> bytes:
     """``data`` without its Content-Transfer-Encoding; UnknownEncoding if it has no decoder."""
     if encoding in _IDENTITY_ENCODINGS:
         return data
+    if len(data) > PIECE:
+        return b"".join(decoded_pieces(data, encoding))
     if encoding == "base64":
         try:
             return binascii.a2b_base64(data)
@@ -556,6 +602,16 @@ def _charset_decode(data: bytes, charset: str) -> str:
     except (LookupError, UnicodeError, ValueError, TypeError):
         pass
     return data.decode("utf-8", "replace")
+
+
+def _incremental_decoder(charset: str) -> codecs.IncrementalDecoder:
+    """``_charset_decode`` one piece at a time."""
+    try:
+        if codecs.lookup(charset)._is_text_encoding:
+            return codecs.getincrementaldecoder(charset)("replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        pass
+    return codecs.getincrementaldecoder("utf-8")("replace")
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
@@ -719,16 +775,29 @@ class Message:
 
     def text_parts(self) -> Iterator[str]:
         """Decoded text of every text/* leaf, for SEARCH BODY/TEXT (RFC 9051 §6.4.4)."""
+        for pieces in self.text_pieces():
+            yield "".join(pieces)
+
+    def text_pieces(self) -> Iterator[list[str]]:
+        """``text_parts`` with each part's text in pieces decoded from at most about
+        ``PIECE`` octets each (one piece for a small part): SEARCH looks at a 25 MB text
+        part a piece at a time (search.py ``contains``)."""
         for entity in self.root.leaves():
             mtype, _, params = entity.content_type
             if mtype != "text" or entity.kind != LEAF:
                 continue
-            try:
-                data = decode_transfer(entity.body, entity.encoding)
-            except UnknownEncoding:
-                data = entity.body
-            charset = next((v for k, v in params if k == "charset"), "utf-8")
-            yield _charset_decode(data, charset.strip() or "utf-8")
+            charset = next((v for k, v in params if k == "charset"), "utf-8").strip() or "utf-8"
+            encoding = entity.encoding
+            if encoding not in _IDENTITY_ENCODINGS and encoding not in _DECODABLE:
+                encoding = "binary"  # searched as it is
+            body = entity.body
+            if len(body) <= PIECE:
+                yield [_charset_decode(decode_transfer(body, encoding), charset)]
+                continue
+            decoder = _incremental_decoder(charset)
+            pieces = [decoder.decode(data) for data in decoded_pieces(body, encoding)]
+            pieces.append(decoder.decode(b"", final=True))
+            yield pieces
 
     def header_texts(self) -> Iterator[str]:
         """Decoded header sections of the message and of its parts, for SEARCH TEXT."""

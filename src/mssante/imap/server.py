@@ -20,6 +20,11 @@ Implementation notes:
   without reading it, so the connection is closed after a BAD (RFC 7888 §4).
 - Timeouts are one timer per connection (``call_later``), reset at each line,
   not a task per read: ten thousand idle clients cost their sockets and sessions.
+- Writing: the transport's high-water mark is ``WRITE_HIGH_WATER`` (session.py), and
+  the session waits (``drain``) after each piece it writes (session.py ``_Output``),
+  so a client that does not read costs at most ``MAX_BUFFERED`` octets of buffer. A
+  client that leaves answers unread for ``WRITE_TIMEOUT`` seconds is cut off (the
+  transport aborted: a close would wait for the buffer to empty).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from mssante.imap import wire
 from mssante.imap.cache import FolderCache
 from mssante.imap.errors import Reply
 from mssante.imap.parser import ParseError, parse_command, split_literal
-from mssante.imap.session import Limits, Logout, Session
+from mssante.imap.session import WRITE_HIGH_WATER, Limits, Logout, Session
 from mssante.pki.tls import server_context
 from mssante.smtp.context import OperatorContext
 
@@ -47,6 +52,7 @@ MAX_BAD = 10  # bad commands in a row before the connection is closed
 LOGIN_TIMEOUT = 60.0  # seconds of silence allowed before authentication
 AUTO_LOGOUT = 31 * 60.0  # seconds of silence allowed after (RFC 9051 §5.4)
 MAX_COMMAND = 64 * 1024 * 1024  # octets of one whole command (literals included)
+WRITE_TIMEOUT = 10 * 60.0  # seconds a client may leave the server's answers unread
 
 
 class _Closed(Exception):
@@ -66,6 +72,7 @@ class ImapConnection:
         self._tls = implicit_tls
         self._timer: asyncio.TimerHandle | None = None
         self.timeout = LOGIN_TIMEOUT
+        writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     @property
     def tls(self) -> bool:
@@ -88,7 +95,15 @@ class ImapConnection:
             self.writer.write(data)
 
     async def drain(self) -> None:
-        await self.writer.drain()
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() <= WRITE_HIGH_WATER:
+            await self.writer.drain()  # no wait: only reports a lost connection
+            return
+        stalled = asyncio.get_running_loop().call_later(WRITE_TIMEOUT, transport.abort)
+        try:
+            await self.writer.drain()
+        finally:
+            stalled.cancel()
 
     async def start_tls(self) -> None:
         # What the client pipelined after STARTTLS came in plaintext: it must not run

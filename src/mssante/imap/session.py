@@ -27,6 +27,27 @@ Implementation notes:
 - ACL (RFC 4314): MYRIGHTS, GETACL and LISTRIGHTS tell the rights; SETACL and
   DELETEACL are refused with NOPERM, because rights come from the operator's roles
   (``mssante operator mailbox grant``), not from the mail client.
+- Memory per connection is bounded in octets, whatever the client asks and however
+  slowly it reads. Answers go out through ``_Output``: at most ``FETCH_CHUNK`` octets
+  are gathered, then written, and the session waits (``drain``) until the client has
+  taken the transport's buffer below its high-water mark (``WRITE_HIGH_WATER``, which
+  server.py sets) before it reads or renders anything more; so a connection's write
+  buffers (under TLS, the TLS layer's and the socket's) never hold more than
+  ``MAX_BUFFERED`` octets. FETCH and SEARCH load
+  bodies a few at a time, at most ``FETCH_CHUNK`` octets together (200 messages of
+  metadata per query); a body larger than that is loaded alone, and when the request
+  needs no parsing (BODY[], BODY.PEEK[], RFC822, partial or not) it is never loaded
+  whole: it is streamed from the store ``FETCH_CHUNK`` octets at a time
+  (``FolderStore.body_piece``). So a session holds at most one message (the
+  operator's ``max_message_size``) and, while streaming, ``MAX_BUFFERED`` octets.
+  A body that disappears while it is being streamed (expunged, its last reference
+  gone) cannot complete its literal: the connection is closed.
+- No command holds the event loop for long (``SLICE`` seconds of work at most between
+  two yields): FETCH and SEARCH yield to the loop while they walk many small messages,
+  and parse a message of ``OFFLOAD_SIZE`` octets or more (MIME tree, BODYSTRUCTURE,
+  SEARCH TEXT) in a small thread pool (``MIME_THREADS``), which also bounds how many
+  large messages the process parses at once. The MIME walk itself is bounded
+  (mime.py ``MAX_PARTS``, ``MAX_DEPTH``) and always serves the message.
 """
 
 from __future__ import annotations
@@ -35,11 +56,14 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from mssante import __version__ as VERSION
 from mssante.errors import Conflict, NotFound, PolicyViolation
@@ -70,8 +94,103 @@ log = logging.getLogger(__name__)
 MAX_AUTH_FAILURES = 3
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
-FETCH_BATCH = 200  # messages whose bodies are loaded per query
+FETCH_BATCH = 200  # messages whose metadata (body hash, size, date) is loaded per query
 SEARCH_BATCH = 20_000  # messages whose metadata a SEARCH loads per query
+FLAGS_BATCH = 20_000  # FETCH responses of flags only rendered at once
+# Memory per connection (see the notes): bodies loaded together up to this many octets,
+# a larger one alone; a body larger than this streamed from the store in pieces of it;
+# answers written in pieces of at most this many octets, then the client waited for.
+FETCH_CHUNK = 1 << 20
+WRITE_HIGH_WATER = 64 * 1024  # octets; the transport's high-water mark (server.py sets it)
+# octets of answers waiting in a connection's write buffers: the session writes at most
+# one FETCH_CHUNK past the high-water mark, and under TLS both the TLS layer and the
+# socket transport beneath it may hold that much
+MAX_BUFFERED = 2 * (WRITE_HIGH_WATER + FETCH_CHUNK)
+# The event loop (see the notes)
+SLICE = 0.01  # seconds of work on the loop between two yields to other connections
+OFFLOAD_SIZE = 256 * 1024  # octets from which a message is parsed in the thread pool
+MIME_THREADS = 2  # threads parsing large messages (shared by the process's sessions)
+
+_T = TypeVar("_T")
+_mime_pool: ThreadPoolExecutor | None = None
+
+
+async def off_loop(work: Callable[[], _T]) -> _T:
+    """Run CPU work on a large message in the MIME threads: the event loop keeps
+    serving other connections meanwhile."""
+    global _mime_pool
+    if _mime_pool is None:
+        _mime_pool = ThreadPoolExecutor(MIME_THREADS, thread_name_prefix="imap-mime")
+    return await asyncio.get_running_loop().run_in_executor(_mime_pool, work)
+
+
+class _Slicer:
+    """Yields to the event loop once ``SLICE`` seconds of work went by since the last
+    yield (time.monotonic), so that a walk over many messages shares the loop."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._since >= SLICE:
+            await asyncio.sleep(0)
+            self._since = time.monotonic()
+
+
+class _Output:
+    """Answers on their way out: gathered up to ``FETCH_CHUNK`` octets, then written,
+    and the client waited for (``drain``) before anything more is read or rendered."""
+
+    __slots__ = ("_conn", "_parts", "_size")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    async def add(self, data: bytes) -> None:
+        if len(data) > FETCH_CHUNK:
+            await self.flush()
+            for start in range(0, len(data), FETCH_CHUNK):
+                self._conn.write(data[start:start + FETCH_CHUNK])
+                await self._conn.drain()
+            return
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= FETCH_CHUNK:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._parts:
+            self.write_pending()
+            await self._conn.drain()
+
+    def write_pending(self) -> None:
+        """Write what is gathered without waiting (a command ending on an error)."""
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts, self._size = [], 0
+            self._conn.write(data)
+
+
+def _by_octets(items: Iterable[tuple[int, int, MessageData]]
+               ) -> Iterator[list[tuple[int, int, MessageData]]]:
+    """(position, UID, metadata) in groups whose bodies total at most ``FETCH_CHUNK``
+    octets; a larger body forms a group of its own."""
+    group: list[tuple[int, int, MessageData]] = []
+    total = 0
+    for item in items:
+        size = item[2].size
+        if group and total + size > FETCH_CHUNK:
+            yield group
+            group, total = [], 0
+        group.append(item)
+        total += size
+    if group:
+        yield group
 
 
 class State(Enum):
@@ -715,14 +834,21 @@ class Session:
             positions = [i for i in positions
                          if self._flags_of(selected, i)[1] > changed_since]
         include_modseq = request.modseq or changed_since is not None
-        if request.only_flags:
-            self.write(self._flags_lines(selected, positions, uid=uid_mode or request.uid,
-                                         flags=request.flags, modseq=include_modseq))
-            self.ok(tag, "FETCH completed")
-            return
-        set_seen = request.sets_seen and not selected.read_only
-        await self._fetch_full(selected, snapshot, positions, request, uid_mode=uid_mode,
-                               set_seen=set_seen, include_modseq=include_modseq)
+        out = _Output(self.conn)
+        try:
+            if request.only_flags:
+                for start in range(0, len(positions), FLAGS_BATCH):
+                    await out.add(self._flags_lines(
+                        selected, positions[start:start + FLAGS_BATCH],
+                        uid=uid_mode or request.uid, flags=request.flags,
+                        modseq=include_modseq))
+            else:
+                set_seen = request.sets_seen and not selected.read_only
+                await self._fetch_full(out, selected, snapshot, positions, request,
+                                       uid_mode=uid_mode, set_seen=set_seen,
+                                       include_modseq=include_modseq)
+        finally:  # what was rendered goes out, also before a tagged NO (UNKNOWN-CTE)
+            out.write_pending()
         self.ok(tag, "FETCH completed")
 
     def _fetch_modifiers(self, arg: Token, uid_mode: bool) -> tuple[int | None, bool]:
@@ -747,19 +873,18 @@ class Session:
             raise bad("VANISHED needs CHANGEDSINCE")
         return changed_since, vanished
 
-    async def _fetch_full(self, selected: Selected, snapshot: Snapshot, positions: list[int],
-                          request: fetching.FetchRequest, *, uid_mode: bool, set_seen: bool,
-                          include_modseq: bool) -> None:
+    async def _fetch_full(self, out: _Output, selected: Selected, snapshot: Snapshot,
+                          positions: list[int], request: fetching.FetchRequest, *,
+                          uid_mode: bool, set_seen: bool, include_modseq: bool) -> None:
         store = self.ctx.store.folders
+        slicer = _Slicer()
+        options = {"uid_command": uid_mode, "include_modseq": include_modseq}
         for start in range(0, len(positions), FETCH_BATCH):
             batch = positions[start:start + FETCH_BATCH]
             uids = [snapshot.uids[i] for i in batch]
             data: dict[int, MessageData] = {}
             if request.needs_meta or request.needs_body:
                 data = {m.uid: m for m in await store.message_data(selected.folder_id, uids)}
-            bodies: dict[str, bytes] = {}
-            if request.needs_body:
-                bodies = await store.bodies(m.body_sha256 for m in data.values())
             seen_now: set[int] = set()
             if set_seen:
                 unseen = [snapshot.uids[i] for i in batch
@@ -770,24 +895,73 @@ class Session:
                     for uid, flags, modseq in changed:
                         selected.overlay[uid] = (flags, modseq)
                         seen_now.add(uid)
-            out: list[bytes] = []
-            for i in batch:
-                uid = snapshot.uids[i]
-                meta = data.get(uid)
-                if (request.needs_meta or request.needs_body) and meta is None:
-                    continue  # expunged by another session meanwhile
-                flags, modseq = self._flags_of(selected, i)
-                body = bodies.get(meta.body_sha256) if meta is not None else None
-                if request.needs_body and body is None:
+            if not request.needs_body:
+                for i in batch:
+                    uid = snapshot.uids[i]
+                    meta = data.get(uid)
+                    if request.needs_meta and meta is None:
+                        continue  # expunged by another session meanwhile
+                    await out.add(fetching.fetch_response(
+                        i + 1, request, self._fetch_message(selected, i, uid, meta, None),
+                        include_flags=uid in seen_now, **options))
+                continue
+            present = [(i, snapshot.uids[i], data[snapshot.uids[i]]) for i in batch
+                       if snapshot.uids[i] in data]  # others were expunged meanwhile
+            for group in _by_octets(present):
+                if len(group) == 1 and group[0][2].size > FETCH_CHUNK and request.streamable:
+                    i, uid, meta = group[0]
+                    message = self._fetch_message(selected, i, uid, meta, None)
+                    await self._stream(out, meta.body_sha256, fetching.fetch_segments(
+                        i + 1, request, message, include_flags=uid in seen_now, **options))
                     continue
-                message = _FetchMessage(uid=uid, flags=flags, modseq=modseq,
-                                        internaldate=meta.internaldate if meta else 0.0,
-                                        size=meta.size if meta else 0, body=body)
-                out.append(fetching.fetch_response(
-                    i + 1, request, message, uid_command=uid_mode,
-                    include_modseq=include_modseq, include_flags=uid in seen_now))
-            self.write(b"".join(out))
-            await self.conn.drain()
+                bodies = await store.bodies(meta.body_sha256 for _, _, meta in group)
+                for i, uid, meta in group:
+                    body = bodies.get(meta.body_sha256)
+                    if body is None:
+                        continue  # expunged meanwhile, its body gone with it
+                    message = self._fetch_message(selected, i, uid, meta, body)
+                    render = functools.partial(
+                        fetching.fetch_pieces, i + 1, request, message,
+                        include_flags=uid in seen_now, **options)
+                    if len(body) >= OFFLOAD_SIZE:
+                        pieces = await off_loop(render)
+                    else:
+                        pieces = render()
+                        await slicer.tick()
+                    for piece in pieces:
+                        await out.add(piece)
+                del bodies
+
+    def _fetch_message(self, selected: Selected, i: int, uid: int, meta: MessageData | None,
+                       body: bytes | None) -> _FetchMessage:
+        flags, modseq = self._flags_of(selected, i)
+        return _FetchMessage(uid=uid, flags=flags, modseq=modseq,
+                             internaldate=meta.internaldate if meta else 0.0,
+                             size=meta.size if meta else 0, body=body)
+
+    async def _stream(self, out: _Output, sha256: str,
+                      segments: list[fetching.Segment]) -> None:
+        """Send a response whose literals are ranges of a stored body, read from the
+        store ``FETCH_CHUNK`` octets at a time, each written before the next is read."""
+        store = self.ctx.store.folders
+        for segment in segments:
+            if isinstance(segment, bytes):
+                await out.add(segment)
+                continue
+            await out.flush()
+            position, end = segment[0], segment[0] + segment[1]
+            while position < end:
+                length = min(FETCH_CHUNK, end - position)
+                piece = await store.body_piece(sha256, position, length)
+                if piece is None or len(piece) != length:
+                    # the literal announced cannot be completed: the client must not
+                    # read what follows as message octets
+                    log.warning("IMAP: body %s went away while it was being sent", sha256)
+                    raise Logout
+                self.conn.write(piece)
+                del piece
+                await self.conn.drain()
+                position += length
 
     async def cmd_STORE(self, tag: str, args: list[Token]) -> None:
         await self._store(tag, args, uid_mode=False)
@@ -926,32 +1100,32 @@ class Session:
         needs = program.needs
         store = self.ctx.store.folders
         matched: list[tuple[int, int]] = []
-        batch_size = SEARCH_BATCH if "body" not in needs else FETCH_BATCH
         header_fields = getattr(program, "header_fields", None)
         summaries_only = ("headers" in needs and "body" not in needs and header_fields is not None
                           and header_fields <= _SUMMARY_FIELDS)
+        loads_bodies = bool(needs & {"headers", "body"}) and not summaries_only
+        batch_size = FETCH_BATCH if loads_bodies else SEARCH_BATCH
         candidates: list[int] = list(range(len(snapshot.uids)))
         prefilter = program.prefilter
         known: dict[int, tuple[str | None, str | None, str | None, str | None]] | None = None
         if prefilter is not None and prefilter[0] in SUMMARY_FIELDS and prefilter[1].isascii():
             known = await store.containing(selected.folder_id, *prefilter)
             candidates = [i for i, uid in enumerate(snapshot.uids) if uid in known]
+        slicer = _Slicer()
         for start in range(0, len(candidates), batch_size):
             positions = candidates[start:start + batch_size]
             uids = [snapshot.uids[i] for i in positions]
             data: dict[int, MessageData] = {}
-            if needs & {"size", "internaldate"} or ("body" in needs or
-                                                    ("headers" in needs and not summaries_only)):
+            if needs & {"size", "internaldate"} or loads_bodies:
                 data = {m.uid: m for m in await store.message_data(selected.folder_id, uids)}
-            raws: dict[int, bytes] = {}
+            if loads_bodies:
+                await self._evaluate_bodies(selected, snapshot, program, positions, data,
+                                            matched, slicer)
+                continue
             summaries: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
             if summaries_only:
                 summaries = known if known is not None else await store.summaries(
                     selected.folder_id, uids)
-            elif needs & {"headers", "body"}:
-                bodies = await store.bodies(m.body_sha256 for m in data.values())
-                raws = {uid: bodies[m.body_sha256] for uid, m in data.items()
-                        if m.body_sha256 in bodies}
             for i in positions:
                 uid = snapshot.uids[i]
                 meta = data.get(uid)
@@ -959,13 +1133,39 @@ class Session:
                 message = _SearchMessage(i + 1, uid, flags, modseq,
                                          meta.size if meta else 0,
                                          meta.internaldate if meta else 0.0,
-                                         raws.get(uid, b"") if needs & {"headers", "body"}
-                                         else None,
+                                         b"" if summaries_only else None,
                                          summaries.get(uid, _NO_SUMMARY) if summaries_only
                                          else None)
                 if program.matches(message):
                     matched.append((i, uid))
+                await slicer.tick()
         return matched
+
+    async def _evaluate_bodies(self, selected: Selected, snapshot: Snapshot,
+                               program: searching.SearchProgram, positions: list[int],
+                               data: dict[int, MessageData], matched: list[tuple[int, int]],
+                               slicer: _Slicer) -> None:
+        """The keys that read headers or bodies: bodies loaded at most ``FETCH_CHUNK``
+        octets together (a larger one alone), a large one searched in the MIME threads."""
+        store = self.ctx.store.folders
+        missing = MessageData(0, "", 0, 0.0)  # expunged meanwhile: searched as empty
+        items = [(i, snapshot.uids[i], data.get(snapshot.uids[i], missing)) for i in positions]
+        for group in _by_octets(items):
+            bodies = await store.bodies(meta.body_sha256 for _, _, meta in group
+                                        if meta is not missing)
+            for i, uid, meta in group:
+                flags, modseq = self._flags_of(selected, i)
+                raw = bodies.get(meta.body_sha256, b"")
+                message = _SearchMessage(i + 1, uid, flags, modseq, meta.size,
+                                         meta.internaldate, raw, None)
+                if len(raw) >= OFFLOAD_SIZE:
+                    hit = await off_loop(functools.partial(program.matches, message))
+                else:
+                    hit = program.matches(message)
+                    await slicer.tick()
+                if hit:
+                    matched.append((i, uid))
+            del bodies
 
     # ------------------------------------------------------------- updates
 

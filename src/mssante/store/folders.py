@@ -20,19 +20,34 @@ Implementation notes:
   messages to the new folder and leaves it empty (RFC 9051 §6.3.6).
 - Flags are stored as one space-separated string per message, sorted, without
   duplicates; ``\\Recent`` is never stored (it is a property of a session).
+- A large body is read in pieces (``body_piece``, for IMAP's streamed FETCH); the
+  database materialises the whole value to cut a piece (SQLite always, PostgreSQL when
+  the value is compressed), so at most ``PIECE_READERS`` such reads run at once.
 - After each commit, the folders it changed are published on the store's change
   hub (changes.py); on PostgreSQL the same transaction notifies other processes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    LargeBinary,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -77,6 +92,7 @@ SENT_COPY_LOOKBACK = 200
 MAX_NAME = 255  # characters of a folder name
 MAX_DEPTH = 16  # hierarchy levels
 _CHUNK = 900  # UIDs per IN (...) list
+PIECE_READERS = 2  # body_piece reads running at once (each may hold a whole body briefly)
 _BY_ID = (select(folders, mailboxes.c.address)
           .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
           .where(folders.c.id == bindparam("folder_id")))
@@ -167,6 +183,9 @@ class FolderStore:
     def __init__(self, store: Store, hub: ChangeHub) -> None:
         self._store = store
         self.hub = hub
+        # SQLite (and a compressed PostgreSQL value) materialises a whole body to cut a
+        # piece of it: so many such reads at once, not one per streaming client
+        self._piece_readers = asyncio.Semaphore(PIECE_READERS)
 
     # ------------------------------------------------------------ access
 
@@ -502,6 +521,19 @@ class FolderStore:
                     bodies.c.sha256.in_(wanted[start:start + _CHUNK])))
                 out.update((r.sha256, bytes(r.data)) for r in rows)
         return out
+
+    async def body_piece(self, sha256: str, start: int, length: int) -> bytes | None:
+        """``length`` octets of a body from offset ``start`` (fewer at its end, b"" past
+        it); None when no such body is stored (any more). IMAP streams a large body with
+        it, one short query per piece, so that neither the session nor the database
+        connection holds the whole body while a slow client reads."""
+        if start < 0 or length <= 0:
+            raise ValueError("a piece starts at 0 or after and has a positive length")
+        piece = func.substr(bodies.c.data, start + 1, length, type_=LargeBinary)  # 1-based
+        async with self._piece_readers, self._store._read() as conn:
+            data = (await conn.execute(select(piece).where(bodies.c.sha256 == sha256))
+                    ).scalar_one_or_none()
+        return None if data is None else bytes(data)
 
     # --------------------------------------------------------- writing
 
