@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from aiosmtpd.smtp import AuthResult, Session
 
 from mssante.certlogin import CertificateLoginFailed, certificate_holder
-from mssante.content.headers import prepend_headers, read_headers, rfc5322_date
+from mssante.content.headers import (
+    header_section,
+    prepend_headers,
+    read_headers,
+    rfc5322_date,
+)
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.mailboxes import PersonKind
@@ -266,16 +271,15 @@ class SubmissionHandler:
             extra.append(("Date", rfc5322_date()))
         if not headers.message_id:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
-        if extra:
-            body = prepend_headers(body, extra)
-            headers = read_headers(body)
+        if extra:  # added by accept with Received, in one copy of the message
+            headers = read_headers(prepend_headers(header_section(body), extra))
         msg = Incoming(
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
             helo=session.host_name, peer=peer_host(session), protocol="ESMTPSA",
             sent_copy=sender.lower() if self.ctx.is_local(sender) else None)
-        queue_id = await accept(self.ctx, msg)
+        queue_id = await accept(self.ctx, msg, extra_headers=extra)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
 
     async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:
