@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mssante.errors import ConfigError
+from mssante.files import private_dir
 
 ENV_PREFIX = "MSSANTE_"
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024  # MSSanté: over 25 MB is refused
@@ -281,7 +282,7 @@ def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -
     config = _top_level(OperatorConfig, path, _read(path, environ, _sections(OperatorConfig)))
     if not config.operator.domains:
         raise ConfigError("operator.domains: at least one domain is needed")
-    config.operator.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.operator.data_dir)
     return config
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 
 from mssante.errors import CertificateRejected, PKIError
+from mssante.files import private_dir
 from mssante.pki.ca import PKI, IssuedCertificate
 from mssante.pki.names import dn_string
 from mssante.pki.verify import CertificateChecker
@@ -80,7 +81,7 @@ class TrustSpace:
     def create_or_load(cls, data_dir: Path, *, hostname: str = "127.0.0.1",
                        crl_validity: timedelta = timedelta(days=7),
                        directory_url: str = "", extract_interval: float = 60.0) -> TrustSpace:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         pki = PKI.create_or_load(data_dir / "pki", crl_validity=crl_validity)
         checker = checker_for(pki)
         dns_names, ips = _hosts(hostname)
