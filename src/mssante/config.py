@@ -18,6 +18,7 @@ import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,9 +140,16 @@ class TrustSpaceSettings:
     crl_validity: float = 7 * 86400.0  # nextUpdate of published CRLs (seconds)
     directory_url: str = ""  # SQLAlchemy URL of the directory; empty: SQLite in data_dir
     extract_interval: float = 60.0  # the published extract is at most this late (seconds)
+    # The URL clients reach the trust space at (https://host[:port], behind a proxy the
+    # proxy's): the start of every absolute URL it answers with, such as the FHIR
+    # Bundle links; never taken from a request's Host header. Empty: the HTTPS
+    # address it serves, https://<host>:<port>.
+    public_url: str = ""
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if 0 < self.port <= 65535 else [("port", "must be between 1 and 65535")]
+        if self.public_url and not _is_base_url(self.public_url):
+            out.append(("public_url", "must be an https:// URL without query or fragment"))
         if self.crl_validity <= 0:
             out.append(("crl_validity", "must be positive"))
         if self.extract_interval < 0:
@@ -156,6 +164,12 @@ class TrustSpaceConfig:
 
 
 T = TypeVar("T")
+
+
+def _is_base_url(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return (parts.scheme == "https" and bool(parts.hostname) and not parts.query
+            and not parts.fragment and not parts.username and not parts.password)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:

@@ -212,10 +212,11 @@ class LocalEnvironment:
         """Create what is missing (PKI, certificates, whitelist, configs, accounts)."""
         _private_data_dir(self.data_dir)
         (self.data_dir / "trust.toml").write_text(
-            f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n",
-            encoding="utf-8")
+            f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n"
+            f"public_url = \"{self.trust_url}\"\n", encoding="utf-8")
         ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
         ts.extract_interval = DEMO_EXTRACT_INTERVAL
+        ts.public_url = self.trust_url  # FHIR links name it, whatever Host a client sends
         self.trust_space = ts
         await seed_directory(ts.directory_database)
         passwords = self._load_passwords()
