@@ -68,6 +68,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
     (MINIMAL, {"MSSANTE_SMTP__PORT": "70000"}, "smtp.port"),
     (MINIMAL, {"MSSANTE_OPERATOR__MAX_MESSAGE_SIZE": "-1"}, "operator.max_message_size"),
     (MINIMAL, {"MSSANTE_OPERATOR__MAX_LOGIN_FAILURES": "-1"}, "operator.max_login_failures"),
+    (MINIMAL, {"MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS": "-1"},
+     "operator.max_login_failures_per_address"),
     (MINIMAL, {"MSSANTE_OPERATOR__LOGIN_FAILURE_WINDOW": "0"}, "operator.login_failure_window"),
     (MINIMAL, {"MSSANTE_TRUST__URL": "http://trust"}, "trust.url"),
 ])

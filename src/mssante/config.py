@@ -50,10 +50,13 @@ class OperatorSettings:
     database_url: str = ""  # SQLAlchemy URL; empty: SQLite file under data_dir
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bytes; SIZE limit of SMTP
     social_may_hold_per: bool = False  # let social-sector professionals hold PER mailboxes
-    # failed password logins (IMAP, submission) from one client address in
-    # login_failure_window seconds before it must wait (throttle.py); 0: no limit
-    max_login_failures: int = 20
-    login_failure_window: float = 900.0
+    # failed password logins (IMAP, submission) for one login, from anywhere, in
+    # login_failure_window seconds before that login must wait (throttle.py)
+    max_login_failures: int = 10
+    # the same from one client IP address (an IPv6 /64), whatever the logins tried;
+    # higher, so that one person's mistakes do not lock out everyone behind a NAT
+    max_login_failures_per_address: int = 100
+    login_failure_window: float = 900.0  # seconds; a bound of 0 means no limit
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
@@ -61,6 +64,8 @@ class OperatorSettings:
             out.append(("max_message_size", "must be positive"))
         if self.max_login_failures < 0:
             out.append(("max_login_failures", "cannot be negative (0: no limit)"))
+        if self.max_login_failures_per_address < 0:
+            out.append(("max_login_failures_per_address", "cannot be negative (0: no limit)"))
         if self.login_failure_window <= 0:
             out.append(("login_failure_window", "must be positive"))
         return out
