@@ -37,13 +37,15 @@ LOCAL = SENDER
 REMOTE = "jean.martin@medecin.mssante.fr"
 
 CLIENT = r"""
-import smtplib, ssl, sys, threading
+import email.utils, smtplib, ssl, sys, threading
 host, port, ca, login, password, to, size, count = sys.argv[1:9]
 size, count = int(size), int(count)
 line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n"
 def message(n):
+    # Date and Message-ID as mail clients send them (else submission adds them: a copy)
     head = (f"From: <{login}>\r\nTo: <{to}>\r\nSubject: big {n}\r\n"
-            f"Message-ID: <big{n}.{id(line)}@ch-xyz.mssante.fr>\r\n"
+            f"Date: {email.utils.formatdate()}\r\n"
+            f"Message-ID: {email.utils.make_msgid(domain='ch-xyz.mssante.fr')}\r\n"
             "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
             "\r\n").encode()
     return head + line * ((size - len(head)) // len(line))

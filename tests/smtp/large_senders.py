@@ -10,6 +10,7 @@ certificate (the MTA), the sender, the recipient, and the subjects, size and cou
 
 from __future__ import annotations
 
+import email.utils
 import json
 import smtplib
 import ssl
@@ -22,7 +23,10 @@ LINE = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejA
 
 
 def message(sender: str, to: str, subject: str, size: int) -> bytes:
+    """Date and Message-ID included, as mail clients send them."""
     head = (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Date: {email.utils.formatdate()}\r\n"
+            f"Message-ID: {email.utils.make_msgid(domain=sender.rpartition('@')[2])}\r\n"
             "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
             "\r\n").encode()
     return head + LINE * ((size - len(head)) // len(LINE))

@@ -22,9 +22,10 @@ DUPONT = "dupont@ch-xyz.mssante.fr"
 MARTIN = "jean.martin@medecin.mssante.fr"
 COUNT = 4
 SIZE = 5_000_000
-# The message as received, and once more with its Received header on top (the copy
-# that is stored); the rest (headers, SQL parameters, buffers) stays small.
-MAX_PEAK_PER_MESSAGE = 2.5
+# The message is read into one buffer under its Received header, and that buffer is
+# what is checked and stored: about its size once (the buffer grows by an eighth at a
+# time), plus small things (headers, SQL parameters, TLS buffers).
+MAX_PEAK_PER_MESSAGE = 1.5
 
 
 def send_in_parallel(environment: Any, tmp_path: Path, spec: dict[str, Any]) -> int:

@@ -18,6 +18,8 @@ Implementation notes:
   Lines over 1000 octets (§4.5.3.1.6) and data over the SIZE limit are refused
   after the terminator, as §4.2.5 implies, without keeping the rest of the data;
   the transaction is always reset.
+- A handler may give a trace header (``handle_TRACE``) before the data is read: it
+  heads the buffer, so that the message is never copied to put it on top.
 - Replies raised as ``SMTPReply`` anywhere below a command are caught once here
   and pushed as they are; any other exception becomes ``451 4.3.0`` and is logged.
 - TLS: after STARTTLS or on an implicit-TLS listener, the peer certificate (DER)
@@ -32,7 +34,7 @@ import logging
 import re
 import ssl
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
@@ -50,6 +52,9 @@ from mssante.smtp.replies import (
     Reply,
     SMTPReply,
 )
+
+if TYPE_CHECKING:
+    from mssante.smtp.accept import Trace
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,7 @@ class MSSEnvelope(Envelope):
         self.params = MailParams()
         self.rcpt_params: list[RcptParams] = []
         self.null_sender = False
+        self.trace: Trace | None = None  # the Received header the data is read under
 
 
 class MSSanteSMTP(SMTP):
@@ -335,10 +341,13 @@ class MSSanteSMTP(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
+        # The handler's trace header (RFC 5321 §4.4), written first into the buffer the
+        # data is read into: putting it on top afterwards would copy the message.
+        trace = await self._call_handler_hook("TRACE")
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self._reset_timeout(DATA_TIMEOUT)
         try:
-            data = await self._read_data()
+            data = await self._read_data(trace if isinstance(trace, bytes) else b"")
             envelope.content = envelope.original_content = data
             status = await self._call_handler_hook("DATA")
             if status is MISSING:
@@ -352,8 +361,9 @@ class MSSanteSMTP(SMTP):
             self.errors = 0
         await self.push(str(status))
 
-    async def _read_data(self) -> bytes:
-        """The message, dot-stuffing undone; raises SMTPReply once the terminator is read.
+    async def _read_data(self, prefix: bytes = b"") -> bytes:
+        """``prefix`` then the message, dot-stuffing undone; raises SMTPReply once the
+        terminator is read.
 
         Read in chunks into one growing buffer (io.BytesIO, whose value is handed over
         without a copy): a message costs about its size once, whatever the number of
@@ -363,6 +373,7 @@ class MSSanteSMTP(SMTP):
         reader: asyncio.StreamReader = self._reader
         limit = (self.data_size_limit or 0) or 2**31
         out = io.BytesIO()
+        out.write(prefix)
         # The data is read as if preceded by CRLF: the terminator, a dot-stuffed first
         # line and a message of just "." CRLF are then all the same CRLF "." cases.
         window = b"\r\n"

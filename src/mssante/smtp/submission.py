@@ -39,7 +39,7 @@ from mssante.domain.patient import check_patient_recipient, check_patient_reply,
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
 from mssante.errors import InvalidAddress, PolicyViolation
 from mssante.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
-from mssante.smtp.accept import Incoming, accept
+from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
@@ -249,6 +249,12 @@ class SubmissionHandler:
                 raise SMTPReply(NO_SUCH_USER.with_text(
                     f"{rcpt} is not a patient address: {exc}")) from None
 
+    async def handle_TRACE(self, server: MSSanteSMTP, session: Session,
+                           envelope: MSSEnvelope) -> bytes:
+        envelope.trace = trace(self.ctx, helo=session.host_name, peer=peer_host(session),
+                               protocol="ESMTPSA", recipients=envelope.rcpt_tos)
+        return envelope.trace.received
+
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
         identity = self._identity(session)
@@ -273,11 +279,12 @@ class SubmissionHandler:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
         if extra:  # added by accept with Received, in one copy of the message
             headers = read_headers(prepend_headers(header_section(body), extra))
+        assert envelope.trace is not None  # handle_TRACE ran before the data was read
         msg = Incoming(
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
-            helo=session.host_name, peer=peer_host(session), protocol="ESMTPSA",
+            trace=envelope.trace,
             sent_copy=sender.lower() if self.ctx.is_local(sender) else None)
         queue_id = await accept(self.ctx, msg, extra_headers=extra)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
