@@ -277,7 +277,7 @@ class SubmissionHandler:
             extra.append(("Date", rfc5322_date()))
         if not headers.message_id:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
-        if extra:  # added by accept with Received, in one copy of the message
+        if extra:  # accept puts them below Received, in one copy of the message
             headers = read_headers(prepend_headers(header_section(body), extra))
         assert envelope.trace is not None  # handle_TRACE ran before the data was read
         msg = Incoming(
