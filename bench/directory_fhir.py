@@ -145,7 +145,8 @@ async def measure(url: str, schema_name: str | None, rows: int, count: int, seed
         people = [s for s in drawn if s["id_nat_ps"]]
         places = [s for s in drawn if s["id_nat_st"]]
         app = FastAPI()
-        app.include_router(create_fhir_router(store, _nobody), prefix="/fhir")
+        app.include_router(create_fhir_router(store, _nobody, base_url="http://bench/fhir"),
+                           prefix="/fhir")
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             print(f"{'search':45} {'p50':>7} {'p99':>7} {'max':>7} {'entries':>8}")

@@ -36,9 +36,10 @@ POSTGRES_URL = os.environ.get("MSSANTE_TEST_POSTGRES_URL",
                               "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0")
 # Every test connects from 127.0.0.1, and many fail logins on purpose: the operators
-# the suite starts do not throttle failed logins per address. tests/test_throttle.py
-# gives a running operator a throttle of its own.
+# the suite starts do not throttle failed logins, per login or per address.
+# tests/test_throttle.py gives a running operator bounds of its own.
 os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES", "0")
+os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS", "0")
 
 
 @contextlib.asynccontextmanager

@@ -68,6 +68,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
     (MINIMAL, {"MSSANTE_SMTP__PORT": "70000"}, "smtp.port"),
     (MINIMAL, {"MSSANTE_OPERATOR__MAX_MESSAGE_SIZE": "-1"}, "operator.max_message_size"),
     (MINIMAL, {"MSSANTE_OPERATOR__MAX_LOGIN_FAILURES": "-1"}, "operator.max_login_failures"),
+    (MINIMAL, {"MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS": "-1"},
+     "operator.max_login_failures_per_address"),
     (MINIMAL, {"MSSANTE_OPERATOR__LOGIN_FAILURE_WINDOW": "0"}, "operator.login_failure_window"),
     (MINIMAL, {"MSSANTE_TRUST__URL": "http://trust"}, "trust.url"),
 ])
@@ -87,6 +89,16 @@ def test_trust_space_config(tmp_path: Path) -> None:
     config = load_trust_space_config(path, environ={"MSSANTE_QUEUE__WORKERS": "32"})
     assert config.trust_space.data_dir == tmp_path / "ts"
     assert config.trust_space.port == 8443
+    assert config.trust_space.public_url == ""  # the HTTPS address it serves
+
+
+@pytest.mark.parametrize("url", ["http://trust.example", "https://trust.example/?a=1",
+                                 "trust.example", "https://user:pw@trust.example"])
+def test_trust_space_public_url_must_be_https(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "trust.toml"
+    path.write_text(f'[trust_space]\npublic_url = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"trust_space\.public_url"):
+        load_trust_space_config(path, environ={})
 
 
 def test_the_example_configurations_load(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Failed password logins per client address (throttle.py), alone and in a running
-operator: IMAP and submission share one throttle."""
+"""Failed password logins per login and per client address (throttle.py), alone and
+in a running operator: IMAP and submission share one count."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mssante.throttle import MAX_ADDRESSES, LoginThrottle, client_key, minutes
+from mssante.throttle import MAX_ADDRESSES, FailedLogins, LoginThrottle, client_key, minutes
 from tests.e2e.mail import submission
 from tests.imap.conftest import HOSPITAL, connect, fresh_person
 
@@ -96,30 +96,96 @@ def test_minutes() -> None:
         "1 minute", "1 minute", "2 minutes", "15 minutes"]
 
 
+def test_a_login_that_failed_too_often_waits_alone() -> None:
+    """Threat: one person's wrong passwords behind a hospital's NAT locked every
+    colleague out. A login waits past its own bound, from every address; another
+    login from the same address goes on until the higher per-address bound."""
+    clock = Clock()
+    logins = FailedLogins(3, 5, 60.0, clock=clock)
+    for _ in range(3):
+        assert logins.refusal("Alice@ch-xyz.mssante.fr", "192.0.2.1") is None
+        logins.failed("alice@ch-xyz.mssante.fr", "192.0.2.1")  # case does not matter
+    refusal = logins.refusal("alice@ch-xyz.mssante.fr", "198.51.100.7")  # from anywhere
+    assert refusal == "Too many failed logins for this login; try again in 1 minute"
+    assert logins.refusal("bob@ch-xyz.mssante.fr", "192.0.2.1") is None
+    for n in range(2):  # the address's fourth and fifth failures, other logins
+        logins.failed(f"guess{n}@ch-xyz.mssante.fr", "192.0.2.1")
+    assert logins.refusal("bob@ch-xyz.mssante.fr", "192.0.2.1") == \
+        "Too many failed logins from 192.0.2.1; try again in 1 minute"
+    assert logins.refusal("bob@ch-xyz.mssante.fr", "192.0.2.2") is None
+    clock.now += 60
+    assert logins.refusal("alice@ch-xyz.mssante.fr", "192.0.2.1") is None
+
+
+def test_a_right_password_is_forgiven_for_the_login_and_the_address() -> None:
+    clock = Clock()
+    logins = FailedLogins(1, 1, 60.0, clock=clock)
+    attempt = logins.failed("alice", "192.0.2.1")
+    logins.forgive("alice", "192.0.2.1", attempt)
+    assert logins.refusal("alice", "192.0.2.1") is None
+    assert FailedLogins(0, 0, 60.0).refusal("alice", "192.0.2.1") is None  # 0: no bound
+
+
 @pytest.fixture
-def throttled(environment: Any) -> Iterator[LoginThrottle]:
-    """The hospital operator with a throttle of 3 failures a minute (the suite's
-    operators run without one: tests/conftest.py)."""
+def throttled(environment: Any) -> Iterator[FailedLogins]:
+    """The hospital operator with bounds of 3 failures a minute per login and 5 per
+    address (the suite's operators run without: tests/conftest.py)."""
     worker = environment.service(HOSPITAL).worker
     assert worker is not None
     ctx = worker.ctx
     before = ctx.logins
-    ctx.logins = LoginThrottle(3, 60.0)
+    ctx.logins = FailedLogins(3, 5, 60.0)
     try:
         yield ctx.logins
     finally:
         ctx.logins = before
 
 
-def test_an_address_that_failed_too_often_is_refused_by_imap_and_submission(
-        environment: Any, throttled: LoginThrottle) -> None:
-    person = fresh_person(environment)
+def test_one_person_failing_behind_a_nat_does_not_lock_out_the_others(
+        environment: Any, throttled: FailedLogins) -> None:
+    careless, colleague = fresh_person(environment), fresh_person(environment)
     for n in range(3):  # one connection each: a connection closes after 3 failures itself
         client = connect(environment)
         with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-            client.login(person.login, f"wrong {n}")
+            client.login(careless.login, f"wrong {n}")
         client.logout()
-    assert throttled.wait("127.0.0.1") > 0
+    client = connect(environment)
+    try:  # the login waits, even with its right password
+        with pytest.raises(imaplib.IMAP4.error,
+                           match=r"UNAVAILABLE.*Too many failed logins for this login"):
+            client.login(careless.login, careless.password)
+    finally:
+        client.logout()
+    client = connect(environment)  # same address (127.0.0.1), another login: welcome
+    try:
+        assert client.login(colleague.login, colleague.password)[0] == "OK"
+    finally:
+        client.logout()
+    with submission(environment, HOSPITAL) as smtp:
+        assert smtp.login(colleague.login, colleague.password)[0] == 235
+    for n in range(2):  # the address's 4th and 5th failures, with logins that do not exist
+        client = connect(environment)
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.login(f"nobody{n}@ch-xyz.mssante.fr", "guess")
+        client.logout()
+    client = connect(environment)
+    try:  # past the per-address bound, everyone at that address waits
+        with pytest.raises(imaplib.IMAP4.error,
+                           match=r"UNAVAILABLE.*Too many failed logins from 127\.0\.0\.1"):
+            client.login(colleague.login, colleague.password)
+    finally:
+        client.logout()
+
+
+def test_an_address_that_failed_too_often_is_refused_by_imap_and_submission(
+        environment: Any, throttled: FailedLogins) -> None:
+    person = fresh_person(environment)
+    for n in range(5):  # one connection each: a connection closes after 3 failures itself
+        client = connect(environment)
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.login(f"{n}.{person.login}", f"wrong {n}")  # five logins
+        client.logout()
+    assert throttled.by_address.wait("127.0.0.1") > 0
     client = connect(environment)
     try:  # the right password is not even checked
         with pytest.raises(imaplib.IMAP4.error,
@@ -139,7 +205,7 @@ def test_an_address_that_failed_too_often_is_refused_by_imap_and_submission(
         assert client.authenticate("EXTERNAL", lambda _challenge: b"")[0] == "OK"
     finally:
         client.logout()
-    throttled._failures.clear()  # the window has passed
+    throttled.by_address._failures.clear()  # the window has passed
     client = connect(environment)
     try:
         typ, _ = client.login(person.login, person.password)
@@ -149,7 +215,7 @@ def test_an_address_that_failed_too_often_is_refused_by_imap_and_submission(
 
 
 def test_submission_failures_count_for_imap(environment: Any,
-                                             throttled: LoginThrottle) -> None:
+                                             throttled: FailedLogins) -> None:
     person = fresh_person(environment)
     for n in range(3):  # one mechanism each (smtplib's login tries PLAIN, then LOGIN)
         with submission(environment, HOSPITAL) as smtp:

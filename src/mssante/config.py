@@ -18,12 +18,14 @@ import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mssante.errors import ConfigError
+from mssante.files import private_dir
 
 ENV_PREFIX = "MSSANTE_"
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024  # MSSanté: over 25 MB is refused
@@ -48,10 +50,13 @@ class OperatorSettings:
     database_url: str = ""  # SQLAlchemy URL; empty: SQLite file under data_dir
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bytes; SIZE limit of SMTP
     social_may_hold_per: bool = False  # let social-sector professionals hold PER mailboxes
-    # failed password logins (IMAP, submission) from one client address in
-    # login_failure_window seconds before it must wait (throttle.py); 0: no limit
-    max_login_failures: int = 20
-    login_failure_window: float = 900.0
+    # failed password logins (IMAP, submission) for one login, from anywhere, in
+    # login_failure_window seconds before that login must wait (throttle.py)
+    max_login_failures: int = 10
+    # the same from one client IP address (an IPv6 /64), whatever the logins tried;
+    # higher, so that one person's mistakes do not lock out everyone behind a NAT
+    max_login_failures_per_address: int = 100
+    login_failure_window: float = 900.0  # seconds; a bound of 0 means no limit
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
@@ -59,6 +64,8 @@ class OperatorSettings:
             out.append(("max_message_size", "must be positive"))
         if self.max_login_failures < 0:
             out.append(("max_login_failures", "cannot be negative (0: no limit)"))
+        if self.max_login_failures_per_address < 0:
+            out.append(("max_login_failures_per_address", "cannot be negative (0: no limit)"))
         if self.login_failure_window <= 0:
             out.append(("login_failure_window", "must be positive"))
         return out
@@ -143,9 +150,16 @@ class TrustSpaceSettings:
     crl_validity: float = 7 * 86400.0  # nextUpdate of published CRLs (seconds)
     directory_url: str = ""  # SQLAlchemy URL of the directory; empty: SQLite in data_dir
     extract_interval: float = 60.0  # the published extract is at most this late (seconds)
+    # The URL clients reach the trust space at (https://host[:port], behind a proxy the
+    # proxy's): the start of every absolute URL it answers with, such as the FHIR
+    # Bundle links; never taken from a request's Host header. Empty: the HTTPS
+    # address it serves, https://<host>:<port>.
+    public_url: str = ""
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if 0 < self.port <= 65535 else [("port", "must be between 1 and 65535")]
+        if self.public_url and not _is_base_url(self.public_url):
+            out.append(("public_url", "must be an https:// URL without query or fragment"))
         if self.crl_validity <= 0:
             out.append(("crl_validity", "must be positive"))
         if self.extract_interval < 0:
@@ -160,6 +174,12 @@ class TrustSpaceConfig:
 
 
 T = TypeVar("T")
+
+
+def _is_base_url(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return (parts.scheme == "https" and bool(parts.hostname) and not parts.query
+            and not parts.fragment and not parts.username and not parts.password)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -286,7 +306,7 @@ def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -
     config = _top_level(OperatorConfig, path, _read(path, environ, _sections(OperatorConfig)))
     if not config.operator.domains:
         raise ConfigError("operator.domains: at least one domain is needed")
-    config.operator.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.operator.data_dir)
     return config
 
 

@@ -4,10 +4,11 @@
   timing does not tell who exists.
 - A success is remembered for five minutes per process (``VerifiedLogins``, as
   Dovecot's auth cache does): clients reconnect often.
-- Failed logins are counted per client address (``ctx.logins``, throttle.py): past
-  the limit the address waits, and its passwords are not checked at all. An attempt
-  counts from before its check and a right password takes it back, so connections
-  trying at the same moment get no more guesses than the limit.
+- Failed logins are counted per login and per client address (``ctx.logins``,
+  throttle.py): past a limit the login, or the address, waits, and its passwords
+  are not checked at all. An attempt counts from before its check and a right
+  password takes it back, so connections trying at the same moment get no more
+  guesses than the limit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from mssante.passwords import VerifiedLogins, dummy_hash
 from mssante.smtp.context import OperatorContext
 from mssante.store.models import Person
-from mssante.throttle import minutes
 
 _VERIFIED = VerifiedLogins()  # per process (passwords.py)
 
@@ -25,21 +25,21 @@ class PasswordLoginFailed(Exception):
 
 
 class LoginThrottled(PasswordLoginFailed):
-    """Too many failed logins from the client's address: nothing was checked."""
+    """Too many failed logins for the login or from the client's address: nothing
+    was checked."""
 
 
 async def password_holder(ctx: OperatorContext, login: str, password: str,
                           address: str) -> Person:
     """The person whose login and password these are, for a client at ``address``."""
-    wait = ctx.logins.wait(address)
-    if wait:
-        raise LoginThrottled(
-            f"Too many failed logins from {address}; try again in {minutes(wait)}")
-    attempt = ctx.logins.failed(address)  # taken back below if the password is right
+    refusal = ctx.logins.refusal(login, address)
+    if refusal is not None:
+        raise LoginThrottled(refusal)
+    attempt = ctx.logins.failed(login, address)  # taken back below if the password is right
     person = await ctx.store.get_person(login)
     stored = person.password_hash if person is not None else None
     ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:
         raise PasswordLoginFailed("Authentication failed")
-    ctx.logins.forgive(address, attempt)
+    ctx.logins.forgive(login, address, attempt)
     return person

@@ -7,13 +7,16 @@ keeps what it receives; the client writes raw bytes, as an attacker would.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from mssante.content.headers import canonical_line_endings
 from mssante.queue.smtpclient import to_wire
-from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
+from mssante.smtp import protocol
+from mssante.smtp.protocol import TERMINATOR, MSSanteSMTP, MSSEnvelope
 
 
 @dataclass
@@ -132,3 +135,32 @@ async def test_transaction_is_reset_after_data(server: Server) -> None:
     payload = txn(b"a\r\n.\r\n") + b"MAIL FROM:<c@x.mssante.fr>\r\n"
     replies = await converse(server.port, payload, 6)
     assert replies[5].startswith(b"250")
+
+
+def _reference(data: bytes) -> bytes:
+    """What DATA must yield for ``data`` (its last line ended): the stuffing undone
+    (RFC 5321 §4.5.2) and bare CR and LF made CRLF, computed on the whole message."""
+    if data.startswith(b"."):
+        data = data[1:]
+    return canonical_line_endings(data.replace(b"\r\n.", b"\r\n"))
+
+
+async def test_data_read_in_chunks_is_the_data_read_whole(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk boundaries fall inside every CR LF, CRLF "." and terminator: what is kept
+    is what one pass over the whole data gives, and no terminator is missed or made."""
+    monkeypatch.setattr(protocol, "DATA_CHUNK", 3)
+    rng = random.Random(9)
+    pieces = [b"a", b".", b"..", b"\r", b"\n", b"\r\n", b"\r\n.", b"\r.\r", b"\n.\n"]
+    cases: list[bytes] = []
+    while len(cases) < 60:
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) + b"\r\n"
+        # keep the cases whose first terminator is the one that ends them
+        if (b"\r\n" + data + b".\r\n").find(TERMINATOR) == len(data):
+            cases.append(data)
+    payload = b"EHLO c\r\n" + b"".join(
+        b"MAIL FROM:<a@x.mssante.fr>\r\nRCPT TO:<b@y.mssante.fr>\r\nDATA\r\n" + data + b".\r\n"
+        for data in cases)
+    replies = await converse(server.port, payload, 1 + 4 * len(cases))
+    assert [r[:3] for r in replies[1:]] == [b"250", b"250", b"354", b"250"] * len(cases)
+    assert server.recorder.messages == [_reference(data) for data in cases]

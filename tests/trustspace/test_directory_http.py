@@ -204,3 +204,33 @@ async def test_concurrent_searches_during_publications(
         found = await autocomplete(public, "leveque zoe")
         assert {f"zoe.leveque{n}@ch-xyz.mssante.fr" for n in range(10)} <= set(found)
 
+
+
+async def page_links(client: httpx.AsyncClient, host: str) -> tuple[dict[str, str], list[str]]:
+    """Links and fullUrls of a first page of practitioners, asked with ``Host: host``."""
+    answer = await client.get("/fhir/Practitioner", params={"_count": "2"},
+                              headers={"Host": host})
+    assert answer.status_code == 200, answer.text
+    bundle = answer.json()
+    return ({link["relation"]: link["url"] for link in bundle["link"]},
+            [entry["fullUrl"] for entry in bundle["entry"]])
+
+
+async def test_fhir_links_ignore_a_forged_host_header(seeded: TrustSpace,
+                                                      server: RunningTrustSpace) -> None:
+    """Threat: links built from the Host header a client chooses; a cache or proxy
+    keeping the page would send the next reader (and its certificate) elsewhere."""
+    async with http(seeded, server.url) as client:
+        links, full_urls = await page_links(client, "evil.example")
+    assert set(links) == {"self", "next"}
+    for url in [*links.values(), *full_urls]:
+        assert url.startswith(f"{server.url}/fhir/"), url
+    assert "evil" not in repr(links) + repr(full_urls)
+
+
+async def test_fhir_links_name_the_configured_public_url(seeded: TrustSpace) -> None:
+    seeded.public_url = "https://annuaire.sante.example/"  # as behind a reverse proxy
+    async with RunningTrustSpace(seeded) as running, http(seeded, running.url) as client:
+        links, full_urls = await page_links(client, "evil.example")
+    for url in [*links.values(), *full_urls]:
+        assert url.startswith("https://annuaire.sante.example/fhir/"), url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mssante.cli import directory, operator, pki, trust, up, whitelist
+from mssante.files import private_umask
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="MSSanté trust space and operators.")
@@ -17,4 +18,5 @@ app.command("up")(up.up)
 
 
 def main() -> None:
+    private_umask()  # data directories hold health data: files 0600, folders 0700
     app()

@@ -28,7 +28,7 @@ from mssante.directory.generate import generate_rows
 from mssante.directory.service import AUTOCOMPLETE_MAX, DirectoryService
 from mssante.directory.store import ImportReport, open_directory
 from mssante.errors import Conflict, MSSanteError
-from mssante.files import fsync_dir, write_atomic
+from mssante.files import fsync_dir, private_dir, write_atomic
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -116,7 +116,7 @@ def _database(config: Path | None, database: str | None) -> str:
         raise fail(str(exc)) from None
     if settings.directory_url:  # the database the trust space serves
         return settings.directory_url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     return f"sqlite+aiosqlite:///{settings.data_dir / 'directory.sqlite3'}"
 
 

@@ -47,7 +47,8 @@ def load_trust_space(config_file: Path) -> tuple[TrustSpaceConfig, TrustSpace]:
         config.trust_space.data_dir, hostname=certificate_hostname(config),
         crl_validity=timedelta(seconds=config.trust_space.crl_validity),
         directory_url=config.trust_space.directory_url,
-        extract_interval=config.trust_space.extract_interval)
+        extract_interval=config.trust_space.extract_interval,
+        public_url=config.trust_space.public_url)
     return config, trust_space
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from email.header import Header
 from enum import StrEnum
 
-from mssante.content.headers import rfc5322_date, split_message
+from mssante.content.headers import header_section, rfc5322_date
 
 
 class Action(StrEnum):  # RFC 3464 §2.3.3
@@ -101,7 +101,7 @@ def build_dsn(*, reporting_mta: str, from_address: str, to: str,
     now = time.time() if now is None else now
     action = statuses[0].action
     boundary = f"=_dsn_{uuid.uuid4().hex}"
-    head, _ = split_message(original)
+    head = header_section(original)
     returned = original if ret == "FULL" else head
     returned_type = "message/rfc822" if ret == "FULL" else "text/rfc822-headers"
 

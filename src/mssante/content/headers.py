@@ -59,22 +59,35 @@ def canonical_line_endings(body: bytes) -> bytes:
     and what is relayed are the same lines: a bare CR hidden in a header must not
     become a new header field at the next hop.
     """
-    crlf = body.count(b"\r\n")
-    if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
-        body = _BARE_EOL.sub(b"\r\n", body)
+    body = crlf_line_endings(body)
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body
 
 
-def split_message(body: bytes) -> tuple[bytes, bytes]:
-    """Header section (with its final CRLF) and the rest (starting at the empty line)."""
+def crlf_line_endings(data: bytes) -> bytes:
+    """Every bare CR or LF of ``data`` made CRLF; ``data`` itself when there is none."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        return _BARE_EOL.sub(b"\r\n", data)
+    return data
+
+
+def header_section(body: bytes) -> bytes:
+    """The header section (with its final CRLF), copied alone: reading the headers of a
+    25 MB message costs the size of its headers. Without an empty line within
+    MAX_HEADER_SECTION octets, the message is all header."""
     if body.startswith(b"\r\n"):
-        return b"", body
+        return b""
     index = body.find(b"\r\n\r\n", 0, MAX_HEADER_SECTION)
-    if index >= 0:
-        return body[:index + 2], body[index + 2:]
-    return body, b""
+    return body[:index + 2] if index >= 0 else body
+
+
+def split_message(body: bytes) -> tuple[bytes, bytes]:
+    """Header section (with its final CRLF) and the rest (starting at the empty line).
+    Copies the whole message: use header_section for the headers alone."""
+    head = header_section(body)
+    return head, body[len(head):]
 
 
 _WANTED = frozenset({"bcc", "message-id", "subject", "from", "sender", "reply-to",
@@ -185,7 +198,11 @@ def _mailboxes(fields: dict[str, list[str]], name: str) -> tuple[Mailbox, ...]:
 def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
     """The headers the rules need, in one pass; ``strict`` raises HeaderSyntaxError for
     a header section that cannot be trusted (see _check)."""
-    head, _ = split_message(body)
+    head = header_section(body)
+    if len(head) > MAX_HEADER_SECTION:  # no empty line early on: the body is not decoded
+        if strict:
+            raise HeaderSyntaxError(f"header section longer than {MAX_HEADER_SECTION} octets")
+        head = head[:MAX_HEADER_SECTION]
     text = head.decode("utf-8", "replace")
     fields = _fields(text)
     if strict:

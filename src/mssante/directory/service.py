@@ -37,7 +37,7 @@ from pathlib import Path
 from mssante.directory.extract import COLUMNS, SEPARATOR, format_row
 from mssante.directory.index import SearchIndex
 from mssante.directory.store import DirectoryStore
-from mssante.files import fsync_dir
+from mssante.files import fsync_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class DirectoryService:
         """Stream the public rows to a new temporary file; keep it under a name holding
         its digest unless the content did not change. Files are never rewritten in
         place: a download in progress keeps reading the version it started with."""
-        self.extract_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.extract_dir)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{EXTRACT_NAME}.", suffix=".partial",
                                         dir=self.extract_dir)
         tmp = Path(tmp_name)

@@ -10,6 +10,9 @@ Layout under the data directory (created on first start, reused afterwards):
     accounts.json               generated passwords (mode 0600)
     environment.json            endpoints, CA file and logins (mode 0600), for tools
 
+Every folder is 0700 and every file 0600 (files.py); a tree left readable by others
+is repaired at each start, and what was repaired is logged.
+
 Ports: the trust space listens on ``base_port``; operator *i* (0, 1, 2) on
 ``base_port + 10*(i+1)`` (MTA), ``+1`` (submission, STARTTLS), ``+2`` (submissions,
 implicit TLS), ``+3`` (IMAP, STARTTLS), ``+4`` (IMAP, implicit TLS).
@@ -34,7 +37,7 @@ from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.environment.outside import OUTSIDE_FILE, OutsideOperator, load_outside_operators
 from mssante.errors import ConfigError
-from mssante.files import write_atomic
+from mssante.files import private_dir, repair_permissions, write_atomic
 from mssante.passwords import generate_password, hash_password
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 DEMO_EXTRACT_INTERVAL = 2.0  # seconds: the demo's published extract follows changes quickly
 DEFAULT_BASE_PORT = 10000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,18 @@ async def seed_directory(url: str) -> None:
         await directory.close()
 
 
+def _private_data_dir(data_dir: Path) -> None:
+    """Create the data directory (0700), or take back what others could read in an
+    existing one: earlier versions left databases 0644 in 0755 folders."""
+    private_dir(data_dir)
+    repaired = repair_permissions(data_dir)
+    if repaired:
+        shown = ", ".join(str(p.relative_to(data_dir)) for p in repaired[:5])
+        more = f" and {len(repaired) - 5} more" if len(repaired) > 5 else ""
+        log.warning("%s: %d files and folders were readable by other users, now by their "
+                    "owner only: %s%s", data_dir, len(repaired), shown, more)
+
+
 def _write_private(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"), mode=0o600)  # it holds passwords
 
@@ -198,12 +215,13 @@ class LocalEnvironment:
 
     async def prepare(self) -> None:
         """Create what is missing (PKI, certificates, whitelist, configs, accounts)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _private_data_dir(self.data_dir)
         (self.data_dir / "trust.toml").write_text(
-            f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n",
-            encoding="utf-8")
+            f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n"
+            f"public_url = \"{self.trust_url}\"\n", encoding="utf-8")
         ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
         ts.extract_interval = DEMO_EXTRACT_INTERVAL
+        ts.public_url = self.trust_url  # FHIR links name it, whatever Host a client sends
         self.trust_space = ts
         await seed_directory(ts.directory_database)
         outside = await asyncio.to_thread(self._outside_operators, ts)

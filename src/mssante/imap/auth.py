@@ -37,7 +37,8 @@ class AuthFailed(Exception):
 
 
 class Throttled(AuthFailed):
-    """Too many failed logins from the client's address (throttle.py): not checked."""
+    """Too many failed logins for the login or from the client's address
+    (throttle.py): not checked."""
 
     code = "UNAVAILABLE"  # RFC 5530: temporary, try again later
 

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mssante.errors import PKIError
+from mssante.files import private_dir
 from mssante.pki import profiles
 from mssante.pki.crl import Revocation, build_crl, crl_number, load_crl, reason_name
 from mssante.pki.files import locked, read_bytes, write_atomic, write_private
@@ -143,7 +144,7 @@ class PKI:
         if crl_validity <= timedelta(0):
             raise PKIError("the CRL validity must be positive")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
         except OSError as exc:
             raise PKIError(f"cannot create {directory}: {exc.strerror or exc}") from exc
         with locked(directory):

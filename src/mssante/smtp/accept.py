@@ -3,6 +3,10 @@
 The invariant (DESIGN "Storage"): the caller replies ``250`` only after
 ``Store.accept_message`` has committed the body with every mailbox and queue entry,
 and the patient conversation a professional's message opens or closes.
+
+The message arrives with its ``Received`` header already on top (``trace``, given to
+the SMTP machine before DATA is read), so that the body read is the body stored: a
+25 MB message is not copied once more to put a line above it.
 """
 
 from __future__ import annotations
@@ -26,28 +30,49 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class Trace:
+    """The queue id of a message being received and its Received field (CRLF-ended)."""
+
+    queue_id: str
+    received: bytes
+
+
+def trace(ctx: OperatorContext, *, helo: str | None, peer: str | None, protocol: str,
+          recipients: Sequence[str]) -> Trace:
+    """RFC 5321 §4.4: the trace header of a message about to be received; protocol per
+    RFC 3848 (ESMTPS from the MTA, ESMTPSA at submission)."""
+    queue_id = uuid.uuid4().hex[:16].upper()
+    only = recipients[0] if len(recipients) == 1 else None
+    received = received_header(helo=helo, peer=peer, by=ctx.hostname, protocol=protocol,
+                               queue_id=queue_id, recipient=only)
+    return Trace(queue_id, prepend_headers(b"", [("Received", received)]))
+
+
+@dataclass(frozen=True, slots=True)
 class Incoming:
     envelope_from: str  # "" for the null sender
     recipients: Sequence[tuple[str, RcptParams]]
-    body: bytes
+    body: bytes  # beginning with trace.received
     headers: HeaderView
     envid: str | None
     ret: str | None
-    helo: str | None
-    peer: str | None
-    protocol: str  # ESMTPS (MTA) or ESMTPSA (submission), RFC 3848
+    trace: Trace
     sent_copy: str | None = None  # submission: the sender's mailbox, whose Sent keeps a copy
 
 
 async def accept(ctx: OperatorContext, msg: Incoming, *,
                  extra_headers: Sequence[tuple[str, str]] = ()) -> str:
-    """Store and queue ``msg``; returns the queue id used in the Received header."""
+    """Store and queue ``msg``, ``extra_headers`` added below its Received header;
+    returns the queue id named in that header."""
     now = time.time()
-    queue_id = uuid.uuid4().hex[:16].upper()
-    only = msg.recipients[0][0] if len(msg.recipients) == 1 else None
-    received = received_header(helo=msg.helo, peer=msg.peer, by=ctx.hostname,
-                               protocol=msg.protocol, queue_id=queue_id, recipient=only)
-    body = prepend_headers(msg.body, [("Received", received), *extra_headers])
+    queue_id = msg.trace.queue_id
+    top = len(msg.trace.received)
+    if not msg.body.startswith(msg.trace.received):
+        raise ValueError("the message does not begin with its Received header")
+    body = msg.body
+    if extra_headers:  # one copy, only when a client left out Date or Message-ID
+        body = b"".join((msg.trace.received, prepend_headers(b"", list(extra_headers)),
+                         memoryview(body)[top:]))
     local = [r.lower() for r, _ in msg.recipients if ctx.is_local(r)]
     remote = [OutboundRecipient(r, p.orcpt, p.notify) for r, p in msg.recipients
               if not ctx.is_local(r)]

@@ -15,7 +15,7 @@ from mssante.domain.mailboxes import Rules
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
 from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
-from mssante.throttle import LoginThrottle
+from mssante.throttle import FailedLogins
 from mssante.whitelist.model import Whitelist
 
 MAILBOX_CACHE_SECONDS = 2.0
@@ -71,12 +71,13 @@ class OperatorContext:
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)
     bodies: BodyCache = field(init=False, default_factory=lambda: BodyCache())
-    logins: LoginThrottle = field(init=False)  # shared by IMAP and submission
+    logins: FailedLogins = field(init=False)  # shared by IMAP and submission
 
     def __post_init__(self) -> None:
         self.rules = Rules(social_may_hold_per=self.settings.social_may_hold_per)
-        self.logins = LoginThrottle(self.settings.max_login_failures,
-                                    self.settings.login_failure_window)
+        self.logins = FailedLogins(self.settings.max_login_failures,
+                                   self.settings.max_login_failures_per_address,
+                                   self.settings.login_failure_window)
         self.local_domains = frozenset(d.lower() for d in self.settings.domains)
 
     @property

@@ -29,7 +29,7 @@ from mssante.domain.ins import validate_ins
 from mssante.domain.policy import check_vouched_for
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
 from mssante.pki.verify import PeerCertificate
-from mssante.smtp.accept import Incoming, accept
+from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
@@ -130,12 +130,19 @@ class InboundHandler:
             raise SMTPReply(MAILBOX_DISABLED.with_text(f"Mailbox closed: {rcpt}"))
         return str(RECIPIENT_OK)
 
+    async def handle_TRACE(self, server: MSSanteSMTP, session: Session,
+                           envelope: MSSEnvelope) -> bytes:
+        envelope.trace = trace(self.ctx, helo=session.host_name, peer=peer_host(session),
+                               protocol="ESMTPS", recipients=envelope.rcpt_tos)
+        return envelope.trace.received
+
     @maillog.logs_refusals("DATA")
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
         body = envelope.original_content
         assert body is not None and envelope.mail_from is not None
         headers = checked_headers(body)
+        assert envelope.trace is not None  # handle_TRACE ran before the data was read
         if not headers.has_from:  # RFC 5322 §3.6: the author is required
             raise SMTPReply(HEADER_SYNTAX.with_text("Message headers refused: no From field"))
         peer = self._peer(server)
@@ -146,9 +153,9 @@ class InboundHandler:
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid,
-            ret=envelope.params.ret, helo=session.host_name, peer=peer_host(session),
-            protocol="ESMTPS")
+            ret=envelope.params.ret, trace=envelope.trace)
         queue_id = await accept(self.ctx, msg)
         maillog.received(queue_id, sender=msg.envelope_from, recipients=envelope.rcpt_tos,
-                         size=len(body), client=msg.peer, dn=self._peer(server).subject_dn)
+                         size=len(body), client=peer_host(session),
+                         dn=self._peer(server).subject_dn)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))

@@ -16,6 +16,9 @@ from mssante.smtp.protocol import MSSanteSMTP
 from mssante.smtp.submission import SubmissionHandler
 
 SESSION_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: server timeout of 5 minutes
+# The greeting is "220 <host name> ESMTP" (RFC 5321 §4.3.1, §4.2): aiosmtpd's default
+# names the library and its version, which tells an attacker what to try.
+BANNER = "ESMTP"
 
 
 @dataclass
@@ -44,12 +47,13 @@ async def start_listeners(ctx: OperatorContext, config: OperatorConfig) -> Liste
     submission = SubmissionHandler(ctx)
 
     def mta() -> MSSanteSMTP:
-        return MSSanteSMTP(inbound, hostname=hostname, tls_context=tls_ctx, require_starttls=True,
-                           data_size_limit=size, enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT,
-                           auth_exclude_mechanism=["PLAIN", "LOGIN"], loop=loop)
+        return MSSanteSMTP(inbound, hostname=hostname, ident=BANNER, tls_context=tls_ctx,
+                           require_starttls=True, data_size_limit=size, enable_SMTPUTF8=True,
+                           timeout=SESSION_TIMEOUT, auth_exclude_mechanism=["PLAIN", "LOGIN"],
+                           loop=loop)
 
     def submit_starttls() -> MSSanteSMTP:
-        return MSSanteSMTP(submission, hostname=hostname, tls_context=tls_ctx,
+        return MSSanteSMTP(submission, hostname=hostname, ident=BANNER, tls_context=tls_ctx,
                            require_starttls=True, auth_required=True, auth_require_tls=True,
                            data_size_limit=size, enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT,
                            loop=loop)
@@ -58,7 +62,7 @@ async def start_listeners(ctx: OperatorContext, config: OperatorConfig) -> Liste
         with warnings.catch_warnings():
             # aiosmtpd warns about AUTH without STARTTLS; here TLS is implicit (RFC 8314 §3.3).
             warnings.simplefilter("ignore")
-            return MSSanteSMTP(submission, implicit_tls=True, hostname=hostname,
+            return MSSanteSMTP(submission, implicit_tls=True, hostname=hostname, ident=BANNER,
                                auth_required=True, auth_require_tls=False, data_size_limit=size,
                                enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT, loop=loop)
 

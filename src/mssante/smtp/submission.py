@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from aiosmtpd.smtp import AuthResult, Session
 
 from mssante.certlogin import CertificateLoginFailed, certificate_holder
-from mssante.content.headers import prepend_headers, rfc5322_date
+from mssante.content.headers import header_section, prepend_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.mailboxes import PersonKind
@@ -39,7 +39,7 @@ from mssante.domain.patient import check_patient_recipient, check_patient_reply,
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
 from mssante.errors import InvalidAddress, PolicyViolation
 from mssante.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
-from mssante.smtp.accept import Incoming, accept
+from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
@@ -258,6 +258,12 @@ class SubmissionHandler:
                 raise SMTPReply(NO_SUCH_USER.with_text(
                     f"{rcpt} is not a patient address: {exc}")) from None
 
+    async def handle_TRACE(self, server: MSSanteSMTP, session: Session,
+                           envelope: MSSEnvelope) -> bytes:
+        envelope.trace = trace(self.ctx, helo=session.host_name, peer=peer_host(session),
+                               protocol="ESMTPSA", recipients=envelope.rcpt_tos)
+        return envelope.trace.received
+
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
         identity = self._identity(session)
@@ -288,16 +294,17 @@ class SubmissionHandler:
             extra.append(("Date", rfc5322_date()))
         if not headers.message_id:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
-        if extra:
-            body = prepend_headers(body, extra)
-            headers = checked_headers(body)  # the message as stored: exactly one From
+        if extra:  # accept puts them below Received, in one copy of the message
+            # the message as stored, checked again: exactly one From
+            headers = checked_headers(prepend_headers(header_section(body), extra))
+        assert envelope.trace is not None  # handle_TRACE ran before the data was read
         msg = Incoming(
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
-            helo=session.host_name, peer=peer_host(session), protocol="ESMTPSA",
+            trace=envelope.trace,
             sent_copy=sender.lower() if self.ctx.is_local(sender) else None)
-        queue_id = await accept(self.ctx, msg)
+        queue_id = await accept(self.ctx, msg, extra_headers=extra)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
 
     async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:

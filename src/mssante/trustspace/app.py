@@ -106,12 +106,16 @@ def create_directory_router(directory: DirectoryService) -> APIRouter:
     return router
 
 
-def create_app(trust_space: TrustSpace, directory: DirectoryService | None = None) -> FastAPI:
+def create_app(trust_space: TrustSpace, directory: DirectoryService | None = None, *,
+               base_url: str) -> FastAPI:
+    """The trust space's HTTP application; ``base_url`` (its public URL) starts the
+    absolute URLs of the directory's FHIR API."""
     app = FastAPI(title="MSSanté trust space", docs_url=None, redoc_url=None)
     app.include_router(create_router(trust_space))
     if directory is not None:
         app.include_router(create_directory_router(directory))
-        app.include_router(create_fhir_router(directory.store, Authoriser(trust_space)),
+        app.include_router(create_fhir_router(directory.store, Authoriser(trust_space),
+                                              base_url=f"{base_url}/fhir"),
                            prefix="/fhir")
 
         @app.middleware("http")

@@ -89,7 +89,8 @@ async def serve_socket(trust_space: TrustSpace, sock: socket.socket, *,
 async def _serve(trust_space: TrustSpace, directory: DirectoryService, sock: socket.socket,
                  ready: asyncio.Event | None) -> None:
     config = uvicorn.Config(
-        create_app(trust_space, directory),
+        create_app(trust_space, directory,
+                   base_url=trust_space.base_url(sock.getsockname()[1])),
         http=PeerCertificateProtocol,
         ssl_certfile=trust_space.https_cert.cert_file,
         ssl_keyfile=trust_space.https_cert.key_file,

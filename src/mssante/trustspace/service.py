@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 
 from mssante.errors import CertificateRejected, PKIError
+from mssante.files import private_dir
 from mssante.pki.ca import PKI, IssuedCertificate
 from mssante.pki.names import dn_string
 from mssante.pki.verify import CertificateChecker
@@ -66,6 +67,14 @@ class TrustSpace:
     hostname: str = "127.0.0.1"
     directory_url: str = ""  # SQLAlchemy URL; empty: directory.sqlite3 in data_dir
     extract_interval: float = 60.0  # seconds between two rewrites of the public extract
+    public_url: str = ""  # where clients reach it (config.TrustSpaceSettings.public_url)
+
+    def base_url(self, port: int) -> str:
+        """The public URL, or by default the HTTPS address served on ``port``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"https://{host}:{port}"
 
     @property
     def directory_database(self) -> str:
@@ -79,8 +88,9 @@ class TrustSpace:
     @classmethod
     def create_or_load(cls, data_dir: Path, *, hostname: str = "127.0.0.1",
                        crl_validity: timedelta = timedelta(days=7),
-                       directory_url: str = "", extract_interval: float = 60.0) -> TrustSpace:
-        data_dir.mkdir(parents=True, exist_ok=True)
+                       directory_url: str = "", extract_interval: float = 60.0,
+                       public_url: str = "") -> TrustSpace:
+        private_dir(data_dir)
         pki = PKI.create_or_load(data_dir / "pki", crl_validity=crl_validity)
         checker = checker_for(pki)
         dns_names, ips = _hosts(hostname)
@@ -109,7 +119,7 @@ class TrustSpace:
             publisher.republish()
         return cls(data_dir=data_dir, pki=pki, publisher=publisher, https_cert=https,
                    signing_cert=signing, hostname=hostname, directory_url=directory_url,
-                   extract_interval=extract_interval)
+                   extract_interval=extract_interval, public_url=public_url)
 
     @property
     def root_cert_file(self) -> Path:

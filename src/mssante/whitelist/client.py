@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 
 from mssante.errors import MSSanteError, TrustSpaceUnavailable, WhitelistError
+from mssante.files import DIR_MODE, private_dir
 from mssante.pki.tls import client_context
 from mssante.pki.verify import CertificateChecker
 from mssante.whitelist.files import (
@@ -296,10 +297,10 @@ class TrustClient:
         return self.cache_dir / name
 
     def _write_cache(self, trust_set: TrustSet, fetched_at: datetime) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.cache_dir)
         name = f"set-{time.time_ns()}"
         directory = self.cache_dir / name
-        directory.mkdir()
+        directory.mkdir(mode=DIR_MODE)
         for file_name, data in trust_set.files().items():
             write_atomic(directory / file_name, data)
         write_atomic(directory / FETCHED_AT_NAME, fetched_at.isoformat().encode("ascii"))

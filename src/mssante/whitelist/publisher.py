@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mssante.errors import WhitelistError
+from mssante.files import FILE_MODE, private_dir
 from mssante.whitelist.files import (
     SHA256_NAME,
     SIG_NAME,
@@ -42,7 +43,7 @@ class WhitelistPublisher:
         self.directory = directory
         self.signer_cert = signer_cert
         self.signer_key = signer_key
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
 
     @property
     def xml_file(self) -> Path:
@@ -103,7 +104,7 @@ class WhitelistPublisher:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

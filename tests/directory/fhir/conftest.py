@@ -241,9 +241,12 @@ async def authorise(request: Request) -> Publisher:
     return OPERATORS[name]
 
 
+FHIR_BASE = "http://directory.test/fhir"
+
+
 def application(store: DirectoryStore) -> FastAPI:
     app = FastAPI()
-    app.include_router(create_fhir_router(store, authorise), prefix="/fhir")
+    app.include_router(create_fhir_router(store, authorise, base_url=FHIR_BASE), prefix="/fhir")
     return app
 
 

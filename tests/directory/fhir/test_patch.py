@@ -271,7 +271,8 @@ class _AmbiguousStore:
 
 async def test_store_ambiguity_is_412(fresh: DirectoryStore) -> None:
     app = FastAPI()
-    app.include_router(create_fhir_router(_AmbiguousStore(fresh), authorise),
+    app.include_router(create_fhir_router(_AmbiguousStore(fresh), authorise,
+                                          base_url="http://directory.test/fhir"),
                        prefix="/fhir")
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://directory.test") as c:

@@ -69,7 +69,8 @@ async def watched(fresh: DirectoryStore) -> _Watched:
 @pytest_asyncio.fixture
 async def client(watched: _Watched) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.include_router(create_fhir_router(watched, authorise), prefix="/fhir")
+    app.include_router(create_fhir_router(watched, authorise, base_url="http://directory.test/fhir"),
+                       prefix="/fhir")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app),
                                  base_url="http://directory.test") as http:
         yield http

@@ -203,7 +203,8 @@ class _BrokenStore:
 async def test_internal_errors_are_fatal_outcomes(loaded: DirectoryStore,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     app = FastAPI()
-    app.include_router(create_fhir_router(_BrokenStore(), authorise),  # type: ignore[arg-type]
+    app.include_router(create_fhir_router(_BrokenStore(), authorise,  # type: ignore[arg-type]
+                                          base_url="http://directory.test/fhir"),
                        prefix="/fhir")
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://directory.test") as c:
@@ -216,7 +217,8 @@ async def test_internal_errors_are_fatal_outcomes(loaded: DirectoryStore,
 
 async def test_openapi_lists_every_route_once() -> None:
     app = FastAPI()
-    app.include_router(create_fhir_router(_BrokenStore(), authorise),  # type: ignore[arg-type]
+    app.include_router(create_fhir_router(_BrokenStore(), authorise,  # type: ignore[arg-type]
+                                          base_url="http://directory.test/fhir"),
                        prefix="/fhir")
     operations = [op["operationId"] for path in app.openapi()["paths"].values()
                   for op in path.values()]

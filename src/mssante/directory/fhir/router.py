@@ -19,8 +19,9 @@ Invariants:
   is 404 and a method a path does not take 405 (with ``Allow``), as
   OperationOutcomes too: a last route catches them, since a router cannot install
   exception handlers on the application it joins.
-- Absolute URLs (``fullUrl``, links) are built from the request's own URL, so they
-  hold wherever the router is mounted.
+- Absolute URLs (``fullUrl``, links) start with ``base_url``, the configured public
+  URL of the API, never with the request's ``Host`` header: a client chooses that
+  header, and a link a proxy or cache keeps would send the next reader elsewhere.
 - A patch asks ``authorise`` first, before reading its parameters or its body: an
   anonymous or unknown caller gets 401/403 whatever it sent, learns nothing of the
   directory (no 404/412 on identifiers) and costs no database work. Then the body
@@ -113,17 +114,20 @@ def error_response(error: FhirError) -> Response:
     return FhirResponse(error.outcome(), status_code=error.status, headers=error.headers)
 
 
-def create_fhir_router(store: DirectoryPort, authorise: Authorise) -> APIRouter:
-    """The FHIR API's routes on ``store``; ``authorise`` admits the publishers."""
-    api = _Api(store, authorise)
+def create_fhir_router(store: DirectoryPort, authorise: Authorise, *,
+                       base_url: str) -> APIRouter:
+    """The FHIR API's routes on ``store``; ``authorise`` admits the publishers;
+    ``base_url`` is the API's public URL (``https://host[:port]/fhir``), the start of
+    every absolute URL it answers with."""
+    api = _Api(store, authorise, base_url.rstrip("/"))
     router = APIRouter(route_class=FhirRoute, default_response_class=FhirResponse)
     router.add_api_route("/metadata", api.metadata, methods=["GET"],
                          summary="CapabilityStatement", operation_id="fhir_metadata")
     for resource in RESOURCE_TYPES:
         routes: list[tuple[str, str, Handler, str]] = [
-            ("", "GET", api.searcher(resource, depth=1), "search"),
-            ("/_search", "GET", api.searcher(resource, depth=2), "search_get"),
-            ("/_search", "POST", api.searcher(resource, depth=2), "search_post"),
+            ("", "GET", api.searcher(resource), "search"),
+            ("/_search", "GET", api.searcher(resource), "search_get"),
+            ("/_search", "POST", api.searcher(resource), "search_post"),
             ("/{fhir_id}", "GET", api.reader(resource), "read"),
         ]
         if resource in PATCHABLE:
@@ -151,9 +155,10 @@ def allowed_methods(path: str) -> list[str]:
 
 
 class _Api:
-    def __init__(self, store: DirectoryPort, authorise: Authorise) -> None:
+    def __init__(self, store: DirectoryPort, authorise: Authorise, base_url: str) -> None:
         self.store = store
         self.authorise = authorise
+        self.base_url = base_url
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
@@ -164,9 +169,9 @@ class _Api:
 
     async def metadata(self, request: Request) -> Response:
         check_read(_query(request))
-        return FhirResponse(capability_statement(fhir_base(request, depth=1)))
+        return FhirResponse(capability_statement(self.base_url))
 
-    def searcher(self, resource: str, *, depth: int) -> Handler:
+    def searcher(self, resource: str) -> Handler:
         async def search(request: Request) -> Response:
             items = _query(request)
             if request.method == "POST":
@@ -174,7 +179,7 @@ class _Api:
             query = parse_search(resource, items)
             async with self.reading() as conn:
                 result = await queries.search(conn, query)
-            base = fhir_base(request, depth=depth)
+            base = self.base_url
             next_url = (None if result.next_cursor is None
                         else search_url(base, query, result.next_cursor))
             return FhirResponse(searchset(
@@ -246,14 +251,6 @@ class _Api:
             raise FhirError(404, f"{request.url.path} is not served by this FHIR API")
         raise FhirError(405, f"{request.method} is not supported on {request.url.path}",
                         code="not-supported", headers={"Allow": ", ".join(methods)})
-
-
-def fhir_base(request: Request, *, depth: int) -> str:
-    """The FHIR base URL: the request's URL less its last ``depth`` path segments."""
-    path = request.url.path.rstrip("/")
-    for _ in range(depth):
-        path = path.rpartition("/")[0]
-    return str(request.url.replace(path=path, query="", fragment="")).rstrip("/")
 
 
 def search_url(base: str, query: Search, cursor: int | None) -> str:
