@@ -598,8 +598,8 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
     process of its own (bench/imap_server.py), so that ``pids`` measures the server
     alone."""
     from bench.peers.system import free_ports
+    from mssante.auth.passwords import hash_password
     from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
-    from mssante.passwords import hash_password
     from mssante.store import open_store
 
     if tls not in ("implicit", "starttls"):
@@ -670,7 +670,7 @@ async def _postgres_schema(url: str, statement: str) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from mssante.store.engine import database_url
+    from mssante.database import database_url
 
     engine = create_async_engine(database_url(url))
     try:

@@ -141,8 +141,8 @@ class Raw:
 
 
 async def prepare(url: str, schema: str | None, args: argparse.Namespace) -> None:
+    from mssante.auth.passwords import hash_password
     from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
-    from mssante.passwords import hash_password
     from mssante.store import open_store
 
     store = await open_store(url, schema=schema)

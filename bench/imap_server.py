@@ -28,8 +28,8 @@ from mssante.config import (
     TrustSettings,
 )
 from mssante.imap.server import start_imap
+from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import CertificateChecker
-from mssante.smtp.context import OperatorContext
 from mssante.store import open_store
 from mssante.whitelist.model import Whitelist
 
@@ -58,7 +58,7 @@ async def serve(args: argparse.Namespace) -> None:
         trust=TrustSettings(url="https://127.0.0.1:9"),
         imap=Listener() if implicit else listener, imaps=listener if implicit else Listener())
     store = await open_store(args.database, schema=args.schema)
-    ctx = OperatorContext(config.operator, store, NoTrustSpace())
+    ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
     listeners = await start_imap(ctx, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -26,9 +26,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mssante.database import database_url
 from mssante.environment.local import LocalEnvironment
 from mssante.store import open_store
-from mssante.store.engine import database_url
 
 T = TypeVar("T")
 

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mssante.database import database_url
 from mssante.directory import schema
 from mssante.directory import store as store_module
 from mssante.directory.extract import ExtractRow
@@ -44,7 +45,6 @@ from mssante.directory.store import (
 from mssante.directory.text import spaced, words
 from mssante.domain.mailboxes import MailboxType
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
-from mssante.store.engine import database_url
 from tests.conftest import POSTGRES_URL, postgres_schema
 
 COUNT = 1500

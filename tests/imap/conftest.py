@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from mssante.auth.passwords import hash_password
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
-from mssante.passwords import hash_password
 
 HOSPITAL = "ch-xyz.mssante.fr"
 

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from bench.imap_server import NoTrustSpace
 
+from mssante.auth.passwords import hash_password
 from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.imap.server import start_imap
-from mssante.passwords import hash_password
-from mssante.smtp.context import MAILBOX_CACHE_SECONDS, OperatorContext
+from mssante.operator.runtime import MAILBOX_CACHE_SECONDS, OperatorRuntime
 from mssante.store import Store, open_store
 from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.e2e.mail import message, submission, unique
@@ -652,7 +652,7 @@ async def test_idle_hears_another_process_through_postgresql(environment: Any) -
                                               database_url=POSTGRES_URL),
                     trust=TrustSettings(url="https://127.0.0.1:9"),
                     imaps=Listener("127.0.0.1", port))
-                ctx = OperatorContext(config.operator, store, NoTrustSpace())
+                ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
                 servers.append(await start_imap(ctx, config))
                 ports.append(port)
             await _until_heard(stores[0], stores[1], address)

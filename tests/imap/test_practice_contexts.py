@@ -16,9 +16,9 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from mssante.auth.passwords import hash_password
 from mssante.cli import app
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
-from mssante.passwords import hash_password
 from tests.e2e.mail import message, submission, unique
 from tests.imap.conftest import HOSPITAL, Account, connect, fresh_person, login
 from tests.imap.test_imap_server import list_names, ok, status, wait_for_subject

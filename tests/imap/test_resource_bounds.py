@@ -27,13 +27,13 @@ import pytest
 from bench.imap_limits import hostile_message, large_message
 from bench.imap_server import NoTrustSpace
 
+from mssante.auth.passwords import hash_password
 from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.imap import server as imap_server
 from mssante.imap import session as imap_session
 from mssante.imap.server import ImapListeners, start_imap
-from mssante.passwords import hash_password
-from mssante.smtp.context import OperatorContext
+from mssante.operator.runtime import OperatorRuntime
 from mssante.store import Store, open_store
 from tests.imap.conftest import HOSPITAL, tls_context
 
@@ -108,7 +108,7 @@ async def bare(environment: Any, tmp_path: Path) -> AsyncIterator[Bare]:
         path=Path("operator.toml"), tls=tls,
         operator=OperatorSettings(domains=[HOSPITAL], hostname=f"imap.{HOSPITAL}"),
         trust=TrustSettings(url="https://127.0.0.1:9"), imaps=Listener("127.0.0.1", port))
-    listeners = await start_imap(OperatorContext(config.operator, store, NoTrustSpace()),
+    listeners = await start_imap(OperatorRuntime(config.operator, store, NoTrustSpace()),
                                  config)
     try:
         yield Bare(store, listeners, port, login, password, tls_context(environment))

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from mssante.cli import app
 from mssante.config import OperatorConfig
+from mssante.directory.contact import contact_point, fhirpath_string, patch_parameters
 from mssante.directory.model import Mailbox as DirectoryMailbox
 from mssante.directory.model import Practitioner
 from mssante.directory.store import open_directory
@@ -28,7 +29,6 @@ from mssante.environment.operator import OperatorService
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.tls import client_context, server_context
 from mssante.publishing.client import DirectoryClient, Verdict, classify
-from mssante.publishing.contact import contact_point, fhirpath_string, patch_parameters
 from mssante.publishing.publisher import DirectoryPublisher
 from mssante.store import Store, open_store
 from mssante.trustspace.server import RunningTrustSpace

@@ -13,11 +13,11 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from mssante.database import create_engine, database_url
+from mssante.directory.contact import METADATA_URL
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.errors import Conflict, NotFound, PolicyViolation
-from mssante.publishing.contact import METADATA_URL
 from mssante.store import Store
-from mssante.store.engine import create_engine, database_url
 from mssante.store.migrate import alembic_config, head_revision
 from mssante.store.models import DirectoryEntry
 from mssante.store.outbox import backoff

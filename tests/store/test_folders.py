@@ -18,11 +18,11 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from mssante.database import create_engine, database_url
 from mssante.domain.mailboxes import MailboxType, Rules
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.store import MessageSummary, OutboundRecipient, Store
 from mssante.store.changes import CHANNEL, RECONNECT_DELAY
-from mssante.store.engine import create_engine, database_url
 from mssante.store.folders import canonical_flags, normalise_name
 from mssante.store.migrate import alembic_config, head_revision
 from mssante.store.models import Accepted, Folder, FolderChanges, MessageData

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from tests.store.conftest import Database, RowCounter
 
+from mssante.database import create_engine, database_url
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.store import Store
-from mssante.store.engine import create_engine, database_url
 from mssante.store.migrate import alembic_config
 
 DOMAIN = "ch-xyz.mssante.fr"

@@ -21,7 +21,9 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
+from mssante.auth.passwords import generate_password, hash_password
 from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
+from mssante.directory.contact import resource_for
 from mssante.domain.addresses import parse_address
 from mssante.domain.ins import parse_patient_address
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
@@ -29,9 +31,7 @@ from mssante.environment.operator import OperatorService
 from mssante.errors import MSSanteError
 from mssante.imap.namespace import SHARED_PREFIX
 from mssante.maillog import show_mail_log
-from mssante.passwords import generate_password, hash_password
 from mssante.pki.names import dn_string
-from mssante.publishing.contact import resource_for
 from mssante.store import Mailbox, Person, Store
 from mssante.store.models import PENDING
 

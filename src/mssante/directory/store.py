@@ -150,6 +150,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mssante.database import (
+    BEGIN_OPTION,
+    POSTGRESQL,
+    converted,
+    create_engine,
+    database_url,
+)
 from mssante.directory import schema
 from mssante.directory.extract import FIELD_NAMES, ExtractRow, directory_address, format_row
 from mssante.directory.model import (
@@ -166,13 +173,6 @@ from mssante.directory.model import (
 from mssante.directory.text import spaced, words
 from mssante.domain.mailboxes import MailboxType
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
-from mssante.store.engine import (
-    BEGIN_OPTION,
-    POSTGRESQL,
-    converted,
-    create_engine,
-    database_url,
-)
 
 SCHEMA_VERSION = 2
 _ADVISORY_LOCK = 0x6D7373616E7464  # "mssantd": the directory's schema creation

@@ -30,6 +30,7 @@ from typing import Any
 
 from cryptography import x509
 
+from mssante.auth.passwords import generate_password, hash_password
 from mssante.config import OperatorConfig, load_operator_config
 from mssante.directory.model import Organisation, Practitioner
 from mssante.directory.store import open_directory
@@ -38,7 +39,6 @@ from mssante.environment.operator import OperatorService
 from mssante.environment.outside import OUTSIDE_FILE, OutsideOperator, load_outside_operators
 from mssante.errors import ConfigError
 from mssante.files import private_dir, repair_permissions, write_atomic
-from mssante.passwords import generate_password, hash_password
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
 from mssante.store import Store, open_store

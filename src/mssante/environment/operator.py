@@ -13,11 +13,11 @@ import logging
 
 from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
+from mssante.operator.runtime import OperatorRuntime
 from mssante.publishing.client import DirectoryClient
 from mssante.publishing.publisher import DirectoryPublisher
 from mssante.queue.retention import QueueRetention
 from mssante.queue.worker import DeliveryWorker
-from mssante.smtp.context import OperatorContext
 from mssante.smtp.server import Listeners, start_listeners
 from mssante.store import Store, open_store
 from mssante.whitelist.client import TrustClient
@@ -62,7 +62,7 @@ class OperatorService:
                 refresh_interval=config.trust.refresh_interval,
                 stale_after=config.trust.stale_after, timeout=config.trust.timeout)
             await self.trust.start()
-            ctx = OperatorContext(config.operator, self.store, self.trust)
+            ctx = OperatorRuntime(config.operator, self.store, self.trust)
             self.worker = DeliveryWorker(ctx, config.queue, config.routes,
                                          cert_file=str(config.tls.cert_file),
                                          key_file=str(config.tls.key_file),

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mssante.certlogin import CertificateLoginFailed, certificate_holder
-from mssante.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
-from mssante.smtp.context import OperatorContext
+from mssante.auth.certlogin import CertificateLoginFailed, certificate_holder
+from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
+from mssante.operator.runtime import OperatorRuntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Throttled(AuthFailed):
     code = "UNAVAILABLE"  # RFC 5530: temporary, try again later
 
 
-async def password_login(ctx: OperatorContext, login: str, password: str,
+async def password_login(ctx: OperatorRuntime, login: str, password: str,
                          address: str) -> Identity:
     """The person whose login and password these are, for a client at ``address``
     (passwordlogin.py)."""
@@ -56,7 +56,7 @@ async def password_login(ctx: OperatorContext, login: str, password: str,
     return Identity(person.login)
 
 
-async def certificate_login(ctx: OperatorContext, der: bytes | None,
+async def certificate_login(ctx: OperatorRuntime, der: bytes | None,
                             authzid: str = "") -> Identity:
     try:
         holder = await certificate_holder(ctx, der)

@@ -41,8 +41,8 @@ from mssante.imap.cache import FolderCache
 from mssante.imap.errors import Reply
 from mssante.imap.parser import ParseError, parse_command, split_literal
 from mssante.imap.session import WRITE_HIGH_WATER, Limits, Logout, Session
+from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import server_context
-from mssante.smtp.context import OperatorContext
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def _is_append(first_line: bytes) -> bool:
     return len(words) > 1 and words[1].upper() == b"APPEND"
 
 
-async def serve_connection(ctx: OperatorContext, cache: FolderCache, limits: Limits,
+async def serve_connection(ctx: OperatorRuntime, cache: FolderCache, limits: Limits,
                            reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            tls_context: ssl.SSLContext, *, implicit_tls: bool) -> None:
     conn = ImapConnection(reader, writer, tls_context, implicit_tls=implicit_tls)
@@ -312,7 +312,7 @@ class ImapListeners:
         await self.cache.stop()
 
 
-async def start_imap(ctx: OperatorContext, config: OperatorConfig) -> ImapListeners:
+async def start_imap(ctx: OperatorRuntime, config: OperatorConfig) -> ImapListeners:
     """Listen on the configured IMAP ports (a port 0 listener is not started)."""
     tls = config.tls
     # the card or organisation certificate is optional: EXTERNAL needs it, LOGIN does not

@@ -84,7 +84,7 @@ from mssante.imap.namespace import (
 from mssante.imap.parser import Command
 from mssante.imap.sequence import BadSequence, format_uid_set, parse_sequence_set
 from mssante.imap.tokens import Atom, String, Token
-from mssante.smtp.context import OperatorContext
+from mssante.operator.runtime import OperatorRuntime
 from mssante.store.delivery import SENT
 from mssante.store.folders import DELIMITER, SUMMARY_FIELDS, normalise_name
 from mssante.store.models import Folder, MessageData
@@ -276,7 +276,7 @@ class Session:
                  "ctx", "enabled", "home", "identity", "idling", "limits", "saved", "selected",
                  "state")
 
-    def __init__(self, ctx: OperatorContext, cache: FolderCache, conn: Connection,
+    def __init__(self, ctx: OperatorRuntime, cache: FolderCache, conn: Connection,
                  limits: Limits) -> None:
         self.ctx = ctx
         self.cache = cache

@@ -39,8 +39,8 @@ from typing import Any, Self
 
 import httpx
 
+from mssante.directory import contact
 from mssante.pki.tls import client_context
-from mssante.publishing import contact
 from mssante.store.models import DirectoryEntry
 
 FHIR_JSON = "application/fhir+json"

@@ -36,11 +36,11 @@ from mssante import leases, maillog
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import split_message
+from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
 from mssante.queue.nexthop import NextHopError, NextHops
 from mssante.queue.smtpclient import SMTPClientError, to_wire
-from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams, rcpt_params_wire, xtext_encode
 from mssante.store.models import QueueEntry
 
@@ -65,7 +65,7 @@ def _wants(entry: QueueEntry, what: str) -> bool:
 
 
 class DeliveryWorker:
-    def __init__(self, ctx: OperatorContext, settings: QueueSettings,
+    def __init__(self, ctx: OperatorRuntime, settings: QueueSettings,
                  routes: dict[str, str], *, cert_file: str, key_file: str,
                  ca_file: str) -> None:
         self.ctx = ctx

@@ -21,7 +21,7 @@ from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import HeaderView, prepend_headers, received_header
 from mssante.domain.patient import professional_message
 from mssante.errors import Conflict, NotFound
-from mssante.smtp.context import OperatorContext
+from mssante.operator.runtime import OperatorRuntime
 from mssante.smtp.params import RcptParams
 from mssante.smtp.replies import MAILBOX_DISABLED, NO_SUCH_USER, SMTPReply
 from mssante.store.models import MessageSummary, OutboundRecipient
@@ -37,7 +37,7 @@ class Trace:
     received: bytes
 
 
-def trace(ctx: OperatorContext, *, helo: str | None, peer: str | None, protocol: str,
+def trace(ctx: OperatorRuntime, *, helo: str | None, peer: str | None, protocol: str,
           recipients: Sequence[str]) -> Trace:
     """RFC 5321 §4.4: the trace header of a message about to be received; protocol per
     RFC 3848 (ESMTPS from the MTA, ESMTPSA at submission)."""
@@ -60,7 +60,7 @@ class Incoming:
     sent_copy: str | None = None  # submission: the sender's mailbox, whose Sent keeps a copy
 
 
-async def accept(ctx: OperatorContext, msg: Incoming, *,
+async def accept(ctx: OperatorRuntime, msg: Incoming, *,
                  extra_headers: Sequence[tuple[str, str]] = ()) -> str:
     """Store and queue ``msg``, ``extra_headers`` added below its Received header;
     returns the queue id named in that header."""

@@ -28,10 +28,10 @@ from mssante.domain.addresses import PATIENT_DOMAIN, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.policy import check_vouched_for
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
+from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
-from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.replies import (
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 class InboundHandler:
     """aiosmtpd handler of the MTA listener."""
 
-    def __init__(self, ctx: OperatorContext) -> None:
+    def __init__(self, ctx: OperatorRuntime) -> None:
         self.ctx = ctx
 
     async def handle_EHLO(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,

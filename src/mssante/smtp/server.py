@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from mssante.config import Listener, OperatorConfig
 from mssante.errors import ConfigError
+from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import server_context
-from mssante.smtp.context import OperatorContext
 from mssante.smtp.inbound import InboundHandler
 from mssante.smtp.protocol import MSSanteSMTP
 from mssante.smtp.submission import SubmissionHandler
@@ -35,7 +35,7 @@ class Listeners:
             await server.wait_closed()
 
 
-async def start_listeners(ctx: OperatorContext, config: OperatorConfig) -> Listeners:
+async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig) -> Listeners:
     loop = asyncio.get_running_loop()
     tls = config.tls
     # "optional": the handshake succeeds without a certificate so that the refusal is a

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import AuthResult, Session
 
-from mssante.certlogin import CertificateLoginFailed, certificate_holder
+from mssante.auth.certlogin import CertificateLoginFailed, certificate_holder
+from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
 from mssante.content.headers import header_section, prepend_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
@@ -38,10 +39,9 @@ from mssante.domain.mailboxes import PersonKind
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
 from mssante.errors import InvalidAddress, PolicyViolation
-from mssante.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
+from mssante.operator.runtime import OperatorRuntime
 from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
-from mssante.smtp.context import OperatorContext
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.replies import (
@@ -89,7 +89,7 @@ def _b64(text: str) -> bytes | None:
 class SubmissionHandler:
     """aiosmtpd handler of the submission listeners (587 and 465)."""
 
-    def __init__(self, ctx: OperatorContext) -> None:
+    def __init__(self, ctx: OperatorRuntime) -> None:
         self.ctx = ctx
 
     # -- authentication ---------------------------------------------------------------

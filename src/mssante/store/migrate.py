@@ -20,8 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mssante.database import POSTGRESQL
 from mssante.errors import StoreError
-from mssante.store.engine import POSTGRESQL
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK = 0x6D7373616E7465  # "mssante"

@@ -36,8 +36,8 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Row, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mssante.directory import contact
 from mssante.domain.mailboxes import MailboxType, Role
-from mssante.publishing import contact
 from mssante.store.models import FAILED, OUTBOX_STATES, PENDING, DirectoryEntry
 from mssante.store.schema import directory_outbox, mailbox_roles, mailboxes, persons
 

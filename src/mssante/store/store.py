@@ -68,6 +68,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mssante.database import (
+    BEGIN_OPTION,
+    POSTGRESQL,
+    converted,
+    create_engine,
+    database_url,
+)
+from mssante.directory.contact import ADD, DELETE
 from mssante.domain.addresses import parse_address
 from mssante.domain.mailboxes import (
     MailboxType,
@@ -84,7 +92,6 @@ from mssante.domain.mailboxes import (
 from mssante.domain.patient import Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
-from mssante.publishing.contact import ADD, DELETE
 from mssante.store import conversations, migrate, outbox
 from mssante.store.batch import GroupCommit
 from mssante.store.changes import ChangeHub
@@ -95,13 +102,6 @@ from mssante.store.delivery import (
     Delivery,
     Refused,
     write_deliveries,
-)
-from mssante.store.engine import (
-    BEGIN_OPTION,
-    POSTGRESQL,
-    converted,
-    create_engine,
-    database_url,
 )
 from mssante.store.folders import FolderStore, create_default_folders, read_holdings
 from mssante.store.models import (

@@ -52,6 +52,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException
 
+from mssante.database import converted
 from mssante.directory.fhir import queries
 from mssante.directory.fhir.capability import PATCHABLE, capability_statement
 from mssante.directory.fhir.outcome import FhirError, bad_request
@@ -71,7 +72,6 @@ from mssante.directory.fhir.ports import Authorise, DirectoryPort
 from mssante.directory.fhir.resources import render, searchset
 from mssante.directory.model import ResourceKind
 from mssante.errors import Ambiguous, Conflict, InvalidAddress, NotFound, PolicyViolation
-from mssante.store.engine import converted
 
 FHIR_JSON = "application/fhir+json"
 JSON_BODIES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mssante.auth.throttle import FailedLogins
 from mssante.config import OperatorSettings
 from mssante.content.dsn import RecipientStatus, build_dsn
 from mssante.content.headers import read_headers
@@ -15,7 +16,6 @@ from mssante.domain.mailboxes import Rules
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
 from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
-from mssante.throttle import FailedLogins
 from mssante.whitelist.model import Whitelist
 
 MAILBOX_CACHE_SECONDS = 2.0
@@ -62,7 +62,7 @@ class TrustView(Protocol):
 
 
 @dataclass
-class OperatorContext:
+class OperatorRuntime:
     settings: OperatorSettings
     store: Store
     trust: TrustView

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mssante.smtp.context import BodyCache
+from mssante.operator.runtime import BodyCache
 
 
 def test_least_recently_used_bodies_leave_first() -> None:

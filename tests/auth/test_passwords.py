@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mssante.passwords import VerifiedLogins, hash_password, verify_password_async
+from mssante.auth.passwords import VerifiedLogins, hash_password, verify_password_async
 
 
 class CountedArgon2:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from mssante.throttle import MAX_ADDRESSES, FailedLogins, LoginThrottle, client_key, minutes
 from tests.e2e.mail import submission
 from tests.imap.conftest import HOSPITAL, connect, fresh_person
+
+from mssante.auth.throttle import MAX_ADDRESSES, FailedLogins, LoginThrottle, client_key, minutes
 
 
 class Clock:

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mssante.errors import CertificateRejected
-from mssante.smtp.context import OperatorContext
+from mssante.operator.runtime import OperatorRuntime
 from mssante.store.models import Person
 
 PERSONS_CA = "MSSanté Persons CA"  # pki.ca: the common name of the persons CA
@@ -36,7 +36,7 @@ class CertificateHolder:
     app: str | None = None
 
 
-async def certificate_holder(ctx: OperatorContext, der: bytes | None) -> CertificateHolder:
+async def certificate_holder(ctx: OperatorRuntime, der: bytes | None) -> CertificateHolder:
     """The holder of the client certificate ``der``, or CertificateLoginFailed."""
     if der is None:
         raise CertificateLoginFailed("EXTERNAL needs a TLS client certificate")

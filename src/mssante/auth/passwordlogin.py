@@ -13,8 +13,8 @@
 
 from __future__ import annotations
 
-from mssante.passwords import VerifiedLogins, dummy_hash
-from mssante.smtp.context import OperatorContext
+from mssante.auth.passwords import VerifiedLogins, dummy_hash
+from mssante.operator.runtime import OperatorRuntime
 from mssante.store.models import Person
 
 _VERIFIED = VerifiedLogins()  # per process (passwords.py)
@@ -29,7 +29,7 @@ class LoginThrottled(PasswordLoginFailed):
     was checked."""
 
 
-async def password_holder(ctx: OperatorContext, login: str, password: str,
+async def password_holder(ctx: OperatorRuntime, login: str, password: str,
                           address: str) -> Person:
     """The person whose login and password these are, for a client at ``address``."""
     refusal = ctx.logins.refusal(login, address)
