@@ -4,7 +4,7 @@
   timing does not tell who exists.
 - A success is remembered for five minutes per process (``VerifiedLogins``, as
   Dovecot's auth cache does): clients reconnect often.
-- Failed logins are counted per login and per client address (``ctx.logins``,
+- Failed logins are counted per login and per client address (``FailedLogins``,
   throttle.py): past a limit the login, or the address, waits, and its passwords
   are not checked at all. An attempt counts from before its check and a right
   password takes it back, so connections trying at the same moment get no more
@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from mssante.auth.identity import Identity
 from mssante.auth.passwords import VerifiedLogins, dummy_hash
-from mssante.operator.runtime import OperatorRuntime
+from mssante.auth.throttle import FailedLogins
 from mssante.store.models import Person
 
 _VERIFIED = VerifiedLogins()  # per process (passwords.py)
@@ -29,17 +32,23 @@ class LoginThrottled(PasswordLoginFailed):
     was checked."""
 
 
-async def password_holder(ctx: OperatorRuntime, login: str, password: str,
-                          address: str) -> Person:
+class People(Protocol):
+    """Where persons are found (the operator's store)."""
+
+    async def get_person(self, login: str) -> Person | None: ...
+
+
+async def password_login(people: People, throttle: FailedLogins, login: str, password: str,
+                         address: str) -> Identity:
     """The person whose login and password these are, for a client at ``address``."""
-    refusal = ctx.logins.refusal(login, address)
+    refusal = throttle.refusal(login, address)
     if refusal is not None:
         raise LoginThrottled(refusal)
-    attempt = ctx.logins.failed(login, address)  # taken back below if the password is right
-    person = await ctx.store.get_person(login)
+    attempt = throttle.failed(login, address)  # taken back below if the password is right
+    person = await people.get_person(login)
     stored = person.password_hash if person is not None else None
     ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:
         raise PasswordLoginFailed("Authentication failed")
-    ctx.logins.forgive(login, address, attempt)
-    return person
+    throttle.forgive(login, address, attempt)
+    return Identity(person.login, person.kind.value)

@@ -30,8 +30,8 @@ from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.errors import MSSanteError
 from mssante.imap.namespace import SHARED_PREFIX
-from mssante.maillog import show_mail_log
 from mssante.pki.names import dn_string
+from mssante.smtp.maillog import show_mail_log
 from mssante.store import Mailbox, Person, Store
 from mssante.store.models import PENDING
 

@@ -66,11 +66,12 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 from mssante import __version__ as VERSION
+from mssante.auth.identity import Identity
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.imap import fetch as fetching
 from mssante.imap import mutf7, wire
 from mssante.imap import search as searching
-from mssante.imap.auth import AuthFailed, Identity, certificate_login, password_login
+from mssante.imap.auth import AuthFailed, certificate_login, password_login
 from mssante.imap.cache import FolderCache, Snapshot
 from mssante.imap.errors import Reply
 from mssante.imap.namespace import (

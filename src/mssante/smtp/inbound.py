@@ -23,13 +23,13 @@ import logging
 
 from aiosmtpd.smtp import Session
 
-from mssante import maillog
 from mssante.domain.addresses import PATIENT_DOMAIN, parse_address
 from mssante.domain.ins import validate_ins
 from mssante.domain.policy import check_vouched_for
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import PeerCertificate
+from mssante.smtp import maillog
 from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
 from mssante.smtp.params import RcptParams

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
-from mssante import maillog
 from mssante.content.headers import crlf_line_endings
 from mssante.pki.verify import PeerCertificate
+from mssante.smtp import maillog
 from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,

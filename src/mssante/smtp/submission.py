@@ -26,16 +26,15 @@ import base64
 import binascii
 import email.utils
 import logging
-from dataclasses import dataclass
 
 from aiosmtpd.smtp import AuthResult, Session
 
-from mssante.auth.certlogin import CertificateLoginFailed, certificate_holder
-from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_holder
+from mssante.auth.certlogin import CertificateLoginFailed, certificate_login
+from mssante.auth.identity import Identity
+from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_login
 from mssante.content.headers import header_section, prepend_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.ins import validate_ins
-from mssante.domain.mailboxes import PersonKind
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
 from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
 from mssante.errors import InvalidAddress, PolicyViolation
@@ -63,22 +62,6 @@ log = logging.getLogger(__name__)
 MAX_AUTH_FAILURES = 3  # then the connection is closed (STYLE: every connection defends itself)
 
 
-APPLICATION = "application"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who authenticated: a person's login, or an application's certificate DN. Which
-    mailboxes they may send as is asked of the store at each use (``usable``)."""
-
-    login: str
-    kind: str  # a PersonKind value, or APPLICATION (then login is the certificate DN)
-
-    @property
-    def is_patient(self) -> bool:
-        return self.kind == PersonKind.PATIENT.value
-
-
 def _b64(text: str) -> bytes | None:
     try:
         return base64.b64decode(text.encode(), validate=True)
@@ -97,12 +80,13 @@ class SubmissionHandler:
     async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
         address = (peer_host(server.session) if server.session else None) or "unknown"
         try:
-            person = await password_holder(self.ctx, login, password, address)
+            identity = await password_login(self.ctx.store, self.ctx.logins, login, password,
+                                            address)
         except LoginThrottled as exc:  # RFC 4954 §6: 454 4.7.0 temporary failure
             return await self._failed(server, login, f"454 4.7.0 {exc}")
         except PasswordLoginFailed:
             return await self._failed(server, login)
-        return AuthResult(success=True, auth_data=Identity(person.login, person.kind.value))
+        return AuthResult(success=True, auth_data=identity)
 
     async def _failed(self, server: MSSanteSMTP, login: str,
                       reply: str = str(AUTH_FAILED)) -> AuthResult:
@@ -166,25 +150,18 @@ class SubmissionHandler:
                 return await self._undecodable(server)
             authzid = decoded.decode("utf-8", "replace")
         try:
-            holder = await certificate_holder(self.ctx, server.peer_certificate())
+            identity = await certificate_login(self.ctx.trust.checker, self.ctx.store,
+                                               server.peer_certificate(), authzid)
         except CertificateLoginFailed as exc:
             await server.push(f"535 5.7.8 {exc}")
             return AuthResult(success=False, handled=True)
-        named = holder.person.login if holder.person is not None else holder.app
-        if authzid and authzid != named:
-            await server.push("535 5.7.8 The authorisation identity is not the certificate's")
-            return AuthResult(success=False, handled=True)
-        if holder.person is not None:
-            return AuthResult(success=True, auth_data=Identity(
-                holder.person.login, holder.person.kind.value))
-        assert holder.app is not None
-        return AuthResult(success=True, auth_data=Identity(holder.subject_dn, APPLICATION))
+        return AuthResult(success=True, auth_data=identity)
 
     async def usable(self, identity: Identity) -> frozenset[str]:
         """The mailboxes (lower case) ``identity`` may send as, read now: a grant,
         revocation or closed mailbox counts from the next command, as over IMAP."""
         store = self.ctx.store
-        if identity.kind == APPLICATION:
+        if identity.is_program:
             return frozenset(m.address for m in
                              await store.mailboxes_for_certificate(identity.login))
         return await store.usable_mailboxes(identity.login)
