@@ -28,3 +28,11 @@ class CommandError(Reply):
 
     def __init__(self, message: str, *, status: str = "BAD", code: str | None = None) -> None:
         super().__init__(status, message, code)
+
+
+def no(text: str, code: str | None = None) -> Reply:
+    return Reply("NO", text, code)
+
+
+def bad(text: str, code: str | None = None) -> Reply:
+    return Reply("BAD", text, code)

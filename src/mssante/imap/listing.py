@@ -19,15 +19,38 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from mssante.auth.identity import Identity
 from mssante.imap import wire
-from mssante.imap.namespace import SHARED_PREFIX, shared_mailboxes
+from mssante.imap.errors import bad, no
+from mssante.imap.namespace import SHARED_PREFIX, Place, shared_mailboxes
 from mssante.imap.tokens import Atom, String, Token
+from mssante.operator.runtime import OperatorRuntime
 from mssante.store.folders import DELIMITER
 
-if TYPE_CHECKING:
-    from mssante.imap.session import Session
+
+class Session(Protocol):
+    """What LIST, LSUB and STATUS need of a session (session.py)."""
+
+    ctx: OperatorRuntime
+    home: str | None
+    identity: Identity | None
+    enabled: set[str]
+
+    @property
+    def utf8(self) -> bool: ...
+
+    @property
+    def append_limit(self) -> int: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def ok(self, tag: str, text: str, code: str | None = None) -> None: ...
+
+    def mailbox_arg(self, token: Token) -> str: ...
+
+    async def place(self, name: str) -> tuple[Place, str]: ...
 
 _WILDCARD_RUN = re.compile(r"[*%]{2,}")
 STATUS_ITEMS = frozenset({"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
@@ -116,8 +139,6 @@ def _closure(states: set[int], pattern: str) -> set[int]:
 
 
 async def list_command(session: Session, tag: str, args: list[Token], *, lsub: bool) -> None:
-    from mssante.imap.session import bad
-
     selection: set[str] = set()
     returns: set[str] = set()
     status_items: list[str] = []
@@ -133,10 +154,10 @@ async def list_command(session: Session, tag: str, args: list[Token], *, lsub: b
         i = 1
     if len(args) < i + 2:
         raise bad("LIST takes a reference and a mailbox pattern")
-    reference = session._mailbox_arg(args[i])
+    reference = session.mailbox_arg(args[i])
     raw_patterns = args[i + 1]
-    patterns = ([session._mailbox_arg(p) for p in raw_patterns]
-                if isinstance(raw_patterns, list) else [session._mailbox_arg(raw_patterns)])
+    patterns = ([session.mailbox_arg(p) for p in raw_patterns]
+                if isinstance(raw_patterns, list) else [session.mailbox_arg(raw_patterns)])
     if isinstance(raw_patterns, list):
         extended = True
     rest = args[i + 2:]
@@ -214,11 +235,9 @@ async def list_command(session: Session, tag: str, args: list[Token], *, lsub: b
 
 
 async def status_command(session: Session, tag: str, args: list[Token]) -> None:
-    from mssante.imap.session import bad
-
     if len(args) != 2 or not isinstance(args[1], list) or not args[1]:
         raise bad("STATUS takes a mailbox and a list of items")
-    name = session._mailbox_arg(args[0])
+    name = session.mailbox_arg(args[0])
     items = [_atom(item).upper() for item in args[1]]
     unknown = [item for item in items if item not in STATUS_ITEMS]
     if unknown:
@@ -228,9 +247,7 @@ async def status_command(session: Session, tag: str, args: list[Token]) -> None:
 
 
 async def _status_line(session: Session, name: str, items: Iterable[str]) -> bytes:
-    from mssante.imap.session import no
-
-    place, rights = await session._place(name)
+    place, rights = await session.place(name)
     if "r" not in rights:
         raise no("No such mailbox", "NONEXISTENT")
     folder = await session.ctx.store.folders.get(place.address, place.folder)
@@ -240,7 +257,7 @@ async def _status_line(session: Session, name: str, items: Iterable[str]) -> byt
     values = {"MESSAGES": total, "UIDNEXT": folder.uidnext, "UIDVALIDITY": folder.uidvalidity,
               "UNSEEN": unseen, "RECENT": 0, "SIZE": size,
               "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted,
-              "APPENDLIMIT": session.limits.max_message}  # RFC 7889 §3.1: the same everywhere
+              "APPENDLIMIT": session.append_limit}  # RFC 7889 §3.1: the same everywhere
     if "HIGHESTMODSEQ" in items:
         session.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{item} {values[item]}" for item in items)
@@ -249,8 +266,6 @@ async def _status_line(session: Session, name: str, items: Iterable[str]) -> byt
 
 
 def _atom(token: Token) -> str:
-    from mssante.imap.session import bad
-
     if isinstance(token, Atom):
         return token.value
     if isinstance(token, String):

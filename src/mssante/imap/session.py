@@ -73,7 +73,7 @@ from mssante.imap import mutf7, wire
 from mssante.imap import search as searching
 from mssante.imap.auth import AuthFailed, certificate_login, password_login
 from mssante.imap.cache import FolderCache, Snapshot
-from mssante.imap.errors import Reply
+from mssante.imap.errors import Reply, bad, no
 from mssante.imap.namespace import (
     ALL_RIGHTS,
     SHARED_PREFIX,
@@ -222,14 +222,6 @@ _METHODS = {name: "cmd_" + name.replace(" ", "_")
 _HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE"})
 
 
-def no(text: str, code: str | None = None) -> Reply:
-    return Reply("NO", text, code)
-
-
-def bad(text: str, code: str | None = None) -> Reply:
-    return Reply("BAD", text, code)
-
-
 class Logout(Exception):
     """End the connection after what was written."""
 
@@ -296,6 +288,11 @@ class Session:
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def append_limit(self) -> int:
+        """APPENDLIMIT (RFC 7889): the operator's largest message."""
+        return self.limits.max_message
 
     @property
     def utf8(self) -> bool:
@@ -509,7 +506,7 @@ class Session:
         self.state = State.AUTHENTICATED
         if had and (self.qresync or self.utf8):
             self.write(b"* OK [CLOSED] Previous mailbox closed\r\n")  # RFC 7162 §3.2.11
-        place, rights = await self._place(self._mailbox_arg(args[0]))
+        place, rights = await self.place(self.mailbox_arg(args[0]))
         if "r" not in rights:
             raise no("You may not read this mailbox", "NOPERM")
         folder = await self.ctx.store.folders.get(place.address, place.folder)
@@ -592,9 +589,9 @@ class Session:
         self.write(b"".join(lines))
 
     async def cmd_CREATE(self, tag: str, args: list[Token]) -> None:
-        name = self._mailbox_arg(_one(args, "CREATE"))
+        name = self.mailbox_arg(_one(args, "CREATE"))
         name = name.rstrip(DELIMITER)  # RFC 9051 §6.3.4: a trailing delimiter is dropped
-        place, rights = await self._place(name)
+        place, rights = await self.place(name)
         if "k" not in rights:
             raise no("You may not create mailboxes here", "NOPERM")
         try:
@@ -606,7 +603,7 @@ class Session:
         self.ok(tag, "CREATE completed")
 
     async def cmd_DELETE(self, tag: str, args: list[Token]) -> None:
-        place, rights = await self._place(self._mailbox_arg(_one(args, "DELETE")))
+        place, rights = await self.place(self.mailbox_arg(_one(args, "DELETE")))
         if "x" not in rights:
             raise no("You may not delete this mailbox", "NOPERM")
         if self.selected is not None and self.selected.place == place:
@@ -623,8 +620,8 @@ class Session:
     async def cmd_RENAME(self, tag: str, args: list[Token]) -> None:
         if len(args) != 2:
             raise bad("RENAME takes two mailbox names")
-        old, rights = await self._place(self._mailbox_arg(args[0]))
-        new, new_rights = await self._place(self._mailbox_arg(args[1]))
+        old, rights = await self.place(self.mailbox_arg(args[0]))
+        new, new_rights = await self.place(self.mailbox_arg(args[1]))
         if old.address != new.address:
             raise no("A mailbox moves only inside its own MSSanté mailbox", "CANNOT")
         if "x" not in rights or "k" not in new_rights:
@@ -646,7 +643,7 @@ class Session:
         await self._subscribe(tag, args, False)
 
     async def _subscribe(self, tag: str, args: list[Token], on: bool) -> None:
-        place, rights = await self._place(self._mailbox_arg(_one(args, "SUBSCRIBE")))
+        place, rights = await self.place(self.mailbox_arg(_one(args, "SUBSCRIBE")))
         if "l" not in rights:
             raise no("No such mailbox", "NONEXISTENT")
         # In a shared mailbox, each person's subscriptions are their own.
@@ -690,7 +687,7 @@ class Session:
                 raise bad("APPEND takes a flag list and a quoted date-time")
         if len(message.value) > self.limits.max_message:
             raise no(f"the message exceeds {self.limits.max_message} octets", "TOOBIG")
-        place, rights = await self._place(self._mailbox_arg(args[0]))
+        place, rights = await self.place(self.mailbox_arg(args[0]))
         if "i" not in rights:
             raise no("You may not add messages here", "NOPERM")
         folder = await self.ctx.store.folders.get(place.address, place.folder)
@@ -729,8 +726,8 @@ class Session:
     # ACL, RFC 4314
 
     async def cmd_MYRIGHTS(self, tag: str, args: list[Token]) -> None:
-        name = self._mailbox_arg(_one(args, "MYRIGHTS"))
-        place, rights = await self._place(name)
+        name = self.mailbox_arg(_one(args, "MYRIGHTS"))
+        place, rights = await self.place(name)
         if not rights or await self.ctx.store.folders.get(place.address, place.folder) is None:
             raise no("No such mailbox", "NONEXISTENT")
         self.write(b"* MYRIGHTS " + wire.mailbox_name(name, self.utf8) + b" " +
@@ -738,8 +735,8 @@ class Session:
         self.ok(tag, "MYRIGHTS completed")
 
     async def cmd_GETACL(self, tag: str, args: list[Token]) -> None:
-        name = self._mailbox_arg(_one(args, "GETACL"))
-        place, rights = await self._place(name)
+        name = self.mailbox_arg(_one(args, "GETACL"))
+        place, rights = await self.place(name)
         if "a" not in rights:
             raise no("You may not see who has access to this mailbox", "NOPERM")
         entries = [wire.astring(role.login) + b" " + role_rights(role.role, role.rights).encode()
@@ -751,8 +748,8 @@ class Session:
     async def cmd_LISTRIGHTS(self, tag: str, args: list[Token]) -> None:
         if len(args) != 2:
             raise bad("LISTRIGHTS takes a mailbox and an identifier")
-        name = self._mailbox_arg(args[0])
-        _, rights = await self._place(name)
+        name = self.mailbox_arg(args[0])
+        _, rights = await self.place(name)
         if "a" not in rights:
             raise no("You may not see the rights of this mailbox", "NOPERM")
         self.write(b"* LISTRIGHTS " + wire.mailbox_name(name, self.utf8) + b" " +
@@ -1037,7 +1034,7 @@ class Session:
         selected = self._selected()
         if len(args) != 2:
             raise bad("COPY takes a sequence set and a mailbox")
-        target_place, rights = await self._place(self._mailbox_arg(args[1]))
+        target_place, rights = await self.place(self.mailbox_arg(args[1]))
         if "i" not in rights:
             raise no("You may not add messages there", "NOPERM")
         if move:
@@ -1280,7 +1277,7 @@ class Session:
         self.write(b"* OK [CLOSED] Access to the mailbox was withdrawn\r\n")
         raise no("Your access to this mailbox was withdrawn", "NOPERM")
 
-    async def _place(self, name: str) -> tuple[Place, str]:
+    async def place(self, name: str) -> tuple[Place, str]:
         """Resolve a client's mailbox name and the identity's rights there."""
         place = resolve(name, self.home)
         if place is None:
@@ -1299,7 +1296,7 @@ class Session:
             return place, ""
         return place, rights_for(access)
 
-    def _mailbox_arg(self, token: Token) -> str:
+    def mailbox_arg(self, token: Token) -> str:
         raw = _bytes(token)
         if self.utf8:
             try:
