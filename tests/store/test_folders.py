@@ -933,7 +933,7 @@ async def test_migration_puts_existing_messages_in_inbox(database: Database) -> 
     state = await store.folders.state(inbox.id)
     assert state is not None
     assert (state.uids, state.flags, state.modseqs) == ([1, 2], ["\\Seen", ""], [1, 1])
-    async with store._engine.connect() as conn:  # past the API: the new columns
+    async with store.tx.engine.connect() as conn:  # past the API: the new columns
         rows = (await conn.execute(text(
             "SELECT uid, folder_id, modseq FROM messages ORDER BY uid"))).all()
     assert [tuple(r) for r in rows] == [(1, inbox.id, 1), (2, inbox.id, 1)]
@@ -1025,7 +1025,7 @@ ON_POSTGRES = pytest.mark.parametrize(
 @pytest.fixture
 async def remote_mailboxes(database: Database, people: Store) -> Store:
     """The mailboxes of ``mailboxes`` (conftest), with folder ids no other schema uses."""
-    async with people._engine.begin() as conn:
+    async with people.tx.engine.begin() as conn:
         await conn.execute(text("SELECT setval(pg_get_serial_sequence('folders', 'id'), :n)"),
                            {"n": random.randrange(10**8, 2 * 10**9)})
     await people.create_mailbox(f"Alice.Martin@{DOMAIN}", MailboxType.PER, rules=Rules(),
@@ -1044,7 +1044,7 @@ async def _listen(store: Store, sender: Store) -> None:
     try:
         while not heard.is_set():
             assert time.monotonic() < deadline, "the store never heard a notification"
-            async with sender._engine.connect() as conn:
+            async with sender.tx.engine.connect() as conn:
                 await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                                    {"channel": CHANNEL, "payload": f"probe:{PROBE}"})
                 await conn.commit()
@@ -1061,7 +1061,7 @@ async def _heard_all_before(store: Store, sender: Store) -> None:
     heard = asyncio.Event()
     unsubscribe = store.folders.hub.subscribe(PROBE, heard.set)
     try:
-        async with sender._engine.connect() as conn:
+        async with sender.tx.engine.connect() as conn:
             await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                                {"channel": CHANNEL, "payload": f"probe:{PROBE}"})
             await conn.commit()
@@ -1165,7 +1165,7 @@ async def test_a_lost_listen_connection_is_opened_again(
     for folder_id, event in woken.items():
         b.folders.hub.subscribe(folder_id, event.set)
 
-    async with a._engine.connect() as conn:
+    async with a.tx.engine.connect() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"),
                            {"pid": listener.get_server_pid()})
     for event in woken.values():

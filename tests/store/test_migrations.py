@@ -34,7 +34,7 @@ async def test_open_applies_migrations_to_head(database, store: Store) -> None:
 
 
 async def test_migrated_schema_matches_the_tables_the_queries_use(store: Store) -> None:
-    async with store._engine.connect() as conn:
+    async with store.tx.engine.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
 
 
@@ -68,7 +68,7 @@ async def test_sqlite_is_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
     path = tmp_path / "operator.sqlite3"
     store = await open_store(f"sqlite:///{path}")  # plain sqlite:// gets aiosqlite
     try:
-        async with store._engine.connect() as conn:
+        async with store.tx.engine.connect() as conn:
             pragmas = {name: (await conn.execute(text(f"PRAGMA {name}"))).scalar_one()
                        for name in ("journal_mode", "synchronous", "foreign_keys",
                                     "busy_timeout")}
@@ -94,7 +94,7 @@ async def test_memory_database_works_for_concurrent_users() -> None:
 
 async def test_a_schema_from_a_newer_release_is_refused(database) -> None:
     store = await database.open()
-    async with store._engine.begin() as conn:
+    async with store.tx.engine.begin() as conn:
         await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(StoreError, match="9999"):
         await database.open()

@@ -18,29 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, insert, or_, select, update
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.patient import ProfessionalMessage
 from mssante.errors import Conflict, NotFound
 from mssante.store import conversations
+from mssante.store.bodies import insert as insert_bodies
 from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
-from mssante.store.schema import bodies, folders, mailboxes, messages, queue
+from mssante.store.schema import folders, mailboxes, messages, queue
 
 INBOX = "INBOX"
 SENT = "\\Sent"  # RFC 6154 special use of the folder that keeps sent messages
 SEEN = "\\Seen"
 _INSERT_MESSAGES = insert(messages)
 _INSERT_QUEUE = insert(queue).returning(queue.c.id, sort_by_parameter_order=True)
-INSERT_BODY_SQLITE = sqlite.insert(bodies).on_conflict_do_nothing(
-    index_elements=[bodies.c.sha256])
-_pg_insert_body = pg.insert(bodies)
-# DO UPDATE (not DO NOTHING) locks an existing row, so that a concurrent removal of
-# an orphan body (which locks it first) either waits for us or is redone by us.
-INSERT_BODY_PG = _pg_insert_body.on_conflict_do_update(
-    index_elements=[bodies.c.sha256], set_={"size": _pg_insert_body.excluded.size})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +74,7 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
     if counts:
         taken = await _take_uids(conn, counts, batch, postgresql=postgresql)
 
-    # Sorted: concurrent batches lock existing body rows in the same order.
-    new_bodies = {d.sha256: {"sha256": d.sha256, "size": len(d.body), "data": d.body}
-                  for d in sorted(batch, key=lambda d: d.sha256)}
-    await conn.execute(INSERT_BODY_PG if postgresql else INSERT_BODY_SQLITE,
-                       list(new_bodies.values()))
+    await insert_bodies(conn, {d.sha256: d.body for d in batch}, postgresql=postgresql)
 
     uids: list[dict[str, int]] = []
     entries: list[dict[str, Any]] = []

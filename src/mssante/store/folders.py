@@ -34,7 +34,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     LargeBinary,
@@ -55,6 +55,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mssante.content.headers import read_headers
 from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
+from mssante.store.bodies import drop_orphans as drop_orphan_bodies
+from mssante.store.bodies import insert as insert_bodies
 from mssante.store.changes import CHANNEL, ChangeHub
 from mssante.store.delivery import INBOX
 from mssante.store.models import (
@@ -73,9 +75,7 @@ from mssante.store.schema import (
     messages,
     persons,
 )
-
-if TYPE_CHECKING:
-    from mssante.store.store import Store
+from mssante.store.transactions import Transactions
 
 DELIMITER = "/"
 DEFAULT_FOLDERS = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"),
@@ -180,8 +180,8 @@ _SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Delete
 class FolderStore:
     """Folder operations of a store (``store.folders``)."""
 
-    def __init__(self, store: Store, hub: ChangeHub) -> None:
-        self._store = store
+    def __init__(self, tx: Transactions, hub: ChangeHub) -> None:
+        self._tx = tx
         self.hub = hub
         # SQLite (and a compressed PostgreSQL value) materialises a whole body to cut a
         # piece of it: so many such reads at once, not one per streaming client
@@ -191,12 +191,12 @@ class FolderStore:
 
     async def access(self, login: str) -> list[Access]:
         """The MSSanté mailboxes ``login`` holds a role on, ordered by address."""
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             return await read_holdings(conn, login=login)
 
     async def access_to(self, login: str, address: str) -> Access | None:
         """``login``'s current access to one mailbox (None: none any more)."""
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             found = await read_holdings(conn, login=login, address=address)
         return found[0] if found else None
 
@@ -220,7 +220,7 @@ class FolderStore:
                                 and_(folder_subscriptions.c.folder_id == folders.c.id,
                                      folder_subscriptions.c.person_id == person_id))
                      .where(mailboxes.c.address == address.lower()))
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             rows = (await conn.execute(query)).all()
         found = [_folder(row) for row in rows]
         return sorted(found, key=lambda f: (f.name != INBOX, f.name))
@@ -230,11 +230,11 @@ class FolderStore:
             name = normalise_name(name)
         except ValueError:
             return None
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             return await self._get(conn, address.lower(), name)
 
     async def by_id(self, folder_id: int) -> Folder | None:
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
         return _folder(row) if row is not None else None
 
@@ -248,7 +248,7 @@ class FolderStore:
             raise Conflict("INBOX exists already")
         if special_use is not None and special_use not in SPECIAL_USES:
             raise ValueError(f"unknown special use {special_use!r}")
-        async with self._store._write(conflict=f"the folder {name} exists already") as conn:
+        async with self._tx.write(conflict=f"the folder {name} exists already") as conn:
             mailbox_id = await self._mailbox_id(conn, address, lock=True)
             if special_use is not None and (await conn.execute(
                     select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
@@ -285,7 +285,7 @@ class FolderStore:
         name = normalise_name(name)
         if name == INBOX:
             raise PolicyViolation("INBOX cannot be deleted")
-        async with self._store._write() as conn:
+        async with self._tx.write() as conn:
             mailbox_id = await self._mailbox_id(conn, address, lock=True)
             row = (await conn.execute(
                 select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
@@ -297,8 +297,8 @@ class FolderStore:
             await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
             await conn.execute(delete(expunged).where(expunged.c.folder_id == row.id))
             await conn.execute(delete(folders).where(folders.c.id == row.id))
-            await self._store._drop_orphan_bodies(conn, shas)
-            await self._notify(conn, [int(row.id)])
+            await drop_orphan_bodies(conn, postgresql=self._tx.postgresql, shas=shas)
+            await self.notify(conn, [int(row.id)])
         self.hub.publish([int(row.id)])
 
     async def rename(self, address: str, old: str, new: str) -> None:
@@ -308,7 +308,7 @@ class FolderStore:
         old, new = normalise_name(old), normalise_name(new)
         if new == INBOX or new.startswith(old + DELIMITER):
             raise PolicyViolation(f"cannot rename {old} to {new}")
-        async with self._store._write(conflict=f"the folder {new} exists already") as conn:
+        async with self._tx.write(conflict=f"the folder {new} exists already") as conn:
             mailbox_id = await self._mailbox_id(conn, address, lock=True)
             rows = (await conn.execute(
                 select(folders.c.id, folders.c.name).where(
@@ -355,7 +355,7 @@ class FolderStore:
         if uids:
             await conn.execute(insert(expunged), [
                 {"folder_id": inbox.id, "uid": uid, "modseq": modseq} for uid in uids])
-        await self._notify(conn, [inbox.id])
+        await self.notify(conn, [inbox.id])
         return inbox.id
 
     async def subscribe(self, address: str, name: str, subscribed: bool, *,
@@ -367,7 +367,7 @@ class FolderStore:
         if viewer is not None:
             await self._subscribe_viewer(address, name, subscribed, viewer)
             return
-        async with self._store._write(writes_first=True) as conn:
+        async with self._tx.write(writes_first=True) as conn:
             mailbox_id = (select(mailboxes.c.id)
                           .where(mailboxes.c.address == address.lower()).scalar_subquery())
             done = await conn.execute(update(folders).where(
@@ -378,14 +378,14 @@ class FolderStore:
 
     async def _subscribe_viewer(self, address: str, name: str, subscribed: bool,
                                 viewer: str) -> None:
-        async with self._store._write() as conn:
+        async with self._tx.write() as conn:
             person_id = (await conn.execute(
                 select(persons.c.id).where(persons.c.login == viewer))).scalar()
             folder = await self._get(conn, address.lower(), name)
             if person_id is None or folder is None:
                 raise NotFound(f"no folder {name} for {viewer}")
             # one statement, so that two SUBSCRIBEs at once both succeed
-            upsert = pg_insert if self._store.dialect == "postgresql" else sqlite_insert
+            upsert = pg_insert if self._tx.dialect == "postgresql" else sqlite_insert
             await conn.execute(
                 upsert(folder_subscriptions)
                 .values(person_id=person_id, folder_id=folder.id, subscribed=subscribed)
@@ -398,7 +398,7 @@ class FolderStore:
         """The folder with every message's UID, flags and MODSEQ (SELECT); None if
         the folder is gone. HIGHESTMODSEQ and UIDNEXT are read in the same statement as
         the messages (``_STATE``)."""
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
             if row is None:
                 return None
@@ -415,7 +415,7 @@ class FolderStore:
     async def changes(self, folder_id: int, since: int) -> FolderChanges | None:
         """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
         if the folder is gone. The folder's HIGHESTMODSEQ is read with them."""
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
             if row is None:
                 return None
@@ -436,7 +436,7 @@ class FolderStore:
                              uids: Sequence[int] | None = None) -> list[int]:
         """UIDs expunged after MODSEQ ``since`` (all of them with ``since`` 0), among
         ``uids`` if given (QRESYNC, RFC 7162 §3.2.5)."""
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             query = select(expunged.c.uid).where(expunged.c.folder_id == folder_id,
                                                  expunged.c.modseq > since)
             found = [int(u) for u in (await conn.execute(
@@ -448,7 +448,7 @@ class FolderStore:
 
     async def counts(self, folder_id: int) -> tuple[int, int, int, int]:
         """(messages, unseen, deleted, total size in octets) of a folder (STATUS)."""
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             rows = (await conn.execute(
                 select(messages.c.flags, func.count(), func.sum(messages.c.size))
                 .where(messages.c.folder_id == folder_id)
@@ -468,7 +468,7 @@ class FolderStore:
         """Body hash, size and INTERNALDATE of the messages with these UIDs (those
         still there), in UID order."""
         found: list[MessageData] = []
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             for chunk in _uid_chunks(uids):
                 rows = await conn.execute(
                     select(messages.c.uid, messages.c.body_sha256, messages.c.size,
@@ -488,7 +488,7 @@ class FolderStore:
             return {}
         ordered = sorted(uids)
         wanted = set(ordered)
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             rows = (await conn.execute(_SUMMARIES, {"folder_id": folder_id, "lo": ordered[0],
                                                     "hi": ordered[-1]})).all()
             return {uid: (subject, sender, message_id, date)
@@ -503,7 +503,7 @@ class FolderStore:
         column = _SUMMARY_COLUMNS[field]
         pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace(
             "_", "\\_") + "%"
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             rows = await conn.execute(
                 select(messages.c.uid, messages.c.subject, messages.c.from_header,
                        messages.c.message_id, messages.c.date_header)
@@ -515,7 +515,7 @@ class FolderStore:
     async def bodies(self, shas: Iterable[str]) -> dict[str, bytes]:
         wanted = sorted(set(shas))
         out: dict[str, bytes] = {}
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             for start in range(0, len(wanted), _CHUNK):
                 rows = await conn.execute(select(bodies.c.sha256, bodies.c.data).where(
                     bodies.c.sha256.in_(wanted[start:start + _CHUNK])))
@@ -530,7 +530,7 @@ class FolderStore:
         if start < 0 or length <= 0:
             raise ValueError("a piece starts at 0 or after and has a positive length")
         piece = func.substr(bodies.c.data, start + 1, length, type_=LargeBinary)  # 1-based
-        async with self._piece_readers, self._store._read() as conn:
+        async with self._piece_readers, self._tx.read() as conn:
             data = (await conn.execute(select(piece).where(bodies.c.sha256 == sha256))
                     ).scalar_one_or_none()
         return None if data is None else bytes(data)
@@ -567,7 +567,7 @@ class FolderStore:
                          messages.c.date_header)
                   .where(messages.c.folder_id == folder_id)
                   .order_by(messages.c.uid.desc()).limit(SENT_COPY_LOOKBACK))
-        async with self._store._read() as conn:
+        async with self._tx.read() as conn:
             rows = (await conn.execute(newest)).all()
         for row in rows:
             if (row.envelope_from and row.received_at >= since
@@ -597,7 +597,7 @@ class FolderStore:
         for body, flags, date in items:
             headers = read_headers(body)
             rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers))
-        async with self._store._write(writes_first=True) as conn:
+        async with self._tx.write(writes_first=True) as conn:
             bumped = (await conn.execute(
                 update(folders).where(folders.c.id == folder_id)
                 .values(uidnext=folders.c.uidnext + len(items),
@@ -607,7 +607,8 @@ class FolderStore:
             if bumped is None:
                 raise NotFound("the folder is gone")
             first = int(bumped.uidnext) - len(items)
-            await self._store._insert_bodies(conn, {sha: body for sha, body, *_ in rows})
+            await insert_bodies(conn, {sha: body for sha, body, *_ in rows},
+                                postgresql=self._tx.postgresql)
             await conn.execute(insert(messages), [{
                 "mailbox_id": bumped.mailbox_id, "folder_id": folder_id, "uid": first + i,
                 "modseq": bumped.highestmodseq, "body_sha256": sha, "received_at": date,
@@ -615,7 +616,7 @@ class FolderStore:
                 "subject": headers.subject, "from_header": headers.from_header,
                 "date_header": headers.date, "size": len(body)}
                 for i, (sha, body, flags, date, headers) in enumerate(rows)])
-            await self._notify(conn, [folder_id])
+            await self.notify(conn, [folder_id])
         self.hub.publish([folder_id])
         return list(range(first, first + len(items)))
 
@@ -627,7 +628,7 @@ class FolderStore:
         refused by UNCHANGEDSINCE (RFC 7162 §3.1.3: MODIFIED)."""
         wanted = canonical_flags(flags).split()
         lowered = {f.lower() for f in wanted}
-        async with self._store._write() as conn:
+        async with self._tx.write() as conn:
             await self._lock_on_postgresql(conn, folder_id)
             current: list[tuple[int, str, int]] = []
             for chunk in _uid_chunks(uids):
@@ -637,7 +638,7 @@ class FolderStore:
                     .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
                 current.extend((int(r.uid), r.flags, int(r.modseq)) for r in rows
                                if r.uid in keep)
-            if not current and self._store.dialect != "postgresql":
+            if not current and self._tx.dialect != "postgresql":
                 await self._lock_folder(conn, folder_id)  # NotFound if it is gone
             modified: list[int] = []
             updates: list[tuple[int, str]] = []
@@ -662,14 +663,14 @@ class FolderStore:
                                        messages.c.uid == bindparam("b_uid"))
                 .values(flags=bindparam("b_flags"), modseq=modseq),
                 [{"b_uid": uid, "b_flags": new} for uid, new in updates])
-            await self._notify(conn, [folder_id])
+            await self.notify(conn, [folder_id])
         self.hub.publish([folder_id])
         return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
 
     async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the messages flagged \\Deleted (among ``uids`` if given: UID
         EXPUNGE, RFC 4315); returns their UIDs."""
-        async with self._store._write() as conn:
+        async with self._tx.write() as conn:
             await self._lock_on_postgresql(conn, folder_id)
             rows = (await conn.execute(
                 select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
@@ -679,7 +680,7 @@ class FolderStore:
             gone = [(int(r.uid), r.body_sha256) for r in rows
                     if "\\Deleted" in r.flags.split() and (keep is None or r.uid in keep)]
             if not gone:
-                if self._store.dialect != "postgresql":
+                if self._tx.dialect != "postgresql":
                     await self._lock_folder(conn, folder_id)  # NotFound if it is gone
                 return []
             await self._remove(conn, folder_id, gone)
@@ -693,7 +694,7 @@ class FolderStore:
         target UIDs) for COPYUID (RFC 4315 §3)."""
         if target_id == folder_id and move:
             raise PolicyViolation("a message cannot be moved into its own folder")
-        async with self._store._write() as conn:
+        async with self._tx.write() as conn:
             for fid in sorted({folder_id, target_id}):  # in id order: no deadlock
                 await self._lock_folder(conn, fid)
             source: list[Any] = []
@@ -729,7 +730,7 @@ class FolderStore:
                 await self._remove(conn, folder_id, [(int(r.uid), r.body_sha256)
                                                      for r in source], drop_bodies=False)
                 changed.append(folder_id)
-            await self._notify(conn, [target_id])  # _remove notified the source
+            await self.notify(conn, [target_id])  # _remove notified the source
         self.hub.publish(changed)
         return (int(target.uidvalidity), [int(r.uid) for r in source],
                 list(range(first, first + len(source))))
@@ -746,8 +747,9 @@ class FolderStore:
         await conn.execute(insert(expunged), [
             {"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids])
         if drop_bodies:
-            await self._store._drop_orphan_bodies(conn, {sha for _, sha in gone})
-        await self._notify(conn, [folder_id])
+            await drop_orphan_bodies(conn, {sha for _, sha in gone},
+                                     postgresql=self._tx.postgresql)
+        await self.notify(conn, [folder_id])
 
     async def _bump(self, conn: AsyncConnection, folder_id: int) -> int:
         """Take the folder's next MODSEQ."""
@@ -760,18 +762,18 @@ class FolderStore:
         """Lock the folder row before reading its messages (PostgreSQL); on SQLite the
         transaction holds the write lock already, and the caller checks that the folder
         exists only when it found nothing to change."""
-        if self._store.dialect == "postgresql":
+        if self._tx.dialect == "postgresql":
             await self._lock_folder(conn, folder_id)
 
     async def _lock_folder(self, conn: AsyncConnection, folder_id: int) -> None:
         query = select(folders.c.id).where(folders.c.id == folder_id)
-        if self._store.dialect == "postgresql":
+        if self._tx.dialect == "postgresql":
             query = query.with_for_update()
         if (await conn.execute(query)).first() is None:
             raise NotFound("the folder is gone")
 
-    async def _notify(self, conn: AsyncConnection, folder_ids: Sequence[int]) -> None:
-        if self._store.dialect == "postgresql":
+    async def notify(self, conn: AsyncConnection, folder_ids: Sequence[int]) -> None:
+        if self._tx.dialect == "postgresql":
             await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                                {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
 
@@ -784,7 +786,7 @@ class FolderStore:
 
     async def _mailbox_id(self, conn: AsyncConnection, address: str, *, lock: bool) -> int:
         query = select(mailboxes.c.id).where(mailboxes.c.address == address.lower())
-        if lock and self._store.dialect == "postgresql":
+        if lock and self._tx.dialect == "postgresql":
             query = query.with_for_update()
         row = (await conn.execute(query)).first()
         if row is None:

@@ -47,12 +47,11 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -60,7 +59,6 @@ from sqlalchemy import (
     Row,
     case,
     delete,
-    exists,
     func,
     insert,
     select,
@@ -69,9 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mssante.database import (
-    BEGIN_OPTION,
     POSTGRESQL,
-    converted,
     create_engine,
     database_url,
 )
@@ -94,11 +90,10 @@ from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
 from mssante.store import conversations, migrate, outbox
 from mssante.store.batch import GroupCommit
+from mssante.store.bodies import drop_orphans as drop_orphan_bodies
 from mssante.store.changes import ChangeHub
 from mssante.store.delivery import (
     INBOX,
-    INSERT_BODY_PG,
-    INSERT_BODY_SQLITE,
     Delivery,
     Refused,
     write_deliveries,
@@ -131,10 +126,10 @@ from mssante.store.schema import (
     persons,
     queue,
 )
+from mssante.store.transactions import Transactions
 
 _OWNER_TYPES = (MailboxType.PER, MailboxType.PAT)
 _RESPONSIBLE_TYPES = (MailboxType.ORG, MailboxType.APP, MailboxType.CAB)
-_CHUNK = 1000  # keys per IN (...) list: far below both engines' parameter limits
 _HASH_IN_THREAD = 1024 * 1024  # bodies larger than this are hashed off the event loop
 _STRUCTURE_TYPES = (MailboxType.ORG, MailboxType.APP)
 # idNatSt: a one-digit type then the FINESS, SIREN or SIRET (FINESS of Corsica: 2A, 2B)
@@ -153,7 +148,7 @@ async def open_store(url: str, *, schema: str | None = None) -> Store:
     engine = create_engine(parsed, schema=schema)
     store = Store(engine, url)
     try:
-        async with store._write() as conn:
+        async with store.tx.write() as conn:
             if schema is not None:
                 quoted = engine.dialect.identifier_preparer.quote_identifier(schema)
                 await conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
@@ -172,22 +167,14 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.url = url
-        self.dialect = engine.dialect.name
-        self._engine = engine
-        self._pg = self.dialect == POSTGRESQL
-        if self._pg:
-            self._writer = self._checking_writer = engine
-            self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._write_lock: asyncio.Lock | None = None
-        else:
-            self._writer = self._reader = engine
-            self._checking_writer = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-            self._write_lock = asyncio.Lock()
+        self.tx = Transactions(engine)  # shared with the folders' repository
+        self.dialect = self.tx.dialect
+        self._pg = self.tx.postgresql
         self._deliveries: GroupCommit[Delivery, Accepted] = GroupCommit(
             self._deliver_batch, weight=lambda delivery: len(delivery.body))
         self._outcomes: GroupCommit[Outcome, None] = GroupCommit(self._write_outcomes,
                                                                  max_items=256)
-        self.folders = FolderStore(self, ChangeHub())
+        self.folders = FolderStore(self.tx, ChangeHub())
         # Called after a commit that wrote directory outbox entries (a publisher's wake).
         self.on_directory_entry: Callable[[], None] | None = None
 
@@ -196,7 +183,7 @@ class Store:
         await self.folders.hub.stop()
         await self._deliveries.wait_idle()
         await self._outcomes.wait_idle()
-        await self._engine.dispose()
+        await self.tx.dispose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -205,29 +192,9 @@ class Store:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
-    @contextlib.asynccontextmanager
-    async def _write(self, conflict: str | None = None, *,
-                     writes_first: bool = False) -> AsyncIterator[AsyncConnection]:
-        """One write transaction; an integrity error becomes Conflict(``conflict``).
-
-        ``writes_first``: the transaction's first statement writes (INSERT, UPDATE,
-        DELETE), which takes SQLite's write lock by itself (engine.py); leave it
-        False whenever a read comes first.
-        """
-        engine = self._writer if writes_first else self._checking_writer
-        with converted(conflict):
-            async with self._write_lock or contextlib.nullcontext(), engine.begin() as conn:
-                yield conn
-
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with converted():
-            async with self._reader.connect() as conn:
-                yield conn
-
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return await migrate.current_revision(conn)
 
     # ---------------------------------------------------------------- people
@@ -239,7 +206,7 @@ class Store:
             raise ValueError("a login cannot be empty")
         person = Person(login=login, kind=PersonKind(kind), display_name=display_name,
                         rpps=rpps, password_hash=password_hash, created_at=time.time())
-        async with self._write(conflict=f"a person with login {login!r} exists already",
+        async with self.tx.write(conflict=f"a person with login {login!r} exists already",
                                writes_first=True) as conn:
             await conn.execute(insert(persons).values(
                 login=login, kind=person.kind.value, display_name=display_name, rpps=rpps,
@@ -247,7 +214,7 @@ class Store:
         return person
 
     async def get_person(self, login: str) -> Person | None:
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             row = (await conn.execute(select(persons).where(persons.c.login == login))).first()
         return None if row is None else _person(row)
 
@@ -257,18 +224,18 @@ class Store:
         one person, has that RPPS (a card must never pick one of several accounts)."""
         if len(id_nat_ps) < 2 or not id_nat_ps.startswith("8"):
             return None
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             rows = (await conn.execute(select(persons).where(
                 persons.c.rpps == id_nat_ps[1:]).limit(2))).all()
         return _person(rows[0]) if len(rows) == 1 else None
 
     async def list_persons(self) -> list[Person]:
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             rows = await conn.execute(select(persons).order_by(persons.c.login))
             return [_person(row) for row in rows]
 
     async def set_password_hash(self, login: str, password_hash: str) -> None:
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             result = await conn.execute(update(persons).where(persons.c.login == login)
                                         .values(password_hash=password_hash))
             if result.rowcount == 0:
@@ -277,7 +244,7 @@ class Store:
     async def delete_person(self, login: str) -> None:
         """Delete a person and their roles; refused while they own a mailbox or are
         the last responsible of one."""
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             person_id = await self._person_id(conn, login)
             held = select(mailbox_roles.c.mailbox_id).where(
                 mailbox_roles.c.person_id == person_id)
@@ -350,7 +317,7 @@ class Store:
                           digitization=digitization)
         logins = ([owner] if owner is not None else []) + responsible
         uidvalidity = max(1, int(now))  # RFC 9051 §2.3.1.1
-        async with self._write(conflict=f"the mailbox {mailbox.address} exists already"
+        async with self.tx.write(conflict=f"the mailbox {mailbox.address} exists already"
                                ) as conn:
             people = await self._people(conn, logins)
             if owner is not None:
@@ -401,7 +368,7 @@ class Store:
                      if found is not None), None)
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             row = (await conn.execute(
                 select(mailboxes).where(mailboxes.c.address == address.lower()))).first()
         return None if row is None else _mailbox(row)
@@ -410,12 +377,12 @@ class Store:
         query = select(mailboxes).order_by(mailboxes.c.address)
         if domain is not None:
             query = query.where(mailboxes.c.domain == domain.lower().rstrip("."))
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return [_mailbox(row) for row in await conn.execute(query)]
 
     async def delete_mailbox(self, address: str) -> None:
         """Delete a mailbox, its roles and its messages (bodies nobody else holds go too)."""
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             mailbox_id, _ = await self._lock_mailbox(conn, address)
             active = (await conn.execute(select(mailboxes.c.active)
                                          .where(mailboxes.c.id == mailbox_id))).scalar_one()
@@ -432,13 +399,13 @@ class Store:
             await conn.execute(delete(mailboxes).where(mailboxes.c.id == mailbox_id))
             for person_id, login in owners:  # a deleted home: the next one is recorded
                 await self._record_home(conn, int(person_id), login)
-            await self._drop_orphan_bodies(conn, shas)
+            await drop_orphan_bodies(conn, shas, postgresql=self._pg)
         self._signal_directory(queued)
 
     async def set_mailbox_active(self, address: str, active: bool) -> None:
         """Close (withdrawn from the directory) or re-open (published again) a mailbox;
         setting the state it has already changes nothing."""
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             mailbox_id = (await conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.address == address.lower(), mailboxes.c.active != active)
@@ -459,7 +426,7 @@ class Store:
         wanted: dict[str, Any] = {
             name: value for name, value in (("description", description), ("service", service),
                                             ("liste_rouge", liste_rouge)) if value is not None}
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             row = (await conn.execute(select(mailboxes)
                                       .where(mailboxes.c.address == address.lower())
                                       .with_for_update())).first()
@@ -481,7 +448,7 @@ class Store:
         if rights not in RIGHTS:
             raise ValueError(f"rights are 'rw' or 'r', not {rights!r}")
         role = Role(role)
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             mailbox_id, mailbox_type = await self._lock_mailbox(conn, address)
             people = await self._people(conn, [login])
             person_id, kind = people[login]
@@ -518,7 +485,7 @@ class Store:
 
     async def revoke(self, address: str, login: str) -> None:
         """Take away a person's role; refused for an owner and for the last responsible."""
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             mailbox_id, mailbox_type = await self._lock_mailbox(conn, address)
             person_id, _ = (await self._people(conn, [login]))[login]
             current = await self._roles_by_person(conn, mailbox_id)
@@ -541,7 +508,7 @@ class Store:
 
     async def roles(self, address: str) -> list[MailboxRole]:
         """Who holds which role on a mailbox, ordered by role then login."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             rows = (await conn.execute(
                 select(mailboxes.c.id, persons.c.login, persons.c.kind, mailbox_roles.c.role,
                        mailbox_roles.c.rights)
@@ -560,20 +527,20 @@ class Store:
         """Lower-case addresses ``login`` may send as (``domain.mailboxes.may_send_from``:
         open, role allowing it, rights including writing; every PER mailbox they own,
         never APP)."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             held = await read_holdings(conn, login=login)
         return frozenset(h.address for h in held if may_send_from(h))
 
     async def home_mailbox(self, login: str) -> str | None:
         """The mailbox ``login``'s IMAP INBOX and personal namespace show: its home while
         open (``domain.mailboxes.personal_mailbox``), None without one."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             held = await read_holdings(conn, login=login)
         return personal_mailbox(login, held)
 
     async def mailboxes_for_certificate(self, dn: str) -> list[Mailbox]:
         """Active APP mailboxes bound to the certificate DN ``dn`` (``same_dn``)."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             rows = await conn.execute(
                 select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
                                         mailboxes.c.cert_dn.is_not(None),
@@ -620,11 +587,11 @@ class Store:
         todo = list(range(len(batch)))
         while todo:
             try:
-                async with self._write(writes_first=True) as conn:
+                async with self.tx.write(writes_first=True) as conn:
                     written = await write_deliveries(conn, [batch[i] for i in todo],
                                                      postgresql=self._pg)
                     if written and written[0].folder_ids:  # other processes' sessions
-                        await self.folders._notify(conn, written[0].folder_ids)
+                        await self.folders.notify(conn, written[0].folder_ids)
             except Refused as refused:  # rolled back: try again without the refused
                 for index, error in refused.errors.items():
                     results[todo[index]] = error
@@ -640,19 +607,12 @@ class Store:
         """On PostgreSQL, follow the folder changes other processes commit
         (changes.py); on SQLite nothing to do."""
         if self._pg:
-            url = self._engine.url.set(drivername="postgresql")
+            url = self.tx.engine.url.set(drivername="postgresql")
             self.folders.hub.listen(url.render_as_string(hide_password=False))
-
-    async def _insert_bodies(self, conn: AsyncConnection, found: dict[str, bytes]) -> None:
-        """Insert bodies not stored yet (content-addressed), in hash order."""
-        rows = [{"sha256": sha, "size": len(body), "data": body}
-                for sha, body in sorted(found.items())]
-        if rows:
-            await conn.execute(INSERT_BODY_PG if self._pg else INSERT_BODY_SQLITE, rows)
 
     async def list_messages(self, address: str, folder: str = INBOX) -> list[StoredMessage]:
         """The messages of a folder of a mailbox (INBOX by default), ordered by UID."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             rows = (await conn.execute(
                 select(messages).join(folders, folders.c.id == messages.c.folder_id)
                 .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
@@ -663,7 +623,7 @@ class Store:
         return [_message(row) for row in rows]
 
     async def get_body(self, sha256: str) -> bytes:
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             data = (await conn.execute(
                 select(bodies.c.data).where(bodies.c.sha256 == sha256))).scalar_one_or_none()
         if data is None:
@@ -676,7 +636,7 @@ class Store:
         if address is not None:
             query = query.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id).where(
                 mailboxes.c.address == address.lower())
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             count = int((await conn.execute(query)).scalar_one())
             if count == 0 and address is not None:
                 await self._mailbox_exists(conn, address)
@@ -695,7 +655,7 @@ class Store:
                .order_by(queue.c.next_attempt_at, queue.c.id)
                .limit(limit)
                .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             rows = await conn.execute(update(queue).where(queue.c.id.in_(due))
                                       .values(claimed_until=now + lease)
                                       .returning(*queue.c))
@@ -706,7 +666,7 @@ class Store:
         """Give back leases without counting an attempt (a worker stopping cleanly)."""
         if not entry_ids:
             return
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             await conn.execute(update(queue)
                                .where(queue.c.id.in_(list(entry_ids)), queue.c.status == QUEUED)
                                .values(claimed_until=0.0))
@@ -731,7 +691,7 @@ class Store:
         await self._outcomes.submit(outcome)
 
     async def _write_outcomes(self, batch: Sequence[Outcome]) -> list[Exception | None]:
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             return await write_outcomes(conn, batch)
 
     async def queue_entries(self, *, status: str | None = None) -> list[QueueEntry]:
@@ -741,11 +701,11 @@ class Store:
             if status not in QUEUE_STATUSES:
                 raise ValueError(f"unknown queue status {status!r}")
             query = query.where(queue.c.status == status)
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return [_queue_entry(row) for row in await conn.execute(query)]
 
     async def get_queue_entry(self, entry_id: int) -> QueueEntry:
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             row = (await conn.execute(select(queue).where(queue.c.id == entry_id))).first()
         if row is None:
             raise NotFound(f"no queue entry {entry_id}")
@@ -756,7 +716,7 @@ class Store:
         queued again); returns how many entries are now due. Claims in progress are
         left alone."""
         due_now = case((queue.c.next_attempt_at > now, now), else_=queue.c.next_attempt_at)
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             if entry_id is None:
                 result = await conn.execute(update(queue).where(queue.c.status == QUEUED)
                                             .values(next_attempt_at=due_now))
@@ -775,28 +735,28 @@ class Store:
             raise NotFound(f"no queue entry {entry_id}")
 
     async def delete_queue_entry(self, entry_id: int) -> None:
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             sha = (await conn.execute(delete(queue).where(queue.c.id == entry_id)
                                       .returning(queue.c.body_sha256))).scalar_one_or_none()
             if sha is None:
                 raise NotFound(f"no queue entry {entry_id}")
-            await self._drop_orphan_bodies(conn, [sha])
+            await drop_orphan_bodies(conn, [sha], postgresql=self._pg)
 
     async def purge_queue(self, *, finished_before: float) -> int:
         """Delete delivered and failed entries finished before the given time."""
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             shas = (await conn.execute(
                 delete(queue).where(queue.c.status.in_([DELIVERED, FAILED]),
                                     queue.c.finished_at < finished_before)
                 .returning(queue.c.body_sha256))).scalars().all()
-            await self._drop_orphan_bodies(conn, shas)
+            await drop_orphan_bodies(conn, shas, postgresql=self._pg)
         return len(shas)
 
     async def next_due(self) -> float | None:
         """When the next queued entry is due (a claimed one: when its lease ends)."""
         due = case((queue.c.claimed_until > queue.c.next_attempt_at, queue.c.claimed_until),
                    else_=queue.c.next_attempt_at)
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             value = (await conn.execute(select(func.min(due))
                                         .where(queue.c.status == QUEUED))).scalar_one()
         return None if value is None else float(value)
@@ -811,15 +771,15 @@ class Store:
             return []
         # A read first: the publisher polls, and an idle poll must not take SQLite's
         # write lock from message deliveries.
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             if not await outbox.any_due(conn, now=now):
                 return []
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             return await outbox.claim(conn, now=now, limit=limit, lease=lease)
 
     async def directory_done(self, entry_id: int) -> None:
         """The trust space accepted the entry: the address's next entry may go."""
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             await outbox.done(conn, entry_id)
 
     async def directory_retry(self, entry_id: int, *, error: str, now: float,
@@ -827,31 +787,31 @@ class Store:
                               cap: float = outbox.RETRY_MAX) -> float | None:
         """Count a failed attempt and schedule the next with capped exponential
         backoff; returns when it is due (None: the entry is gone or failed)."""
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             return await outbox.retry(conn, entry_id, error=error, now=now, first=first,
                                       cap=cap)
 
     async def directory_failed(self, entry_id: int, *, error: str, now: float) -> None:
         """The trust space refused the entry for good: it stays, failed, with ``error``;
         the address's later entries go on."""
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             await outbox.failed(conn, entry_id, error=error, now=now)
 
     async def release_directory_claims(self, entry_ids: Sequence[int], *, now: float) -> None:
         """Make leased entries due now without counting an attempt."""
         if not entry_ids:
             return
-        async with self._write(writes_first=True) as conn:
+        async with self.tx.write(writes_first=True) as conn:
             await outbox.release(conn, entry_ids, now=now)
 
     async def directory_entries(self, *, state: str | None = None) -> list[DirectoryEntry]:
         """Outbox entries by id: all, or those ``pending`` or ``failed``."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return await outbox.entries(conn, state)
 
     async def next_directory_due(self) -> float | None:
         """When the next claimable entry is due; None when nothing is pending."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return await outbox.next_due(conn)
 
     async def republish(self, address: str | None = None) -> int:
@@ -864,7 +824,7 @@ class Store:
         if address is not None:
             query = query.where(mailboxes.c.address == address.lower())
         now = time.time()
-        async with self._write() as conn:
+        async with self.tx.write() as conn:
             ids = (await conn.execute(query)).scalars().all()
             if address is not None and not ids:
                 await self._mailbox_exists(conn, address)
@@ -882,7 +842,7 @@ class Store:
 
     async def conversations(self, patient: str) -> list[Conversation]:
         """The patient's threads, oldest first, each with the professionals in it."""
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return await conversations.read(conn, patient)
 
     async def threads_of(self, patient: str, message_ids: Sequence[str]) -> list[str]:
@@ -890,7 +850,7 @@ class Store:
         ``message_ids``, in the order the ids are given."""
         if not message_ids:
             return []
-        async with self._read() as conn:
+        async with self.tx.read() as conn:
             return await conversations.threads_of(conn, patient, message_ids)
 
     # --------------------------------------------------------------- helpers
@@ -955,25 +915,10 @@ class Store:
                                   .where(mailbox_roles.c.mailbox_id == mailbox_id))
         return {int(row.person_id): Role(row.role) for row in rows}
 
-    async def _drop_orphan_bodies(self, conn: AsyncConnection, shas: Iterable[str]) -> None:
-        """Delete those of ``shas`` no mailbox entry or queue entry holds any more."""
-        for chunk in _chunks(sorted(set(shas))):
-            if self._pg:  # wait for deliveries adding a reference (delivery.py)
-                await conn.execute(select(bodies.c.sha256).where(bodies.c.sha256.in_(chunk))
-                                   .order_by(bodies.c.sha256).with_for_update())
-            await conn.execute(delete(bodies).where(
-                bodies.c.sha256.in_(chunk),
-                ~exists().where(messages.c.body_sha256 == bodies.c.sha256),
-                ~exists().where(queue.c.body_sha256 == bodies.c.sha256)))
 
 
 def _sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]
 
 
 def _person(row: Row[Any]) -> Person:
