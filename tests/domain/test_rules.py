@@ -15,15 +15,26 @@ from mssante.domain.mailboxes import (
 )
 from mssante.domain.patient import (
     Conversation,
+    check_not_patient_to_patient,
     check_patient_recipient,
     check_patient_reply,
+    closed_after,
     closes_conversation,
     message_ids,
     professional_message,
     thread_joined,
     thread_root,
 )
-from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
+from mssante.domain.policy import (
+    MailboxClosed,
+    NoSuchMailbox,
+    check_deliverable,
+    check_may_send_as,
+    check_patient_address,
+    check_recipient_in_trust_space,
+    check_served,
+    serves,
+)
 from mssante.errors import PolicyViolation
 
 DEFAULT = Rules()
@@ -138,3 +149,46 @@ def test_a_thread_is_joined_only_by_those_in_it() -> None:
     assert thread_joined(message, []) == "<t@x>"  # a thread nobody holds yet
     other = Conversation("<t@x>", frozenset({"martin@medecin.mssante.fr"}), closed=False)
     assert thread_joined(message, [other]) == "<n@x>"  # another's: a thread of its own
+
+
+def test_a_closed_thread_stays_closed() -> None:
+    closing = professional_message(
+        envelope_from="dupont@ch-xyz.mssante.fr", from_addresses=[], message_id="<f@x>",
+        in_reply_to=None, references="<t@x>", subject="[FIN]", mss_mes=None, reply_to=[])
+    later = professional_message(
+        envelope_from="dupont@ch-xyz.mssante.fr", from_addresses=[], message_id="<l@x>",
+        in_reply_to=None, references="<t@x>", subject="Re: suite", mss_mes=None, reply_to=[])
+    assert closing is not None and later is not None
+    open_thread = Conversation("<t@x>", frozenset({"dupont@ch-xyz.mssante.fr"}), closed=False)
+    closed_thread = Conversation("<t@x>", open_thread.professionals, closed=True)
+    assert closed_after(closing, open_thread) and closed_after(closing, None)
+    assert closed_after(later, closed_thread)  # a later message does not reopen it
+    assert not closed_after(later, open_thread) and not closed_after(later, None)
+
+
+def test_patients_never_write_to_patients() -> None:
+    check_not_patient_to_patient(True, False)
+    check_not_patient_to_patient(False, True)  # a professional writes to a patient
+    with pytest.raises(PolicyViolation, match="another patient"):
+        check_not_patient_to_patient(True, True)
+
+
+def test_the_operator_serves_its_own_domains_only() -> None:
+    domains = frozenset({"ch-xyz.mssante.fr"})
+    assert serves(domains, "CH-XYZ.mssante.fr.")
+    check_served(domains, parse_address("dupont@ch-xyz.mssante.fr"))
+    with pytest.raises(PolicyViolation, match="not a domain of this operator"):
+        check_served(domains, parse_address("martin@medecin.mssante.fr"))
+
+
+def test_a_local_recipient_is_an_open_mailbox_and_a_patient_a_valid_ins() -> None:
+    patient = parse_address("279035121518989@patient.mssante.fr")
+    check_patient_address(patient)
+    check_patient_address(parse_address("dupont@ch-xyz.mssante.fr"))
+    with pytest.raises(NoSuchMailbox, match="not a patient address"):
+        check_patient_address(parse_address("279035121518980@patient.mssante.fr"))
+    check_deliverable(patient, exists=True, active=True)
+    with pytest.raises(NoSuchMailbox, match="No such mailbox"):
+        check_deliverable(patient, exists=False, active=False)
+    with pytest.raises(MailboxClosed, match="Mailbox closed"):
+        check_deliverable(patient, exists=True, active=False)

@@ -210,7 +210,7 @@ def test_oversized_message_is_refused(environment) -> None:
 
 
 def test_closed_mailbox_is_refused_with_a_reason(environment, monkeypatch) -> None:
-    from mssante.smtp import context
+    from mssante.operator import runtime as context
     from mssante.store import open_store
 
     monkeypatch.setattr(context, "MAILBOX_CACHE_SECONDS", 0.0)  # see the change at once

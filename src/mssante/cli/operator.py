@@ -27,8 +27,9 @@ from mssante.directory.contact import resource_for
 from mssante.domain.addresses import parse_address
 from mssante.domain.ins import parse_patient_address
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
+from mssante.domain.policy import check_served
 from mssante.environment.operator import OperatorService
-from mssante.errors import MSSanteError
+from mssante.errors import MSSanteError, PolicyViolation
 from mssante.imap.namespace import SHARED_PREFIX
 from mssante.pki.names import dn_string
 from mssante.smtp.maillog import show_mail_log
@@ -182,9 +183,10 @@ def mailbox_add(
                   else parse_address(address))
     except MSSanteError as exc:
         raise fail(str(exc)) from None
-    if parsed.domain not in {d.lower() for d in cfg.operator.domains}:
-        raise fail(f"{parsed.domain} is not a domain of this operator "
-                   f"({', '.join(cfg.operator.domains)})")
+    try:
+        check_served(frozenset(d.lower() for d in cfg.operator.domains), parsed)
+    except PolicyViolation as exc:
+        raise fail(str(exc)) from None
     dn = cert_dn
     if cert_file is not None:
         try:

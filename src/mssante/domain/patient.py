@@ -113,11 +113,23 @@ def thread_joined(message: ProfessionalMessage, conversations: Iterable[Conversa
     return message.named_thread
 
 
+def closed_after(message: ProfessionalMessage, conversation: Conversation | None) -> bool:
+    """Whether the thread ``message`` joins is closed once it is recorded: its
+    professional closes it with this message, or closed it before. A closed thread
+    stays closed: no later message reopens it (the patient's reply stays refused)."""
+    return message.closes or (conversation is not None and conversation.closed)
+
+
+def check_not_patient_to_patient(sender_is_patient: bool, recipient_is_patient: bool) -> None:
+    """Patients never write to other patients (at submission and between operators)."""
+    if sender_is_patient and recipient_is_patient:
+        raise PolicyViolation("a patient cannot write to another patient")
+
+
 def check_patient_recipient(recipient: str, recipient_is_patient: bool,
                             conversations: Iterable[Conversation]) -> None:
     """Early check at RCPT: may this patient write to ``recipient`` at all?"""
-    if recipient_is_patient:
-        raise PolicyViolation("a patient cannot write to another patient")
+    check_not_patient_to_patient(True, recipient_is_patient)
     key = recipient.lower()
     mine = [c for c in conversations if key in c.professionals]
     if not mine:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from mssante.domain.addresses import Address, is_trust_space_domain
-from mssante.errors import PolicyViolation
+from mssante.domain.ins import validate_ins
+from mssante.errors import InvalidAddress, PolicyViolation
 
 
 def check_recipient_in_trust_space(recipient: Address, whitelisted: bool) -> None:
@@ -46,3 +47,44 @@ def check_vouched_for(what: str, domain: str, certificate_dn: str,
         return
     raise PolicyViolation(f"{what} domain {domain} is not served by certificate "
                           f"{certificate_dn}")
+
+
+class NoSuchMailbox(PolicyViolation):
+    """The recipient has no mailbox here (RFC 3463 X.1.1)."""
+
+
+class MailboxClosed(PolicyViolation):
+    """The recipient's mailbox exists but is closed (RFC 3463 X.2.1)."""
+
+
+def serves(domains: Collection[str], domain: str) -> bool:
+    """Whether this operator serves ``domain``; ``domains`` lower case."""
+    return domain.lower().rstrip(".") in domains
+
+
+def check_served(domains: Collection[str], address: Address) -> None:
+    """An operator creates mailboxes, and accepts mail from other operators, only for
+    the domains it serves (never an open relay)."""
+    if serves(domains, address.domain):
+        return
+    raise PolicyViolation(f"{address.domain} is not a domain of this operator "
+                          f"({', '.join(sorted(domains))})")
+
+
+def check_patient_address(recipient: Address) -> None:
+    """A patient address is ``<INS>@patient.mssante.fr`` with a valid INS (MSSanté
+    reference, "Patient messaging"); other addresses pass."""
+    if not recipient.is_patient:
+        return
+    try:
+        validate_ins(recipient.local)
+    except InvalidAddress as exc:
+        raise NoSuchMailbox(f"{recipient} is not a patient address: {exc}") from None
+
+
+def check_deliverable(recipient: Address, *, exists: bool, active: bool) -> None:
+    """A local recipient must be an existing, open mailbox."""
+    if not exists:
+        raise NoSuchMailbox(f"No such mailbox: {recipient}")
+    if not active:
+        raise MailboxClosed(f"Mailbox closed: {recipient}")

@@ -13,6 +13,7 @@ from mssante.config import OperatorSettings
 from mssante.content.dsn import RecipientStatus, build_dsn
 from mssante.content.headers import read_headers
 from mssante.domain.mailboxes import Rules
+from mssante.domain.policy import serves
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
 from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
@@ -107,7 +108,7 @@ class OperatorRuntime:
         return mailbox
 
     def is_local(self, address: str) -> bool:
-        return address.rpartition("@")[2].lower() in self.local_domains
+        return serves(self.local_domains, address.rpartition("@")[2])
 
     async def submit_internal(self, body: bytes, recipient: str) -> None:
         """Queue a message the operator itself writes (a DSN), from the null sender,

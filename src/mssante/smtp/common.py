@@ -1,4 +1,4 @@
-"""Behaviour both SMTP handlers share: EHLO keywords, DATA checks, recipients' syntax."""
+"""Behaviour both SMTP handlers share: EHLO keywords, DATA checks, recipients."""
 
 from __future__ import annotations
 
@@ -6,8 +6,22 @@ from aiosmtpd.smtp import Envelope, Session
 
 from mssante.content.headers import HeaderSyntaxError, HeaderView, read_headers
 from mssante.domain.addresses import Address, parse_address
+from mssante.domain.policy import (
+    MailboxClosed,
+    NoSuchMailbox,
+    check_deliverable,
+    check_patient_address,
+)
 from mssante.errors import InvalidAddress
-from mssante.smtp.replies import BAD_ADDRESS_SYNTAX, HEADER_SYNTAX, TOO_MANY_RECIPIENTS, SMTPReply
+from mssante.operator.runtime import OperatorRuntime
+from mssante.smtp.replies import (
+    BAD_ADDRESS_SYNTAX,
+    HEADER_SYNTAX,
+    MAILBOX_DISABLED,
+    NO_SUCH_USER,
+    TOO_MANY_RECIPIENTS,
+    SMTPReply,
+)
 
 MAX_RECIPIENTS = 1000  # RFC 5321 §4.5.3.1.8 requires at least 100
 
@@ -27,6 +41,21 @@ def recipient_address(envelope: Envelope, text: str) -> Address:
         return parse_address(text)
     except InvalidAddress as exc:
         raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
+
+
+async def check_local_recipient(ctx: OperatorRuntime, rcpt: Address) -> None:
+    """A recipient of this operator: a valid patient address if it is one, and an
+    existing, open mailbox (domain.policy); the same answer at the MTA and at
+    submission."""
+    try:
+        check_patient_address(rcpt)
+        mailbox = await ctx.mailbox(rcpt.key)
+        check_deliverable(rcpt, exists=mailbox is not None,
+                          active=mailbox is not None and mailbox.active)
+    except NoSuchMailbox as exc:
+        raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
+    except MailboxClosed as exc:
+        raise SMTPReply(MAILBOX_DISABLED.with_text(str(exc))) from None
 
 
 def checked_headers(body: bytes) -> HeaderView:

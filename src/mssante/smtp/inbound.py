@@ -23,15 +23,21 @@ import logging
 
 from aiosmtpd.smtp import Session
 
-from mssante.domain.addresses import PATIENT_DOMAIN, parse_address
-from mssante.domain.ins import validate_ins
-from mssante.domain.policy import check_vouched_for
+from mssante.domain.addresses import parse_address
+from mssante.domain.patient import check_not_patient_to_patient
+from mssante.domain.policy import check_served, check_vouched_for
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp import maillog
 from mssante.smtp.accept import Incoming, accept, trace
-from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.common import (
+    check_local_recipient,
+    checked_headers,
+    ehlo_keywords,
+    peer_host,
+    recipient_address,
+)
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.replies import (
@@ -39,9 +45,7 @@ from mssante.smtp.replies import (
     CERT_REJECTED,
     CLIENT_CERT_REQUIRED,
     HEADER_SYNTAX,
-    MAILBOX_DISABLED,
     MESSAGE_ACCEPTED,
-    NO_SUCH_USER,
     PATIENT_RULE,
     RECIPIENT_OK,
     RELAY_DENIED,
@@ -112,22 +116,17 @@ class InboundHandler:
     async def handle_RCPT(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, params: RcptParams) -> str:
         rcpt = recipient_address(envelope, address)
-        if rcpt.domain not in self.ctx.local_domains:
-            raise SMTPReply(RELAY_DENIED.with_text(
-                f"Relaying denied: {rcpt.domain} is not served here"))
-        if rcpt.domain == PATIENT_DOMAIN:
-            try:
-                validate_ins(rcpt.local)
-            except InvalidAddress as exc:
-                raise SMTPReply(NO_SUCH_USER.with_text(
-                    f"{rcpt} is not a patient address: {exc}")) from None
-            if envelope.mail_from and envelope.mail_from.lower().endswith("@" + PATIENT_DOMAIN):
-                raise SMTPReply(PATIENT_RULE.with_text("A patient cannot write to another patient"))
-        mailbox = await self.ctx.mailbox(rcpt.key)
-        if mailbox is None:
-            raise SMTPReply(NO_SUCH_USER.with_text(f"No such mailbox: {rcpt}"))
-        if not mailbox.active:
-            raise SMTPReply(MAILBOX_DISABLED.with_text(f"Mailbox closed: {rcpt}"))
+        try:
+            check_served(self.ctx.local_domains, rcpt)
+        except PolicyViolation as exc:
+            raise SMTPReply(RELAY_DENIED.with_text(f"Relaying denied: {exc}")) from None
+        sender_is_patient = (not envelope.null_sender and envelope.mail_from is not None
+                             and parse_address(envelope.mail_from).is_patient)  # MAIL parsed it
+        try:
+            check_not_patient_to_patient(sender_is_patient, rcpt.is_patient)
+        except PolicyViolation as exc:
+            raise SMTPReply(PATIENT_RULE.with_text(str(exc).capitalize())) from None
+        await check_local_recipient(self.ctx, rcpt)
         return str(RECIPIENT_OK)
 
     async def handle_TRACE(self, server: MSSanteSMTP, session: Session,

@@ -34,19 +34,27 @@ from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_login
 from mssante.content.headers import header_section, prepend_headers, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
-from mssante.domain.ins import validate_ins
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
-from mssante.domain.policy import check_may_send_as, check_recipient_in_trust_space
+from mssante.domain.policy import (
+    check_may_send_as,
+    check_patient_address,
+    check_recipient_in_trust_space,
+)
 from mssante.errors import InvalidAddress, PolicyViolation
 from mssante.operator.runtime import OperatorRuntime
 from mssante.smtp.accept import Incoming, accept, trace
-from mssante.smtp.common import checked_headers, ehlo_keywords, peer_host, recipient_address
+from mssante.smtp.common import (
+    check_local_recipient,
+    checked_headers,
+    ehlo_keywords,
+    peer_host,
+    recipient_address,
+)
 from mssante.smtp.params import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.replies import (
     AUTH_FAILED,
     BAD_ADDRESS_SYNTAX,
-    MAILBOX_DISABLED,
     MESSAGE_ACCEPTED,
     NO_SUCH_USER,
     PATIENT_RULE,
@@ -209,17 +217,10 @@ class SubmissionHandler:
             except PolicyViolation as exc:
                 raise SMTPReply(PATIENT_RULE.with_text(f"{rcpt}: {exc}")) from None
         if self.ctx.is_local(rcpt.key):
-            await self._check_local(rcpt)
+            await check_local_recipient(self.ctx, rcpt)
         else:
             self._check_remote(rcpt)
         return str(RECIPIENT_OK)
-
-    async def _check_local(self, rcpt: Address) -> None:
-        mailbox = await self.ctx.mailbox(rcpt.key)
-        if mailbox is None:
-            raise SMTPReply(NO_SUCH_USER.with_text(f"No such mailbox: {rcpt}"))
-        if not mailbox.active:
-            raise SMTPReply(MAILBOX_DISABLED.with_text(f"Mailbox closed: {rcpt}"))
 
     def _check_remote(self, rcpt: Address) -> None:
         listed = is_trust_space_domain(rcpt.domain) and \
@@ -228,12 +229,10 @@ class SubmissionHandler:
             check_recipient_in_trust_space(rcpt, listed)
         except PolicyViolation as exc:
             raise SMTPReply(RECIPIENT_NOT_IN_TRUST_SPACE.with_text(str(exc))) from None
-        if rcpt.is_patient:
-            try:
-                validate_ins(rcpt.local)
-            except InvalidAddress as exc:
-                raise SMTPReply(NO_SUCH_USER.with_text(
-                    f"{rcpt} is not a patient address: {exc}")) from None
+        try:
+            check_patient_address(rcpt)
+        except PolicyViolation as exc:
+            raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
 
     async def handle_TRACE(self, server: MSSanteSMTP, session: Session,
                            envelope: MSSEnvelope) -> bytes:

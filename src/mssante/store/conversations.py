@@ -15,7 +15,12 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mssante.domain.patient import Conversation, ProfessionalMessage, thread_joined
+from mssante.domain.patient import (
+    Conversation,
+    ProfessionalMessage,
+    closed_after,
+    thread_joined,
+)
 from mssante.store.schema import patient_messages, patient_threads
 
 
@@ -24,13 +29,15 @@ async def record(conn: AsyncConnection, patient: str, message: ProfessionalMessa
     """Remember ``message`` to ``patient``; a closing message closes its thread, which
     stays closed. Returns the thread it joined."""
     patient = patient.lower()
-    thread = thread_joined(message, await read(conn, patient))
+    existing = await read(conn, patient)
+    thread = thread_joined(message, existing)
+    closed = closed_after(message, next((c for c in existing if c.thread == thread), None))
     upsert: pg.Insert | sqlite.Insert = (pg.insert(patient_threads) if postgresql
                                          else sqlite.insert(patient_threads))
     upsert = upsert.values(patient=patient, thread=thread, opened_at=now,
-                           closed_at=now if message.closes else None)
+                           closed_at=now if closed else None)
     keys = [patient_threads.c.patient, patient_threads.c.thread]
-    if message.closes:
+    if closed:  # the first closing time stays (domain.patient.closed_after)
         upsert = upsert.on_conflict_do_update(index_elements=keys, set_={
             "closed_at": func.coalesce(patient_threads.c.closed_at,
                                        upsert.excluded.closed_at)})
