@@ -162,9 +162,10 @@ class RunningEnvironment:
             assert self.runner.call(service.trust.refresh()), "trust refresh failed"
 
 
-def start_environment(data_dir: Path, **kwargs: Any) -> RunningEnvironment:
+def start_environment(data_dir: Path, base_port: int | None = None,
+                      **kwargs: Any) -> RunningEnvironment:
     runner = LoopThread()
-    env = LocalEnvironment(data_dir, free_base_port(), **kwargs)
+    env = LocalEnvironment(data_dir, base_port or free_base_port(), **kwargs)
     try:
         runner.call(env.prepare(), timeout=180)
         runner.call(env.start(), timeout=60)
@@ -179,6 +180,16 @@ def stop_environment(running: RunningEnvironment) -> None:
         running.runner.call(running.env.stop(), timeout=60)
     finally:
         running.runner.close()
+
+
+@contextlib.contextmanager
+def running_environment(data_dir: Path, **kwargs: Any) -> Iterator[RunningEnvironment]:
+    """An environment of a test's own, stopped afterwards."""
+    running = start_environment(data_dir, **kwargs)
+    try:
+        yield running
+    finally:
+        stop_environment(running)
 
 
 @pytest.fixture(scope="session")

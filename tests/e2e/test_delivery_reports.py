@@ -18,7 +18,12 @@ import pytest
 
 from mssante.queue.nexthop import NextHops
 from mssante.store import open_store
-from tests.conftest import RunningEnvironment, start_environment, stop_environment
+from tests.conftest import (
+    RunningEnvironment,
+    running_environment,
+    start_environment,
+    stop_environment,
+)
 from tests.e2e.mail import message, send, unique
 from tests.e2e.test_queue_resilience import queue
 
@@ -41,11 +46,8 @@ def impatient_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[RunningEnvironment]:
-    running = start_environment(tmp_path / "env", retry_delays=(0.5, 1.0))
-    try:
+    with running_environment(tmp_path / "env", retry_delays=(0.5, 1.0)) as running:
         yield running
-    finally:
-        stop_environment(running)
 
 
 def reports(env: RunningEnvironment, address: str) -> list[Message]:

@@ -30,9 +30,9 @@ from mssante.cli import app
 from mssante.config import load_operator_config
 from mssante.environment.local import LocalEnvironment
 from tests.conftest import (
-    LoopThread,
     RunningEnvironment,
     free_base_port,
+    start_environment,
     stop_environment,
 )
 from tests.e2e.mail import message, send, unique
@@ -63,15 +63,7 @@ def require_postfix() -> str:
 
 
 def start(data_dir: Path, base_port: int) -> RunningEnvironment:
-    runner = LoopThread()
-    env = LocalEnvironment(data_dir, base_port, retry_delays=(0.5, 1.0))
-    try:
-        runner.call(env.prepare(), timeout=180)
-        runner.call(env.start(), timeout=60)
-    except BaseException:
-        runner.close()
-        raise
-    return RunningEnvironment(env, runner)
+    return start_environment(data_dir, base_port, retry_delays=(0.5, 1.0))
 
 
 def issue_certificate(data_dir: Path, out: Path) -> str:

@@ -14,7 +14,12 @@ from mssante.cli import app
 from mssante.config import load_operator_config
 from mssante.environment.operator import OperatorService
 from mssante.store import open_store
-from tests.conftest import RunningEnvironment, start_environment, stop_environment
+from tests.conftest import (
+    RunningEnvironment,
+    running_environment,
+    start_environment,
+    stop_environment,
+)
 from tests.e2e.mail import message, send, unique
 
 DUPONT = "dupont@ch-xyz.mssante.fr"
@@ -23,11 +28,8 @@ MARTIN = "jean.martin@medecin.mssante.fr"
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[RunningEnvironment]:
-    running = start_environment(tmp_path / "env", retry_delays=(0.5, 1.0))
-    try:
+    with running_environment(tmp_path / "env", retry_delays=(0.5, 1.0)) as running:
         yield running
-    finally:
-        stop_environment(running)
 
 
 def stop_operator(env: RunningEnvironment, domain: str) -> Path:
