@@ -36,13 +36,27 @@ def test_a_delivery_is_logged_once_on_each_side(environment: RunningEnvironment,
     assert f"to=<{MARTIN}>, from=<{DUPONT}>, relay=127.0.0.1:{port} " in sent[0]
     assert 'dn="CN=mta.medecin.mssante.fr,' in sent[0]
     assert ", dsn=2.6.0, status=sent (250 2.6.0 Message accepted as " in sent[0]
-    received = [line for line in lines(caplog)
-                if "status=accepted" in line and f"to=<{MARTIN}>" in line]
+    received = [line for line in lines(caplog) if "status=accepted" in line
+                and f"to=<{MARTIN}>" in line and "sasl_username=" not in line]
     assert len(received) == 1
     assert f"from=<{DUPONT}>, to=<{MARTIN}>, size=" in received[0]
     assert 'client=127.0.0.1, dn="CN=mta.ch-xyz.mssante.fr,' in received[0]
     queue_id = sent[0].rpartition("Message accepted as ")[2].rstrip(")")
     assert received[0].startswith(f"{queue_id}: ")  # the same id on both sides
+    submitted = [line for line in lines(caplog)
+                 if "sasl_username=" in line and f"to=<{MARTIN}>" in line]
+    assert len(submitted) == 1  # and the submission that started it, with who sent it
+    assert f"from=<{DUPONT}>, to=<{MARTIN}>, size=" in submitted[0]
+    assert f"client=127.0.0.1, sasl_username={DUPONT}, status=accepted" in submitted[0]
+
+
+def test_a_message_delivered_inside_one_operator_is_logged(
+        environment: RunningEnvironment, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mssante.mail")
+    cardio = "cardiologie@ch-xyz.mssante.fr"
+    send(environment, DUPONT, message(DUPONT, cardio, unique("interne")))
+    [line] = [line for line in lines(caplog) if f"to=<{cardio}>" in line]
+    assert f"from=<{DUPONT}>" in line and f"sasl_username={DUPONT}, status=accepted" in line
 
 
 def mta(environment: RunningEnvironment) -> smtplib.SMTP:

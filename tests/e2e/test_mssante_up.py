@@ -80,8 +80,10 @@ def test_up_starts_serves_stops_and_restarts_with_the_same_accounts(tmp_path: Pa
     assert "jean.martin@medecin.mssante.fr" in out and "environment.json" in out
     # a normal start and stop prints no warning and no traceback
     assert "Warning" not in out and "Traceback" not in out, out
-    # the mail log is shown without -v: one line on each side of the delivery
-    assert out.count("INFO mssante.mail: ") == 2, out
+    # the mail log is shown without -v: the submission, then one line on each side of
+    # the delivery between operators
+    assert out.count("INFO mssante.mail: ") == 3, out
+    assert "sasl_username=jean.martin@medecin.mssante.fr, status=accepted" in out
     assert "status=sent" in out and "status=accepted" in out
     assert os.stat(data_dir / "trust" / "pki" / "root-ca.key").st_mode & 0o077 == 0
     # second start: same PKI, same passwords, the message is still there

@@ -89,6 +89,15 @@ def received(queue_id: str, *, sender: str, recipients: Sequence[str], size: int
              client or "unknown", _clean(dn or ""))
 
 
+def submitted(queue_id: str, *, sender: str, recipients: Sequence[str], size: int,
+              client: str | None, login: str) -> None:
+    """A message accepted at submission from an authenticated identity (Postfix's
+    ``sasl_username``), after the commit, before the 250."""
+    log.info("%s: from=<%s>, to=%s, size=%d, client=%s, sasl_username=%s, status=accepted",
+             queue_id, _clean(sender), ",".join(f"<{_clean(r)}>" for r in recipients), size,
+             client or "unknown", _clean(login))
+
+
 def refused(stage: str, *, client: str | None, reason: str, dn: str | None = None,
             sender: str | None = None, recipient: str | None = None) -> None:
     """A peer refused: at STARTTLS (the handshake), MAIL, RCPT or DATA."""

@@ -42,6 +42,7 @@ from mssante.domain.policy import (
 )
 from mssante.errors import InvalidAddress, PolicyViolation
 from mssante.operator.runtime import OperatorRuntime
+from mssante.smtp import maillog
 from mssante.smtp.accept import Incoming, accept, trace
 from mssante.smtp.common import (
     check_local_recipient,
@@ -281,6 +282,8 @@ class SubmissionHandler:
             trace=envelope.trace,
             sent_copy=sender.lower() if self.ctx.is_local(sender) else None)
         queue_id = await accept(self.ctx, msg, extra_headers=extra)
+        maillog.submitted(queue_id, sender=sender, recipients=envelope.rcpt_tos, size=len(body),
+                          client=peer_host(session), login=identity.login)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
 
     async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:
