@@ -42,6 +42,21 @@ os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES", "0")
 os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS", "0")
 
 
+@pytest.fixture(autouse=True)
+def no_closed_event_loop_left_current() -> Iterator[None]:
+    """After each test, no event loop is left as the thread's current one.
+
+    pytest-asyncio closes each test's loop but leaves it current. A database connection
+    some earlier test let go unclosed may be collected later, between tests; SQLAlchemy
+    then stops its aiosqlite thread (aiosqlite ≥ 0.22), which binds a future to the
+    current loop: a closed one made that thread fail at an unrelated test's setup. With
+    no current loop the stop just runs. In a process of the product one loop runs for
+    the whole life of the process, so this concerns the tests only.
+    """
+    yield
+    asyncio.set_event_loop(None)
+
+
 @contextlib.asynccontextmanager
 async def postgres_schema() -> AsyncIterator[str]:
     """A fresh PostgreSQL schema, dropped afterwards. When the server cannot be reached
