@@ -192,3 +192,18 @@ def test_a_local_recipient_is_an_open_mailbox_and_a_patient_a_valid_ins() -> Non
         check_deliverable(patient, exists=False, active=False)
     with pytest.raises(MailboxClosed, match="Mailbox closed"):
         check_deliverable(patient, exists=True, active=False)
+
+
+def test_reusing_another_professionals_message_id_does_not_join_their_thread() -> None:
+    """Dr Martin sends the patient a message whose own Message-ID is the one that
+    opened Dr Dupont's conversation, subject [FIN]: it does not close Dr Dupont's."""
+    dupont = Conversation("<t@x>", frozenset({"dupont@ch-xyz.mssante.fr"}), closed=False)
+    reused = professional_message(
+        envelope_from="martin@medecin.mssante.fr", from_addresses=[], message_id="<t@x>",
+        in_reply_to=None, references=None, subject="[FIN]", mss_mes=None, reply_to=[])
+    assert reused is not None
+    thread = thread_joined(reused, [dupont])
+    assert thread != "<t@x>" and thread.startswith("<t@x> ")
+    # and again: Dr Martin's later message in that thread of his joins it
+    assert thread_joined(reused, [dupont, Conversation(thread, frozenset(
+        {"martin@medecin.mssante.fr"}), closed=True)]) == thread

@@ -78,3 +78,21 @@ def test_another_professional_cannot_close_or_join_a_conversation(environment) -
     with submission(environment, "patient.mssante.fr", PATIENT) as smtp:
         smtp.send_message(reply)
     environment.wait_message(DUPONT, reply_subject)
+
+
+def test_reusing_the_message_id_of_anothers_conversation_does_not_close_it(environment) -> None:
+    subject = unique("Suivi")
+    first = message(DUPONT, PATIENT, subject)
+    send(environment, DUPONT, first)
+    environment.wait_message(PATIENT, subject)
+    # Dr Martin sends "[FIN]" under the Message-ID that opened Dr Dupont's conversation
+    intruder = message(MARTIN, PATIENT, unique("[FIN]"), X_MSS_MES="FIN")
+    intruder.replace_header("Message-ID", first["Message-ID"])
+    send(environment, MARTIN, intruder)
+    environment.wait_message(PATIENT, intruder["Subject"])
+    reply_subject = unique(f"Re: {subject}")
+    reply = message(PATIENT, DUPONT, reply_subject, In_Reply_To=first["Message-ID"],
+                    References=first["Message-ID"])
+    with submission(environment, "patient.mssante.fr", PATIENT) as smtp:
+        smtp.send_message(reply)  # Dr Dupont's conversation is still open
+    environment.wait_message(DUPONT, reply_subject)

@@ -152,6 +152,28 @@ def test_a_message_without_from_gets_exactly_one(environment) -> None:
         b"From: <cardiologie@ch-xyz.mssante.fr>"]
 
 
+def test_a_leading_continuation_line_cannot_add_an_author_to_the_added_from(
+        environment) -> None:
+    """Without a From, submission adds one above the client's data: a first line that
+    continues a field would have continued that From in the stored message (a second
+    author the rules never saw), while the rules read it as part of Received."""
+    data = b' , "Dr Dupont" <dupont@ch-xyz.mssante.fr>\r\n' + _data(None, unique("suite"))
+    code, text = _submit(environment, SECRETARY, CARDIO, data)
+    assert code == 550 and b"5.6.0" in text and b"continuation line" in text, text
+    code, text = _relay(environment, MEDECIN, CH_XYZ, CARDIO, MARTIN,
+                        b" (continued)\r\n" + _data(b" <cardiologie@ch-xyz.mssante.fr>",
+                                                     unique("suite")))
+    assert code == 550 and b"5.6.0" in text and b"continuation line" in text, text
+
+
+def test_a_field_name_readers_disagree_on_is_refused(environment) -> None:
+    """A no-break space before "From" made the rules see a From that IMAP did not."""
+    data = "\u00a0From: <cardiologie@ch-xyz.mssante.fr>\r\n".encode() + _data(
+        None, unique("espace"))
+    code, text = _submit(environment, SECRETARY, CARDIO, data)
+    assert code == 550 and b"5.6.0" in text and b"not a header field" in text, text
+
+
 def test_a_message_without_from_is_refused_between_operators(environment) -> None:
     code, text = _relay(environment, MEDECIN, CH_XYZ, CARDIO, MARTIN,
                         _data(None, unique("sans From")))

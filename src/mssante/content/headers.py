@@ -102,30 +102,46 @@ class HeaderSyntaxError(ValueError):
     must occur once, or an address field that does not parse."""
 
 
-def _fields(text: str) -> dict[str, list[str]]:
+# RFC 5322 §2.2, §3.6.8: a field name is printable US-ASCII but the colon, then the
+# colon (obsolete syntax allows white space before it, RFC 5322 §4.5.8). IMAP reads
+# names the same way (imap/mime.py), so the rules and every reader see the same fields.
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+[ \t]*\Z")
+
+
+def _fields(text: str, *, strict: bool = False) -> dict[str, list[str]]:
     """The wanted fields of a header section, unfolded (RFC 5322 §2.2.3).
 
     Lines end with CRLF only (see canonical_line_endings). Raw UTF-8 is allowed
-    (RFC 6532); a line that is neither a field nor a continuation is skipped, so
-    broken headers never stop delivery.
+    (RFC 6532) in values. A line that is neither a field nor a continuation is skipped,
+    so broken headers never stop delivery; ``strict`` refuses it instead, and a first
+    line that continues nothing, since such a line would be read as part of whatever
+    field a later hop puts above it.
     """
-    fields: dict[str, list[str]] = {}
+    pieces: dict[str, list[list[str]]] = {}
     current: list[str] | None = None
-    for line in text.split("\r\n"):
+    for number, line in enumerate(text.split("\r\n"), 1):
         if not line:
             break
         if line[0] in " \t":
             if current is not None:
-                current[-1] += line
+                current.append(line)
+            elif strict and number == 1:
+                raise HeaderSyntaxError("the header section begins with a continuation line")
             continue
         name, sep, value = line.partition(":")
-        key = name.strip().lower()
-        if not sep or key not in _WANTED:
+        if not sep or not _FIELD_NAME.match(name):
+            if strict:
+                raise HeaderSyntaxError(f"header line {number} is not a header field")
             current = None
             continue
-        current = fields.setdefault(key, [])
-        current.append(value.strip())
-    return fields
+        key = name.rstrip(" \t").lower()
+        if key not in _WANTED:
+            current = None
+            continue
+        current = [value]
+        pieces.setdefault(key, []).append(current)
+    return {key: ["".join(parts).strip() for parts in values]
+            for key, values in pieces.items()}
 
 
 def _check(text: str, fields: dict[str, list[str]]) -> None:
@@ -204,7 +220,7 @@ def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
             raise HeaderSyntaxError(f"header section longer than {MAX_HEADER_SECTION} octets")
         head = head[:MAX_HEADER_SECTION]
     text = head.decode("utf-8", "replace")
-    fields = _fields(text)
+    fields = _fields(text, strict=strict)
     if strict:
         _check(text, fields)
     return HeaderView(

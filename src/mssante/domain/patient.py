@@ -104,13 +104,15 @@ def professional_message(*, envelope_from: str, from_addresses: Iterable[str],
 def thread_joined(message: ProfessionalMessage, conversations: Iterable[Conversation]) -> str:
     """The thread ``message`` belongs to: the one it names when one of its senders takes
     part in it (or nobody does yet), else a thread of its own. Nobody joins or closes
-    another professional's conversation by naming it."""
-    for conversation in conversations:
-        if conversation.thread == message.named_thread:
-            if message.senders & conversation.professionals:
-                return message.named_thread
-            return message.message_id
-    return message.named_thread
+    another professional's conversation by naming it, nor by reusing the Message-ID
+    that opened it: a message whose own id is already another professional's thread
+    gets a key of its own, which no Message-ID can equal (it holds a space)."""
+    threads = {c.thread: c for c in conversations}
+    for candidate in (message.named_thread, message.message_id):
+        held = threads.get(candidate)
+        if held is None or message.senders & held.professionals:
+            return candidate
+    return f"{message.message_id} {min(message.senders)}"
 
 
 def closed_after(message: ProfessionalMessage, conversation: Conversation | None) -> bool:

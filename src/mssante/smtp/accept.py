@@ -60,19 +60,27 @@ class Incoming:
     sent_copy: str | None = None  # submission: the sender's mailbox, whose Sent keeps a copy
 
 
+def with_added_headers(trace: Trace, headers: Sequence[tuple[str, str]],
+                       received: bytes) -> bytes:
+    """``received`` (a message, or its header section, beginning with ``trace``) with
+    ``headers`` below its Received field: how a message is stored when submission adds
+    a From, Date or Message-ID, so that the rules check exactly what is stored."""
+    top = len(trace.received)
+    return b"".join((trace.received, prepend_headers(b"", list(headers)),
+                     memoryview(received)[top:]))
+
+
 async def accept(ctx: OperatorRuntime, msg: Incoming, *,
                  extra_headers: Sequence[tuple[str, str]] = ()) -> str:
     """Store and queue ``msg``, ``extra_headers`` added below its Received header;
     returns the queue id named in that header."""
     now = time.time()
     queue_id = msg.trace.queue_id
-    top = len(msg.trace.received)
     if not msg.body.startswith(msg.trace.received):
         raise ValueError("the message does not begin with its Received header")
     body = msg.body
     if extra_headers:  # one copy, only when a client left out Date or Message-ID
-        body = b"".join((msg.trace.received, prepend_headers(b"", list(extra_headers)),
-                         memoryview(body)[top:]))
+        body = with_added_headers(msg.trace, extra_headers, body)
     local = [r.lower() for r, _ in msg.recipients if ctx.is_local(r)]
     remote = [OutboundRecipient(r, p.orcpt, p.notify) for r, p in msg.recipients
               if not ctx.is_local(r)]

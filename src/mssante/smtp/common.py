@@ -58,8 +58,16 @@ async def check_local_recipient(ctx: OperatorRuntime, rcpt: Address) -> None:
         raise SMTPReply(MAILBOX_DISABLED.with_text(str(exc))) from None
 
 
-def checked_headers(body: bytes) -> HeaderView:
-    """The headers of a received message, refused with 550 5.6.0 when untrustworthy."""
+def checked_headers(body: bytes, *, top: int = 0) -> HeaderView:
+    """The headers of a received message, refused with 550 5.6.0 when untrustworthy.
+
+    ``top``: the length of what the operator put above the client's data (its
+    Received field): the client's first line must begin a field, or it would be read
+    as the end of the field above it, ours here or any a later hop adds.
+    """
+    if body[top:top + 1] in (b" ", b"\t"):
+        raise SMTPReply(HEADER_SYNTAX.with_text(
+            "Message headers refused: the message begins with a continuation line"))
     try:
         return read_headers(body, strict=True)
     except HeaderSyntaxError as exc:

@@ -140,8 +140,8 @@ class InboundHandler:
                           envelope: MSSEnvelope) -> str:
         body = envelope.original_content
         assert body is not None and envelope.mail_from is not None
-        headers = checked_headers(body)
         assert envelope.trace is not None  # handle_TRACE ran before the data was read
+        headers = checked_headers(body, top=len(envelope.trace.received))
         if not headers.has_from:  # RFC 5322 §3.6: the author is required
             raise SMTPReply(HEADER_SYNTAX.with_text("Message headers refused: no From field"))
         peer = self._peer(server)
@@ -155,6 +155,5 @@ class InboundHandler:
             ret=envelope.params.ret, trace=envelope.trace)
         queue_id = await accept(self.ctx, msg)
         maillog.received(queue_id, sender=msg.envelope_from, recipients=envelope.rcpt_tos,
-                         size=len(body), client=peer_host(session),
-                         dn=self._peer(server).subject_dn)
+                         size=len(body), client=peer_host(session), dn=peer.subject_dn)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))

@@ -32,7 +32,7 @@ from aiosmtpd.smtp import AuthResult, Session
 from mssante.auth.certlogin import CertificateLoginFailed, certificate_login
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_login
-from mssante.content.headers import header_section, prepend_headers, rfc5322_date
+from mssante.content.headers import header_section, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
 from mssante.domain.policy import (
@@ -43,7 +43,7 @@ from mssante.domain.policy import (
 from mssante.errors import InvalidAddress, PolicyViolation
 from mssante.operator.runtime import OperatorRuntime
 from mssante.smtp import maillog
-from mssante.smtp.accept import Incoming, accept, trace
+from mssante.smtp.accept import Incoming, accept, trace, with_added_headers
 from mssante.smtp.common import (
     check_local_recipient,
     checked_headers,
@@ -247,7 +247,8 @@ class SubmissionHandler:
         body = envelope.original_content
         assert body is not None
         sender = self._sender(envelope)
-        headers = checked_headers(body)
+        assert envelope.trace is not None  # handle_TRACE ran before the data was read
+        headers = checked_headers(body, top=len(envelope.trace.received))
         usable = await self.usable(identity)
         try:  # the envelope sender again: the rights may have changed since MAIL
             check_may_send_as(identity.login, parse_address(sender), usable)
@@ -272,9 +273,9 @@ class SubmissionHandler:
         if not headers.message_id:
             extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
         if extra:  # accept puts them below Received, in one copy of the message
-            # the message as stored, checked again: exactly one From
-            headers = checked_headers(prepend_headers(header_section(body), extra))
-        assert envelope.trace is not None  # handle_TRACE ran before the data was read
+            # the header section exactly as it will be stored, checked again
+            headers = checked_headers(
+                with_added_headers(envelope.trace, extra, header_section(body)))
         msg = Incoming(
             envelope_from=sender,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
