@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import tempfile
@@ -36,38 +37,6 @@ SENDER = "dupont@ch-xyz.mssante.fr"
 LOCAL = SENDER
 REMOTE = "jean.martin@medecin.mssante.fr"
 
-CLIENT = r"""
-import email.utils, smtplib, ssl, sys, threading
-host, port, ca, login, password, to, size, count = sys.argv[1:9]
-size, count = int(size), int(count)
-line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n"
-def message(n):
-    # Date and Message-ID as mail clients send them (else submission adds them: a copy)
-    head = (f"From: <{login}>\r\nTo: <{to}>\r\nSubject: big {n}\r\n"
-            f"Date: {email.utils.formatdate()}\r\n"
-            f"Message-ID: {email.utils.make_msgid(domain='ch-xyz.mssante.fr')}\r\n"
-            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
-            "\r\n").encode()
-    return head + line * ((size - len(head)) // len(line))
-messages = [message(n) for n in range(count)]
-ready = threading.Barrier(count)
-errors = []
-def send(n):
-    try:
-        with smtplib.SMTP(host, int(port), timeout=600) as smtp:
-            smtp.starttls(context=ssl.create_default_context(cafile=ca))
-            smtp.login(login, password)
-            ready.wait()
-            # smtplib copies the message three times on its side: not our process
-            smtp.sendmail(login, [to], messages[n])
-    except Exception as exc:
-        errors.append(repr(exc))
-threads = [threading.Thread(target=send, args=(n,)) for n in range(count)]
-for t in threads: t.start()
-for t in threads: t.join()
-print("\n".join(errors) or "ok")
-sys.exit(1 if errors else 0)
-"""
 
 
 def _status(key: str) -> int:
@@ -88,15 +57,20 @@ async def run(messages: int, size: int, remote: bool) -> None:
             password = next(a["password"] for a in env.description["accounts"]
                             if a["login"] == SENDER)
             to = REMOTE if remote else LOCAL
-            args = [sys.executable, "-c", CLIENT, op["submission"]["host"],
-                    str(op["submission"]["port"]), env.description["ca_file"], SENDER, password,
-                    to, str(size), str(messages)]
+            spec = Path(tmp) / "senders.json"  # the clients: bench/large_senders.py
+            spec.write_text(json.dumps({
+                "host": op["submission"]["host"], "port": op["submission"]["port"],
+                "ca_file": env.description["ca_file"], "login": SENDER, "password": password,
+                "sender": SENDER, "to": to, "size": size,
+                "subjects": [f"big {n}" for n in range(messages)]}))
+            args = [sys.executable, "-m", "bench.large_senders", str(spec)]
             tracemalloc.start()
             base_heap = tracemalloc.get_traced_memory()[0]
             Path("/proc/self/clear_refs").write_text("5")  # VmHWM back to VmRSS
             base_rss = _status("VmRSS")
             started = time.perf_counter()
-            child = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE)
+            child = await asyncio.create_subprocess_exec(
+                *args, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
             out, _ = await child.communicate()
             if remote:
                 await _wait_relayed(env, messages)

@@ -2,7 +2,7 @@
 
 Threat: a client (or several) sending large messages in parallel made the operator
 hold several copies of each (issue 9: eight 20 MB submissions took 640 MB). The
-clients run in a child process (tests/smtp/large_senders.py) so that only the
+clients run in a child process (bench/large_senders.py) so that only the
 operator's memory is measured: the Python heap's peak (tracemalloc) while the
 messages are received, checked and committed, against the bytes sent.
 """
@@ -36,7 +36,7 @@ def send_in_parallel(environment: Any, tmp_path: Path, spec: dict[str, Any]) -> 
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        done = subprocess.run([sys.executable, "-m", "tests.smtp.large_senders", str(spec_file)],
+        done = subprocess.run([sys.executable, "-m", "bench.large_senders", str(spec_file)],
                               cwd=root, capture_output=True, text=True, timeout=300)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:

@@ -1,9 +1,10 @@
 """Send large messages in parallel with smtplib, from a process of its own.
 
-    python -m tests.smtp.large_senders SPEC.json
+    python -m bench.large_senders SPEC.json
 
-Used by test_data_memory.py: the clients run outside the process whose memory is
-measured, since smtplib makes copies of each message on its side. SPEC names the
+Used by tests/smtp/test_data_memory.py and bench/smtp_memory.py: the clients run
+outside the process whose memory is measured, since smtplib makes copies of each
+message on its side. SPEC names the
 listener (host, port, CA file), either a login and password (submission) or a client
 certificate (the MTA), the sender, the recipient, and the subjects, size and count.
 """
