@@ -174,6 +174,9 @@ def test_dsn_success_when_asked(environment) -> None:
     assert b"Action: delivered" in body
     assert b"Original-Envelope-Id: env-42" in body
     assert b"Final-Recipient: rfc822; jean.martin@medecin.mssante.fr" in body
+    # delivered by the operator itself: its own diagnostic, no remote server (RFC 3464 §2.3.6)
+    assert b"Diagnostic-Code: X-mssante; delivered to mailbox" in body
+    assert b"Remote-MTA" not in body
 
 
 def test_permanent_failure_returns_a_dsn(environment) -> None:

@@ -106,7 +106,7 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
     # After the commit, nothing may turn into an error reply: the client would send
     # the message again. Failures here are logged loudly instead.
     delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
-                                 diagnostic="smtp; 250 2.0.0 delivered to mailbox",
+                                 diagnostic="X-mssante; delivered to mailbox",
                                  orcpt=p.orcpt)
                  for r, p in msg.recipients if ctx.is_local(r) and "SUCCESS" in p.notify]
     try:
