@@ -13,8 +13,8 @@ from mssante.content.headers import (
     HeaderSyntaxError,
     canonical_line_endings,
     check_header_section,
+    header_section,
     read_headers,
-    split_message,
 )
 
 ORIGINAL = (b"From: dupont@ch-xyz.mssante.fr\r\nTo: x@medecin.mssante.fr\r\n"
@@ -64,7 +64,7 @@ def test_subject_is_encoded_and_readable() -> None:
     data = build_dsn(reporting_mta="m", from_address="postmaster@a.mssante.fr", to="d@a.fr",
                      statuses=[RecipientStatus("x@b.fr", Action.DELAYED, "4.4.1")],
                      original=ORIGINAL, envid=None, ret=None, arrival=0.0)
-    head, _ = split_message(data)
+    head = header_section(data)
     assert head.isascii()
     assert read_headers(data).subject == "Delayed Mail (still being retried) / Message retardé"
 

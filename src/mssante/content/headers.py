@@ -83,13 +83,6 @@ def header_section(body: bytes) -> bytes:
     return body[:index + 2] if index >= 0 else body
 
 
-def split_message(body: bytes) -> tuple[bytes, bytes]:
-    """Header section (with its final CRLF) and the rest (starting at the empty line).
-    Copies the whole message: use header_section for the headers alone."""
-    head = header_section(body)
-    return head, body[len(head):]
-
-
 _WANTED = frozenset({"bcc", "message-id", "subject", "from", "sender", "reply-to",
                      "in-reply-to", "references", "date", "x-mss-mes"})
 # RFC 5322 §3.6: fields that occur at most once; a second one could show a reader

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from mssante import leases
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
-from mssante.content.headers import split_message
+from mssante.content.headers import header_section
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
@@ -187,7 +187,7 @@ class DeliveryWorker:
         options: list[str] = []
         if conn.supports("SIZE"):
             options.append(f"SIZE={len(body)}")
-        head, _ = split_message(body)
+        head = header_section(body)  # the headers alone: no copy of a 25 MB body
         if not head.isascii():  # RFC 6532 headers need SMTPUTF8 on the way (RFC 6531 §3.4)
             if not conn.supports("SMTPUTF8"):
                 self.pool.put(conn)
