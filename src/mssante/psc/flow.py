@@ -9,6 +9,7 @@ fields read from the page), the redirect's ``code``, ``state`` and ``iss`` check
 
 from __future__ import annotations
 
+import html
 import secrets
 import urllib.parse
 from html.parser import HTMLParser
@@ -87,7 +88,7 @@ async def approve(http: httpx.AsyncClient, configuration: dict[str, Any], *, cli
     fields = {**form.fields, "id_nat_ps": id_nat_ps, "action": "approve"}
     posted = await http.post(urllib.parse.urljoin(endpoint, form.action), data=fields)
     if posted.status_code not in (302, 303):
-        raise OAuthError("access_denied", f"approval refused ({posted.status_code}): "
+        raise OAuthError("login_failed", f"approval refused ({posted.status_code}): "
                          f"{_text_of(posted.text)}", posted.status_code)
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(
         posted.headers["location"]).query))
@@ -105,8 +106,8 @@ def _text_of(page: str) -> str:
     start = page.find('role="alert"')
     if start >= 0:
         text = page[page.find(">", start) + 1:]
-        return " ".join(text[:text.find("</")].split())
-    return " ".join(page.split())[:200]
+        return html.unescape(" ".join(text[:text.find("</")].split()))
+    return html.unescape(" ".join(page.split())[:200])
 
 
 async def token_flow(http: httpx.AsyncClient, issuer: str, *, client_id: str,
