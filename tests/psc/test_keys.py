@@ -14,6 +14,8 @@ from joserfc import jws, jwt
 from typer.testing import CliRunner
 
 from mssante.cli import app
+from mssante.config import load_trust_space_config
+from mssante.errors import ConfigError
 from mssante.psc.keys import KEYS_FILE, SigningKeys
 from mssante.trustspace.server import RunningTrustSpace
 from mssante.trustspace.service import TrustSpace
@@ -109,3 +111,17 @@ def test_rotate_key_command(trust_space: TrustSpace, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"previous key {first}: published until" in result.output
     assert keys.signing_key().kid != first
+
+
+def test_the_simulator_is_off_unless_the_configuration_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "trust.toml"
+    config.write_text('[trust_space]\ndata_dir = "trust"\n')
+    assert load_trust_space_config(config).psc.simulator is False
+    assert load_trust_space_config(config, {"MSSANTE_PSC__SIMULATOR": "true"}).psc.simulator
+    config.write_text('[trust_space]\ndata_dir = "trust"\n[psc]\nsimulator = true\n'
+                      "access_token_lifetime = 120\n")
+    settings = load_trust_space_config(config).psc
+    assert settings.simulator and settings.access_token_lifetime == 120.0
+    config.write_text('[trust_space]\ndata_dir = "trust"\n[psc]\naccess_token_lifetime = 0\n')
+    with pytest.raises(ConfigError, match=r"psc\.access_token_lifetime"):
+        load_trust_space_config(config)
