@@ -277,8 +277,11 @@ async def test_an_unknown_client_or_wrong_secret_gets_no_token(provider: Provide
         # the code survived those attempts: the right client still gets its tokens
         post = await http.post(url, data={**data, "client_id": provider.client.client_id,
                                           "client_secret": provider.client.secret})
+        both = await http.post(url, auth=(provider.client.client_id, provider.client.secret),
+                               data={**data, "client_secret": provider.client.secret})
     for response in (wrong, unknown, anonymous):
         assert (response.status_code, error_of(response)) == (401, "invalid_client")
+    assert (both.status_code, error_of(both)) == (400, "invalid_request")
     assert post.status_code == 200 and post.headers["cache-control"] == "no-store"
 
 

@@ -1,5 +1,5 @@
 """Signing keys: rotation without breaking live tokens, kept private and across restarts;
-the simulator switch; token expiry."""
+the simulator switch and the settings; token expiry; registered clients."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from mssante.cli import app
 from mssante.config import load_trust_space_config
 from mssante.errors import ConfigError
+from mssante.psc.clients import CLIENTS_FILE, Clients
 from mssante.psc.keys import KEYS_FILE, SigningKeys
 from mssante.trustspace.server import RunningTrustSpace
 from mssante.trustspace.service import TrustSpace
@@ -125,3 +126,13 @@ def test_the_simulator_is_off_unless_the_configuration_says_so(tmp_path: Path) -
     config.write_text('[trust_space]\ndata_dir = "trust"\n[psc]\naccess_token_lifetime = 0\n')
     with pytest.raises(ConfigError, match=r"psc\.access_token_lifetime"):
         load_trust_space_config(config)
+
+
+def test_a_registered_client_keeps_its_secret(tmp_path: Path) -> None:
+    clients = Clients(tmp_path)
+    first = clients.register("ch-xyz.mssante.fr", ("http://127.0.0.1/callback",))
+    again = Clients(tmp_path).register("ch-xyz.mssante.fr", ("https://other/callback",))
+    assert again.secret == first.secret and again.redirect_uris == ("https://other/callback",)
+    assert stat.S_IMODE((tmp_path / CLIENTS_FILE).stat().st_mode) == 0o600
+    assert Clients(tmp_path).get("ch-xyz.mssante.fr") == again
+    assert not again.secret_matches(again.secret[:-1])
