@@ -128,6 +128,7 @@ async def test_discovery_names_every_endpoint_under_the_issuer(provider: Provide
         document["token_endpoint_auth_methods_supported"])
     assert {"SubjectNameID", "SubjectRefPro", "preferred_username"} <= set(
         document["claims_supported"])
+    assert document["backchannel_logout_supported"] is True
     assert wallet.json() == document  # PSC's production name for the same document
 
 

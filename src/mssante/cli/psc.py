@@ -102,13 +102,15 @@ def client_add(
     logout_uri: Annotated[list[str] | None, typer.Option(
         "--post-logout-redirect-uri", help="Where logout may send back (repeatable).")] = None,
     name: Annotated[str, typer.Option("--name", help="Shown on the approval page.")] = "",
+    backchannel: Annotated[str, typer.Option(
+        "--backchannel-logout-uri", help="Where logout tokens are posted (HTTPS).")] = "",
 ) -> None:
     """Register an operator as a client (or update its URIs) and print its secret."""
     try:
         _, trust_space = load_trust_space(config)
         client = Clients(trust_space.psc_dir).register(
             client_id, tuple(redirect_uri), post_logout_redirect_uris=tuple(logout_uri or ()),
-            name=name)
+            name=name, backchannel_logout_uri=backchannel)
     except (MSSanteError, OSError) as exc:
         raise fail(str(exc)) from None
     print_json({"client_id": client.client_id, "client_secret": client.secret,

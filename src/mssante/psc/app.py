@@ -80,7 +80,8 @@ def discovery(issuer: str) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
     }
 
@@ -316,7 +317,7 @@ def create_psc_router(provider: Provider, *, simulator: bool) -> APIRouter:
         claims: dict[str, Any] = {}
         if hint:
             try:
-                claims = provider.end_session(hint)
+                claims = await provider.end_session(hint)
             except OAuthError as exc:
                 return _error_page(exc)
         if target:

@@ -28,6 +28,9 @@ class Client:
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...] = ()
     name: str = ""
+    # OpenID Connect Back-Channel Logout 1.0: where the provider posts a logout token
+    # when a session of this client ends; empty: the client is not told
+    backchannel_logout_uri: str = ""
 
     def secret_matches(self, given: str) -> bool:
         return secrets.compare_digest(self.secret.encode(), given.encode())
@@ -56,13 +59,14 @@ class Clients:
         return list(self._current().values())
 
     def register(self, client_id: str, redirect_uris: tuple[str, ...], *,
-                 post_logout_redirect_uris: tuple[str, ...] = (), name: str = "") -> Client:
+                 post_logout_redirect_uris: tuple[str, ...] = (), name: str = "",
+                 backchannel_logout_uri: str = "") -> Client:
         """Register a client, or update the URIs of an existing one (its secret is kept)."""
         clients = dict(self._current())
         existing = clients.get(client_id)
         secret = existing.secret if existing is not None else secrets.token_urlsafe(32)
         client = Client(client_id, secret, tuple(redirect_uris),
-                        tuple(post_logout_redirect_uris), name)
+                        tuple(post_logout_redirect_uris), name, backchannel_logout_uri)
         if client != existing:
             clients[client_id] = client
             _write(self.file, clients)
@@ -75,13 +79,15 @@ def _read(path: Path) -> dict[str, Client]:
     return {c["client_id"]: Client(str(c["client_id"]), str(c["secret"]),
                                    tuple(c.get("redirect_uris", ())),
                                    tuple(c.get("post_logout_redirect_uris", ())),
-                                   str(c.get("name", "")))
+                                   str(c.get("name", "")),
+                                   str(c.get("backchannel_logout_uri", "")))
             for c in data["clients"]}
 
 
 def _write(path: Path, clients: dict[str, Client]) -> None:
     data = {"clients": [{"client_id": c.client_id, "secret": c.secret, "name": c.name,
                          "redirect_uris": list(c.redirect_uris),
-                         "post_logout_redirect_uris": list(c.post_logout_redirect_uris)}
+                         "post_logout_redirect_uris": list(c.post_logout_redirect_uris),
+                         "backchannel_logout_uri": c.backchannel_logout_uri}
                         for c in clients.values()]}
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), mode=0o600)

@@ -20,25 +20,33 @@ Implementation notes:
   still verify by signature until they expire).
 - The claims are read from the directory at each issue, so a token says what the
   directory says now; a professional removed from it can no longer refresh.
+- When a session ends (logout, a replay), its client is told by a logout token posted
+  to its ``backchannel_logout_uri`` (OpenID Connect Back-Channel Logout 1.0), before the
+  answer to the request that ended it; the client's server is verified against the
+  trust space's root. A client that cannot be reached is logged, not retried.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
 from mssante.config import PSCSettings
 from mssante.errors import OAuthError
+from mssante.pki.tls import client_context
 from mssante.psc.claims import Referential, claims_of
 from mssante.psc.clients import Client, Clients
 from mssante.psc.keys import ALGORITHM, SigningKeys
@@ -49,6 +57,11 @@ S256 = "S256"
 VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 ACCESS_TYPE = "Bearer"
 ID_TYPE = "ID"
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"  # Back-Channel Logout §2.4
+LOGOUT_TOKEN_LIFETIME = 120  # seconds
+BACKCHANNEL_TIMEOUT = 5.0  # seconds for a client to take a logout token
+
+log = logging.getLogger(__name__)
 
 # RFC 6749 §4.1.2.1 and §5.2 error codes
 INVALID_REQUEST = "invalid_request"
@@ -124,6 +137,7 @@ class Provider:
     clients: Clients
     referential: Referential
     settings: PSCSettings
+    ca_file: Path | None = None  # verifies the clients' back-channel logout servers
     _codes: dict[str, _Code] = field(default_factory=dict)
     _used_codes: dict[str, tuple[str, float]] = field(default_factory=dict)
     _refresh: dict[str, _Refresh] = field(default_factory=dict)
@@ -213,22 +227,22 @@ class Provider:
         code = form.get("code", "")
         used = self._used_codes.get(code)
         if used is not None:
-            self._end(used[0])  # RFC 6749 §4.1.2: revoke what the code gave
+            await self._end(used[0])  # RFC 6749 §4.1.2: revoke what the code gave
             raise OAuthError(INVALID_GRANT, "authorization code already used")
         found = self._codes.pop(code, None)
         if found is None or found.expires_at <= now:
             raise OAuthError(INVALID_GRANT, "unknown or expired authorization code")
         self._used_codes[code] = (found.sid, now + self.settings.refresh_token_lifetime)
         if found.request.client.client_id != client.client_id:
-            self._end(found.sid)
+            await self._end(found.sid)
             raise OAuthError(INVALID_GRANT, "the code was issued to another client")
         if form.get("redirect_uri", "") != found.request.redirect_uri:
-            self._end(found.sid)
+            await self._end(found.sid)
             raise OAuthError(INVALID_GRANT, "redirect_uri differs from the authorization's")
         verifier = form.get("code_verifier", "")
         if not valid_verifier(verifier) or not secrets.compare_digest(
                 s256(verifier), found.request.code_challenge):
-            self._end(found.sid)
+            await self._end(found.sid)
             raise OAuthError(INVALID_GRANT, "code_verifier does not match the code_challenge")
         return await self._issue(client, found.sid, found.request.scope, found.request.nonce)
 
@@ -238,14 +252,14 @@ class Provider:
         token = form.get("refresh_token", "")
         used = self._used_refresh.get(token)
         if used is not None:
-            self._end(used[0])  # a replayed refresh token: someone else holds it
+            await self._end(used[0])  # a replayed refresh token: someone else holds it
             raise OAuthError(INVALID_GRANT, "refresh token already used; session ended")
         found = self._refresh.pop(token, None)
         if found is None or found.expires_at <= now:
             raise OAuthError(INVALID_GRANT, "unknown or expired refresh token")
         self._used_refresh[token] = (found.sid, found.expires_at)
         if found.client_id != client.client_id:
-            self._end(found.sid)
+            await self._end(found.sid)
             raise OAuthError(INVALID_GRANT, "the refresh token was issued to another client")
         session = self._sessions.get(found.sid)
         if session is None or session.ended:
@@ -262,7 +276,7 @@ class Provider:
             raise OAuthError(INVALID_GRANT, "the session has ended")
         person = await claims_of(self.referential, session.sub)
         if person is None:
-            self._end(sid)
+            await self._end(sid)
             raise OAuthError(INVALID_GRANT, "the professional is no longer in the directory")
         now = int(time.time())
         lifetime = int(self.settings.access_token_lifetime)
@@ -285,9 +299,9 @@ class Provider:
                 "refresh_expires_in": int(refresh_life), "id_token": self.sign(id_claims),
                 "scope": scope, "session_state": sid}
 
-    def sign(self, claims: dict[str, Any]) -> str:
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
         key = self.keys.signing_key()
-        return jwt.encode({"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}, claims, key)
+        return jwt.encode({"alg": ALGORITHM, "typ": typ, "kid": key.kid}, claims, key)
 
     # -- tokens presented back --------------------------------------------------------
 
@@ -345,19 +359,45 @@ class Provider:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def end_session(self, id_token_hint: str) -> dict[str, Any]:
+    async def end_session(self, id_token_hint: str) -> dict[str, Any]:
         """End the session an ID token names (OIDC RP-Initiated Logout); an expired ID
         token still names it. Returns the token's claims."""
         claims = self.verify(id_token_hint, typ=ID_TYPE, check_expiry=False)
-        self._end(str(claims.get("sid", "")))
+        await self._end(str(claims.get("sid", "")))
         return claims
 
-    def _end(self, sid: str) -> None:
-        session = self._sessions.get(sid)
-        if session is not None:
-            session.ended = True
+    async def _end(self, sid: str) -> None:
+        """End the session: its refresh tokens go, its access tokens become inactive,
+        and its client is told (once)."""
         for token in [t for t, r in self._refresh.items() if r.sid == sid]:
             del self._refresh[token]
+        session = self._sessions.get(sid)
+        if session is None or session.ended:
+            return
+        session.ended = True
+        await self._backchannel_logout(session, sid)
+
+    async def _backchannel_logout(self, session: _Session, sid: str) -> None:
+        client = self.clients.get(session.client_id)
+        if client is None or not client.backchannel_logout_uri:
+            return
+        now = int(time.time())
+        token = self.sign({"iss": self.issuer, "aud": client.client_id, "iat": now,
+                           "exp": now + LOGOUT_TOKEN_LIFETIME, "jti": str(uuid.uuid4()),
+                           "sub": session.sub, "sid": sid, "events": {LOGOUT_EVENT: {}}},
+                          typ="logout+jwt")
+        verify = client_context(self.ca_file) if self.ca_file is not None else True
+        try:
+            async with httpx.AsyncClient(verify=verify, timeout=BACKCHANNEL_TIMEOUT) as http:
+                response = await http.post(client.backchannel_logout_uri,
+                                           data={"logout_token": token})
+        except httpx.HTTPError as exc:
+            log.warning("back-channel logout of %s to %s failed: %s", client.client_id,
+                        client.backchannel_logout_uri, exc)
+            return
+        if response.status_code not in (200, 204):
+            log.warning("back-channel logout of %s: %s answered %d", client.client_id,
+                        client.backchannel_logout_uri, response.status_code)
 
     def _purge(self, now: float) -> None:
         """Forget what expired: codes, used codes and refresh tokens, and sessions whose

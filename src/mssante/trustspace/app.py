@@ -127,7 +127,7 @@ def create_app(trust_space: TrustSpace, directory: DirectoryService | None = Non
         provider = Provider(issuer=trust_space.psc_issuer(base_url),
                             keys=SigningKeys(trust_space.psc_dir, settings.access_token_lifetime),
                             clients=Clients(trust_space.psc_dir), referential=directory.store,
-                            settings=settings)
+                            settings=settings, ca_file=trust_space.root_cert_file)
         provider.keys.signing_key()  # the first key is made now, not at the first request
         app.include_router(create_psc_router(provider, simulator=settings.simulator),
                            prefix="/psc")
