@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 INVALID_REQUEST = "invalid_request"
 INVALID_CLIENT = "invalid_client"
 INVALID_GRANT = "invalid_grant"
-UNAUTHORIZED_CLIENT = "unauthorized_client"
 UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
 UNSUPPORTED_RESPONSE_TYPE = "unsupported_response_type"
 INVALID_SCOPE = "invalid_scope"
@@ -278,6 +277,8 @@ class Provider:
         if person is None:
             await self._end(sid)
             raise OAuthError(INVALID_GRANT, "the professional is no longer in the directory")
+        if session.ended:  # ended while the directory was read (a replay, a logout)
+            raise OAuthError(INVALID_GRANT, "the session has ended")
         now = int(time.time())
         lifetime = int(self.settings.access_token_lifetime)
         common = {"iss": self.issuer, "sub": session.sub, "aud": client.client_id,
