@@ -110,6 +110,7 @@ def test_the_example_configurations_load(tmp_path: Path) -> None:
     assert operator.queue.workers == 32
     trust = load_trust_space_config(examples / "trust.toml", environ={})
     assert trust.trust_space.port == 8443
+    assert trust.psc.simulator is False and trust.psc.access_token_lifetime == 300.0
 
 
 def test_imap_listeners_are_read(tmp_path: Path) -> None:

@@ -168,9 +168,28 @@ class TrustSpaceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PSCSettings:
+    """The Pro Santé Connect-like OpenID provider the trust space serves under /psc."""
+
+    # The simulated e-CPS approval: the authorize endpoint shows a page where a
+    # professional gives their idNatPs and approves. Off, nobody can log in (the
+    # endpoint says the simulator is disabled): a real trust space never turns it on.
+    simulator: bool = False
+    access_token_lifetime: float = 300.0  # access and ID tokens (seconds), as PSC's
+    refresh_token_lifetime: float = 1800.0  # a refresh token unused this long expires
+    code_lifetime: float = 60.0  # an authorization code not exchanged by then is refused
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(name, "must be positive") for name in
+                ("access_token_lifetime", "refresh_token_lifetime", "code_lifetime")
+                if getattr(self, name) <= 0]
+
+
+@dataclass(frozen=True, slots=True)
 class TrustSpaceConfig:
     path: Path
     trust_space: TrustSpaceSettings
+    psc: PSCSettings = field(default_factory=PSCSettings)
 
 
 T = TypeVar("T")

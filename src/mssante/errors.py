@@ -9,6 +9,7 @@
     │   └── CertificateRejected   a peer certificate fails the trust-space checks
     ├── WhitelistError         whitelist parse, checksum or signature failure
     ├── TrustSpaceUnavailable  the trust space could not be reached
+    ├── OAuthError             the PSC provider refuses a request (knows its OAuth error code)
     └── StoreError             database failure, converted at the store boundary
         ├── NotFound           the named person, mailbox or queue entry does not exist
         ├── Conflict           it exists already, or the change breaks an invariant
@@ -52,6 +53,17 @@ class WhitelistError(MSSanteError):
 
 class TrustSpaceUnavailable(MSSanteError):
     """The trust space did not answer."""
+
+
+class OAuthError(MSSanteError):
+    """The PSC provider refuses a request: ``error`` is the OAuth 2.0 error code
+    (RFC 6749 §5.2, RFC 6750 §3.1), ``str()`` the description, ``status`` the HTTP status."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
 
 
 class StoreError(MSSanteError):

@@ -315,9 +315,12 @@ async def test_referential_upserts(seeded: DirectoryStore) -> None:
     p = schema.practitioners
     assert await scalar(seeded, select(func.count()).select_from(p)) == 1
     assert await scalar(seeded, select(p.c.family_norm)) == "lefevre martin"
+    assert await seeded.organisations_of(DR.id_nat_ps) == []
     await seeded.add_role(DR.id_nat_ps, CLINIC.id_nat_st)
     await seeded.add_role(DR.id_nat_ps, CLINIC.id_nat_st)  # once
     assert await scalar(seeded, select(func.count()).select_from(schema.roles)) == 1
+    assert await seeded.organisations_of(DR.id_nat_ps) == [replace(CLINIC, trade_name="Le Parc")]
+    assert await seeded.organisations_of("899") == []
     # Ids are chosen by the store: a writer relying on the serial still can insert.
     async with seeded.engine.begin() as conn:
         await conn.execute(insert(schema.roles).values(practitioner_id=1, organisation_id=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mssante.cli import directory, operator, pki, trust, up, whitelist
+from mssante.cli import directory, operator, pki, psc, trust, up, whitelist
 from mssante.files import private_umask
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -14,6 +14,8 @@ app.add_typer(whitelist.app, name="whitelist", help="The whitelist of trust-spac
 app.add_typer(trust.app, name="trust", help="Run the trust space.")
 app.add_typer(operator.app, name="operator", help="Run and administer an operator.")
 app.add_typer(directory.app, name="directory", help="The national directory's extract.")
+app.add_typer(psc.app, name="psc",
+              help="The Pro Santé Connect-like provider (simulated e-CPS).")
 app.command("up")(up.up)
 
 

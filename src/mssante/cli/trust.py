@@ -48,7 +48,7 @@ def load_trust_space(config_file: Path) -> tuple[TrustSpaceConfig, TrustSpace]:
         crl_validity=timedelta(seconds=config.trust_space.crl_validity),
         directory_url=config.trust_space.directory_url,
         extract_interval=config.trust_space.extract_interval,
-        public_url=config.trust_space.public_url)
+        public_url=config.trust_space.public_url, psc=config.psc)
     return config, trust_space
 
 

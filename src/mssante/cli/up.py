@@ -59,6 +59,9 @@ def _show(env: LocalEnvironment) -> None:
     console.print(f"trust space: {d['trust_space']['url']}   CA: {d['ca_file']}")
     console.print(f"directory: FHIR {d['directory']['fhir']}   autocomplete "
                   f"{d['directory']['autocomplete']}?q=…", highlight=False)
+    console.print(f"Pro Santé Connect (simulated e-CPS): {d['psc']['issuer']}   "
+                  f"mssante psc token --env {env.data_dir / 'environment.json'} "
+                  f"--id-nat-ps IDNATPS", highlight=False, soft_wrap=True)
     endpoints = Table("operator", "MTA (STARTTLS)", "submission (STARTTLS)",
                       "submissions (TLS)")
     for op in d["operators"]:
@@ -72,8 +75,10 @@ def _show(env: LocalEnvironment) -> None:
                       soft_wrap=True)
     console.print("[bold]logins[/] (also in environment.json):")
     for acc in d["accounts"]:
+        id_nat_ps = f", idNatPs {acc['id_nat_ps']}" if "id_nat_ps" in acc else ""
         console.print(f"  {acc['login']}  password {acc['password']}  ({acc['kind']}: "
-                      f"{', '.join(acc['mailboxes'])})", highlight=False, soft_wrap=True)
+                      f"{', '.join(acc['mailboxes'])}{id_nat_ps})", highlight=False,
+                      soft_wrap=True)
     for app in d["applications"]:
         console.print(f"  application {app['mailbox']}: certificate {app['cert_file']}",
                       highlight=False, soft_wrap=True)

@@ -955,6 +955,20 @@ class DirectoryStore:
                 organisations.c.id_nat_st == id_nat_st))).first()
         return None if found is None else _organisation_of(found)
 
+    async def organisations_of(self, id_nat_ps: str) -> list[Organisation]:
+        """The organisations where the professional practises (their practice roles),
+        by idNatSt."""
+        statement = (select(*_ORGANISATION_COLUMNS)
+                     .select_from(roles.join(organisations,
+                                             roles.c.organisation_id == organisations.c.id)
+                                  .join(practitioners,
+                                        roles.c.practitioner_id == practitioners.c.id))
+                     .where(practitioners.c.id_nat_ps == id_nat_ps)
+                     .order_by(organisations.c.id_nat_st))
+        async with self._reading() as conn:
+            found = (await conn.execute(statement)).all()
+        return [_organisation_of(row) for row in found]
+
     # Publication ----------------------------------------------------------------
 
     async def patch_telecom(self, kind: ResourceKind, resource_id: str,

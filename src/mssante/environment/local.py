@@ -2,7 +2,8 @@
 
 Layout under the data directory (created on first start, reused afterwards):
 
-    trust/                      the trust space: PKI, whitelist, HTTPS certificate
+    trust/                      the trust space: PKI, whitelist, HTTPS certificate,
+                                the PSC provider's keys and operator clients (psc/)
     trust.toml                  its configuration
     operators/<domain>/         one operator: operator.toml, certs/, operator.sqlite3
     outside-operators.toml      written by you: other MTAs joining the environment
@@ -31,7 +32,7 @@ from typing import Any
 from cryptography import x509
 
 from mssante.auth.passwords import generate_password, hash_password
-from mssante.config import OperatorConfig, load_operator_config
+from mssante.config import OperatorConfig, PSCSettings, load_operator_config
 from mssante.directory.model import Organisation, Practitioner
 from mssante.directory.store import open_directory
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
@@ -41,6 +42,7 @@ from mssante.errors import ConfigError
 from mssante.files import private_dir, repair_permissions, write_atomic
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
+from mssante.psc.clients import Client, Clients
 from mssante.store import Store, open_store
 from mssante.trustspace.server import serve as serve_trust_space
 from mssante.trustspace.service import TrustSpace
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 DEMO_EXTRACT_INTERVAL = 2.0  # seconds: the demo's published extract follows changes quickly
 DEFAULT_BASE_PORT = 10000
+# Where the PSC provider sends a professional back with a code: a loopback URI of a
+# native application (RFC 8252 §7.3); `mssante psc token` reads the code from it.
+PSC_REDIRECT_URI = "http://127.0.0.1/callback"
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +223,13 @@ class LocalEnvironment:
         _private_data_dir(self.data_dir)
         (self.data_dir / "trust.toml").write_text(
             f"[trust_space]\ndata_dir = \"trust\"\nhost = \"{HOST}\"\nport = {self.base_port}\n"
-            f"public_url = \"{self.trust_url}\"\n", encoding="utf-8")
+            f"public_url = \"{self.trust_url}\"\n\n"
+            "[psc]\nsimulator = true  # the e-CPS approval page of the local environment\n",
+            encoding="utf-8")
         ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
         ts.extract_interval = DEMO_EXTRACT_INTERVAL
         ts.public_url = self.trust_url  # FHIR links name it, whatever Host a client sends
+        ts.psc = PSCSettings(simulator=True)
         self.trust_space = ts
         await seed_directory(ts.directory_database)
         outside = await asyncio.to_thread(self._outside_operators, ts)
@@ -239,6 +247,7 @@ class LocalEnvironment:
                     responsible_contact=f"responsable@{demo.domain}",
                     support_contact=f"support@{demo.domain}", updated_at=entry_now))
             config_path = self._write_operator_config(index, demo, op_dir, mta, outside)
+            client = await asyncio.to_thread(self._psc_client, ts, demo)
             config = load_operator_config(config_path)
             store = await open_store(config.database_url)
             try:
@@ -248,8 +257,12 @@ class LocalEnvironment:
                     boxes = [m.address for m in demo.mailboxes
                              if m.owner == person.login or person.login in m.authorised
                              or (person.login in m.responsible and not m.application)]
-                    accounts.append({"login": person.login, "password": secret,
-                                     "kind": _account_kind(person.kind), "mailboxes": boxes})
+                    account: dict[str, Any] = {"login": person.login, "password": secret,
+                                               "kind": _account_kind(person.kind),
+                                               "mailboxes": boxes}
+                    if person.rpps:
+                        account["id_nat_ps"] = "8" + person.rpps
+                    accounts.append(account)
                 for mailbox in demo.mailboxes:
                     cert = None
                     if mailbox.application:
@@ -269,6 +282,8 @@ class LocalEnvironment:
                 "submissions": {"host": HOST, "port": ports["submissions"], "tls": "implicit"},
                 "imap": {"host": HOST, "port": ports["imap"], "tls": "starttls"},
                 "imaps": {"host": HOST, "port": ports["imaps"], "tls": "implicit"},
+                "psc_client": {"client_id": client.client_id, "client_secret": client.secret,
+                               "redirect_uri": PSC_REDIRECT_URI},
             })
         _write_private(self.data_dir / "accounts.json", json.dumps(passwords, indent=2))
         self.description = {
@@ -278,6 +293,7 @@ class LocalEnvironment:
                           "autocomplete": f"{self.trust_url}/directory/autocomplete",
                           "extract": f"{self.trust_url}/extractions/"
                                      "Extraction_Correspondance_MSSante.txt"},
+            "psc": {"issuer": ts.psc_issuer(self.trust_url)},
             "operators": operators,
             "outside_operators": [{"domain": o.domain, "mta": o.mta, "dn": o.dn}
                                   for o in outside],
@@ -300,6 +316,12 @@ class LocalEnvironment:
                 log.warning("outside operator %s: no certificate issued by this trust space "
                             "has the DN %s", operator.domain, operator.dn)
         return outside
+
+    @staticmethod
+    def _psc_client(ts: TrustSpace, demo: DemoOperator) -> Client:
+        """The operator's client at the PSC provider (its secret kept across starts)."""
+        return Clients(ts.psc_dir).register(demo.domain, (PSC_REDIRECT_URI,),
+                                            name=demo.organisation)
 
     def _load_passwords(self) -> dict[str, str]:
         path = self.data_dir / "accounts.json"

@@ -10,7 +10,9 @@ Directory routes (present when the app is given a DirectoryService):
 - ``/fhir/...``: the FHIR R4 API (``mssante.directory.fhir``); PATCH needs the
   operator's client certificate (``auth.Authoriser``);
 - ``/directory/autocomplete?q=…&limit=…``: people search for recipient fields, JSON;
-- ``/extractions/Extraction_Correspondance_MSSante.txt``: the current public extract.
+- ``/extractions/Extraction_Correspondance_MSSante.txt``: the current public extract;
+- ``/psc/...``: the Pro Santé Connect-like OpenID provider (``mssante.psc``), whose
+  claims come from the directory.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from mssante.directory.fhir.router import create_fhir_router
 from mssante.directory.service import AUTOCOMPLETE_MAX, EXTRACT_NAME, DirectoryService
 from mssante.errors import PKIError
+from mssante.psc.app import create_psc_router
+from mssante.psc.clients import Clients
+from mssante.psc.keys import SigningKeys
+from mssante.psc.provider import Provider
 from mssante.trustspace.auth import Authoriser
 from mssante.trustspace.service import CA_NAMES, TrustSpace
 from mssante.whitelist.files import SHA256_NAME, SIG_NAME, SIGNER_NAME, XML_NAME
@@ -117,6 +123,14 @@ def create_app(trust_space: TrustSpace, directory: DirectoryService | None = Non
         app.include_router(create_fhir_router(directory.store, Authoriser(trust_space),
                                               base_url=f"{base_url}/fhir"),
                            prefix="/fhir")
+        settings = trust_space.psc
+        provider = Provider(issuer=trust_space.psc_issuer(base_url),
+                            keys=SigningKeys(trust_space.psc_dir, settings.access_token_lifetime),
+                            clients=Clients(trust_space.psc_dir), referential=directory.store,
+                            settings=settings, ca_file=trust_space.root_cert_file)
+        provider.keys.signing_key()  # the first key is made now, not at the first request
+        app.include_router(create_psc_router(provider, simulator=settings.simulator),
+                           prefix="/psc")
 
         @app.middleware("http")
         async def follow_publications(request: Request,

@@ -8,6 +8,7 @@ Layout under ``data_dir``::
     whitelist/   the published whitelist set (XML, .sha256, .sig, signer chain)
     directory.sqlite3   the national directory (unless ``directory_url`` names another)
     extractions/ the published directory extract
+    psc/         the PSC provider's signing keys and registered clients (mssante.psc)
 
 ``create_or_load`` is idempotent: it creates what is missing and reissues a
 certificate that no longer verifies against the PKI (expired, revoked, issued by a
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 
+from mssante.config import PSCSettings
 from mssante.errors import CertificateRejected, PKIError
 from mssante.files import private_dir
 from mssante.pki.ca import PKI, IssuedCertificate
@@ -68,6 +70,7 @@ class TrustSpace:
     directory_url: str = ""  # SQLAlchemy URL; empty: directory.sqlite3 in data_dir
     extract_interval: float = 60.0  # seconds between two rewrites of the public extract
     public_url: str = ""  # where clients reach it (config.TrustSpaceSettings.public_url)
+    psc: PSCSettings = field(default_factory=PSCSettings)  # the PSC-like provider
 
     def base_url(self, port: int) -> str:
         """The public URL, or by default the HTTPS address served on ``port``."""
@@ -85,11 +88,21 @@ class TrustSpace:
     def extract_dir(self) -> Path:
         return self.data_dir / "extractions"
 
+    @property
+    def psc_dir(self) -> Path:
+        """The PSC provider's keys and clients (0700)."""
+        return private_dir(self.data_dir / "psc")
+
+    @staticmethod
+    def psc_issuer(base_url: str) -> str:
+        """The PSC provider's issuer, under the trust space's public URL."""
+        return f"{base_url.rstrip('/')}/psc"
+
     @classmethod
     def create_or_load(cls, data_dir: Path, *, hostname: str = "127.0.0.1",
                        crl_validity: timedelta = timedelta(days=7),
                        directory_url: str = "", extract_interval: float = 60.0,
-                       public_url: str = "") -> TrustSpace:
+                       public_url: str = "", psc: PSCSettings | None = None) -> TrustSpace:
         private_dir(data_dir)
         pki = PKI.create_or_load(data_dir / "pki", crl_validity=crl_validity)
         checker = checker_for(pki)
@@ -119,7 +132,8 @@ class TrustSpace:
             publisher.republish()
         return cls(data_dir=data_dir, pki=pki, publisher=publisher, https_cert=https,
                    signing_cert=signing, hostname=hostname, directory_url=directory_url,
-                   extract_interval=extract_interval, public_url=public_url)
+                   extract_interval=extract_interval, public_url=public_url,
+                   psc=psc or PSCSettings())
 
     @property
     def root_cert_file(self) -> Path:
