@@ -120,6 +120,39 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProSanteConnectSettings:
+    """Pro Santé Connect access tokens at IMAP and submission (SASL XOAUTH2 and
+    OAUTHBEARER, auth/psctoken.py). Not named ``psc``: the trust space's provider
+    settings are ``[psc]``, and environment overrides go by section name."""
+
+    # the provider's issuer URL (https); its discovery document gives the keys.
+    # Empty: XOAUTH2 and OAUTHBEARER are not offered.
+    issuer: str = ""
+    client_id: str = ""  # this operator's client at the provider
+    client_secret: str = ""  # its secret (for the flows the operator runs itself)
+    audience: str = ""  # the ``aud`` tokens must carry; empty: client_id
+    leeway: float = 30.0  # seconds of clock skew allowed on a token's expiry
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+    @property
+    def expected_audience(self) -> str:
+        return self.audience or self.client_id
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.issuer and not self.issuer.startswith("https://"):
+            out.append(("issuer", "must be an https:// URL"))
+        if self.issuer and not self.expected_audience:
+            out.append(("client_id", "is needed (or audience) when issuer is set"))
+        if self.leeway < 0:
+            out.append(("leeway", "cannot be negative"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorConfig:
     """The whole configuration of one operator process."""
 
@@ -134,6 +167,7 @@ class OperatorConfig:
     imaps: Listener = Listener()  # IMAP with implicit TLS (:993)
     queue: QueueSettings = QueueSettings()
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
+    pro_sante_connect: ProSanteConnectSettings = ProSanteConnectSettings()
 
     @property
     def database_url(self) -> str:

@@ -199,6 +199,7 @@ class LocalEnvironment:
     retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)  # queue backoff of operators
     refresh_interval: float = 30.0  # trust client refresh of operators (seconds)
     database_urls: dict[str, str] = field(default_factory=dict)  # domain -> URL; else SQLite
+    psc_token_lifetime: float = 300.0  # seconds an access token of the PSC provider lives
     trust_space: TrustSpace | None = None
     operators: list[OperatorService] = field(default_factory=list)
     description: dict[str, Any] = field(default_factory=dict)
@@ -229,7 +230,7 @@ class LocalEnvironment:
         ts = await asyncio.to_thread(TrustSpace.create_or_load, self.data_dir / "trust")
         ts.extract_interval = DEMO_EXTRACT_INTERVAL
         ts.public_url = self.trust_url  # FHIR links name it, whatever Host a client sends
-        ts.psc = PSCSettings(simulator=True)
+        ts.psc = PSCSettings(simulator=True, access_token_lifetime=self.psc_token_lifetime)
         self.trust_space = ts
         await seed_directory(ts.directory_database)
         outside = await asyncio.to_thread(self._outside_operators, ts)
@@ -246,8 +247,9 @@ class LocalEnvironment:
                     name=demo.domain, description=demo.organisation, operator_dn=mta.subject_dn,
                     responsible_contact=f"responsable@{demo.domain}",
                     support_contact=f"support@{demo.domain}", updated_at=entry_now))
-            config_path = self._write_operator_config(index, demo, op_dir, mta, outside)
             client = await asyncio.to_thread(self._psc_client, ts, demo)
+            config_path = self._write_operator_config(index, demo, op_dir, mta, outside,
+                                                      client)
             config = load_operator_config(config_path)
             store = await open_store(config.database_url)
             try:
@@ -356,7 +358,7 @@ class LocalEnvironment:
 
     def _write_operator_config(self, index: int, demo: DemoOperator, op_dir: Path,
                                mta: IssuedCertificate,
-                               outside: list[OutsideOperator]) -> Path:
+                               outside: list[OutsideOperator], client: Client) -> Path:
         ports = self.ports(index)
         routes = "\n".join(
             [f"{_toml_str(other.domain)} = \"{HOST}:{self.ports(i)['smtp']}\""
@@ -400,6 +402,11 @@ port = {ports['imap']}
 host = "{HOST}"
 port = {ports['imaps']}
 
+[pro_sante_connect]
+issuer = {_toml_str(self.trust_space.psc_issuer(self.trust_url))}
+client_id = {_toml_str(client.client_id)}
+client_secret = {_toml_str(client.secret)}
+
 [queue]
 retry_delays = [{", ".join(str(d) for d in self.retry_delays)}]
 poll_interval = 0.5
@@ -409,7 +416,7 @@ poll_interval = 0.5
 """
         op_dir.mkdir(parents=True, exist_ok=True)
         path = op_dir / "operator.toml"
-        path.write_text(text, encoding="utf-8")
+        _write_private(path, text)  # it holds the PSC client's secret
         return path
 
     @staticmethod

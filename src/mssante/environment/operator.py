@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from mssante.auth.psctoken import TokenChecker
 from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
 from mssante.operator.runtime import OperatorRuntime
@@ -62,7 +63,11 @@ class OperatorService:
                 refresh_interval=config.trust.refresh_interval,
                 stale_after=config.trust.stale_after, timeout=config.trust.timeout)
             await self.trust.start()
-            ctx = OperatorRuntime(config.operator, self.store, self.trust)
+            psc = config.pro_sante_connect
+            tokens = TokenChecker(psc.issuer, psc.expected_audience, config.tls.ca_file,
+                                  leeway=psc.leeway, timeout=config.trust.timeout) \
+                if psc.enabled else None
+            ctx = OperatorRuntime(config.operator, self.store, self.trust, tokens=tokens)
             self.worker = DeliveryWorker(ctx, config.queue, config.routes,
                                          cert_file=str(config.tls.cert_file),
                                          key_file=str(config.tls.key_file),

@@ -6,14 +6,18 @@ certificate of their card (persons CA), a program by its organisation certificat
 - AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate
   (auth/certlogin.py: a card holder, or a program bound to an APP mailbox). An
   authorisation identity, if given, must name the same identity.
+- AUTHENTICATE XOAUTH2 and OAUTHBEARER (RFC 7628) take a Pro Santé Connect access
+  token (auth/psctoken.py); the login given must be the person the token names.
+  Offered only when the operator has a ``[pro_sante_connect]`` issuer.
 """
 
 from __future__ import annotations
 
-from mssante.auth import certlogin, passwordlogin
+from mssante.auth import certlogin, passwordlogin, psctoken
 from mssante.auth.certlogin import CertificateLoginFailed
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed
+from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed
 from mssante.operator.runtime import OperatorRuntime
 
 
@@ -49,4 +53,22 @@ async def certificate_login(ctx: OperatorRuntime, der: bytes | None,
     try:
         return await certlogin.certificate_login(ctx.trust.checker, ctx.store, der, authzid)
     except CertificateLoginFailed as exc:
+        raise AuthFailed(str(exc)) from exc
+
+
+class Unavailable(AuthFailed):
+    """The identity provider could not be reached: nothing was decided."""
+
+    code = "UNAVAILABLE"  # RFC 5530
+
+
+async def token_login(ctx: OperatorRuntime, token: str, login: str) -> Identity:
+    """The person a Pro Santé Connect access token names (auth/psctoken.py)."""
+    if ctx.tokens is None:
+        raise AuthFailed("Pro Santé Connect tokens are not accepted here")
+    try:
+        return await psctoken.token_login(ctx.tokens, ctx.store, token, login)
+    except ProviderUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    except TokenLoginFailed as exc:
         raise AuthFailed(str(exc)) from exc

@@ -66,12 +66,13 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 from mssante import __version__ as VERSION
+from mssante.auth import oauthsasl
 from mssante.auth.identity import Identity
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.imap import fetch as fetching
 from mssante.imap import mutf7, wire
 from mssante.imap import search as searching
-from mssante.imap.auth import AuthFailed, certificate_login, password_login
+from mssante.imap.auth import AuthFailed, certificate_login, password_login, token_login
 from mssante.imap.cache import FolderCache, Snapshot
 from mssante.imap.errors import Reply, bad, no
 from mssante.imap.namespace import (
@@ -318,6 +319,8 @@ class Session:
                 # Cyrus SASL) pick EXTERNAL whenever offered and do not fall back
                 if self.conn.peer_certificate() is not None:
                     caps.append("AUTH=EXTERNAL")
+                if self.ctx.tokens is not None:  # Pro Santé Connect tokens
+                    caps += ["AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]
             else:
                 caps += ["STARTTLS", "LOGINDISABLED"]
             return " ".join(caps)
@@ -418,7 +421,8 @@ class Session:
         if not self.conn.tls:
             raise no("Authenticate over TLS only (STARTTLS or port 993)", "PRIVACYREQUIRED")
         mechanism = args[0].upper
-        if mechanism not in ("PLAIN", "EXTERNAL"):
+        bearer = mechanism in oauthsasl.MECHANISMS and self.ctx.tokens is not None
+        if mechanism not in ("PLAIN", "EXTERNAL") and not bearer:
             raise no(f"unsupported mechanism {mechanism}", "CANNOT")
         if len(args) > 2:
             raise bad("too many arguments")
@@ -433,6 +437,10 @@ class Session:
         blob = b"" if initial == "=" else _b64(initial)
         if blob is None:
             raise bad("the response is not base64")
+        if bearer:
+            await self._authenticate(tag, functools.partial(self._bearer_login, mechanism,
+                                                            blob))
+            return
         if mechanism == "EXTERNAL":
             authzid = blob.decode("utf-8", "replace")
             der = self.conn.peer_certificate()
@@ -447,6 +455,23 @@ class Session:
             return
         await self._authenticate(tag, lambda: password_login(self.ctx, login, password,
                                                                   self.conn.peer_address))
+
+    async def _bearer_login(self, mechanism: str, blob: bytes) -> Identity:
+        """XOAUTH2 or OAUTHBEARER (auth/oauthsasl.py); a refused OAUTHBEARER first
+        sends the RFC 7628 §3.2.2 error and reads the client's ^A (§3.2.3)."""
+        try:
+            try:
+                response = oauthsasl.parse(mechanism, blob)
+            except oauthsasl.MalformedMessage as exc:
+                raise AuthFailed(f"Malformed {mechanism} response: {exc}") from None
+            return await token_login(self.ctx, response.token, response.login)
+        except AuthFailed:
+            if mechanism == oauthsasl.OAUTHBEARER and self.ctx.tokens is not None:
+                error = oauthsasl.error_challenge(self.ctx.tokens.configuration_url)
+                self.write(b"+ " + base64.b64encode(error) + b"\r\n")
+                await self.conn.drain()
+                await self.conn.readline()  # the dummy response, whatever it is
+            raise
 
     async def _authenticate(self, tag: str, check: Callable[[], Awaitable[Identity]]) -> None:
         try:

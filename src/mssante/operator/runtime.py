@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mssante.auth.psctoken import TokenChecker
 from mssante.auth.throttle import FailedLogins
 from mssante.config import OperatorSettings
 from mssante.content.dsn import RecipientStatus, build_dsn
@@ -68,6 +69,8 @@ class OperatorRuntime:
     store: Store
     trust: TrustView
     wake_queue: Callable[[], None] = lambda: None
+    # checks Pro Santé Connect access tokens (XOAUTH2, OAUTHBEARER); None: not offered
+    tokens: TokenChecker | None = None
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)

@@ -29,6 +29,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
 import logging
 import re
@@ -98,6 +99,7 @@ HARD_ERROR_LIMIT = 20
 # lets a 25 MB message through at about 42 KB/s.
 DATA_TIMEOUT = 600.0
 MAX_LINE = 1000  # RFC 5321 §4.5.3.1.6, CRLF included
+MAX_AUTH_LINE = 12288  # RFC 4954 §4: an AUTH command or response line, for bearer tokens
 DATA_CHUNK = 1 << 16  # octets read at a time during DATA
 
 # aiosmtpd logs every command line at INFO on "mail.log"; keep it for debugging only.
@@ -121,8 +123,15 @@ class MSSEnvelope(Envelope):
 class MSSanteSMTP(SMTP):
     """One SMTP connection."""
 
-    def __init__(self, handler: Any, *, implicit_tls: bool = False, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, implicit_tls: bool = False, long_auth: bool = False,
+                 **kwargs: Any) -> None:
+        if long_auth:  # an AUTH line carries a bearer token (XOAUTH2, OAUTHBEARER)
+            self.line_length_limit = MAX_AUTH_LINE
         super().__init__(handler, **kwargs)
+        # per connection: aiosmtpd's table is shared by every instance of the class
+        self.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit,
+            {"AUTH": MAX_AUTH_LINE} if long_auth else {})
         self.implicit_tls = implicit_tls
         self.auth_failures = 0
         self.errors = 0  # error replies since the last message accepted

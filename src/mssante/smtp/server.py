@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mssante.auth import oauthsasl
 from mssante.config import Listener, OperatorConfig
 from mssante.errors import ConfigError
 from mssante.operator.runtime import OperatorRuntime
@@ -49,14 +50,18 @@ async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig) -> Liste
     def mta() -> MSSanteSMTP:
         return MSSanteSMTP(inbound, hostname=hostname, ident=BANNER, tls_context=tls_ctx,
                            require_starttls=True, data_size_limit=size, enable_SMTPUTF8=True,
-                           timeout=SESSION_TIMEOUT, auth_exclude_mechanism=["PLAIN", "LOGIN"],
+                           timeout=SESSION_TIMEOUT,
+                           auth_exclude_mechanism=["PLAIN", "LOGIN", *oauthsasl.MECHANISMS],
                            loop=loop)
+
+    # XOAUTH2 and OAUTHBEARER only when Pro Santé Connect tokens are checked
+    no_tokens = [] if ctx.tokens is not None else list(oauthsasl.MECHANISMS)
 
     def submit_starttls() -> MSSanteSMTP:
         return MSSanteSMTP(submission, hostname=hostname, ident=BANNER, tls_context=tls_ctx,
                            require_starttls=True, auth_required=True, auth_require_tls=True,
                            data_size_limit=size, enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT,
-                           loop=loop)
+                           auth_exclude_mechanism=no_tokens, long_auth=True, loop=loop)
 
     def submit_implicit() -> MSSanteSMTP:
         with warnings.catch_warnings():
@@ -64,7 +69,8 @@ async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig) -> Liste
             warnings.simplefilter("ignore")
             return MSSanteSMTP(submission, implicit_tls=True, hostname=hostname, ident=BANNER,
                                auth_required=True, auth_require_tls=False, data_size_limit=size,
-                               enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT, loop=loop)
+                               enable_SMTPUTF8=True, timeout=SESSION_TIMEOUT,
+                               auth_exclude_mechanism=no_tokens, long_auth=True, loop=loop)
 
     servers: list[asyncio.Server] = []
     ports: dict[str, int] = {}

@@ -4,6 +4,11 @@ Implementation notes:
 - AUTH only over TLS (STARTTLS on 587, implicit on 465): PLAIN (RFC 4616) and
   LOGIN with a person's login and password; EXTERNAL (RFC 4422 App. A) with an
   organisation certificate, for the program behind an APP mailbox.
+- AUTH XOAUTH2 and OAUTHBEARER (RFC 7628) with a Pro Santé Connect access token
+  (auth/psctoken.py), offered only when the operator has a ``[pro_sante_connect]``
+  issuer (server.py excludes them otherwise). A refusal is ``535 5.7.8``, after
+  OAUTHBEARER's ``334`` JSON error (RFC 7628 §3.2.2); it counts like a wrong password
+  for the connection's budget. The AUTH line may be as long as RFC 4954 §4 allows.
 - The envelope sender, the ``From`` mailbox and the ``Sender`` mailbox must be
   mailboxes the identity may use (domain.policy.check_may_send_as). The rights are
   read again from the store at each MAIL and at DATA, never kept from AUTH: a
@@ -29,9 +34,11 @@ import logging
 
 from aiosmtpd.smtp import AuthResult, Session
 
+from mssante.auth import oauthsasl
 from mssante.auth.certlogin import CertificateLoginFailed, certificate_login
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_login
+from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed, token_login
 from mssante.content.headers import header_section, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
 from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
@@ -164,6 +171,47 @@ class SubmissionHandler:
         except CertificateLoginFailed as exc:
             await server.push(f"535 5.7.8 {exc}")
             return AuthResult(success=False, handled=True)
+        return AuthResult(success=True, auth_data=identity)
+
+    async def auth_XOAUTH2(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, oauthsasl.XOAUTH2, args)
+
+    async def auth_OAUTHBEARER(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, oauthsasl.OAUTHBEARER, args)
+
+    async def _bearer(self, server: MSSanteSMTP, mechanism: str,
+                      args: list[str]) -> AuthResult:
+        """A Pro Santé Connect access token (auth/oauthsasl.py, auth/psctoken.py)."""
+        tokens = self.ctx.tokens
+        if tokens is None:  # server.py does not offer the mechanism then
+            await server.push("504 5.5.4 Unrecognized authentication type")
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            decoded = _b64(args[1])
+            if decoded is None:
+                return await self._undecodable(server)
+            blob = decoded
+        login = "?"
+        try:
+            response = oauthsasl.parse(mechanism, blob)
+            login = response.login or "?"
+            identity = await token_login(tokens, self.ctx.store, response.token,
+                                         response.login)
+        except (oauthsasl.MalformedMessage, TokenLoginFailed) as exc:
+            if mechanism == oauthsasl.OAUTHBEARER:
+                # RFC 7628 §3.2.2: the error, then the client's ^A (whatever it sends)
+                answer = await server.challenge_auth(
+                    oauthsasl.error_challenge(tokens.configuration_url))
+                if not isinstance(answer, bytes):  # "*" or not base64: answered already
+                    server.auth_failures += 1
+                    return AuthResult(success=False, handled=True)
+            if isinstance(exc, ProviderUnavailable):  # RFC 4954 §6: temporary
+                return await self._failed(server, login, f"454 4.7.0 {exc}")
+            return await self._failed(server, login)
         return AuthResult(success=True, auth_data=identity)
 
     async def usable(self, identity: Identity) -> frozenset[str]:
