@@ -48,7 +48,7 @@ ALGORITHM = "RS256"  # PSC signs with RS256
 ACR = "eidas1"  # MSSanté reference, "Pro Santé Connect": acr_values=eidas1
 ACCESS_TYPE = "Bearer"  # the ``typ`` claim of an access token (Keycloak, as PSC)
 DISCOVERY_TTL = 3600.0  # seconds a discovery document is kept
-JWKS_MIN_INTERVAL = 5.0  # seconds between two fetches of the keys on an unknown kid
+JWKS_MIN_INTERVAL = 3.0  # seconds between two fetches of the keys on an unknown kid
 MAX_TOKEN = 8192  # octets of a token looked at
 
 log = logging.getLogger(__name__)
