@@ -108,6 +108,7 @@ def test_the_example_configurations_load(tmp_path: Path) -> None:
     operator = load_operator_config(examples / "operator.toml", environ=env)
     assert operator.smtp.port == 25 and operator.submissions.port == 465
     assert operator.queue.workers == 32
+    assert not operator.pro_sante_connect.enabled  # XOAUTH2 and OAUTHBEARER off
     trust = load_trust_space_config(examples / "trust.toml", environ={})
     assert trust.trust_space.port == 8443
     assert trust.psc.simulator is False and trust.psc.access_token_lifetime == 300.0
@@ -118,3 +119,21 @@ def test_imap_listeners_are_read(tmp_path: Path) -> None:
     config = load_operator_config(write(tmp_path, text), environ={"MSSANTE_IMAP__PORT": "1143"})
     assert (config.imap.host, config.imap.port) == ("127.0.0.1", 1143)
     assert (config.imaps.host, config.imaps.port) == ("0.0.0.0", 993)
+
+
+def test_pro_sante_connect_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[pro_sante_connect]\nissuer = "https://psc.example/x"\n'
+                 'client_id = "ch-xyz.mssante.fr"\n')
+    psc = load_operator_config(path, environ={}).pro_sante_connect
+    assert psc.enabled and psc.expected_audience == "ch-xyz.mssante.fr" and psc.leeway == 30.0
+    # by the section's own name: the trust space's [psc] variables are not the operator's
+    psc = load_operator_config(path, environ={"MSSANTE_PRO_SANTE_CONNECT__AUDIENCE": "mss",
+                                              "MSSANTE_PSC__SIMULATOR": "true"}
+                               ).pro_sante_connect
+    assert psc.expected_audience == "mss"
+    for text, key in [('issuer = "http://psc.example"\nclient_id = "c"', "issuer"),
+                      ('issuer = "https://psc.example"', "client_id"),
+                      ('leeway = -1', "leeway")]:
+        path = write(tmp_path, MINIMAL + f"[pro_sante_connect]\n{text}\n")
+        with pytest.raises(ConfigError, match=rf"pro_sante_connect\.{key}"):
+            load_operator_config(path, environ={})

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.imap_server import NoTrustSpace
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from tests.conftest import RunningEnvironment, running_environment
@@ -26,9 +27,14 @@ from tests.imap.conftest import HOSPITAL, connect, fresh_person, tls_context
 from typer.testing import CliRunner
 
 from mssante.cli import app
+from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
+from mssante.imap.server import start_imap
+from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
 from mssante.psc.flow import token_flow
 from mssante.psc.keys import SigningKeys
+from mssante.smtp.server import start_listeners
+from mssante.store import open_store
 
 DUPONT = "dupont@ch-xyz.mssante.fr"
 DUPONT_ID = "810102727017"
@@ -382,3 +388,53 @@ def test_an_expired_token(short_lived: RunningEnvironment) -> None:
         pass
     time.sleep(3.1)  # exp is in whole seconds
     refused_everywhere(short_lived, DUPONT, token)
+
+
+# -- an operator without a [pro_sante_connect] issuer ----------------------------------------
+
+async def test_not_offered_without_an_issuer(environment: RunningEnvironment,
+                                             tmp_path: Path) -> None:
+    """IMAP and submission of an operator without the section: the mechanisms are
+    neither advertised nor accepted."""
+    tls = environment.service(HOSPITAL).config.tls
+    store = await open_store(f"sqlite:///{tmp_path / 'operator.sqlite3'}")
+    imaps, submissions = _free_port(), _free_port()
+    config = OperatorConfig(
+        path=Path("operator.toml"), tls=tls,
+        operator=OperatorSettings(domains=[HOSPITAL], hostname=f"mta.{HOSPITAL}"),
+        trust=TrustSettings(url="https://127.0.0.1:9"), imaps=Listener("127.0.0.1", imaps),
+        submissions=Listener("127.0.0.1", submissions))
+    assert not config.pro_sante_connect.enabled
+    ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
+    imap = await start_imap(ctx, config)
+    smtp = await start_listeners(ctx, config)
+    blob = base64.b64encode(xoauth2(DUPONT, "token")).decode()
+
+    def clients() -> None:
+        with imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context=tls_context(environment),
+                               timeout=30) as client:
+            assert "AUTH=PLAIN" in client.capabilities
+            assert not {"AUTH=XOAUTH2", "AUTH=OAUTHBEARER"} & set(client.capabilities)
+            with pytest.raises(imaplib.IMAP4.error, match="CANNOT"):
+                client.authenticate("XOAUTH2", Attempt(xoauth2(DUPONT, "token")))
+        with smtplib.SMTP_SSL("127.0.0.1", submissions, context=tls_context(environment),
+                              timeout=30) as sub:
+            sub.ehlo("client.test")
+            assert sub.esmtp_features["auth"].split() == ["EXTERNAL", "LOGIN", "PLAIN"]
+            assert sub.docmd("AUTH", "XOAUTH2 " + blob)[0] == 504
+
+    try:
+        await asyncio.to_thread(clients)
+    finally:
+        imap.close()
+        smtp.close()
+        await imap.wait_closed()
+        await smtp.wait_closed()
+        await store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
