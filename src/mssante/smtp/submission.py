@@ -105,15 +105,16 @@ class SubmissionHandler:
         return AuthResult(success=True, auth_data=identity)
 
     async def _failed(self, server: MSSanteSMTP, login: str,
-                      reply: str = str(AUTH_FAILED)) -> AuthResult:
-        """Count a failed attempt and answer it; the third one closes the connection."""
+                      reply: str | None = str(AUTH_FAILED)) -> AuthResult:
+        """Count a failed attempt and answer it (None: answered already); the third one
+        closes the connection."""
         server.auth_failures += 1
         log.info("authentication failed for %r (%d)", login, server.auth_failures)
         if server.auth_failures >= MAX_AUTH_FAILURES:
             await server.push("421 4.7.0 Too many authentication failures, closing")
             if server.transport is not None:
                 server.transport.close()
-        else:
+        elif reply is not None:
             await server.push(reply)
         return AuthResult(success=False, handled=True)
 
@@ -207,8 +208,7 @@ class SubmissionHandler:
                 answer = await server.challenge_auth(
                     oauthsasl.error_challenge(tokens.configuration_url))
                 if not isinstance(answer, bytes):  # "*" or not base64: answered already
-                    server.auth_failures += 1
-                    return AuthResult(success=False, handled=True)
+                    return await self._failed(server, login, None)
             if isinstance(exc, ProviderUnavailable):  # RFC 4954 §6: temporary
                 return await self._failed(server, login, f"454 4.7.0 {exc}")
             return await self._failed(server, login)
