@@ -206,6 +206,11 @@ def test_oauthbearer_logs_in_at_imap_and_submission(
     with submission(environment) as smtp:
         smtp_auth(smtp, "OAUTHBEARER", oauthbearer(DUPONT, dupont_token, 587))
         assert smtp.mail(DUPONT)[0] == 250
+    # without an initial response: AUTH, then the message after an empty 334
+    with submission(environment) as smtp:
+        assert smtp.docmd("AUTH", "XOAUTH2") == (334, b"")
+        code, _ = smtp.docmd(base64.b64encode(xoauth2(DUPONT, dupont_token)).decode())
+        assert code == 235
     # the authzid may be left out: the token names the person (RFC 7628 §3.1)
     with imap_login(environment, "OAUTHBEARER",
                     f"n,,\x01auth=Bearer {dupont_token}\x01\x01".encode()) as client:

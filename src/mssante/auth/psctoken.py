@@ -84,6 +84,7 @@ class TokenChecker:
         self._keys: KeySet | None = None
         self._keys_at = float("-inf")
         self._lock = asyncio.Lock()  # one fetch at a time
+        self.key_fetches = 0  # how many times the JWKS was fetched (for the logs and tests)
 
     @property
     def configuration_url(self) -> str:
@@ -134,6 +135,7 @@ class TokenChecker:
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise ProviderUnavailable(f"The provider's keys cannot be read: {exc}") from None
         self._keys, self._keys_at = keys, self._clock()
+        self.key_fetches += 1
         return keys
 
     async def _discovery(self) -> dict[str, Any]:
