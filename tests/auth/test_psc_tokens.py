@@ -247,6 +247,22 @@ def test_sasl_ir_in_one_round_trip(environment: RunningEnvironment, dupont_token
 
 # -- refusals -----------------------------------------------------------------------------
 
+def test_malformed_messages_are_refused(environment: RunningEnvironment,
+                                                    dupont_token: str) -> None:
+    """No user, channel binding asked, no bearer token: refused like a wrong token."""
+    for tag, mechanism, blob in [
+            (b"a", b"XOAUTH2", f"auth=Bearer {dupont_token}\x01\x01".encode()),
+            (b"b", b"OAUTHBEARER", f"p=tls-unique,a={DUPONT},\x01auth=Bearer "
+                                   f"{dupont_token}\x01\x01".encode()),
+            (b"c", b"OAUTHBEARER", b"n,,\x01auth=Basic ZHVwb250OnB3\x01\x01")]:
+        lines = sasl_ir(environment, tag + b" AUTHENTICATE " + mechanism + b" " +
+                        base64.b64encode(blob))
+        assert lines[-1].startswith(tag + b" NO [AUTHENTICATIONFAILED]"), lines
+        assert len(lines) == (2 if mechanism == b"OAUTHBEARER" else 1)
+    lines = sasl_ir(environment, b"d AUTHENTICATE XOAUTH2 not*base64")
+    assert lines[-1].startswith(b"d BAD"), lines
+
+
 def test_a_token_naming_another_person_than_user(environment: RunningEnvironment,
                                                  dupont_token: str) -> None:
     """Dupont's token does not open his secretary's login."""
