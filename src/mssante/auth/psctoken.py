@@ -192,7 +192,8 @@ async def token_login(checker: TokenChecker, holders: TokenHolders, token: str,
     id_nat_ps = await checker.id_nat_ps(token)
     person = await holders.person_by_id_nat_ps(id_nat_ps)
     if person is None:
-        raise TokenLoginFailed(f"No account here for the professional {id_nat_ps}")
+        log.info("PSC token of %s: no account here", id_nat_ps)
+        raise TokenLoginFailed("No account here for this professional")
     if login and login.casefold() != person.login.casefold():
         log.info("PSC token of %s presented for the login %r", person.login, login)
         raise TokenLoginFailed("The token is not this user's")
