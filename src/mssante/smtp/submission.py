@@ -122,16 +122,20 @@ class SubmissionHandler:
         """Malformed credentials count as a failed attempt (RFC 4954 §4: 501)."""
         return await self._failed(server, "?", "501 5.5.2 Cannot decode the credentials")
 
-    async def auth_PLAIN(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+    async def _initial_response(self, server: MSSanteSMTP,
+                                args: list[str]) -> bytes | AuthResult:
+        """The client's response: given with AUTH (RFC 4954 §4), or asked for with an
+        empty challenge; an AuthResult when there is none to read."""
         if len(args) == 1:
             blob = await server.challenge_auth("")
-            if not isinstance(blob, bytes):
-                return AuthResult(success=False, handled=True)
-        else:
-            decoded = _b64(args[1])
-            if decoded is None:
-                return await self._undecodable(server)
-            blob = decoded
+            return blob if isinstance(blob, bytes) else AuthResult(success=False, handled=True)
+        decoded = _b64(args[1])
+        return decoded if decoded is not None else await self._undecodable(server)
+
+    async def auth_PLAIN(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        blob = await self._initial_response(server, args)
+        if isinstance(blob, AuthResult):
+            return blob
         parts = blob.split(b"\x00")
         if len(parts) != 3:  # RFC 4616 §2: [authzid] NUL authcid NUL passwd
             return await self._undecodable(server)
@@ -187,15 +191,9 @@ class SubmissionHandler:
         if tokens is None:  # server.py does not offer the mechanism then
             await server.push("504 5.5.4 Unrecognized authentication type")
             return AuthResult(success=False, handled=True)
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if not isinstance(blob, bytes):
-                return AuthResult(success=False, handled=True)
-        else:
-            decoded = _b64(args[1])
-            if decoded is None:
-                return await self._undecodable(server)
-            blob = decoded
+        blob = await self._initial_response(server, args)
+        if isinstance(blob, AuthResult):
+            return blob
         login = "?"
         try:
             response = oauthsasl.parse(mechanism, blob)
