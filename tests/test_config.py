@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from mssante.config import load_operator_config, load_trust_space_config
+from mssante.domain.logins import PasswordPolicy
+from mssante.domain.mailboxes import PersonKind
 from mssante.errors import ConfigError
 
 MINIMAL = """
@@ -108,7 +110,7 @@ def test_the_example_configurations_load(tmp_path: Path) -> None:
     operator = load_operator_config(examples / "operator.toml", environ=env)
     assert operator.smtp.port == 25 and operator.submissions.port == 465
     assert operator.queue.workers == 32
-    assert not operator.pro_sante_connect.enabled  # XOAUTH2 and OAUTHBEARER off
+    assert not operator.psc.enabled  # XOAUTH2 and OAUTHBEARER off
     trust = load_trust_space_config(examples / "trust.toml", environ={})
     assert trust.trust_space.port == 8443
     assert trust.psc.simulator is False and trust.psc.access_token_lifetime == 300.0
@@ -121,19 +123,46 @@ def test_imap_listeners_are_read(tmp_path: Path) -> None:
     assert (config.imaps.host, config.imaps.port) == ("0.0.0.0", 993)
 
 
-def test_pro_sante_connect_settings(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL + '[pro_sante_connect]\nissuer = "https://psc.example/x"\n'
+def test_operator_psc_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[psc]\nissuer = "https://psc.example/x"\n'
                  'client_id = "ch-xyz.mssante.fr"\n')
-    psc = load_operator_config(path, environ={}).pro_sante_connect
+    psc = load_operator_config(path, environ={}).psc
     assert psc.enabled and psc.expected_audience == "ch-xyz.mssante.fr" and psc.leeway == 30.0
-    # by the section's own name: the trust space's [psc] variables are not the operator's
-    psc = load_operator_config(path, environ={"MSSANTE_PRO_SANTE_CONNECT__AUDIENCE": "mss",
-                                              "MSSANTE_PSC__SIMULATOR": "true"}
-                               ).pro_sante_connect
-    assert psc.expected_audience == "mss"
+    assert psc.password_policy == PasswordPolicy()  # every kind may use a password
     for text, key in [('issuer = "http://psc.example"\nclient_id = "c"', "issuer"),
                       ('issuer = "https://psc.example"', "client_id"),
-                      ('leeway = -1', "leeway")]:
-        path = write(tmp_path, MINIMAL + f"[pro_sante_connect]\n{text}\n")
-        with pytest.raises(ConfigError, match=rf"pro_sante_connect\.{key}"):
+                      ('leeway = -1', "leeway"),
+                      ('passwords = {doctor = "disabled"}', "passwords"),
+                      ('passwords = {professional = "off"}', "passwords"),
+                      ('passwords = "disabled"', "passwords")]:
+        path = write(tmp_path, MINIMAL + f"[psc]\n{text}\n")
+        with pytest.raises(ConfigError, match=rf"psc\.{key}"):
             load_operator_config(path, environ={})
+
+
+def test_the_password_policy_per_kind_of_person(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[psc.passwords]\nprofessional = "disabled"\n'
+                 'social = "disabled"\nstaff = "allowed"\n')
+    policy = load_operator_config(path, environ={}).psc.password_policy
+    assert policy.disabled == {PersonKind.HEALTH, PersonKind.SOCIAL}
+    assert policy.allows(PersonKind.STAFF) and policy.allows(PersonKind.PATIENT)
+
+
+def test_psc_variables_go_to_the_component_that_knows_the_key(tmp_path: Path) -> None:
+    """One environment for the trust space and the operators: MSSANTE_PSC__SIMULATOR is
+    the provider's, MSSANTE_PSC__AUDIENCE the operator's; neither refuses the other's,
+    and a key neither knows is still an error."""
+    operator_file = write(tmp_path, MINIMAL + '[psc]\nissuer = "https://psc.example/x"\n'
+                          'client_id = "ch-xyz.mssante.fr"\n')
+    trust_file = tmp_path / "trust.toml"
+    trust_file.write_text("[trust_space]\n", encoding="utf-8")
+    env = {"MSSANTE_PSC__AUDIENCE": "mss", "MSSANTE_PSC__SIMULATOR": "true",
+           "MSSANTE_PSC__PASSWORDS": '{professional = "disabled"}'}
+    psc = load_operator_config(operator_file, environ=env).psc
+    assert psc.expected_audience == "mss"
+    assert psc.password_policy.disabled == {PersonKind.HEALTH}
+    assert load_trust_space_config(trust_file, environ=env).psc.simulator is True
+    for config, load in [(operator_file, load_operator_config),
+                         (trust_file, load_trust_space_config)]:
+        with pytest.raises(ConfigError, match=r"psc\.audiance: unknown setting"):
+            load(config, environ={"MSSANTE_PSC__AUDIANCE": "mss"})  # type: ignore[operator]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mssante.domain.logins import PasswordPolicy
 from mssante.errors import ConfigError
 from mssante.files import private_dir
 
@@ -120,10 +121,12 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class ProSanteConnectSettings:
-    """Pro Santé Connect access tokens at IMAP and submission (SASL XOAUTH2 and
-    OAUTHBEARER, auth/psctoken.py). Not named ``psc``: the trust space's provider
-    settings are ``[psc]``, and environment overrides go by section name."""
+class OperatorPSCSettings:
+    """``[psc]`` of operator.toml: Pro Santé Connect access tokens at IMAP and submission
+    (SASL XOAUTH2 and OAUTHBEARER, auth/psctoken.py), and who may still log in with a
+    password (domain/logins.py). The trust space's ``[psc]`` (PSCSettings) is its
+    provider's; an environment variable ``MSSANTE_PSC__<KEY>`` goes to whichever of the
+    two knows the key."""
 
     # the provider's issuer URL (https); its discovery document gives the keys.
     # Empty: XOAUTH2 and OAUTHBEARER are not offered.
@@ -132,6 +135,10 @@ class ProSanteConnectSettings:
     client_secret: str = ""  # its secret (for the flows the operator runs itself)
     audience: str = ""  # the ``aud`` tokens must carry; empty: client_id
     leeway: float = 30.0  # seconds of clock skew allowed on a token's expiry
+    # kind of person ("professional", "social", "staff", "patient") -> "allowed" or
+    # "disabled": password logins (IMAP LOGIN/PLAIN, submission PLAIN/LOGIN, web);
+    # a kind not named is allowed
+    passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -141,6 +148,10 @@ class ProSanteConnectSettings:
     def expected_audience(self) -> str:
         return self.audience or self.client_id
 
+    @property
+    def password_policy(self) -> PasswordPolicy:
+        return PasswordPolicy.from_settings(self.passwords)
+
     def problems(self) -> list[tuple[str, str]]:
         out = []
         if self.issuer and not self.issuer.startswith("https://"):
@@ -149,6 +160,10 @@ class ProSanteConnectSettings:
             out.append(("client_id", "is needed (or audience) when issuer is set"))
         if self.leeway < 0:
             out.append(("leeway", "cannot be negative"))
+        try:
+            PasswordPolicy.from_settings(self.passwords)
+        except ValueError as exc:
+            out.append(("passwords", str(exc)))
         return out
 
 
@@ -167,7 +182,7 @@ class OperatorConfig:
     imaps: Listener = Listener()  # IMAP with implicit TLS (:993)
     queue: QueueSettings = QueueSettings()
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
-    pro_sante_connect: ProSanteConnectSettings = ProSanteConnectSettings()
+    psc: OperatorPSCSettings = field(default_factory=OperatorPSCSettings)
 
     @property
     def database_url(self) -> str:
@@ -312,16 +327,24 @@ def _build(cls: type[T], table: Mapping[str, Any], section: str, base: Path) -> 
     return obj
 
 
-def _read(path: Path, environ: Mapping[str, str] | None, sections: set[str]) -> dict[str, Any]:
+def _read(path: Path, environ: Mapping[str, str] | None, own: type[Any],
+          other: type[Any]) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    ours, theirs = _section_keys(own), _section_keys(other)
     for section, values in _env_overrides(os.environ if environ is None else environ).items():
-        if section not in sections:  # another component's variable (one environment, many
+        if section not in ours:  # another component's variable (one environment, many
             continue  # processes): not ours to judge
+        keys = ours[section]
+        if keys is not None:  # a section both have ([psc]): each takes the keys it knows;
+            foreign = theirs.get(section) or set()  # a key neither knows is an error here
+            values = {k: v for k, v in values.items() if k in keys or k not in foreign}
+        if not values:
+            continue
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{section}: expected a table")
@@ -329,8 +352,17 @@ def _read(path: Path, environ: Mapping[str, str] | None, sections: set[str]) -> 
     return data
 
 
-def _sections(cls: type[Any]) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls) if f.name != "path"}
+def _section_keys(cls: type[Any]) -> dict[str, set[str] | None]:
+    """Each section of a configuration and its keys (None: free keys, as [routes])."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, set[str] | None] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "path":
+            continue
+        hint = hints[f.name]
+        out[f.name] = ({g.name for g in dataclasses.fields(hint)}
+                       if dataclasses.is_dataclass(hint) else None)
+    return out
 
 
 def _top_level(cls: type[T], path: Path, data: dict[str, Any]) -> T:
@@ -356,7 +388,8 @@ def _top_level(cls: type[T], path: Path, data: dict[str, Any]) -> T:
 
 def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -> OperatorConfig:
     """Read and validate an operator's configuration file."""
-    config = _top_level(OperatorConfig, path, _read(path, environ, _sections(OperatorConfig)))
+    data = _read(path, environ, OperatorConfig, TrustSpaceConfig)
+    config = _top_level(OperatorConfig, path, data)
     if not config.operator.domains:
         raise ConfigError("operator.domains: at least one domain is needed")
     private_dir(config.operator.data_dir)
@@ -367,4 +400,4 @@ def load_trust_space_config(path: Path,
                             environ: Mapping[str, str] | None = None) -> TrustSpaceConfig:
     """Read and validate the trust space's configuration file."""
     return _top_level(TrustSpaceConfig, path,
-                      _read(path, environ, _sections(TrustSpaceConfig)))
+                      _read(path, environ, TrustSpaceConfig, OperatorConfig))

@@ -397,7 +397,7 @@ def test_after_a_key_rotation_new_tokens_log_in(environment: RunningEnvironment,
 @pytest.fixture(scope="module")
 def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEnvironment]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MSSANTE_PRO_SANTE_CONNECT__LEEWAY", "0")
+        patch.setenv("MSSANTE_PSC__LEEWAY", "0")
         with running_environment(tmp_path_factory.mktemp("psc-short"),
                                  psc_token_lifetime=2.0) as env:
             yield env
@@ -411,7 +411,7 @@ def test_an_expired_token(short_lived: RunningEnvironment) -> None:
     refused_everywhere(short_lived, DUPONT, token)
 
 
-# -- an operator without a [pro_sante_connect] issuer ----------------------------------------
+# -- an operator without a [psc] issuer ----------------------------------------------
 
 async def test_not_offered_without_an_issuer(environment: RunningEnvironment,
                                              tmp_path: Path) -> None:
@@ -425,7 +425,7 @@ async def test_not_offered_without_an_issuer(environment: RunningEnvironment,
         operator=OperatorSettings(domains=[HOSPITAL], hostname=f"mta.{HOSPITAL}"),
         trust=TrustSettings(url="https://127.0.0.1:9"), imaps=Listener("127.0.0.1", imaps),
         submissions=Listener("127.0.0.1", submissions))
-    assert not config.pro_sante_connect.enabled
+    assert not config.psc.enabled
     ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
     imap = await start_imap(ctx, config)
     smtp = await start_listeners(ctx, config)

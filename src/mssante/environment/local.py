@@ -402,7 +402,7 @@ port = {ports['imap']}
 host = "{HOST}"
 port = {ports['imaps']}
 
-[pro_sante_connect]
+[psc]
 issuer = {_toml_str(self.trust_space.psc_issuer(self.trust_url))}
 client_id = {_toml_str(client.client_id)}
 client_secret = {_toml_str(client.secret)}

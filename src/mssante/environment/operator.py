@@ -63,11 +63,12 @@ class OperatorService:
                 refresh_interval=config.trust.refresh_interval,
                 stale_after=config.trust.stale_after, timeout=config.trust.timeout)
             await self.trust.start()
-            psc = config.pro_sante_connect
+            psc = config.psc
             tokens = TokenChecker(psc.issuer, psc.expected_audience, config.tls.ca_file,
                                   leeway=psc.leeway, timeout=config.trust.timeout) \
                 if psc.enabled else None
-            ctx = OperatorRuntime(config.operator, self.store, self.trust, tokens=tokens)
+            ctx = OperatorRuntime(config.operator, self.store, self.trust, tokens=tokens,
+                                 passwords=psc.password_policy)
             self.worker = DeliveryWorker(ctx, config.queue, config.routes,
                                          cert_file=str(config.tls.cert_file),
                                          key_file=str(config.tls.key_file),

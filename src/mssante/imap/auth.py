@@ -2,13 +2,15 @@
 certificate of their card (persons CA), a program by its organisation certificate.
 
 - LOGIN and AUTHENTICATE PLAIN (RFC 4616) check the person's password
-  (auth/passwordlogin.py: argon2, remembered five minutes, throttled per client address).
+  (auth/passwordlogin.py: argon2, remembered five minutes, throttled per client address),
+  then the operator's password policy (domain/logins.py): a right password of a kind
+  of person it disables gets ``NO [AUTHENTICATIONFAILED]`` saying what to use instead.
 - AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate
   (auth/certlogin.py: a card holder, or a program bound to an APP mailbox). An
   authorisation identity, if given, must name the same identity.
 - AUTHENTICATE XOAUTH2 and OAUTHBEARER (RFC 7628) take a Pro Santé Connect access
   token (auth/psctoken.py); the login given must be the person the token names.
-  Offered only when the operator has a ``[pro_sante_connect]`` issuer.
+  Offered only when the operator has a ``[psc]`` issuer.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ async def password_login(ctx: OperatorRuntime, login: str, password: str,
     (auth/passwordlogin.py)."""
     try:
         return await passwordlogin.password_login(ctx.store, ctx.logins, login, password,
-                                                  address)
+                                                  address, ctx.passwords)
     except LoginThrottled as exc:
         raise Throttled(str(exc)) from exc
     except PasswordLoginFailed as exc:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from mssante.content.ascii import to_ascii
 from mssante.imap import mutf7
 from mssante.imap.tokens import Atom, String, Token
 
@@ -130,11 +131,12 @@ def untagged(text: bytes | str) -> bytes:
 
 def tagged(tag: str, status: str, text: str | bytes, code: str | bytes | None = None) -> bytes:
     """A status response: ``a1 NO [NONEXISTENT] No such mailbox`` and CRLF
-    (RFC 9051 §7.1). The tag ``*`` makes it an untagged status (``* OK [...]``)."""
+    (RFC 9051 §7.1); text given as ``str`` is folded to ASCII (content/ascii.py).
+    The tag ``*`` makes it an untagged status (``* OK [...]``)."""
     head = _clean(tag) + b" " + _clean(status) + b" "
     if code:
         head += b"[" + _clean(code) + b"] "
-    return head + _clean(text) + CRLF
+    return head + _clean(to_ascii(text) if isinstance(text, str) else text) + CRLF
 
 
 def _clean(text: str | bytes) -> bytes:

@@ -13,6 +13,7 @@ from mssante.auth.throttle import FailedLogins
 from mssante.config import OperatorSettings
 from mssante.content.dsn import RecipientStatus, build_dsn
 from mssante.content.headers import read_headers
+from mssante.domain.logins import PasswordPolicy
 from mssante.domain.mailboxes import Rules
 from mssante.domain.policy import serves
 from mssante.pki.verify import CertificateChecker
@@ -71,6 +72,8 @@ class OperatorRuntime:
     wake_queue: Callable[[], None] = lambda: None
     # checks Pro Santé Connect access tokens (XOAUTH2, OAUTHBEARER); None: not offered
     tokens: TokenChecker | None = None
+    # who may log in with a password ([psc.passwords], domain/logins.py)
+    passwords: PasswordPolicy = field(default_factory=PasswordPolicy)
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)

@@ -34,11 +34,11 @@ import io
 import logging
 import re
 import ssl
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from mssante.content.ascii import to_ascii
 from mssante.content.headers import crlf_line_endings
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp import maillog
@@ -74,11 +74,6 @@ def _line_length(data: bytes, carried: int) -> int:
             rest = size - start
             return -1 if rest >= budget else carried + rest
         start, carried = end + 1, 0
-
-
-def _ascii(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return decomposed.encode("ascii", "ignore").decode("ascii")
 
 
 # RFC 5321 §4.1.2 Mailbox inside a Path; quoted local parts allowed, checked further by
@@ -164,11 +159,12 @@ class MSSanteSMTP(SMTP):
         return obj.getpeercert(binary_form=True)
 
     async def push(self, status: str | bytes) -> None:
-        """Replies are US-ASCII (RFC 5321 §4.2): accents of French reasons are dropped."""
+        """Replies are US-ASCII (RFC 5321 §4.2): accents of French reasons are dropped
+        (content/ascii.py)."""
         if isinstance(status, bytes):
             await super().push(status)
             return
-        await super().push(status if status.isascii() else _ascii(status))
+        await super().push(to_ascii(status))
         if status[:1] in ("4", "5") and not status.startswith("421"):
             self.errors += 1
             if self.errors >= HARD_ERROR_LIMIT and self.transport is not None:

@@ -3,10 +3,12 @@
 Implementation notes:
 - AUTH only over TLS (STARTTLS on 587, implicit on 465): PLAIN (RFC 4616) and
   LOGIN with a person's login and password; EXTERNAL (RFC 4422 App. A) with an
-  organisation certificate, for the program behind an APP mailbox.
+  organisation certificate, for the program behind an APP mailbox. A right password
+  of a kind of person the operator's policy disables (domain/logins.py) gets
+  ``534 5.7.9`` (RFC 4954 §6: mechanism too weak for this user), saying what to use.
 - AUTH XOAUTH2 and OAUTHBEARER (RFC 7628) with a Pro Santé Connect access token
-  (auth/psctoken.py), offered only when the operator has a ``[pro_sante_connect]``
-  issuer (server.py excludes them otherwise). A refusal is ``535 5.7.8``, after
+  (auth/psctoken.py), offered only when the operator has a ``[psc]`` issuer
+  (server.py excludes them otherwise). A refusal is ``535 5.7.8``, after
   OAUTHBEARER's ``334`` JSON error (RFC 7628 §3.2.2); it counts like a wrong password
   for the connection's budget. The AUTH line may be as long as RFC 4954 §4 allows.
 - The envelope sender, the ``From`` mailbox and the ``Sender`` mailbox must be
@@ -37,7 +39,12 @@ from aiosmtpd.smtp import AuthResult, Session
 from mssante.auth import oauthsasl
 from mssante.auth.certlogin import CertificateLoginFailed, certificate_login
 from mssante.auth.identity import Identity
-from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, password_login
+from mssante.auth.passwordlogin import (
+    LoginThrottled,
+    PasswordLoginFailed,
+    PasswordsDisabled,
+    password_login,
+)
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed, token_login
 from mssante.content.headers import header_section, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
@@ -97,9 +104,11 @@ class SubmissionHandler:
         address = (peer_host(server.session) if server.session else None) or "unknown"
         try:
             identity = await password_login(self.ctx.store, self.ctx.logins, login, password,
-                                            address)
+                                            address, self.ctx.passwords)
         except LoginThrottled as exc:  # RFC 4954 §6: 454 4.7.0 temporary failure
             return await self._failed(server, login, f"454 4.7.0 {exc}")
+        except PasswordsDisabled as exc:  # RFC 4954 §6: 534 5.7.9 mechanism too weak
+            return await self._failed(server, login, f"534 5.7.9 {exc}")
         except PasswordLoginFailed:
             return await self._failed(server, login)
         return AuthResult(success=True, auth_data=identity)
