@@ -10,25 +10,18 @@ import asyncio
 import base64
 import imaplib
 import smtplib
-import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.auth.side_operator import SideOperator, side_operator
 from tests.auth.test_psc_tokens import DUPONT_ID, access_token, xoauth2
 from tests.conftest import RunningEnvironment
-from tests.imap.conftest import HOSPITAL, tls_context
+from tests.imap.conftest import tls_context
 
 from mssante.auth.passwords import hash_password
-from mssante.auth.psctoken import TokenChecker
-from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
 from mssante.domain.logins import PasswordPolicy
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
-from mssante.imap.server import start_imap
-from mssante.operator.runtime import OperatorRuntime
-from mssante.smtp.server import start_listeners
-from mssante.store import open_store
 
 DUPONT = "dupont@ch-xyz.mssante.fr"
 SECRETARY = "secretariat.cardio"
@@ -37,70 +30,36 @@ PASSWORD = "correct horse battery staple"
 DISABLED = "Passwords are disabled here for health professionals"
 
 
-@dataclass
-class Operator:
-    imaps: int
-    submissions: int
-    ca_file: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def strict_operator(environment: RunningEnvironment,
-                          tmp_path: Path) -> AsyncIterator[Operator]:
+                          tmp_path: Path) -> AsyncIterator[SideOperator]:
     """ch-xyz as an operator with ``[psc.passwords] professional = "disabled"``: Dr Dupont
     (a professional, idNatPs 810102727017), a secretary and a social worker, all with
     the same password."""
-    service = environment.service(HOSPITAL)
-    store = await open_store(f"sqlite:///{tmp_path / 'operator.sqlite3'}")
-    await store.create_person(DUPONT, PersonKind.HEALTH, "Dr Dupont",
-                              password_hash=hash_password(PASSWORD), rpps=DUPONT_ID[1:])
-    await store.create_mailbox(DUPONT, MailboxType.PER, rules=Rules(), owner=DUPONT)
-    await store.create_person(SECRETARY, PersonKind.STAFF, "Secrétariat",
-                              password_hash=hash_password(PASSWORD))
-    await store.create_person(SOCIAL, PersonKind.SOCIAL, "Assistante sociale",
-                              password_hash=hash_password(PASSWORD))
-    client = environment.operator(HOSPITAL)["psc_client"]
-    tokens = TokenChecker(str(environment.description["psc"]["issuer"]), client["client_id"],
-                          Path(environment.ca_file))
-    imaps, submissions = _free_port(), _free_port()
-    config = OperatorConfig(
-        path=Path("operator.toml"), tls=service.config.tls,
-        operator=OperatorSettings(domains=[HOSPITAL], hostname=f"mta.{HOSPITAL}"),
-        trust=TrustSettings(url="https://127.0.0.1:9"), imaps=Listener("127.0.0.1", imaps),
-        submissions=Listener("127.0.0.1", submissions))
-    assert service.trust is not None
-    ctx = OperatorRuntime(config.operator, store, service.trust, tokens=tokens,
-                          passwords=PasswordPolicy(frozenset({PersonKind.HEALTH})))
-    imap = await start_imap(ctx, config)
-    smtp = await start_listeners(ctx, config)
-    try:
-        yield Operator(imaps, submissions, environment.ca_file)
-    finally:
-        imap.close()
-        smtp.close()
-        await imap.wait_closed()
-        await smtp.wait_closed()
-        await store.close()
+    async with side_operator(environment, tmp_path, passwords=PasswordPolicy(
+            frozenset({PersonKind.HEALTH}))) as operator:
+        store = operator.store
+        await store.create_person(DUPONT, PersonKind.HEALTH, "Dr Dupont",
+                                  password_hash=hash_password(PASSWORD), rpps=DUPONT_ID[1:])
+        await store.create_mailbox(DUPONT, MailboxType.PER, rules=Rules(), owner=DUPONT)
+        await store.create_person(SECRETARY, PersonKind.STAFF, "Secrétariat",
+                                  password_hash=hash_password(PASSWORD))
+        await store.create_person(SOCIAL, PersonKind.SOCIAL, "Assistante sociale",
+                                  password_hash=hash_password(PASSWORD))
+        yield operator
 
 
-def imaps(env: RunningEnvironment, op: Operator) -> imaplib.IMAP4_SSL:
+def imaps(env: RunningEnvironment, op: SideOperator) -> imaplib.IMAP4_SSL:
     return imaplib.IMAP4_SSL("127.0.0.1", op.imaps, ssl_context=tls_context(env), timeout=30)
 
 
-def submissions(env: RunningEnvironment, op: Operator) -> smtplib.SMTP_SSL:
+def submissions(env: RunningEnvironment, op: SideOperator) -> smtplib.SMTP_SSL:
     smtp = smtplib.SMTP_SSL("127.0.0.1", op.submissions, context=tls_context(env), timeout=30)
     smtp.ehlo("client.test")
     return smtp
 
 
-def imap_refusal(env: RunningEnvironment, op: Operator,
+def imap_refusal(env: RunningEnvironment, op: SideOperator,
                  attempt: Callable[[imaplib.IMAP4], object]) -> str:
     with imaps(env, op) as client:
         with pytest.raises(imaplib.IMAP4.error) as refused:
@@ -114,7 +73,7 @@ def plain(login: str, password: str) -> bytes:
 
 
 async def test_a_stolen_professional_password_does_not_open_the_mailbox(
-        environment: RunningEnvironment, strict_operator: Operator) -> None:
+        environment: RunningEnvironment, strict_operator: SideOperator) -> None:
     """Right password, professional, passwords disabled: refused at IMAP (LOGIN and
     AUTHENTICATE PLAIN) and submission (PLAIN and LOGIN), with what to use instead."""
     def clients() -> None:
@@ -136,7 +95,7 @@ async def test_a_stolen_professional_password_does_not_open_the_mailbox(
 
 
 async def test_a_wrong_password_tells_nothing_about_the_policy(
-        environment: RunningEnvironment, strict_operator: Operator) -> None:
+        environment: RunningEnvironment, strict_operator: SideOperator) -> None:
     """A guess is refused as for an unknown login: the refusal naming the policy goes
     only to whoever knows the password."""
     def clients() -> None:
@@ -153,7 +112,7 @@ async def test_a_wrong_password_tells_nothing_about_the_policy(
 
 
 async def test_other_kinds_keep_their_passwords(environment: RunningEnvironment,
-                                                strict_operator: Operator) -> None:
+                                                strict_operator: SideOperator) -> None:
     def clients() -> None:
         for login in (SECRETARY, SOCIAL):
             with imaps(environment, strict_operator) as client:
@@ -165,7 +124,7 @@ async def test_other_kinds_keep_their_passwords(environment: RunningEnvironment,
 
 
 async def test_the_professional_logs_in_with_pro_sante_connect(
-        environment: RunningEnvironment, strict_operator: Operator) -> None:
+        environment: RunningEnvironment, strict_operator: SideOperator) -> None:
     token = await asyncio.to_thread(access_token, environment)
 
     def clients() -> None:
@@ -181,7 +140,7 @@ async def test_the_professional_logs_in_with_pro_sante_connect(
 
 
 async def test_the_professional_logs_in_with_the_card(environment: RunningEnvironment,
-                                                      strict_operator: Operator,
+                                                      strict_operator: SideOperator,
                                                       tmp_path: Path) -> None:
     card = environment.env.trust_space.pki.issue_person(
         "Dr Dupont", given_name="Jean", surname="Dupont", id_nat_ps=DUPONT_ID,

@@ -20,6 +20,12 @@ IMAP and SMTP submission alike; no protocol here.
   client gave, when it gave one, must be that person's login.
 - A refusal says nothing of the token's content to the client: the reason is logged.
 - The provider out of reach is ``ProviderUnavailable``: a temporary failure.
+- A token of a PSC session that ended (``pscsessions.EndedSessions``: the provider's
+  back-channel logout) logs no one in, even before its ``exp``.
+- Logout tokens (OpenID Connect Back-Channel Logout 1.0 §2.6) are checked with the same
+  keys: signature, ``iss``, ``aud`` the operator's client id, ``iat`` recent, ``exp``
+  not past, the back-channel logout event, a ``sid`` or a ``sub``, no ``nonce``, the
+  ``typ`` header ``logout+jwt`` when present, and a ``jti`` not seen before.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from mssante.auth.identity import Identity
+from mssante.auth.identity import Identity, PscLogin
+from mssante.auth.pscsessions import EndedSessions
 from mssante.pki.tls import client_context
 from mssante.store.models import Person
 
@@ -50,6 +57,9 @@ ACCESS_TYPE = "Bearer"  # the ``typ`` claim of an access token (Keycloak, as PSC
 DISCOVERY_TTL = 3600.0  # seconds a discovery document is kept
 JWKS_MIN_INTERVAL = 3.0  # seconds between two fetches of the keys on an unknown kid
 MAX_TOKEN = 8192  # octets of a token looked at
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"  # Back-Channel §2.4
+LOGOUT_TYPE = "logout+jwt"  # Back-Channel Logout §2.4: the explicit type of the JWT
+LOGOUT_MAX_AGE = 300.0  # seconds: an older logout token (by iat) is refused as a replay
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,10 @@ class ProviderUnavailable(TokenLoginFailed):
     """The provider's discovery document or keys could not be read: try again later."""
 
 
+class LogoutRefused(Exception):
+    """Not a valid logout token (Back-Channel Logout §2.6); the message may be shown."""
+
+
 class TokenHolders(Protocol):
     """Where the persons a token names are found (the operator's store)."""
 
@@ -72,9 +86,13 @@ class TokenChecker:
     """Checks access tokens of one provider for one audience; one per operator process."""
 
     def __init__(self, issuer: str, audience: str, ca_file: Path, *, leeway: float = 30.0,
-                 timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+                 timeout: float = 10.0, clock: Callable[[], float] = time.time,
+                 client_id: str = "") -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
+        self.client_id = client_id or audience  # the ``aud`` of logout tokens
+        self.ended = EndedSessions(clock=clock)  # PSC sessions ended by back-channel logout
+        self._logout_ids: dict[str, float] = {}  # jti of logout tokens taken -> until
         self.leeway = leeway
         self._ca_file = ca_file
         self._timeout = timeout
@@ -92,40 +110,94 @@ class TokenChecker:
 
     async def id_nat_ps(self, token: str) -> str:
         """The idNatPs of the professional the access token names, or TokenLoginFailed."""
-        kid = _kid_of(token)
+        return (await self.access(token)).subject
+
+    async def access(self, token: str) -> PscLogin:
+        """The PSC session and professional an access token stands for, or
+        TokenLoginFailed (also when that session ended)."""
+        claims = await self._verified(token, _kid_of(token), "PSC token", aud=self.audience,
+                                      acr={"essential": True, "value": ACR},
+                                      typ={"essential": True, "value": ACCESS_TYPE})
+        if claims is None:
+            raise TokenLoginFailed("Invalid token")
+        subject = claims.get("SubjectNameID") or claims.get("preferred_username")
+        if not isinstance(subject, str) or not subject:
+            raise TokenLoginFailed("The token names no professional")
+        sid, iat = claims.get("sid"), claims.get("iat")
+        login = PscLogin(subject=subject, sid=sid if isinstance(sid, str) else "",
+                         issued_at=float(iat) if isinstance(iat, int | float) else 0.0)
+        if self.ended.ended(login):
+            log.info("PSC token refused: its session %r ended", login.sid)
+            raise TokenLoginFailed("The Pro Santé Connect session has ended")
+        return login
+
+    async def logout(self, token: str) -> None:
+        """Take a logout token the provider posted (Back-Channel Logout 1.0 §2.6) and end
+        the session (``sid``), or every session of the person (``sub`` alone), in
+        ``self.ended``; LogoutRefused when it is not a valid one."""
+        header = _header_of(token, LogoutRefused("Not a JWT"))
+        if header.get("typ", LOGOUT_TYPE) != LOGOUT_TYPE:
+            raise LogoutRefused("Not a logout token (typ)")
+        kid = header.get("kid")
+        now = self._clock()
+        claims = await self._verified(token, kid if isinstance(kid, str) else "",
+                                      "PSC logout token", aud=self.client_id,
+                                      iat={"essential": True}, jti={"essential": True})
+        if claims is None:
+            raise LogoutRefused("Invalid logout token")
+        events = claims.get("events")
+        if not isinstance(events, dict) or not isinstance(events.get(LOGOUT_EVENT), dict):
+            raise LogoutRefused("The token carries no back-channel logout event")
+        if "nonce" in claims:  # §2.4: a logout token is never an ID token
+            raise LogoutRefused("A logout token has no nonce")
+        sid, sub = claims.get("sid"), claims.get("sub")
+        if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
+            raise LogoutRefused("The token names neither a session nor a subject")
+        if float(claims["iat"]) < now - LOGOUT_MAX_AGE - self.leeway:
+            raise LogoutRefused("The logout token is too old")
+        self._logout_ids = {k: v for k, v in self._logout_ids.items() if v > now}
+        jti = str(claims["jti"])
+        if jti in self._logout_ids:
+            raise LogoutRefused("This logout token was used already")
+        self._logout_ids[jti] = now + LOGOUT_MAX_AGE + 2 * self.leeway
+        if isinstance(sid, str) and sid:
+            self.ended.end_session(sid)
+        else:
+            self.ended.end_subject(str(sub))
+        log.info("PSC back-channel logout: session %r, subject %r ended", sid, sub)
+
+    async def _verified(self, token: str, kid: str, what: str, *, aud: str,
+                        **essential: Any) -> dict[str, Any] | None:
+        """The claims of a token signed by the provider with key ``kid``, for ``aud``,
+        not expired, with the ``essential`` claims; None otherwise (the reason is
+        logged). ProviderUnavailable when the keys cannot be read."""
         keys = await self._keys_for(kid)
+        if keys is None:
+            log.info("%s refused: unknown key id %r", what, kid)
+            return None
         try:
             decoded = jwt.decode(token, keys, algorithms=[ALGORITHM])
             JWTClaimsRegistry(
                 now=int(self._clock()), leeway=int(self.leeway),
                 iss={"essential": True, "value": self.issuer},
-                aud={"essential": True, "value": self.audience},
-                exp={"essential": True},
-                acr={"essential": True, "value": ACR},
-                typ={"essential": True, "value": ACCESS_TYPE},
+                aud={"essential": True, "value": aud},
+                exp={"essential": True}, **essential,
             ).validate(decoded.claims)
         except (JoseError, ValueError) as exc:
-            log.info("PSC token refused: %s", exc)
-            raise TokenLoginFailed("Invalid token") from None
-        claims = decoded.claims
-        subject = claims.get("SubjectNameID") or claims.get("preferred_username")
-        if not isinstance(subject, str) or not subject:
-            raise TokenLoginFailed("The token names no professional")
-        return subject
+            log.info("%s refused: %s", what, exc)
+            return None
+        return dict(decoded.claims)
 
-    async def _keys_for(self, kid: str) -> KeySet:
+    async def _keys_for(self, kid: str) -> KeySet | None:
         """The published keys, fetched again if they lack ``kid`` and were not fetched
-        in the last JWKS_MIN_INTERVAL seconds."""
+        in the last JWKS_MIN_INTERVAL seconds; None when they still lack it."""
         async with self._lock:
             keys = self._keys
             if keys is not None and _holds(keys, kid):
                 return keys
             if keys is None or self._clock() - self._keys_at >= JWKS_MIN_INTERVAL:
                 keys = await self._fetch_keys()
-            if not _holds(keys, kid):
-                log.info("PSC token refused: unknown key id %r", kid)
-                raise TokenLoginFailed("Invalid token")
-            return keys
+            return keys if _holds(keys, kid) else None
 
     async def _fetch_keys(self) -> KeySet:
         configuration = await self._discovery()
@@ -168,17 +240,24 @@ class TokenChecker:
 
 def _kid_of(token: str) -> str:
     """The ``kid`` of a compact JWS's protected header (nothing verified yet)."""
-    if len(token) > MAX_TOKEN or token.count(".") != 2:
+    kid = _header_of(token, TokenLoginFailed("Invalid token")).get("kid")
+    if not isinstance(kid, str) or not kid:
         raise TokenLoginFailed("Invalid token")
+    return kid
+
+
+def _header_of(token: str, refusal: Exception) -> dict[str, Any]:
+    """The protected header of a compact JWS (nothing verified yet), or ``refusal``."""
+    if len(token) > MAX_TOKEN or token.count(".") != 2:
+        raise refusal
     head = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (binascii.Error, ValueError):
-        raise TokenLoginFailed("Invalid token") from None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    if not isinstance(kid, str) or not kid:
-        raise TokenLoginFailed("Invalid token")
-    return kid
+        raise refusal from None
+    if not isinstance(header, dict):
+        raise refusal
+    return header
 
 
 def _holds(keys: KeySet, kid: str) -> bool:
@@ -189,7 +268,8 @@ async def token_login(checker: TokenChecker, holders: TokenHolders, token: str,
                       login: str) -> Identity:
     """The person the access token names; ``login``, if the client gave one (the SASL
     ``user`` or authzid), must be that person's."""
-    id_nat_ps = await checker.id_nat_ps(token)
+    psc = await checker.access(token)
+    id_nat_ps = psc.subject
     person = await holders.person_by_id_nat_ps(id_nat_ps)
     if person is None:
         log.info("PSC token of %s: no account here", id_nat_ps)
@@ -197,4 +277,4 @@ async def token_login(checker: TokenChecker, holders: TokenHolders, token: str,
     if login and login.casefold() != person.login.casefold():
         log.info("PSC token of %s presented for the login %r", person.login, login)
         raise TokenLoginFailed("The token is not this user's")
-    return Identity(person.login, person.kind.value)
+    return Identity(person.login, person.kind.value, psc=psc)

@@ -32,6 +32,7 @@ class OperatorService:
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
         self.store: Store | None = None
+        self.runtime: OperatorRuntime | None = None  # what the protocol servers share
         self.trust: TrustClient | None = None
         self.publisher: DirectoryPublisher | None = None
         self.worker: DeliveryWorker | None = None
@@ -65,8 +66,8 @@ class OperatorService:
             await self.trust.start()
             psc = config.psc
             tokens = TokenChecker(psc.issuer, psc.expected_audience, config.tls.ca_file,
-                                  leeway=psc.leeway, timeout=config.trust.timeout) \
-                if psc.enabled else None
+                                  leeway=psc.leeway, timeout=config.trust.timeout,
+                                  client_id=psc.client_id) if psc.enabled else None
             ctx = OperatorRuntime(config.operator, self.store, self.trust, tokens=tokens,
                                  passwords=psc.password_policy)
             self.worker = DeliveryWorker(ctx, config.queue, config.routes,
@@ -74,6 +75,7 @@ class OperatorService:
                                          key_file=str(config.tls.key_file),
                                          ca_file=str(config.tls.ca_file))
             ctx.wake_queue = self.worker.wake
+            self.runtime = ctx
             self.listeners = await start_listeners(ctx, config)
             self.imap = await start_imap(ctx, config)
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
@@ -106,6 +108,7 @@ class OperatorService:
         if self.publisher is not None:
             await self.publisher.stop()
             self.publisher = None
+        self.runtime = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -338,6 +338,8 @@ class Session:
                 raise bad(f"{name} is not allowed in the {self.state.value} state")
             raise bad(f"unknown command {name}")
         try:
+            if self.identity is not None and self.identity.psc is not None:
+                self._check_psc_session()
             if self.home is not None and name != "LOGOUT":
                 await self._check_home(self.home)
             if self.selected is not None:
@@ -736,7 +738,7 @@ class Session:
             if self.selected is not None:
                 await self.announce(allow_expunge=True)
             await self.conn.drain()
-            line = await self.conn.readline(self.limits.idle_timeout)
+            line = await self._idle_line()
         finally:
             self.idling = False
             if self._push_task is not None:  # let a push in flight finish first
@@ -747,6 +749,30 @@ class Session:
         if self.selected is not None:
             await self.announce(allow_expunge=True)
         self.ok(tag, "IDLE terminated")
+
+    async def _idle_line(self) -> bytes:
+        """The client's next line (DONE); a session logged in with a PSC token ends as
+        soon as that PSC session ends, without waiting for it."""
+        identity, tokens = self.identity, self.ctx.tokens
+        if identity is None or identity.psc is None or tokens is None:
+            return await self.conn.readline(self.limits.idle_timeout)
+        ended = asyncio.Event()
+        stop_watching = tokens.ended.watch(ended.set)
+        reading = asyncio.ensure_future(self.conn.readline(self.limits.idle_timeout))
+        waiting = asyncio.ensure_future(ended.wait())
+        try:
+            while True:
+                await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if reading.done():
+                    return reading.result()
+                self._check_psc_session()  # raises Logout when it was this session
+                ended.clear()
+                waiting = asyncio.ensure_future(ended.wait())
+        finally:
+            stop_watching()
+            for task in (reading, waiting):
+                task.cancel()
+            await asyncio.gather(reading, waiting, return_exceptions=True)
 
     # ACL, RFC 4314
 
@@ -1283,6 +1309,16 @@ class Session:
         mailbox = await self.ctx.mailbox(home)
         if mailbox is None or not mailbox.active:
             self.write(b"* BYE The mailbox " + home.encode() + b" was closed\r\n")
+            raise Logout
+
+    def _check_psc_session(self) -> None:
+        """A session logged in with a Pro Santé Connect token ends when that PSC session
+        ended (the provider's back-channel logout, auth/pscsessions.py)."""
+        identity, tokens = self.identity, self.ctx.tokens
+        if identity is None or identity.psc is None or tokens is None:
+            return
+        if tokens.ended.ended(identity.psc):
+            self.write(b"* BYE Your Pro Sante Connect session has ended: log in again\r\n")
             raise Logout
 
     async def _check_access(self) -> None:

@@ -165,7 +165,11 @@ class MSSanteSMTP(SMTP):
             await super().push(status)
             return
         await super().push(to_ascii(status))
-        if status[:1] in ("4", "5") and not status.startswith("421"):
+        if status.startswith("421"):  # RFC 5321 §4.2.3: the channel is closing
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if status[:1] in ("4", "5"):
             self.errors += 1
             if self.errors >= HARD_ERROR_LIMIT and self.transport is not None:
                 await super().push("421 4.7.0 Too many errors, closing the connection")

@@ -11,6 +11,8 @@ Implementation notes:
   (server.py excludes them otherwise). A refusal is ``535 5.7.8``, after
   OAUTHBEARER's ``334`` JSON error (RFC 7628 §3.2.2); it counts like a wrong password
   for the connection's budget. The AUTH line may be as long as RFC 4954 §4 allows.
+  Once the PSC session the token stood for has ended (auth/pscsessions.py), the next
+  MAIL gets ``421 4.7.0`` and the connection closes.
 - The envelope sender, the ``From`` mailbox and the ``Sender`` mailbox must be
   mailboxes the identity may use (domain.policy.check_may_send_as). The rights are
   read again from the store at each MAIL and at DATA, never kept from AUTH: a
@@ -251,6 +253,10 @@ class SubmissionHandler:
     async def handle_MAIL(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, options: list[str]) -> str:
         identity = self._identity(session)
+        tokens = self.ctx.tokens
+        if identity.psc is not None and tokens is not None and tokens.ended.ended(identity.psc):
+            # auth/pscsessions.py: the PSC session the token stood for was ended
+            return "421 4.7.0 Your Pro Sante Connect session has ended: authenticate again"
         if not address:
             raise SMTPReply(SENDER_NOT_ALLOWED.with_text("The null sender is not allowed here"))
         try:
