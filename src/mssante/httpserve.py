@@ -13,7 +13,8 @@ Invariants:
   cancellation propagates. The socket is closed when ``serve`` returns, whatever
   the reason.
 - uvicorn does not touch the logging configuration (``log_config=None``) and keeps
-  no access log.
+  no access log. Answers carry no ``Server`` header: the software is not advertised
+  (as the SMTP greeting does not name it).
 - TLS is the caller's ``ssl.SSLContext`` (``mssante.pki.tls.server_context``: the
   project's one TLS policy), never uvicorn's own defaults.
 """
@@ -78,6 +79,7 @@ async def serve(app: ASGIApp, sock: socket.socket, *,
         log_config=None,
         log_level="warning",
         access_log=False,
+        server_header=False,
         lifespan="auto",
         timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
     )

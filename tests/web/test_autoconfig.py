@@ -228,6 +228,7 @@ def test_head_and_other_methods(environment: RunningEnvironment) -> None:
         head = client.head(base_url(environment, HOSPITAL) + WELL_KNOWN)
         post = client.post(base_url(environment, HOSPITAL) + WELL_KNOWN)
     assert head.status_code == 200 and head.content == b""
+    assert "server" not in head.headers  # the software is not advertised
     assert head.headers["content-type"] == "application/xml"
     assert post.status_code == 405
 
