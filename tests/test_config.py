@@ -111,6 +111,7 @@ def test_the_example_configurations_load(tmp_path: Path) -> None:
     assert operator.smtp.port == 25 and operator.submissions.port == 465
     assert operator.queue.workers == 32
     assert not operator.psc.enabled  # XOAUTH2 and OAUTHBEARER off
+    assert operator.https.port == 443 and operator.autoconfig.host == ""
     trust = load_trust_space_config(examples / "trust.toml", environ={})
     assert trust.trust_space.port == 8443
     assert trust.psc.simulator is False and trust.psc.access_token_lifetime == 300.0
@@ -166,3 +167,42 @@ def test_psc_variables_go_to_the_component_that_knows_the_key(tmp_path: Path) ->
                          (trust_file, load_trust_space_config)]:
         with pytest.raises(ConfigError, match=r"psc\.audiance: unknown setting"):
             load(config, environ={"MSSANTE_PSC__AUDIANCE": "mss"})  # type: ignore[operator]
+
+
+def test_https_and_autoconfig_settings(tmp_path: Path) -> None:
+    config = load_operator_config(write(tmp_path, MINIMAL), environ={})
+    assert config.https.port == 0  # no HTTPS listener unless set
+    assert config.autoconfig.host == "" and config.autoconfig.imaps_port == 0
+    text = MINIMAL + ('[https]\nhost = "0.0.0.0"\nport = 443\n[imaps]\nport = 993\n'
+                      '[autoconfig]\nhost = "imap.ch-xyz.mssante.fr"\nimaps_port = 10993\n'
+                      'display_name = "Centre Hospitalier XYZ"\n')
+    config = load_operator_config(write(tmp_path, text), environ={})
+    assert (config.https.host, config.https.port) == ("0.0.0.0", 443)
+    assert config.autoconfig.host == "imap.ch-xyz.mssante.fr"
+    assert config.autoconfig.imaps_port == 10993
+    for host in ("192.0.2.7", "2001:db8::7", "localhost", "mail.example."):
+        config = load_operator_config(write(tmp_path, MINIMAL), environ={
+            "MSSANTE_AUTOCONFIG__HOST": host})
+        assert config.autoconfig.host == host
+
+
+@pytest.mark.parametrize("env,key", [
+    ({"MSSANTE_HTTPS__PORT": "65536"}, "https.port"),
+    ({"MSSANTE_HTTPS__PORT": "https"}, "https.port"),
+    ({"MSSANTE_AUTOCONFIG__HOST": "https://mail.example"}, "autoconfig.host"),
+    ({"MSSANTE_AUTOCONFIG__HOST": "mail.example:993"}, "autoconfig.host"),
+    ({"MSSANTE_AUTOCONFIG__HOST": "mail example"}, "autoconfig.host"),
+    ({"MSSANTE_AUTOCONFIG__HOST": "-mail.example"}, "autoconfig.host"),
+    ({"MSSANTE_AUTOCONFIG__HOST": "a" * 64 + ".example"}, "autoconfig.host"),
+    ({"MSSANTE_AUTOCONFIG__IMAPS_PORT": "-1"}, "autoconfig.imaps_port"),
+    ({"MSSANTE_AUTOCONFIG__SUBMISSION_PORT": "70000"}, "autoconfig.submission_port"),
+    ({"MSSANTE_AUTOCONFIG__DISPLAY_NAME": '"a\\u0001b"'}, "autoconfig.display_name"),
+    ({"MSSANTE_AUTOCONFIG__DISPLAY_NAME": "x" * 101}, "autoconfig.display_name"),
+    ({"MSSANTE_AUTOCONFIG__PORT": "443"}, "autoconfig.port"),
+    # a port told to clients for a listener that does not listen
+    ({"MSSANTE_AUTOCONFIG__IMAP_PORT": "143"}, "autoconfig.imap_port"),
+])
+def test_https_and_autoconfig_errors_name_the_key(tmp_path: Path, env: dict[str, str],
+                                                  key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_operator_config(write(tmp_path, MINIMAL), environ=env)

@@ -14,7 +14,9 @@ Nothing here opens a socket or a database.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -167,6 +169,46 @@ class OperatorPSCSettings:
         return out
 
 
+# RFC 1123 §2.1 host name: LDH labels of 1 to 63 characters, 253 in all
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _is_host(value: str) -> bool:
+    """A DNS host name or an IP address (what a client connects to)."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    return len(value) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoconfigSettings:
+    """What mail clients are told to connect to (web/autoconfig.py): by default the
+    operator's ``hostname`` and each listener's own port. Behind a proxy or NAT, the
+    name and ports the clients reach. A listener with port 0 is never advertised."""
+
+    host: str = ""  # host name (or IP address) of IMAP and submission; empty: operator.hostname
+    imap_port: int = 0  # the port clients reach [imap] at; 0: [imap].port
+    imaps_port: int = 0  # the same for [imaps]
+    submission_port: int = 0  # the same for [submission]
+    submissions_port: int = 0  # the same for [submissions]
+    display_name: str = ""  # the service's name clients show; empty: the first domain
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.host and not _is_host(self.host):
+            out.append(("host", "must be a host name or an IP address (no scheme, no port)"))
+        for name in ("imap_port", "imaps_port", "submission_port", "submissions_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                out.append((name, "must be between 0 and 65535 (0: the listener's port)"))
+        if len(self.display_name) > 100 or not self.display_name.isprintable():
+            out.append(("display_name", "must be printable, at most 100 characters"))
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorConfig:
     """The whole configuration of one operator process."""
@@ -180,6 +222,8 @@ class OperatorConfig:
     submissions: Listener = Listener()  # submission with implicit TLS (:465)
     imap: Listener = Listener()  # IMAP with STARTTLS (:143)
     imaps: Listener = Listener()  # IMAP with implicit TLS (:993)
+    https: Listener = Listener()  # HTTPS: client autoconfiguration (:443)
+    autoconfig: AutoconfigSettings = AutoconfigSettings()
     queue: QueueSettings = QueueSettings()
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
     psc: OperatorPSCSettings = field(default_factory=OperatorPSCSettings)
@@ -392,6 +436,11 @@ def load_operator_config(path: Path, environ: Mapping[str, str] | None = None) -
     config = _top_level(OperatorConfig, path, data)
     if not config.operator.domains:
         raise ConfigError("operator.domains: at least one domain is needed")
+    for name in ("imap", "imaps", "submission", "submissions"):
+        listener: Listener = getattr(config, name)
+        if getattr(config.autoconfig, f"{name}_port") and listener.port == 0:
+            raise ConfigError(f"autoconfig.{name}_port: [{name}] does not listen (port 0), "
+                              "so clients are not told of it")
     private_dir(config.operator.data_dir)
     return config
 

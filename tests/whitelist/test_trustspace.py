@@ -11,8 +11,9 @@ import httpx
 import pytest
 from cryptography import x509
 
+from mssante.httpserve import bind
 from mssante.pki.tls import client_context
-from mssante.trustspace.server import RunningTrustSpace, bind, serve
+from mssante.trustspace.server import RunningTrustSpace, serve
 from mssante.trustspace.service import TrustSpace
 from mssante.whitelist.model import WhitelistEntry
 from mssante.whitelist.xmlformat import from_xml

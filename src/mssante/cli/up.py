@@ -63,10 +63,11 @@ def _show(env: LocalEnvironment) -> None:
                   f"mssante psc token --env {env.data_dir / 'environment.json'} "
                   f"--id-nat-ps IDNATPS", highlight=False, soft_wrap=True)
     endpoints = Table("operator", "MTA (STARTTLS)", "submission (STARTTLS)",
-                      "submissions (TLS)")
+                      "submissions (TLS)", "IMAP (STARTTLS)", "IMAPS (TLS)",
+                      "HTTPS (autoconfig)")
     for op in d["operators"]:
-        endpoints.add_row(op["domain"], str(op["smtp"]["port"]), str(op["submission"]["port"]),
-                          str(op["submissions"]["port"]))
+        endpoints.add_row(op["domain"], *(str(op[name]["port"]) for name in (
+            "smtp", "submission", "submissions", "imap", "imaps", "https")))
     console.print(endpoints)
     for outside in d["outside_operators"]:
         dn = outside["dn"] or "(no dn: whitelist it yourself)"

@@ -16,7 +16,9 @@ is repaired at each start, and what was repaired is logged.
 
 Ports: the trust space listens on ``base_port``; operator *i* (0, 1, 2) on
 ``base_port + 10*(i+1)`` (MTA), ``+1`` (submission, STARTTLS), ``+2`` (submissions,
-implicit TLS), ``+3`` (IMAP, STARTTLS), ``+4`` (IMAP, implicit TLS).
+implicit TLS), ``+3`` (IMAP, STARTTLS), ``+4`` (IMAP, implicit TLS), ``+5`` (HTTPS:
+client autoconfiguration). Mail clients are told to connect to 127.0.0.1
+(``[autoconfig] host``): the operators' names do not resolve on a laptop.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from mssante.directory.store import open_directory
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.environment.operator import OperatorService
 from mssante.environment.outside import OUTSIDE_FILE, OutsideOperator, load_outside_operators
-from mssante.errors import ConfigError
+from mssante.errors import ConfigError, TrustSpaceUnavailable
 from mssante.files import private_dir, repair_permissions, write_atomic
+from mssante.httpserve import wait_started
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
 from mssante.psc.clients import Client, Clients
@@ -215,7 +218,7 @@ class LocalEnvironment:
     def ports(self, index: int) -> dict[str, int]:
         base = self.base_port + 10 * (index + 1)
         return {"smtp": base, "submission": base + 1, "submissions": base + 2,
-                "imap": base + 3, "imaps": base + 4}
+                "imap": base + 3, "imaps": base + 4, "https": base + 5}
 
     # -- first start and later starts ---------------------------------------------------
 
@@ -284,6 +287,7 @@ class LocalEnvironment:
                 "submissions": {"host": HOST, "port": ports["submissions"], "tls": "implicit"},
                 "imap": {"host": HOST, "port": ports["imap"], "tls": "starttls"},
                 "imaps": {"host": HOST, "port": ports["imaps"], "tls": "implicit"},
+                "https": {"host": HOST, "port": ports["https"], "tls": "implicit"},
                 "psc_client": {"client_id": client.client_id, "client_secret": client.secret,
                                "redirect_uri": PSC_REDIRECT_URI},
             })
@@ -402,6 +406,13 @@ port = {ports['imap']}
 host = "{HOST}"
 port = {ports['imaps']}
 
+[https]
+host = "{HOST}"
+port = {ports['https']}
+
+[autoconfig]
+host = "{HOST}"  # what mail clients are told to connect to
+
 [psc]
 issuer = {_toml_str(self.trust_space.psc_issuer(self.trust_url))}
 client_id = {_toml_str(client.client_id)}
@@ -450,16 +461,13 @@ poll_interval = 0.5
         ready = asyncio.Event()
         self._trust_task = asyncio.get_running_loop().create_task(
             serve_trust_space(self.trust_space, HOST, self.base_port, ready=ready))
-        waiter = asyncio.get_running_loop().create_task(ready.wait())
-        done, _ = await asyncio.wait({waiter, self._trust_task},
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if self._trust_task in done:
-            waiter.cancel()
-            try:
-                self._trust_task.result()  # raises why the trust space did not start
-            except OSError as exc:
-                raise ConfigError(f"--base-port: the trust space cannot listen on "
-                                  f"{HOST}:{self.base_port}: {exc.strerror or exc}") from None
+        try:
+            started = await wait_started(self._trust_task, ready)
+        except OSError as exc:
+            raise ConfigError(f"--base-port: the trust space cannot listen on "
+                              f"{HOST}:{self.base_port}: {exc.strerror or exc}") from None
+        if not started:
+            raise TrustSpaceUnavailable("the trust space's HTTPS server stopped while starting")
         try:
             for operator in self.description["operators"]:
                 service = OperatorService(load_operator_config(Path(operator["config"])))

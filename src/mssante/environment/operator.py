@@ -1,5 +1,5 @@
-"""One operator process: store, trust client, directory publisher, SMTP and IMAP
-listeners, the delivery worker and the queue's retention.
+"""One operator process: store, trust client, directory publisher, SMTP, IMAP and
+HTTPS listeners, the delivery worker and the queue's retention.
 
 The directory publisher starts right after the store (entries left by a previous
 run, or written by the CLI, go as soon as the trust space answers) and stops
@@ -21,6 +21,7 @@ from mssante.queue.retention import QueueRetention
 from mssante.queue.worker import DeliveryWorker
 from mssante.smtp.server import Listeners, start_listeners
 from mssante.store import Store, open_store
+from mssante.web.server import WebListener, start_web
 from mssante.whitelist.client import TrustClient
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class OperatorService:
         self.worker: DeliveryWorker | None = None
         self.listeners: Listeners | None = None
         self.imap: ImapListeners | None = None
+        self.web: WebListener | None = None
         self.retention: QueueRetention | None = None
         self._worker_task: asyncio.Task[None] | None = None
 
@@ -46,6 +48,8 @@ class OperatorService:
         ports = dict(self.listeners.ports) if self.listeners else {}
         if self.imap is not None:
             ports.update(self.imap.ports)
+        if self.web is not None:
+            ports.update(self.web.ports)
         return ports
 
     async def start(self) -> None:
@@ -78,6 +82,7 @@ class OperatorService:
             self.runtime = ctx
             self.listeners = await start_listeners(ctx, config)
             self.imap = await start_imap(ctx, config)
+            self.web = await start_web(ctx, config)
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
             self.retention = QueueRetention(self.store, config.queue)
             self.retention.start()
@@ -87,6 +92,9 @@ class OperatorService:
         log.info("operator %s listening on %s", ", ".join(config.operator.domains), self.ports)
 
     async def stop(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
         if self.imap is not None:
             self.imap.close()
             await self.imap.wait_closed()
