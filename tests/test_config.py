@@ -111,7 +111,7 @@ def test_the_example_configurations_load(tmp_path: Path) -> None:
     assert operator.smtp.port == 25 and operator.submissions.port == 465
     assert operator.queue.workers == 32
     assert not operator.psc.enabled  # XOAUTH2 and OAUTHBEARER off
-    assert operator.https.port == 443 and operator.autoconfig.host == ""
+    assert operator.web.port == 443 and operator.autoconfig.host == ""
     trust = load_trust_space_config(examples / "trust.toml", environ={})
     assert trust.trust_space.port == 8443
     assert trust.psc.simulator is False and trust.psc.access_token_lifetime == 300.0
@@ -171,13 +171,13 @@ def test_psc_variables_go_to_the_component_that_knows_the_key(tmp_path: Path) ->
 
 def test_https_and_autoconfig_settings(tmp_path: Path) -> None:
     config = load_operator_config(write(tmp_path, MINIMAL), environ={})
-    assert config.https.port == 0  # no HTTPS listener unless set
+    assert config.web.port == 0  # no HTTPS listener unless set
     assert config.autoconfig.host == "" and config.autoconfig.imaps_port == 0
-    text = MINIMAL + ('[https]\nhost = "0.0.0.0"\nport = 443\n[imaps]\nport = 993\n'
+    text = MINIMAL + ('[web]\nhost = "0.0.0.0"\nport = 443\n[imaps]\nport = 993\n'
                       '[autoconfig]\nhost = "imap.ch-xyz.mssante.fr"\nimaps_port = 10993\n'
                       'display_name = "Centre Hospitalier XYZ"\n')
     config = load_operator_config(write(tmp_path, text), environ={})
-    assert (config.https.host, config.https.port) == ("0.0.0.0", 443)
+    assert (config.web.host, config.web.port) == ("0.0.0.0", 443)
     assert config.autoconfig.host == "imap.ch-xyz.mssante.fr"
     assert config.autoconfig.imaps_port == 10993
     for host in ("192.0.2.7", "2001:db8::7", "localhost", "mail.example."):
@@ -187,8 +187,8 @@ def test_https_and_autoconfig_settings(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env,key", [
-    ({"MSSANTE_HTTPS__PORT": "65536"}, "https.port"),
-    ({"MSSANTE_HTTPS__PORT": "https"}, "https.port"),
+    ({"MSSANTE_WEB__PORT": "65536"}, "web.port"),
+    ({"MSSANTE_WEB__PORT": "https"}, "web.port"),
     ({"MSSANTE_AUTOCONFIG__HOST": "https://mail.example"}, "autoconfig.host"),
     ({"MSSANTE_AUTOCONFIG__HOST": "mail.example:993"}, "autoconfig.host"),
     ({"MSSANTE_AUTOCONFIG__HOST": "mail example"}, "autoconfig.host"),

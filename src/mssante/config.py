@@ -222,7 +222,7 @@ class OperatorConfig:
     submissions: Listener = Listener()  # submission with implicit TLS (:465)
     imap: Listener = Listener()  # IMAP with STARTTLS (:143)
     imaps: Listener = Listener()  # IMAP with implicit TLS (:993)
-    https: Listener = Listener()  # HTTPS: client autoconfiguration (:443)
+    web: Listener = Listener()  # HTTPS: the web application, client autoconfiguration (:443)
     autoconfig: AutoconfigSettings = AutoconfigSettings()
     queue: QueueSettings = QueueSettings()
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"

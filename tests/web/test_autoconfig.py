@@ -28,7 +28,7 @@ PRO_METHODS = ["OAuth2", "TLS-client-cert", "password-cleartext"]
 
 
 def base_url(env: RunningEnvironment, domain: str) -> str:
-    https = env.operator(domain)["https"]
+    https = env.operator(domain)["web"]
     return f"https://{https['host']}:{https['port']}"
 
 
@@ -84,12 +84,13 @@ def test_environment_json_gives_each_operator_its_https_endpoint(
         environment: RunningEnvironment) -> None:
     for operator in environment_json(environment)["operators"]:
         service = environment.service(operator["domain"])
-        assert operator["https"] == {"host": "127.0.0.1", "port": service.ports["https"],
-                                     "tls": "implicit"}
+        port = service.ports["web"]
+        assert operator["web"] == {"url": f"https://127.0.0.1:{port}", "host": "127.0.0.1",
+                                   "port": port, "tls": "implicit"}
 
 
 def test_served_with_the_operators_certificate(environment: RunningEnvironment) -> None:
-    https = environment.operator(HOSPITAL)["https"]
+    https = environment.operator(HOSPITAL)["web"]
     context = ssl.create_default_context(cafile=environment.ca_file)
     with socket.create_connection((https["host"], https["port"])) as raw, \
             context.wrap_socket(raw, server_hostname=https["host"]) as tls:
@@ -185,7 +186,7 @@ def test_a_request_line_of_a_megabyte_is_refused_and_the_server_goes_on(
         environment: RunningEnvironment) -> None:
     """Refused by uvicorn's HTTP parser (h11) or by the parser of addresses, depending
     on how the line arrives: either way a 400, and the next client is served."""
-    https = environment.operator(HOSPITAL)["https"]
+    https = environment.operator(HOSPITAL)["web"]
     context = ssl.create_default_context(cafile=environment.ca_file)
     with socket.create_connection((https["host"], https["port"])) as raw, \
             context.wrap_socket(raw, server_hostname=https["host"]) as tls:
@@ -249,7 +250,7 @@ def operator_variant(env: RunningEnvironment, tmp_path: Path,
     (environment variables), its own data directory, and no MTA."""
     path = Path(env.operator(HOSPITAL)["config"])
     environ = {"MSSANTE_OPERATOR__DATA_DIR": str(tmp_path / "variant"),
-               "MSSANTE_SMTP__PORT": "0", "MSSANTE_HTTPS__PORT": str(free_port()),
+               "MSSANTE_SMTP__PORT": "0", "MSSANTE_WEB__PORT": str(free_port()),
                **{name: "0" for name in ("MSSANTE_IMAP__PORT", "MSSANTE_IMAPS__PORT",
                                          "MSSANTE_SUBMISSION__PORT",
                                          "MSSANTE_SUBMISSIONS__PORT")},
@@ -264,7 +265,7 @@ def operator_variant(env: RunningEnvironment, tmp_path: Path,
 
 
 def fetch(env: RunningEnvironment, service: OperatorService, path: str) -> httpx.Response:
-    url = f"https://127.0.0.1:{service.ports['https']}{path}"
+    url = f"https://127.0.0.1:{service.ports['web']}{path}"
     with httpx.Client(verify=ssl.create_default_context(cafile=env.ca_file)) as client:
         return client.get(url)
 
@@ -274,7 +275,7 @@ def test_no_oauth2_without_a_pro_sante_connect_issuer(environment: RunningEnviro
     ports = {"MSSANTE_IMAPS__PORT": str(free_port()),
              "MSSANTE_SUBMISSIONS__PORT": str(free_port())}
     with operator_variant(environment, tmp_path,
-                          {"MSSANTE_PRO_SANTE_CONNECT__ISSUER": "", **ports}) as service:
+                          {"MSSANTE_PSC__ISSUER": "", **ports}) as service:
         doc = SafeET.fromstring(fetch(environment, service, WELL_KNOWN).content)
     assert doc.find("oAuth2") is None
     listening = {"imaps": service.config.imaps.port,
@@ -307,10 +308,10 @@ def test_behind_a_proxy_clients_are_told_the_public_name_and_ports(
     assert b"&lt;XYZ&gt; &amp; co" in response.content
 
 
-def test_https_port_0_means_no_listener(environment: RunningEnvironment,
+def test_web_port_0_means_no_listener(environment: RunningEnvironment,
                                         tmp_path: Path) -> None:
-    with operator_variant(environment, tmp_path, {"MSSANTE_HTTPS__PORT": "0",
+    with operator_variant(environment, tmp_path, {"MSSANTE_WEB__PORT": "0",
                                                   "MSSANTE_IMAPS__PORT": str(free_port())}
                           ) as service:
-        assert "https" not in service.ports and "imaps" in service.ports
+        assert "web" not in service.ports and "imaps" in service.ports
         assert service.web is None

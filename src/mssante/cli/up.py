@@ -67,7 +67,7 @@ def _show(env: LocalEnvironment) -> None:
                       "HTTPS (autoconfig)")
     for op in d["operators"]:
         endpoints.add_row(op["domain"], *(str(op[name]["port"]) for name in (
-            "smtp", "submission", "submissions", "imap", "imaps", "https")))
+            "smtp", "submission", "submissions", "imap", "imaps", "web")))
     console.print(endpoints)
     for outside in d["outside_operators"]:
         dn = outside["dn"] or "(no dn: whitelist it yourself)"

@@ -218,7 +218,7 @@ class LocalEnvironment:
     def ports(self, index: int) -> dict[str, int]:
         base = self.base_port + 10 * (index + 1)
         return {"smtp": base, "submission": base + 1, "submissions": base + 2,
-                "imap": base + 3, "imaps": base + 4, "https": base + 5}
+                "imap": base + 3, "imaps": base + 4, "web": base + 5}
 
     # -- first start and later starts ---------------------------------------------------
 
@@ -287,7 +287,8 @@ class LocalEnvironment:
                 "submissions": {"host": HOST, "port": ports["submissions"], "tls": "implicit"},
                 "imap": {"host": HOST, "port": ports["imap"], "tls": "starttls"},
                 "imaps": {"host": HOST, "port": ports["imaps"], "tls": "implicit"},
-                "https": {"host": HOST, "port": ports["https"], "tls": "implicit"},
+                "web": {"url": f"https://{HOST}:{ports['web']}", "host": HOST,
+                        "port": ports["web"], "tls": "implicit"},
                 "psc_client": {"client_id": client.client_id, "client_secret": client.secret,
                                "redirect_uri": PSC_REDIRECT_URI},
             })
@@ -406,9 +407,9 @@ port = {ports['imap']}
 host = "{HOST}"
 port = {ports['imaps']}
 
-[https]
+[web]
 host = "{HOST}"
-port = {ports['https']}
+port = {ports['web']}
 
 [autoconfig]
 host = "{HOST}"  # what mail clients are told to connect to

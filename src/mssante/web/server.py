@@ -1,11 +1,11 @@
-"""The operator's HTTPS listener (``[https]``): the web application served by the
+"""The operator's HTTPS listener (``[web]``): the web application served by the
 embedded uvicorn of ``mssante.httpserve``.
 
 - The operator's certificate (``[tls] cert_file``/``key_file``, with its issuing CA)
   and the project's TLS policy (``pki.tls.server_context``: TLS 1.2 minimum,
   MSSanté suites). No client certificate is asked for: a mail client fetching its
   settings must not be prompted for one.
-- Port 0 in ``[https]`` means no listener (``start_web`` returns None).
+- Port 0 in ``[web]`` means no listener (``start_web`` returns None).
 - ``stop`` closes the listener and lets requests under way finish, for at most
   ``httpserve.GRACEFUL_SHUTDOWN`` seconds.
 """
@@ -27,7 +27,7 @@ class WebListener:
 
     def __init__(self, task: asyncio.Task[None], port: int) -> None:
         self._task = task
-        self.ports = {"https": port}
+        self.ports = {"web": port}
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -36,8 +36,8 @@ class WebListener:
 
 
 async def start_web(runtime: OperatorRuntime, config: OperatorConfig) -> WebListener | None:
-    """Listen on ``[https]`` and return once serving; None when its port is 0."""
-    listener = config.https
+    """Listen on ``[web]`` and return once serving; None when its port is 0."""
+    listener = config.web
     if listener.port == 0:
         return None
     context = server_context(config.tls.cert_file, config.tls.key_file, config.tls.ca_file,
