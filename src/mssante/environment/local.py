@@ -49,6 +49,7 @@ from mssante.psc.clients import Client, Clients
 from mssante.store import Store, open_store
 from mssante.trustspace.server import serve as serve_trust_space
 from mssante.trustspace.service import TrustSpace
+from mssante.web.psclogout import PATH as PSC_BACKCHANNEL_PATH
 from mssante.whitelist.model import WhitelistEntry
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,8 @@ class LocalEnvironment:
                     name=demo.domain, description=demo.organisation, operator_dn=mta.subject_dn,
                     responsible_contact=f"responsable@{demo.domain}",
                     support_contact=f"support@{demo.domain}", updated_at=entry_now))
-            client = await asyncio.to_thread(self._psc_client, ts, demo)
+            client = await asyncio.to_thread(self._psc_client, ts, demo,
+                                             self.ports(index)["web"])
             config_path = self._write_operator_config(index, demo, op_dir, mta, outside,
                                                       client)
             config = load_operator_config(config_path)
@@ -325,10 +327,12 @@ class LocalEnvironment:
         return outside
 
     @staticmethod
-    def _psc_client(ts: TrustSpace, demo: DemoOperator) -> Client:
-        """The operator's client at the PSC provider (its secret kept across starts)."""
-        return Clients(ts.psc_dir).register(demo.domain, (PSC_REDIRECT_URI,),
-                                            name=demo.organisation)
+    def _psc_client(ts: TrustSpace, demo: DemoOperator, web_port: int) -> Client:
+        """The operator's client at the PSC provider (its secret kept across starts),
+        told of the sessions that end at the operator's web listener."""
+        return Clients(ts.psc_dir).register(
+            demo.domain, (PSC_REDIRECT_URI,), name=demo.organisation,
+            backchannel_logout_uri=f"https://{HOST}:{web_port}{PSC_BACKCHANNEL_PATH}")
 
     def _load_passwords(self) -> dict[str, str]:
         path = self.data_dir / "accounts.json"

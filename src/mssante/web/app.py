@@ -18,12 +18,13 @@ from fastapi import APIRouter, FastAPI
 
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
-from mssante.web import autoconfig
+from mssante.web import autoconfig, psclogout
 
 RouterFactory = Callable[[OperatorRuntime, OperatorConfig], APIRouter]
 
 ROUTERS: tuple[RouterFactory, ...] = (
     autoconfig.create_router,  # Thunderbird-style client autoconfiguration
+    psclogout.create_router,  # PSC back-channel logout (ends IMAP and submission sessions)
 )
 
 
