@@ -402,9 +402,9 @@ async def test_the_approval_page_is_labelled_for_everyone(provider: Provider) ->
     assert page.headers["x-frame-options"] == "DENY"  # no approval by clickjacking
     found = _Labels()
     found.feed(page.text)
-    field = next(k for k, v in found.labels.items() if v == "Identifiant national (idNatPs)")
+    field = next(k for k, v in found.labels.items() if v == "Identifiant e-CPS")
     assert field in found.inputs
-    assert "Approuver sur mon e-CPS" in found.buttons
+    assert "Se connecter" in found.buttons
     assert '<html lang="fr">' in page.text
 
 

@@ -181,17 +181,19 @@ def _approval_page(action: str, request: AuthorizationRequest, *, id_nat_ps: str
     hidden = "\n".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
                        for k, v in request.hidden_fields().items())
     alert = (f'<p role="alert" id="error">{html.escape(error)}</p>' if error else "")
-    described = ' aria-describedby="error" aria-invalid="true"' if error else ""
+    invalid = ' aria-invalid="true"' if error else ""
     client = html.escape(request.client.name or request.client.client_id)
     body = f"""<p>Simulateur de l'e-CPS : l'application <strong>{client}</strong> demande à
 vous identifier avec Pro Santé Connect (niveau {ACR}).</p>
 {alert}
 <form method="post" action="{html.escape(action)}">
 {hidden}
-<label for="{ID_FIELD}">Identifiant national (idNatPs)</label>
+<label for="{ID_FIELD}">Identifiant e-CPS</label>
+<p id="{ID_FIELD}-hint">Votre identifiant national (idNatPs) : 8 suivi du numéro RPPS.</p>
 <input id="{ID_FIELD}" name="{ID_FIELD}" value="{html.escape(id_nat_ps)}" required
-       inputmode="numeric" autocomplete="username"{described}>
-<button type="submit" name="action" value="approve">Approuver sur mon e-CPS</button>
+       inputmode="numeric" autocomplete="username"
+       aria-describedby="{ID_FIELD}-hint{' error' if error else ''}"{invalid}>
+<button type="submit" name="action" value="approve">Se connecter</button>
 <button type="submit" name="action" value="deny" formnovalidate>Refuser</button>
 </form>
 """
