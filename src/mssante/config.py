@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mssante.domain.logins import PasswordPolicy
-from mssante.errors import ConfigError
+from mssante.domain.logins import PasswordPolicy, SecondFactorPolicy, parse_personal_address
+from mssante.errors import ConfigError, InvalidAddress
 from mssante.files import private_dir
 
 ENV_PREFIX = "MSSANTE_"
@@ -60,6 +60,15 @@ class OperatorSettings:
     # higher, so that one person's mistakes do not lock out everyone behind a NAT
     max_login_failures_per_address: int = 100
     login_failure_window: float = 900.0  # seconds; a bound of 0 means no limit
+    # the key that seals people's TOTP secrets in the store (auth/totp.py): 32 random
+    # bytes, created by the first `operator user totp enrol`; every process (and
+    # machine) sharing the database needs the same file. Empty: <data_dir>/totp.key
+    totp_key_file: str = ""
+
+    @property
+    def totp_key_path(self) -> Path:
+        path = Path(self.totp_key_file).expanduser() if self.totp_key_file else Path("totp.key")
+        return path if path.is_absolute() else self.data_dir / path
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
@@ -141,6 +150,11 @@ class OperatorPSCSettings:
     # "disabled": password logins (IMAP LOGIN/PLAIN, submission PLAIN/LOGIN, web);
     # a kind not named is allowed
     passwords: dict[str, str] = field(default_factory=dict)
+    # kind of person -> "totp" or "none": whether a password login at the web must be
+    # followed by a TOTP code (RFC 6238); a kind not named: "none" (a person enrolled
+    # still gives one). Patients' one-time codes by mail are set per patient instead
+    # (`operator user contact`).
+    second_factor: dict[str, str] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -154,6 +168,10 @@ class OperatorPSCSettings:
     def password_policy(self) -> PasswordPolicy:
         return PasswordPolicy.from_settings(self.passwords)
 
+    @property
+    def second_factor_policy(self) -> SecondFactorPolicy:
+        return SecondFactorPolicy.from_settings(self.second_factor)
+
     def problems(self) -> list[tuple[str, str]]:
         out = []
         if self.issuer and not self.issuer.startswith("https://"):
@@ -166,7 +184,67 @@ class OperatorPSCSettings:
             PasswordPolicy.from_settings(self.passwords)
         except ValueError as exc:
             out.append(("passwords", str(exc)))
+        try:
+            SecondFactorPolicy.from_settings(self.second_factor)
+        except ValueError as exc:
+            out.append(("second_factor", str(exc)))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSettings:
+    """``[notifications]``: mail to people's personal addresses, outside the trust space
+    (notify/): patients' one-time login codes and new-message notices. It leaves
+    through an ordinary SMTP relay, never the MSSanté queue, and holds no health data:
+    fixed texts, a code or the web application's address, nothing of any message."""
+
+    enabled: bool = False  # off: no code can be sent (patients who need one cannot log in)
+    relay: str = ""  # host:port of the SMTP relay (submission of the organisation's mail)
+    starttls: bool = True  # STARTTLS at the relay (RFC 3207), its certificate checked
+    username: str = ""  # SMTP AUTH at the relay (RFC 4954); empty: none
+    password: str = ""
+    from_address: str = ""  # the From of every notification (outside the trust space)
+    web_url: str = ""  # the web application's address, put in notices (https://...)
+    timeout: float = 30.0  # seconds for one exchange with the relay
+    code_lifetime: float = 600.0  # a one-time code expires after this many seconds
+    code_attempts: int = 5  # wrong codes before a code is used up
+    code_digits: int = 6  # digits of a one-time code (6 to 8)
+    codes_per_hour: int = 5  # codes sent to one address within an hour, at most
+    notice_delay: float = 60.0  # seconds a notice waits for more messages of a burst
+    notice_interval: float = 900.0  # seconds between two notices to one address, at least
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.enabled:
+            host, sep, port = self.relay.rpartition(":")
+            if not sep or not _is_host(host) or not port.isdigit() \
+                    or not 0 < int(port) <= 65535:
+                out.append(("relay", "must be host:port"))
+            try:
+                parse_personal_address(self.from_address)
+            except InvalidAddress as exc:
+                out.append(("from_address", f"must be an address outside the trust "
+                                            f"space: {exc}"))
+            if not _is_base_url(self.web_url):
+                out.append(("web_url", "must be an https:// URL"))
+        if self.password and not self.username:
+            out.append(("password", "is given without a username"))
+        out += [(name, "must be positive") for name in
+                ("timeout", "code_lifetime", "codes_per_hour", "code_attempts")
+                if getattr(self, name) <= 0]
+        if not 6 <= self.code_digits <= 8:
+            out.append(("code_digits", "must be 6, 7 or 8"))
+        out += [(name, "cannot be negative") for name in ("notice_delay", "notice_interval")
+                if getattr(self, name) < 0]
+        return out
+
+    @property
+    def relay_host(self) -> str:
+        return self.relay.rpartition(":")[0]
+
+    @property
+    def relay_port(self) -> int:
+        return int(self.relay.rpartition(":")[2])
 
 
 # RFC 1123 §2.1 host name: LDH labels of 1 to 63 characters, 253 in all
@@ -227,6 +305,7 @@ class OperatorConfig:
     queue: QueueSettings = QueueSettings()
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
     psc: OperatorPSCSettings = field(default_factory=OperatorPSCSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @property
     def database_url(self) -> str:

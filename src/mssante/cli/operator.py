@@ -21,11 +21,13 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
+from mssante.auth import totp
 from mssante.auth.passwords import generate_password, hash_password
 from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
 from mssante.directory.contact import resource_for
 from mssante.domain.addresses import parse_address
 from mssante.domain.ins import parse_patient_address
+from mssante.domain.logins import parse_personal_address
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.domain.policy import check_served
 from mssante.environment.operator import OperatorService
@@ -34,6 +36,7 @@ from mssante.imap.namespace import SHARED_PREFIX
 from mssante.pki.names import dn_string
 from mssante.smtp.maillog import show_mail_log
 from mssante.store import Mailbox, Person, Store
+from mssante.store.logins import KEEP, Contact, Keep
 from mssante.store.models import PENDING
 
 _LOGIN = re.compile(r"^[A-Za-z0-9._+@-]{1,128}$")
@@ -44,6 +47,9 @@ mailbox_app = typer.Typer(no_args_is_help=True, help="Mailboxes and who may use 
 queue_app = typer.Typer(no_args_is_help=True, help="The outbound queue.")
 directory_app = typer.Typer(no_args_is_help=True,
                             help="Publications of mailboxes in the national directory.")
+totp_app = typer.Typer(no_args_is_help=True,
+                       help="TOTP second factor (an authenticator application).")
+user_app.add_typer(totp_app, name="totp")
 app.add_typer(user_app, name="user")
 app.add_typer(mailbox_app, name="mailbox")
 app.add_typer(queue_app, name="queue")
@@ -152,6 +158,79 @@ def user_list(config: Config, json_out: Json = False) -> None:
     for p, home in persons:
         table.add_row(p.login, p.kind.value, p.display_name, p.rpps or "", home or "")
     console.print(table)
+
+
+@totp_app.command("enrol")
+def totp_enrol(login: str, config: Config) -> None:
+    """Give a person a new TOTP secret (replacing any): prints the otpauth:// URI for
+    their authenticator application, and the secret to type in by hand. Shown once:
+    the store keeps it sealed with the key file ([operator] totp_key_file)."""
+    cfg = operator_config(config)
+    key = totp.SealingKey.create(cfg.operator.totp_key_path)
+    issuer = cfg.autoconfig.display_name or cfg.operator.domains[0]
+    enrolment = run(with_store(config, lambda s: totp.enrol(s.logins, key, login,
+                                                             issuer=issuer)))
+    console.print(f"{login} enrolled: from now on, a password login at the web asks for "
+                  "a code of their authenticator application", highlight=False)
+    console.print(f"uri: {enrolment.uri}", highlight=False, soft_wrap=True)
+    console.print(f"secret: {enrolment.secret}", highlight=False)
+
+
+@totp_app.command("disable")
+def totp_disable(login: str, config: Config) -> None:
+    """Forget a person's TOTP secret (a lost telephone); enrol them again to give a
+    new one. Where [psc.second_factor] requires TOTP, they cannot log in meanwhile."""
+    run(with_store(config, lambda s: s.logins.set_totp(login, None)))
+    console.print(f"{login}: TOTP disabled")
+
+
+@user_app.command("contact")
+def user_contact(
+    login: str, config: Config,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Personal address (outside the trust space) for one-time codes "
+                          "and new-message notices")] = None,
+    no_address: Annotated[bool, typer.Option("--no-address",
+                                             help="Forget the personal address")] = False,
+    notices: Annotated[bool | None, typer.Option(
+        "--notices/--no-notices", help="Announce new messages at the personal address")
+    ] = None,
+    code: Annotated[bool | None, typer.Option(
+        "--code/--no-code", help="Ask a patient for a one-time code sent to the personal "
+                                 "address after their password, at the web")] = None,
+    json_out: Json = False,
+) -> None:
+    """Show or change a person's personal address, new-message notices and one-time
+    login code (both on by default; a patient whose code is on and who has no address
+    cannot log in at the web)."""
+    if address is not None and no_address:
+        raise fail("give --address or --no-address, not both")
+    personal: str | Keep | None = KEEP
+    if address is not None:
+        try:
+            personal = str(parse_personal_address(address))
+        except MSSanteError as exc:
+            raise fail(f"--address: {exc}") from None
+    elif no_address:
+        personal = None
+
+    async def body(store: Store) -> Contact:
+        return await store.logins.set_contact(
+            login, personal_address=personal,
+            notify_messages=KEEP if notices is None else notices,
+            login_code=KEEP if code is None else code)
+
+    contact = run(with_store(config, body))
+    row = {"login": contact.login, "kind": contact.kind.value,
+           "personal_address": contact.personal_address,
+           "notices": contact.notify_messages, "login_code": contact.login_code,
+           "totp": contact.totp_enrolled}
+    if json_out:
+        print_json(row)
+        return
+    for name, value in row.items():
+        shown = ("on" if value else "off") if isinstance(value, bool) else (value or "none")
+        console.print(f"{name}: {shown}", highlight=False)
 
 
 # -- mailboxes --------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mssante.domain.addresses import Address, parse_address
 from mssante.domain.mailboxes import PersonKind
-from mssante.errors import PolicyViolation
+from mssante.errors import InvalidAddress, PolicyViolation
 
 
 class PasswordUse(StrEnum):
@@ -81,3 +82,96 @@ class PasswordPolicy:
             raise PasswordsDisabled(
                 f"Passwords are disabled here for {_NAMES[kind]}: log in with "
                 f"{_INSTEAD[kind]}")
+
+
+# -- second factors ---------------------------------------------------------------------
+#
+# A password login at the web may need a second factor: a TOTP code from an
+# authenticator application (RFC 6238), which the operator can require per kind of
+# person (``[psc.second_factor]``) and which anyone enrolled uses anyway; or, for a
+# patient, a one-time code sent to the personal address they registered, unless their
+# operator turned it off for them. Pro Santé Connect and card certificates are
+# already strong authentication: no second factor is asked after them.
+
+
+class SecondFactor(StrEnum):
+    TOTP = "totp"  # a code of the person's authenticator application (RFC 6238)
+    EMAIL_CODE = "email_code"  # a one-time code sent to the patient's personal address
+
+
+class SecondFactorUse(StrEnum):
+    NONE = "none"  # not required (a person enrolled in TOTP still uses it)
+    TOTP = "totp"  # required: a password login without TOTP is refused
+
+
+class SecondFactorUnavailable(PolicyViolation):
+    """A second factor is needed but this person has none to give (not enrolled in
+    TOTP, no personal address): the login is refused, the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFactors:
+    """What the store knows of a person that decides their second factor."""
+
+    kind: PersonKind
+    totp_enrolled: bool = False
+    login_code: bool = False  # a patient's one-time code by mail is on
+    personal_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecondFactorPolicy:
+    """The kinds of person whose password logins must be followed by TOTP."""
+
+    totp_required: frozenset[PersonKind] = frozenset()
+
+    @classmethod
+    def from_settings(cls, uses: Mapping[str, str]) -> SecondFactorPolicy:
+        """From ``{kind: "none" | "totp"}``; raises ValueError naming the bad entry."""
+        required = set()
+        for kind, use in uses.items():
+            try:
+                person_kind = PersonKind(kind)
+            except ValueError:
+                raise ValueError(
+                    f"{kind!r} is not a kind of person (known: "
+                    f"{', '.join(k.value for k in PersonKind)})") from None
+            try:
+                if SecondFactorUse(use) is SecondFactorUse.TOTP:
+                    required.add(person_kind)
+            except ValueError:
+                raise ValueError(f"{kind}: {use!r} is neither \"none\" nor \"totp\"") \
+                    from None
+        return cls(frozenset(required))
+
+    def needed(self, person: LoginFactors) -> SecondFactor | None:
+        """The second factor a right password must be followed by (None: none).
+
+        TOTP when the person is enrolled, or when their kind requires it (not enrolled
+        then: refused); else, for a patient whose one-time code is on, the code sent to
+        their personal address (none registered: refused, never let through)."""
+        if person.totp_enrolled:
+            return SecondFactor.TOTP
+        if person.kind in self.totp_required:
+            raise SecondFactorUnavailable(
+                f"Your operator requires an authenticator application (TOTP) for "
+                f"{_NAMES[person.kind]}: ask them to enrol you")
+        if person.kind is PersonKind.PATIENT and person.login_code:
+            if not person.personal_address:
+                raise SecondFactorUnavailable(
+                    "A one-time code is needed to log in, and no personal address is "
+                    "registered to send it to: ask your operator")
+            return SecondFactor.EMAIL_CODE
+        return None
+
+
+def parse_personal_address(text: str) -> Address:
+    """A patient's personal address (where one-time codes and new-message notices go):
+    an ordinary mail address *outside* the trust space. An MSSanté address is refused:
+    the notices leave through a relay outside the trust space, and a patient's own
+    MSSanté mailbox is where the messages already are. Raises InvalidAddress."""
+    address = parse_address(text)
+    if address.in_trust_space_namespace:
+        raise InvalidAddress(
+            f"{address}: a personal address is outside the trust space (not *.mssante.fr)")
+    return address

@@ -14,6 +14,7 @@ import logging
 from mssante.auth.psctoken import TokenChecker
 from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
+from mssante.notify.notices import MessageNotices
 from mssante.operator.runtime import OperatorRuntime
 from mssante.publishing.client import DirectoryClient
 from mssante.publishing.publisher import DirectoryPublisher
@@ -41,6 +42,7 @@ class OperatorService:
         self.imap: ImapListeners | None = None
         self.web: WebListener | None = None
         self.retention: QueueRetention | None = None
+        self.notices: MessageNotices | None = None  # None: [notifications] off
         self._worker_task: asyncio.Task[None] | None = None
 
     @property
@@ -73,7 +75,12 @@ class OperatorService:
                                   leeway=psc.leeway, timeout=config.trust.timeout,
                                   client_id=psc.client_id) if psc.enabled else None
             ctx = OperatorRuntime(config.operator, self.store, self.trust, tokens=tokens,
-                                 passwords=psc.password_policy)
+                                 passwords=psc.password_policy,
+                                 second_factors=psc.second_factor_policy,
+                                 notifications=config.notifications)
+            if ctx.outside_mail is not None:
+                self.notices = MessageNotices(self.store.logins, ctx.outside_mail)
+                self.store.on_delivered = self.notices.delivered
             self.worker = DeliveryWorker(ctx, config.queue, config.routes,
                                          cert_file=str(config.tls.cert_file),
                                          key_file=str(config.tls.key_file),
@@ -103,6 +110,11 @@ class OperatorService:
             self.listeners.close()
             await self.listeners.wait_closed()
             self.listeners = None
+        if self.notices is not None:
+            if self.store is not None:
+                self.store.on_delivered = None
+            await self.notices.stop()
+            self.notices = None
         if self.retention is not None:
             await self.retention.stop()
             self.retention = None

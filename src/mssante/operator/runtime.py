@@ -8,14 +8,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mssante.auth.emailcode import LoginCodes
 from mssante.auth.psctoken import TokenChecker
 from mssante.auth.throttle import FailedLogins
-from mssante.config import OperatorSettings
+from mssante.auth.totp import TotpChecker
+from mssante.config import NotificationSettings, OperatorSettings
 from mssante.content.dsn import RecipientStatus, build_dsn
 from mssante.content.headers import read_headers
-from mssante.domain.logins import PasswordPolicy
+from mssante.domain.logins import (
+    PasswordPolicy,
+    SecondFactor,
+    SecondFactorPolicy,
+    SecondFactorUnavailable,
+)
 from mssante.domain.mailboxes import Rules
 from mssante.domain.policy import serves
+from mssante.notify.sender import OutsideMail
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
 from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
@@ -74,11 +82,18 @@ class OperatorRuntime:
     tokens: TokenChecker | None = None
     # who may log in with a password ([psc.passwords], domain/logins.py)
     passwords: PasswordPolicy = field(default_factory=PasswordPolicy)
+    # who must give a TOTP code after their password ([psc.second_factor])
+    second_factors: SecondFactorPolicy = field(default_factory=SecondFactorPolicy)
+    # mail to personal addresses ([notifications]): one-time codes, new-message notices
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)
     bodies: BodyCache = field(init=False, default_factory=lambda: BodyCache())
-    logins: FailedLogins = field(init=False)  # shared by IMAP and submission
+    logins: FailedLogins = field(init=False)  # shared by IMAP, submission and the web
+    outside_mail: OutsideMail | None = field(init=False)  # None: [notifications] off
+    totp: TotpChecker = field(init=False)  # TOTP codes of the web's logins
+    login_codes: LoginCodes = field(init=False)  # patients' one-time codes by mail
 
     def __post_init__(self) -> None:
         self.rules = Rules(social_may_hold_per=self.settings.social_may_hold_per)
@@ -86,6 +101,21 @@ class OperatorRuntime:
                                    self.settings.max_login_failures_per_address,
                                    self.settings.login_failure_window)
         self.local_domains = frozenset(d.lower() for d in self.settings.domains)
+        self.outside_mail = (OutsideMail(self.notifications) if self.notifications.enabled
+                             else None)
+        self.totp = TotpChecker(self.store.logins, self.settings.totp_key_path, self.logins)
+        self.login_codes = LoginCodes(self.store.logins, self.outside_mail,
+                                      self.notifications, self.second_factors)
+
+    async def second_factor(self, login: str) -> SecondFactor | None:
+        """What must follow ``login``'s right password at the web: TOTP, a one-time
+        code by mail, or nothing (domain/logins.py). Raises SecondFactorUnavailable
+        (refuse the login, show its message) when one is needed that the person does
+        not have."""
+        contact = await self.store.logins.contact(login)
+        if contact is None:
+            raise SecondFactorUnavailable("Authentication failed")
+        return self.second_factors.needed(contact.factors)
 
     @property
     def hostname(self) -> str:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 
 # A 64-bit key on PostgreSQL; on SQLite an INTEGER PRIMARY KEY (the rowid alias).
@@ -48,7 +49,25 @@ persons = Table(
     Column("rpps", Text),
     Column("password_hash", Text),
     Column("created_at", Double, nullable=False),
+    # migration 0006: second factors and the personal address (store/logins.py)
+    Column("totp_secret", Text),  # sealed (AES-GCM, auth/totp.py); null: not enrolled
+    Column("totp_last_step", BigInteger),  # the last time step accepted (no replay)
+    Column("personal_address", Text),  # outside the trust space: codes and notices
+    Column("notify_messages", Boolean, nullable=False, server_default=true()),
+    Column("login_code", Boolean, nullable=False, server_default=true()),
     UniqueConstraint("login", name="uq_persons_login"),
+)
+
+# A patient's one-time login code, hashed, while it may be used (migration 0006).
+login_codes = Table(
+    "login_codes", metadata,
+    Column("person_id", Integer,
+           ForeignKey("persons.id", ondelete="CASCADE", name="fk_login_codes_person"),
+           primary_key=True),
+    Column("code_hash", Text, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Double, nullable=False),
 )
 
 mailboxes = Table(

@@ -99,6 +99,7 @@ from mssante.store.delivery import (
     write_deliveries,
 )
 from mssante.store.folders import FolderStore, create_default_folders, read_holdings
+from mssante.store.logins import LoginStore
 from mssante.store.models import (
     DELIVERED,
     FAILED,
@@ -175,6 +176,11 @@ class Store:
         self._outcomes: GroupCommit[Outcome, None] = GroupCommit(self._write_outcomes,
                                                                  max_items=256)
         self.folders = FolderStore(self.tx, ChangeHub())
+        self.logins = LoginStore(self.tx)  # second factors, personal addresses (logins.py)
+        # Called after a commit that delivered messages, with the local addresses whose
+        # INBOX received one (new-message notices, notify/notices.py); it must only
+        # take note and return: the acceptance waits for it.
+        self.on_delivered: Callable[[Sequence[str]], None] | None = None
         # Called after a commit that wrote directory outbox entries (a publisher's wake).
         self.on_directory_entry: Callable[[], None] | None = None
 
@@ -600,6 +606,10 @@ class Store:
             results.update(zip(todo, written, strict=True))
             if written:
                 self.folders.hub.publish(written[0].folder_ids)
+                if self.on_delivered is not None:
+                    delivered = {a for accepted in written for a in accepted.message_uids}
+                    if delivered:
+                        self.on_delivered(sorted(delivered))
             todo = []
         return [results[i] for i in range(len(batch))]
 

@@ -1,0 +1,209 @@
+"""What a person logs in with besides their password: the TOTP secret, the personal
+address where one-time codes and new-message notices go, and the codes sent.
+
+Implementation notes:
+- The TOTP secret is stored sealed (auth/totp.py): this module never sees it in the
+  clear, and no value object it hands out carries it but ``TotpRecord``.
+- A TOTP time step is used at most once, whatever the number of processes: one
+  UPDATE moves ``totp_last_step`` forward only if the step is later than the last
+  one accepted (RFC 6238 §5.2), and its row count says whether it did.
+- A one-time code is kept hashed, one per person (a new one replaces the last);
+  checking it counts the attempt in the same transaction (the person's row locked on
+  PostgreSQL, the write lock on SQLite), so that parallel guesses get no more tries
+  than the limit, and a right code is deleted as it is accepted: single use.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mssante.domain.addresses import PATIENT_DOMAIN
+from mssante.domain.logins import LoginFactors
+from mssante.domain.mailboxes import MailboxType, PersonKind, Role
+from mssante.errors import NotFound
+from mssante.store.schema import login_codes, mailbox_roles, mailboxes, persons
+from mssante.store.transactions import Transactions
+
+
+class Keep:
+    """The value of an argument that leaves a setting as it is."""
+
+
+KEEP: Final = Keep()
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person's second factors and personal address, as the store holds them."""
+
+    login: str
+    kind: PersonKind
+    totp_enrolled: bool
+    personal_address: str | None
+    notify_messages: bool  # new messages announced at the personal address
+    login_code: bool  # a one-time code by mail follows a patient's password
+
+    @property
+    def factors(self) -> LoginFactors:
+        return LoginFactors(kind=self.kind, totp_enrolled=self.totp_enrolled,
+                            login_code=self.login_code,
+                            personal_address=self.personal_address)
+
+
+@dataclass(frozen=True, slots=True)
+class TotpRecord:
+    sealed: str  # the secret, sealed with the operator's key
+    last_step: int | None  # the last time step accepted
+
+    def __repr__(self) -> str:  # never in a log line or a traceback
+        return f"TotpRecord(sealed=<{len(self.sealed)} chars>, last_step={self.last_step})"
+
+
+_CONTACT = (persons.c.login, persons.c.kind, persons.c.totp_secret,
+            persons.c.personal_address, persons.c.notify_messages, persons.c.login_code)
+
+
+def _contact(row: Row[Any, Any, Any, Any, Any, Any]) -> Contact:
+    return Contact(login=row.login, kind=PersonKind(row.kind),
+                   totp_enrolled=row.totp_secret is not None,
+                   personal_address=row.personal_address,
+                   notify_messages=bool(row.notify_messages), login_code=bool(row.login_code))
+
+
+class LoginStore:
+    """The repository of second factors and personal addresses (``store.logins``)."""
+
+    def __init__(self, tx: Transactions) -> None:
+        self.tx = tx
+
+    async def contact(self, login: str) -> Contact | None:
+        async with self.tx.read() as conn:
+            row = (await conn.execute(select(*_CONTACT).where(persons.c.login == login))
+                   ).first()
+        return None if row is None else _contact(row)
+
+    async def contact_of_mailbox(self, address: str) -> Contact | None:
+        """The owner of the patient mailbox ``address`` (None: not a PAT mailbox)."""
+        if not address.lower().endswith("@" + PATIENT_DOMAIN):
+            return None
+        async with self.tx.read() as conn:
+            row = (await conn.execute(
+                select(*_CONTACT)
+                .join(mailbox_roles, mailbox_roles.c.person_id == persons.c.id)
+                .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id)
+                .where(mailboxes.c.address == address.lower(),
+                       mailboxes.c.type == MailboxType.PAT.value,
+                       mailbox_roles.c.role == Role.OWNER.value))).first()
+        return None if row is None else _contact(row)
+
+    async def set_contact(self, login: str, *,
+                          personal_address: str | Keep | None = KEEP,
+                          notify_messages: bool | Keep = KEEP,
+                          login_code: bool | Keep = KEEP) -> Contact:
+        """Change what is given (the caller validated the address); NotFound if no one
+        has ``login``."""
+        values: dict[str, Any] = {}
+        if not isinstance(personal_address, Keep):
+            values["personal_address"] = personal_address
+        if not isinstance(notify_messages, Keep):
+            values["notify_messages"] = notify_messages
+        if not isinstance(login_code, Keep):
+            values["login_code"] = login_code
+        async with self.tx.write(writes_first=bool(values)) as conn:
+            if values:
+                await conn.execute(update(persons).where(persons.c.login == login)
+                                   .values(**values))
+            row = (await conn.execute(select(*_CONTACT).where(persons.c.login == login))
+                   ).first()
+            if row is None:
+                raise NotFound(f"no person with login {login!r}")
+            if "personal_address" in values:  # a code sent to the old address goes
+                await conn.execute(delete(login_codes).where(
+                    login_codes.c.person_id == select(persons.c.id).where(
+                        persons.c.login == login).scalar_subquery()))
+        return _contact(row)
+
+    # -- TOTP ------------------------------------------------------------------------
+
+    async def set_totp(self, login: str, sealed: str | None) -> None:
+        """Enrol (a sealed secret) or disable (None); the last step used is forgotten."""
+        async with self.tx.write(writes_first=True) as conn:
+            result = await conn.execute(update(persons).where(persons.c.login == login)
+                                        .values(totp_secret=sealed, totp_last_step=None))
+            if result.rowcount == 0:
+                raise NotFound(f"no person with login {login!r}")
+
+    async def totp(self, login: str) -> TotpRecord | None:
+        async with self.tx.read() as conn:
+            row = (await conn.execute(
+                select(persons.c.totp_secret, persons.c.totp_last_step)
+                .where(persons.c.login == login))).first()
+        if row is None or row.totp_secret is None:
+            return None
+        return TotpRecord(row.totp_secret, None if row.totp_last_step is None
+                          else int(row.totp_last_step))
+
+    async def use_totp_step(self, login: str, step: int, sealed: str) -> bool:
+        """Record that a code of time step ``step`` was accepted, unless a code of that
+        step or a later one was already (a replay): False then. ``sealed``: the secret
+        the code was checked against, so that a code of a secret replaced meanwhile is
+        not taken."""
+        async with self.tx.write(writes_first=True) as conn:
+            result = await conn.execute(
+                update(persons)
+                .where(persons.c.login == login, persons.c.totp_secret == sealed,
+                       or_(persons.c.totp_last_step.is_(None),
+                           persons.c.totp_last_step < step))
+                .values(totp_last_step=step))
+            return bool(result.rowcount == 1)
+
+    # -- one-time codes --------------------------------------------------------------
+
+    async def put_code(self, login: str, code_hash: str, *, expires_at: float,
+                       now: float) -> None:
+        """Keep the hash of a code just sent, replacing any earlier one."""
+        async with self.tx.write() as conn:
+            person_id = await _person_id(conn, login, lock=self.tx.postgresql)
+            await conn.execute(delete(login_codes).where(login_codes.c.person_id == person_id))
+            await conn.execute(insert(login_codes).values(
+                person_id=person_id, code_hash=code_hash, expires_at=expires_at, attempts=0,
+                created_at=now))
+
+    async def check_code(self, login: str, code_hash: str, *, now: float,
+                         max_attempts: int) -> bool:
+        """Whether ``code_hash`` is the hash of the code sent to ``login``, unexpired and
+        with attempts left; a right code is used up, and so is a code past its
+        attempts or its expiry."""
+        async with self.tx.write() as conn:
+            try:
+                person_id = await _person_id(conn, login, lock=self.tx.postgresql)
+            except NotFound:
+                return False
+            row = (await conn.execute(select(login_codes).where(
+                login_codes.c.person_id == person_id))).first()
+            if row is None:
+                return False
+            right = hmac.compare_digest(row.code_hash, code_hash)
+            used_up = row.attempts + 1 >= max_attempts
+            if right or used_up or row.expires_at <= now:
+                await conn.execute(delete(login_codes)
+                                   .where(login_codes.c.person_id == person_id))
+                return right and row.expires_at > now
+            await conn.execute(update(login_codes).where(login_codes.c.person_id == person_id)
+                               .values(attempts=login_codes.c.attempts + 1))
+            return False
+
+
+async def _person_id(conn: AsyncConnection, login: str, *, lock: bool) -> int:
+    query = select(persons.c.id).where(persons.c.login == login)
+    if lock:
+        query = query.with_for_update()
+    person_id = (await conn.execute(query)).scalar()
+    if person_id is None:
+        raise NotFound(f"no person with login {login!r}")
+    return int(person_id)
