@@ -83,4 +83,6 @@ def _show(env: LocalEnvironment) -> None:
     for app in d["applications"]:
         console.print(f"  application {app['mailbox']}: certificate {app['cert_file']}",
                       highlight=False, soft_wrap=True)
+    console.print(f"mail to personal addresses (one-time codes, new-message notices): "
+                  f"{d['notifications']['folder']}/*.eml", highlight=False, soft_wrap=True)
     console.print(f"written: {env.data_dir / 'environment.json'} — Ctrl-C to stop")

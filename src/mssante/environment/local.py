@@ -9,6 +9,9 @@ Layout under the data directory (created on first start, reused afterwards):
     outside-operators.toml      written by you: other MTAs joining the environment
                                 (routes and whitelist entries, see outside.py)
     accounts.json               generated passwords (mode 0600)
+    notifications/              what the operators sent to personal addresses (one-time
+                                codes, new-message notices), one .eml file each: the
+                                local stand-in for a mail relay (notify/sink.py)
     environment.json            endpoints, CA file and logins (mode 0600), for tools
 
 Every folder is 0700 and every file 0600 (files.py); a tree left readable by others
@@ -17,8 +20,10 @@ is repaired at each start, and what was repaired is logged.
 Ports: the trust space listens on ``base_port``; operator *i* (0, 1, 2) on
 ``base_port + 10*(i+1)`` (MTA), ``+1`` (submission, STARTTLS), ``+2`` (submissions,
 implicit TLS), ``+3`` (IMAP, STARTTLS), ``+4`` (IMAP, implicit TLS), ``+5`` (HTTPS:
-client autoconfiguration). Mail clients are told to connect to 127.0.0.1
-(``[autoconfig] host``): the operators' names do not resolve on a laptop.
+client autoconfiguration). The notification sink listens on ``base_port + 9``
+(plain SMTP, every operator's ``[notifications] relay``). Mail clients are told to
+connect to 127.0.0.1 (``[autoconfig] host``): the operators' names do not resolve on a
+laptop.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from mssante.environment.outside import OUTSIDE_FILE, OutsideOperator, load_outs
 from mssante.errors import ConfigError, TrustSpaceUnavailable
 from mssante.files import private_dir, repair_permissions, write_atomic
 from mssante.httpserve import wait_started
+from mssante.notify.sink import NotificationSink
 from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
 from mssante.psc.clients import Client, Clients
@@ -70,6 +76,9 @@ class DemoPerson:
     kind: PersonKind
     name: str
     rpps: str | None = None
+    # outside the trust space: one-time codes and new-message notices go there (the
+    # sink); a patient's one-time code is off in the demo (`operator user contact`)
+    personal_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,8 @@ DEMO: tuple[DemoOperator, ...] = (
         domain="patient.mssante.fr", organisation="MON ESPACE SANTE", finess="130000003",
         state="Paris (75)",
         people=(DemoPerson("279035121518989@patient.mssante.fr", PersonKind.PATIENT,
-                           "Patient 279035121518989"),),
+                           "Patient 279035121518989",
+                           personal_address="patient.demo@example.org"),),
         mailboxes=(DemoMailbox("279035121518989@patient.mssante.fr", MailboxType.PAT,
                                "Messagerie patient", owner="279035121518989@patient.mssante.fr"),),
     ),
@@ -204,9 +214,12 @@ class LocalEnvironment:
     refresh_interval: float = 30.0  # trust client refresh of operators (seconds)
     database_urls: dict[str, str] = field(default_factory=dict)  # domain -> URL; else SQLite
     psc_token_lifetime: float = 300.0  # seconds an access token of the PSC provider lives
+    notice_delay: float = 2.0  # [notifications] of the operators: a burst's notice waits
+    notice_interval: float = 60.0  # and the next one to the same address waits
     trust_space: TrustSpace | None = None
     operators: list[OperatorService] = field(default_factory=list)
     description: dict[str, Any] = field(default_factory=dict)
+    sink: NotificationSink | None = None
     _trust_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -215,6 +228,14 @@ class LocalEnvironment:
     @property
     def trust_url(self) -> str:
         return f"https://{HOST}:{self.base_port}"
+
+    @property
+    def sink_port(self) -> int:
+        return self.base_port + 9
+
+    @property
+    def notifications_dir(self) -> Path:
+        return self.data_dir / "notifications"
 
     def ports(self, index: int) -> dict[str, int]:
         base = self.base_port + 10 * (index + 1)
@@ -267,6 +288,8 @@ class LocalEnvironment:
                     account: dict[str, Any] = {"login": person.login, "password": secret,
                                                "kind": _account_kind(person.kind),
                                                "mailboxes": boxes}
+                    if person.personal_address:
+                        account["personal_address"] = person.personal_address
                     if person.rpps:
                         account["id_nat_ps"] = "8" + person.rpps
                     accounts.append(account)
@@ -308,6 +331,8 @@ class LocalEnvironment:
                                   for o in outside],
             "accounts": accounts,
             "applications": applications,
+            "notifications": {"folder": str(self.notifications_dir),
+                              "relay": {"host": HOST, "port": self.sink_port}},
         }
 
     def _outside_operators(self, ts: TrustSpace) -> list[OutsideOperator]:
@@ -423,6 +448,15 @@ issuer = {_toml_str(self.trust_space.psc_issuer(self.trust_url))}
 client_id = {_toml_str(client.client_id)}
 client_secret = {_toml_str(client.secret)}
 
+[notifications]  # one-time codes and notices to personal addresses: the local sink
+enabled = true
+relay = "{HOST}:{self.sink_port}"
+starttls = false
+from_address = {_toml_str("ne-pas-repondre@" + demo.domain.split(".")[0] + ".example")}
+web_url = "https://{HOST}:{ports['web']}"
+notice_delay = {self.notice_delay}
+notice_interval = {self.notice_interval}
+
 [queue]
 retry_delays = [{", ".join(str(d) for d in self.retry_delays)}]
 poll_interval = 0.5
@@ -441,6 +475,12 @@ poll_interval = 0.5
         if existing is None:
             await store.create_person(person.login, person.kind, person.name,
                                       password_hash=hash_password(secret), rpps=person.rpps)
+        contact = await store.logins.contact(person.login)
+        if person.personal_address and contact is not None \
+                and contact.personal_address is None:  # first start (or older data)
+            await store.logins.set_contact(person.login,
+                                           personal_address=person.personal_address,
+                                           login_code=False)
 
     @staticmethod
     async def _ensure_mailbox(store: Store, mailbox: DemoMailbox, demo: DemoOperator,
@@ -474,6 +514,12 @@ poll_interval = 0.5
         if not started:
             raise TrustSpaceUnavailable("the trust space's HTTPS server stopped while starting")
         try:
+            self.sink = NotificationSink(self.notifications_dir, HOST, self.sink_port)
+            try:
+                await self.sink.start()
+            except OSError as exc:
+                raise ConfigError(f"--base-port: the notification sink cannot listen on "
+                                  f"{HOST}:{self.sink_port}: {exc.strerror or exc}") from None
             for operator in self.description["operators"]:
                 service = OperatorService(load_operator_config(Path(operator["config"])))
                 await service.start()
@@ -488,6 +534,9 @@ poll_interval = 0.5
         for service in reversed(self.operators):
             await service.stop()
         self.operators.clear()
+        if self.sink is not None:
+            await self.sink.close()
+            self.sink = None
         if self._trust_task is not None:
             self._trust_task.cancel()
             await asyncio.gather(self._trust_task, return_exceptions=True)
