@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mssante.config import load_operator_config, load_trust_space_config
-from mssante.domain.logins import PasswordPolicy
+from mssante.domain.logins import PasswordPolicy, SecondFactorPolicy
 from mssante.domain.mailboxes import PersonKind
 from mssante.errors import ConfigError
 
@@ -206,3 +206,41 @@ def test_https_and_autoconfig_errors_name_the_key(tmp_path: Path, env: dict[str,
                                                   key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_operator_config(write(tmp_path, MINIMAL), environ=env)
+
+
+def test_second_factor_and_notification_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[psc.second_factor]\nstaff = "totp"\n'
+                 'professional = "none"\n'
+                 '[notifications]\nenabled = true\nrelay = "smtp.example.org:587"\n'
+                 'from_address = "ne-pas-repondre@example.org"\n'
+                 'web_url = "https://webmail.example.org/"\n')
+    config = load_operator_config(path, environ={})
+    assert config.psc.second_factor_policy == SecondFactorPolicy(frozenset({PersonKind.STAFF}))
+    n = config.notifications
+    assert n.enabled and (n.relay_host, n.relay_port) == ("smtp.example.org", 587)
+    assert n.starttls and n.code_digits == 6 and n.code_lifetime == 600.0
+    assert config.operator.totp_key_path == config.operator.data_dir / "totp.key"
+    defaults = load_operator_config(write(tmp_path, MINIMAL), environ={})
+    assert not defaults.notifications.enabled  # off unless configured
+    assert defaults.psc.second_factor_policy == SecondFactorPolicy()
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[psc.second_factor]\nstaff = "sms"', r"psc\.second_factor"),
+    ('[psc.second_factor]\nnurse = "totp"', r"psc\.second_factor"),
+    ('[notifications]\nenabled = true\nrelay = "smtp.example.org"\n'
+     'from_address = "a@example.org"\nweb_url = "https://w.example.org"', r"notifications\.relay"),
+    ('[notifications]\nenabled = true\nrelay = "smtp.example.org:25"\n'
+     'from_address = "noreply@ch-xyz.mssante.fr"\nweb_url = "https://w.example.org"',
+     r"notifications\.from_address"),
+    ('[notifications]\nenabled = true\nrelay = "smtp.example.org:25"\n'
+     'from_address = "a@example.org"\nweb_url = "http://w.example.org"',
+     r"notifications\.web_url"),
+    ('[notifications]\ncode_digits = 4', r"notifications\.code_digits"),
+    ('[notifications]\ncodes_per_hour = 0', r"notifications\.codes_per_hour"),
+    ('[notifications]\npassword = "x"', r"notifications\.password"),
+])
+def test_second_factor_and_notification_errors_name_the_key(tmp_path: Path, text: str,
+                                                            key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_operator_config(write(tmp_path, MINIMAL + text + "\n"), environ={})
