@@ -10,12 +10,11 @@ import random
 import uuid
 from pathlib import Path
 
-from tests.conftest import RunningEnvironment
-from tests.e2e.mail import message, send, unique
-
 from mssante.auth.emailcode import CodeStart
 from mssante.domain.ins import make_ins
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
+from tests.conftest import RunningEnvironment
+from tests.e2e.mail import message, send, unique
 
 DUPONT = "dupont@ch-xyz.mssante.fr"
 DEMO_PATIENT = "279035121518989@patient.mssante.fr"
