@@ -46,14 +46,20 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
-@pytest.fixture
-async def notices(store: Store, sink: NotificationSink) -> AsyncIterator[MessageNotices]:
+def notices_for(store: Store, sink: NotificationSink, delay: float) -> MessageNotices:
     settings = NotificationSettings(
         enabled=True, relay=f"127.0.0.1:{sink.port}", starttls=False,
         from_address="ne-pas-repondre@patient.example", web_url="https://127.0.0.1:1",
-        notice_delay=0.0, notice_interval=3600.0)
+        notice_delay=delay, notice_interval=3600.0)
     notices = MessageNotices(store.logins, OutsideMail(settings))
     store.on_delivered = notices.delivered
+    return notices
+
+
+@pytest.fixture
+async def notices(store: Store, sink: NotificationSink) -> AsyncIterator[MessageNotices]:
+    """Notices sent as soon as a message lands, the next one an hour later."""
+    notices = notices_for(store, sink, delay=0.0)
     try:
         yield notices
     finally:
@@ -72,19 +78,31 @@ async def settled(notices: MessageNotices, mailbox: str) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_the_patient_mailbox_owner_is_told_once_per_burst(
+async def test_a_burst_schedules_one_notice_for_the_patient_only(
+        store: Store, sink: NotificationSink) -> None:
+    notices = notices_for(store, sink, delay=3600.0)  # the burst is still arriving
+    try:
+        await deliver(store, PATIENT, DOCTOR)
+        assert notices.pending(PATIENT)  # taken note of when the acceptance returned
+        assert not notices.pending(DOCTOR)  # a professional's mailbox: never
+        await deliver(store, PATIENT)
+        await deliver(store, PATIENT)
+        assert notices.scheduled == 1  # one notice for the three messages
+    finally:
+        await notices.stop()  # dropped at shutdown
+    assert not notices.pending(PATIENT) and sink.messages() == []
+
+
+async def test_the_owner_is_told_then_the_next_notice_waits_the_interval(
         store: Store, notices: MessageNotices, sink: NotificationSink) -> None:
-    await deliver(store, PATIENT, DOCTOR)
-    assert notices.pending(PATIENT)  # taken note of when the acceptance returned
-    assert not notices.pending(DOCTOR)  # a professional's mailbox: never
-    await deliver(store, PATIENT)  # the same burst
+    await deliver(store, PATIENT)
     await settled(notices, PATIENT)
     assert notices.sent == 1 and len(sink.messages()) == 1
     assert b"X-Sink-Rcpt: eve@example.org" in sink.messages()[0].read_bytes()
     await deliver(store, PATIENT)  # within the interval: scheduled for its end
-    assert notices.pending(PATIENT)
-    await notices.stop()  # dropped at shutdown
-    assert not notices.pending(PATIENT) and len(sink.messages()) == 1
+    await deliver(store, PATIENT)
+    assert notices.pending(PATIENT) and notices.scheduled == 1
+    assert notices.sent == 1 and len(sink.messages()) == 1
 
 
 async def test_a_patient_who_turned_notices_off_is_not_told(

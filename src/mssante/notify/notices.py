@@ -44,6 +44,11 @@ class MessageNotices:
         """Whether a notice for ``mailbox`` is scheduled and not sent yet."""
         return mailbox.lower() in self._pending
 
+    @property
+    def scheduled(self) -> int:
+        """Notices scheduled and not sent yet (one per mailbox at most)."""
+        return len(self._pending)
+
     def delivered(self, addresses: Sequence[str]) -> None:
         """``Store.on_delivered``: schedule a notice for each patient mailbox."""
         for address in addresses:
