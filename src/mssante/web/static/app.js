@@ -1,0 +1,2 @@
+// MSSanté webmail: progressive enhancement only; every page works without it.
+"use strict";
