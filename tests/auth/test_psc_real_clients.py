@@ -105,9 +105,14 @@ def refused(command: list[str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def inbox_subjects(env: RunningEnvironment, who: Account | str) -> set[str]:
-    return set(server_flags(env, who if isinstance(who, Account) else
-                            Account(who, env.password(who), who)))
+def dupont(env: RunningEnvironment) -> Account:
+    """Dr Dupont with his password: the server side of the checks, through imaplib."""
+    return Account(DUPONT, env.password(DUPONT), DUPONT)
+
+
+def dupont_inbox(env: RunningEnvironment) -> set[str]:
+    """The subjects in Dupont's INBOX on the server."""
+    return set(server_flags(env, dupont(env)))
 
 
 # -- offlineimap: auth_mechanisms = XOAUTH2, oauth2_access_token_eval -------------------
@@ -166,7 +171,7 @@ def test_offlineimap_synchronises_with_a_psc_token(environment: RunningEnvironme
                                                    tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     on_server, on_laptop = f"offlineimap PSC {tag} server", f"offlineimap PSC {tag} laptop"
-    append(environment, Account(DUPONT, environment.password(DUPONT), DUPONT), "INBOX",
+    append(environment, dupont(environment), "INBOX",
            message(on_server, "Read with a PSC token.", DUPONT))
     conf = offlineimap_config(environment, tmp_path, token_command(environment, tmp_path))
     inbox = tmp_path / "mail" / "INBOX"
@@ -177,7 +182,7 @@ def test_offlineimap_synchronises_with_a_psc_token(environment: RunningEnvironme
 
     maildir_deliver(inbox, message(on_laptop, "Written on the laptop.", DUPONT))
     run(offlineimap_command(conf))
-    assert {on_server, on_laptop} <= inbox_subjects(environment, DUPONT)
+    assert {on_server, on_laptop} <= dupont_inbox(environment)
 
 
 @pytest.mark.slow
@@ -187,7 +192,7 @@ def test_offlineimap_with_a_refused_token(environment: RunningEnvironment, tmp_p
     client_binary("offlineimap")
     tag = uuid.uuid4().hex[:8]
     on_server, on_laptop = f"offlineimap {kind} {tag} server", f"offlineimap {kind} {tag} laptop"
-    append(environment, Account(DUPONT, environment.password(DUPONT), DUPONT), "INBOX",
+    append(environment, dupont(environment), "INBOX",
            message(on_server, "Not for a refused token.", DUPONT))
     command = token_file_command(tmp_path, REFUSED_TOKENS[kind](environment))
     conf = offlineimap_config(environment, tmp_path, command)
@@ -197,7 +202,7 @@ def test_offlineimap_with_a_refused_token(environment: RunningEnvironment, tmp_p
     done = refused(offlineimap_command(conf))
     assert "XOAUTH2 authentication failed" in done.stdout + done.stderr
     assert list(maildir_messages(inbox)) == [on_laptop]
-    subjects = inbox_subjects(environment, DUPONT)
+    subjects = dupont_inbox(environment)
     assert on_server in subjects and on_laptop not in subjects
 
 
@@ -258,7 +263,7 @@ def test_mbsync_synchronises_with_a_psc_token(environment: RunningEnvironment,
     xoauth2_plugin()
     tag = uuid.uuid4().hex[:8]
     on_server, on_laptop = f"mbsync PSC {tag} server", f"mbsync PSC {tag} laptop"
-    append(environment, Account(DUPONT, environment.password(DUPONT), DUPONT), "INBOX",
+    append(environment, dupont(environment), "INBOX",
            message(on_server, "Read with a PSC token.", DUPONT))
     rc = mbsync_config(environment, tmp_path, token_command(environment, tmp_path))
     inbox = tmp_path / "mail" / "INBOX"
@@ -269,7 +274,7 @@ def test_mbsync_synchronises_with_a_psc_token(environment: RunningEnvironment,
 
     maildir_deliver(inbox, message(on_laptop, "Written on the laptop.", DUPONT))
     run(mbsync_command(rc))
-    assert {on_server, on_laptop} <= inbox_subjects(environment, DUPONT)
+    assert {on_server, on_laptop} <= dupont_inbox(environment)
 
 
 @pytest.mark.slow
@@ -288,7 +293,7 @@ def test_mbsync_with_a_refused_token(environment: RunningEnvironment, tmp_path: 
     done = refused(mbsync_command(rc))
     assert "NO [AUTHENTICATIONFAILED]" in done.stderr
     assert list(maildir_messages(inbox)) == [on_laptop]
-    assert on_laptop not in inbox_subjects(environment, DUPONT)
+    assert on_laptop not in dupont_inbox(environment)
 
 
 # -- msmtp: auth xoauth2 / oauthbearer, passwordeval ------------------------------------
