@@ -40,9 +40,10 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from mssante.content.ascii import to_ascii
 from mssante.content.headers import crlf_line_endings
+from mssante.operator import maillog
 from mssante.pki.verify import PeerCertificate
-from mssante.smtp import maillog
 from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
+from mssante.smtp.refusallog import peer_client
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
     LINE_TOO_LONG,
@@ -236,7 +237,7 @@ class MSSanteSMTP(SMTP):
         try:
             await self._writer.start_tls(self.tls_context)
         except (OSError, ssl.SSLError, ConnectionError) as exc:
-            maillog.refused("STARTTLS", client=maillog.peer_client(self),
+            maillog.refused("STARTTLS", client=peer_client(self),
                             reason=f"TLS handshake failed: {maillog.reason(exc)}")
             if self.transport is not None:
                 self.transport.close()

@@ -57,8 +57,8 @@ from mssante.domain.policy import (
     check_recipient_in_trust_space,
 )
 from mssante.errors import InvalidAddress, PolicyViolation
+from mssante.operator import maillog
 from mssante.operator.runtime import OperatorRuntime
-from mssante.smtp import maillog
 from mssante.smtp.accept import Incoming, accept, trace, with_added_headers
 from mssante.smtp.common import (
     check_local_recipient,
