@@ -37,12 +37,13 @@ from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import header_section
 from mssante.operator import maillog
+from mssante.operator.accept import RcptParams
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
 from mssante.queue.nexthop import NextHopError, NextHops
 from mssante.queue.smtpclient import SMTPClientError, to_wire
-from mssante.smtp.params import RcptParams, rcpt_params_wire, xtext_encode
+from mssante.smtp.params import rcpt_params_wire, xtext_encode
 from mssante.store.models import QueueEntry
 
 log = logging.getLogger(__name__)

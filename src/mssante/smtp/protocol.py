@@ -34,15 +34,16 @@ import io
 import logging
 import re
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from mssante.content.ascii import to_ascii
 from mssante.content.headers import crlf_line_endings
 from mssante.operator import maillog
+from mssante.operator.accept import RcptParams, Trace
 from mssante.pki.verify import PeerCertificate
-from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
+from mssante.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
 from mssante.smtp.refusallog import peer_client
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
@@ -55,9 +56,6 @@ from mssante.smtp.replies import (
     Reply,
     SMTPReply,
 )
-
-if TYPE_CHECKING:
-    from mssante.smtp.accept import Trace
 
 log = logging.getLogger(__name__)
 
