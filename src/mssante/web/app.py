@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
-from mssante.web import autoconfig, login, mail, psclogout
+from mssante.web import autoconfig, compose, login, mail, psclogout
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
 from mssante.web.sessions import Sessions
@@ -34,7 +34,8 @@ ROUTERS: tuple[RouterFactory, ...] = (
     autoconfig.create_router,  # Thunderbird-style client autoconfiguration
     psclogout.create_router,  # PSC back-channel logout (ends IMAP, submission, web sessions)
     login.create_router,  # log in and out: password, Pro Santé Connect
-    mail.create_router,  # the webmail: mailboxes, folders, messages, compose
+    mail.create_router,  # the webmail: mailboxes, folders, messages
+    compose.create_router,  # writing and sending, through operator/sending.py
 )
 
 

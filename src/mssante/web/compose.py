@@ -21,14 +21,25 @@ from __future__ import annotations
 
 import email.utils
 import mimetypes
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData, UploadFile
+
 from mssante.domain.addresses import mailboxes, parse_address_list
+from mssante.domain.mailboxes import MailboxType
 from mssante.domain.patient import FIN_HEADER, FIN_VALUE
 from mssante.errors import InvalidAddress
+from mssante.operator import sending
+from mssante.operator.accept import RcptParams
+from mssante.operator.refusals import Refused
+from mssante.web.context import WebContext
+from mssante.web.mail import Opened, open_mailbox
+from mssante.web.sessions import same_token
 
 MAX_ADDRESSES = 100  # recipients a form may name
 MAX_FIELD = 1000  # characters of an address field or a subject
@@ -138,3 +149,129 @@ def unique(addresses: Sequence[str], *, without: Sequence[str] = ()) -> tuple[st
         if address.lower() not in skip:
             seen.setdefault(address.lower(), address)
     return tuple(seen.values())
+
+
+# -- the routes ----------------------------------------------------------------------
+
+WEB_PROTOCOL = "HTTPS"  # the mail log's and Received's name of a message sent from the web
+MAX_FILES = 20
+
+
+def create_router(web: WebContext) -> APIRouter:
+    router = APIRouter()
+    runtime = web.runtime
+
+    def form_page(request: Request, found: Opened, draft: Draft | None, *,
+                  error: str = "", status: int = 200, field: str = "") -> Response:
+        session, choices, chosen = found
+        return web.page(request, "compose.html", session=session, mailboxes=choices,
+                        current=chosen, draft=draft, error=error, error_field=field,
+                        status=status, limit=_megabytes(runtime.settings.max_message_size))
+
+    @router.get("/courrier/{address}/nouveau")
+    async def new(request: Request, address: str) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        if not found[2].writable:
+            return form_page(request, found, None, status=403,
+                             error="Vous ne pouvez pas écrire depuis cette boîte.")
+        prefill = await reply_draft(web, found, request.query_params)
+        return form_page(request, found, prefill)
+
+    @router.post("/courrier/{address}/envoyer")
+    async def send(request: Request, address: str) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        limit = runtime.settings.max_message_size
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit * 4 // 3 + 1024 * 1024:
+            return form_page(request, found, None, status=413,
+                             error=f"Message trop volumineux : {_megabytes(limit)} au plus.")
+        form = await request.form(max_files=MAX_FILES, max_fields=40)
+        try:
+            return await _send(request, found, form)
+        finally:
+            await form.close()  # the uploads' temporary files
+
+    async def _send(request: Request, found: Opened, form: FormData) -> Response:
+        session, _, chosen = found
+        limit = runtime.settings.max_message_size
+        if not same_token(str(form.get("csrf", "")), session.csrf):
+            return form_page(request, found, None, status=400,
+                             error="Le formulaire a expiré : renvoyez-le.")
+        text = {k: str(form.get(k, ""))[:MAX_FIELD * 100] for k in
+                ("a", "cc", "objet", "message", "in_reply_to", "references")}
+        draft = Draft(chosen.address, "", (), (), text["objet"][:MAX_FIELD], text["message"],
+                      in_reply_to=text["in_reply_to"][:MAX_FIELD],
+                      references=text["references"][:MAX_FIELD * 10],
+                      delivery_status=form.get("accuse_remise") == "1",
+                      read_receipt=form.get("accuse_lecture") == "1")
+        try:
+            to, cc = split_addresses(text["a"]), split_addresses(text["cc"])
+        except InvalidAddress as exc:
+            return form_page(request, found, draft, status=400, field="a",
+                             error=f"Adresse refusée : {exc}")
+        draft = replace(draft, to=to, cc=cc)
+        if not draft.recipients:
+            return form_page(request, found, draft, status=400, field="a",
+                             error="Indiquez au moins un destinataire.")
+        if not chosen.writable:
+            return form_page(request, found, draft, status=403,
+                             error="Vous ne pouvez pas écrire depuis cette boîte.")
+        attachments: list[Attachment] = []
+        total = 0
+        for upload in form.getlist("pieces"):
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                continue
+            data = await upload.read(limit + 1)
+            total += len(data)
+            if total > limit:
+                return form_page(request, found, draft, status=413,
+                                 error=f"Pièces jointes trop volumineuses : "
+                                       f"{_megabytes(limit)} au plus pour le message.")
+            attachments.append(Attachment(upload.filename[:255],
+                                          content_type_of(upload.filename,
+                                                          upload.content_type), data))
+        identity = session.identity
+        for accepted, recipient in enumerate(draft.recipients):
+            try:
+                await sending.check_recipient(runtime, identity, chosen.address, recipient,
+                                              accepted=accepted)
+            except Refused as exc:
+                return form_page(request, found, draft, status=400, field="a",
+                                 error=f"Adresse refusée : {exc.address or recipient} — "
+                                       f"{exc.reason}")
+        person = await runtime.store.get_person(identity.login)
+        own = chosen.type in (MailboxType.PER, MailboxType.PAT)
+        draft = replace(draft, sender_name=person.display_name if person and own else "",
+                        attachments=tuple(attachments))
+        notify = frozenset({"SUCCESS", "FAILURE"}) if draft.delivery_status else frozenset()
+        submission = sending.Submission(
+            chosen.address, [(r, RcptParams(notify=notify)) for r in draft.recipients],
+            build_message(draft))
+        client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
+        try:
+            await sending.submit(runtime, identity, submission, client)
+        except Refused as exc:
+            where = f"{exc.address} — " if exc.address else ""
+            return form_page(request, found, draft, status=400,
+                             error=f"Message refusé : {where}{exc.reason}")
+        session.notice = "Message envoyé."
+        inbox = await runtime.store.folders.get(chosen.address, "INBOX")
+        target = f"/courrier/{chosen.address}/dossiers/{inbox.id}" if inbox else "/courrier"
+        return RedirectResponse(target, status_code=303)
+
+    return router
+
+
+async def reply_draft(web: WebContext, found: Opened, params: Mapping[str, str]
+                      ) -> Draft | None:
+    """A draft filled from the message named by ``repondre`` or ``transferer``
+    (``{folder}:{uid}``); None for a new message or one that cannot be read."""
+    return None
+
+
+def _megabytes(octets: int) -> str:
+    return f"{octets / (1024 * 1024):.0f} Mo"

@@ -88,24 +88,29 @@ def _date(text: str | None) -> str:
     return when.astimezone().strftime("%d/%m/%Y %H:%M")
 
 
+Opened = tuple[WebSession, list[MailboxChoice], MailboxChoice]
+
+
+async def open_mailbox(web: WebContext, request: Request, address: str) -> Opened | Response:
+    """The session, its mailboxes and the one at ``address`` if it may open it; else the
+    answer to give (the login page, a 404 page)."""
+    session = session_of(web, request)
+    if session is None:
+        return to_login()
+    choices = await mailboxes_of(web, session)
+    chosen = next((c for c in choices if c.address == address.lower()), None)
+    if chosen is None:
+        return web.page(request, "error.html", session=session, mailboxes=choices,
+                        status=404, title="Boîte introuvable",
+                        message="Cette boîte aux lettres n'existe pas ou ne vous est "
+                                "pas ouverte.")
+    session.mailbox = chosen.address
+    return session, choices, chosen
+
+
 def create_router(web: WebContext) -> APIRouter:
     router = APIRouter()
     store = web.runtime.store
-
-    async def opened(request: Request, address: str
-                     ) -> tuple[WebSession, list[MailboxChoice], MailboxChoice] | Response:
-        session = session_of(web, request)
-        if session is None:
-            return to_login()
-        choices = await mailboxes_of(web, session)
-        chosen = next((c for c in choices if c.address == address.lower()), None)
-        if chosen is None:
-            return web.page(request, "error.html", session=session, mailboxes=choices,
-                            status=404, title="Boîte introuvable",
-                            message="Cette boîte aux lettres n'existe pas ou ne vous est "
-                                    "pas ouverte.")
-        session.mailbox = chosen.address
-        return session, choices, chosen
 
     @router.get("/courrier")
     async def home(request: Request) -> Response:
@@ -128,7 +133,7 @@ def create_router(web: WebContext) -> APIRouter:
 
     @router.get("/courrier/choisir")
     async def choose(request: Request, boite: str = "") -> Response:
-        found = await opened(request, boite)
+        found = await open_mailbox(web, request, boite)
         if isinstance(found, Response):
             return found
         return await _inbox(found[2].address)
@@ -136,7 +141,7 @@ def create_router(web: WebContext) -> APIRouter:
     @router.get("/courrier/{address}/dossiers/{folder_id}")
     async def folder_list(request: Request, address: str, folder_id: int, page: int = 1,
                           q: str = "") -> Response:
-        found = await opened(request, address)
+        found = await open_mailbox(web, request, address)
         if isinstance(found, Response):
             return found
         session, choices, chosen = found
