@@ -465,24 +465,34 @@ def decode_transfer(data: bytes, encoding: str) -> bytes:
     raise UnknownEncoding(encoding)
 
 
+# Python text codecs that are no mail charset (RFC 2978 registers none of them): the
+# punycode decoder takes time quadratic in its input (a 160 KB body: seconds), and the
+# others read escapes, not characters. A part that names one is read as UTF-8.
+_NOT_CHARSETS = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape"})
+
+
+def _text_codec(charset: str) -> str:
+    """The codec ``charset`` names if it is a mail charset Python can decode, else UTF-8."""
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        return "utf-8"
+    if not info._is_text_encoding or info.name in _NOT_CHARSETS:
+        return "utf-8"
+    return info.name
+
+
 def charset_decode(data: bytes, charset: str) -> str:
     """Text in ``charset``, or UTF-8 when the charset is unknown or not a text encoding."""
     try:
-        if codecs.lookup(charset)._is_text_encoding:
-            return data.decode(charset, "replace")
+        return data.decode(_text_codec(charset), "replace")
     except (LookupError, UnicodeError, ValueError, TypeError):
-        pass
-    return data.decode("utf-8", "replace")
+        return data.decode("utf-8", "replace")
 
 
 def incremental_decoder(charset: str) -> codecs.IncrementalDecoder:
     """``charset_decode`` one piece at a time."""
-    try:
-        if codecs.lookup(charset)._is_text_encoding:
-            return codecs.getincrementaldecoder(charset)("replace")
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        pass
-    return codecs.getincrementaldecoder("utf-8")("replace")
+    return codecs.getincrementaldecoder(_text_codec(charset))("replace")
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
