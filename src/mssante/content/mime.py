@@ -21,6 +21,10 @@ Implementation notes
   * a delimiter that is never closed ends its last part at the end of the body;
   * a header without an empty line after it ends at the first line that is neither a
     field nor a continuation (the rest is the body), or at the end of the entity;
+  * a header section ends at the first line that starts past ``MAX_HEADER_SECTION``
+    (1 MiB, the most the rules accept: content/headers.py) when no empty line comes
+    before: 25 MB of header fields would otherwise be split into four million fields
+    (a gigabyte of objects) for any reader;
   * bare LF line endings are accepted wherever CRLF is;
   * 8-bit header octets are kept as they are (decoded as UTF-8 with surrogateescape);
   * a multipart or message nested deeper than ``MAX_DEPTH`` is a text/plain leaf, and
@@ -45,6 +49,7 @@ import codecs
 import re
 from collections.abc import Iterator
 
+from mssante.content.headers import MAX_HEADER_SECTION
 from mssante.domain.addresses import AddressSyntaxError, parse_address_list, readable
 
 MAX_DEPTH = 64  # multipart / message nesting below which parts are split
@@ -80,15 +85,19 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
         return start + 2, 2
     if raw.startswith(b"\n", start) and start < end:
         return start + 1, 1
-    crlf = raw.find(b"\n\r\n", start, end)
-    lf = raw.find(b"\n\n", start, crlf + 2 if crlf >= 0 else end)
+    limit = min(end, start + MAX_HEADER_SECTION)
+    crlf = raw.find(b"\n\r\n", start, limit)
+    lf = raw.find(b"\n\n", start, crlf + 2 if crlf >= 0 else limit)
     if lf >= 0:
         return lf + 2, 1
     if crlf >= 0:
         return crlf + 3, 2
-    # No empty line: the header runs while lines look like fields or continuations.
+    # No empty line: the header runs while lines look like fields or continuations,
+    # and ends at the first line past MAX_HEADER_SECTION octets.
     position = start
     while position < end:
+        if position >= limit:
+            return position, 0
         if raw[position] not in b" \t" and not _FIELD_START.match(raw, position, end):
             return position, 0
         newline = raw.find(b"\n", position, end)
@@ -463,6 +472,17 @@ def decode_transfer(data: bytes, encoding: str) -> bytes:
     if encoding == "quoted-printable":
         return binascii.a2b_qp(data)
     raise UnknownEncoding(encoding)
+
+
+def decoded_size(data: bytes, encoding: str) -> int:
+    """The length of ``decode_transfer(data, encoding)``; for base64 counted from the
+    octets of its alphabet, without decoding (RFC 2045 §6.8: 4 characters, 3 octets)."""
+    if encoding == "base64":
+        count = len(data) - len(data.translate(None, _BASE64_ALPHABET))
+        return count // 4 * 3 + max(0, count % 4 - 1)
+    if encoding in IDENTITY_ENCODINGS:
+        return len(data)
+    return sum(len(piece) for piece in decoded_pieces(data, encoding))
 
 
 # Python text codecs that are no mail charset (RFC 2978 registers none of them): the
