@@ -121,6 +121,12 @@ def test_a_message_without_headers_or_body() -> None:
     assert not view.read_receipt_requested and view.attachments == ()
 
 
+def test_latin1_display_name() -> None:
+    view = render_message("From: Hélène <h@ch-a.mssante.fr>\r\n\r\nx".encode("latin-1"))
+    assert view.from_ == render.AddressField(
+        "Hélène <h@ch-a.mssante.fr>", (render.ShownMailbox("Hélène", "h@ch-a.mssante.fr"),))
+
+
 def test_unparseable_address_field_shows_its_text() -> None:
     view = render_message(crlf("From: <<<broken\nTo: =?utf-8?b?w6k=?= <<\n\nx\n"))
     assert view.from_ == render.AddressField("<<<broken", ())
@@ -199,6 +205,15 @@ def test_related_start_parameter_names_the_root() -> None:
                "--r\nContent-Type: text/html\nContent-ID: <main>\n\n<b>this</b>\n--r--\n")
     view = render_message(raw)
     assert view.body.html == "<b>this</b>" and view.body.part_id == "2"
+
+
+def test_related_without_a_matching_start_shows_its_first_part() -> None:
+    raw = crlf('Content-Type: multipart/related; boundary=r; start="<gone>"\n\n'
+               "--r\nContent-Type: text/html\n\n<i>first</i>\n"
+               "--r\nContent-Type: image/gif\nContent-ID: <g>\n\nGIF89a\n--r--\n")
+    view = render_message(raw, url)
+    assert view.body.html == "<i>first</i>" and view.body.part_id == "1"
+    assert [a.part_id for a in view.attachments] == ["2"]
 
 
 def test_text_with_a_filename_is_an_attachment_not_the_body() -> None:

@@ -216,7 +216,11 @@ def _address_field(entity: Entity, name: str) -> AddressField | None:
     value = values[0]
     text = _shown(address_text(value))
     try:
-        items = parse_address_list(value.decode("utf-8", "replace"))
+        text_value = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text_value = value.decode("latin-1")  # as address_text reads it
+    try:
+        items = parse_address_list(text_value)
     except AddressSyntaxError:
         return AddressField(text, ())
     shown = tuple(ShownMailbox(_shown(decode_words(m.display_name)) if m.display_name else None,
@@ -351,10 +355,9 @@ def _choose(entity: Entity, path: tuple[int, ...], depth: int,
         return _Chosen(chosen.entity, chosen.path, chosen.alternatives or path)
     if subtype == "related":
         start = next((v for k, v in entity.content_type[2] if k == "start"), "").strip("<> ")
-        for child, p in _kids(entity, path):
-            if not start or _content_id(child) == start:
-                return _choose(child, p, depth + 1, prefer)
-        return None
+        kids = list(_kids(entity, path))
+        child, p = next(((c, p) for c, p in kids if start and _content_id(c) == start), kids[0])
+        return _choose(child, p, depth + 1, prefer)
     for child, p in _kids(entity, path):
         chosen_part = _choose(child, p, depth + 1, prefer)
         if chosen_part is not None:
