@@ -9,7 +9,19 @@ Paths (``{address}`` a mailbox address, ``{folder}`` a folder id):
 - ``GET /courrier/choisir?boite=``: the form of the mailbox switch (works without
   script);
 - ``GET /courrier/{address}/dossiers/{folder}?page=&q=``: the message list, newest
-  first, ``PAGE_SIZE`` a page, searched in subject and sender when ``q`` is given.
+  first, ``PAGE_SIZE`` a page, searched in subject and sender when ``q`` is given;
+- ``GET .../messages/{uid}``: one message (render.py), marked ``\\Seen`` as an IMAP
+  client's FETCH of its body does (only where the person may write: a read-only
+  delegate leaves it unread, as IMAP's EXAMINE); IMAP sessions hear of it at once;
+- ``GET .../messages/{uid}/pieces/{part}``: one attachment, downloaded (images of the
+  message itself shown inline with ``?affichage=1``).
+
+Patient conversations (domain/patient.py): on the patient operator, the conversation
+a message belongs to and whether it is closed are the ones the store recorded; a
+patient may reply only while it is open, and never starts one. On a professional's
+side, a conversation with a patient is shown closed once this mailbox sent a closing
+message in it (``X-MSS-MES: FIN`` or ``[FIN]``), among its last ``CLOSING_SCAN`` sent
+messages.
 """
 
 from __future__ import annotations
@@ -21,14 +33,25 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mssante.content.headers import read_headers
+from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.mailboxes import MailboxType, Use, beside_home, home_mailbox
+from mssante.domain.patient import closes_conversation, thread_root
 from mssante.store.models import Folder
 from mssante.web.context import WebContext
 from mssante.web.login import session_of, to_login
+from mssante.web.render import (
+    MessageView,
+    PartNotFound,
+    attachment_content,
+    content_disposition,
+    render_message,
+)
 from mssante.web.sessions import WebSession
 
 PAGE_SIZE = 50
 MAX_QUERY = 200
+CLOSING_SCAN = 500  # sent messages looked at to tell whether a patient thread is closed
 TYPE_LABELS = {MailboxType.PER: "nominative", MailboxType.ORG: "organisationnelle",
                MailboxType.CAB: "cabinet", MailboxType.APP: "applicative",
                MailboxType.PAT: "patient"}
@@ -181,4 +204,122 @@ def create_router(web: WebContext) -> APIRouter:
                         folder=folder, folder_name=folder_label(folder), rows=rows,
                         page=page, pages=pages, query=query, total=len(uids))
 
+    @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}")
+    async def read(request: Request, address: str, folder_id: int, uid: int) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        session, choices, chosen = found
+        located = await message_of(web, chosen, folder_id, uid)
+        if located is None:
+            return web.page(request, "error.html", session=session, mailboxes=choices,
+                            current=chosen, status=404, title="Message introuvable",
+                            message="Ce message n'existe plus dans ce dossier.")
+        folder, raw = located
+        base = f"/courrier/{chosen.address}/dossiers/{folder.id}/messages/{uid}"
+        view = render_message(raw, lambda part: f"{base}/pieces/{part}?affichage=1")
+        if chosen.writable:
+            await store.folders.store_flags(folder.id, [uid], "+", ["\\Seen"])
+        conversation = await patient_conversation(web, session, chosen, view)
+        folders = await store.folders.all(chosen.address, viewer=session.identity.login)
+        return web.page(request, "message.html", session=session, mailboxes=choices,
+                        current=chosen, folders=[(f, folder_label(f)) for f in folders],
+                        folder=folder, view=view, uid=uid, base=base,
+                        conversation=conversation,
+                        may_write=chosen.writable and chosen.type is not MailboxType.PAT,
+                        may_reply=chosen.writable and (conversation is None
+                                                       or not conversation.closed
+                                                       or not conversation.patient_side))
+
+    @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/pieces/{part}")
+    async def piece(request: Request, address: str, folder_id: int, uid: int, part: str,
+                    affichage: int = 0) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        located = await message_of(web, found[2], folder_id, uid)
+        if located is None:
+            return Response("Message introuvable\n", status_code=404, media_type="text/plain")
+        try:
+            content = attachment_content(located[1], part)
+        except PartNotFound:
+            return Response("Pièce introuvable\n", status_code=404, media_type="text/plain")
+        attachment = content.attachment
+        inline = bool(affichage) and attachment.inline_image
+        media = attachment.content_type if inline else "application/octet-stream"
+        return Response(content.data, media_type=media, headers={
+            "Content-Disposition": content_disposition(attachment.filename, inline=inline),
+            "Cache-Control": "private, no-store"})
+
     return router
+
+
+async def message_of(web: WebContext, chosen: MailboxChoice, folder_id: int, uid: int
+                     ) -> tuple[Folder, bytes] | None:
+    """A message of a folder of the chosen mailbox, with its octets; None if gone."""
+    store = web.runtime.store
+    folder = await store.folders.by_id(folder_id)
+    if folder is None or folder.mailbox != chosen.address:
+        return None
+    data = await store.folders.message_data(folder.id, [uid])
+    if not data:
+        return None
+    bodies = await store.folders.bodies([data[0].body_sha256])
+    raw = bodies.get(data[0].body_sha256)
+    return (folder, raw) if raw is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientConversation:
+    """A patient conversation as the page shows it."""
+
+    thread: str
+    closed: bool
+    patient_side: bool  # shown to the patient (else to a professional)
+    patient: str  # the patient's address
+
+
+async def patient_conversation(web: WebContext, session: WebSession, chosen: MailboxChoice,
+                               view: MessageView) -> PatientConversation | None:
+    """The patient conversation ``view`` belongs to, if it is one."""
+    store = web.runtime.store
+    own_id = view.message_id or ""
+    if chosen.type is MailboxType.PAT:
+        ids = [*view.references, *([view.in_reply_to] if view.in_reply_to else []), own_id]
+        threads = await store.threads_of(chosen.address, [i for i in ids if i])
+        if not threads:
+            return None
+        known = {c.thread: c for c in await store.conversations(chosen.address)}
+        conversation = known.get(threads[-1])
+        closed = conversation is not None and conversation.closed
+        return PatientConversation(threads[-1], closed, True, chosen.address)
+    people = [m.address for f in (view.from_, view.to, view.cc) if f is not None
+              for m in f.mailboxes]
+    patient = next((a for a in people if a.lower().endswith("@" + PATIENT_DOMAIN)), None)
+    if patient is None:
+        return None
+    root = thread_root(own_id, view.in_reply_to, " ".join(view.references))
+    return PatientConversation(root, await _closed_by(web, chosen.address, root), False,
+                               patient)
+
+
+async def _closed_by(web: WebContext, address: str, root: str) -> bool:
+    """Whether ``address`` sent a closing message in the thread ``root``."""
+    store = web.runtime.store
+    sent = await store.folders.get(address, "Sent")
+    if sent is None:
+        return False
+    state = await store.folders.state(sent.id)
+    if state is None:
+        return False
+    uids = state.uids[-CLOSING_SCAN:]
+    data = await store.folders.message_data(sent.id, uids)
+    bodies = await store.folders.bodies([d.body_sha256 for d in data])
+    for raw in bodies.values():
+        headers = read_headers(raw)
+        if root not in (thread_root(headers.message_id, headers.in_reply_to,
+                                    headers.references), headers.message_id):
+            continue
+        if closes_conversation(headers.subject, headers.x_mss_mes):
+            return True
+    return False
