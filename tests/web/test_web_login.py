@@ -36,7 +36,7 @@ def web(env: RunningEnvironment, domain: str = HOSPITAL) -> str:
 
 
 @pytest.fixture
-def browser(environment: RunningEnvironment) -> Iterator[httpx.Client]:
+def client(environment: RunningEnvironment) -> Iterator[httpx.Client]:
     """An HTTP client that keeps cookies, as a browser does, and sends its origin."""
     base = web(environment)
     with httpx.Client(base_url=base, verify=client_context(Path(environment.ca_file)),
@@ -57,8 +57,8 @@ def log_in(client: httpx.Client, login: str, password: str) -> httpx.Response:
                                            "jeton": hidden(form.text, "jeton")})
 
 
-def test_the_login_page_has_its_fields_and_the_psc_link(browser: httpx.Client) -> None:
-    page = browser.get("/connexion")
+def test_the_login_page_has_its_fields_and_the_psc_link(client: httpx.Client) -> None:
+    page = client.get("/connexion")
     assert page.status_code == 200
     assert '<label for="identifiant">Identifiant</label>' in page.text
     assert '<label for="mot_de_passe">Mot de passe</label>' in page.text
@@ -68,20 +68,20 @@ def test_the_login_page_has_its_fields_and_the_psc_link(browser: httpx.Client) -
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     cookie = page.headers["set-cookie"]
     assert cookie.startswith("__Host-mssante-login=")
     assert all(flag in cookie for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"))
 
 
 def test_a_secretary_logs_in_and_sees_her_mailbox(environment: RunningEnvironment,
-                                                  browser: httpx.Client) -> None:
-    response = log_in(browser, SECRETARY, account(environment, SECRETARY)["password"])
+                                                  client: httpx.Client) -> None:
+    response = log_in(client, SECRETARY, account(environment, SECRETARY)["password"])
     assert response.status_code == 303 and response.headers["location"] == "/courrier"
     session_cookie = next(c for c in response.headers.get_list("set-cookie")
                           if c.startswith("__Host-mssante="))
     assert all(flag in session_cookie for flag in ("Secure", "HttpOnly", "SameSite=Lax"))
-    page = browser.get("/courrier", follow_redirects=True)
+    page = client.get("/courrier", follow_redirects=True)
     assert page.status_code == 200
     assert "cardiologie@ch-xyz.mssante.fr" in page.text
     assert '<label for="boite">Boîte aux lettres</label>' in page.text
@@ -89,46 +89,46 @@ def test_a_secretary_logs_in_and_sees_her_mailbox(environment: RunningEnvironmen
 
 
 def test_a_wrong_password_is_refused_with_an_alert(environment: RunningEnvironment,
-                                                   browser: httpx.Client) -> None:
-    response = log_in(browser, SECRETARY, "wrong")
+                                                   client: httpx.Client) -> None:
+    response = log_in(client, SECRETARY, "wrong")
     assert response.status_code == 401
     assert 'role="alert"' in response.text and "Identifiant ou mot de passe incorrect" \
         in response.text
-    assert browser.get("/courrier").status_code == 303  # still not logged in
+    assert client.get("/courrier").status_code == 303  # still not logged in
 
 
 def test_a_login_form_from_another_site_is_refused(environment: RunningEnvironment,
-                                                   browser: httpx.Client) -> None:
+                                                   client: httpx.Client) -> None:
     """Login CSRF: a form posted from another origin, or without the form's token."""
     password = account(environment, SECRETARY)["password"]
-    response = browser.post("/connexion", data={"identifiant": SECRETARY,
+    response = client.post("/connexion", data={"identifiant": SECRETARY,
                                                 "mot_de_passe": password, "jeton": "x"},
                             headers={"Origin": "https://evil.example"})
     assert response.status_code == 403
-    browser.get("/connexion")
-    response = browser.post("/connexion", data={"identifiant": SECRETARY,
+    client.get("/connexion")
+    response = client.post("/connexion", data={"identifiant": SECRETARY,
                                                 "mot_de_passe": password, "jeton": "forged"})
     assert response.status_code == 400 and "formulaire a expiré" in response.text
 
 
 def test_logging_out_needs_the_sessions_token(environment: RunningEnvironment,
-                                              browser: httpx.Client) -> None:
-    log_in(browser, SECRETARY, account(environment, SECRETARY)["password"])
-    page = browser.get("/courrier", follow_redirects=True)
-    browser.post("/deconnexion", data={"csrf": "forged"})
+                                              client: httpx.Client) -> None:
+    log_in(client, SECRETARY, account(environment, SECRETARY)["password"])
+    page = client.get("/courrier", follow_redirects=True)
+    client.post("/deconnexion", data={"csrf": "forged"})
     # still logged in: sent on to the mailbox, not to the login page
-    assert browser.get("/courrier").headers["location"].startswith("/courrier/")
-    response = browser.post("/deconnexion", data={"csrf": hidden(page.text, "csrf")})
+    assert client.get("/courrier").headers["location"].startswith("/courrier/")
+    response = client.post("/deconnexion", data={"csrf": hidden(page.text, "csrf")})
     assert response.status_code == 303
-    assert browser.get("/courrier").headers["location"] == "/connexion"
+    assert client.get("/courrier").headers["location"] == "/connexion"
 
 
 def test_a_professional_logs_in_with_pro_sante_connect(environment: RunningEnvironment,
-                                                       browser: httpx.Client) -> None:
+                                                       client: httpx.Client) -> None:
     """The whole authorization code flow, as a browser follows it: the operator sends
     the browser to the provider, the simulated e-CPS approves, the provider sends it
     back with a code, the operator opens a session for Dr Dupont."""
-    start = browser.get("/connexion/psc")
+    start = client.get("/connexion/psc")
     assert start.status_code == 303
     authorize = start.headers["location"]
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize).query))
@@ -147,15 +147,15 @@ def test_a_professional_logs_in_with_pro_sante_connect(environment: RunningEnvir
     assert approved.status_code in (302, 303)
     back = approved.headers["location"]
     assert back.startswith(web(environment) + "/connexion/psc/retour?")
-    landed = browser.get(back)
+    landed = client.get(back)
     assert landed.status_code == 303 and landed.headers["location"] == "/courrier"
-    page = browser.get("/courrier", follow_redirects=True)
+    page = client.get("/courrier", follow_redirects=True)
     assert "dupont@ch-xyz.mssante.fr" in page.text and "cardiologie@" in page.text
     # the code cannot be used twice, nor by another browser
-    assert browser.get(back).status_code == 400
+    assert client.get(back).status_code == 400
 
 
 def test_a_psc_return_without_the_browsers_attempt_is_refused(
-        browser: httpx.Client) -> None:
-    response = browser.get("/connexion/psc/retour", params={"code": "x", "state": "y"})
+        client: httpx.Client) -> None:
+    response = client.get("/connexion/psc/retour", params={"code": "x", "state": "y"})
     assert response.status_code == 400 and "expiré" in response.text

@@ -19,9 +19,12 @@ submission.
 
 from __future__ import annotations
 
+import email.policy
 import email.utils
+import html
 import mimetypes
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -38,10 +41,12 @@ from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import Refused
 from mssante.web.context import WebContext
-from mssante.web.mail import Opened, open_mailbox
+from mssante.web.mail import Opened, message_of, open_mailbox, patient_conversation
+from mssante.web.render import render_message
 from mssante.web.sessions import same_token
 
 MAX_ADDRESSES = 100  # recipients a form may name
+MAX_QUOTE = 100_000  # characters of a message quoted in a reply
 MAX_FIELD = 1000  # characters of an address field or a subject
 
 
@@ -68,6 +73,7 @@ class Draft:
     delivery_status: bool = False  # RFC 3461: NOTIFY=SUCCESS,FAILURE
     read_receipt: bool = False  # RFC 8098: Disposition-Notification-To
     closes: bool = False  # X-MSS-MES: FIN
+    forward: str = ""  # "{folder}:{uid}" of a message forwarded as an attachment
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -91,8 +97,10 @@ def split_addresses(text: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def build_message(draft: Draft, *, now: float | None = None) -> bytes:
-    """The RFC 5322 message of a draft, CRLF line endings."""
+def build_message(draft: Draft, *, now: float | None = None,
+                  forwarded: bytes | None = None) -> bytes:
+    """The RFC 5322 message of a draft, CRLF line endings; ``forwarded``, a message
+    attached whole (``message/rfc822``, RFC 2046 §5.2.1)."""
     message = EmailMessage(policy=SMTP)
     message["From"] = email.utils.formataddr((draft.sender_name, draft.sender))
     if draft.to:
@@ -116,6 +124,9 @@ def build_message(draft: Draft, *, now: float | None = None) -> bytes:
         message.add_attachment(attachment.data, maintype=maintype or "application",
                                subtype=subtype or "octet-stream",
                                filename=attachment.filename)
+    if forwarded is not None:
+        inner = email.message_from_bytes(forwarded, policy=SMTP)
+        message.add_attachment(inner, filename="message.eml")
     return message.as_bytes()
 
 
@@ -142,7 +153,7 @@ def quote(text: str, author: str, date: str) -> str:
     return "\n\n" + head + "\n" + "\n".join(f"> {line}" for line in lines)
 
 
-def unique(addresses: Sequence[str], *, without: Sequence[str] = ()) -> tuple[str, ...]:
+def unique(addresses: Iterable[str], *, without: Iterable[str] = ()) -> tuple[str, ...]:
     skip = {a.lower() for a in without}
     seen: dict[str, str] = {}
     for address in addresses:
@@ -177,6 +188,10 @@ def create_router(web: WebContext) -> APIRouter:
             return form_page(request, found, None, status=403,
                              error="Vous ne pouvez pas écrire depuis cette boîte.")
         prefill = await reply_draft(web, found, request.query_params)
+        if found[2].type is MailboxType.PAT and (prefill is None or prefill.forward):
+            return form_page(request, found, None, status=403,
+                             error="Un patient ne peut que répondre à un professionnel qui "
+                                   "lui a écrit.")
         return form_page(request, found, prefill)
 
     @router.post("/courrier/{address}/envoyer")
@@ -202,12 +217,13 @@ def create_router(web: WebContext) -> APIRouter:
             return form_page(request, found, None, status=400,
                              error="Le formulaire a expiré : renvoyez-le.")
         text = {k: str(form.get(k, ""))[:MAX_FIELD * 100] for k in
-                ("a", "cc", "objet", "message", "in_reply_to", "references")}
+                ("a", "cc", "objet", "message", "in_reply_to", "references", "transferer")}
         draft = Draft(chosen.address, "", (), (), text["objet"][:MAX_FIELD], text["message"],
                       in_reply_to=text["in_reply_to"][:MAX_FIELD],
                       references=text["references"][:MAX_FIELD * 10],
                       delivery_status=form.get("accuse_remise") == "1",
-                      read_receipt=form.get("accuse_lecture") == "1")
+                      read_receipt=form.get("accuse_lecture") == "1",
+                      forward=text["transferer"][:40])
         try:
             to, cc = split_addresses(text["a"]), split_addresses(text["cc"])
         except InvalidAddress as exc:
@@ -247,10 +263,15 @@ def create_router(web: WebContext) -> APIRouter:
         own = chosen.type in (MailboxType.PER, MailboxType.PAT)
         draft = replace(draft, sender_name=person.display_name if person and own else "",
                         attachments=tuple(attachments))
+        forwarded = None
+        folder_text, _, uid_text = draft.forward.partition(":")
+        if folder_text.isdigit() and uid_text.isdigit():
+            located = await message_of(web, chosen, int(folder_text), int(uid_text))
+            forwarded = located[1] if located is not None else None
         notify = frozenset({"SUCCESS", "FAILURE"}) if draft.delivery_status else frozenset()
         submission = sending.Submission(
             chosen.address, [(r, RcptParams(notify=notify)) for r in draft.recipients],
-            build_message(draft))
+            build_message(draft, forwarded=forwarded))
         client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
         try:
             await sending.submit(runtime, identity, submission, client)
@@ -263,14 +284,100 @@ def create_router(web: WebContext) -> APIRouter:
         target = f"/courrier/{chosen.address}/dossiers/{inbox.id}" if inbox else "/courrier"
         return RedirectResponse(target, status_code=303)
 
+    @router.post("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/clore")
+    async def close(request: Request, address: str, folder_id: int, uid: int) -> Response:
+        """The professional closes the patient conversation of this message: a message
+        in its thread carrying ``X-MSS-MES: FIN`` (domain/patient.py closes on it)."""
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        session, _, chosen = found
+        form = await request.form(max_files=0, max_fields=5)
+        back = f"/courrier/{chosen.address}/dossiers/{folder_id}/messages/{uid}"
+        if not same_token(str(form.get("csrf", "")), session.csrf):
+            return RedirectResponse(back, status_code=303)
+        located = await message_of(web, chosen, folder_id, uid)
+        if located is None or not chosen.writable or chosen.type is MailboxType.PAT:
+            return RedirectResponse(back, status_code=303)
+        view = render_message(located[1])
+        conversation = await patient_conversation(web, session, chosen, view)
+        if conversation is None or conversation.patient_side:
+            return RedirectResponse(back, status_code=303)
+        person = await runtime.store.get_person(session.identity.login)
+        references = " ".join((*view.references, view.message_id or "")).strip()
+        draft = Draft(chosen.address, person.display_name if person else "",
+                      (conversation.patient,), (), reply_subject(view.full_subject, "Re: "),
+                      "Cette conversation est close : vous ne pouvez plus y répondre.\n"
+                      "Pour toute nouvelle demande, contactez le secrétariat.\n",
+                      in_reply_to=view.message_id or "", references=references, closes=True)
+        client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
+        try:
+            await sending.submit(runtime, session.identity, sending.Submission(
+                chosen.address, [(conversation.patient, RcptParams())],
+                build_message(draft)), client)
+        except Refused as exc:
+            session.notice = f"La conversation n'a pas pu être close : {exc.reason}"
+            return RedirectResponse(back, status_code=303)
+        session.notice = "Conversation close."
+        return RedirectResponse(back, status_code=303)
+
     return router
 
 
 async def reply_draft(web: WebContext, found: Opened, params: Mapping[str, str]
                       ) -> Draft | None:
-    """A draft filled from the message named by ``repondre`` or ``transferer``
-    (``{folder}:{uid}``); None for a new message or one that cannot be read."""
-    return None
+    """A draft filled from the message named by ``repondre`` (``&tous=1``: to everyone)
+    or ``transferer`` (``{folder}:{uid}``); None for a new message or one that cannot
+    be read."""
+    _, _, chosen = found
+    reference = params.get("repondre") or params.get("transferer") or ""
+    folder_text, _, uid_text = reference.partition(":")
+    if not (folder_text.isdigit() and uid_text.isdigit()):
+        return None
+    located = await message_of(web, chosen, int(folder_text), int(uid_text))
+    if located is None:
+        return None
+    view = render_message(located[1])
+    subject = view.full_subject
+    own = {chosen.address}
+    author = view.from_.mailboxes[0] if view.from_ and view.from_.mailboxes else None
+    author_text = view.from_.text if view.from_ else ""
+    quoted = quote(plain_text(located[1]), author_text,
+                   view.date.astimezone().strftime("%d/%m/%Y %H:%M") if view.date else "")
+    if params.get("transferer"):
+        return Draft(chosen.address, "", (), (), reply_subject(subject, "Tr : "), quoted,
+                     forward=reference)
+    answer_to = view.reply_to or view.from_
+    to = unique([m.address for m in answer_to.mailboxes] if answer_to else [], without=own)
+    cc: tuple[str, ...] = ()
+    if params.get("tous"):
+        others = [m.address for f in (view.to, view.cc) if f for m in f.mailboxes]
+        cc = unique(others, without=(*own, *to))
+    if not to and author is not None:
+        to = (author.address,)
+    references = " ".join((*view.references, view.message_id or "")).strip()
+    return Draft(chosen.address, "", to, cc, reply_subject(subject, "Re: "), quoted,
+                 in_reply_to=view.message_id or "", references=references)
+
+
+def plain_text(raw: bytes) -> str:
+    """The text of a message to quote in a reply: its text/plain body, else its HTML
+    body's text; "" when neither can be read."""
+    try:
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        body = parsed.get_body(("plain", "html"))
+        if body is None:
+            return ""
+        text = body.get_content()
+    except Exception:  # a hostile message quotes as nothing
+        return ""
+    if not isinstance(text, str):
+        return ""
+    if body.get_content_subtype() == "html":
+        text = re.sub(r"<[^>]*>", " ", text)
+        text = html.unescape(text)
+    return text[:MAX_QUOTE]
 
 
 def _megabytes(octets: int) -> str:

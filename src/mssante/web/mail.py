@@ -227,9 +227,7 @@ def create_router(web: WebContext) -> APIRouter:
                         folder=folder, view=view, uid=uid, base=base,
                         conversation=conversation,
                         may_write=chosen.writable and chosen.type is not MailboxType.PAT,
-                        may_reply=chosen.writable and (conversation is None
-                                                       or not conversation.closed
-                                                       or not conversation.patient_side))
+                        may_reply=may_reply(chosen, conversation))
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/pieces/{part}")
     async def piece(request: Request, address: str, folder_id: int, uid: int, part: str,
@@ -252,6 +250,16 @@ def create_router(web: WebContext) -> APIRouter:
             "Cache-Control": "private, no-store"})
 
     return router
+
+
+def may_reply(chosen: MailboxChoice, conversation: PatientConversation | None) -> bool:
+    """A professional replies from a mailbox they may write in; a patient only in an open
+    conversation a professional started (domain/patient.py; sending checks it again)."""
+    if not chosen.writable:
+        return False
+    if chosen.type is not MailboxType.PAT:
+        return True
+    return conversation is not None and not conversation.closed
 
 
 async def message_of(web: WebContext, chosen: MailboxChoice, folder_id: int, uid: int

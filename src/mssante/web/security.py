@@ -6,7 +6,9 @@
   provider (logging out there too), the one other ``form-action`` allowed. HTML mail
   is sanitised before it is shown (render.py); this policy is the second wall.
 - ``Strict-Transport-Security``, ``X-Content-Type-Options: nosniff``,
-  ``Referrer-Policy: no-referrer`` (a URL naming a message never leaves), a
+  ``Referrer-Policy: same-origin`` (a URL naming a message never leaves for another
+  site; ``no-referrer`` would also make the browser send ``Origin: null`` with the
+  application's own forms, Fetch §3.2.5), a
   ``Permissions-Policy`` turning off what a mail page never needs, and
   ``Cross-Origin-Opener-Policy``.
 - A form post whose ``Origin`` (or, failing it, ``Referer``) is another site is
@@ -25,7 +27,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = [
     (b"strict-transport-security", b"max-age=31536000"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
