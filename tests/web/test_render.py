@@ -434,6 +434,9 @@ def test_filenames_are_decoded_and_made_safe(header: str, filename: str) -> None
 def test_long_filename_keeps_its_extension() -> None:
     name = sanitise_filename("é" * 300 + ".pdf")
     assert name.endswith("é.pdf") and len(name.encode()) <= render.MAX_FILENAME
+    assert sanitise_filename("x" * 100_000 + ".zip") == "x" * 251 + ".zip"
+    assert sanitise_filename("y" * 300) == "y" * 255
+    assert sanitise_filename("y" * 300 + ".averyveryverylongextension") == "y" * 255
 
 
 @pytest.mark.parametrize(("filename", "inline", "header"), [

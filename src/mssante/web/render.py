@@ -598,11 +598,11 @@ def attachment_content(raw: bytes, part_id: str) -> AttachmentContent:
     such part or it is a multipart. An encapsulated message is given whole (``.eml``)."""
     if not _PART_ID.fullmatch(part_id):
         raise PartNotFound(f"no part {part_id!r}")
-    root = Entity(raw, 0, len(raw))
-    entity = part(root, tuple(int(n) for n in part_id.split(".")))
+    path = tuple(int(n) for n in part_id.split("."))
+    entity = part(Entity(raw, 0, len(raw)), path)
     if entity is None or entity.kind == MULTIPART:
         raise PartNotFound(f"no part {part_id!r}")
-    attachment = _attachment(entity, tuple(int(n) for n in part_id.split(".")))
+    attachment = _attachment(entity, path)
     encoding = entity.encoding
     try:
         data = decode_transfer(entity.body, "binary" if entity.kind == MESSAGE else encoding)
@@ -617,6 +617,8 @@ _WINDOWS_DEVICES = re.compile(r"(?:con|prn|aux|nul|com[0-9]|lpt[0-9])(?:\..*)?",
 
 def sanitise_filename(name: str) -> str:
     """A file name safe to save anywhere; "" when nothing of it is left."""
+    if len(name) > 8 * MAX_FILENAME:  # the end kept: it holds the extension
+        name = name[:7 * MAX_FILENAME] + name[-MAX_FILENAME:]
     name = unicodedata.normalize("NFC", name)
     name = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp")
                    else "" if unicodedata.category(c) in ("Cf", "Cs") else c for c in name)
@@ -627,7 +629,7 @@ def sanitise_filename(name: str) -> str:
     if len(name.encode()) > MAX_FILENAME:
         stem, dot, extension = name.rpartition(".")
         if not dot or len(extension) > 16:
-            stem, extension = name, ""
+            stem, dot, extension = name, "", ""
         room = MAX_FILENAME - len(extension.encode()) - len(dot)
         stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip(" .")
         name = stem + dot + extension
