@@ -19,6 +19,7 @@ from mssante.operator.directorysearch import (
     DirectorySearch,
     Suggestion,
     clean_query,
+    suggestion,
 )
 from mssante.publishing.client import DirectoryClient
 from tests.conftest import RunningEnvironment
@@ -97,9 +98,9 @@ def test_a_suggestion_says_who_what_and_which_mailbox(find: Searcher) -> None:
             ) == (MailboxType.ORG, "Organisationnelle")
     assert (by_address[APP].mailbox_type, by_address[APP].mailbox_type_label) == (
         MailboxType.APP, "Applicative")
-    for suggestion in by_address.values():  # a name for every mailbox, a person's or not
-        assert suggestion.display_name
-        assert suggestion.organisation == "CENTRE HOSPITALIER XYZ"
+    for each in by_address.values():  # a name for every mailbox, a person's or not
+        assert each.display_name
+        assert each.organisation == "CENTRE HOSPITALIER XYZ"
 
 
 def test_by_given_name_profession_organisation_and_place(find: Searcher) -> None:
@@ -264,3 +265,21 @@ def test_each_operator_process_offers_the_search(environment: RunningEnvironment
         assert runtime.directory is operator.directory is not None
         found = environment.runner.call(runtime.directory.search("dupont cardio"))
         assert found[0].address == DUPONT
+
+
+def test_answers_of_the_trust_space_that_name_no_mailbox_are_dropped() -> None:
+    per = {"address": "A.Person@X.mssante.fr", "type": "per", "civility": "MME",
+           "given_name": "Anne", "family_name": "PERSONNE", "profession": "Infirmier"}
+    made = suggestion(per)
+    assert made is not None
+    assert (made.address, made.mailbox_type, made.display_name, made.specialty) == (
+        "a.person@x.mssante.fr", MailboxType.PER, "Mme Anne PERSONNE", "")
+    other = suggestion({**per, "civility": "XX"})
+    assert other is not None and other.display_name == "XX Anne PERSONNE"
+    for broken in ({**per, "type": "PAT"}, {**per, "type": "NOPE"}, {**per, "type": None},
+                   {**per, "address": ""}, {**per, "address": 42}, {}):
+        assert suggestion(broken) is None, broken
+    cab = suggestion({"address": "cab@x.mssante.fr", "type": "CAB", "organisation": "CAB X",
+                      "profession": ["not", "text"]})
+    assert cab is not None
+    assert (cab.mailbox_type_label, cab.display_name, cab.profession) == ("Cabinet", "CAB X", "")
