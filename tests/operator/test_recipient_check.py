@@ -22,11 +22,15 @@ MARTIN = "jean.martin@medecin.mssante.fr"
 PATIENT = "279035121518989@patient.mssante.fr"
 
 
+PROFESSIONAL = Identity(DUPONT, PersonKind.HEALTH.value)
+
+
 def check(environment: RunningEnvironment, typed: str, *, at: str = HOSPITAL,
-          identity: Identity | None = None, sender: str | None = None) -> RecipientCheck:
+          identity: Identity = PROFESSIONAL, sender: str = DUPONT,
+          accepted: int = 0) -> RecipientCheck:
     runtime = environment.service(at).runtime
-    return environment.runner.call(check_recipient(runtime, typed, identity=identity,
-                                                   sender=sender))
+    return environment.runner.call(check_recipient(runtime, identity, sender, typed,
+                                                   accepted=accepted))
 
 
 def test_an_address_outside_the_trust_space_is_refused_with_the_reason(
@@ -101,12 +105,20 @@ def test_patient_addresses(environment: RunningEnvironment) -> None:
 
 def test_a_patient_only_replies(environment: RunningEnvironment) -> None:
     patient = Identity(PATIENT, PersonKind.PATIENT.value)
-    verdict = check(environment, DUPONT, at=PATIENTS, identity=patient, sender=PATIENT)
+    never = "cardiologie.jamais@ch-xyz.mssante.fr"  # has written to no patient
+    verdict = check(environment, never, at=PATIENTS, identity=patient, sender=PATIENT)
     assert verdict.refusal is Refusal.PATIENT
-    assert verdict.reason.startswith(f"Vous ne pouvez pas écrire à {DUPONT} : un patient")
+    assert verdict.reason.startswith(f"Vous ne pouvez pas écrire à {never} : un patient")
     assert "has not written to you" in verdict.detail
-    # the same address for a professional's identity, or without one: accepted
-    assert check(environment, DUPONT, at=PATIENTS).accepted
+    other = check(environment, "279035121518989@patient.mssante.fr", at=PATIENTS,
+                  identity=patient, sender=PATIENT)
+    assert other.refusal is Refusal.PATIENT  # never to a patient
+
+
+def test_too_many_recipients(environment: RunningEnvironment) -> None:
+    verdict = check(environment, MARTIN, accepted=1000)
+    assert verdict.refusal is Refusal.TOO_MANY
+    assert verdict.reason.startswith(MARTIN)
 
 
 def test_submission_refuses_the_same_addresses_for_the_same_reason(

@@ -1,28 +1,23 @@
 """Whether one typed recipient would be accepted, asked by a form before sending.
 
-The same rules as submission's RCPT (``smtp/submission.py``, README "The rules
-enforced"), by the same functions of ``domain/``, so that the form refuses
-before sending exactly what sending would refuse, and says why:
+The check is sending's own (``sending.check_recipient``, the one submission and the
+web's send run), so that the form refuses before sending exactly what sending
+would refuse; this module only reads the typed text and turns a refusal into words
+for the person typing:
 
-- the text is one address (``domain.addresses.parse_address``; a pasted
-  ``Name <address>`` is read with ``parse_one_mailbox`` first);
-- a patient sender (``identity`` a patient, ``sender`` given) may write only to a
-  professional who wrote to them, in a conversation still open
-  (``domain.patient.check_patient_recipient``);
-- an address of this operator's domains: a valid patient address if it is one, and
-  an existing, open mailbox (``domain.policy.check_patient_address``,
-  ``check_deliverable``, through the runtime's mailbox cache, as SMTP);
-- any other: a domain of the trust space on the operator's current whitelist
-  (``domain.policy.check_recipient_in_trust_space``) and a valid patient address if
-  it is one.
+- the text is one address (``domain.addresses``): ``local@domain``, ``<…>``, or a
+  pasted ``Nom <local@domain>``, read as the compose form reads its fields
+  (``parse_address_list``, then the address alone);
+- then, as at sending: a patient sender may write only to a professional who wrote
+  to them, in a conversation still open; an address of this operator is an
+  existing, open mailbox (seen through the runtime's 2-second mailbox cache, as
+  SMTP sees it); another is of a domain on the whitelist; a patient address has a
+  valid INS.
 
 The answer is a ``RecipientCheck``: accepted, or a ``Refusal`` kind with ``reason``,
-a French sentence naming the address for the person typing, and ``detail``, the
-rule's own text as SMTP replies give it (English).
-
-Nothing here is a second copy of a rule: when the acceptance path moves to
-``operator/`` (``operator/sending.py``), ``check_recipient`` becomes a call of its
-recipient check and a translation of its refusals.
+a French sentence naming the address, and ``detail``, the refusal's own text (the
+words submission replies with). Sending checks everything again: a mailbox may
+close, a conversation end, between the two.
 """
 
 from __future__ import annotations
@@ -33,21 +28,19 @@ from enum import StrEnum
 from typing import Final
 
 from mssante.auth.identity import Identity
-from mssante.domain.addresses import (
-    Address,
-    is_trust_space_domain,
-    parse_address,
-    parse_one_mailbox,
-)
-from mssante.domain.patient import check_patient_recipient
-from mssante.domain.policy import (
-    MailboxClosed,
-    NoSuchMailbox,
-    check_deliverable,
-    check_patient_address,
-    check_recipient_in_trust_space,
-)
+from mssante.domain.addresses import mailboxes, parse_address, parse_address_list
+from mssante.domain.policy import check_patient_address
 from mssante.errors import InvalidAddress, PolicyViolation
+from mssante.operator import sending
+from mssante.operator.refusals import (
+    BadAddress,
+    ClosedMailbox,
+    OutsideTrustSpace,
+    PatientRule,
+    Refused,
+    TooManyRecipients,
+    UnknownMailbox,
+)
 from mssante.operator.runtime import OperatorRuntime
 
 _SHOWN: Final = 80  # characters of a text that is no address, quoted in the reason
@@ -56,11 +49,12 @@ _SHOWN: Final = 80  # characters of a text that is no address, quoted in the rea
 class Refusal(StrEnum):
     """Why a recipient is refused (the web may choose its own words per kind)."""
 
-    INVALID = "invalid"  # not a mail address
+    INVALID = "invalid"  # not one mail address
     OUTSIDE = "outside"  # outside the MSSanté trust space (not on the whitelist)
     UNKNOWN = "unknown"  # no such mailbox here, or not a valid patient address
     CLOSED = "closed"  # the mailbox exists here but is closed
     PATIENT = "patient"  # a patient may not write to this address
+    TOO_MANY = "too_many"  # more recipients than one message may have
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +65,7 @@ class RecipientCheck:
     address: str | None  # the address read from it, as written; None when none
     refusal: Refusal | None = None  # None: accepted
     reason: str = ""  # for the person, in French, naming the address; "" when accepted
-    detail: str = ""  # the rule's own words (English), as submission would reply
+    detail: str = ""  # the refusal's own words (English), as submission replies
 
     @property
     def accepted(self) -> bool:
@@ -85,70 +79,70 @@ def _shown(text: str) -> str:
     return clean if len(clean) <= _SHOWN else clean[:_SHOWN - 1] + "…"
 
 
-def _parse(typed: str) -> Address:
+def read_address(typed: str) -> str:
+    """The one address of ``typed``; InvalidAddress for anything else."""
     try:
-        return parse_address(typed)
+        return str(parse_address(typed))
     except InvalidAddress:
         if "<" not in typed:
             raise
-    return parse_address(parse_one_mailbox(typed).addr_spec)
+    found = mailboxes(parse_address_list(typed))
+    if len(found) != 1:
+        raise InvalidAddress(f"one address expected, found {len(found) or 'none'}")
+    return str(parse_address(found[0].addr_spec))
 
 
-def _refused(typed: str, rcpt: Address, refusal: Refusal, reason: str,
-             exc: Exception) -> RecipientCheck:
-    return RecipientCheck(typed, str(rcpt), refusal, reason, str(exc))
-
-
-async def check_recipient(ctx: OperatorRuntime, typed: str, *,
-                          identity: Identity | None = None,
-                          sender: str | None = None) -> RecipientCheck:
-    """Would ``typed`` be accepted as a recipient of a message sent now by
-    ``identity`` as ``sender``? (module docstring)"""
+def _valid_patient_address(address: str) -> bool:
+    """Whether ``address`` passes the patient address rule (others always do): which
+    of the two reasons of an UnknownMailbox to give."""
     try:
-        rcpt = _parse(typed)
+        check_patient_address(parse_address(address))
+    except (InvalidAddress, PolicyViolation):
+        return False
+    return True
+
+
+def _french(refused: Refused, address: str) -> tuple[Refusal, str]:
+    """The kind of a refusal and its reason in French."""
+    if isinstance(refused, OutsideTrustSpace):
+        domain = address.rpartition("@")[2]
+        return Refusal.OUTSIDE, (
+            f"{address} est hors de l'espace de confiance MSSanté : le domaine {domain} "
+            "n'est pas sur la liste blanche MSSanté, des données de santé ne peuvent pas "
+            "y être envoyées.")
+    if isinstance(refused, UnknownMailbox):
+        if not _valid_patient_address(address):
+            return Refusal.UNKNOWN, (
+                f"{address} n'est pas une adresse de patient valide : avant « @ » doit "
+                "figurer l'INS du patient (15 chiffres).")
+        return Refusal.UNKNOWN, f"{address} n'existe pas : aucune boîte aux lettres de ce nom."
+    if isinstance(refused, ClosedMailbox):
+        return Refusal.CLOSED, f"La boîte aux lettres {address} est fermée."
+    if isinstance(refused, PatientRule):
+        return Refusal.PATIENT, (
+            f"Vous ne pouvez pas écrire à {address} : un patient peut seulement répondre à "
+            "un professionnel qui lui a écrit, tant que la conversation est ouverte.")
+    if isinstance(refused, TooManyRecipients):
+        return Refusal.TOO_MANY, f"{address} : trop de destinataires pour un seul message."
+    return Refusal.INVALID, f"« {_shown(address)} » n'est pas une adresse de messagerie valide."
+
+
+async def check_recipient(ctx: OperatorRuntime, identity: Identity, sender: str,
+                          typed: str, *, accepted: int = 0) -> RecipientCheck:
+    """Would ``typed`` be accepted as a recipient of a message ``identity`` sends now
+    as ``sender`` (a mailbox it may use), beside ``accepted`` recipients already?
+    (module docstring)"""
+    try:
+        address = read_address(typed)
     except InvalidAddress as exc:
         return RecipientCheck(
             typed, None, Refusal.INVALID,
             f"« {_shown(typed)} » n'est pas une adresse de messagerie valide.", str(exc))
-    if identity is not None and identity.is_patient and sender:
-        conversations = await ctx.store.conversations(sender.lower())
-        try:
-            check_patient_recipient(rcpt.key, rcpt.is_patient, conversations)
-        except PolicyViolation as exc:
-            return _refused(typed, rcpt, Refusal.PATIENT,
-                            f"Vous ne pouvez pas écrire à {rcpt} : un patient peut seulement "
-                            "répondre à un professionnel qui lui a écrit, tant que la "
-                            "conversation est ouverte.", exc)
-    if ctx.is_local(rcpt.key):
-        if (refused := _patient_address(typed, rcpt)) is not None:
-            return refused
-        mailbox = await ctx.mailbox(rcpt.key)
-        try:
-            check_deliverable(rcpt, exists=mailbox is not None,
-                              active=mailbox is not None and mailbox.active)
-        except NoSuchMailbox as exc:
-            return _refused(typed, rcpt, Refusal.UNKNOWN,
-                            f"{rcpt} n'existe pas : aucune boîte aux lettres de ce nom.", exc)
-        except MailboxClosed as exc:
-            return _refused(typed, rcpt, Refusal.CLOSED,
-                            f"La boîte aux lettres {rcpt} est fermée.", exc)
-        return RecipientCheck(typed, str(rcpt))
-    listed = is_trust_space_domain(rcpt.domain) and ctx.trust.whitelist.is_listed(rcpt.domain)
     try:
-        check_recipient_in_trust_space(rcpt, listed)
-    except PolicyViolation as exc:
-        return _refused(typed, rcpt, Refusal.OUTSIDE,
-                        f"{rcpt} est hors de l'espace de confiance MSSanté : le domaine "
-                        f"{rcpt.domain} n'est pas sur la liste blanche MSSanté, des "
-                        "données de santé ne peuvent pas y être envoyées.", exc)
-    return _patient_address(typed, rcpt) or RecipientCheck(typed, str(rcpt))
-
-
-def _patient_address(typed: str, rcpt: Address) -> RecipientCheck | None:
-    try:
-        check_patient_address(rcpt)
-    except PolicyViolation as exc:
-        return _refused(typed, rcpt, Refusal.UNKNOWN,
-                        f"{rcpt} n'est pas une adresse de patient valide : avant « @ » "
-                        "doit figurer l'INS du patient (15 chiffres).", exc)
-    return None
+        await sending.check_recipient(ctx, identity, sender, address, accepted=accepted)
+    except BadAddress as exc:  # read above already: not expected
+        return RecipientCheck(typed, None, Refusal.INVALID, _french(exc, typed)[1], str(exc))
+    except Refused as exc:
+        refusal, reason = _french(exc, address)
+        return RecipientCheck(typed, address, refusal, reason, str(exc))
+    return RecipientCheck(typed, address)
