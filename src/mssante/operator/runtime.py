@@ -16,6 +16,7 @@ from mssante.content.headers import read_headers
 from mssante.domain.logins import PasswordPolicy
 from mssante.domain.mailboxes import Rules
 from mssante.domain.policy import serves
+from mssante.operator.directorysearch import DirectorySearch
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
 from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
@@ -74,6 +75,9 @@ class OperatorRuntime:
     tokens: TokenChecker | None = None
     # who may log in with a password ([psc.passwords], domain/logins.py)
     passwords: PasswordPolicy = field(default_factory=PasswordPolicy)
+    # recipient suggestions from the national directory (operator/directorysearch.py);
+    # None: not offered (a runtime built without a trust space, in some tests)
+    directory: DirectorySearch | None = None
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)
