@@ -106,6 +106,9 @@ def test_a_patient_conversation_from_first_message_to_closing(
         expect(patient.get_by_role("link", name="Nouveau message")).to_have_count(0)
         patient.get_by_role("link", name=re.compile(re.escape(subject))).click()
         expect(patient.get_by_role("link", name="Répondre")).to_be_visible()
+        # the professional by name and profession, from the national directory
+        expect(patient.locator("dd").first).to_contain_text("DUPONT")
+        expect(patient.locator("dd").first).to_contain_text("Médecin")
         axe_check(patient)
         screenshot(patient, "patient-message")
         patient.get_by_role("link", name="Répondre").click()
@@ -127,3 +130,23 @@ def test_a_patient_conversation_from_first_message_to_closing(
         expect(patient.get_by_role("link", name="Répondre")).to_have_count(0)
         axe_check(patient)
         screenshot(patient, "patient-closed")
+
+
+def test_recipients_are_suggested_from_the_directory(environment: RunningEnvironment,
+                                                    page: Page) -> None:
+    """The À field is a combobox: typing a name lists mailboxes of the national
+    directory as options; the keyboard picks one."""
+    log_in(page, environment, SECRETARY)
+    page.get_by_label("Boîte aux lettres").select_option("cardiologie@ch-xyz.mssante.fr")
+    page.get_by_role("button", name="Afficher").click()
+    page.get_by_role("link", name="Nouveau message").click()
+    field = page.get_by_role("combobox", name="À")
+    field.press_sequentially("mart", delay=50)
+    option = page.get_by_role("option", name=re.compile("MARTIN", re.I)).first
+    expect(option).to_be_visible()
+    expect(option).to_contain_text(MARTIN)
+    axe_check(page)
+    screenshot(page, "webmail-autocomplete")
+    field.press("ArrowDown")
+    field.press("Enter")
+    expect(field).to_have_value(re.compile(re.escape(MARTIN)))

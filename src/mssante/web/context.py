@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
+from mssante.operator.directorysearch import DirectorySearch
 from mssante.operator.runtime import OperatorRuntime
 from mssante.web.sessions import Sessions, WebSession
 
@@ -36,6 +37,7 @@ class WebContext:
     sessions: Sessions
     pages: Environment
     psc: RelyingParty | None  # None: the operator takes no PSC logins
+    directory: DirectorySearch | None = None  # recipient suggestions (directory.py)
 
     def page(self, request: Request, template: str, *, session: WebSession | None = None,
              status: int = 200, headers: dict[str, str] | None = None,

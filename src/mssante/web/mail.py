@@ -37,6 +37,7 @@ from mssante.content.headers import read_headers
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.mailboxes import MailboxType, Use, beside_home, home_mailbox
 from mssante.domain.patient import closes_conversation, thread_root
+from mssante.errors import DirectoryUnavailable
 from mssante.store.models import Folder
 from mssante.web.context import WebContext
 from mssante.web.login import session_of, to_login
@@ -221,11 +222,12 @@ def create_router(web: WebContext) -> APIRouter:
         if chosen.writable:
             await store.folders.store_flags(folder.id, [uid], "+", ["\\Seen"])
         conversation = await patient_conversation(web, session, chosen, view)
+        author = await who_wrote(web, view) if chosen.type is MailboxType.PAT else None
         folders = await store.folders.all(chosen.address, viewer=session.identity.login)
         return web.page(request, "message.html", session=session, mailboxes=choices,
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, view=view, uid=uid, base=base,
-                        conversation=conversation,
+                        conversation=conversation, author=author,
                         may_write=chosen.writable and chosen.type is not MailboxType.PAT,
                         may_reply=may_reply(chosen, conversation))
 
@@ -250,6 +252,24 @@ def create_router(web: WebContext) -> APIRouter:
             "Cache-Control": "private, no-store"})
 
     return router
+
+
+async def who_wrote(web: WebContext, view: MessageView) -> str | None:
+    """For a patient: the professional who wrote, as the national directory names them
+    ("Dr Paul DUPONT — Médecin, Cardiologie, CENTRE HOSPITALIER XYZ"); None when the
+    directory does not know the address or cannot be reached."""
+    if web.directory is None or view.from_ is None or not view.from_.mailboxes:
+        return None
+    address = view.from_.mailboxes[0].address.lower()
+    try:
+        found = await web.directory.search(address, limit=5)
+    except DirectoryUnavailable:
+        return None
+    match = next((s for s in found if s.address == address), None)
+    if match is None:
+        return None
+    detail = ", ".join(p for p in (match.profession, match.specialty, match.organisation) if p)
+    return f"{match.display_name} — {detail}" if detail else match.display_name
 
 
 def may_reply(chosen: MailboxChoice, conversation: PatientConversation | None) -> bool:
