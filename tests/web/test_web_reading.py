@@ -66,7 +66,7 @@ def inbox_url(client: httpx.Client) -> str:
 
 def message_url(client: httpx.Client, subject: str) -> str:
     page = client.get(inbox_url(client))
-    found = re.search(r'<a href="([^"]+/messages/\d+)">\s*<span class="subject">'
+    found = re.search(r'<a href="([^"]+/messages/\d+)">\s*<span class="subject" dir="auto">'
                       r'(?:<span class="visually-hidden">Non lu : </span>)?'
                       + re.escape(subject), page.text)
     assert found is not None, "the message is not listed"
