@@ -19,7 +19,7 @@ import pytest
 from mssante.pki.tls import client_context
 from mssante.store.models import MessageSummary
 from tests.conftest import RunningEnvironment
-from tests.imap.conftest import HOSPITAL
+from tests.imap.conftest import HOSPITAL, fresh_person
 from tests.web.test_web_login import account, log_in, web
 
 DUPONT = "dupont@ch-xyz.mssante.fr"
@@ -129,3 +129,32 @@ def test_reading_in_the_web_marks_seen_and_imap_hears_it(environment: RunningEnv
         imap.sendall(b"DONE\r\nd LOGOUT\r\n")
     listed = dupont.get(inbox_url(dupont)).text
     assert "Non lu : </span>" + subject not in listed
+
+
+def test_a_long_folder_is_paged_newest_first(environment: RunningEnvironment) -> None:
+    person = fresh_person(environment)
+    store = environment.service(HOSPITAL).store
+    items = [(f"From: a@ch-xyz.mssante.fr\r\nSubject: Message {i:03d}\r\n"
+              f"Message-ID: <{i}.{uuid.uuid4().hex}@ch-xyz.mssante.fr>\r\n\r\nx\r\n".encode(),
+              "", 1_700_000_000.0 + i) for i in range(120)]
+    environment.runner.call(store.folders.bulk_append(person.address, "INBOX", items))
+    base = web(environment)
+    with httpx.Client(base_url=base, verify=client_context(Path(environment.ca_file)),
+                      timeout=30, headers={"Origin": base}) as client:
+        assert log_in(client, person.login, person.password).status_code == 303
+        inbox = client.get("/courrier").headers["location"]
+
+        def subjects(page: int, query: str = "") -> tuple[list[str], str]:
+            text = client.get(inbox, params={"page": page, "q": query}).text
+            shown = re.findall(r'class="subject"[^>]*>(?:<span[^>]*>Non lu : </span>)?'
+                               r"Message (\d{3})", text)
+            where = re.search(r"Page \d+ sur \d+", text)
+            return shown, where.group() if where else ""
+
+        first, where = subjects(1)
+        assert first == [f"{i:03d}" for i in range(119, 69, -1)] and where == "Page 1 sur 3"
+        last, where = subjects(3)
+        assert last == [f"{i:03d}" for i in range(19, -1, -1)] and where == "Page 3 sur 3"
+        assert subjects(99) == (last, "Page 3 sur 3")  # past the end: the last page
+        found, where = subjects(1, "Message 007")
+        assert found == ["007"] and where == ""

@@ -175,11 +175,11 @@ def create_router(web: WebContext) -> APIRouter:
             return web.page(request, "error.html", session=session, mailboxes=choices,
                             current=chosen, status=404, title="Dossier introuvable",
                             message="Ce dossier n'existe pas dans cette boîte.")
-        state = await store.folders.state(folder.id)
-        uids = list(reversed(state.uids)) if state is not None else []
-        flags = dict(zip(state.uids, state.flags, strict=True)) if state is not None else {}
         query = q.strip()[:MAX_QUERY]
         if query:
+            state = await store.folders.state(folder.id)
+            uids = list(reversed(state.uids)) if state is not None else []
+            flags = dict(zip(state.uids, state.flags, strict=True)) if state else {}
             hits: set[int] = set()
             if query.isascii():
                 for field in ("subject", "from"):
@@ -191,9 +191,21 @@ def create_router(web: WebContext) -> APIRouter:
                         if needle in (subject or "").casefold()
                         or needle in (sender or "").casefold()}
             uids = [u for u in uids if u in hits]
-        pages = max(1, -(-len(uids) // PAGE_SIZE))
-        page = min(max(page, 1), pages)
-        shown = uids[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+            total = len(uids)
+            pages = max(1, -(-total // PAGE_SIZE))
+            page = min(max(page, 1), pages)
+            shown = uids[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+        else:  # one page read from the store, newest first
+            page = max(page, 1)
+            total, listed = await store.folders.page(folder.id, (page - 1) * PAGE_SIZE,
+                                                     PAGE_SIZE)
+            pages = max(1, -(-total // PAGE_SIZE))
+            if page > pages:
+                page = pages
+                total, listed = await store.folders.page(folder.id, (page - 1) * PAGE_SIZE,
+                                                         PAGE_SIZE)
+            shown = [uid for uid, _ in listed]
+            flags = dict(listed)
         summaries = await store.folders.summaries(folder.id, shown)
         rows = []
         for uid in shown:
@@ -203,7 +215,7 @@ def create_router(web: WebContext) -> APIRouter:
         return web.page(request, "folder.html", session=session, mailboxes=choices,
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, folder_name=folder_label(folder), rows=rows,
-                        page=page, pages=pages, query=query, total=len(uids))
+                        page=page, pages=pages, query=query, total=total)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}")
     async def read(request: Request, address: str, folder_id: int, uid: int) -> Response:
