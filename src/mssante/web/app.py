@@ -14,18 +14,15 @@ interactive docs are served.
 
 from __future__ import annotations
 
-import contextlib
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
-from mssante.operator.directorysearch import SEARCH_TIMEOUT, DirectorySearch
 from mssante.operator.runtime import OperatorRuntime
-from mssante.publishing.client import DirectoryClient
 from mssante.web import autoconfig, compose, directory, login, mail, psclogout
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
@@ -49,21 +46,11 @@ def create_app(runtime: OperatorRuntime, config: OperatorConfig) -> FastAPI:
     psc = (RelyingParty(tokens, config.psc.client_id, config.psc.client_secret,
                         config.tls.ca_file, timeout=config.trust.timeout)
            if tokens is not None and config.psc.client_secret else None)
-    directory = DirectorySearch(DirectoryClient(
-        config.trust.url, ca_file=config.tls.ca_file, cert_file=config.tls.cert_file,
-        key_file=config.tls.key_file, timeout=SEARCH_TIMEOUT))
     web = WebContext(runtime, config,
                      Sessions(ended=tokens.ended if tokens is not None else None),
-                     templates(), psc, directory)
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await directory.aclose()
-
+                     templates(), psc, runtime.directory)
     app = FastAPI(title="MSSanté operator", docs_url=None, redoc_url=None,
-                  openapi_url=None, lifespan=lifespan)
+                  openapi_url=None)
     issuer = urllib.parse.urlsplit(config.psc.issuer) if psc is not None else None
     app.add_middleware(SecurityHeaders, form_targets=(
         (f"{issuer.scheme}://{issuer.netloc}",) if issuer is not None else ()))
