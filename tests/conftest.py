@@ -141,6 +141,8 @@ class RunningEnvironment:
         return str(self.description["ca_file"])
 
     def messages(self, address: str) -> list[Any]:
+        """The mailbox's messages, read on the environment's own loop: this works from
+        any thread, also one where another loop runs (a browser test's Playwright)."""
         domain = address.rpartition("@")[2]
         url = self.service(domain).config.database_url
 
@@ -151,7 +153,7 @@ class RunningEnvironment:
             finally:
                 await store.close()
 
-        return asyncio.run(read())
+        return self.runner.call(read())
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0,
                  what: str = "condition") -> None:

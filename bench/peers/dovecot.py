@@ -5,7 +5,8 @@
 ``base_dir``::
 
     dovecot.conf        the whole configuration (no include of /etc/dovecot)
-    users               passwd-file of the accounts: ``login:{PLAIN}password``
+    users               passwd-file of the accounts: ``login:{PLAIN}password`` (or
+                        ``login:{ARGON2ID}<hash>`` with ``password_scheme``)
     run/                base_dir (sockets, master.pid, login chroot)
     state/              state_dir
     dovecot.log         every log line (there is no syslog daemon here)
@@ -267,9 +268,12 @@ class Dovecot:
                  tls_port: int | None = None, tls_cert: Path | None = None,
                  tls_key: Path | None = None, max_connections: int = 1000,
                  login_mode: str = "high-performance",
-                 settings: Mapping[str, str] | None = None) -> None:
-        """``users``: login → password. ``settings``: extra top-level dovecot.conf
-        settings (override ours), for sensitivity experiments only."""
+                 settings: Mapping[str, str] | None = None,
+                 password_scheme: str = "PLAIN") -> None:
+        """``users``: login → password, or with ``password_scheme`` (e.g.
+        ``"ARGON2ID"``) login → the hash in that scheme, as Dovecot reads it after
+        ``{SCHEME}``. ``settings``: extra top-level dovecot.conf settings (override
+        ours), e.g. ``auth_cache_size``."""
         if (tls_port is None) != (tls_cert is None) or (tls_cert is None) != (tls_key is None):
             raise ValueError("tls_port, tls_cert and tls_key go together")
         if login_mode not in ("high-performance", "high-security"):
@@ -286,6 +290,7 @@ class Dovecot:
         self.max_connections = max_connections
         self.login_mode = login_mode
         self.settings = dict(settings or {})
+        self.password_scheme = password_scheme
         self.config_file = self.base_dir / "dovecot.conf"
         self.run_dir = self.base_dir / "run"
         self.state_dir = self.base_dir / "state"
@@ -380,7 +385,7 @@ class Dovecot:
         for d in (self.run_dir, self.state_dir):
             d.mkdir(exist_ok=True)
         self.config_file.write_text(self._config_text())
-        self.users_file.write_text("".join(f"{login}:{{PLAIN}}{password}\n"
+        self.users_file.write_text("".join(f"{login}:{{{self.password_scheme}}}{password}\n"
                                            for login, password in self.users.items()))
         # The auth process runs as Dovecot's internal user and reads the passwd-file.
         self.users_file.chmod(0o640)

@@ -9,6 +9,7 @@
     │   └── CertificateRejected   a peer certificate fails the trust-space checks
     ├── WhitelistError         whitelist parse, checksum or signature failure
     ├── TrustSpaceUnavailable  the trust space could not be reached
+    │   └── DirectoryUnavailable   its directory's search did not answer (for the webmail)
     ├── OAuthError             the PSC provider refuses a request (knows its OAuth error code)
     └── StoreError             database failure, converted at the store boundary
         ├── NotFound           the named person, mailbox or queue entry does not exist
@@ -53,6 +54,16 @@ class WhitelistError(MSSanteError):
 
 class TrustSpaceUnavailable(MSSanteError):
     """The trust space did not answer."""
+
+
+class DirectoryUnavailable(TrustSpaceUnavailable):
+    """The national directory's search did not answer (out of reach, too slow, an error
+    or an answer that is not one): ``str()`` is what a person is shown, ``reason``
+    the technical cause, for the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Annuaire indisponible")
+        self.reason = reason
 
 
 class OAuthError(MSSanteError):

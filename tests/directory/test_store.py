@@ -509,6 +509,8 @@ async def test_liste_rouge_is_never_public(loaded: DirectoryStore) -> None:
     docs = await documents(loaded)
     assert shown_id in docs and hidden_id not in docs and len(docs) == COUNT + 1
     assert dict(await loaded.hits([hidden_id, shown_id, 10**9])) == {shown_id: shown}
+    assert await loaded.address_hits(hidden.address, 10) == []
+    assert await loaded.address_hits(shown.address, 10) == [(shown_id, shown)]
     changes = await loaded.changes_since(0)
     assert [(c[1], c[2] is None) for c in changes] == [(hidden_id, True), (shown_id, False)]
     # Leaving the liste rouge makes it public again.
@@ -516,6 +518,20 @@ async def test_liste_rouge_is_never_public(loaded: DirectoryStore) -> None:
     assert hidden_id in await documents(loaded)
     assert (await loaded.changes_since(changes[-1][0]))[0][1:] == (
         hidden_id, search_text(hidden), spaced(words(DR.family_name)))
+
+
+async def test_address_hits_are_a_prefix_in_address_order(loaded: DirectoryStore) -> None:
+    addresses = sorted(row.address for row in ROWS)
+    by_address = {row.address: row for row in ROWS}
+    for prefix in (addresses[0][:1], addresses[0].partition("@")[0] + "@", addresses[-1]):
+        expected = [a for a in addresses if a.startswith(prefix)][:7]
+        found = await loaded.address_hits(prefix, 7)
+        assert [row.address for _, row in found] == expected
+        assert all(by_address[row.address] == row for _, row in found)
+    assert await loaded.address_hits("", 7) == []
+    assert await loaded.address_hits(addresses[0], 0) == []
+    assert await loaded.address_hits("~", 7) == []
+    assert await loaded.address_hits("%", 7) == []  # no wildcard: a range of the index
 
 
 async def test_search_documents_and_hits(loaded: DirectoryStore) -> None:

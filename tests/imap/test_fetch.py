@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from mssante.content import mime as content_mime
 from mssante.imap import fetch, mime
 from mssante.imap.fetch import FetchError, FetchRequest, fetch_response, parse_fetch_items
 from mssante.imap.tokens import Atom, String, Token
@@ -362,14 +363,14 @@ def test_each_message_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
             built.append(raw)
             super().__init__(raw)
 
-    original = mime._split_fields
+    original = content_mime.split_fields
 
     def counting_split(header: bytes) -> list[tuple[str, bytes]]:
         splits.append(header)
         return original(header)
 
     monkeypatch.setattr(fetch, "Message", Counting)
-    monkeypatch.setattr(mime, "_split_fields", counting_split)
+    monkeypatch.setattr(content_mime, "split_fields", counting_split)
     req = request("ENVELOPE", "BODYSTRUCTURE", "BODY", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]",
                   "BODY.PEEK[1]", "BINARY.PEEK[2]", "BINARY.SIZE[2]", "BODY.PEEK[2.MIME]")
     fetch_response(1, req, stored(MIXED_PDF))

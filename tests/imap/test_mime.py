@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mssante.content import mime as content_mime
 from mssante.imap import mime
 from mssante.imap.mime import BadSection, Message, Section, parse_section
 
@@ -809,7 +810,7 @@ def test_message_nesting_bomb_is_bounded() -> None:
 
 
 def test_part_count_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mime, "MAX_PARTS", 10)
+    monkeypatch.setattr(content_mime, "MAX_PARTS", 10)
     raw = crlf("Content-Type: multipart/mixed; boundary=p\n\n" + "--p\n\nx\n" * 50 + "--p--\n")
     message = check_all_views(raw)
     structure = parse_sexp(message.bodystructure(False))

@@ -186,7 +186,10 @@ def bodies(folder: Path) -> dict[str, bytes]:
 
 def mbsync_config(env: Any, person: Account, home: Path) -> Path:
     """SSLType is isync 1.4's name (Debian 12) for what 1.5 calls TLSType; 1.5 still
-    reads it."""
+    reads it. AuthMechs PLAIN: with a Cyrus SASL XOAUTH2 plugin on the machine
+    (libsasl2-modules-kdexoauth2, which tests/auth/test_psc_real_clients.py uses),
+    mbsync's default ``*`` lets Cyrus pick XOAUTH2 from the capabilities and send the
+    password as a bearer token, refused."""
     imaps = env.operator("ch-xyz.mssante.fr")["imaps"]
     mail = home / "mail"
     mail.mkdir()
@@ -199,6 +202,7 @@ SSLType IMAPS
 CertificateFile {env.ca_file}
 User {person.login}
 Pass {person.password}
+AuthMechs PLAIN
 
 IMAPStore operator-remote
 Account operator

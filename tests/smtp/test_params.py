@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mssante.operator.accept import RcptParams
 from mssante.smtp.params import (
-    RcptParams,
     parse_mail_params,
     parse_rcpt_params,
     rcpt_params_wire,

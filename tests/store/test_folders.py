@@ -1179,3 +1179,25 @@ async def test_a_lost_listen_connection_is_opened_again(
     await asyncio.wait_for(woken[inbox.id].wait(), WAKE_TIMEOUT)
     await _heard_all_before(b, a)
     assert not woken[archive.id].is_set()
+
+
+async def test_a_page_of_a_folder_newest_first(mailboxes: Store) -> None:
+    """``page``: the count and one page of UIDs with their flags, newest first, read
+    from the index; what lies past the end is an empty page."""
+    address = f"cardiologie@{DOMAIN}"
+    body = b"From: a@ch-xyz.mssante.fr\r\nSubject: x\r\n\r\nx\r\n"
+    uids = await mailboxes.folders.bulk_append(
+        address, "INBOX", [(body, "\\Seen" if i % 2 else "", 1_700_000_000.0 + i)
+                           for i in range(120)])
+    inbox = await mailboxes.folders.get(address, "INBOX")
+    assert inbox is not None
+    total, first = await mailboxes.folders.page(inbox.id, 0, 50)
+    assert total == 120 and [u for u, _ in first] == sorted(uids, reverse=True)[:50]
+    assert dict(first)[uids[-1]] == "\\Seen" and dict(first)[uids[-2]] == ""
+    total, last = await mailboxes.folders.page(inbox.id, 100, 50)
+    assert [u for u, _ in last] == sorted(uids, reverse=True)[100:]
+    assert (await mailboxes.folders.page(inbox.id, 200, 50)) == (120, [])
+    await mailboxes.folders.store_flags(inbox.id, uids[:10], "+", ["\\Deleted"])
+    await mailboxes.folders.expunge(inbox.id, uids[:10])
+    total, _ = await mailboxes.folders.page(inbox.id, 0, 50)
+    assert total == 110

@@ -112,6 +112,32 @@ async def test_autocomplete_finds_imported_mailboxes(seeded: TrustSpace,
         assert too_many.status_code == 422
 
 
+async def test_autocomplete_by_the_beginning_of_an_address(seeded: TrustSpace,
+                                                           server: RunningTrustSpace) -> None:
+    """A recipient field typed up to and past the ``@``: the domain is not a word of the
+    index, so such a query is answered from the addresses themselves."""
+    target = ROWS[0]
+    local, _, domain = target.address.partition("@")
+    async with http(seeded, server.url) as client:
+        for typed in (target.address, f"{local}@", f"{local}@{domain[:3]}",
+                      f"  {target.address.upper()} ", f"{local}@{domain}\x00"):
+            assert target.address in await autocomplete(client, typed), typed
+        answer = await client.get("/directory/autocomplete",
+                                  params={"q": f"{local}@", "limit": 10})
+        hit = next(h for h in answer.json()["results"] if h["address"] == target.address)
+        assert hit["type"] == target.mailbox_type.value
+        assert hit["family_name"] == target.family_name
+        assert hit["profession"] == target.profession_label
+        # the answers are the addresses beginning so, in order, at most ``limit``
+        first = min(r.address for r in ROWS)
+        whole = first.partition("@")[0] + "@"
+        expected = sorted(r.address for r in ROWS if r.address.startswith(whole))[:10]
+        assert await autocomplete(client, whole) == expected
+        assert await autocomplete(client, "@") == []  # no address begins with "@"
+        assert await autocomplete(client, f"@{domain}") == []  # nor with its domain
+        assert await autocomplete(client, "nobody.at.all@nowhere.example") == []
+
+
 async def test_the_published_extract_is_the_directory(seeded: TrustSpace,
                                                       server: RunningTrustSpace) -> None:
     async with http(seeded, server.url) as client:
@@ -151,6 +177,8 @@ async def test_a_mailbox_on_the_liste_rouge_never_leaves(
         assert after.headers["etag"] == before.headers["etag"]  # nothing public changed
         assert address not in [t["value"] for t in answer.json().get("telecom", [])]
         assert address not in await autocomplete(public, "leveque rouge")
+        assert await autocomplete(public, address) == []
+        assert await autocomplete(public, "zoe.leveque.rouge@") == []
         assert address not in await extract_addresses(public)
         fhir = await public.get("/fhir/Practitioner", params={"mailbox-mss": address})
         assert fhir.status_code == 200

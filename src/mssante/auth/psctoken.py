@@ -131,6 +131,24 @@ class TokenChecker:
             raise TokenLoginFailed("The Pro Santé Connect session has ended")
         return login
 
+    async def metadata(self) -> dict[str, Any]:
+        """The provider's discovery document (endpoints), as checked and cached here."""
+        return dict(await self._discovery())
+
+    async def id_token(self, token: str, nonce: str) -> dict[str, Any]:
+        """The claims of an ID token the provider gave this operator as a relying party
+        (OpenID Connect Core §3.1.3.7): signature, ``iss``, ``aud`` the client id,
+        ``exp``, and the ``nonce`` of the request; TokenLoginFailed otherwise."""
+        header = _header_of(token, TokenLoginFailed("Invalid ID token"))
+        kid = header.get("kid")
+        claims = await self._verified(token, kid if isinstance(kid, str) else "",
+                                      "PSC ID token", aud=self.client_id,
+                                      nonce={"essential": True, "value": nonce},
+                                      iat={"essential": True})
+        if claims is None:
+            raise TokenLoginFailed("Invalid ID token")
+        return claims
+
     async def logout(self, token: str) -> None:
         """Take a logout token the provider posted (Back-Channel Logout 1.0 §2.6) and end
         the session (``sid``), or every session of the person (``sub`` alone), in

@@ -33,8 +33,8 @@ from mssante.domain.policy import check_served
 from mssante.environment.operator import OperatorService
 from mssante.errors import MSSanteError, PolicyViolation
 from mssante.imap.namespace import SHARED_PREFIX
+from mssante.operator.maillog import show_mail_log
 from mssante.pki.names import dn_string
-from mssante.smtp.maillog import show_mail_log
 from mssante.store import Mailbox, Person, Store
 from mssante.store.logins import KEEP, Contact, Keep
 from mssante.store.models import PENDING

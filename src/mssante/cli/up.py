@@ -13,7 +13,7 @@ from rich.table import Table
 
 from mssante.cli.common import console, run
 from mssante.environment.local import DEFAULT_BASE_PORT, LocalEnvironment
-from mssante.smtp.maillog import show_mail_log
+from mssante.operator.maillog import show_mail_log
 
 
 def up(

@@ -34,9 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mssante.directory.extract import COLUMNS, SEPARATOR, format_row
+from mssante.directory.extract import COLUMNS, SEPARATOR, ExtractRow, format_row
 from mssante.directory.index import SearchIndex
 from mssante.directory.store import DirectoryStore
+from mssante.directory.text import normalise
 from mssante.files import fsync_dir, private_dir
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,10 @@ class Suggestion:
 
     address: str
     type: str
-    name: str
+    name: str  # civility, given name and family name, as the directory writes them
+    civility: str
+    given_name: str
+    family_name: str
     profession: str
     specialty: str
     organisation: str
@@ -70,10 +74,22 @@ class Suggestion:
 
     def as_json(self) -> dict[str, object]:
         return {"address": self.address, "type": self.type, "name": self.name,
+                "civility": self.civility, "given_name": self.given_name,
+                "family_name": self.family_name,
                 "profession": self.profession, "specialty": self.specialty,
                 "organisation": self.organisation, "service": self.service,
                 "city": self.city, "department": self.department,
                 "score": round(self.score, 3)}
+
+
+def _suggestion(row: ExtractRow, score: float) -> Suggestion:
+    name = " ".join(part for part in (row.civility, row.given_name, row.family_name) if part)
+    return Suggestion(
+        address=row.address, type=row.mailbox_type.value, name=name, civility=row.civility,
+        given_name=row.given_name, family_name=row.family_name,
+        profession=row.profession_label, specialty=row.skill_label,
+        organisation=row.legal_name or row.trade_name, service=row.service,
+        city=row.routing_line, department=row.department, score=score)
 
 
 class DirectoryService:
@@ -101,10 +117,13 @@ class DirectoryService:
     # -- people search --------------------------------------------------------------
 
     async def autocomplete(self, text: str, limit: int = 10) -> list[Suggestion]:
-        """The mailboxes matching ``text`` best first (``SearchIndex.search`` semantics)."""
+        """The mailboxes matching ``text`` best first (``SearchIndex.search`` semantics);
+        a ``text`` with an ``@`` is the beginning of an address (``address_prefix``)."""
         limit = max(0, min(limit, AUTOCOMPLETE_MAX))
         if limit == 0:
             return []
+        if "@" in text:
+            return await self.address_prefix(text, limit)
         await self.sync()
         # A few more than asked: some may have left since the index saw them.
         found = self._index.search(text, limit + 5)
@@ -116,16 +135,22 @@ class DirectoryService:
             row = rows.get(doc_id)
             if row is None:
                 continue
-            name = " ".join(part for part in (row.civility, row.given_name, row.family_name)
-                            if part)
-            out.append(Suggestion(
-                address=row.address, type=row.mailbox_type.value, name=name,
-                profession=row.profession_label, specialty=row.skill_label,
-                organisation=row.legal_name or row.trade_name, service=row.service,
-                city=row.routing_line, department=row.department, score=score))
+            out.append(_suggestion(row, score))
             if len(out) == limit:
                 break
         return out
+
+    async def address_prefix(self, text: str, limit: int = 10) -> list[Suggestion]:
+        """The mailboxes whose address starts with ``text`` (accents and case folded,
+        spaces and control characters dropped), by address, from the store's address
+        index: a mail client's recipient field typed up to and past the ``@``, which
+        the word index cannot answer (it holds an address's local part, not its
+        domain). Score 1 for all."""
+        prefix = "".join(c for c in normalise(text) if c.isprintable() and not c.isspace())
+        limit = max(0, min(limit, AUTOCOMPLETE_MAX))
+        if not prefix or limit == 0:
+            return []
+        return [_suggestion(row, 1.0) for _, row in await self.store.address_hits(prefix, limit)]
 
     async def sync(self) -> None:
         """Bring the index up to the store's state (see the module docstring)."""

@@ -1017,6 +1017,22 @@ class DirectoryStore:
                 else (change, mailbox_id, indexed, family)
                 for change, mailbox_id, indexed, family, hidden in found]
 
+    async def address_hits(self, prefix: str, limit: int) -> list[tuple[int, ExtractRow]]:
+        """The first ``limit`` mailboxes, by address, whose address starts with
+        ``prefix`` (lower case), not on the liste rouge: one range of the address index
+        (``address >= prefix AND address < prefix || U+FFFF``; byte order on both
+        engines, addresses being ASCII)."""
+        if not prefix or limit < 1:
+            return []
+        statement = (select(mailboxes.c.id, *_ROW_COLUMNS)
+                     .where(mailboxes.c.address >= prefix,
+                            mailboxes.c.address < prefix + "\uffff",
+                            not_(mailboxes.c.liste_rouge))
+                     .order_by(mailboxes.c.address).limit(limit))
+        async with self._reading() as conn:
+            found = (await conn.execute(statement)).all()
+        return [(values[0], _extract_row(values[1:])) for values in found]
+
     async def hits(self, ids: Sequence[int]) -> list[tuple[int, ExtractRow]]:
         """The rows of those mailbox ids that exist and are not on the liste rouge."""
         wanted = list(dict.fromkeys(ids))

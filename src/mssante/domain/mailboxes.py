@@ -7,9 +7,10 @@ CAB (practice). PAT is this project's type for a patient mailbox on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from mssante.errors import PolicyViolation
 
@@ -20,6 +21,17 @@ class MailboxType(StrEnum):
     APP = "APP"  # applicative: a program authenticated by an organisation certificate
     CAB = "CAB"  # practice: the members of a private practice
     PAT = "PAT"  # patient (Mon espace santé)
+
+
+# How a person is told the type of a mailbox (French, as the MSSanté documentation
+# names them: "boîte aux lettres nominative", "organisationnelle", "applicative").
+TYPE_LABELS: Final[Mapping[MailboxType, str]] = {
+    MailboxType.PER: "Nominative",
+    MailboxType.ORG: "Organisationnelle",
+    MailboxType.APP: "Applicative",
+    MailboxType.CAB: "Cabinet",
+    MailboxType.PAT: "Patient",
+}
 
 
 class PersonKind(StrEnum):

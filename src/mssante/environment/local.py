@@ -55,6 +55,7 @@ from mssante.psc.clients import Client, Clients
 from mssante.store import Store, open_store
 from mssante.trustspace.server import serve as serve_trust_space
 from mssante.trustspace.service import TrustSpace
+from mssante.web.login import LOGIN_PATH, PSC_RETURN_PATH
 from mssante.web.psclogout import PATH as PSC_BACKCHANNEL_PATH
 from mssante.whitelist.model import WhitelistEntry
 
@@ -355,9 +356,11 @@ class LocalEnvironment:
     def _psc_client(ts: TrustSpace, demo: DemoOperator, web_port: int) -> Client:
         """The operator's client at the PSC provider (its secret kept across starts),
         told of the sessions that end at the operator's web listener."""
+        web = f"https://{HOST}:{web_port}"
         return Clients(ts.psc_dir).register(
-            demo.domain, (PSC_REDIRECT_URI,), name=demo.organisation,
-            backchannel_logout_uri=f"https://{HOST}:{web_port}{PSC_BACKCHANNEL_PATH}")
+            demo.domain, (PSC_REDIRECT_URI, web + PSC_RETURN_PATH), name=demo.organisation,
+            post_logout_redirect_uris=(web + LOGIN_PATH,),
+            backchannel_logout_uri=web + PSC_BACKCHANNEL_PATH)
 
     def _load_passwords(self) -> dict[str, str]:
         path = self.data_dir / "accounts.json"

@@ -1,5 +1,5 @@
-"""One operator process: store, trust client, directory publisher, SMTP, IMAP and
-HTTPS listeners, the delivery worker and the queue's retention.
+"""One operator process: store, trust client, directory publisher and search, SMTP,
+IMAP and HTTPS listeners, the delivery worker and the queue's retention.
 
 The directory publisher starts right after the store (entries left by a previous
 run, or written by the CLI, go as soon as the trust space answers) and stops
@@ -15,6 +15,7 @@ from mssante.auth.psctoken import TokenChecker
 from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
 from mssante.notify.notices import MessageNotices
+from mssante.operator.directorysearch import SEARCH_TIMEOUT, DirectorySearch
 from mssante.operator.runtime import OperatorRuntime
 from mssante.publishing.client import DirectoryClient
 from mssante.publishing.publisher import DirectoryPublisher
@@ -36,6 +37,7 @@ class OperatorService:
         self.store: Store | None = None
         self.runtime: OperatorRuntime | None = None  # what the protocol servers share
         self.trust: TrustClient | None = None
+        self.directory: DirectorySearch | None = None  # recipient suggestions
         self.publisher: DirectoryPublisher | None = None
         self.worker: DeliveryWorker | None = None
         self.listeners: Listeners | None = None
@@ -74,8 +76,12 @@ class OperatorService:
             tokens = TokenChecker(psc.issuer, psc.expected_audience, config.tls.ca_file,
                                   leeway=psc.leeway, timeout=config.trust.timeout,
                                   client_id=psc.client_id) if psc.enabled else None
+            self.directory = DirectorySearch(DirectoryClient(
+                config.trust.url, ca_file=config.tls.ca_file, cert_file=config.tls.cert_file,
+                key_file=config.tls.key_file,
+                timeout=min(config.trust.timeout, SEARCH_TIMEOUT)))
             ctx = OperatorRuntime(config.operator, self.store, self.trust, tokens=tokens,
-                                 passwords=psc.password_policy,
+                                 passwords=psc.password_policy, directory=self.directory,
                                  second_factors=psc.second_factor_policy,
                                  notifications=config.notifications)
             if ctx.outside_mail is not None:
@@ -129,6 +135,9 @@ class OperatorService:
             await self.publisher.stop()
             self.publisher = None
         self.runtime = None
+        if self.directory is not None:
+            await self.directory.aclose()
+            self.directory = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -24,6 +24,7 @@ from mssante.domain.logins import (
 from mssante.domain.mailboxes import Rules
 from mssante.domain.policy import serves
 from mssante.notify.sender import OutsideMail
+from mssante.operator.directorysearch import DirectorySearch
 from mssante.pki.verify import CertificateChecker
 from mssante.store import Store
 from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
@@ -86,6 +87,9 @@ class OperatorRuntime:
     second_factors: SecondFactorPolicy = field(default_factory=SecondFactorPolicy)
     # mail to personal addresses ([notifications]): one-time codes, new-message notices
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    # recipient suggestions from the national directory (operator/directorysearch.py);
+    # None: not offered (a runtime built without a trust space, in some tests)
+    directory: DirectorySearch | None = None
     rules: Rules = field(init=False)
     local_domains: frozenset[str] = field(init=False)
     _mailboxes: dict[str, tuple[float, Mailbox | None]] = field(init=False, default_factory=dict)

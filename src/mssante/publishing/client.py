@@ -1,4 +1,5 @@
-"""The operator's side of a publication: one conditional FHIR PATCH to the trust space.
+"""The operator's HTTPS client of the trust space's directory: publications (one
+conditional FHIR PATCH each) and the people search of recipient fields.
 
 ``PATCH {trust}/fhir/{Practitioner|Organization}?identifier={system}|{idNat}`` with a
 FHIRPath Patch body (FHIR R4 §3.1.0.7.2 conditional patch, §3.1.0.11 FHIRPath
@@ -24,6 +25,10 @@ What an answer means (``classify``):
   ``issue[0].diagnostics`` (412 several match, 400/413/415/422 a patch the trust
   space will never accept).
 
+A search (``autocomplete``) asks ``GET {trust}/directory/autocomplete?q=…&limit=…``
+over the same connection; anything but a 200 with the expected JSON raises
+``DirectoryUnavailable`` (the webmail says "Annuaire indisponible").
+
 The identifier is a FHIR token value: ``\\``, ``,``, ``|`` and ``$`` in it are
 escaped (FHIR R4 §3.1.1.5.2) so that it can never become several alternatives.
 """
@@ -40,6 +45,7 @@ from typing import Any, Self
 import httpx
 
 from mssante.directory import contact
+from mssante.errors import DirectoryUnavailable
 from mssante.pki.tls import client_context
 from mssante.store.models import DirectoryEntry
 
@@ -122,7 +128,8 @@ def classify(response: httpx.Response) -> Outcome:
 
 
 class DirectoryClient:
-    """Sends publications to one trust space; ``aclose`` (or ``async with``) at the end."""
+    """Sends publications to one trust space and asks its people search; ``aclose`` (or
+    ``async with``) at the end."""
 
     def __init__(self, base_url: str, *, ca_file: Path, cert_file: Path,
                  key_file: Path | None = None, timeout: float = 10.0) -> None:
@@ -165,3 +172,21 @@ class DirectoryClient:
         except OSError as exc:
             return Outcome(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
         return classify(response)
+
+    async def autocomplete(self, query: str, limit: int) -> list[dict[str, Any]]:
+        """The trust space's people search (``/directory/autocomplete``): its answers
+        as JSON objects, best first; DirectoryUnavailable when none came."""
+        try:
+            response = await self._http.get("/directory/autocomplete",
+                                            params={"q": query, "limit": limit},
+                                            headers={"Accept": "application/json"})
+        except (httpx.HTTPError, OSError) as exc:  # connection, TLS, timeout, protocol
+            raise DirectoryUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        if response.status_code != 200:
+            raise DirectoryUnavailable(
+                f"HTTP {response.status_code}: {_answer_text(response, _body(response))}")
+        results = _body(response)
+        results = results.get("results") if isinstance(results, dict) else None
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise DirectoryUnavailable("the answer is not the directory's search results")
+        return results

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass, field
 
 from mssante.errors import CertificateRejected
+from mssante.operator.maillog import reason
 from mssante.operator.runtime import TrustView
 from mssante.pki.verify import PeerCertificate
 from mssante.queue.nexthop import Hop
 from mssante.queue.smtpclient import SMTPClient, SMTPClientError
-from mssante.smtp.maillog import reason
 
 POOL_IDLE_SECONDS = 30.0
 POOL_MAX_PER_HOP = 32

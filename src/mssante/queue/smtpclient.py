@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mssante.content.headers import canonical_line_endings
-from mssante.smtp.maillog import reason
+from mssante.operator.maillog import reason
 
 MAX_REPLY_LINE = 4096
 # RFC 5321 §4.5.3.2.6: wait up to 10 minutes for the reply to the end of the data.

@@ -16,7 +16,7 @@ Implementation notes:
   not listed for it, no connection) has no reply code: its DSN says ``X-mssante``
   and names no remote MTA (RFC 3464 §2.3.5-2.3.6); a next hop refused at the DN
   check is closed at once, not put back in the pool.
-- Each outcome is one line of the mail log (``mssante.smtp.maillog``); a delivered entry
+- Each outcome is one line of the mail log (``mssante.operator.maillog``); a delivered entry
   keeps no ``last_error``.
 - A message is marked delivered only after the next hop's ``250`` to DATA: a crash
   between the two can deliver once more (at-least-once, like every MTA); nothing
@@ -36,13 +36,14 @@ from mssante import leases
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import header_section
+from mssante.operator import maillog
+from mssante.operator.accept import RcptParams
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
 from mssante.queue.nexthop import NextHopError, NextHops
 from mssante.queue.smtpclient import SMTPClientError, to_wire
-from mssante.smtp import maillog
-from mssante.smtp.params import RcptParams, rcpt_params_wire, xtext_encode
+from mssante.smtp.params import rcpt_params_wire, xtext_encode
 from mssante.store.models import QueueEntry
 
 log = logging.getLogger(__name__)

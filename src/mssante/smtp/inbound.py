@@ -27,19 +27,21 @@ from mssante.domain.addresses import parse_address
 from mssante.domain.patient import check_not_patient_to_patient
 from mssante.domain.policy import check_served, check_vouched_for
 from mssante.errors import CertificateRejected, InvalidAddress, PolicyViolation
-from mssante.operator.runtime import OperatorRuntime
-from mssante.pki.verify import PeerCertificate
-from mssante.smtp import maillog
-from mssante.smtp.accept import Incoming, accept, trace
-from mssante.smtp.common import (
+from mssante.operator import maillog
+from mssante.operator.accept import (
+    Incoming,
+    RcptParams,
+    accept,
     check_local_recipient,
     checked_headers,
-    ehlo_keywords,
-    peer_host,
-    recipient_address,
+    parse_recipient,
+    trace,
 )
-from mssante.smtp.params import RcptParams
+from mssante.operator.runtime import OperatorRuntime
+from mssante.pki.verify import PeerCertificate
+from mssante.smtp.common import ehlo_keywords, peer_host
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
+from mssante.smtp.refusallog import logs_refusals
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
     CERT_REJECTED,
@@ -52,6 +54,7 @@ from mssante.smtp.replies import (
     SENDER_DOMAIN_NOT_LISTED,
     SENDER_OK,
     SMTPReply,
+    answers_refusals,
 )
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,8 @@ class InboundHandler:
             log.warning("MTA client certificate refused: %s", exc)
             raise SMTPReply(CERT_REJECTED.with_text(f"Client certificate refused: {exc}")) from None
 
-    @maillog.logs_refusals("MAIL")
+    @logs_refusals("MAIL")
+    @answers_refusals
     async def handle_MAIL(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, options: list[str]) -> str:
         peer = self._peer(server)
@@ -112,10 +116,11 @@ class InboundHandler:
         except PolicyViolation as exc:
             raise SMTPReply(SENDER_DOMAIN_NOT_LISTED.with_text(str(exc))) from None
 
-    @maillog.logs_refusals("RCPT")
+    @logs_refusals("RCPT")
+    @answers_refusals
     async def handle_RCPT(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, params: RcptParams) -> str:
-        rcpt = recipient_address(envelope, address)
+        rcpt = parse_recipient(address, accepted=len(envelope.rcpt_tos))
         try:
             check_served(self.ctx.local_domains, rcpt)
         except PolicyViolation as exc:
@@ -135,7 +140,8 @@ class InboundHandler:
                                protocol="ESMTPS", recipients=envelope.rcpt_tos)
         return envelope.trace.received
 
-    @maillog.logs_refusals("DATA")
+    @logs_refusals("DATA")
+    @answers_refusals
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
         body = envelope.original_content

@@ -2,14 +2,16 @@
 
 aiosmtpd upper-cases every parameter and refuses those it does not know;
 DSN (RFC 3461) needs ENVID and ORCPT kept as written, so the server hands the
-raw parameter text to these parsers instead.
+raw parameter text to these parsers instead. A recipient's parameters are kept in
+``operator.accept.RcptParams``, which every way in gives.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from mssante.operator.accept import RcptParams
 from mssante.smtp.replies import BAD_PARAMETER, UNKNOWN_PARAMETER, SMTPReply
 
 NOTIFY_VALUES = frozenset({"SUCCESS", "FAILURE", "DELAY"})
@@ -74,12 +76,6 @@ class MailParams:
     ret: str | None = None  # RFC 3461 §4.3: FULL or HDRS
     envid: str | None = None  # RFC 3461 §4.4, decoded
     auth: str | None = None  # RFC 4954 §5, accepted and ignored
-
-
-@dataclass(slots=True)
-class RcptParams:
-    notify: frozenset[str] = field(default_factory=frozenset)  # empty: default (FAILURE)
-    orcpt: str | None = None  # RFC 3461 §4.2 "addr-type;addr", xtext decoded
 
 
 def parse_mail_params(params: str) -> MailParams:

@@ -34,15 +34,17 @@ import io
 import logging
 import re
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from mssante.content.ascii import to_ascii
 from mssante.content.headers import crlf_line_endings
+from mssante.operator import maillog
+from mssante.operator.accept import RcptParams, Trace
 from mssante.pki.verify import PeerCertificate
-from mssante.smtp import maillog
-from mssante.smtp.params import MailParams, RcptParams, parse_mail_params, parse_rcpt_params
+from mssante.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
+from mssante.smtp.refusallog import peer_client
 from mssante.smtp.replies import (
     BAD_ADDRESS_SYNTAX,
     LINE_TOO_LONG,
@@ -54,9 +56,6 @@ from mssante.smtp.replies import (
     Reply,
     SMTPReply,
 )
-
-if TYPE_CHECKING:
-    from mssante.smtp.accept import Trace
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ class MSSanteSMTP(SMTP):
         try:
             await self._writer.start_tls(self.tls_context)
         except (OSError, ssl.SSLError, ConnectionError) as exc:
-            maillog.refused("STARTTLS", client=maillog.peer_client(self),
+            maillog.refused("STARTTLS", client=peer_client(self),
                             reason=f"TLS handshake failed: {maillog.reason(exc)}")
             if self.transport is not None:
                 self.transport.close()

@@ -5,7 +5,23 @@ Enhanced status codes: RFC 3463. Basic codes: RFC 5321 §4.2.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from mssante.operator.refusals import (
+    BadAddress,
+    ClosedMailbox,
+    HeadersRefused,
+    MessageTooBig,
+    OutsideTrustSpace,
+    PatientRule,
+    Refused,
+    SenderNotAllowed,
+    TooManyRecipients,
+    UnknownMailbox,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +75,39 @@ UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")  # RFC 5321 §4
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.8
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
 HEADER_SYNTAX = Reply(550, "5.6.0", "Message headers are malformed")
+REFUSED = Reply(550, "5.7.1", "Refused")  # RFC 3463 §3.8 X.7.1: not authorized
+
+# The reply to each refusal of the acceptance path (operator/refusals.py), its text the
+# refusal's reason.
+REFUSALS: dict[type[Refused], Reply] = {
+    SenderNotAllowed: SENDER_NOT_ALLOWED,
+    BadAddress: BAD_ADDRESS_SYNTAX,
+    OutsideTrustSpace: RECIPIENT_NOT_IN_TRUST_SPACE,
+    UnknownMailbox: NO_SUCH_USER,
+    ClosedMailbox: MAILBOX_DISABLED,
+    PatientRule: PATIENT_RULE,
+    HeadersRefused: HEADER_SYNTAX,
+    TooManyRecipients: TOO_MANY_RECIPIENTS,
+    MessageTooBig: MESSAGE_TOO_BIG,
+}
+
+
+def refusal_reply(refusal: Refused) -> Reply:
+    reply = next((REFUSALS[kind] for kind in type(refusal).__mro__ if kind in REFUSALS),
+                 REFUSED)
+    return reply.with_text(refusal.reason)
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def answers_refusals(hook: F) -> F:
+    """A handler hook whose refusals (``Refused``) are raised as their ``SMTPReply``:
+    errors converted at the boundary (STYLE 9)."""
+    @functools.wraps(hook)
+    async def wrapper(*args: Any) -> Any:
+        try:
+            return await hook(*args)
+        except Refused as exc:
+            raise SMTPReply(refusal_reply(exc)) from None
+    return cast(F, wrapper)

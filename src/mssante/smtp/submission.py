@@ -13,27 +13,18 @@ Implementation notes:
   for the connection's budget. The AUTH line may be as long as RFC 4954 §4 allows.
   Once the PSC session the token stood for has ended (auth/pscsessions.py), the next
   MAIL gets ``421 4.7.0`` and the connection closes.
-- The envelope sender, the ``From`` mailbox and the ``Sender`` mailbox must be
-  mailboxes the identity may use (domain.policy.check_may_send_as). The rights are
-  read again from the store at each MAIL and at DATA, never kept from AUTH: a
-  delegate revoked while connected can no longer send on that connection.
-- ``From`` must be exactly one mailbox (domain.addresses, the parser every reader
-  uses), else ``550 5.6.0``. A message without a From field gets one, the envelope
-  sender; a message with one, whatever its value, never gets a second.
-- Every recipient must be in the trust space: on the whitelist (remote) or an
-  existing local mailbox. Refusals name the address and the reason.
-- A patient may only reply in an open conversation (domain.patient): the recipient
-  is checked at RCPT, the threading headers at the end of DATA.
-- Missing Date and Message-ID are added (RFC 6409 §8.2, §8.3).
-- The accepted message is kept, marked \\Seen, in the Sent folder of the sender's
-  mailbox, in the same transaction: IMAP clients need not APPEND it again.
+- MAIL, RCPT and DATA are the three stages of operator/sending.py, the path the web
+  takes too: who may send as whom, recipients in the trust space, the patient rules,
+  the added From, Date and Message-ID, the Sent copy. The rights are read again at
+  MAIL and at DATA, never kept from AUTH: a delegate revoked while connected can no
+  longer send on that connection. Its refusals (operator/refusals.py) become the
+  replies named in replies.py (``answers_refusals``): the address and the reason.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import logging
 
 from aiosmtpd.smtp import AuthResult, Session
@@ -48,38 +39,17 @@ from mssante.auth.passwordlogin import (
     password_login,
 )
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed, token_login
-from mssante.content.headers import header_section, rfc5322_date
-from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
-from mssante.domain.patient import check_patient_recipient, check_patient_reply, message_ids
-from mssante.domain.policy import (
-    check_may_send_as,
-    check_patient_address,
-    check_recipient_in_trust_space,
-)
-from mssante.errors import InvalidAddress, PolicyViolation
+from mssante.operator import sending
+from mssante.operator.accept import RcptParams, trace
 from mssante.operator.runtime import OperatorRuntime
-from mssante.smtp import maillog
-from mssante.smtp.accept import Incoming, accept, trace, with_added_headers
-from mssante.smtp.common import (
-    check_local_recipient,
-    checked_headers,
-    ehlo_keywords,
-    peer_host,
-    recipient_address,
-)
-from mssante.smtp.params import RcptParams
+from mssante.smtp.common import ehlo_keywords, peer_host
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.replies import (
     AUTH_FAILED,
-    BAD_ADDRESS_SYNTAX,
     MESSAGE_ACCEPTED,
-    NO_SUCH_USER,
-    PATIENT_RULE,
-    RECIPIENT_NOT_IN_TRUST_SPACE,
     RECIPIENT_OK,
-    SENDER_NOT_ALLOWED,
     SENDER_OK,
-    SMTPReply,
+    answers_refusals,
 )
 
 log = logging.getLogger(__name__)
@@ -223,15 +193,6 @@ class SubmissionHandler:
             return await self._failed(server, login)
         return AuthResult(success=True, auth_data=identity)
 
-    async def usable(self, identity: Identity) -> frozenset[str]:
-        """The mailboxes (lower case) ``identity`` may send as, read now: a grant,
-        revocation or closed mailbox counts from the next command, as over IMAP."""
-        store = self.ctx.store
-        if identity.is_program:
-            return frozenset(m.address for m in
-                             await store.mailboxes_for_certificate(identity.login))
-        return await store.usable_mailboxes(identity.login)
-
     # -- transaction --------------------------------------------------------------------
 
     async def handle_EHLO(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
@@ -250,6 +211,7 @@ class SubmissionHandler:
         assert isinstance(identity, Identity)
         return identity
 
+    @answers_refusals
     async def handle_MAIL(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, options: list[str]) -> str:
         identity = self._identity(session)
@@ -257,103 +219,37 @@ class SubmissionHandler:
         if identity.psc is not None and tokens is not None and tokens.ended.ended(identity.psc):
             # auth/pscsessions.py: the PSC session the token stood for was ended
             return "421 4.7.0 Your Pro Sante Connect session has ended: authenticate again"
-        if not address:
-            raise SMTPReply(SENDER_NOT_ALLOWED.with_text("The null sender is not allowed here"))
-        try:
-            sender = parse_address(address)
-            check_may_send_as(identity.login, sender, await self.usable(identity))
-        except InvalidAddress as exc:
-            raise SMTPReply(BAD_ADDRESS_SYNTAX.with_text(str(exc))) from None
-        except PolicyViolation as exc:
-            raise SMTPReply(SENDER_NOT_ALLOWED.with_text(str(exc))) from None
+        await sending.check_sender(self.ctx, identity, address)
         return str(SENDER_OK)
 
+    @answers_refusals
     async def handle_RCPT(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           address: str, params: RcptParams) -> str:
-        identity = self._identity(session)
-        rcpt = recipient_address(envelope, address)
-        if identity.is_patient:
-            conversations = await self.ctx.store.conversations(self._sender(envelope).lower())
-            try:
-                check_patient_recipient(rcpt.key, rcpt.is_patient, conversations)
-            except PolicyViolation as exc:
-                raise SMTPReply(PATIENT_RULE.with_text(f"{rcpt}: {exc}")) from None
-        if self.ctx.is_local(rcpt.key):
-            await check_local_recipient(self.ctx, rcpt)
-        else:
-            self._check_remote(rcpt)
+        await sending.check_recipient(self.ctx, self._identity(session), self._sender(envelope),
+                                      address, accepted=len(envelope.rcpt_tos))
         return str(RECIPIENT_OK)
 
-    def _check_remote(self, rcpt: Address) -> None:
-        listed = is_trust_space_domain(rcpt.domain) and \
-            self.ctx.trust.whitelist.is_listed(rcpt.domain)
-        try:
-            check_recipient_in_trust_space(rcpt, listed)
-        except PolicyViolation as exc:
-            raise SMTPReply(RECIPIENT_NOT_IN_TRUST_SPACE.with_text(str(exc))) from None
-        try:
-            check_patient_address(rcpt)
-        except PolicyViolation as exc:
-            raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
+    @staticmethod
+    def _client(session: Session) -> sending.Client:
+        return sending.Client(sending.SUBMISSION, peer_host(session), session.host_name)
 
     async def handle_TRACE(self, server: MSSanteSMTP, session: Session,
                            envelope: MSSEnvelope) -> bytes:
-        envelope.trace = trace(self.ctx, helo=session.host_name, peer=peer_host(session),
-                               protocol="ESMTPSA", recipients=envelope.rcpt_tos)
+        client = self._client(session)
+        envelope.trace = trace(self.ctx, helo=client.helo, peer=client.address,
+                               protocol=client.protocol, recipients=envelope.rcpt_tos)
         return envelope.trace.received
 
+    @answers_refusals
     async def handle_DATA(self, server: MSSanteSMTP, session: Session,
                           envelope: MSSEnvelope) -> str:
-        identity = self._identity(session)
         body = envelope.original_content
         assert body is not None
-        sender = self._sender(envelope)
         assert envelope.trace is not None  # handle_TRACE ran before the data was read
-        headers = checked_headers(body, top=len(envelope.trace.received))
-        usable = await self.usable(identity)
-        try:  # the envelope sender again: the rights may have changed since MAIL
-            check_may_send_as(identity.login, parse_address(sender), usable)
-        except (InvalidAddress, PolicyViolation) as exc:
-            raise SMTPReply(SENDER_NOT_ALLOWED.with_text(str(exc))) from None
-        authors = [("From", m) for m in headers.from_mailboxes]
-        if headers.sender is not None:
-            authors.append(("Sender", headers.sender))
-        for field, mailbox in authors:
-            try:
-                check_may_send_as(identity.login, mailbox.address(), usable)
-            except (InvalidAddress, PolicyViolation) as exc:
-                raise SMTPReply(SENDER_NOT_ALLOWED.with_text(f"{field} header: {exc}")) from None
-        if identity.is_patient:
-            await self._check_patient_reply(envelope, headers.referenced_ids)
-        domain = sender.rpartition("@")[2]
-        extra: list[tuple[str, str]] = []
-        if not headers.has_from:  # RFC 5322 §3.6 requires one; never beside one already there
-            extra.append(("From", f"<{sender}>"))
-        if not headers.has_date:
-            extra.append(("Date", rfc5322_date()))
-        if not headers.message_id:
-            extra.append(("Message-ID", email.utils.make_msgid(domain=domain)))
-        if extra:  # accept puts them below Received, in one copy of the message
-            # the header section exactly as it will be stored, checked again
-            headers = checked_headers(
-                with_added_headers(envelope.trace, extra, header_section(body)))
-        msg = Incoming(
-            envelope_from=sender,
+        message = sending.Submission(
+            sender=self._sender(envelope),
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
-            body=body, headers=headers, envid=envelope.params.envid, ret=envelope.params.ret,
-            trace=envelope.trace,
-            sent_copy=sender.lower() if self.ctx.is_local(sender) else None)
-        queue_id = await accept(self.ctx, msg, extra_headers=extra)
-        maillog.submitted(queue_id, sender=sender, recipients=envelope.rcpt_tos, size=len(body),
-                          client=peer_host(session), login=identity.login)
+            body=body, envid=envelope.params.envid, ret=envelope.params.ret)
+        queue_id = await sending.submit_data(self.ctx, self._identity(session), message,
+                                             self._client(session), envelope.trace)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
-
-    async def _check_patient_reply(self, envelope: MSSEnvelope, referenced: str) -> None:
-        patient = self._sender(envelope).lower()
-        store = self.ctx.store
-        threads = await store.threads_of(patient, message_ids(referenced))
-        try:
-            check_patient_reply([r.lower() for r in envelope.rcpt_tos], threads,
-                                await store.conversations(patient))
-        except PolicyViolation as exc:
-            raise SMTPReply(PATIENT_RULE.with_text(str(exc))) from None

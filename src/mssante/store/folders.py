@@ -412,6 +412,23 @@ class FolderStore:
         return FolderState(folder, [r[0] for r in rows], [r[1] for r in rows],
                            [r[2] for r in rows])
 
+    async def page(self, folder_id: int, offset: int, limit: int
+                   ) -> tuple[int, list[tuple[int, str]]]:
+        """One page of a folder, newest first: (how many messages the folder holds,
+        ``[(uid, flags), ...]`` of the ``limit`` messages after the ``offset`` newest).
+        The (folder, uid) index serves it: a list page reads its rows only, never the
+        whole folder (``state`` does, for IMAP's SELECT)."""
+        async with self._tx.read() as conn:
+            total = int((await conn.execute(
+                select(func.count()).select_from(messages)
+                .where(messages.c.folder_id == folder_id))).scalar_one())
+            rows = (await conn.execute(
+                select(messages.c.uid, messages.c.flags)
+                .where(messages.c.folder_id == folder_id)
+                .order_by(messages.c.uid.desc())
+                .offset(max(offset, 0)).limit(max(limit, 0)))).all()
+        return total, [(int(uid), str(flags)) for uid, flags in rows]
+
     async def changes(self, folder_id: int, since: int) -> FolderChanges | None:
         """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
         if the folder is gone. The folder's HIGHESTMODSEQ is read with them."""

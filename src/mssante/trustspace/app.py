@@ -9,7 +9,9 @@ Directory routes (present when the app is given a DirectoryService):
 
 - ``/fhir/...``: the FHIR R4 API (``mssante.directory.fhir``); PATCH needs the
   operator's client certificate (``auth.Authoriser``);
-- ``/directory/autocomplete?q=…&limit=…``: people search for recipient fields, JSON;
+- ``/directory/autocomplete?q=…&limit=…``: people search for recipient fields, JSON
+  (words of names, professions, organisations, places; a ``q`` with an ``@``: the
+  beginning of an address);
 - ``/extractions/Extraction_Correspondance_MSSante.txt``: the current public extract;
 - ``/psc/...``: the Pro Santé Connect-like OpenID provider (``mssante.psc``), whose
   claims come from the directory.
@@ -97,7 +99,8 @@ def create_directory_router(directory: DirectoryService) -> APIRouter:
 
     @router.get("/directory/autocomplete")
     async def autocomplete(
-        q: str = Query("", max_length=200, description="Free text, e.g. dupont cardio lyon"),
+        q: str = Query("", max_length=200, description=(
+            "Free text, e.g. dupont cardio lyon, or the beginning of an address")),
         limit: int = Query(10, ge=1, le=AUTOCOMPLETE_MAX),
     ) -> JSONResponse:
         found = await directory.autocomplete(q, limit)

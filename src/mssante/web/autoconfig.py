@@ -56,7 +56,7 @@ from mssante.config import Listener, OperatorConfig
 from mssante.domain.addresses import MAX_PATH, PATIENT_DOMAIN, parse_address
 from mssante.domain.policy import serves
 from mssante.errors import InvalidAddress
-from mssante.operator.runtime import OperatorRuntime
+from mssante.web.context import WebContext
 
 WELL_KNOWN_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
@@ -185,9 +185,9 @@ def requested_domain(settings: ClientSettings, values: list[str]) -> str:
     return address.domain
 
 
-def create_router(runtime: OperatorRuntime, config: OperatorConfig) -> APIRouter:
+def create_router(web: WebContext) -> APIRouter:
     """The two autoconfiguration paths of one operator."""
-    settings = client_settings(config)
+    settings = client_settings(web.config)
     documents = {domain: config_document(settings, domain) for domain in settings.domains}
     router = APIRouter()
 

@@ -22,8 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from mssante.auth.psctoken import LogoutRefused, ProviderUnavailable
-from mssante.config import OperatorConfig
-from mssante.operator.runtime import OperatorRuntime
+from mssante.web.context import WebContext
 
 PATH = "/psc/backchannel-logout"
 MAX_BODY = 16 * 1024  # octets; a logout token is a few hundred
@@ -35,7 +34,8 @@ def _refused(status: int, description: str, error: str = "invalid_request") -> J
                         status_code=status, headers=NO_STORE)
 
 
-def create_router(runtime: OperatorRuntime, config: OperatorConfig) -> APIRouter:
+def create_router(web: WebContext) -> APIRouter:
+    runtime = web.runtime
     router = APIRouter()
 
     @router.post(PATH)

@@ -6,6 +6,8 @@ follows Postfix's, so that the tools and habits of mail administrators apply:
 
     4F2A0C1B9E7D6A55: from=<a@x.mssante.fr>, to=<b@y.mssante.fr>, size=1234,
         client=127.0.0.1, dn="CN=mta.x.mssante.fr,…", status=accepted
+    5B3E…: from=<a@x.mssante.fr>, to=<b@y.mssante.fr>, size=1234, client=127.0.0.1,
+        sasl_username=a@x.mssante.fr, status=accepted
     NOQUEUE: reject: MAIL from 127.0.0.1: 550 5.7.1 Sender domain …; from=<a@x…>,
         dn="CN=…"
     NOQUEUE: reject: STARTTLS from 127.0.0.1: TLS handshake failed: certificate verify
@@ -21,24 +23,20 @@ for control characters, so one record is always one line.
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Sequence
 
 from cryptography import x509
 
 from mssante.pki.names import dn_string
-from mssante.smtp.replies import SMTPReply
 
 log = logging.getLogger("mssante.mail")
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: the usual sign of a peer that sent its
 # certificate without the intermediate CA.
 _NO_ISSUER = 20
+SUBMISSION = "ESMTPSA"  # RFC 3848: authenticated ESMTP over TLS, submission's protocol
 CHAIN_HINT = ("the peer must send its certificate chain: its certificate, then the "
               "intermediate CA that issued it")
 
@@ -90,12 +88,14 @@ def received(queue_id: str, *, sender: str, recipients: Sequence[str], size: int
 
 
 def submitted(queue_id: str, *, sender: str, recipients: Sequence[str], size: int,
-              client: str | None, login: str) -> None:
-    """A message accepted at submission from an authenticated identity (Postfix's
-    ``sasl_username``), after the commit, before the 250."""
-    log.info("%s: from=<%s>, to=%s, size=%d, client=%s, sasl_username=%s, status=accepted",
+              client: str | None, login: str, protocol: str = SUBMISSION) -> None:
+    """A message accepted from an authenticated identity (Postfix's ``sasl_username``),
+    after the commit, before the client is told. ``protocol`` is the way it came in:
+    submission's lines are Postfix's; another way (the web) is named with ``proto=``."""
+    proto = "" if protocol == SUBMISSION else f", proto={_clean(protocol)}"
+    log.info("%s: from=<%s>, to=%s, size=%d, client=%s, sasl_username=%s%s, status=accepted",
              queue_id, _clean(sender), ",".join(f"<{_clean(r)}>" for r in recipients), size,
-             client or "unknown", _clean(login))
+             client or "unknown", _clean(login), proto)
 
 
 def refused(stage: str, *, client: str | None, reason: str, dn: str | None = None,
@@ -117,45 +117,3 @@ def delivery(entry_id: int, *, sender: str, recipient: str, relay: str | None, d
     log.info("queue %d: to=<%s>, from=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
              entry_id, _clean(recipient), _clean(sender), relay or "none", delay, dsn, status,
              _clean(text))
-
-
-class _Server(Protocol):
-    """What the refusal log reads of an SMTP connection (smtp.protocol.MSSanteSMTP)."""
-
-    session: Any
-
-    def peer_certificate(self) -> bytes | None: ...
-
-
-def peer_client(server: _Server) -> str | None:
-    peer = server.session.peer if server.session is not None else None
-    return str(peer[0]) if isinstance(peer, tuple) and peer else None
-
-
-def logs_refusals(stage: str) -> Callable[[F], F]:
-    """Log each ``SMTPReply`` a handler hook raises (a refusal), then let it go on.
-
-    For the MTA's MAIL, RCPT and DATA hooks, called as ``hook(handler, server,
-    session, envelope, [address, …])``: the address the command named and the peer
-    certificate's DN go in the line.
-    """
-    def decorate(hook: F) -> F:
-        @functools.wraps(hook)
-        async def wrapper(handler: object, server: _Server, *args: Any) -> Any:
-            try:
-                return await hook(handler, server, *args)
-            except SMTPReply as exc:
-                envelope = args[1] if len(args) > 1 else None
-                sender = getattr(envelope, "mail_from", None)
-                address = args[2] if len(args) > 2 and isinstance(args[2], str) else None
-                recipient = address if stage == "RCPT" else None
-                if stage == "MAIL":
-                    sender = address
-                elif stage == "DATA":
-                    recipient = ">,<".join(getattr(envelope, "rcpt_tos", []))
-                refused(stage, client=peer_client(server), reason=str(exc.reply),
-                        dn=dn_of(server.peer_certificate()), sender=sender,
-                        recipient=recipient)
-                raise
-        return cast(F, wrapper)
-    return decorate

@@ -1,8 +1,14 @@
-"""Turning a received message into stored mail and queue entries.
+"""Accepting a message, whatever way it came in: the MTA, submission, the web.
 
-The invariant (DESIGN "Storage"): the caller replies ``250`` only after
-``Store.accept_message`` has committed the body with every mailbox and queue entry,
-and the patient conversation a professional's message opens or closes.
+What every way shares: a recipient of this operator is checked the same way
+(``check_local_recipient``), the header section the same way (``checked_headers``),
+and a message is stored and queued by one function (``accept``). Refusals are
+``operator/refusals.py``'s; each way in turns them into its own answer.
+
+The invariant (DESIGN "Storage"): the caller tells the client the message is accepted
+(SMTP ``250``) only after ``Store.accept_message`` has committed the body with every
+mailbox and queue entry, and the patient conversation a professional's message opens
+or closes.
 
 The message arrives with its ``Received`` header already on top (``trace``, given to
 the SMTP machine before DATA is read), so that the body read is the body stored: a
@@ -15,18 +21,86 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mssante.content.dsn import Action, RecipientStatus
-from mssante.content.headers import HeaderView, prepend_headers, received_header
+from mssante.content.headers import (
+    HeaderSyntaxError,
+    HeaderView,
+    prepend_headers,
+    read_headers,
+    received_header,
+)
+from mssante.domain.addresses import Address, parse_address
 from mssante.domain.patient import professional_message
-from mssante.errors import Conflict, NotFound
+from mssante.domain.policy import (
+    MailboxClosed,
+    NoSuchMailbox,
+    check_deliverable,
+    check_patient_address,
+)
+from mssante.errors import Conflict, InvalidAddress, NotFound
+from mssante.operator.refusals import (
+    BadAddress,
+    ClosedMailbox,
+    HeadersRefused,
+    TooManyRecipients,
+    UnknownMailbox,
+)
 from mssante.operator.runtime import OperatorRuntime
-from mssante.smtp.params import RcptParams
-from mssante.smtp.replies import MAILBOX_DISABLED, NO_SUCH_USER, SMTPReply
 from mssante.store.models import MessageSummary, OutboundRecipient
 
 log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 1000  # RFC 5321 §4.5.3.1.8 requires at least 100
+
+
+@dataclass(slots=True)
+class RcptParams:
+    """What a recipient asks of delivery status notifications (RFC 3461 §4)."""
+
+    notify: frozenset[str] = field(default_factory=frozenset)  # empty: default (FAILURE)
+    orcpt: str | None = None  # RFC 3461 §4.2 "addr-type;addr", xtext decoded
+
+
+def parse_recipient(text: str, *, accepted: int = 0) -> Address:
+    """The address of one more recipient of a message that has ``accepted`` already."""
+    if accepted >= MAX_RECIPIENTS:
+        raise TooManyRecipients("Too many recipients")
+    try:
+        return parse_address(text)
+    except InvalidAddress as exc:
+        raise BadAddress(str(exc), address=text) from None
+
+
+async def check_local_recipient(ctx: OperatorRuntime, rcpt: Address) -> None:
+    """A recipient of this operator: a valid patient address if it is one, and an
+    existing, open mailbox (domain.policy); the same answer for every way in."""
+    try:
+        check_patient_address(rcpt)
+        mailbox = await ctx.mailbox(rcpt.key)
+        check_deliverable(rcpt, exists=mailbox is not None,
+                          active=mailbox is not None and mailbox.active)
+    except NoSuchMailbox as exc:
+        raise UnknownMailbox(str(exc), address=str(rcpt)) from None
+    except MailboxClosed as exc:
+        raise ClosedMailbox(str(exc), address=str(rcpt)) from None
+
+
+def checked_headers(body: bytes, *, top: int = 0) -> HeaderView:
+    """The headers of a received message, refused when untrustworthy.
+
+    ``top``: the length of what the operator put above the client's data (its
+    Received field): the client's first line must begin a field, or it would be read
+    as the end of the field above it, ours here or any a later hop adds.
+    """
+    if body[top:top + 1] in (b" ", b"\t"):
+        raise HeadersRefused(
+            "Message headers refused: the message begins with a continuation line")
+    try:
+        return read_headers(body, strict=True)
+    except HeaderSyntaxError as exc:
+        raise HeadersRefused(f"Message headers refused: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +114,7 @@ class Trace:
 def trace(ctx: OperatorRuntime, *, helo: str | None, peer: str | None, protocol: str,
           recipients: Sequence[str]) -> Trace:
     """RFC 5321 §4.4: the trace header of a message about to be received; protocol per
-    RFC 3848 (ESMTPS from the MTA, ESMTPSA at submission)."""
+    RFC 3848 (ESMTPS from the MTA, ESMTPSA at submission), or the way it came in."""
     queue_id = uuid.uuid4().hex[:16].upper()
     only = recipients[0] if len(recipients) == 1 else None
     received = received_header(helo=helo, peer=peer, by=ctx.hostname, protocol=protocol,
@@ -97,14 +171,14 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
             envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient)
-    except NotFound as exc:  # removed since RCPT
-        raise SMTPReply(NO_SUCH_USER.with_text(str(exc))) from None
-    except Conflict as exc:  # closed since RCPT
-        raise SMTPReply(MAILBOX_DISABLED.with_text(str(exc))) from None
+    except NotFound as exc:  # removed since it was checked
+        raise UnknownMailbox(str(exc)) from None
+    except Conflict as exc:  # closed since it was checked
+        raise ClosedMailbox(str(exc)) from None
     if remote:
         ctx.bodies.put(accepted.sha256, body)
-    # After the commit, nothing may turn into an error reply: the client would send
-    # the message again. Failures here are logged loudly instead.
+    # After the commit, nothing may turn into a refusal: the client would send the
+    # message again. Failures here are logged loudly instead.
     delivered = [RecipientStatus(recipient=r, action=Action.DELIVERED, status="2.0.0",
                                  diagnostic="X-mssante; delivered to mailbox",
                                  orcpt=p.orcpt)

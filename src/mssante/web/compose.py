@@ -1,0 +1,384 @@
+"""Writing a message in the webmail, sent through the one acceptance path
+(operator/sending.py): the same rules, the same Sent copy, the same queue as
+submission.
+
+- ``GET /courrier/{address}/nouveau``: the form (``À``, ``Cc``, ``Objet``,
+  ``Message``, attachments with the operator's size limit shown, a delivery status
+  notification and a read receipt to ask for). ``?repondre={folder}:{uid}`` (and
+  ``&tous=1``) or ``?transferer={folder}:{uid}`` fill it from a message.
+- ``POST /courrier/{address}/envoyer``: each address is checked by
+  ``sending.check_recipient`` before anything is sent; a refusal shows the form again
+  with a ``role=alert`` naming the address and the reason. Then the message is built
+  (``build_message``: UTF-8, MIME, RFC 5322 threading headers, RFC 8098
+  ``Disposition-Notification-To`` for a read receipt, RFC 3461 ``NOTIFY=SUCCESS,FAILURE``
+  for a delivery status notification) and submitted as the chosen mailbox.
+- ``POST /courrier/{address}/dossiers/{folder}/messages/{uid}/clore``: the professional
+  closes a patient conversation: a message in that thread carrying ``X-MSS-MES: FIN``
+  (domain/patient.py decides what closes).
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import html
+import mimetypes
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData, UploadFile
+
+from mssante.domain.addresses import mailboxes, parse_address_list
+from mssante.domain.mailboxes import MailboxType
+from mssante.domain.patient import FIN_HEADER, FIN_VALUE
+from mssante.errors import InvalidAddress
+from mssante.operator import sending
+from mssante.operator.accept import RcptParams
+from mssante.operator.refusals import Refused
+from mssante.web.context import WebContext
+from mssante.web.mail import Opened, message_of, open_mailbox, patient_conversation
+from mssante.web.render import render_message
+from mssante.web.sessions import same_token
+
+MAX_ADDRESSES = 100  # recipients a form may name
+MAX_QUOTE = 100_000  # characters of a message quoted in a reply
+MAX_FIELD = 1000  # characters of an address field or a subject
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message as the form gives it."""
+
+    sender: str
+    sender_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    in_reply_to: str = ""
+    references: str = ""
+    delivery_status: bool = False  # RFC 3461: NOTIFY=SUCCESS,FAILURE
+    read_receipt: bool = False  # RFC 8098: Disposition-Notification-To
+    closes: bool = False  # X-MSS-MES: FIN
+    forward: str = ""  # "{folder}:{uid}" of a message forwarded as an attachment
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.to, *self.cc)))
+
+
+def split_addresses(text: str) -> tuple[str, ...]:
+    """The addresses typed in a field (commas or semicolons between them), each as the
+    one address parser reads it; InvalidAddress naming the one it cannot read."""
+    text = text[:MAX_FIELD * 10].replace(";", ",")
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) > MAX_ADDRESSES:
+        raise InvalidAddress(f"at most {MAX_ADDRESSES} recipients")
+    found: list[str] = []
+    for part in parts:
+        try:
+            items = mailboxes(parse_address_list(part))
+        except InvalidAddress as exc:
+            raise InvalidAddress(f"{part} : adresse illisible ({exc})") from None
+        found.extend(m.addr_spec for m in items)
+    return tuple(found)
+
+
+def build_message(draft: Draft, *, now: float | None = None,
+                  forwarded: bytes | None = None) -> bytes:
+    """The RFC 5322 message of a draft, CRLF line endings; ``forwarded``, a message
+    attached whole (``message/rfc822``, RFC 2046 §5.2.1)."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = email.utils.formataddr((draft.sender_name, draft.sender))
+    if draft.to:
+        message["To"] = ", ".join(draft.to)
+    if draft.cc:
+        message["Cc"] = ", ".join(draft.cc)
+    message["Subject"] = draft.subject[:MAX_FIELD]
+    message["Date"] = email.utils.formatdate(now, localtime=False)
+    message["Message-ID"] = email.utils.make_msgid(domain=draft.sender.rpartition("@")[2])
+    if draft.in_reply_to:
+        message["In-Reply-To"] = draft.in_reply_to
+        message["References"] = (draft.references + " " + draft.in_reply_to).strip() \
+            if draft.in_reply_to not in draft.references else draft.references
+    if draft.read_receipt:
+        message["Disposition-Notification-To"] = draft.sender  # RFC 8098 §2.1
+    if draft.closes:
+        message[FIN_HEADER] = FIN_VALUE
+    message.set_content(draft.text.replace("\r\n", "\n"), subtype="plain", charset="utf-8")
+    for attachment in draft.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(attachment.data, maintype=maintype or "application",
+                               subtype=subtype or "octet-stream",
+                               filename=attachment.filename)
+    if forwarded is not None:
+        inner = email.message_from_bytes(forwarded, policy=SMTP)
+        message.add_attachment(inner, filename="message.eml")
+    return message.as_bytes()
+
+
+def content_type_of(filename: str, given: str | None) -> str:
+    """A sane type for an uploaded file: the browser's when well formed, else guessed."""
+    if given and given.count("/") == 1 and given.isascii() and " " not in given \
+            and given.lower() != "application/x-www-form-urlencoded":
+        return given.lower()
+    guessed, _ = mimetypes.guess_type(filename)
+    return guessed or "application/octet-stream"
+
+
+def reply_subject(subject: str, prefix: str) -> str:
+    """``Re: `` or ``Tr : `` before a subject that does not carry it already."""
+    stripped = subject.strip()
+    if stripped.lower().startswith(prefix.lower().strip()):
+        return stripped
+    return f"{prefix}{stripped}"
+
+
+def quote(text: str, author: str, date: str) -> str:
+    lines = text.splitlines() or [""]
+    head = f"Le {date}, {author} a écrit :" if date else f"{author} a écrit :"
+    return "\n\n" + head + "\n" + "\n".join(f"> {line}" for line in lines)
+
+
+def unique(addresses: Iterable[str], *, without: Iterable[str] = ()) -> tuple[str, ...]:
+    skip = {a.lower() for a in without}
+    seen: dict[str, str] = {}
+    for address in addresses:
+        if address.lower() not in skip:
+            seen.setdefault(address.lower(), address)
+    return tuple(seen.values())
+
+
+# -- the routes ----------------------------------------------------------------------
+
+WEB_PROTOCOL = "HTTPS"  # the mail log's and Received's name of a message sent from the web
+MAX_FILES = 20
+
+
+def create_router(web: WebContext) -> APIRouter:
+    router = APIRouter()
+    runtime = web.runtime
+
+    def form_page(request: Request, found: Opened, draft: Draft | None, *,
+                  error: str = "", status: int = 200, field: str = "") -> Response:
+        session, choices, chosen = found
+        return web.page(request, "compose.html", session=session, mailboxes=choices,
+                        current=chosen, draft=draft, error=error, error_field=field,
+                        status=status, limit=_megabytes(runtime.settings.max_message_size))
+
+    @router.get("/courrier/{address}/nouveau")
+    async def new(request: Request, address: str) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        if not found[2].writable:
+            return form_page(request, found, None, status=403,
+                             error="Vous ne pouvez pas écrire depuis cette boîte.")
+        prefill = await reply_draft(web, found, request.query_params)
+        if found[2].type is MailboxType.PAT and (prefill is None or prefill.forward):
+            return form_page(request, found, None, status=403,
+                             error="Un patient ne peut que répondre à un professionnel qui "
+                                   "lui a écrit.")
+        return form_page(request, found, prefill)
+
+    @router.post("/courrier/{address}/envoyer")
+    async def send(request: Request, address: str) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        limit = runtime.settings.max_message_size
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit * 4 // 3 + 1024 * 1024:
+            return form_page(request, found, None, status=413,
+                             error=f"Message trop volumineux : {_megabytes(limit)} au plus.")
+        form = await request.form(max_files=MAX_FILES, max_fields=40)
+        try:
+            return await _send(request, found, form)
+        finally:
+            await form.close()  # the uploads' temporary files
+
+    async def _send(request: Request, found: Opened, form: FormData) -> Response:
+        session, _, chosen = found
+        limit = runtime.settings.max_message_size
+        if not same_token(str(form.get("csrf", "")), session.csrf):
+            return form_page(request, found, None, status=400,
+                             error="Le formulaire a expiré : renvoyez-le.")
+        text = {k: str(form.get(k, ""))[:MAX_FIELD * 100] for k in
+                ("a", "cc", "objet", "message", "in_reply_to", "references", "transferer")}
+        draft = Draft(chosen.address, "", (), (), text["objet"][:MAX_FIELD], text["message"],
+                      in_reply_to=text["in_reply_to"][:MAX_FIELD],
+                      references=text["references"][:MAX_FIELD * 10],
+                      delivery_status=form.get("accuse_remise") == "1",
+                      read_receipt=form.get("accuse_lecture") == "1",
+                      forward=text["transferer"][:40])
+        try:
+            to, cc = split_addresses(text["a"]), split_addresses(text["cc"])
+        except InvalidAddress as exc:
+            return form_page(request, found, draft, status=400, field="a",
+                             error=f"Adresse refusée : {exc}")
+        draft = replace(draft, to=to, cc=cc)
+        if not draft.recipients:
+            return form_page(request, found, draft, status=400, field="a",
+                             error="Indiquez au moins un destinataire.")
+        if not chosen.writable:
+            return form_page(request, found, draft, status=403,
+                             error="Vous ne pouvez pas écrire depuis cette boîte.")
+        attachments: list[Attachment] = []
+        total = 0
+        for upload in form.getlist("pieces"):
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                continue
+            data = await upload.read(limit + 1)
+            total += len(data)
+            if total > limit:
+                return form_page(request, found, draft, status=413,
+                                 error=f"Pièces jointes trop volumineuses : "
+                                       f"{_megabytes(limit)} au plus pour le message.")
+            attachments.append(Attachment(upload.filename[:255],
+                                          content_type_of(upload.filename,
+                                                          upload.content_type), data))
+        identity = session.identity
+        for accepted, recipient in enumerate(draft.recipients):
+            try:
+                await sending.check_recipient(runtime, identity, chosen.address, recipient,
+                                              accepted=accepted)
+            except Refused as exc:
+                return form_page(request, found, draft, status=400, field="a",
+                                 error=f"Adresse refusée : {exc.address or recipient} — "
+                                       f"{exc.reason}")
+        person = await runtime.store.get_person(identity.login)
+        own = chosen.type in (MailboxType.PER, MailboxType.PAT)
+        draft = replace(draft, sender_name=person.display_name if person and own else "",
+                        attachments=tuple(attachments))
+        forwarded = None
+        folder_text, _, uid_text = draft.forward.partition(":")
+        if folder_text.isdigit() and uid_text.isdigit():
+            located = await message_of(web, chosen, int(folder_text), int(uid_text))
+            forwarded = located[1] if located is not None else None
+        notify = frozenset({"SUCCESS", "FAILURE"}) if draft.delivery_status else frozenset()
+        submission = sending.Submission(
+            chosen.address, [(r, RcptParams(notify=notify)) for r in draft.recipients],
+            build_message(draft, forwarded=forwarded))
+        client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
+        try:
+            await sending.submit(runtime, identity, submission, client)
+        except Refused as exc:
+            where = f"{exc.address} — " if exc.address else ""
+            return form_page(request, found, draft, status=400,
+                             error=f"Message refusé : {where}{exc.reason}")
+        session.notice = "Message envoyé."
+        inbox = await runtime.store.folders.get(chosen.address, "INBOX")
+        target = f"/courrier/{chosen.address}/dossiers/{inbox.id}" if inbox else "/courrier"
+        return RedirectResponse(target, status_code=303)
+
+    @router.post("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/clore")
+    async def close(request: Request, address: str, folder_id: int, uid: int) -> Response:
+        """The professional closes the patient conversation of this message: a message
+        in its thread carrying ``X-MSS-MES: FIN`` (domain/patient.py closes on it)."""
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        session, _, chosen = found
+        form = await request.form(max_files=0, max_fields=5)
+        back = f"/courrier/{chosen.address}/dossiers/{folder_id}/messages/{uid}"
+        if not same_token(str(form.get("csrf", "")), session.csrf):
+            return RedirectResponse(back, status_code=303)
+        located = await message_of(web, chosen, folder_id, uid)
+        if located is None or not chosen.writable or chosen.type is MailboxType.PAT:
+            return RedirectResponse(back, status_code=303)
+        view = render_message(located[1])
+        conversation = await patient_conversation(web, session, chosen, view)
+        if conversation is None or conversation.patient_side:
+            return RedirectResponse(back, status_code=303)
+        person = await runtime.store.get_person(session.identity.login)
+        references = " ".join((*view.references, view.message_id or "")).strip()
+        draft = Draft(chosen.address, person.display_name if person else "",
+                      (conversation.patient,), (), reply_subject(view.full_subject, "Re: "),
+                      "Cette conversation est close : vous ne pouvez plus y répondre.\n"
+                      "Pour toute nouvelle demande, contactez le secrétariat.\n",
+                      in_reply_to=view.message_id or "", references=references, closes=True)
+        client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
+        try:
+            await sending.submit(runtime, session.identity, sending.Submission(
+                chosen.address, [(conversation.patient, RcptParams())],
+                build_message(draft)), client)
+        except Refused as exc:
+            session.notice = f"La conversation n'a pas pu être close : {exc.reason}"
+            return RedirectResponse(back, status_code=303)
+        session.notice = "Conversation close."
+        return RedirectResponse(back, status_code=303)
+
+    return router
+
+
+async def reply_draft(web: WebContext, found: Opened, params: Mapping[str, str]
+                      ) -> Draft | None:
+    """A draft filled from the message named by ``repondre`` (``&tous=1``: to everyone)
+    or ``transferer`` (``{folder}:{uid}``); None for a new message or one that cannot
+    be read."""
+    _, _, chosen = found
+    reference = params.get("repondre") or params.get("transferer") or ""
+    folder_text, _, uid_text = reference.partition(":")
+    if not (folder_text.isdigit() and uid_text.isdigit()):
+        return None
+    located = await message_of(web, chosen, int(folder_text), int(uid_text))
+    if located is None:
+        return None
+    view = render_message(located[1])
+    subject = view.full_subject
+    own = {chosen.address}
+    author = view.from_.mailboxes[0] if view.from_ and view.from_.mailboxes else None
+    author_text = view.from_.text if view.from_ else ""
+    quoted = quote(plain_text(located[1]), author_text,
+                   view.date.astimezone().strftime("%d/%m/%Y %H:%M") if view.date else "")
+    if params.get("transferer"):
+        return Draft(chosen.address, "", (), (), reply_subject(subject, "Tr : "), quoted,
+                     forward=reference)
+    answer_to = view.reply_to or view.from_
+    to = unique([m.address for m in answer_to.mailboxes] if answer_to else [], without=own)
+    cc: tuple[str, ...] = ()
+    if params.get("tous"):
+        others = [m.address for f in (view.to, view.cc) if f for m in f.mailboxes]
+        cc = unique(others, without=(*own, *to))
+    if not to and author is not None:
+        to = (author.address,)
+    references = " ".join((*view.references, view.message_id or "")).strip()
+    return Draft(chosen.address, "", to, cc, reply_subject(subject, "Re: "), quoted,
+                 in_reply_to=view.message_id or "", references=references)
+
+
+def plain_text(raw: bytes) -> str:
+    """The text of a message to quote in a reply: its text/plain body, else its HTML
+    body's text; "" when neither can be read."""
+    try:
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        body = parsed.get_body(("plain", "html"))
+        if body is None:
+            return ""
+        text = body.get_content()
+    except Exception:  # a hostile message quotes as nothing
+        return ""
+    if not isinstance(text, str):
+        return ""
+    if body.get_content_subtype() == "html":
+        text = re.sub(r"<[^>]*>", " ", text)
+        text = html.unescape(text)
+    return text[:MAX_QUOTE]
+
+
+def _megabytes(octets: int) -> str:
+    return f"{octets / (1024 * 1024):.0f} Mo"

@@ -1,0 +1,182 @@
+"""Logging in and out of the web application.
+
+- ``GET /connexion``: the form (``Identifiant``, ``Mot de passe``, ``Se connecter``)
+  and, when the operator has a Pro Santé Connect client, the link
+  ``Se connecter avec Pro Santé Connect``.
+- ``POST /connexion``: the password is checked by ``auth.passwordlogin`` exactly as at
+  IMAP and submission: the same argon2 check, the same throttle per login and per
+  address, the same password policy per kind of person (domain/logins.py).
+- ``GET /connexion/psc`` sends the browser to the provider (authorization code with
+  PKCE, auth/pscclient.py); ``GET /connexion/psc/retour`` takes the code back, checks
+  the ID token and the access token, and maps the professional by idNatPs as IMAP
+  does (``psctoken.token_login``).
+- ``POST /deconnexion`` ends the web session, and the PSC session at the provider
+  when it was opened with PSC (which then ends the IMAP sessions of that PSC session
+  too, by back-channel logout).
+Programs (APP mailboxes) have no web login: they use IMAP and submission with their
+certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from mssante.auth import passwordlogin, psctoken
+from mssante.auth.identity import Identity
+from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, PasswordsDisabled
+from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed
+from mssante.web.context import WebContext
+from mssante.web.sessions import (
+    COOKIE,
+    LOGIN_COOKIE,
+    PSC_COOKIE,
+    WebSession,
+    cookie_header,
+    same_token,
+)
+
+log = logging.getLogger(__name__)
+
+LOGIN_PATH = "/connexion"
+PSC_START_PATH = "/connexion/psc"
+PSC_RETURN_PATH = "/connexion/psc/retour"
+LOGOUT_PATH = "/deconnexion"
+HOME_PATH = "/courrier"
+MAX_FIELD = 1024  # characters of a login or password looked at
+
+
+def session_of(web: WebContext, request: Request) -> WebSession | None:
+    """The browser's live session, if any."""
+    return web.sessions.get(request.cookies.get(COOKIE))
+
+
+def to_login() -> RedirectResponse:
+    return RedirectResponse(LOGIN_PATH, status_code=303)
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _opened(web: WebContext, identity: Identity, *, id_token: str = "") -> RedirectResponse:
+    session = web.sessions.open(identity, psc_id_token=id_token)
+    response = RedirectResponse(HOME_PATH, status_code=303)
+    response.headers.append("set-cookie", cookie_header(COOKIE, session.id))
+    response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, "", clear=True))
+    response.headers.append("set-cookie", cookie_header(PSC_COOKIE, "", clear=True))
+    return response
+
+
+def create_router(web: WebContext) -> APIRouter:
+    router = APIRouter()
+
+    def login_page(request: Request, *, error: str = "", login: str = "",
+                   status: int = 200) -> Response:
+        token = secrets.token_urlsafe(24)
+        response = web.page(request, "login.html", status=status, error=error, login=login,
+                            token=token, psc=web.psc is not None)
+        response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, token))
+        return response
+
+    @router.get("/")
+    async def root(request: Request) -> Response:
+        if session_of(web, request) is not None:
+            return RedirectResponse(HOME_PATH, status_code=303)
+        return to_login()
+
+    @router.get(LOGIN_PATH)
+    async def login_form(request: Request) -> Response:
+        if session_of(web, request) is not None:
+            return RedirectResponse(HOME_PATH, status_code=303)
+        return login_page(request)
+
+    @router.post(LOGIN_PATH)
+    async def login_post(request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=10)
+        login = str(form.get("identifiant", ""))[:MAX_FIELD].strip()
+        password = str(form.get("mot_de_passe", ""))[:MAX_FIELD]
+        if not same_token(str(form.get("jeton", "")), request.cookies.get(LOGIN_COOKIE, "")):
+            return login_page(request, login=login, status=400,
+                              error="Le formulaire a expiré : saisissez à nouveau vos "
+                                    "identifiants.")
+        if not login or not password:
+            return login_page(request, login=login, status=400,
+                              error="Saisissez votre identifiant et votre mot de passe.")
+        address = request.client.host if request.client else "unknown"
+        runtime = web.runtime
+        try:
+            identity = await passwordlogin.password_login(
+                runtime.store, runtime.logins, login, password, address, runtime.passwords)
+        except LoginThrottled as exc:
+            return login_page(request, login=login, status=429,
+                              error=f"Trop d'essais infructueux : réessayez plus tard. ({exc})")
+        except PasswordsDisabled as exc:
+            return login_page(request, login=login, status=403, error=str(exc))
+        except PasswordLoginFailed:
+            return login_page(request, login=login, status=401,
+                              error="Identifiant ou mot de passe incorrect.")
+        log.info("web login of %s from %s (password)", identity.login, address)
+        return _opened(web, identity)
+
+    @router.get(PSC_START_PATH)
+    async def psc_start(request: Request) -> Response:
+        if web.psc is None:
+            return login_page(request, status=404, error="Pro Santé Connect n'est pas "
+                                                         "proposé par cet opérateur.")
+        try:
+            start = await web.psc.start(base_url(request) + PSC_RETURN_PATH)
+        except ProviderUnavailable:
+            return login_page(request, status=503, error="Pro Santé Connect est "
+                                                         "injoignable : réessayez plus tard.")
+        key = web.sessions.remember_login(start)
+        response = RedirectResponse(start.url, status_code=303)
+        response.headers.append("set-cookie", cookie_header(PSC_COOKIE, key))
+        return response
+
+    @router.get(PSC_RETURN_PATH)
+    async def psc_return(request: Request) -> Response:
+        if web.psc is None or web.runtime.tokens is None:
+            return to_login()
+        params = request.query_params
+        start = web.sessions.take_login(request.cookies.get(PSC_COOKIE),
+                                        params.get("state", ""))
+        if start is None:
+            return login_page(request, status=400, error="Cette connexion Pro Santé Connect "
+                                                         "a expiré : recommencez.")
+        if params.get("error"):
+            return login_page(request, status=401, error="Connexion Pro Santé Connect "
+                                                         "refusée.")
+        try:
+            tokens = await web.psc.finish(params.get("code", ""), start)
+            identity = await psctoken.token_login(web.runtime.tokens, web.runtime.store,
+                                                  tokens.access_token, "")
+        except ProviderUnavailable:
+            return login_page(request, status=503, error="Pro Santé Connect est "
+                                                         "injoignable : réessayez plus tard.")
+        except TokenLoginFailed as exc:
+            log.info("web PSC login refused: %s", exc)
+            return login_page(request, status=401, error="Aucun compte de cet opérateur "
+                                                         "pour ce professionnel.")
+        log.info("web login of %s (Pro Santé Connect)", identity.login)
+        return _opened(web, identity, id_token=tokens.id_token)
+
+    @router.post(LOGOUT_PATH)
+    async def logout(request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=10)
+        session = session_of(web, request)
+        if session is None or not same_token(str(form.get("csrf", "")), session.csrf):
+            return to_login()
+        web.sessions.close(session.id)
+        target = LOGIN_PATH
+        if session.psc_id_token and web.psc is not None:
+            target = (await web.psc.end_session_url(
+                session.psc_id_token, base_url(request) + LOGIN_PATH)) or LOGIN_PATH
+        response = RedirectResponse(target, status_code=303)
+        response.headers.append("set-cookie", cookie_header(COOKIE, "", clear=True))
+        return response
+
+    return router

@@ -1,0 +1,152 @@
+"""The webmail in a real browser (Debian's chromium through Playwright), by the names
+people and screen readers meet: a secretary sends from the service mailbox, a refused
+address is announced, Dr Dupont logs in with Pro Santé Connect, and a patient
+conversation runs from the first message to its closing. Every page passes axe-core
+without a serious violation."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from playwright.sync_api import Page, expect
+
+from tests.conftest import RunningEnvironment
+from tests.web.browser import axe_check, new_context, screenshot
+from tests.web.test_web_login import DUPONT_ID, SECRETARY, account
+
+HOSPITAL = "ch-xyz.mssante.fr"
+PATIENTS = "patient.mssante.fr"
+MARTIN = "jean.martin@medecin.mssante.fr"
+PATIENT = "279035121518989@patient.mssante.fr"
+
+
+def url(env: RunningEnvironment, domain: str = HOSPITAL) -> str:
+    return str(env.operator(domain)["web"]["url"])
+
+
+def log_in(page: Page, env: RunningEnvironment, login: str, domain: str = HOSPITAL) -> None:
+    page.goto(url(env, domain) + "/connexion")
+    page.get_by_label("Identifiant").fill(login)
+    page.get_by_label("Mot de passe").fill(account(env, login)["password"])
+    page.get_by_role("button", name="Se connecter").click()
+    expect(page.get_by_label("Boîte aux lettres")).to_be_visible()
+
+
+def write(page: Page, to: str, subject: str, text: str) -> None:
+    page.get_by_role("link", name="Nouveau message").click()
+    page.get_by_label("À", exact=True).fill(to)
+    page.get_by_label("Objet").fill(subject)
+    page.get_by_label("Message", exact=True).fill(text)
+    page.get_by_role("button", name="Envoyer").click()
+
+
+def test_the_secretary_sends_from_the_service_mailbox(environment: RunningEnvironment,
+                                                      page: Page) -> None:
+    page.goto(url(environment))
+    expect(page.get_by_role("button", name="Se connecter")).to_be_visible()
+    axe_check(page)
+    screenshot(page, "webmail-login")
+    log_in(page, environment, SECRETARY)
+    axe_check(page)
+    page.get_by_label("Boîte aux lettres").select_option("cardiologie@ch-xyz.mssante.fr")
+    page.get_by_role("button", name="Afficher").click()
+    page.get_by_role("link", name="Nouveau message").click()
+    axe_check(page)
+    screenshot(page, "webmail-compose")
+    page.go_back()
+    subject = f"Compte rendu de consultation {uuid.uuid4().hex[:6]}"
+    write(page, MARTIN, subject, "Bonjour,\nci-joint le compte rendu.")
+    expect(page.get_by_role("status")).to_contain_text("Message envoyé")
+    environment.wait_message(MARTIN, subject)
+    page.get_by_role("link", name="Envoyés").click()
+    expect(page.get_by_role("link", name=re.compile(re.escape(subject)))).to_be_visible()
+    axe_check(page)
+    screenshot(page, "webmail-sent")
+
+
+def test_an_address_outside_the_trust_space_is_refused_in_the_form(
+        environment: RunningEnvironment, page: Page) -> None:
+    log_in(page, environment, SECRETARY)
+    write(page, "docteur@gmail.com", "Essai", "x")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("docteur@gmail.com")
+    expect(alert).to_contain_text("trust space")
+    expect(page.get_by_label("À", exact=True)).to_have_value("docteur@gmail.com")
+    axe_check(page)
+
+
+def test_dupont_logs_in_with_pro_sante_connect(environment: RunningEnvironment,
+                                               page: Page) -> None:
+    page.goto(url(environment) + "/connexion")
+    page.get_by_role("link", name=re.compile("Pro Santé Connect")).click()
+    page.get_by_label("Identifiant e-CPS").fill(DUPONT_ID)
+    page.get_by_role("button", name="Se connecter").click()
+    mailbox = page.get_by_label("Boîte aux lettres")
+    expect(mailbox).to_be_visible()
+    expect(mailbox.locator("option")).to_contain_text(["dupont@ch-xyz.mssante.fr",
+                                                       "cardiologie@ch-xyz.mssante.fr"])
+    axe_check(page)
+    page.get_by_role("button", name="Se déconnecter").click()
+    expect(page.get_by_label("Identifiant", exact=True)).to_be_visible()
+
+
+def test_a_patient_conversation_from_first_message_to_closing(
+        environment: RunningEnvironment, page: Page) -> None:
+    subject = f"Résultats de votre bilan {uuid.uuid4().hex[:6]}"
+    doctor = page
+    log_in(doctor, environment, "dupont@ch-xyz.mssante.fr")
+    write(doctor, PATIENT, subject, "Bonjour, vos résultats sont normaux.")
+    expect(doctor.get_by_role("status")).to_contain_text("Message envoyé")
+    environment.wait_message(PATIENT, subject)
+
+    with new_context(doctor.context.browser) as context:  # type: ignore[arg-type]
+        patient = context.new_page()
+        log_in(patient, environment, PATIENT, PATIENTS)
+        expect(patient.get_by_role("link", name="Nouveau message")).to_have_count(0)
+        patient.get_by_role("link", name=re.compile(re.escape(subject))).click()
+        expect(patient.get_by_role("link", name="Répondre")).to_be_visible()
+        # the professional by name and profession, from the national directory
+        expect(patient.locator("dd").first).to_contain_text("DUPONT")
+        expect(patient.locator("dd").first).to_contain_text("Médecin")
+        axe_check(patient)
+        screenshot(patient, "patient-message")
+        patient.get_by_role("link", name="Répondre").click()
+        patient.get_by_label("Message", exact=True).fill("Merci docteur.")
+        patient.get_by_role("button", name="Envoyer").click()
+        expect(patient.get_by_role("status")).to_contain_text("Message envoyé")
+        environment.wait_message("dupont@ch-xyz.mssante.fr", f"Re: {subject}")
+
+        doctor.get_by_role("link", name="Boîte de réception").click()
+        doctor.get_by_role("link", name=re.compile(re.escape(f"Re: {subject}"))).click()
+        doctor.get_by_role("button", name="Clore la conversation").click()
+        expect(doctor.get_by_role("status")).to_contain_text("Conversation close")
+        expect(doctor.get_by_text("Conversation close", exact=True)).to_be_visible()
+        environment.wait_message(PATIENT, f"Re: {subject}")  # the closing message
+
+        patient.goto(url(environment, PATIENTS) + "/courrier")
+        patient.get_by_role("link", name=re.compile(re.escape(subject))).first.click()
+        expect(patient.get_by_text("Conversation close", exact=True)).to_be_visible()
+        expect(patient.get_by_role("link", name="Répondre")).to_have_count(0)
+        axe_check(patient)
+        screenshot(patient, "patient-closed")
+
+
+def test_recipients_are_suggested_from_the_directory(environment: RunningEnvironment,
+                                                    page: Page) -> None:
+    """The À field is a combobox: typing a name lists mailboxes of the national
+    directory as options; the keyboard picks one."""
+    log_in(page, environment, SECRETARY)
+    page.get_by_label("Boîte aux lettres").select_option("cardiologie@ch-xyz.mssante.fr")
+    page.get_by_role("button", name="Afficher").click()
+    page.get_by_role("link", name="Nouveau message").click()
+    field = page.get_by_role("combobox", name="À")
+    field.press_sequentially("mart", delay=50)
+    option = page.get_by_role("option", name=re.compile("MARTIN", re.I)).first
+    expect(option).to_be_visible()
+    expect(option).to_contain_text(MARTIN)
+    axe_check(page)
+    screenshot(page, "webmail-autocomplete")
+    field.press("ArrowDown")
+    field.press("Enter")
+    expect(field).to_have_value(re.compile(re.escape(MARTIN)))
