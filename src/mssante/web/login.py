@@ -5,7 +5,10 @@
   ``Se connecter avec Pro Santé Connect``.
 - ``POST /connexion``: the password is checked by ``auth.passwordlogin`` exactly as at
   IMAP and submission: the same argon2 check, the same throttle per login and per
-  address, the same password policy per kind of person (domain/logins.py).
+  address, the same password policy per kind of person (domain/logins.py). Then the
+  second factor the operator requires of that person (``[psc.second_factor]``,
+  ``runtime.second_factor``): a TOTP code, or for a patient a code sent to their
+  personal address, typed at ``/connexion/code`` (``Code de vérification``).
 - ``GET /connexion/psc`` sends the browser to the provider (authorization code with
   PKCE, auth/pscclient.py); ``GET /connexion/psc/retour`` takes the code back, checks
   the ID token and the access token, and maps the professional by idNatPs as IMAP
@@ -26,14 +29,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from mssante.auth import passwordlogin, psctoken
+from mssante.auth.emailcode import CodeNotSent, CodeStart
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, PasswordsDisabled
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed
+from mssante.domain.logins import SecondFactor, SecondFactorUnavailable
 from mssante.web.context import WebContext
 from mssante.web.sessions import (
     COOKIE,
     LOGIN_COOKIE,
     PSC_COOKIE,
+    SECOND_COOKIE,
     WebSession,
     cookie_header,
     same_token,
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 LOGIN_PATH = "/connexion"
 PSC_START_PATH = "/connexion/psc"
 PSC_RETURN_PATH = "/connexion/psc/retour"
+CODE_PATH = "/connexion/code"
 LOGOUT_PATH = "/deconnexion"
 HOME_PATH = "/courrier"
 MAX_FIELD = 1024  # characters of a login or password looked at
@@ -119,8 +126,64 @@ def create_router(web: WebContext) -> APIRouter:
         except PasswordLoginFailed:
             return login_page(request, login=login, status=401,
                               error="Identifiant ou mot de passe incorrect.")
-        log.info("web login of %s from %s (password)", identity.login, address)
-        return _opened(web, identity)
+        try:
+            factor = await runtime.second_factor(identity.login)
+        except SecondFactorUnavailable as exc:
+            return login_page(request, login=login, status=403, error=str(exc))
+        if factor is SecondFactor.EMAIL_CODE:
+            try:
+                if await runtime.login_codes.start(identity.login) is CodeStart.NOT_NEEDED:
+                    factor = None
+            except CodeNotSent as exc:
+                return login_page(request, login=login, status=503, error=str(exc))
+        if factor is None:
+            log.info("web login of %s from %s (password)", identity.login, address)
+            return _opened(web, identity)
+        key = web.sessions.await_second_factor(identity, factor.value)
+        response = RedirectResponse(CODE_PATH, status_code=303)
+        response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, key))
+        return response
+
+    def code_page(request: Request, factor: str, *, error: str = "",
+                  status: int = 200) -> Response:
+        return web.page(request, "code.html", status=status, error=error,
+                        by_mail=factor == SecondFactor.EMAIL_CODE.value)
+
+    @router.get(CODE_PATH)
+    async def code_form(request: Request) -> Response:
+        waiting = web.sessions.halfway(request.cookies.get(SECOND_COOKIE))
+        if waiting is None:
+            return to_login()
+        return code_page(request, waiting[1])
+
+    @router.post(CODE_PATH)
+    async def code_post(request: Request) -> Response:
+        key = request.cookies.get(SECOND_COOKIE, "")
+        waiting = web.sessions.halfway(key)
+        if waiting is None:
+            return login_page(request, status=400, error="Le délai est dépassé : "
+                                                         "connectez-vous à nouveau.")
+        identity, factor = waiting
+        form = await request.form(max_files=0, max_fields=5)
+        code = "".join(str(form.get("code", "")).split())[:16]
+        runtime = web.runtime
+        address = request.client.host if request.client else "unknown"
+        if factor == SecondFactor.TOTP.value:
+            right = await runtime.totp.verify(identity.login, code, address)
+        else:
+            right = await runtime.login_codes.verify(identity.login, code)
+        if not right:
+            if web.sessions.second_factor_failed(key):
+                return code_page(request, factor, status=401,
+                                 error="Code incorrect ou expiré : réessayez.")
+            return login_page(request, status=401, error="Trop de codes incorrects : "
+                                                         "connectez-vous à nouveau.")
+        web.sessions.second_factor_done(key)
+        log.info("web login of %s from %s (password and %s)", identity.login, address,
+                 factor)
+        response = _opened(web, identity)
+        response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, "", clear=True))
+        return response
 
     @router.get(PSC_START_PATH)
     async def psc_start(request: Request) -> Response:

@@ -12,6 +12,9 @@
 - Each session has its CSRF token, which every form posts back (``csrf``); the login
   form, before any session, has its own token in a second cookie
   (``__Host-mssante-login``, double submit).
+- A right password whose second factor is still to come (TOTP, a patient's code by
+  mail) is kept ``SECOND_FACTOR_SECONDS`` under a key in ``__Host-mssante-code``;
+  ``SECOND_FACTOR_TRIES`` wrong codes and the password must be given again.
 - A login attempt with PSC keeps its state, nonce and PKCE verifier here for
   ``PENDING_SECONDS``, under a random key given to the browser in
   ``__Host-mssante-psc``; the provider's answer must come back to the same browser.
@@ -32,9 +35,12 @@ from mssante.auth.pscsessions import EndedSessions
 COOKIE = "__Host-mssante"
 LOGIN_COOKIE = "__Host-mssante-login"
 PSC_COOKIE = "__Host-mssante-psc"
+SECOND_COOKIE = "__Host-mssante-code"  # a password login waiting for its second factor
 IDLE_SECONDS = 2 * 3600.0
 MAX_AGE_SECONDS = 12 * 3600.0
 PENDING_SECONDS = 600.0
+SECOND_FACTOR_SECONDS = 300.0  # to type the code after the password
+SECOND_FACTOR_TRIES = 5  # wrong codes before the password must be given again
 MAX_SESSIONS = 100_000
 
 
@@ -70,6 +76,7 @@ class Sessions:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._sessions: dict[str, WebSession] = {}
         self._pending: dict[str, tuple[float, AuthorizationStart]] = {}
+        self._halfway: dict[str, tuple[float, Identity, str, int]] = {}
         self._ended = ended
         self._idle = idle
         self._max_age = max_age
@@ -129,6 +136,40 @@ class Sessions:
         if found is None or self._clock() - found[0] >= PENDING_SECONDS:
             return None
         return found[1] if same_token(found[1].state, state) else None
+
+    # -- password logins waiting for their second factor ---------------------------
+
+    def await_second_factor(self, identity: Identity, factor: str) -> str:
+        """Remember a right password whose second factor (``factor``) is still to be
+        given; the key goes to the browser in ``SECOND_COOKIE``."""
+        now = self._clock()
+        self._halfway = {k: v for k, v in self._halfway.items()
+                         if now - v[0] < SECOND_FACTOR_SECONDS}
+        key = secrets.token_urlsafe(24)
+        self._halfway[key] = (now, identity, factor, 0)
+        return key
+
+    def halfway(self, key: str | None) -> tuple[Identity, str] | None:
+        """The login waiting under ``key`` and its factor, if still in time."""
+        found = self._halfway.get(key or "")
+        if found is None or self._clock() - found[0] >= SECOND_FACTOR_SECONDS:
+            return None
+        return found[1], found[2]
+
+    def second_factor_failed(self, key: str) -> bool:
+        """Count a wrong code; False when the login must start again."""
+        found = self._halfway.get(key)
+        if found is None:
+            return False
+        tries = found[3] + 1
+        if tries >= SECOND_FACTOR_TRIES:
+            del self._halfway[key]
+            return False
+        self._halfway[key] = (found[0], found[1], found[2], tries)
+        return True
+
+    def second_factor_done(self, key: str) -> None:
+        self._halfway.pop(key, None)
 
     def _sweep(self, now: float) -> None:
         for k in [k for k, s in self._sessions.items()
