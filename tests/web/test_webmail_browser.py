@@ -125,7 +125,14 @@ def test_a_patient_conversation_from_first_message_to_closing(
         environment.wait_message(PATIENT, f"Re: {subject}")  # the closing message
 
         patient.goto(url(environment, PATIENTS) + "/courrier")
-        patient.get_by_role("link", name=re.compile(re.escape(subject))).first.click()
+        patient.get_by_role("link", name="Mes conversations").click()
+        card = patient.locator("section").filter(
+            has=patient.get_by_role("link", name=re.compile(re.escape(subject))))
+        expect(card.get_by_role("heading")).to_contain_text("DUPONT")
+        expect(card.get_by_text("Conversation close", exact=True)).to_be_visible()
+        axe_check(patient)
+        screenshot(patient, "patient-conversations")
+        card.get_by_role("link", name=re.compile(re.escape(subject))).first.click()
         expect(patient.get_by_text("Conversation close", exact=True)).to_be_visible()
         expect(patient.get_by_role("link", name="Répondre")).to_have_count(0)
         axe_check(patient)

@@ -13,6 +13,8 @@ Paths (``{address}`` a mailbox address, ``{folder}`` a folder id):
 - ``GET .../messages/{uid}``: one message (render.py), marked ``\\Seen`` as an IMAP
   client's FETCH of its body does (only where the person may write: a read-only
   delegate leaves it unread, as IMAP's EXAMINE); IMAP sessions hear of it at once;
+- ``GET /courrier/{address}/conversations``: a patient's conversations, open ones
+  first, each with its professionals (named by the directory) and messages;
 - ``GET .../messages/{uid}/pieces/{part}``: one attachment, downloaded (images of the
   message itself shown inline with ``?affichage=1``).
 
@@ -52,6 +54,7 @@ from mssante.web.sessions import WebSession
 
 PAGE_SIZE = 50
 MAX_QUERY = 200
+MAX_CONVERSATION_MESSAGES = 1000  # a patient's newest messages sorted into conversations
 CLOSING_SCAN = 500  # sent messages looked at to tell whether a patient thread is closed
 TYPE_LABELS = {MailboxType.PER: "nominative", MailboxType.ORG: "organisationnelle",
                MailboxType.CAB: "cabinet", MailboxType.APP: "applicative",
@@ -263,25 +266,68 @@ def create_router(web: WebContext) -> APIRouter:
             "Content-Disposition": content_disposition(attachment.filename, inline=inline),
             "Cache-Control": "private, no-store"})
 
+    @router.get("/courrier/{address}/conversations")
+    async def conversations(request: Request, address: str) -> Response:
+        """A patient's conversations with professionals: who (named by the directory),
+        open or closed, and the professionals' messages in each, newest first."""
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        session, choices, chosen = found
+        if chosen.type is not MailboxType.PAT:
+            return RedirectResponse(f"/courrier/choisir?boite={chosen.address}",
+                                    status_code=303)
+        inbox = await store.folders.get(chosen.address, "INBOX")
+        known = await store.conversations(chosen.address)
+        items: dict[str, list[Row]] = {c.thread: [] for c in known}
+        if inbox is not None:
+            _, listed = await store.folders.page(inbox.id, 0, MAX_CONVERSATION_MESSAGES)
+            summaries = await store.folders.summaries(inbox.id, [u for u, _ in listed])
+            for uid, flags in listed:
+                subject, sender, message_id, date = summaries.get(
+                    uid, (None, None, None, None))
+                threads = await store.threads_of(chosen.address,
+                                                 [message_id] if message_id else [])
+                if threads and threads[0] in items:
+                    items[threads[0]].append(Row(uid, subject or "(sans objet)", sender or "",
+                                                 _date(date), "\\Seen" not in flags.split()))
+        shown = []
+        for conversation in sorted(known, key=lambda c: (c.closed,)):
+            names = [await named(web, a) for a in sorted(conversation.professionals)]
+            shown.append((conversation, names, items[conversation.thread]))
+        folders = await store.folders.all(chosen.address, viewer=session.identity.login)
+        return web.page(request, "conversations.html", session=session, mailboxes=choices,
+                        current=chosen, folders=[(f, folder_label(f)) for f in folders],
+                        inbox=inbox, conversations=shown)
+
     return router
+
+
+async def named(web: WebContext, address: str) -> str:
+    """A professional's address as a patient reads it: the directory's name and
+    profession, else the address itself."""
+    if web.directory is None:
+        return address
+    try:
+        found = await web.directory.search(address, limit=5)
+    except DirectoryUnavailable:
+        return address
+    match = next((s for s in found if s.address == address.lower()), None)
+    if match is None:
+        return address
+    detail = ", ".join(p for p in (match.profession, match.specialty, match.organisation) if p)
+    return f"{match.display_name} — {detail}" if detail else match.display_name
 
 
 async def who_wrote(web: WebContext, view: MessageView) -> str | None:
     """For a patient: the professional who wrote, as the national directory names them
     ("Dr Paul DUPONT — Médecin, Cardiologie, CENTRE HOSPITALIER XYZ"); None when the
-    directory does not know the address or cannot be reached."""
-    if web.directory is None or view.from_ is None or not view.from_.mailboxes:
+    message names no author or the directory does not know them."""
+    if view.from_ is None or not view.from_.mailboxes:
         return None
-    address = view.from_.mailboxes[0].address.lower()
-    try:
-        found = await web.directory.search(address, limit=5)
-    except DirectoryUnavailable:
-        return None
-    match = next((s for s in found if s.address == address), None)
-    if match is None:
-        return None
-    detail = ", ".join(p for p in (match.profession, match.specialty, match.organisation) if p)
-    return f"{match.display_name} — {detail}" if detail else match.display_name
+    address = view.from_.mailboxes[0].address
+    shown = await named(web, address)
+    return shown if shown != address else None
 
 
 def may_reply(chosen: MailboxChoice, conversation: PatientConversation | None) -> bool:
