@@ -42,6 +42,28 @@ _NAMES = {PersonKind.HEALTH: "health professionals", PersonKind.SOCIAL:
           PersonKind.PATIENT: "patients"}
 
 
+def kinds_with(uses: Mapping[str, str], values: type[StrEnum], wanted: StrEnum
+               ) -> frozenset[PersonKind]:
+    """The kinds of person whose setting in ``uses`` (``{kind: value}``, kinds the
+    PersonKind values) is ``wanted``; ValueError naming a bad kind or value."""
+    found = set()
+    for kind, use in uses.items():
+        try:
+            person_kind = PersonKind(kind)
+        except ValueError:
+            raise ValueError(
+                f"{kind!r} is not a kind of person (known: "
+                f"{', '.join(k.value for k in PersonKind)})") from None
+        try:
+            value = values(use)
+        except ValueError:
+            known = " nor ".join(f'"{v.value}"' for v in values)
+            raise ValueError(f"{kind}: {use!r} is neither {known}") from None
+        if value is wanted:
+            found.add(person_kind)
+    return frozenset(found)
+
+
 class PasswordsDisabled(PolicyViolation):
     """The password was right, but this operator does not let this kind of person log
     in with one; the message says what to use instead."""
@@ -57,21 +79,7 @@ class PasswordPolicy:
     def from_settings(cls, uses: Mapping[str, str]) -> PasswordPolicy:
         """From ``{kind: "allowed" | "disabled"}``; raises ValueError naming the bad
         kind or use (kinds: the PersonKind values)."""
-        disabled = set()
-        for kind, use in uses.items():
-            try:
-                person_kind = PersonKind(kind)
-            except ValueError:
-                raise ValueError(
-                    f"{kind!r} is not a kind of person (known: "
-                    f"{', '.join(k.value for k in PersonKind)})") from None
-            try:
-                if PasswordUse(use) is PasswordUse.DISABLED:
-                    disabled.add(person_kind)
-            except ValueError:
-                raise ValueError(f"{kind}: {use!r} is neither \"allowed\" nor \"disabled\"") \
-                    from None
-        return cls(frozenset(disabled))
+        return cls(kinds_with(uses, PasswordUse, PasswordUse.DISABLED))
 
     def allows(self, kind: PersonKind) -> bool:
         return kind not in self.disabled
@@ -128,21 +136,7 @@ class SecondFactorPolicy:
     @classmethod
     def from_settings(cls, uses: Mapping[str, str]) -> SecondFactorPolicy:
         """From ``{kind: "none" | "totp"}``; raises ValueError naming the bad entry."""
-        required = set()
-        for kind, use in uses.items():
-            try:
-                person_kind = PersonKind(kind)
-            except ValueError:
-                raise ValueError(
-                    f"{kind!r} is not a kind of person (known: "
-                    f"{', '.join(k.value for k in PersonKind)})") from None
-            try:
-                if SecondFactorUse(use) is SecondFactorUse.TOTP:
-                    required.add(person_kind)
-            except ValueError:
-                raise ValueError(f"{kind}: {use!r} is neither \"none\" nor \"totp\"") \
-                    from None
-        return cls(frozenset(required))
+        return cls(kinds_with(uses, SecondFactorUse, SecondFactorUse.TOTP))
 
     def needed(self, person: LoginFactors) -> SecondFactor | None:
         """The second factor a right password must be followed by (None: none).
