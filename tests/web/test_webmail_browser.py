@@ -157,3 +157,28 @@ def test_recipients_are_suggested_from_the_directory(environment: RunningEnviron
     field.press("ArrowDown")
     field.press("Enter")
     expect(field).to_have_value(re.compile(re.escape(MARTIN)))
+
+
+def test_on_a_phone_nothing_scrolls_sideways(environment: RunningEnvironment,
+                                            page: Page) -> None:
+    """A phone's viewport (390 × 844, touch): the login, the message list and the
+    compose form fit its width, and pass axe-core."""
+    with new_context(page.context.browser,  # type: ignore[arg-type]
+                     viewport={"width": 390, "height": 844}, is_mobile=True,
+                     has_touch=True) as context:
+        phone = context.new_page()
+        phone.goto(url(environment) + "/connexion")
+
+        def fits() -> None:
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{phone.url} is {width} px wide"
+            axe_check(phone)
+
+        fits()
+        log_in(phone, environment, SECRETARY)
+        fits()
+        screenshot(phone, "webmail-phone")
+        phone.get_by_label("Boîte aux lettres").select_option("cardiologie@ch-xyz.mssante.fr")
+        phone.get_by_role("button", name="Afficher").click()
+        phone.get_by_role("link", name="Nouveau message").click()
+        fits()
