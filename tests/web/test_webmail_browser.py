@@ -11,6 +11,7 @@ import uuid
 
 from playwright.sync_api import Page, expect
 
+from mssante.store.models import MessageSummary
 from tests.conftest import RunningEnvironment
 from tests.web.browser import axe_check, new_context, screenshot
 from tests.web.test_web_login import DUPONT_ID, SECRETARY, account
@@ -161,8 +162,19 @@ def test_recipients_are_suggested_from_the_directory(environment: RunningEnviron
 
 def test_on_a_phone_nothing_scrolls_sideways(environment: RunningEnvironment,
                                             page: Page) -> None:
-    """A phone's viewport (390 × 844, touch): the login, the message list and the
-    compose form fit its width, and pass axe-core."""
+    """A phone's viewport (390 × 844, touch): the login, the message list (with a long
+    subject and long addresses in it) and the compose form fit its width, and pass
+    axe-core."""
+    long_subject = "Compte_rendu_" + "tres_long_sans_espace_" * 8 + uuid.uuid4().hex[:6]
+    sent = environment.runner.call(environment.service(HOSPITAL).store.accept_message(
+        (f"From: compte_rendu_patient_noreply@ch-xyz.mssante.fr\r\n"
+         f"To: cardiologie@ch-xyz.mssante.fr\r\nSubject: {long_subject}\r\n"
+         f"Message-ID: <{uuid.uuid4().hex}@medecin.mssante.fr>\r\n\r\nx\r\n").encode(),
+        envelope_from=MARTIN, local=["cardiologie@ch-xyz.mssante.fr"], remote=[],
+        summary=MessageSummary(message_id=None, subject=long_subject,
+                               from_header="compte_rendu_patient_noreply@ch-xyz.mssante.fr",
+                               date_header=None)))
+    assert sent
     with new_context(page.context.browser,  # type: ignore[arg-type]
                      viewport={"width": 390, "height": 844}, is_mobile=True,
                      has_touch=True) as context:
