@@ -49,7 +49,10 @@ def test_conversation_lifecycle(environment) -> None:
     fin = message(DUPONT, PATIENT, "[FIN]", In_Reply_To=first["Message-ID"],
                   References=first["Message-ID"])
     send(environment, DUPONT, fin)
-    environment.wait_message(PATIENT, "[FIN]")
+    # by its Message-ID: other tests send "[FIN]" to this patient too
+    environment.wait_for(lambda: any(m.message_id == fin["Message-ID"]
+                                     for m in environment.messages(PATIENT)),
+                         20, "this conversation's [FIN] at the patient")
 
     # 6. the patient can no longer reply in it
     late = message(PATIENT, DUPONT, "Re: encore une question", In_Reply_To=fin["Message-ID"],
