@@ -16,6 +16,7 @@ import pytest
 
 from mssante.pki.tls import client_context
 from mssante.psc.clients import Clients
+from tests.auth.test_psc_logout import session_ended as ended
 from tests.auth.test_psc_tokens import DUPONT, psc_tokens, xoauth2
 from tests.conftest import RunningEnvironment
 from tests.imap.conftest import HOSPITAL, connect, tls_context
@@ -36,16 +37,6 @@ def logged_in(env: RunningEnvironment, token: str) -> imaplib.IMAP4:
     assert client.authenticate("XOAUTH2", lambda _: xoauth2(DUPONT, token))[0] == "OK"
     assert client.select("INBOX")[0] == "OK"
     return client
-
-
-def ended(client: imaplib.IMAP4) -> bool:
-    try:
-        client.noop()
-    except imaplib.IMAP4.abort as exc:
-        client.shutdown()
-        assert "Pro Sante Connect session has ended" in str(exc)
-        return True
-    return False
 
 
 def logout_at_the_provider(env: RunningEnvironment, tokens: dict[str, Any]) -> None:
