@@ -194,3 +194,53 @@ def test_on_a_phone_nothing_scrolls_sideways(environment: RunningEnvironment,
         phone.get_by_role("button", name="Afficher").click()
         phone.get_by_role("link", name="Nouveau message").click()
         fits()
+
+
+def test_the_doctor_follows_and_closes_patient_conversations_from_one_page(
+        environment: RunningEnvironment, page: Page) -> None:
+    """"Conversations avec des patients": which are open, who replied, one conversation's
+    messages, and closing one from the list; the patient then reads it closed."""
+    subject = f"Suivi de votre traitement {uuid.uuid4().hex[:6]}"
+    doctor = page
+    log_in(doctor, environment, "dupont@ch-xyz.mssante.fr")
+    write(doctor, PATIENT, subject, "Bonjour, comment allez-vous ?")
+    expect(doctor.get_by_role("status")).to_contain_text("Message envoyé")
+    environment.wait_message(PATIENT, subject)
+    doctor.get_by_role("link", name="Conversations avec des patients").click()
+    row = doctor.get_by_role("row").filter(
+        has=doctor.get_by_role("link", name=subject, exact=True))
+    expect(row).to_contain_text("Ouverte")
+    expect(row).to_contain_text(PATIENT)
+
+    with new_context(doctor.context.browser) as context:  # type: ignore[arg-type]
+        patient = context.new_page()
+        log_in(patient, environment, PATIENT, PATIENTS)
+        patient.get_by_role("link", name=re.compile(re.escape(subject))).click()
+        patient.get_by_role("link", name="Répondre").click()
+        patient.get_by_label("Message", exact=True).fill("Très bien, merci.")
+        patient.get_by_role("button", name="Envoyer").click()
+        expect(patient.get_by_role("status")).to_contain_text("Message envoyé")
+        environment.wait_message("dupont@ch-xyz.mssante.fr", f"Re: {subject}")
+
+        doctor.reload()
+        expect(row.get_by_role("cell").nth(2)).to_have_text("1")  # the patient's replies
+        axe_check(doctor)
+        screenshot(doctor, "webmail-patient-conversations")
+        row.get_by_role("link", name=subject, exact=True).click()
+        messages = doctor.get_by_role("listitem").filter(has_text=subject)
+        expect(messages).to_have_count(2)
+        expect(messages.nth(1)).to_contain_text("Le patient")
+        axe_check(doctor)
+        doctor.go_back()
+        row.get_by_role("button", name=f"Clore la conversation « {subject} »").click()
+        expect(doctor.get_by_role("status")).to_contain_text("Conversation close")
+        doctor.get_by_role("link", name=re.compile("^Closes")).click()
+        expect(row).to_contain_text("Conversation close")
+        expect(row.get_by_role("button")).to_have_count(0)
+        environment.wait_message(PATIENT, f"Re: {subject}")  # the closing message
+
+        patient.goto(url(environment, PATIENTS) + "/courrier")
+        patient.get_by_role("link", name="Mes conversations").click()
+        card = patient.locator("section").filter(
+            has=patient.get_by_role("link", name=re.compile(re.escape(subject))))
+        expect(card.get_by_text("Conversation close", exact=True)).to_be_visible()

@@ -161,3 +161,54 @@ def check_patient_reply(recipients: Sequence[str], referenced_threads: Sequence[
         if all(c.closed for c in relevant):
             raise PolicyViolation(f"{recipient} has closed this conversation: you can no "
                                   "longer reply to it")
+
+
+@dataclass(frozen=True, slots=True)
+class CareNote:
+    """What one message tells a professional mailbox of its conversation with a patient:
+    the professional's operator keeps these (the patient's operator keeps
+    ``Conversation``), so that the professional sees which conversations are open."""
+
+    mailbox: str  # the professional's mailbox, lower case
+    patient: str  # the patient's address, lower case
+    thread: str  # the conversation's root Message-ID
+    message_id: str
+    subject: str
+    from_patient: bool  # the patient's reply (it never opens a conversation)
+    closes: bool  # the professional's closing message
+
+
+def care_notes(*, envelope_from: str, sent_from: str | None, recipients: Iterable[str],
+               local: Iterable[str], message_id: str | None, in_reply_to: str | None,
+               references: str | None, subject: str | None,
+               mss_mes: str | None) -> tuple[CareNote, ...]:
+    """The notes a message leaves on its professional side.
+
+    - Sent from a professional mailbox of this operator (``sent_from``: submission or
+      the web) to patients: that mailbox's conversation with each patient, opened by
+      the message or continued by it, and closed if the message closes it.
+    - A patient's message to mailboxes of this operator: the conversation of each
+      professional recipient it replies in (it never opens one: the store keeps only
+      notes of conversations it knows).
+    A message without a Message-ID leaves none (nothing could name its thread).
+    """
+    own = message_ids(message_id)
+    if not own:
+        return ()
+    thread = thread_root(message_id, in_reply_to, references)
+    shown = (subject or "").strip()
+    sender = envelope_from.lower()
+    patient_domain = "@" + PATIENT_DOMAIN
+    if sender.endswith(patient_domain):
+        return tuple(CareNote(mailbox=m, patient=sender, thread=thread, message_id=own[0],
+                              subject=shown, from_patient=True, closes=False)
+                     for m in dict.fromkeys(a.lower() for a in local)
+                     if not m.endswith(patient_domain))
+    if sent_from is None or sent_from.lower().endswith(patient_domain):
+        return ()
+    closes = closes_conversation(subject, mss_mes)
+    return tuple(CareNote(mailbox=sent_from.lower(), patient=p, thread=thread,
+                          message_id=own[0], subject=shown, from_patient=False,
+                          closes=closes)
+                 for p in dict.fromkeys(r.lower() for r in recipients)
+                 if p.endswith(patient_domain))

@@ -32,7 +32,7 @@ from mssante.content.headers import (
     received_header,
 )
 from mssante.domain.addresses import Address, parse_address
-from mssante.domain.patient import professional_message
+from mssante.domain.patient import care_notes, professional_message
 from mssante.domain.policy import (
     MailboxClosed,
     NoSuchMailbox,
@@ -167,10 +167,15 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
         references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
         reply_to=[m.addr_spec for m in headers.reply_to])
+    care = care_notes(
+        envelope_from=msg.envelope_from, sent_from=msg.sent_copy,
+        recipients=[r for r, _ in msg.recipients], local=local,
+        message_id=headers.message_id, in_reply_to=headers.in_reply_to,
+        references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes)
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
-            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient)
+            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient, care=care)
     except NotFound as exc:  # removed since it was checked
         raise UnknownMailbox(str(exc)) from None
     except Conflict as exc:  # closed since it was checked

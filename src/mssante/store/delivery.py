@@ -21,9 +21,9 @@ from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.domain.addresses import PATIENT_DOMAIN
-from mssante.domain.patient import ProfessionalMessage
+from mssante.domain.patient import CareNote, ProfessionalMessage
 from mssante.errors import Conflict, NotFound
-from mssante.store import conversations
+from mssante.store import carethreads, conversations
 from mssante.store.bodies import insert as insert_bodies
 from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
 from mssante.store.schema import folders, mailboxes, messages, queue
@@ -50,6 +50,7 @@ class Delivery:
     now: float | None  # None: the time of the transaction
     sent: str | None = None  # lower-case address whose Sent folder keeps a copy (\\Seen)
     patient: ProfessionalMessage | None = None  # recorded for each local patient recipient
+    care: tuple[CareNote, ...] = ()  # professional mailboxes' conversations with patients
 
 
 class Refused(Exception):
@@ -123,6 +124,10 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
                 await conversations.record(conn, address, d.patient,
                                            now=now if d.now is None else d.now,
                                            postgresql=postgresql)
+    for d in batch:  # the professional side of the same conversations (carethreads.py)
+        if d.care:
+            await carethreads.record(conn, d.care, now=now if d.now is None else d.now,
+                                     postgresql=postgresql)
 
     folder_ids = tuple(sorted({place.folder_id for place in taken.values()}))
     accepted: list[Accepted] = []

@@ -162,6 +162,7 @@ messages = Table(
     Index("ix_messages_body", "body_sha256"),
     Index("ix_messages_mailbox", "mailbox_id"),
     Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+    Index("ix_messages_mailbox_message_id", "mailbox_id", "message_id"),
 )
 
 # A person's own subscription to a folder of a shared mailbox (the folder's
@@ -236,6 +237,38 @@ patient_threads = Table(
     Column("opened_at", Double, nullable=False),
     Column("closed_at", Double),
     PrimaryKeyConstraint("patient", "thread", name="pk_patient_threads"),
+)
+
+# A professional mailbox's conversations with patients, kept by the professional's
+# operator (the patient's operator keeps its own: patient_threads): one row per
+# (mailbox, patient, thread) with its first subject, activity and closing time, and
+# the messages of the thread this mailbox sent or received (migration 0007c).
+care_threads = Table(
+    "care_threads", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("mailbox", Text, nullable=False),
+    Column("patient", Text, nullable=False),
+    Column("thread", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("opened_at", Double, nullable=False),
+    Column("last_at", Double, nullable=False),
+    Column("closed_at", Double),
+    Column("replies", Integer, nullable=False),  # messages from the patient
+    UniqueConstraint("mailbox", "patient", "thread", name="uq_care_threads_key"),
+    Index("ix_care_threads_mailbox_last", "mailbox", "last_at"),
+)
+
+care_thread_messages = Table(
+    "care_thread_messages", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("thread_id", BigInteger,
+           ForeignKey("care_threads.id", ondelete="CASCADE",
+                      name="fk_care_thread_messages_thread"),
+           nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("from_patient", Boolean, nullable=False),
+    Index("ix_care_thread_messages_thread", "thread_id", "at"),
 )
 
 directory_outbox = Table(

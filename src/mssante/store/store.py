@@ -85,10 +85,10 @@ from mssante.domain.mailboxes import (
     may_send_from,
     personal_mailbox,
 )
-from mssante.domain.patient import Conversation, ProfessionalMessage
+from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
-from mssante.store import conversations, migrate, outbox
+from mssante.store import carethreads, conversations, migrate, outbox
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
 from mssante.store.changes import ChangeHub
@@ -565,12 +565,15 @@ class Store:
                              remote: Sequence[OutboundRecipient], summary: MessageSummary,
                              envid: str | None = None, ret: str | None = None,
                              now: float | None = None, sent: str | None = None,
-                             patient: ProfessionalMessage | None = None) -> Accepted:
+                             patient: ProfessionalMessage | None = None,
+                             care: Sequence[CareNote] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
         ``patient``: a professional's message, recorded in the same transaction for each
         local patient recipient (the conversation the patient may reply in).
+        ``care``: what the message tells professional mailboxes of this operator of
+        their conversations with patients, recorded in the same transaction.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -583,8 +586,10 @@ class Store:
                             envelope_from=envelope_from,
                             local=tuple(dict.fromkeys(address.lower() for address in local)),
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
-                            now=now, sent=sent.lower() if sent else None, patient=patient)
-        if not delivery.local and not delivery.remote and not delivery.sent:
+                            now=now, sent=sent.lower() if sent else None, patient=patient,
+                            care=tuple(care))
+        if (not delivery.local and not delivery.remote and not delivery.sent
+                and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
         return await self._deliveries.submit(delivery)
 
@@ -862,6 +867,35 @@ class Store:
             return []
         async with self.tx.read() as conn:
             return await conversations.threads_of(conn, patient, message_ids)
+
+    # ------------------------------------ a professional's patient conversations
+
+    async def care_threads(self, mailbox: str, state: str | None, offset: int, limit: int
+                           ) -> tuple[int, int, list[carethreads.CareThread]]:
+        """The mailbox's conversations with patients (``carethreads.page``)."""
+        async with self.tx.read() as conn:
+            return await carethreads.page(conn, mailbox, state, offset, limit)
+
+    async def care_thread(self, mailbox: str, thread_id: int
+                          ) -> tuple[carethreads.CareThread,
+                                     list[carethreads.ThreadMessage]] | None:
+        """One conversation of the mailbox, with its messages."""
+        async with self.tx.read() as conn:
+            return await carethreads.by_id(conn, mailbox, thread_id)
+
+    async def care_thread_of(self, mailbox: str, patient: str, thread: str
+                             ) -> carethreads.CareThread | None:
+        """The mailbox's conversation with ``patient`` rooted at ``thread``."""
+        async with self.tx.read() as conn:
+            return await carethreads.of_thread(conn, mailbox, patient, thread)
+
+    async def locate_messages(self, mailbox: str, message_ids: Sequence[str]
+                              ) -> dict[str, carethreads.Located]:
+        """Where the mailbox keeps each of these messages (by Message-ID)."""
+        if not message_ids:
+            return {}
+        async with self.tx.read() as conn:
+            return await carethreads.locate(conn, mailbox, message_ids)
 
     # --------------------------------------------------------------- helpers
 

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
-from mssante.web import autoconfig, compose, directory, login, mail, psclogout
+from mssante.web import autoconfig, compose, directory, login, mail, patients, psclogout
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
 from mssante.web.sessions import Sessions
@@ -36,6 +36,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     login.create_router,  # log in and out: password, Pro Santé Connect
     mail.create_router,  # the webmail: mailboxes, folders, messages
     compose.create_router,  # writing and sending, through operator/sending.py
+    patients.create_router,  # a professional's conversations with patients
     directory.create_router,  # recipient suggestions from the national directory
 )
 

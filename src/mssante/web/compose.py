@@ -12,9 +12,8 @@ submission.
   (``build_message``: UTF-8, MIME, RFC 5322 threading headers, RFC 8098
   ``Disposition-Notification-To`` for a read receipt, RFC 3461 ``NOTIFY=SUCCESS,FAILURE``
   for a delivery status notification) and submitted as the chosen mailbox.
-- ``POST /courrier/{address}/dossiers/{folder}/messages/{uid}/clore``: the professional
-  closes a patient conversation: a message in that thread carrying ``X-MSS-MES: FIN``
-  (domain/patient.py decides what closes).
+
+Closing a patient conversation (a message carrying ``X-MSS-MES: FIN``) is patients.py's.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import Refused
 from mssante.web.context import WebContext
-from mssante.web.mail import Opened, message_of, open_mailbox, patient_conversation
+from mssante.web.mail import Opened, message_of, open_mailbox
 from mssante.web.render import render_message
 from mssante.web.sessions import same_token
 
@@ -283,43 +282,6 @@ def create_router(web: WebContext) -> APIRouter:
         inbox = await runtime.store.folders.get(chosen.address, "INBOX")
         target = f"/courrier/{chosen.address}/dossiers/{inbox.id}" if inbox else "/courrier"
         return RedirectResponse(target, status_code=303)
-
-    @router.post("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/clore")
-    async def close(request: Request, address: str, folder_id: int, uid: int) -> Response:
-        """The professional closes the patient conversation of this message: a message
-        in its thread carrying ``X-MSS-MES: FIN`` (domain/patient.py closes on it)."""
-        found = await open_mailbox(web, request, address)
-        if isinstance(found, Response):
-            return found
-        session, _, chosen = found
-        form = await request.form(max_files=0, max_fields=5)
-        back = f"/courrier/{chosen.address}/dossiers/{folder_id}/messages/{uid}"
-        if not same_token(str(form.get("csrf", "")), session.csrf):
-            return RedirectResponse(back, status_code=303)
-        located = await message_of(web, chosen, folder_id, uid)
-        if located is None or not chosen.writable or chosen.type is MailboxType.PAT:
-            return RedirectResponse(back, status_code=303)
-        view = render_message(located[1])
-        conversation = await patient_conversation(web, session, chosen, view)
-        if conversation is None or conversation.patient_side:
-            return RedirectResponse(back, status_code=303)
-        person = await runtime.store.get_person(session.identity.login)
-        references = " ".join((*view.references, view.message_id or "")).strip()
-        draft = Draft(chosen.address, person.display_name if person else "",
-                      (conversation.patient,), (), reply_subject(view.full_subject, "Re: "),
-                      "Cette conversation est close : vous ne pouvez plus y répondre.\n"
-                      "Pour toute nouvelle demande, contactez le secrétariat.\n",
-                      in_reply_to=view.message_id or "", references=references, closes=True)
-        client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
-        try:
-            await sending.submit(runtime, session.identity, sending.Submission(
-                chosen.address, [(conversation.patient, RcptParams())],
-                build_message(draft)), client)
-        except Refused as exc:
-            session.notice = f"La conversation n'a pas pu être close : {exc.reason}"
-            return RedirectResponse(back, status_code=303)
-        session.notice = "Conversation close."
-        return RedirectResponse(back, status_code=303)
 
     return router
 

@@ -21,9 +21,9 @@ Paths (``{address}`` a mailbox address, ``{folder}`` a folder id):
 Patient conversations (domain/patient.py): on the patient operator, the conversation
 a message belongs to and whether it is closed are the ones the store recorded; a
 patient may reply only while it is open, and never starts one. On a professional's
-side, a conversation with a patient is shown closed once this mailbox sent a closing
-message in it (``X-MSS-MES: FIN`` or ``[FIN]``), among its last ``CLOSING_SCAN`` sent
-messages.
+side, a conversation with a patient is shown closed once this mailbox's closing message
+in it (``X-MSS-MES: FIN`` or ``[FIN]``) was accepted, as the store recorded it
+(store/carethreads.py); the list of them is web/patients.py's.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from mssante.content.headers import read_headers
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.mailboxes import MailboxType, Use, beside_home, home_mailbox
-from mssante.domain.patient import closes_conversation, thread_root
+from mssante.domain.patient import thread_root
 from mssante.errors import DirectoryUnavailable
 from mssante.store.models import Folder
 from mssante.web.context import WebContext
@@ -55,7 +54,6 @@ from mssante.web.sessions import WebSession
 PAGE_SIZE = 50
 MAX_QUERY = 200
 MAX_CONVERSATION_MESSAGES = 1000  # a patient's newest messages sorted into conversations
-CLOSING_SCAN = 500  # sent messages looked at to tell whether a patient thread is closed
 TYPE_LABELS = {MailboxType.PER: "nominative", MailboxType.ORG: "organisationnelle",
                MailboxType.CAB: "cabinet", MailboxType.APP: "applicative",
                MailboxType.PAT: "patient"}
@@ -363,6 +361,7 @@ class PatientConversation:
     closed: bool
     patient_side: bool  # shown to the patient (else to a professional)
     patient: str  # the patient's address
+    care_id: int | None = None  # a professional's: the conversation's id (web/patients.py)
 
 
 async def patient_conversation(web: WebContext, session: WebSession, chosen: MailboxChoice,
@@ -385,27 +384,6 @@ async def patient_conversation(web: WebContext, session: WebSession, chosen: Mai
     if patient is None:
         return None
     root = thread_root(own_id, view.in_reply_to, " ".join(view.references))
-    return PatientConversation(root, await _closed_by(web, chosen.address, root), False,
-                               patient)
-
-
-async def _closed_by(web: WebContext, address: str, root: str) -> bool:
-    """Whether ``address`` sent a closing message in the thread ``root``."""
-    store = web.runtime.store
-    sent = await store.folders.get(address, "Sent")
-    if sent is None:
-        return False
-    state = await store.folders.state(sent.id)
-    if state is None:
-        return False
-    uids = state.uids[-CLOSING_SCAN:]
-    data = await store.folders.message_data(sent.id, uids)
-    bodies = await store.folders.bodies([d.body_sha256 for d in data])
-    for raw in bodies.values():
-        headers = read_headers(raw)
-        if root not in (thread_root(headers.message_id, headers.in_reply_to,
-                                    headers.references), headers.message_id):
-            continue
-        if closes_conversation(headers.subject, headers.x_mss_mes):
-            return True
-    return False
+    held = await store.care_thread_of(chosen.address, patient, root)
+    return PatientConversation(root, held is not None and held.closed, False, patient,
+                               held.id if held is not None else None)
