@@ -451,6 +451,43 @@ def queue_delete(entry: int, config: Config) -> None:
     console.print(f"deleted queue entry {entry}")
 
 
+# -- a message's timeline -----------------------------------------------------------------
+
+@app.command("track")
+def track(message_id: Annotated[str, typer.Argument(
+              help="The Message-ID, with or without its angle brackets")],
+          config: Config, json_out: Json = False,
+          mailbox: Annotated[str | None, typer.Option(
+              help="Only the copy this mailbox sent")] = None) -> None:
+    """What became of a message sent from this operator: submitted, stored here,
+    relayed to the recipient's operator, deferred, failed, and the delivery (DSN) and
+    read (MDN) reports that came back, per recipient (store/receipts.py)."""
+    wanted = message_id.strip()
+    if not wanted or any(c.isspace() for c in wanted) or "<" in wanted.strip("<>") \
+            or ">" in wanted.strip("<>"):
+        raise fail(f"not a Message-ID: {message_id!r}")
+    wanted = f"<{wanted.strip('<>')}>"
+    found = run(with_store(config, lambda s: s.timeline(wanted, mailbox=mailbox)))
+    if not found:
+        raise fail(f"no mailbox of this operator sent {wanted}")
+    rows = [{"message_id": t.message_id, "sender": t.sender, "subject": t.subject,
+             "recipients": t.recipients,
+             "events": [{"time": _when(e.at), "event": e.event, "recipient": e.recipient,
+                         "detail": e.detail} for e in t.events]} for t in found]
+    if json_out:  # one object; copies sent by other mailboxes of this operator beside it
+        print_json({**rows[0], "other_copies": rows[1:]} if len(rows) > 1 else rows[0])
+        return
+    for t in found:
+        console.print(f"{t.message_id} from {t.sender}: {t.subject or '(no subject)'}",
+                      highlight=False)
+        table = Table("time", "event", "recipient", "detail")
+        for e in t.events:
+            table.add_row(_when(e.at), e.event, e.recipient, e.detail)
+        console.print(table)
+        for recipient, state in t.recipients.items():
+            console.print(f"  {recipient}: {state}", highlight=False)
+
+
 # -- directory publications -------------------------------------------------------------
 
 @directory_app.command("status")

@@ -31,6 +31,7 @@ from mssante.content.headers import (
     read_headers,
     received_header,
 )
+from mssante.content.reports import read_report
 from mssante.domain.addresses import Address, parse_address
 from mssante.domain.patient import care_notes, professional_message
 from mssante.domain.policy import (
@@ -49,6 +50,7 @@ from mssante.operator.refusals import (
 )
 from mssante.operator.runtime import OperatorRuntime
 from mssante.store.models import MessageSummary, OutboundRecipient
+from mssante.store.receipts import ReceiptNote
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,24 @@ def with_added_headers(trace: Trace, headers: Sequence[tuple[str, str]],
                      memoryview(received)[top:]))
 
 
+def receipt_notes(local: Sequence[str], body: bytes, from_addresses: Sequence[str]
+                  ) -> tuple[ReceiptNote, ...]:
+    """What a DSN or an MDN for mailboxes of this operator says of the message it
+    reports on (content/reports.py), for that message's timeline. A report speaks only
+    for recipients of the domain it comes from (its From, which the acceptance checked
+    against the sending operator's certificate or the submitting identity): nobody
+    reports that another operator's recipient read a message."""
+    report = read_report(body)
+    if report is None or report.original_message_id is None:
+        return ()
+    domains = {a.rpartition("@")[2].lower() for a in from_addresses}
+    return tuple(ReceiptNote(mailbox=m, message_id=report.original_message_id,
+                             recipient=e.recipient, kind=e.kind, status=e.status,
+                             detail=e.detail)
+                 for m in local for e in report.entries
+                 if e.recipient.rpartition("@")[2] in domains)
+
+
 async def accept(ctx: OperatorRuntime, msg: Incoming, *,
                  extra_headers: Sequence[tuple[str, str]] = ()) -> str:
     """Store and queue ``msg``, ``extra_headers`` added below its Received header;
@@ -172,10 +192,13 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
         recipients=[r for r, _ in msg.recipients], local=local,
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
         references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes)
+    reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
+                            ) if local else ()
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
-            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient, care=care)
+            envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient, care=care,
+            reports=reports)
     except NotFound as exc:  # removed since it was checked
         raise UnknownMailbox(str(exc)) from None
     except Conflict as exc:  # closed since it was checked

@@ -233,7 +233,7 @@ class DeliveryWorker:
                     await self._outcome(entry, DeliveryError.from_reply(final.code, final.text),
                                         conn)
             else:
-                await self.ctx.store.mark_delivered(entry.id, now=now)
+                await self.ctx.store.mark_delivered(entry.id, now=now, relay=str(conn.hop))
                 sent = DeliveryError.from_reply(final.code, final.text)
                 maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                                  relay=_relay(conn), delay=now - entry.created_at,

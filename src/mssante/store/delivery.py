@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.patient import CareNote, ProfessionalMessage
 from mssante.errors import Conflict, NotFound
-from mssante.store import carethreads, conversations
+from mssante.store import carethreads, conversations, receipts
 from mssante.store.bodies import insert as insert_bodies
 from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
+from mssante.store.receipts import ReceiptNote
 from mssante.store.schema import folders, mailboxes, messages, queue
 
 INBOX = "INBOX"
@@ -51,6 +52,7 @@ class Delivery:
     sent: str | None = None  # lower-case address whose Sent folder keeps a copy (\\Seen)
     patient: ProfessionalMessage | None = None  # recorded for each local patient recipient
     care: tuple[CareNote, ...] = ()  # professional mailboxes' conversations with patients
+    reports: tuple[ReceiptNote, ...] = ()  # a DSN's or MDN's news of an earlier message
 
 
 class Refused(Exception):
@@ -128,6 +130,8 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
         if d.care:
             await carethreads.record(conn, d.care, now=now if d.now is None else d.now,
                                      postgresql=postgresql)
+        if d.reports:  # the timeline of the message reported on (receipts.py)
+            await receipts.record(conn, d.reports, now=now if d.now is None else d.now)
 
     folder_ids = tuple(sorted({place.folder_id for place in taken.values()}))
     accepted: list[Accepted] = []

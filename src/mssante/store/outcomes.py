@@ -34,10 +34,11 @@ class Outcome:
     now: float = 0.0
     next_attempt_at: float = 0.0
     error: str = ""
+    relay: str = ""  # DELIVERED: the next hop that took it
 
     def params(self) -> dict[str, Any]:
         return {"p_id": self.entry_id, "p_now": self.now, "p_next": self.next_attempt_at,
-                "p_error": self.error}
+                "p_error": self.error, "p_relay": self.relay or None}
 
 
 _BY_ID = update(queue).where(queue.c.id == bindparam("p_id"))
@@ -45,7 +46,7 @@ _STATEMENTS = {
     # a delivered entry has no error left: last_error told why an earlier attempt failed
     Kind.DELIVERED: _BY_ID.values(status=DELIVERED, delivered_at=bindparam("p_now"),
                                   finished_at=bindparam("p_now"), claimed_until=0.0,
-                                  last_error=""),
+                                  last_error="", relayed_to=bindparam("p_relay")),
     # attempts += 1, schedule the next, release the claim
     Kind.DEFERRED: _BY_ID.values(attempts=queue.c.attempts + 1,
                                  next_attempt_at=bindparam("p_next"),

@@ -213,6 +213,7 @@ queue = Table(
     Column("delay_notified", Boolean, nullable=False),
     Column("delivered_at", Double),
     Column("finished_at", Double),
+    Column("relayed_to", Text),  # the next hop that took it (migration 0007t)
     Index("ix_queue_due", "status", "next_attempt_at"),
     Index("ix_queue_body", "body_sha256"),
 )
@@ -269,6 +270,22 @@ care_thread_messages = Table(
     Column("at", Double, nullable=False),
     Column("from_patient", Boolean, nullable=False),
     Index("ix_care_thread_messages_thread", "thread_id", "at"),
+)
+
+# Reports that came back about a message (content/reports.py): a DSN's recipient
+# groups and an MDN, kept for the mailbox they were addressed to, by the Message-ID of
+# the message they report on: the message's timeline (store/receipts.py, 0007t).
+receipts = Table(
+    "receipts", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("mailbox", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # DSN action or MDN disposition type
+    Column("status", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Index("ix_receipts_message_id", "message_id"),
 )
 
 directory_outbox = Table(

@@ -88,7 +88,7 @@ from mssante.domain.mailboxes import (
 from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
-from mssante.store import carethreads, conversations, migrate, outbox
+from mssante.store import carethreads, conversations, migrate, outbox, receipts
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
 from mssante.store.changes import ChangeHub
@@ -566,7 +566,8 @@ class Store:
                              envid: str | None = None, ret: str | None = None,
                              now: float | None = None, sent: str | None = None,
                              patient: ProfessionalMessage | None = None,
-                             care: Sequence[CareNote] = ()) -> Accepted:
+                             care: Sequence[CareNote] = (),
+                             reports: Sequence[receipts.ReceiptNote] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
@@ -574,6 +575,8 @@ class Store:
         local patient recipient (the conversation the patient may reply in).
         ``care``: what the message tells professional mailboxes of this operator of
         their conversations with patients, recorded in the same transaction.
+        ``reports``: what a DSN or MDN for local mailboxes says, for the timeline of
+        the message it reports on (``receipts.py``), in the same transaction.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -587,7 +590,7 @@ class Store:
                             local=tuple(dict.fromkeys(address.lower() for address in local)),
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
                             now=now, sent=sent.lower() if sent else None, patient=patient,
-                            care=tuple(care))
+                            care=tuple(care), reports=tuple(reports))
         if (not delivery.local and not delivery.remote and not delivery.sent
                 and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
@@ -686,8 +689,9 @@ class Store:
                                .where(queue.c.id.in_(list(entry_ids)), queue.c.status == QUEUED)
                                .values(claimed_until=0.0))
 
-    async def mark_delivered(self, entry_id: int, *, now: float) -> None:
-        await self._outcome(Outcome(Kind.DELIVERED, entry_id, now=now))
+    async def mark_delivered(self, entry_id: int, *, now: float, relay: str = "") -> None:
+        """Delivered to the next hop ``relay`` (kept for the message's timeline)."""
+        await self._outcome(Outcome(Kind.DELIVERED, entry_id, now=now, relay=relay))
 
     async def mark_deferred(self, entry_id: int, *, next_attempt_at: float,
                             error: str) -> None:
@@ -888,6 +892,12 @@ class Store:
         """The mailbox's conversation with ``patient`` rooted at ``thread``."""
         async with self.tx.read() as conn:
             return await carethreads.of_thread(conn, mailbox, patient, thread)
+
+    async def timeline(self, message_id: str, *, mailbox: str | None = None
+                       ) -> list[receipts.Timeline]:
+        """What became of ``message_id``, per mailbox that sent it (``receipts.py``)."""
+        async with self.tx.read() as conn:
+            return await receipts.timeline(conn, message_id, mailbox=mailbox)
 
     async def locate_messages(self, mailbox: str, message_ids: Sequence[str]
                               ) -> dict[str, carethreads.Located]:
