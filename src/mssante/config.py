@@ -192,6 +192,34 @@ class OperatorPSCSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """``[audit]``: the audit trail (store/audit.py). On by default: every submission,
+    reception, delivery, relay, read, login and administrative change leaves an entry."""
+
+    enabled: bool = True
+    retention_days: float = 183.0  # about 6 months, rolling; older entries are exported
+    seal_interval: float = 1.0  # seconds between checkpoints while entries wait
+    purge_interval: float = 3600.0  # seconds between two looks for entries to purge
+    # the checkpoints' Ed25519 key (PKCS#8 PEM), made at first start; every process
+    # sharing the database needs the same file. Empty: <data_dir>/audit/ed25519.pem
+    key_file: str = ""
+    export_dir: str = ""  # where purged entries are exported. Empty: <data_dir>/audit/exports
+    origin: str = ""  # the checkpoints' origin line. Empty: "<first domain>/audit"
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.retention_days <= 0:
+            out.append(("retention_days", "must be positive"))
+        if self.seal_interval <= 0:
+            out.append(("seal_interval", "must be positive"))
+        if self.purge_interval <= 0:
+            out.append(("purge_interval", "must be positive"))
+        if self.origin and any(c.isspace() for c in self.origin):
+            out.append(("origin", "cannot hold spaces"))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationSettings:
     """``[notifications]``: mail to people's personal addresses, outside the trust space
     (notify/): patients' one-time login codes and new-message notices. It leaves
@@ -306,6 +334,7 @@ class OperatorConfig:
     routes: dict[str, str] = field(default_factory=dict)  # domain -> "host:port"
     psc: OperatorPSCSettings = field(default_factory=OperatorPSCSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     @property
     def database_url(self) -> str:

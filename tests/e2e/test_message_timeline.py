@@ -51,7 +51,8 @@ def track(env: RunningEnvironment, message_id: str, *args: str
         capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_submitted_relayed_delivered_and_read_and_forged_receipts_count_for_nothing(environment: RunningEnvironment) -> None:
+def test_submitted_relayed_delivered_and_read_and_forged_receipts_count_for_nothing(
+        environment: RunningEnvironment) -> None:
     subject = unique("Compte rendu")
     original = message(DUPONT, MARTIN, subject, Disposition_Notification_To=DUPONT)
     with submission(environment, HOSPITAL, DUPONT) as smtp:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ import typer
 import uvloop
 from rich.console import Console
 
+from mssante.audit.events import ACTOR, SOURCE
 from mssante.config import OperatorConfig, load_operator_config
 from mssante.errors import MSSanteError
 from mssante.store import Store, open_store
@@ -43,7 +46,12 @@ def operator_config(path: Path) -> OperatorConfig:
 
 @asynccontextmanager
 async def store_of(config: OperatorConfig):  # type: ignore[no-untyped-def]
+    """The operator's store for a command: its changes are recorded in the audit trail
+    as the command line's, by the user who ran it (audit/events.py)."""
     store = await open_store(config.database_url)
+    store.audit_enabled = config.audit.enabled
+    ACTOR.set(f"cli:{getpass.getuser()}")
+    SOURCE.set(f"cli {socket.gethostname()}")
     try:
         yield store
     finally:

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from mssante.auth import totp
 from mssante.auth.passwords import generate_password, hash_password
+from mssante.cli import audit
 from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
 from mssante.directory.contact import resource_for
 from mssante.domain.addresses import parse_address
@@ -54,6 +55,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(mailbox_app, name="mailbox")
 app.add_typer(queue_app, name="queue")
 app.add_typer(directory_app, name="directory")
+app.add_typer(audit.app, name="audit")
 
 Config = Annotated[Path, typer.Option("--config", "-c", help="Operator configuration file.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

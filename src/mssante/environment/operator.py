@@ -15,6 +15,7 @@ from mssante.auth.psctoken import TokenChecker
 from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
 from mssante.notify.notices import MessageNotices
+from mssante.operator.audittrail import AuditTrail
 from mssante.operator.directorysearch import SEARCH_TIMEOUT, DirectorySearch
 from mssante.operator.runtime import OperatorRuntime
 from mssante.publishing.client import DirectoryClient
@@ -44,6 +45,7 @@ class OperatorService:
         self.imap: ImapListeners | None = None
         self.web: WebListener | None = None
         self.retention: QueueRetention | None = None
+        self.audit: AuditTrail | None = None  # None: [audit] off
         self.notices: MessageNotices | None = None  # None: [notifications] off
         self._worker_task: asyncio.Task[None] | None = None
 
@@ -60,6 +62,10 @@ class OperatorService:
         config = self.config
         try:
             self.store = await open_store(config.database_url)
+            self.store.audit_enabled = config.audit.enabled
+            if config.audit.enabled:
+                self.audit = AuditTrail(self.store, config.audit, config.operator)
+                self.audit.start()
             self.publisher = DirectoryPublisher(
                 self.store,
                 DirectoryClient(config.trust.url, ca_file=config.tls.ca_file,
@@ -134,6 +140,9 @@ class OperatorService:
         if self.publisher is not None:
             await self.publisher.stop()
             self.publisher = None
+        if self.audit is not None:  # after every server: the last entries are sealed
+            await self.audit.stop()
+            self.audit = None
         self.runtime = None
         if self.directory is not None:
             await self.directory.aclose()

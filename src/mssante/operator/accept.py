@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mssante.audit.events import DELIVERY, RECEPTION, SUBMISSION, AuditEvent, clip
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import (
     HeaderSyntaxError,
@@ -134,6 +135,8 @@ class Incoming:
     ret: str | None
     trace: Trace
     sent_copy: str | None = None  # submission: the sender's mailbox, whose Sent keeps a copy
+    actor: str = ""  # who handed it in (a login, a certificate's DN), for the audit trail
+    source: str = ""  # from where: the protocol and the client's address
 
 
 def with_added_headers(trace: Trace, headers: Sequence[tuple[str, str]],
@@ -162,6 +165,21 @@ def receipt_notes(local: Sequence[str], body: bytes, from_addresses: Sequence[st
                              detail=e.detail)
                  for m in local for e in report.entries
                  if e.recipient.rpartition("@")[2] in domains)
+
+
+def accepted_events(msg: Incoming, local: Sequence[str]) -> list[AuditEvent]:
+    """The audit trail's entries of accepting ``msg``: handed in (submission, the web)
+    or received from another operator, then stored in each local mailbox."""
+    message_id = clip(msg.headers.message_id)
+    recipients = clip(", ".join(r for r, _ in msg.recipients))
+    handed = (AuditEvent(SUBMISSION, clip(msg.actor), msg.sent_copy, message_id,
+                         clip(msg.source), f"to {recipients}")
+              if msg.sent_copy is not None else
+              AuditEvent(RECEPTION, clip(msg.actor), clip(msg.envelope_from.lower()),
+                         message_id, clip(msg.source), f"to {recipients}"))
+    return [handed, *(AuditEvent(DELIVERY, clip(msg.actor), address, message_id,
+                                 clip(msg.source), f"from {clip(msg.envelope_from)}")
+                      for address in local)]
 
 
 async def accept(ctx: OperatorRuntime, msg: Incoming, *,
@@ -194,11 +212,12 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
         references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes)
     reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
                             ) if local else ()
+    audit_events = accepted_events(msg, local)
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
             envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient, care=care,
-            reports=reports)
+            reports=reports, audit_events=audit_events)
     except NotFound as exc:  # removed since it was checked
         raise UnknownMailbox(str(exc)) from None
     except Conflict as exc:  # closed since it was checked

@@ -206,7 +206,9 @@ async def submit_data(ctx: OperatorRuntime, identity: Identity, message: Submiss
     msg = Incoming(
         envelope_from=sender, recipients=list(message.recipients), body=body,
         headers=headers, envid=message.envid, ret=message.ret, trace=received,
-        sent_copy=sender.lower() if ctx.is_local(sender) else None)
+        sent_copy=sender.lower() if ctx.is_local(sender) else None,
+        actor=identity.login + (f" psc:{identity.psc.subject}" if identity.psc else ""),
+        source=f"{client.protocol} {client.address or ''}".strip())
     queue_id = await accept(ctx, msg, extra_headers=extra)
     maillog.submitted(queue_id, sender=sender, recipients=recipients, size=len(body),
                       client=client.address, login=identity.login, protocol=client.protocol)

@@ -158,7 +158,8 @@ class InboundHandler:
             envelope_from="" if envelope.null_sender else envelope.mail_from,
             recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
             body=body, headers=headers, envid=envelope.params.envid,
-            ret=envelope.params.ret, trace=envelope.trace)
+            ret=envelope.params.ret, trace=envelope.trace, actor=peer.subject_dn,
+            source=f"ESMTPS {peer_host(session)}")
         queue_id = await accept(self.ctx, msg)
         maillog.received(queue_id, sender=msg.envelope_from, recipients=envelope.rcpt_tos,
                          size=len(body), client=peer_host(session), dn=peer.subject_dn)

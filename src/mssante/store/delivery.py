@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mssante.audit.events import AuditEvent
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.patient import CareNote, ProfessionalMessage
 from mssante.errors import Conflict, NotFound
-from mssante.store import carethreads, conversations, receipts
+from mssante.store import audit, carethreads, conversations, receipts
 from mssante.store.bodies import insert as insert_bodies
 from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
 from mssante.store.receipts import ReceiptNote
@@ -53,6 +54,7 @@ class Delivery:
     patient: ProfessionalMessage | None = None  # recorded for each local patient recipient
     care: tuple[CareNote, ...] = ()  # professional mailboxes' conversations with patients
     reports: tuple[ReceiptNote, ...] = ()  # a DSN's or MDN's news of an earlier message
+    audit: tuple[AuditEvent, ...] = ()  # the audit trail's entries of this acceptance
 
 
 class Refused(Exception):
@@ -110,7 +112,7 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
         "ret": d.ret.upper() if d.ret else None, "envid": d.envid, "status": QUEUED,
         "attempts": 0, "next_attempt_at": now if d.now is None else d.now,
         "claimed_until": 0.0, "created_at": now if d.now is None else d.now,
-        "last_error": "", "delay_notified": False,
+        "last_error": "", "delay_notified": False, "message_id": d.summary.message_id,
     } for d in batch for r in d.remote]
     ids: list[int] = []
     if queued:
@@ -132,6 +134,9 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
                                      postgresql=postgresql)
         if d.reports:  # the timeline of the message reported on (receipts.py)
             await receipts.record(conn, d.reports, now=now if d.now is None else d.now)
+    events = [(e, now if d.now is None else d.now) for d in batch for e in d.audit]
+    if events:  # the audit trail: each acceptance and delivery with its entry
+        await audit.append_at(conn, events)
 
     folder_ids = tuple(sorted({place.folder_id for place in taken.values()}))
     accepted: list[Accepted] = []

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Double, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mssante.audit.events import BOUNCE, RELAY
 from mssante.errors import NotFound
 from mssante.store.models import DELIVERED, FAILED
-from mssante.store.schema import queue
+from mssante.store.schema import audit_entries, queue
 
 
 class Kind(Enum):
@@ -57,9 +58,40 @@ _STATEMENTS = {
     Kind.DELAY_NOTIFIED: _BY_ID.values(delay_notified=True),
 }
 
-async def write_outcomes(conn: AsyncConnection,
-                         batch: Sequence[Outcome]) -> list[Exception | None]:
-    """Apply every outcome of ``batch``; an unknown entry gets NotFound, the others apply."""
+def _audit_from_queue(action: str, detail: Any) -> Any:
+    """The audit entry of a queue entry's outcome, read from the entry in SQL: written in
+    the outcome's transaction without reading the entry back first."""
+    return insert(audit_entries).from_select(
+        ["at", "action", "actor", "mailbox", "message_id", "source", "detail"],
+        select(bindparam("p_now", type_=Double), literal(action), literal("mta"),
+               func.lower(queue.c.envelope_from), func.coalesce(queue.c.message_id, ""),
+               func.coalesce(queue.c.relayed_to, ""), detail)
+        .where(queue.c.id == bindparam("p_id")))
+
+
+_AUDIT = {  # what the audit trail records of an outcome (audit/events.py)
+    Kind.DELIVERED: _audit_from_queue(RELAY, literal("to ") + queue.c.recipient),
+    Kind.FAILED: _audit_from_queue(BOUNCE, literal("to ") + queue.c.recipient + literal(": ")
+                                   + queue.c.last_error),
+}
+
+
+async def write_outcomes(conn: AsyncConnection, batch: Sequence[Outcome], *,
+                         audit: bool = False) -> list[Exception | None]:
+    """Apply every outcome of ``batch``; an unknown entry gets NotFound, the others apply.
+    ``audit``: the relays and bounces leave their audit entries, in this transaction."""
+    if audit:
+        results = await _write_outcomes(conn, batch)
+        for kind, statement in _AUDIT.items():
+            rows = [o.params() for o in batch if o.kind is kind]
+            if rows:
+                await conn.execute(statement, rows)
+        return results
+    return await _write_outcomes(conn, batch)
+
+
+async def _write_outcomes(conn: AsyncConnection,
+                          batch: Sequence[Outcome]) -> list[Exception | None]:
     if len(batch) == 1:
         (outcome,) = batch
         result = await conn.execute(_STATEMENTS[outcome.kind], outcome.params())

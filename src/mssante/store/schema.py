@@ -214,6 +214,7 @@ queue = Table(
     Column("delivered_at", Double),
     Column("finished_at", Double),
     Column("relayed_to", Text),  # the next hop that took it (migration 0007t)
+    Column("message_id", Text),  # the message's, for the audit trail (migration 0007u)
     Index("ix_queue_due", "status", "next_attempt_at"),
     Index("ix_queue_body", "body_sha256"),
 )
@@ -286,6 +287,37 @@ receipts = Table(
     Column("detail", Text, nullable=False),
     Column("at", Double, nullable=False),
     Index("ix_receipts_message_id", "message_id"),
+)
+
+# The audit trail (store/audit.py, migration 0007u): entries written in the transaction
+# of the action they record; the sequencer gives each its place (``seq``) and leaf hash
+# in the Merkle tree, and signs a checkpoint of the tree (``audit_checkpoints``). A
+# purged entry keeps its place and leaf, its fields emptied after export.
+audit_entries = Table(
+    "audit_entries", metadata,
+    Column("id", BigId, primary_key=True),
+    Column("seq", BigInteger),
+    Column("at", Double, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("mailbox", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("leaf", LargeBinary),
+    Column("purged", Boolean, nullable=False, server_default=false()),
+    Index("uq_audit_entries_seq", "seq", unique=True),
+    Index("ix_audit_entries_mailbox_at", "mailbox", "at"),
+    Index("ix_audit_entries_at", "at"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("frontier", Text, nullable=False),  # the compact range: base64 hashes
+    Column("note", Text, nullable=False),  # the signed checkpoint (audit/checkpoint.py)
+    Column("at", Double, nullable=False),
 )
 
 directory_outbox = Table(

@@ -52,6 +52,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -66,6 +67,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mssante.audit.checkpoint import Signer, Verifier
+from mssante.audit.events import ACTOR, ADMIN, SOURCE, AuditEvent
 from mssante.database import (
     POSTGRESQL,
     create_engine,
@@ -88,7 +91,7 @@ from mssante.domain.mailboxes import (
 from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import same_dn
-from mssante.store import carethreads, conversations, migrate, outbox, receipts
+from mssante.store import audit, carethreads, conversations, migrate, outbox, receipts
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
 from mssante.store.changes import ChangeHub
@@ -175,6 +178,13 @@ class Store:
             self._deliver_batch, weight=lambda delivery: len(delivery.body))
         self._outcomes: GroupCommit[Outcome, None] = GroupCommit(self._write_outcomes,
                                                                  max_items=256)
+        # The audit trail (audit.py): on, every acceptance, delivery, relay, bounce and
+        # administrative change writes its entry in its own transaction, and
+        # ``audit_record`` writes those of actions that change nothing else (reads,
+        # logins), committed in groups.
+        self.audit_enabled = True
+        self._audit: GroupCommit[Sequence[AuditEvent], None] = GroupCommit(
+            self._write_audit, max_items=512)
         self.folders = FolderStore(self.tx, ChangeHub())
         self.logins = LoginStore(self.tx)  # second factors, personal addresses (logins.py)
         # Called after a commit that delivered messages, with the local addresses whose
@@ -189,6 +199,7 @@ class Store:
         await self.folders.hub.stop()
         await self._deliveries.wait_idle()
         await self._outcomes.wait_idle()
+        await self._audit.wait_idle()
         await self.tx.dispose()
 
     async def __aenter__(self) -> Self:
@@ -214,6 +225,8 @@ class Store:
                         rpps=rpps, password_hash=password_hash, created_at=time.time())
         async with self.tx.write(conflict=f"a person with login {login!r} exists already",
                                writes_first=True) as conn:
+            await self._admin(conn, "person.create",
+                              detail=f"{login} ({person.kind.value}) {display_name}")
             await conn.execute(insert(persons).values(
                 login=login, kind=person.kind.value, display_name=display_name, rpps=rpps,
                 password_hash=password_hash, created_at=person.created_at))
@@ -242,6 +255,7 @@ class Store:
 
     async def set_password_hash(self, login: str, password_hash: str) -> None:
         async with self.tx.write(writes_first=True) as conn:
+            await self._admin(conn, "person.password", detail=login)
             result = await conn.execute(update(persons).where(persons.c.login == login)
                                         .values(password_hash=password_hash))
             if result.rowcount == 0:
@@ -251,6 +265,7 @@ class Store:
         """Delete a person and their roles; refused while they own a mailbox or are
         the last responsible of one."""
         async with self.tx.write() as conn:
+            await self._admin(conn, "person.delete", detail=login)
             person_id = await self._person_id(conn, login)
             held = select(mailbox_roles.c.mailbox_id).where(
                 mailbox_roles.c.person_id == person_id)
@@ -325,6 +340,8 @@ class Store:
         uidvalidity = max(1, int(now))  # RFC 9051 §2.3.1.1
         async with self.tx.write(conflict=f"the mailbox {mailbox.address} exists already"
                                ) as conn:
+            await self._admin(conn, "mailbox.create", mailbox=address,
+                              detail=mailbox_type.value)
             people = await self._people(conn, logins)
             if owner is not None:
                 check_owner(mailbox_type, people[owner][1], rules)
@@ -389,6 +406,7 @@ class Store:
     async def delete_mailbox(self, address: str) -> None:
         """Delete a mailbox, its roles and its messages (bodies nobody else holds go too)."""
         async with self.tx.write() as conn:
+            await self._admin(conn, "mailbox.delete", mailbox=address)
             mailbox_id, _ = await self._lock_mailbox(conn, address)
             active = (await conn.execute(select(mailboxes.c.active)
                                          .where(mailboxes.c.id == mailbox_id))).scalar_one()
@@ -412,6 +430,8 @@ class Store:
         """Close (withdrawn from the directory) or re-open (published again) a mailbox;
         setting the state it has already changes nothing."""
         async with self.tx.write(writes_first=True) as conn:
+            await self._admin(conn, "mailbox.activate" if active else "mailbox.deactivate",
+                              mailbox=address)
             mailbox_id = (await conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.address == address.lower(), mailboxes.c.active != active)
@@ -433,6 +453,7 @@ class Store:
             name: value for name, value in (("description", description), ("service", service),
                                             ("liste_rouge", liste_rouge)) if value is not None}
         async with self.tx.write() as conn:
+            await self._admin(conn, "mailbox.update", mailbox=address)
             row = (await conn.execute(select(mailboxes)
                                       .where(mailboxes.c.address == address.lower())
                                       .with_for_update())).first()
@@ -455,6 +476,8 @@ class Store:
             raise ValueError(f"rights are 'rw' or 'r', not {rights!r}")
         role = Role(role)
         async with self.tx.write() as conn:
+            await self._admin(conn, "mailbox.grant", mailbox=address,
+                              detail=f"{login}: {role.value} {rights}")
             mailbox_id, mailbox_type = await self._lock_mailbox(conn, address)
             people = await self._people(conn, [login])
             person_id, kind = people[login]
@@ -492,6 +515,7 @@ class Store:
     async def revoke(self, address: str, login: str) -> None:
         """Take away a person's role; refused for an owner and for the last responsible."""
         async with self.tx.write() as conn:
+            await self._admin(conn, "mailbox.revoke", mailbox=address, detail=login)
             mailbox_id, mailbox_type = await self._lock_mailbox(conn, address)
             person_id, _ = (await self._people(conn, [login]))[login]
             current = await self._roles_by_person(conn, mailbox_id)
@@ -567,7 +591,8 @@ class Store:
                              now: float | None = None, sent: str | None = None,
                              patient: ProfessionalMessage | None = None,
                              care: Sequence[CareNote] = (),
-                             reports: Sequence[receipts.ReceiptNote] = ()) -> Accepted:
+                             reports: Sequence[receipts.ReceiptNote] = (),
+                             audit_events: Sequence[AuditEvent] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
@@ -577,6 +602,7 @@ class Store:
         their conversations with patients, recorded in the same transaction.
         ``reports``: what a DSN or MDN for local mailboxes says, for the timeline of
         the message it reports on (``receipts.py``), in the same transaction.
+        ``audit_events``: the audit trail's entries of this acceptance (audit.py).
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -590,7 +616,8 @@ class Store:
                             local=tuple(dict.fromkeys(address.lower() for address in local)),
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
                             now=now, sent=sent.lower() if sent else None, patient=patient,
-                            care=tuple(care), reports=tuple(reports))
+                            care=tuple(care), reports=tuple(reports),
+                            audit=tuple(audit_events) if self.audit_enabled else ())
         if (not delivery.local and not delivery.remote and not delivery.sent
                 and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
@@ -711,7 +738,58 @@ class Store:
 
     async def _write_outcomes(self, batch: Sequence[Outcome]) -> list[Exception | None]:
         async with self.tx.write(writes_first=True) as conn:
-            return await write_outcomes(conn, batch)
+            return await write_outcomes(conn, batch, audit=self.audit_enabled)
+
+    # ------------------------------------------------------------- audit trail
+
+    async def audit_record(self, events: Sequence[AuditEvent]) -> None:
+        """Write the entries of actions that write nothing else (a read, a login); the
+        caller answers once this returns, so no such action goes without its entry."""
+        if self.audit_enabled and events:
+            await self._audit.submit(events)
+
+    async def _write_audit(self, batch: Sequence[Sequence[AuditEvent]]) -> list[None]:
+        async with self.tx.write(writes_first=True) as conn:
+            await audit.append(conn, [e for events in batch for e in events], now=time.time())
+        return [None] * len(batch)
+
+    async def _admin(self, conn: AsyncConnection, what: str, *, mailbox: str = "",
+                     detail: str = "") -> None:
+        """The entry of an administrative change, in its transaction; the actor is the
+        one the command or page set (``audit.events.ACTOR``)."""
+        if self.audit_enabled:
+            await audit.append(conn, [AuditEvent(ADMIN + what, ACTOR.get(), mailbox.lower(),
+                                                 source=SOURCE.get(), detail=detail)],
+                               now=time.time())
+
+    async def audit_seal(self, signer: Signer, origin: str) -> str | None:
+        """Give waiting entries their place and sign a checkpoint (audit.seal)."""
+        async with self.tx.write() as conn:
+            return await audit.seal(conn, signer, origin, now=time.time(), postgresql=self._pg)
+
+    async def audit_verify(self, verifier: Verifier, origin: str) -> audit.Verdict:
+        async with self.tx.read() as conn:
+            return await audit.verify(conn, verifier, origin)
+
+    async def audit_entries(self, *, mailbox: str | None = None, since: float | None = None,
+                            limit: int = 1000) -> list[audit.Entry]:
+        async with self.tx.read() as conn:
+            return await audit.entries(conn, mailbox=mailbox, since=since, limit=limit)
+
+    async def audit_leaves(self, size: int) -> list[bytes]:
+        async with self.tx.read() as conn:
+            return await audit.leaves(conn, size)
+
+    async def audit_checkpoint(self, size: int | None = None) -> tuple[int, str] | None:
+        async with self.tx.read() as conn:
+            return await audit.checkpoint_at(conn, size)
+
+    async def audit_purge(self, *, before: float, export_dir: Path, actor: str
+                          ) -> tuple[int, Path | None]:
+        """Export, then empty, the sealed entries older than ``before`` (audit.purge)."""
+        async with self.tx.write() as conn:
+            return await audit.purge(conn, before=before, export_dir=export_dir,
+                                     now=time.time(), actor=actor)
 
     async def queue_entries(self, *, status: str | None = None) -> list[QueueEntry]:
         """Queue entries ordered by id, all or those with ``status``."""
@@ -736,6 +814,8 @@ class Store:
         left alone."""
         due_now = case((queue.c.next_attempt_at > now, now), else_=queue.c.next_attempt_at)
         async with self.tx.write(writes_first=True) as conn:
+            await self._admin(conn, "queue.retry",
+                              detail="all" if entry_id is None else f"entry {entry_id}")
             if entry_id is None:
                 result = await conn.execute(update(queue).where(queue.c.status == QUEUED)
                                             .values(next_attempt_at=due_now))
@@ -755,6 +835,7 @@ class Store:
 
     async def delete_queue_entry(self, entry_id: int) -> None:
         async with self.tx.write(writes_first=True) as conn:
+            await self._admin(conn, "queue.delete", detail=f"entry {entry_id}")
             sha = (await conn.execute(delete(queue).where(queue.c.id == entry_id)
                                       .returning(queue.c.body_sha256))).scalar_one_or_none()
             if sha is None:

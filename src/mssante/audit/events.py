@@ -1,0 +1,67 @@
+"""What the audit trail records: one event per action on health data or on who may
+reach it, and the canonical bytes of an entry (its Merkle leaf, audit/merkle.py).
+
+Actions (the ``action`` field):
+
+- mail: ``submission`` (a person or program handed a message in: submission, the
+  web), ``reception`` (another operator handed it in over SMTP), ``delivery`` (stored
+  in a mailbox of this operator), ``relay`` (the next operator took it: ``250``),
+  ``bounce`` (given up, the sender told);
+- reading: ``read`` (a message's content served: IMAP FETCH of a body, the web's
+  view), ``download`` (an attachment from the web);
+- logins: ``login``, ``login.failed``;
+- administration: ``admin.<what>`` (people, mailboxes, rights, passwords, second
+  factors, the queue), ``audit.purge`` (entries past retention exported then emptied).
+
+``actor`` says who: a login, a certificate's DN, a PSC identifier, ``cli:<user>`` for
+the administration command; ``source`` says from where (protocol and address).
+"""
+
+from __future__ import annotations
+
+import json
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+SUBMISSION = "submission"
+RECEPTION = "reception"
+DELIVERY = "delivery"
+RELAY = "relay"
+BOUNCE = "bounce"
+READ = "read"
+DOWNLOAD = "download"
+LOGIN = "login"
+LOGIN_FAILED = "login.failed"
+PURGE = "audit.purge"
+ADMIN = "admin."
+
+# Who makes the administrative changes of this context, and from where: the command
+# line sets ``cli:<user>``; a store method records them with its change.
+ACTOR: ContextVar[str] = ContextVar("audit_actor", default="unknown")
+SOURCE: ContextVar[str] = ContextVar("audit_source", default="")
+
+MAX_FIELD = 2000  # characters kept of any field: an entry never grows without bound
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    action: str
+    actor: str = ""
+    mailbox: str = ""
+    message_id: str = ""
+    source: str = ""
+    detail: str = ""
+
+
+def clip(text: str | None) -> str:
+    return (text or "")[:MAX_FIELD]
+
+
+def canonical(seq: int, at: float, event: AuditEvent) -> bytes:
+    """The bytes an entry's leaf hash covers: its place in the log, its time and every
+    field, as JSON with sorted keys, no spaces, UTF-8."""
+    return json.dumps({"seq": seq, "time": repr(float(at)), "action": event.action,
+                       "actor": event.actor, "mailbox": event.mailbox,
+                       "message_id": event.message_id, "source": event.source,
+                       "detail": event.detail}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":")).encode()
