@@ -146,6 +146,9 @@ class Limits:
     metadata: int = 4 * 1024 * 1024  # octets of one METADATA.XML
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedDocument:
     """A document of a checked archive: its bytes matched the metadata."""
@@ -779,7 +782,7 @@ def _check_xml_document(member: str, data: bytes, mime_type: str,
     return header
 
 
-def check(data: bytes, limits: Limits = Limits()) -> CheckedArchive:
+def check(data: bytes, limits: Limits = DEFAULT_LIMITS) -> CheckedArchive:
     """The archive ``data`` checked as hostile input (see the module's docstring);
     DocumentRefused with every reason found."""
     if len(data) > limits.archive:
