@@ -542,7 +542,7 @@ def _entry_reasons(info: zipfile.ZipInfo) -> list[str]:
     if info.flag_bits & 0x1:
         reasons.append(f"encrypted entry: {name}")
     mode = info.external_attr >> 16
-    if info.create_system == 3 and mode:  # Unix: the file type is in the high word
+    if info.create_system == 3 and stat.S_IFMT(mode):  # Unix: the type in the high word
         if stat.S_ISLNK(mode):
             reasons.append(f"symbolic link entry: {name}")
         elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
