@@ -13,8 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.content.xdmtools import CONSULTATION, valid_archive
 
-from mssante.content.xdm import CLASS_OF_TYPE, CheckedArchive, Limits, SourceDocument, \
-    build, check
+from mssante.content.xdm import (
+    CLASS_OF_TYPE,
+    CheckedArchive,
+    Limits,
+    SourceDocument,
+    build,
+    check,
+)
 from mssante.content.xdmfiles import extract
 from mssante.errors import DocumentRefused
 
