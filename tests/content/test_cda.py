@@ -4,6 +4,8 @@ the documents refused for what they lack or what they hide."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.content.xdmtools import BIOLOGY_N1, CONSULTATION
 
 from mssante.content.cda import hl7_time, read_cda
@@ -118,3 +120,20 @@ def test_malformed_xml_refused() -> None:
 ])
 def test_hl7_time_to_xds_utc(value: str, expected: str | None) -> None:
     assert hl7_time(value) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mutated_cda_is_read_or_refused_never_crashes(data: st.DataObject) -> None:
+    document = bytearray(CONSULTATION)
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(document) - 1))
+        chunk = data.draw(st.sampled_from([b"<", b">", b"&", b"<!DOCTYPE x>", b'"', b"\x00",
+                                           b"]]>", b"<?x?>", b"\xff", b"&x;", b""]))
+        document[at:at + data.draw(st.integers(0, 3))] = chunk
+    try:
+        header = read_cda(bytes(document))
+    except DocumentRefused as exc:
+        assert exc.reasons
+    else:
+        assert header.code.code
