@@ -11,6 +11,7 @@
     ├── TrustSpaceUnavailable  the trust space could not be reached
     │   └── DirectoryUnavailable   its directory's search did not answer (for the webmail)
     ├── OAuthError             the PSC provider refuses a request (knows its OAuth error code)
+    ├── DocumentRefused        an IHE XDM archive or a CDA document fails its checks (all reasons)
     └── StoreError             database failure, converted at the store boundary
         ├── NotFound           the named person, mailbox or queue entry does not exist
         ├── Conflict           it exists already, or the change breaks an invariant
@@ -75,6 +76,15 @@ class OAuthError(MSSanteError):
         self.error = error
         self.description = description
         self.status = status
+
+
+class DocumentRefused(MSSanteError):
+    """An IHE XDM archive, or a clinical document in it, fails its checks: ``reasons``
+    holds every reason found (one line each), ``str()`` joins them."""
+
+    def __init__(self, reasons: list[str] | tuple[str, ...]) -> None:
+        self.reasons = tuple(reasons) or ("refused",)
+        super().__init__("; ".join(self.reasons))
 
 
 class StoreError(MSSanteError):

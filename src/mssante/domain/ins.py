@@ -63,3 +63,42 @@ def parse_patient_address(text: str) -> Address:
         raise InvalidINS(f"{address} is not a patient address (@{PATIENT_DOMAIN})")
     validate_ins(address.local)
     return address
+
+
+# --- the INS in documents ----------------------------------------------------------
+# The assigning authorities of an INS (CI-SIS, ANS "Référentiel INS"): the OID that
+# travels beside the matricule in a CDA (``patientRole/id/@root``) and in XDM metadata
+# (``<INS>^^^&<OID>&ISO^NH``). The test and demonstration OIDs are for test data only.
+INS_NIR_OID = "1.2.250.1.213.1.4.8"
+INS_NIA_OID = "1.2.250.1.213.1.4.9"
+INS_NIR_TEST_OID = "1.2.250.1.213.1.4.10"
+INS_NIR_DEMO_OID = "1.2.250.1.213.1.4.11"
+INS_OIDS: dict[str, str] = {
+    INS_NIR_OID: "INS-NIR",
+    INS_NIA_OID: "INS-NIA",
+    INS_NIR_TEST_OID: "INS-NIR de test",
+    INS_NIR_DEMO_OID: "INS-NIR de démonstration",
+}
+TEST_INS_OIDS = frozenset({INS_NIR_TEST_OID, INS_NIR_DEMO_OID})
+
+
+def is_ins_oid(oid: str) -> bool:
+    """Whether ``oid`` is the assigning authority of an INS (production or test)."""
+    return oid in INS_OIDS
+
+
+def is_qualified_ins(ins: str | None, oid: str | None, *, birth_name: str | None,
+                     first_given_name: str | None, birth_date: str | None,
+                     sex: str | None) -> bool:
+    """Whether a document carries a qualified INS (MSSanté Réf#2 ECO.2.4.2, the value of
+    ``X-MSS-INS``): the matricule, valid, with the OID of an INS authority, and the four
+    identity traits beside it (birth name, first given name, birth date, sex). A test
+    or demonstration OID counts: test documents are qualified in a test environment."""
+    if not ins or not oid or not is_ins_oid(oid):
+        return False
+    try:
+        validate_ins(ins)
+    except InvalidINS:
+        return False
+    return all(value and value.strip()
+               for value in (birth_name, first_given_name, birth_date, sex))
