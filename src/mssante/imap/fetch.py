@@ -98,6 +98,7 @@ _MACROS = {  # RFC 9051 §6.4.5
     "FAST": (FLAGS, INTERNALDATE, RFC822_SIZE),
     "FULL": (FLAGS, INTERNALDATE, RFC822_SIZE, ENVELOPE, BODY),
 }
+_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "MIME"})
 _SECTIONED = re.compile(
     r"(BODY\.PEEK|BODY|BINARY\.PEEK|BINARY\.SIZE|BINARY)\[(.*)\](?:<([0-9]+)\.([0-9]+)>)?",
     re.I | re.S)
@@ -120,6 +121,15 @@ class FetchItem:
     @property
     def sets_seen(self) -> bool:
         return not self.peek and self.name in (BODY_SECTION, BINARY, RFC822, RFC822_TEXT)
+
+    @property
+    def reads_content(self) -> bool:
+        """Whether it serves a message's content, not only its header: what the audit
+        trail records as a read (PEEK or not)."""
+        if self.name in (RFC822, RFC822_TEXT, BINARY):
+            return True
+        return self.name == BODY_SECTION and (
+            self.section is None or self.section.text not in _HEADER_TEXTS)
 
 
 def _simple(name: str) -> FetchItem:
@@ -239,7 +249,7 @@ class FetchRequest:
     """
 
     __slots__ = ("_fast", "_variants", "flags", "items", "modseq", "needs_body", "needs_meta",
-                 "only_flags", "sets_seen", "streamable", "uid")
+                 "only_flags", "reads_content", "sets_seen", "streamable", "uid")
 
     def __init__(self, items: tuple[FetchItem, ...]) -> None:
         unique: dict[bytes, FetchItem] = {}
@@ -251,6 +261,7 @@ class FetchRequest:
         names = tuple(item.name for item in self.items)
         self.needs_body = any(item.needs_body for item in self.items)
         self.sets_seen = any(item.sets_seen for item in self.items)
+        self.reads_content = any(item.reads_content for item in self.items)
         self.uid = UID in names
         self.flags = FLAGS in names
         self.modseq = MODSEQ in names

@@ -66,6 +66,7 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 from mssante import __version__ as VERSION
+from mssante.audit.events import READ, AuditEvent
 from mssante.auth import oauthsasl
 from mssante.auth.identity import Identity
 from mssante.errors import Conflict, NotFound, PolicyViolation
@@ -956,6 +957,9 @@ class Session:
                 continue
             present = [(i, snapshot.uids[i], data[snapshot.uids[i]]) for i in batch
                        if snapshot.uids[i] in data]  # others were expunged meanwhile
+            if request.reads_content and present:  # recorded before anything is served
+                await self.ctx.store.audit_record([self._read_event(selected, uid, meta)
+                                                   for _, uid, meta in present])
             for group in _by_octets(present):
                 if len(group) == 1 and group[0][2].size > FETCH_CHUNK and request.streamable:
                     i, uid, meta = group[0]
@@ -980,6 +984,15 @@ class Session:
                     for piece in pieces:
                         await out.add(piece)
                 del bodies
+
+    def _read_event(self, selected: Selected, uid: int, meta: MessageData) -> AuditEvent:
+        """The audit trail's entry of serving a message's content (audit/events.py)."""
+        identity = self.identity
+        actor = "" if identity is None else identity.login + (
+            f" psc:{identity.psc.subject}" if identity.psc is not None else "")
+        return AuditEvent(READ, actor, selected.place.address, meta.message_id,
+                          f"IMAP {self.conn.peer_address}",
+                          f"{selected.place.folder} uid {uid}")
 
     def _fetch_message(self, selected: Selected, i: int, uid: int, meta: MessageData | None,
                        body: bytes | None) -> _FetchMessage:

@@ -482,18 +482,18 @@ class FolderStore:
         return total, unseen, deleted, size
 
     async def message_data(self, folder_id: int, uids: Sequence[int]) -> list[MessageData]:
-        """Body hash, size and INTERNALDATE of the messages with these UIDs (those
-        still there), in UID order."""
+        """Body hash, size, INTERNALDATE and Message-ID of the messages with these UIDs
+        (those still there), in UID order."""
         found: list[MessageData] = []
         async with self._tx.read() as conn:
             for chunk in _uid_chunks(uids):
                 rows = await conn.execute(
                     select(messages.c.uid, messages.c.body_sha256, messages.c.size,
-                           messages.c.received_at)
+                           messages.c.received_at, messages.c.message_id)
                     .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
                 wanted = set(chunk)
                 found.extend(MessageData(int(r.uid), r.body_sha256, int(r.size),
-                                         float(r.received_at))
+                                         float(r.received_at), r.message_id or "")
                              for r in rows if r.uid in wanted)
         found.sort(key=lambda m: m.uid)
         return found

@@ -95,6 +95,7 @@ class MessageData:
     body_sha256: str
     size: int
     internaldate: float  # epoch seconds (RFC 9051 INTERNALDATE)
+    message_id: str = ""  # as stored at delivery (the audit trail names messages by it)
 
 
 @dataclass(frozen=True, slots=True)
