@@ -9,9 +9,19 @@ import hashlib
 from sqlalchemy import select
 from tests.store.conftest import Database, RowCounter
 
+from mssante.auth.identity import Identity, PscLogin
+from mssante.auth.pscsessions import EndedSessions
 from mssante.store import Store
 from mssante.store.schema import web_logins, web_sessions
 from mssante.store.sessions import CODE_LOGIN, POLL_SECONDS, PSC_LOGIN, Ended, StoredSession
+from mssante.web.sessions import (
+    IDLE_SECONDS,
+    MAX_AGE_SECONDS,
+    SECOND_FACTOR_SECONDS,
+    SECOND_FACTOR_TRIES,
+    SEEN_STEP,
+    Sessions,
+)
 
 
 def _session(login: str = "dr", *, at: float = 1000.0, psc: bool = False) -> StoredSession:
@@ -149,3 +159,71 @@ async def test_another_process_hears_of_an_end(database: Database) -> None:
     await asyncio.wait_for(got.wait(), POLL_SECONDS + 5)
     assert asyncio.get_running_loop().time() - started < POLL_SECONDS + 1
     assert ended in heard
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_web_sessions_lock_when_idle_end_when_old_and_with_their_psc_session(
+        database: Database) -> None:
+    """web/sessions.py over the store: the 2-hour idle lock, the 12-hour end, the end of
+    the PSC session (checked in memory), as seen by another process."""
+
+    store, other_store = await database.open(), await database.open()
+    clock = Clock()
+    ended = EndedSessions(clock, records=store.psc_ended)
+    await ended.start()
+    sessions = Sessions(store.sessions, ended=ended, clock=clock)
+    other = Sessions(other_store.sessions, clock=clock)
+    person = Identity("dr", "health")
+    opened = await sessions.open(person, psc_id_token="id-token")
+    assert opened.psc_id_token == "id-token"
+    clock.now += SEEN_STEP
+    seen = await other.get(opened.id)  # another process: no ID token there
+    assert seen is not None and seen.csrf == opened.csrf and seen.psc_id_token == ""
+    seen.mailbox, seen.notice = "dr@x.fr", "Message envoyé."
+    await other.save(seen)
+    clock.now += IDLE_SECONDS - 1
+    again = await sessions.get(opened.id)
+    assert again is not None and again.psc_id_token == "id-token"
+    assert (again.mailbox, again.notice) == ("dr@x.fr", "Message envoyé.")
+    await sessions.save(again)
+    clock.now += IDLE_SECONDS + 1
+    assert await sessions.get(opened.id) is None  # locked after 2 h idle
+
+    old = await sessions.open(person)
+    for _ in range(int(MAX_AGE_SECONDS // 3600)):
+        clock.now += 3600
+        live = await other.get(old.id)
+        assert live is not None
+        await other.save(live)
+    clock.now += 1
+    assert await other.get(old.id) is None  # 12 h after it was opened, whatever its use
+
+    psc = Identity("dr", "health", psc=PscLogin("810101010101", "sid-7", clock.now - 5))
+    with_psc = await sessions.open(psc)
+    await ended.end_session("sid-7")
+    assert await sessions.get(with_psc.id) is None
+    assert await other.get(with_psc.id) is None  # closed for every process
+
+
+async def test_a_second_factor_under_way_is_known_to_every_process(
+        database: Database) -> None:
+
+    clock = Clock()
+    one = Sessions((await database.open()).sessions, clock=clock)
+    other = Sessions((await database.open()).sessions, clock=clock)
+    key = await one.await_second_factor(Identity("pat", "patient"), "email_code")
+    assert await other.halfway(key) == (Identity("pat", "patient"), "email_code")
+    for _ in range(SECOND_FACTOR_TRIES - 1):
+        assert await other.second_factor_failed(key)
+    assert not await one.second_factor_failed(key)
+    assert await other.halfway(key) is None
+    late = await one.await_second_factor(Identity("pat", "patient"), "totp")
+    clock.now += SECOND_FACTOR_SECONDS
+    assert await other.halfway(late) is None
