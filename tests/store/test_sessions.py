@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import pytest
 from sqlalchemy import select
 from tests.store.conftest import Database, RowCounter
 
@@ -141,8 +142,12 @@ async def test_a_logout_token_is_taken_once_by_all_processes(database: Database)
     assert await other.psc_ended.take_logout_id("jti-1", until=1700.0, now=1400.0)
 
 
-async def test_another_process_hears_of_an_end(database: Database) -> None:
+@pytest.mark.parametrize("listening", [False, True], ids=["new", "listening already"])
+async def test_another_process_hears_of_an_end(database: Database, listening: bool) -> None:
     one, other = await database.open(), await database.open()
+    if listening:  # PostgreSQL: IMAP opened the notification connection first
+        other.listen_for_changes()
+        await asyncio.sleep(0.3)
     heard: list[Ended] = []
     got = asyncio.Event()
 

@@ -49,6 +49,7 @@ class ChangeHub:
         self._listener: asyncio.Task[None] | None = None
         self._channels: dict[str, Receiver] = {}  # other channels followed
         self._connection: object | None = None  # asyncpg's, while listening
+        self._adding: set[asyncio.Task[None]] = set()
 
     def subscribe(self, folder_id: int, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` whenever ``folder_id`` changes; returns the unsubscribe."""
@@ -94,7 +95,14 @@ class ChangeHub:
         self._channels[channel] = receiver
         connection = self._connection
         if connection is not None:  # listening already: add it to the connection
-            asyncio.get_running_loop().create_task(self._add(connection, channel, receiver))
+            task = asyncio.get_running_loop().create_task(
+                self._add_now(connection, channel, receiver))
+            self._adding.add(task)  # held until done (the loop keeps weak references)
+            task.add_done_callback(self._adding.discard)
+
+    async def _add_now(self, connection: Any, channel: str, receiver: Receiver) -> None:
+        await self._add(connection, channel, receiver)
+        receiver(None)  # what was sent before it listened
 
     @staticmethod
     async def _add(connection: Any, channel: str, receiver: Receiver) -> None:
