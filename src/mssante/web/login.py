@@ -237,7 +237,9 @@ def create_router(web: WebContext) -> APIRouter:
             return to_login()
         await web.sessions.close(session.id)
         target = LOGIN_PATH
-        if session.psc_id_token and web.psc is not None:
+        if session.identity.psc is not None and web.psc is not None:
+            # the ID token when this process logged the browser in (sessions.py), else
+            # the client_id: the provider ends the session its own cookie names
             target = (await web.psc.end_session_url(
                 session.psc_id_token, base_url(request) + LOGIN_PATH)) or LOGIN_PATH
         response = RedirectResponse(target, status_code=303)
