@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mssante.auth.passwords import hash_password
@@ -61,11 +62,12 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     try:
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OSError as exc:
+    except (OSError, SQLAlchemyError) as exc:
         await admin.dispose()
+        reason = f"PostgreSQL unreachable at {POSTGRES_URL}: {exc}"
         if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+            pytest.fail(f"{reason} (MSSANTE_REQUIRE_POSTGRES is set)")
+        pytest.skip(reason)
     url = database_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     try:
         await _seed(url)
@@ -265,7 +267,7 @@ async def test_two_processes_share_web_sessions_and_psc_logouts(
         posted.set()
         assert response.status_code == 200, response.text
         delay = await waiting
-        assert delay < POLL_SECONDS + 1.5, delay
+        assert delay < POLL_SECONDS + 2.0, delay  # the poll, and a loaded machine's slack
         # the token is refused at both; the logout token is not taken again at the other
         assert await asyncio.to_thread(refused, environment, other, access)
         assert await asyncio.to_thread(refused, environment, one, access)
