@@ -12,8 +12,9 @@ client_secret).
   (``psctoken.token_login``), so that the web, IMAP and submission map a token to a
   person by the same rule.
 - The endpoints come from the provider's discovery document (``TokenChecker.metadata``).
-- Tokens are kept only in the server's memory for the session (the MSSanté rule for
-  software: never store the PSC token permanently).
+- Tokens are kept only in the memory of the process that logged the browser in (the
+  MSSanté rule for software: never store the PSC token permanently); the store keeps
+  of a PSC login only its sid, subject and iat (web/sessions.py, store/sessions.py).
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ class RelyingParty:
             return None
         if not endpoint.startswith("https://"):
             return None
-        query = urllib.parse.urlencode({"id_token_hint": id_token,
+        # §2: without the ID token (kept in one process's memory only, web/sessions.py)
+        # the client_id names who asks for the post_logout_redirect_uri
+        hint = {"id_token_hint": id_token} if id_token else {"client_id": self.client_id}
+        query = urllib.parse.urlencode({**hint,
                                         "post_logout_redirect_uri": post_logout_redirect_uri})
         separator = "&" if "?" in endpoint else "?"
         return f"{endpoint}{separator}{query}"

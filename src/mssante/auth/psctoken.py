@@ -25,7 +25,8 @@ IMAP and SMTP submission alike; no protocol here.
 - Logout tokens (OpenID Connect Back-Channel Logout 1.0 §2.6) are checked with the same
   keys: signature, ``iss``, ``aud`` the operator's client id, ``iat`` recent, ``exp``
   not past, the back-channel logout event, a ``sid`` or a ``sub``, no ``nonce``, the
-  ``typ`` header ``logout+jwt`` when present, and a ``jti`` not seen before.
+  ``typ`` header ``logout+jwt`` when present, and a ``jti`` not seen before (by any
+  process of the operator, before or after a restart: pscsessions.py).
 """
 
 from __future__ import annotations
@@ -87,12 +88,13 @@ class TokenChecker:
 
     def __init__(self, issuer: str, audience: str, ca_file: Path, *, leeway: float = 30.0,
                  timeout: float = 10.0, clock: Callable[[], float] = time.time,
-                 client_id: str = "") -> None:
+                 client_id: str = "", ended: EndedSessions | None = None) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.client_id = client_id or audience  # the ``aud`` of logout tokens
-        self.ended = EndedSessions(clock=clock)  # PSC sessions ended by back-channel logout
-        self._logout_ids: dict[str, float] = {}  # jti of logout tokens taken -> until
+        # PSC sessions ended by back-channel logout, and the logout tokens taken: in the
+        # operator's store when given one (pscsessions.py), else in this process only
+        self.ended = ended if ended is not None else EndedSessions(clock=clock)
         self.leeway = leeway
         self._ca_file = ca_file
         self._timeout = timeout
@@ -173,15 +175,13 @@ class TokenChecker:
             raise LogoutRefused("The token names neither a session nor a subject")
         if float(claims["iat"]) < now - LOGOUT_MAX_AGE - self.leeway:
             raise LogoutRefused("The logout token is too old")
-        self._logout_ids = {k: v for k, v in self._logout_ids.items() if v > now}
         jti = str(claims["jti"])
-        if jti in self._logout_ids:
+        if not await self.ended.take_logout_id(jti, now + LOGOUT_MAX_AGE + 2 * self.leeway):
             raise LogoutRefused("This logout token was used already")
-        self._logout_ids[jti] = now + LOGOUT_MAX_AGE + 2 * self.leeway
         if isinstance(sid, str) and sid:
-            self.ended.end_session(sid)
+            await self.ended.end_session(sid)
         else:
-            self.ended.end_subject(str(sub))
+            await self.ended.end_subject(str(sub))
         log.info("PSC back-channel logout: session %r, subject %r ended", sid, sub)
 
     async def _verified(self, token: str, kid: str, what: str, *, aud: str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from mssante.auth.pscsessions import EndedSessions
 from mssante.auth.psctoken import TokenChecker
 from mssante.config import OperatorConfig
 from mssante.imap.server import ImapListeners, start_imap
@@ -79,9 +80,13 @@ class OperatorService:
                 stale_after=config.trust.stale_after, timeout=config.trust.timeout)
             await self.trust.start()
             psc = config.psc
-            tokens = TokenChecker(psc.issuer, psc.expected_audience, config.tls.ca_file,
-                                  leeway=psc.leeway, timeout=config.trust.timeout,
-                                  client_id=psc.client_id) if psc.enabled else None
+            tokens = None
+            if psc.enabled:  # the PSC sessions ended are kept in the store (pscsessions.py)
+                ended = EndedSessions(records=self.store.psc_ended)
+                await ended.start()
+                tokens = TokenChecker(psc.issuer, psc.expected_audience, config.tls.ca_file,
+                                      leeway=psc.leeway, timeout=config.trust.timeout,
+                                      client_id=psc.client_id, ended=ended)
             self.directory = DirectorySearch(DirectoryClient(
                 config.trust.url, ca_file=config.tls.ca_file, cert_file=config.tls.cert_file,
                 key_file=config.tls.key_file,

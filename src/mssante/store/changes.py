@@ -17,6 +17,10 @@ Implementation notes:
 - SQLite has no such channel: a database shared by several processes on one
   machine is seen by the sessions of the other processes at their next command
   (NOOP, IDLE's periodic check).
+- Other kinds of news ride on the same connection, each on its own channel
+  (``follow``): the PSC sessions ended (store/sessions.py). Their receivers get the
+  payload, or None each time the connection starts listening (what was sent before
+  may have been missed: read it again).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ CHANNEL = "mssante_folders"
 RECONNECT_DELAY = 1.0  # seconds before listening again after a lost connection
 
 Subscriber = Callable[[], None]
+Receiver = Callable[[str | None], None]  # a payload; None: some may have been missed
 
 
 class ChangeHub:
@@ -41,6 +47,9 @@ class ChangeHub:
         self.token = secrets.token_hex(8)  # this process's notifications carry it
         self._subscribers: dict[int, set[Subscriber]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._channels: dict[str, Receiver] = {}  # other channels followed
+        self._connection: object | None = None  # asyncpg's, while listening
+        self._adding: set[asyncio.Task[None]] = set()
 
     def subscribe(self, folder_id: int, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` whenever ``folder_id`` changes; returns the unsubscribe."""
@@ -80,6 +89,29 @@ class ChangeHub:
 
     # ---------------------------------------------------------------- PostgreSQL
 
+    def follow(self, channel: str, receiver: Receiver) -> None:
+        """Also pass the payloads other processes send on ``channel`` to ``receiver``
+        (from the event loop), once ``listen`` runs."""
+        self._channels[channel] = receiver
+        connection = self._connection
+        if connection is not None:  # listening already: add it to the connection
+            task = asyncio.get_running_loop().create_task(
+                self._add_now(connection, channel, receiver))
+            self._adding.add(task)  # held until done (the loop keeps weak references)
+            task.add_done_callback(self._adding.discard)
+
+    async def _add_now(self, connection: Any, channel: str, receiver: Receiver) -> None:
+        await self._add(connection, channel, receiver)
+        receiver(None)  # what was sent before it listened
+
+    @staticmethod
+    async def _add(connection: Any, channel: str, receiver: Receiver) -> None:
+        try:
+            await connection.add_listener(
+                channel, lambda _conn, _pid, _channel, payload: receiver(payload))
+        except Exception as exc:  # the connection went: the next one listens
+            log.warning("cannot listen on %s: %s", channel, exc)
+
     def listen(self, dsn: str) -> None:
         """Start following the other processes' notifications (PostgreSQL ``dsn``,
         in asyncpg's form: ``postgresql://user@host:port/db``)."""
@@ -104,6 +136,10 @@ class ChangeHub:
                 connection.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await connection.add_listener(
                     CHANNEL, lambda _conn, _pid, _channel, payload: self._received(payload))
+                self._connection = connection
+                for channel, receiver in list(self._channels.items()):
+                    await self._add(connection, channel, receiver)
+                    receiver(None)  # what was sent before this connection listened
                 if not first:
                     self._publish_all()  # notifications may have gone by meanwhile
                 first = False
@@ -114,6 +150,7 @@ class ChangeHub:
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("cannot listen for folder notifications: %s", exc)
             finally:
+                self._connection = None
                 if connection is not None and not connection.is_closed():
                     await connection.close()
             await asyncio.sleep(RECONNECT_DELAY)

@@ -336,3 +336,51 @@ directory_outbox = Table(
     Index("ix_directory_outbox_address", "address", "id"),
     Index("ix_directory_outbox_due", "state", "next_attempt_at"),
 )
+
+# migration 0007p: what logins leave behind, shared by the operator's processes
+# (store/sessions.py). No cookie value and no PSC token is ever stored.
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("id_hash", Text, primary_key=True),  # SHA-256 (hex) of the cookie's value
+    Column("login", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("app", Text),
+    Column("psc_subject", Text),  # opened with PSC: the idNatPs, the sid, the token's iat
+    Column("psc_sid", Text),
+    Column("psc_issued_at", Double),
+    Column("csrf", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("seen_at", Double, nullable=False),
+    Column("mailbox", Text),  # the mailbox shown last
+    Column("notice", Text, nullable=False),  # a status to show once
+    Index("ix_web_sessions_login", "login"),
+    Index("ix_web_sessions_seen", "seen_at"),
+    Index("ix_web_sessions_created", "created_at"),
+)
+
+web_logins = Table(  # logins under way: PSC (state, nonce, PKCE), second factor
+    "web_logins", metadata,
+    Column("key_hash", Text, primary_key=True),  # SHA-256 (hex) of the cookie's value
+    Column("kind", Text, nullable=False),  # "psc" | "code"
+    Column("created_at", Double, nullable=False),
+    Column("data", Text, nullable=False),  # JSON
+    Column("tries", Integer, nullable=False),
+    Index("ix_web_logins_created", "kind", "created_at"),
+)
+
+psc_ended = Table(  # PSC sessions ended by back-channel logout: a sid, or a subject
+    "psc_ended", metadata,
+    Column("id", BigId, primary_key=True),  # never reused: what another process has read
+    Column("sid", Text),
+    Column("subject", Text),
+    Column("ended_at", Double, nullable=False),
+    Index("ix_psc_ended_at", "ended_at"),
+    sqlite_autoincrement=True,
+)
+
+psc_logout_ids = Table(  # the jti of logout tokens taken, until they could be replayed
+    "psc_logout_ids", metadata,
+    Column("jti", Text, primary_key=True),
+    Column("until", Double, nullable=False),
+    Index("ix_psc_logout_ids_until", "until"),
+)

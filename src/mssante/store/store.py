@@ -130,6 +130,7 @@ from mssante.store.schema import (
     persons,
     queue,
 )
+from mssante.store.sessions import EndedStore, SessionStore
 from mssante.store.transactions import Transactions
 
 _OWNER_TYPES = (MailboxType.PER, MailboxType.PAT)
@@ -187,6 +188,9 @@ class Store:
             self._write_audit, max_items=512)
         self.folders = FolderStore(self.tx, ChangeHub())
         self.logins = LoginStore(self.tx)  # second factors, personal addresses (logins.py)
+        # web sessions and logins under way; PSC sessions ended (sessions.py)
+        self.sessions = SessionStore(self.tx)
+        self.psc_ended = EndedStore(self.tx, self.folders.hub, self.listen_for_changes)
         # Called after a commit that delivered messages, with the local addresses whose
         # INBOX received one (new-message notices, notify/notices.py); it must only
         # take note and return: the acceptance waits for it.
@@ -196,6 +200,7 @@ class Store:
 
     async def close(self) -> None:
         """Finish the deliveries in progress and close the connections."""
+        await self.psc_ended.stop()
         await self.folders.hub.stop()
         await self._deliveries.wait_idle()
         await self._outcomes.wait_idle()

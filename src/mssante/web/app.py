@@ -7,8 +7,10 @@ configuration, the web sessions, the templates, the PSC relying party); none rea
 global state, none opens anything at import time.
 
 Every answer carries the security headers of security.py (strict CSP and the rest),
-and cross-site form posts are refused there. Static files (one stylesheet, one small
-script) are served under ``/static`` from the package. No OpenAPI document nor
+and cross-site form posts are refused there. The browser's session is read from the
+store once per request, before the routers run (sessions.py, ``SessionLoader``).
+Static files (one stylesheet, one small script) are served under ``/static`` from the
+package. No OpenAPI document nor
 interactive docs are served.
 """
 
@@ -26,7 +28,7 @@ from mssante.operator.runtime import OperatorRuntime
 from mssante.web import autoconfig, compose, directory, login, mail, patients, psclogout
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
-from mssante.web.sessions import Sessions
+from mssante.web.sessions import SessionLoader, Sessions
 
 RouterFactory = Callable[[WebContext], APIRouter]
 
@@ -48,13 +50,15 @@ def create_app(runtime: OperatorRuntime, config: OperatorConfig) -> FastAPI:
                         config.tls.ca_file, timeout=config.trust.timeout)
            if tokens is not None and config.psc.client_secret else None)
     web = WebContext(runtime, config,
-                     Sessions(ended=tokens.ended if tokens is not None else None),
+                     Sessions(runtime.store.sessions,
+                              ended=tokens.ended if tokens is not None else None),
                      templates(), psc, runtime.directory)
     app = FastAPI(title="MSSanté operator", docs_url=None, redoc_url=None,
                   openapi_url=None)
     issuer = urllib.parse.urlsplit(config.psc.issuer) if psc is not None else None
     app.add_middleware(SecurityHeaders, form_targets=(
         (f"{issuer.scheme}://{issuer.netloc}",) if issuer is not None else ()))
+    app.add_middleware(SessionLoader, sessions=web.sessions)  # one read per request
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for create_router in ROUTERS:
         app.include_router(create_router(web))

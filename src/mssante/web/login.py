@@ -42,6 +42,7 @@ from mssante.web.sessions import (
     SECOND_COOKIE,
     WebSession,
     cookie_header,
+    current,
     same_token,
 )
 
@@ -57,8 +58,8 @@ MAX_FIELD = 1024  # characters of a login or password looked at
 
 
 def session_of(web: WebContext, request: Request) -> WebSession | None:
-    """The browser's live session, if any."""
-    return web.sessions.get(request.cookies.get(COOKIE))
+    """The browser's live session, if any (read once per request: sessions.py)."""
+    return current(request)
 
 
 def to_login() -> RedirectResponse:
@@ -69,8 +70,9 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _opened(web: WebContext, identity: Identity, *, id_token: str = "") -> RedirectResponse:
-    session = web.sessions.open(identity, psc_id_token=id_token)
+async def _opened(web: WebContext, identity: Identity, *,
+                  id_token: str = "") -> RedirectResponse:
+    session = await web.sessions.open(identity, psc_id_token=id_token)
     response = RedirectResponse(HOME_PATH, status_code=303)
     response.headers.append("set-cookie", cookie_header(COOKIE, session.id))
     response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, "", clear=True))
@@ -138,8 +140,8 @@ def create_router(web: WebContext) -> APIRouter:
                 return login_page(request, login=login, status=503, error=str(exc))
         if factor is None:
             log.info("web login of %s from %s (password)", identity.login, address)
-            return _opened(web, identity)
-        key = web.sessions.await_second_factor(identity, factor.value)
+            return await _opened(web, identity)
+        key = await web.sessions.await_second_factor(identity, factor.value)
         response = RedirectResponse(CODE_PATH, status_code=303)
         response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, key))
         return response
@@ -151,7 +153,7 @@ def create_router(web: WebContext) -> APIRouter:
 
     @router.get(CODE_PATH)
     async def code_form(request: Request) -> Response:
-        waiting = web.sessions.halfway(request.cookies.get(SECOND_COOKIE))
+        waiting = await web.sessions.halfway(request.cookies.get(SECOND_COOKIE))
         if waiting is None:
             return to_login()
         return code_page(request, waiting[1])
@@ -159,7 +161,7 @@ def create_router(web: WebContext) -> APIRouter:
     @router.post(CODE_PATH)
     async def code_post(request: Request) -> Response:
         key = request.cookies.get(SECOND_COOKIE, "")
-        waiting = web.sessions.halfway(key)
+        waiting = await web.sessions.halfway(key)
         if waiting is None:
             return login_page(request, status=400, error="Le délai est dépassé : "
                                                          "connectez-vous à nouveau.")
@@ -173,15 +175,15 @@ def create_router(web: WebContext) -> APIRouter:
         else:
             right = await runtime.login_codes.verify(identity.login, code)
         if not right:
-            if web.sessions.second_factor_failed(key):
+            if await web.sessions.second_factor_failed(key):
                 return code_page(request, factor, status=401,
                                  error="Code incorrect ou expiré : réessayez.")
             return login_page(request, status=401, error="Trop de codes incorrects : "
                                                          "connectez-vous à nouveau.")
-        web.sessions.second_factor_done(key)
+        await web.sessions.second_factor_done(key)
         log.info("web login of %s from %s (password and %s)", identity.login, address,
                  factor)
-        response = _opened(web, identity)
+        response = await _opened(web, identity)
         response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, "", clear=True))
         return response
 
@@ -195,7 +197,7 @@ def create_router(web: WebContext) -> APIRouter:
         except ProviderUnavailable:
             return login_page(request, status=503, error="Pro Santé Connect est "
                                                          "injoignable : réessayez plus tard.")
-        key = web.sessions.remember_login(start)
+        key = await web.sessions.remember_login(start)
         response = RedirectResponse(start.url, status_code=303)
         response.headers.append("set-cookie", cookie_header(PSC_COOKIE, key))
         return response
@@ -205,7 +207,7 @@ def create_router(web: WebContext) -> APIRouter:
         if web.psc is None or web.runtime.tokens is None:
             return to_login()
         params = request.query_params
-        start = web.sessions.take_login(request.cookies.get(PSC_COOKIE),
+        start = await web.sessions.take_login(request.cookies.get(PSC_COOKIE),
                                         params.get("state", ""))
         if start is None:
             return login_page(request, status=400, error="Cette connexion Pro Santé Connect "
@@ -225,7 +227,7 @@ def create_router(web: WebContext) -> APIRouter:
             return login_page(request, status=401, error="Aucun compte de cet opérateur "
                                                          "pour ce professionnel.")
         log.info("web login of %s (Pro Santé Connect)", identity.login)
-        return _opened(web, identity, id_token=tokens.id_token)
+        return await _opened(web, identity, id_token=tokens.id_token)
 
     @router.post(LOGOUT_PATH)
     async def logout(request: Request) -> Response:
@@ -233,9 +235,11 @@ def create_router(web: WebContext) -> APIRouter:
         session = session_of(web, request)
         if session is None or not same_token(str(form.get("csrf", "")), session.csrf):
             return to_login()
-        web.sessions.close(session.id)
+        await web.sessions.close(session.id)
         target = LOGIN_PATH
-        if session.psc_id_token and web.psc is not None:
+        if session.identity.psc is not None and web.psc is not None:
+            # the ID token when this process logged the browser in (sessions.py), else
+            # the client_id: the provider ends the session its own cookie names
             target = (await web.psc.end_session_url(
                 session.psc_id_token, base_url(request) + LOGIN_PATH)) or LOGIN_PATH
         response = RedirectResponse(target, status_code=303)

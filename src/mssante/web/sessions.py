@@ -1,36 +1,56 @@
-"""Web sessions: who the browser is, kept on the server.
+"""Web sessions: who the browser is, kept in the operator's store.
 
 - The browser holds one opaque, random identifier in the cookie ``__Host-mssante``
   (``Secure``, ``HttpOnly``, ``SameSite=Lax``, ``Path=/``, no ``Domain``: the
   ``__Host-`` prefix makes the browser refuse it otherwise; RFC 6265bis §4.1.3.2).
-  Everything else (the identity, the CSRF token, the PSC ID token) stays in this
-  process's memory: a restart logs everyone out, and a PSC token is never stored
-  (MSSanté rule for software).
+  Everything else (the identity, the CSRF token, when it was opened and last used,
+  the mailbox shown last, a notice) is kept in the operator's store
+  (store/sessions.py) under the SHA-256 of that identifier, never the identifier
+  itself: a copy of the database opens no session. So a session survives a restart
+  and is known to every process of the operator.
+- A PSC token is never stored (MSSanté rule for software): of a PSC login the store
+  keeps its sid, subject and iat, what a logout is matched against. The ID token, used
+  to log out at the provider too, stays in the memory of the process that logged the
+  browser in; a logout through another process (or after a restart) sends the
+  browser to the provider's end-session endpoint with the ``client_id`` instead
+  (RP-Initiated Logout 1.0 §2).
 - A session locks after ``idle`` seconds without a request (2 hours: the MSSanté rule
   for software) and ends after ``max_age`` in any case; a session opened with Pro Santé
-  Connect ends when that PSC session ends (back-channel logout, auth/pscsessions.py).
+  Connect ends when that PSC session ends (back-channel logout, auth/pscsessions.py,
+  checked in memory). Its last use is written at most every ``SEEN_STEP`` seconds, so
+  the idle lock comes within a minute of 2 hours.
+- ``SessionLoader`` (an ASGI middleware) reads the browser's session once per request
+  (one read by primary key) before the routers run (``current``), and writes back what
+  they changed (last use, mailbox, notice) before the answer starts.
 - Each session has its CSRF token, which every form posts back (``csrf``); the login
   form, before any session, has its own token in a second cookie
   (``__Host-mssante-login``, double submit).
 - A right password whose second factor is still to come (TOTP, a patient's code by
   mail) is kept ``SECOND_FACTOR_SECONDS`` under a key in ``__Host-mssante-code``;
   ``SECOND_FACTOR_TRIES`` wrong codes and the password must be given again.
-- A login attempt with PSC keeps its state, nonce and PKCE verifier here for
+- A login attempt with PSC keeps its state, nonce and PKCE verifier for
   ``PENDING_SECONDS``, under a random key given to the browser in
-  ``__Host-mssante-psc``; the provider's answer must come back to the same browser.
+  ``__Host-mssante-psc``; the provider's answer must come back to the same browser
+  (to any process of the operator). Both are in the store, under the key's hash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from mssante.auth.identity import Identity
+from starlette.requests import Request, cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mssante.auth.identity import Identity, PscLogin
 from mssante.auth.pscclient import AuthorizationStart
 from mssante.auth.pscsessions import EndedSessions
+from mssante.store.sessions import CODE_LOGIN, PSC_LOGIN, SessionStore, StoredSession, hashed
 
 COOKIE = "__Host-mssante"
 LOGIN_COOKIE = "__Host-mssante-login"
@@ -42,6 +62,8 @@ PENDING_SECONDS = 600.0
 SECOND_FACTOR_SECONDS = 300.0  # to type the code after the password
 SECOND_FACTOR_TRIES = 5  # wrong codes before the password must be given again
 MAX_SESSIONS = 100_000
+SEEN_STEP = 60.0  # seconds: the last use is written again only when older than this
+STATE_KEY = "web_session"  # where SessionLoader leaves the session (request.state)
 
 
 def cookie_header(name: str, value: str, *, clear: bool = False) -> str:
@@ -57,123 +79,194 @@ def same_token(a: str, b: str) -> bool:
 
 @dataclass(slots=True)
 class WebSession:
-    id: str
+    id: str  # the cookie's value (only the browser and this request hold it)
     identity: Identity
     csrf: str
     created: float
     seen: float
-    psc_id_token: str = ""  # for logging out at the provider too
+    psc_id_token: str = ""  # for logging out at the provider too (this process only)
     mailbox: str | None = None  # the mailbox shown last
     notice: str = ""  # a status to show once (``role=status``)
-    data: dict[str, str] = field(default_factory=dict)
+    stored: tuple[float, str | None, str] = field(default=(0.0, None, ""), repr=False)
+
+    @property
+    def changed(self) -> bool:
+        return (self.seen, self.mailbox, self.notice) != self.stored
+
+
+def _identity(data: dict[str, Any]) -> Identity:
+    psc = data.get("psc")
+    return Identity(str(data["login"]), str(data["kind"]), data.get("app"),
+                    None if psc is None else PscLogin(str(psc[0]), str(psc[1]),
+                                                      float(psc[2])))
+
+
+def _identity_data(identity: Identity) -> dict[str, Any]:
+    psc = identity.psc
+    return {"login": identity.login, "kind": identity.kind, "app": identity.app,
+            "psc": None if psc is None else [psc.subject, psc.sid, psc.issued_at]}
 
 
 class Sessions:
-    """The web sessions of one operator process."""
+    """The web sessions of one operator, in its store; one per process."""
 
-    def __init__(self, *, ended: EndedSessions | None = None, idle: float = IDLE_SECONDS,
-                 max_age: float = MAX_AGE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._sessions: dict[str, WebSession] = {}
-        self._pending: dict[str, tuple[float, AuthorizationStart]] = {}
-        self._halfway: dict[str, tuple[float, Identity, str, int]] = {}
+    def __init__(self, store: SessionStore, *, ended: EndedSessions | None = None,
+                 idle: float = IDLE_SECONDS, max_age: float = MAX_AGE_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._id_tokens: dict[str, str] = {}  # hash of the cookie -> PSC ID token
         self._ended = ended
         self._idle = idle
         self._max_age = max_age
         self._clock = clock
 
-    def open(self, identity: Identity, *, psc_id_token: str = "") -> WebSession:
+    async def open(self, identity: Identity, *, psc_id_token: str = "") -> WebSession:
         now = self._clock()
-        if len(self._sessions) >= MAX_SESSIONS:
-            self._sweep(now)
         session = WebSession(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32),
                              now, now, psc_id_token)
-        self._sessions[session.id] = session
+        session.stored = (now, None, "")
+        psc = identity.psc
+        await self._store.open(session.id, StoredSession(
+            login=identity.login, kind=identity.kind, app=identity.app,
+            psc_subject=None if psc is None else psc.subject,
+            psc_sid="" if psc is None else psc.sid,
+            psc_issued_at=0.0 if psc is None else psc.issued_at,
+            csrf=session.csrf, created_at=now, seen_at=now, mailbox=None, notice=""),
+            now=now, idle=self._idle, max_age=self._max_age, max_sessions=MAX_SESSIONS)
+        if psc_id_token:
+            self._id_tokens[hashed(session.id)] = psc_id_token
+            while len(self._id_tokens) > MAX_SESSIONS:
+                del self._id_tokens[next(iter(self._id_tokens))]
         return session
 
-    def get(self, session_id: str | None) -> WebSession | None:
-        """The live session of this identifier (its last activity now), or None."""
+    async def get(self, session_id: str | None) -> WebSession | None:
+        """The live session of this identifier (its last use now, written by ``save``),
+        or None; a session past its time, or whose PSC session ended, is closed."""
         if not session_id:
             return None
-        session = self._sessions.get(session_id)
-        if session is None:
+        found = await self._store.get(session_id)
+        if found is None:
             return None
         now = self._clock()
-        psc = session.identity.psc
-        if (now - session.seen > self._idle or now - session.created > self._max_age
+        psc = (None if found.psc_subject is None
+               else PscLogin(found.psc_subject, found.psc_sid, found.psc_issued_at))
+        if (now - found.seen_at > self._idle or now - found.created_at > self._max_age
                 or (psc is not None and self._ended is not None and self._ended.ended(psc))):
-            del self._sessions[session_id]
+            await self.close(session_id)
             return None
-        session.seen = now
+        session = WebSession(session_id, Identity(found.login, found.kind, found.app, psc),
+                             found.csrf, found.created_at, found.seen_at,
+                             self._id_tokens.get(hashed(session_id), ""), found.mailbox,
+                             found.notice)
+        session.stored = (found.seen_at, found.mailbox, found.notice)
+        if now - found.seen_at >= SEEN_STEP:
+            session.seen = now
         return session
 
-    def close(self, session_id: str | None) -> WebSession | None:
-        return self._sessions.pop(session_id, None) if session_id else None
+    async def save(self, session: WebSession) -> None:
+        """Write what changed of the session (its last use, mailbox, notice)."""
+        if session.changed:
+            await self._store.save(session.id, seen_at=session.seen, mailbox=session.mailbox,
+                                   notice=session.notice)
+            session.stored = (session.seen, session.mailbox, session.notice)
 
-    def close_all_of(self, login: str) -> int:
+    async def close(self, session_id: str | None) -> None:
+        if session_id:
+            self._id_tokens.pop(hashed(session_id), None)
+            await self._store.close(session_id)
+
+    async def close_all_of(self, login: str) -> int:
         """End every session of ``login`` (a password changed, an account removed)."""
-        ids = [k for k, s in self._sessions.items() if s.identity.login == login]
-        for k in ids:
-            del self._sessions[k]
-        return len(ids)
+        return await self._store.close_all_of(login)
 
     # -- PSC logins under way ----------------------------------------------------------
 
-    def remember_login(self, start: AuthorizationStart) -> str:
-        now = self._clock()
-        self._pending = {k: v for k, v in self._pending.items()
-                         if now - v[0] < PENDING_SECONDS}
+    async def remember_login(self, start: AuthorizationStart) -> str:
         key = secrets.token_urlsafe(24)
-        self._pending[key] = (now, start)
+        await self._store.put_login(PSC_LOGIN, key, dataclasses.asdict(start),
+                                    now=self._clock(), keep=PENDING_SECONDS)
         return key
 
-    def take_login(self, key: str | None, state: str) -> AuthorizationStart | None:
+    async def take_login(self, key: str | None, state: str) -> AuthorizationStart | None:
         """The login attempt this browser started, if ``state`` is its state; it can be
         taken once."""
         if not key:
             return None
-        found = self._pending.pop(key, None)
-        if found is None or self._clock() - found[0] >= PENDING_SECONDS:
+        found = await self._store.take_login(PSC_LOGIN, key, now=self._clock(),
+                                             keep=PENDING_SECONDS)
+        if found is None:
             return None
-        return found[1] if same_token(found[1].state, state) else None
+        start = AuthorizationStart(**{f.name: str(found[f.name])
+                                      for f in dataclasses.fields(AuthorizationStart)})
+        return start if same_token(start.state, state) else None
 
     # -- password logins waiting for their second factor ---------------------------
 
-    def await_second_factor(self, identity: Identity, factor: str) -> str:
+    async def await_second_factor(self, identity: Identity, factor: str) -> str:
         """Remember a right password whose second factor (``factor``) is still to be
         given; the key goes to the browser in ``SECOND_COOKIE``."""
-        now = self._clock()
-        self._halfway = {k: v for k, v in self._halfway.items()
-                         if now - v[0] < SECOND_FACTOR_SECONDS}
         key = secrets.token_urlsafe(24)
-        self._halfway[key] = (now, identity, factor, 0)
+        await self._store.put_login(CODE_LOGIN, key,
+                                    {"identity": _identity_data(identity), "factor": factor},
+                                    now=self._clock(), keep=SECOND_FACTOR_SECONDS)
         return key
 
-    def halfway(self, key: str | None) -> tuple[Identity, str] | None:
+    async def halfway(self, key: str | None) -> tuple[Identity, str] | None:
         """The login waiting under ``key`` and its factor, if still in time."""
-        found = self._halfway.get(key or "")
-        if found is None or self._clock() - found[0] >= SECOND_FACTOR_SECONDS:
+        if not key:
             return None
-        return found[1], found[2]
-
-    def second_factor_failed(self, key: str) -> bool:
-        """Count a wrong code; False when the login must start again."""
-        found = self._halfway.get(key)
+        found = await self._store.login(CODE_LOGIN, key, now=self._clock(),
+                                        keep=SECOND_FACTOR_SECONDS)
         if found is None:
-            return False
-        tries = found[3] + 1
-        if tries >= SECOND_FACTOR_TRIES:
-            del self._halfway[key]
-            return False
-        self._halfway[key] = (found[0], found[1], found[2], tries)
-        return True
+            return None
+        return _identity(found[0]["identity"]), str(found[0]["factor"])
 
-    def second_factor_done(self, key: str) -> None:
-        self._halfway.pop(key, None)
+    async def second_factor_failed(self, key: str) -> bool:
+        """Count a wrong code; False when the login must start again."""
+        return await self._store.login_failed(CODE_LOGIN, key, max_tries=SECOND_FACTOR_TRIES)
 
-    def _sweep(self, now: float) -> None:
-        for k in [k for k, s in self._sessions.items()
-                  if now - s.seen > self._idle or now - s.created > self._max_age]:
-            del self._sessions[k]
-        while len(self._sessions) >= MAX_SESSIONS:
-            del self._sessions[next(iter(self._sessions))]
+    async def second_factor_done(self, key: str) -> None:
+        await self._store.drop_login(key)
+
+
+def current(request: Request) -> WebSession | None:
+    """The browser's live session, as ``SessionLoader`` found it for this request."""
+    session: WebSession | None = getattr(request.state, STATE_KEY, None)
+    return session
+
+
+class SessionLoader:
+    """ASGI middleware: the browser's session read before the routers run, and what
+    they changed of it written before the answer starts (so that the next request,
+    to any process, sees it). Static files are served without it."""
+
+    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        session = await self.sessions.get(_cookie(scope, COOKIE))
+        scope.setdefault("state", {})[STATE_KEY] = session
+        if session is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await self.sessions.save(session)
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    """The value of cookie ``name``, parsed as ``Request.cookies`` does."""
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie" and name.encode() in value:
+            found = cookie_parser(value.decode("latin-1")).get(name)
+            if found:
+                return found
+    return None
