@@ -2,6 +2,7 @@
 
     python bench/relay.py [--messages 10000] [--size 51200] [--connections 20]
                           [--engines sqlite,postgresql] [--peer postfix|none] [--profile DIR]
+                          [--audit both|on|off] [--keep DIR]
 
 For each database engine, the benchmark prepares a fresh local environment, runs the
 trust space and the operators ``ch-xyz.mssante.fr`` and ``medecin.mssante.fr`` as
@@ -100,7 +101,8 @@ class Processes:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.profile_dir = profile_dir
 
-    def start(self, name: str, args: list[str], log: Path) -> None:
+    def start(self, name: str, args: list[str], log: Path,
+              env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "mssante.cli", *args]
         if self.profile_dir is not None and name != "trust":
             self.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +110,9 @@ class Processes:
             cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(out),
                    "-m", "mssante.cli", *args]
         fh = log.open("wb")
-        self.procs.append((name, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)))
+        self.procs.append((name, subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None)))
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -207,8 +211,9 @@ async def reset_postgres(names: list[str]) -> dict[str, str]:
     return {name: f"{base}/{name}" for name in names}
 
 
-def run_mssante(engine: str, args: argparse.Namespace, workdir: Path) -> Result:
-    data_dir = workdir / f"mssante-{engine}"
+def run_mssante(engine: str, args: argparse.Namespace, workdir: Path, *,
+                audit: bool = True) -> Result:
+    data_dir = workdir / f"mssante-{engine}-{'audit' if audit else 'noaudit'}"
     urls: dict[str, str] = {}
     if engine == "postgresql":
         dbs = asyncio.run(reset_postgres(["mssante_bench_chxyz", "mssante_bench_medecin"]))
@@ -226,7 +231,8 @@ def run_mssante(engine: str, args: argparse.Namespace, workdir: Path) -> Result:
         wait_port(env.base_port)
         for domain, name in (("medecin.mssante.fr", "medecin"), ("ch-xyz.mssante.fr", "ch-xyz")):
             procs.start(name, ["operator", "serve", "--config", ops[domain]["config"]],
-                        data_dir / f"{name}.log")
+                        data_dir / f"{name}.log",
+                        env=None if audit else {"MSSANTE_AUDIT__ENABLED": "false"})
         for domain in ("medecin.mssante.fr", "ch-xyz.mssante.fr"):
             wait_port(ops[domain]["smtp"]["port"])
             wait_port(ops[domain]["submission"]["port"])
@@ -240,8 +246,11 @@ def run_mssante(engine: str, args: argparse.Namespace, workdir: Path) -> Result:
                                          args.timeout))
     finally:
         procs.stop()
-    return summarise("mssante → mssante", engine, args.messages, started, stored,
-                     "submission: STARTTLS + AUTH; relay: mutual TLS + whitelist")
+    return summarise("mssante → mssante" + ("" if audit else " (no audit trail)"), engine,
+                     args.messages, started, stored,
+                     "submission: STARTTLS + AUTH; relay: mutual TLS + whitelist"
+                     + ("; audit trail on (entries in each transaction, sealed every "
+                        "second)" if audit else "; [audit] enabled = false"))
 
 
 async def wait_stored(config_path: str, expected: int, timeout: float
@@ -314,13 +323,19 @@ def main() -> None:
     parser.add_argument("--peer", choices=["postfix", "none"], default="postfix")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", help="write a pyinstrument profile per operator here")
+    parser.add_argument("--audit", choices=["both", "on", "off"], default="both",
+                        help="run mssante with the audit trail, without it, or both "
+                             "(its cost, in the same run)")
+    parser.add_argument("--keep", help="keep the environments and logs in this folder")
     args = parser.parse_args()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="mssante-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.keep) if args.keep else Path(tmp)
         for engine in [e for e in args.engines.split(",") if e]:
-            print(f"running mssante on {engine}…", file=sys.stderr)
-            results.append(run_mssante(engine, args, workdir))
+            for audit in {"both": (True, False), "on": (True,), "off": (False,)}[args.audit]:
+                print(f"running mssante on {engine}, audit trail "
+                      f"{'on' if audit else 'off'}…", file=sys.stderr)
+                results.append(run_mssante(engine, args, workdir, audit=audit))
         if args.peer == "postfix":
             print("running Postfix → Postfix…", file=sys.stderr)
             results.append(run_postfix(args, workdir))
@@ -339,6 +354,12 @@ def main() -> None:
         for r in ours:
             print(f"ratio mssante ({r.engine}) / Postfix: {r.rate / peers[0].rate:.2f}× "
                   "throughput")
+    for engine in {r.engine for r in ours}:
+        on = next((r for r in ours if r.engine == engine and "no audit" not in r.stack), None)
+        off = next((r for r in ours if r.engine == engine and "no audit" in r.stack), None)
+        if on is not None and off is not None and off.rate:
+            print(f"audit trail cost ({engine}): {on.rate / off.rate:.2f}× the throughput "
+                  "without it")
     bad = [r for r in results if r.duplicates or r.missing]
     if bad:
         print("EXACTLY-ONCE CHECK FAILED for: " + ", ".join(f"{r.stack} {r.engine}" for r in bad))
