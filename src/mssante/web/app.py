@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
-from mssante.web import autoconfig, compose, directory, login, mail, psclogout
+from mssante.web import apppasswords, autoconfig, compose, directory, login, mail, psclogout
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
 from mssante.web.sessions import Sessions
@@ -37,6 +37,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     mail.create_router,  # the webmail: mailboxes, folders, messages
     compose.create_router,  # writing and sending, through operator/sending.py
     directory.create_router,  # recipient suggestions from the national directory
+    apppasswords.create_router,  # the person's application passwords for mail clients
 )
 
 

@@ -63,6 +63,9 @@ class WebSession:
     created: float
     seen: float
     psc_id_token: str = ""  # for logging out at the provider too
+    # opened with more than a password: its second factor, or Pro Santé Connect
+    # (what creating an application password asks, web/apppasswords.py)
+    strong: bool = False
     mailbox: str | None = None  # the mailbox shown last
     notice: str = ""  # a status to show once (``role=status``)
     data: dict[str, str] = field(default_factory=dict)
@@ -82,12 +85,13 @@ class Sessions:
         self._max_age = max_age
         self._clock = clock
 
-    def open(self, identity: Identity, *, psc_id_token: str = "") -> WebSession:
+    def open(self, identity: Identity, *, psc_id_token: str = "",
+             strong: bool = False) -> WebSession:
         now = self._clock()
         if len(self._sessions) >= MAX_SESSIONS:
             self._sweep(now)
         session = WebSession(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32),
-                             now, now, psc_id_token)
+                             now, now, psc_id_token, strong=strong)
         self._sessions[session.id] = session
         return session
 
