@@ -3,8 +3,9 @@
 - ``GET /compte/mots-de-passe-application``: the list (``Nom de l'appareil``, created,
   last used and from where), the form to create one, a ``Révoquer`` button for each.
 - ``POST /compte/mots-de-passe-application``: create one (auth/apppasswords.py) named
-  ``nom``; the answer is the page itself, the password shown in its ``role=status``
-  region, once: it is kept nowhere but in its hash.
+  ``nom``, then back to the list (303, so that reloading the page does not create
+  another), where the password is shown in the ``role=status`` region, once: the
+  session holds it in memory until that page takes it; the store has its hash only.
 - ``POST /compte/mots-de-passe-application/{id}/revoquer``: revoke it; from the next
   login on it opens nothing (store/logins.py), then back to the list with a status.
 
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from mssante.auth import apppasswords
-from mssante.auth.apppasswords import InvalidLabel, NewAppPassword
+from mssante.auth.apppasswords import InvalidLabel
 from mssante.errors import NotFound
 from mssante.store.logins import MAX_APP_PASSWORDS, AppPassword, TooManyAppPasswords
 from mssante.web.context import WebContext
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 PATH = "/compte/mots-de-passe-application"
 MAX_FORM_LABEL = 1024  # characters of a label looked at (check_label allows fewer)
+# the password just created and its label, in the session until the page shows them
+_CREATED = "app_password"
+_CREATED_LABEL = "app_password_label"
 
 
 def when(ts: float | None) -> str:
@@ -49,12 +53,13 @@ def create_router(web: WebContext) -> APIRouter:
     logins = web.runtime.store.logins
 
     async def page(request: Request, session: WebSession, *, status: int = 200,
-                   error: str = "", label: str = "",
-                   created: NewAppPassword | None = None) -> Response:
+                   error: str = "", label: str = "") -> Response:
         entries: list[AppPassword] = await logins.app_passwords(session.identity.login)
+        created = (session.data.pop(_CREATED_LABEL, ""), session.data.pop(_CREATED, ""))
         return web.page(request, "app_passwords.html", session=session, status=status,
                         entries=entries, when=when, error=error, label=label,
-                        created=created, path_base=PATH, limit=MAX_APP_PASSWORDS)
+                        created=created if created[1] else None, path_base=PATH,
+                        limit=MAX_APP_PASSWORDS)
 
     @router.get(PATH)
     async def show(request: Request) -> Response:
@@ -91,7 +96,9 @@ def create_router(web: WebContext) -> APIRouter:
             return to_login()
         log.info("application password %d (%r) created for %s at the web",
                  created.entry.id, created.entry.label, login)
-        return await page(request, session, created=created)
+        session.data[_CREATED_LABEL] = created.entry.label
+        session.data[_CREATED] = created.password
+        return RedirectResponse(PATH, status_code=303)
 
     @router.post(PATH + "/{app_password_id}/revoquer")
     async def revoke(request: Request, app_password_id: int) -> Response:
