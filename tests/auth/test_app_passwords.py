@@ -8,6 +8,7 @@ import math
 import re
 
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,3 +78,15 @@ async def test_the_right_one_is_found_among_several() -> None:
     assert await apppasswords.match([older, a, b], "mmmmnnnnoooopppp", cache) is None
     assert await apppasswords.match([], "aaaabbbbccccdddd", cache) is None
     assert repr(a) == "AppPasswordHash(id=2)"
+
+
+async def test_one_hashed_with_other_parameters_still_opens() -> None:
+    """Made before the parameters changed (here: lighter ones), it is checked alone."""
+    old = AppPasswordHash(1, PasswordHasher(time_cost=1, memory_cost=8 * 1024).hash(
+        "aaaabbbbccccdddd"), None, None)
+    new = AppPasswordHash(2, hash_like("eeeeffffgggghhhh", [old.password_hash]), None, None)
+    assert salt_of(old.password_hash) is None and salt_of(new.password_hash) is not None
+    cache = VerifiedLogins()
+    assert await apppasswords.match([old, new], "aaaabbbbccccdddd", cache) == old
+    assert await apppasswords.match([old, new], "eeeeffffgggghhhh", cache) == new
+    assert await apppasswords.match([old, new], "iiiijjjjkkkkllll", cache) is None

@@ -45,6 +45,7 @@ from mssante.auth.passwords import (
     hash_password_salted,
     rehash,
     salt_of,
+    verify_password,
 )
 from mssante.errors import MSSanteError
 from mssante.store.logins import AppPassword, AppPasswordHash
@@ -139,21 +140,25 @@ def _dummy() -> str:
 
 
 def _match(entries: Sequence[AppPasswordHash], password: str) -> AppPasswordHash | None:
-    """The entry ``password`` is, one argon2 computation per salt among ``entries``
-    (normally one), at least one in any case."""
-    if not entries:
-        rehash(password, _dummy())
-        return None
-    computed: dict[bytes | None, str | None] = {}
+    """The entry ``password`` is: one argon2 computation per salt among ``entries``
+    (normally one), one in any case (against a dummy hash when there is none)."""
+    computed: dict[bytes, str] = {}  # the password hashed, per salt
+    checked_alone = False
     found = None
     for entry in entries:
         salt = salt_of(entry.password_hash)
-        if salt not in computed:
-            computed[salt] = rehash(password, entry.password_hash)
-        mine = computed[salt]
-        if (found is None and mine is not None
-                and hmac.compare_digest(mine.encode(), entry.password_hash.encode())):
+        if salt is None:  # other parameters (an older version's): checked on its own
+            checked_alone = True
+            matches = verify_password(entry.password_hash, password)
+        else:
+            if salt not in computed:
+                computed[salt] = hash_password_salted(password, salt)
+            matches = hmac.compare_digest(computed[salt].encode(),
+                                          entry.password_hash.encode())
+        if matches and found is None:
             found = entry
+    if not computed and not checked_alone:
+        rehash(password, _dummy())
     return found
 
 

@@ -90,7 +90,7 @@ async def password_login(people: People, throttle: FailedLogins, login: str, pas
     candidate = (apppasswords.normalized(password)
                  if PasswordKind.APPLICATION in password_kinds(way) else None)
     if candidate is not None:
-        entries = await people.logins.app_password_hashes(login) if person else []
+        entries = await people.logins.app_password_hashes(login)  # none: a dummy hash
         entry = await apppasswords.match(entries, candidate, _VERIFIED)
         if entry is not None and person is not None:
             throttle.forgive(login, address, attempt)
