@@ -128,10 +128,8 @@ class AppPasswordRequired(PolicyViolation):
 
 # Reply text is ASCII (RFC 9051 §9, RFC 5321 §4.2): it names the webmail page in French
 # without its accents.
-APP_PASSWORD_REQUIRED = (
-    "Your account has a second factor (TOTP): its password opens the webmail only. "
-    "Create an application password for this mail client (webmail: Mots de passe "
-    "d'application) and log in with it here")
+_CREATE_ONE = ("Create an application password for this mail client (webmail: Mots de "
+               "passe d'application) and log in with it here")
 
 
 # -- second factors ---------------------------------------------------------------------
@@ -214,9 +212,15 @@ def check_password_way(kind: PasswordKind, way: WayIn, person: LoginFactors,
     the account password away from mail clients: it is a check of the web's login
     the operator turns on for all patients by default, not a factor the patient chose.
     """
-    if kind is PasswordKind.ACCOUNT and way is WayIn.MAIL_CLIENT and (
-            person.totp_enrolled or person.kind in second_factors.totp_required):
-        raise AppPasswordRequired(APP_PASSWORD_REQUIRED)
+    if kind is not PasswordKind.ACCOUNT or way is not WayIn.MAIL_CLIENT:
+        return
+    if person.totp_enrolled:
+        raise AppPasswordRequired("Your account has a second factor (TOTP): its password "
+                                  f"opens the webmail only. {_CREATE_ONE}")
+    if person.kind in second_factors.totp_required:
+        raise AppPasswordRequired(
+            f"Your operator requires a second factor (TOTP) for {_NAMES[person.kind]}: "
+            f"your password opens the webmail only, with it. {_CREATE_ONE}")
 
 
 def parse_personal_address(text: str) -> Address:
