@@ -8,6 +8,7 @@ tests/web/test_app_passwords_browser.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
 import smtplib
 import time
@@ -25,6 +26,7 @@ from mssante.auth import apppasswords, totp
 from mssante.auth.passwords import hash_password
 from mssante.domain.logins import PasswordPolicy, SecondFactorPolicy
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
+from mssante.imap.session import APP_PASSWORD_CHECK_SECONDS
 from mssante.store import Store, open_store
 
 HOSPITAL = "ch-xyz.mssante.fr"
@@ -286,3 +288,37 @@ async def test_a_disabled_kind_cannot_use_app_passwords_either(
             assert refused.smtp_code == 534
 
         await asyncio.to_thread(clients)
+
+
+async def test_a_session_opened_with_a_revoked_app_password_ends(
+        environment: RunningEnvironment, operator: SideOperator, stores: Stores) -> None:
+    """Revoked while its sessions are open: the IMAP session gets ``* BYE`` at its next
+    command past ``APP_PASSWORD_CHECK_SECONDS``, the submission session ``421`` at its
+    next MAIL; a session of another application password goes on."""
+    revoked = await apppasswords.create(operator.store.logins, ENROLLED, "Téléphone perdu")
+    kept = await apppasswords.create(operator.store.logins, ENROLLED, "Thunderbird")
+    with contextlib.ExitStack() as opened:
+        def open_sessions() -> tuple[imaplib.IMAP4, imaplib.IMAP4, smtplib.SMTP]:
+            imap = opened.enter_context(imaps(environment, operator))
+            assert imap.login(ENROLLED, revoked.password)[0] == "OK"
+            assert imap.select("INBOX")[0] == "OK"
+            other = opened.enter_context(imaps(environment, operator))
+            assert other.login(ENROLLED, kept.password)[0] == "OK"
+            smtp = opened.enter_context(submissions(environment, operator))
+            assert smtp.login(ENROLLED, revoked.password)[0] == 235
+            return imap, other, smtp
+
+        imap, other, smtp = await asyncio.to_thread(open_sessions)
+        other_process = await stores.open()
+        assert await other_process.logins.revoke_app_password(ENROLLED, revoked.entry.id)
+        await asyncio.sleep(APP_PASSWORD_CHECK_SECONDS + 0.5)
+
+        def next_commands() -> None:
+            with pytest.raises(imaplib.IMAP4.abort, match="application password was revoked"):
+                imap.noop()
+            assert other.noop()[0] == "OK"
+            code, text = smtp.mail(ENROLLED)
+            assert code == 421 and b"application password was revoked" in text
+            other.logout()
+
+        await asyncio.to_thread(next_commands)

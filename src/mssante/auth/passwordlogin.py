@@ -96,7 +96,7 @@ async def password_login(people: People, throttle: FailedLogins, login: str, pas
             throttle.forgive(login, address, attempt)
             _check_policy(policy, person)
             await apppasswords.record_use(people.logins, entry, address)
-            return Identity(person.login, person.kind.value)
+            return Identity(person.login, person.kind.value, app_password=entry.id)
     stored = person.password_hash if person is not None else None
     ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:

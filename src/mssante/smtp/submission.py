@@ -19,7 +19,8 @@ Implementation notes:
   OAUTHBEARER's ``334`` JSON error (RFC 7628 §3.2.2); it counts like a wrong password
   for the connection's budget. The AUTH line may be as long as RFC 4954 §4 allows.
   Once the PSC session the token stood for has ended (auth/pscsessions.py), the next
-  MAIL gets ``421 4.7.0`` and the connection closes.
+  MAIL gets ``421 4.7.0`` and the connection closes; so does it once the application
+  password the session logged in with is revoked (read at each MAIL).
 - MAIL, RCPT and DATA are the three stages of operator/sending.py, the path the web
   takes too: who may send as whom, recipients in the trust space, the patient rules,
   the added From, Date and Message-ID, the Sent copy. The rights are read again at
@@ -232,6 +233,10 @@ class SubmissionHandler:
         if identity.psc is not None and tokens is not None and tokens.ended.ended(identity.psc):
             # auth/pscsessions.py: the PSC session the token stood for was ended
             return "421 4.7.0 Your Pro Sante Connect session has ended: authenticate again"
+        if (identity.app_password is not None
+                and not await self.ctx.store.logins.app_password_live(identity.app_password)):
+            # auth/apppasswords.py: the application password it logged in with was revoked
+            return "421 4.7.0 Your application password was revoked: authenticate again"
         await sending.check_sender(self.ctx, identity, address)
         return str(SENDER_OK)
 

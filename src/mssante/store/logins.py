@@ -253,6 +253,13 @@ class LoginStore:
                     persons.c.login == login).scalar_subquery()))
             return bool(result.rowcount == 1)
 
+    async def app_password_live(self, app_password_id: int) -> bool:
+        """Whether the application password ``app_password_id`` is still there (not
+        revoked): a session it opened ends otherwise."""
+        async with self.tx.read() as conn:
+            return (await conn.execute(select(app_passwords.c.id).where(
+                app_passwords.c.id == app_password_id))).first() is not None
+
     async def app_password_used(self, app_password_id: int, *, at: float,
                                 address: str) -> None:
         """Record that the application password opened a session from ``address``."""
