@@ -21,7 +21,9 @@ Implementation notes:
   any, costs a dummy hash), and its timing tells nothing of either.
 - The verification cache (passwords.VerifiedLogins, five minutes) remembers a
   (hash, password) pair only; the hashes are read from the store at every login, so
-  a revoked password opens nothing from the next login on, in every process.
+  a revoked password opens nothing from the next login on, in every process. A session
+  it opened remembers it (``Identity.app_password``) and ends at its next IMAP command
+  or MAIL once it is gone (imap/session.py, smtp/submission.py).
 - The last use is written at most once a minute per password and address, so that a
   client reconnecting often does not write at each login.
 """
