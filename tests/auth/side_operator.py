@@ -15,7 +15,7 @@ from tests.imap.conftest import HOSPITAL
 
 from mssante.auth.psctoken import TokenChecker
 from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
-from mssante.domain.logins import PasswordPolicy
+from mssante.domain.logins import PasswordPolicy, SecondFactorPolicy
 from mssante.imap.server import start_imap
 from mssante.operator.runtime import OperatorRuntime
 from mssante.smtp.server import start_listeners
@@ -39,22 +39,30 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def side_operator(environment: RunningEnvironment, tmp_path: Path, *,
-                        passwords: PasswordPolicy | None = None
+                        passwords: PasswordPolicy | None = None,
+                        second_factors: SecondFactorPolicy | None = None,
+                        store: Store | None = None, max_login_failures: int = 10
                         ) -> AsyncIterator[SideOperator]:
+    """``store``: the test's own (on either engine), left open; by default a SQLite
+    file of the operator's, closed with it."""
     service = environment.service(HOSPITAL)
     assert service.trust is not None
-    store = await open_store(f"sqlite:///{tmp_path / 'side-operator.sqlite3'}")
+    owned = store is None
+    if store is None:
+        store = await open_store(f"sqlite:///{tmp_path / 'side-operator.sqlite3'}")
     client = environment.operator(HOSPITAL)["psc_client"]
     tokens = TokenChecker(str(environment.description["psc"]["issuer"]), client["client_id"],
                           Path(environment.ca_file))
     imaps, submissions = free_port(), free_port()
     config = OperatorConfig(
         path=Path("operator.toml"), tls=service.config.tls,
-        operator=OperatorSettings(domains=[HOSPITAL], hostname=f"mta.{HOSPITAL}"),
+        operator=OperatorSettings(domains=[HOSPITAL], hostname=f"mta.{HOSPITAL}",
+                                  max_login_failures=max_login_failures),
         trust=TrustSettings(url="https://127.0.0.1:9"), imaps=Listener("127.0.0.1", imaps),
         submissions=Listener("127.0.0.1", submissions))
     ctx = OperatorRuntime(config.operator, store, service.trust, tokens=tokens,
-                          passwords=passwords or PasswordPolicy())
+                          passwords=passwords or PasswordPolicy(),
+                          second_factors=second_factors or SecondFactorPolicy())
     imap = await start_imap(ctx, config)
     smtp = await start_listeners(ctx, config)
     try:
@@ -64,4 +72,5 @@ async def side_operator(environment: RunningEnvironment, tmp_path: Path, *,
         smtp.close()
         await imap.wait_closed()
         await smtp.wait_closed()
-        await store.close()
+        if owned:
+            await store.close()

@@ -37,6 +37,8 @@ class Identity:
     kind: str
     app: str | None = None
     psc: PscLogin | None = None  # logged in with a PSC token: the session it ends with
+    # logged in with this application password (auth/apppasswords.py): it ends with it
+    app_password: int | None = None
 
     @property
     def is_program(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
 import hmac
@@ -11,6 +12,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+import argon2
+import argon2.low_level
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -20,6 +23,40 @@ _HASHER = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
 
 def hash_password(password: str) -> str:
     return _HASHER.hash(password)
+
+
+def hash_password_salted(password: str, salt: bytes) -> str:
+    """``hash_password`` with a salt of the caller's (auth/apppasswords.py shares one
+    among a person's application passwords); the same encoded form."""
+    return argon2.low_level.hash_secret(
+        password.encode(), salt, time_cost=_HASHER.time_cost,
+        memory_cost=_HASHER.memory_cost, parallelism=_HASHER.parallelism,
+        hash_len=_HASHER.hash_len, type=_HASHER.type).decode("ascii")
+
+
+def salt_of(password_hash: str) -> bytes | None:
+    """The salt of a hash made with the current parameters (None: another algorithm or
+    other parameters, or not a hash)."""
+    try:
+        found = argon2.extract_parameters(password_hash)
+        encoded = password_hash.split("$")[4]
+        salt = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (InvalidHashError, IndexError, ValueError):
+        return None
+    current = (_HASHER.time_cost, _HASHER.memory_cost, _HASHER.parallelism,
+               _HASHER.hash_len, _HASHER.type)
+    if (found.time_cost, found.memory_cost, found.parallelism, found.hash_len,
+            found.type) != current or found.version != argon2.low_level.ARGON2_VERSION:
+        return None
+    return salt
+
+
+def rehash(password: str, like: str) -> str | None:
+    """``password`` hashed with the salt and parameters of ``like`` (None when ``like``
+    is not a hash of the current parameters): equal to ``like`` if and only if the
+    password is the one ``like`` was made from."""
+    salt = salt_of(like)
+    return None if salt is None else hash_password_salted(password, salt)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
@@ -54,19 +91,31 @@ class VerifiedLogins:
         self._seen: OrderedDict[bytes, float] = OrderedDict()
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        digest = hmac.new(self._key, password_hash.encode() + b"\x00" + password.encode(),
-                          hashlib.sha256).digest()
-        now = time.monotonic()
-        expires = self._seen.get(digest)
-        if expires is not None and expires > now:
+        if self.remembered(password_hash, password):
             return True
         if not await self._check(password_hash, password):
             return False
-        self._seen[digest] = now + self._ttl
+        self.remember(password_hash, password)
+        return True
+
+    def _digest(self, password_hash: str, password: str) -> bytes:
+        return hmac.new(self._key, password_hash.encode() + b"\x00" + password.encode(),
+                        hashlib.sha256).digest()
+
+    def remembered(self, password_hash: str, password: str) -> bool:
+        """Whether ``password`` was found to match ``password_hash`` within ``ttl``.
+        Only the pair is remembered: whether the hash still opens anything (a password
+        changed, an application password revoked) is the caller's to read afresh."""
+        expires = self._seen.get(self._digest(password_hash, password))
+        return expires is not None and expires > time.monotonic()
+
+    def remember(self, password_hash: str, password: str) -> None:
+        """Remember that ``password`` matches ``password_hash`` (checked by the caller)."""
+        digest = self._digest(password_hash, password)
+        self._seen[digest] = time.monotonic() + self._ttl
         self._seen.move_to_end(digest)
         while len(self._seen) > self._size:
             self._seen.popitem(last=False)
-        return True
 
 
 @functools.cache

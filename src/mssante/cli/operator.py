@@ -21,7 +21,7 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
-from mssante.auth import totp
+from mssante.auth import apppasswords, totp
 from mssante.auth.passwords import generate_password, hash_password
 from mssante.cli import audit
 from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
@@ -37,7 +37,7 @@ from mssante.imap.namespace import SHARED_PREFIX
 from mssante.operator.maillog import show_mail_log
 from mssante.pki.names import dn_string
 from mssante.store import Mailbox, Person, Store
-from mssante.store.logins import KEEP, Contact, Keep
+from mssante.store.logins import KEEP, AppPassword, Contact, Keep
 from mssante.store.models import PENDING
 
 _LOGIN = re.compile(r"^[A-Za-z0-9._+@-]{1,128}$")
@@ -51,6 +51,10 @@ directory_app = typer.Typer(no_args_is_help=True,
 totp_app = typer.Typer(no_args_is_help=True,
                        help="TOTP second factor (an authenticator application).")
 user_app.add_typer(totp_app, name="totp")
+app_password_app = typer.Typer(
+    no_args_is_help=True,
+    help="Application passwords: what mail clients log in with (IMAP, submission).")
+user_app.add_typer(app_password_app, name="app-password")
 app.add_typer(user_app, name="user")
 app.add_typer(mailbox_app, name="mailbox")
 app.add_typer(queue_app, name="queue")
@@ -173,7 +177,9 @@ def totp_enrol(login: str, config: Config) -> None:
     enrolment = run(with_store(config, lambda s: totp.enrol(s.logins, key, login,
                                                              issuer=issuer)))
     console.print(f"{login} enrolled: from now on, a password login at the web asks for "
-                  "a code of their authenticator application", highlight=False)
+                  "a code of their authenticator application, and mail clients (IMAP, "
+                  "submission) need an application password (`operator user app-password "
+                  "create`, or the webmail's page)", highlight=False)
     console.print(f"uri: {enrolment.uri}", highlight=False, soft_wrap=True)
     console.print(f"secret: {enrolment.secret}", highlight=False)
 
@@ -184,6 +190,72 @@ def totp_disable(login: str, config: Config) -> None:
     new one. Where [psc.second_factor] requires TOTP, they cannot log in meanwhile."""
     run(with_store(config, lambda s: s.logins.set_totp(login, None)))
     console.print(f"{login}: TOTP disabled")
+
+
+@app_password_app.command("create")
+def app_password_create(
+    login: str, config: Config,
+    label: Annotated[str, typer.Option("--label", help="The device or program it is for")],
+    json_out: Json = False,
+) -> None:
+    """Create an application password for a mail client (IMAP and submission, never
+    the web) and print it, once: the store keeps its hash only. A person with a second
+    factor (TOTP) must use one in mail clients; anyone may."""
+    try:
+        label = apppasswords.check_label(label)
+    except apppasswords.InvalidLabel as exc:
+        raise fail(f"--label: {exc}") from None
+
+    async def body(store: Store) -> apppasswords.NewAppPassword:
+        if await store.get_person(login) is None:
+            raise fail(f"no person with login {login!r}")
+        return await apppasswords.create(store.logins, login, label)
+
+    created = run(with_store(config, body))
+    if json_out:
+        print_json({"id": created.entry.id, "label": created.entry.label,
+                    "password": created.password})
+        return
+    console.print(f"{login}: application password {created.entry.id} "
+                  f"({created.entry.label}) created; give it to that mail client as its "
+                  "password, it is not shown again", highlight=False)
+    console.print(f"password: {created.password}", highlight=False)
+
+
+def _app_password_row(entry: AppPassword) -> dict[str, object]:
+    return {"id": entry.id, "label": entry.label, "created": _when(entry.created_at),
+            "last_used": _when(entry.last_used_at), "last_used_from": entry.last_used_from}
+
+
+@app_password_app.command("list")
+def app_password_list(login: str, config: Config, json_out: Json = False) -> None:
+    """List a person's application passwords (never the passwords themselves)."""
+
+    async def body(store: Store) -> list[AppPassword]:
+        if await store.get_person(login) is None:
+            raise fail(f"no person with login {login!r}")
+        return await store.logins.app_passwords(login)
+
+    rows = [_app_password_row(e) for e in run(with_store(config, body))]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "label", "created (UTC)", "last used (UTC)", "from")
+    for row in rows:
+        table.add_row(*(str(row[k] or "") for k in ("id", "label", "created", "last_used",
+                                                     "last_used_from")))
+    console.print(table)
+
+
+@app_password_app.command("revoke")
+def app_password_revoke(login: str, app_password_id: Annotated[int, typer.Argument(
+        metavar="ID", help="Its id, from `app-password list`")], config: Config) -> None:
+    """Revoke one application password: from the next login on, in every process of
+    the operator, it opens nothing."""
+    if not run(with_store(config, lambda s: s.logins.revoke_app_password(login,
+                                                                       app_password_id))):
+        raise fail(f"{login} has no application password {app_password_id}")
+    console.print(f"{login}: application password {app_password_id} revoked")
 
 
 @user_app.command("contact")

@@ -8,6 +8,13 @@ and the web, which all ask ``PasswordPolicy.check``.
 
 The policy is asked only after the password was found right: a stranger learns
 nothing about who exists, or what kind of person they are, from the refusal.
+
+Which password opens which way in (``check_password_way``): the webmail can ask a
+second factor after the password, a mail client at IMAP or submission cannot. So a
+person with a second factor (TOTP enrolled, or required of their kind) gives their
+account password at the web only, and each mail client an *application password*
+(auth/apppasswords.py), which opens IMAP and submission and never the web. Otherwise
+a stolen account password would open the mailbox through IMAP, second factor or not.
 """
 
 from __future__ import annotations
@@ -92,6 +99,39 @@ class PasswordPolicy:
                 f"{_INSTEAD[kind]}")
 
 
+# -- which password for which way in -----------------------------------------------------
+
+
+class WayIn(StrEnum):
+    WEB = "web"  # the webmail's login form, followed by the second factor
+    MAIL_CLIENT = "mail client"  # IMAP and submission: a password alone, nothing after it
+
+
+class PasswordKind(StrEnum):
+    ACCOUNT = "account"  # the person's own password (given by the operator)
+    APPLICATION = "application"  # generated for one mail client, revocable one by one
+
+
+def password_kinds(way: WayIn) -> tuple[PasswordKind, ...]:
+    """The passwords a login by ``way`` may be made with: an application password
+    opens a mail client's session only, never the web (where it is not even looked
+    at: typed there, it is a wrong password)."""
+    if way is WayIn.WEB:
+        return (PasswordKind.ACCOUNT,)
+    return (PasswordKind.APPLICATION, PasswordKind.ACCOUNT)
+
+
+class AppPasswordRequired(PolicyViolation):
+    """The account password was right, but this person has a second factor, which a
+    mail client cannot give: they must use an application password there."""
+
+
+# Reply text is ASCII (RFC 9051 §9, RFC 5321 §4.2): it names the webmail page in French
+# without its accents.
+_CREATE_ONE = ("Create an application password for this mail client (webmail: Mots de "
+               "passe d'application) and log in with it here")
+
+
 # -- second factors ---------------------------------------------------------------------
 #
 # A password login at the web may need a second factor: a TOTP code from an
@@ -157,6 +197,30 @@ class SecondFactorPolicy:
                     "registered to send it to: ask your operator")
             return SecondFactor.EMAIL_CODE
         return None
+
+
+def check_password_way(kind: PasswordKind, way: WayIn, person: LoginFactors,
+                       second_factors: SecondFactorPolicy) -> None:
+    """Refuse a right password of ``kind`` given by ``way`` where it does not open that
+    way (asked only once the password was found right, as the password policy; which
+    kinds are looked at for a way at all is ``password_kinds``): the account password
+    of a person with TOTP (enrolled, or required of their kind by
+    ``[psc.second_factor]``) opens the web only, where the code follows; at IMAP and
+    submission it is refused with ``AppPasswordRequired``, which says what to do.
+
+    The patient's one-time code by mail (``SecondFactor.EMAIL_CODE``) does not take
+    the account password away from mail clients: it is a check of the web's login
+    the operator turns on for all patients by default, not a factor the patient chose.
+    """
+    if kind is not PasswordKind.ACCOUNT or way is not WayIn.MAIL_CLIENT:
+        return
+    if person.totp_enrolled:
+        raise AppPasswordRequired("Your account has a second factor (TOTP): its password "
+                                  f"opens the webmail only. {_CREATE_ONE}")
+    if person.kind in second_factors.totp_required:
+        raise AppPasswordRequired(
+            f"Your operator requires a second factor (TOTP) for {_NAMES[person.kind]}: "
+            f"your password opens the webmail only, with it. {_CREATE_ONE}")
 
 
 def parse_personal_address(text: str) -> Address:

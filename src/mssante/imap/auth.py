@@ -5,6 +5,10 @@ certificate of their card (persons CA), a program by its organisation certificat
   (auth/passwordlogin.py: argon2, remembered five minutes, throttled per client address),
   then the operator's password policy (domain/logins.py): a right password of a kind
   of person it disables gets ``NO [AUTHENTICATIONFAILED]`` saying what to use instead.
+  An application password (auth/apppasswords.py) is accepted too; the account password
+  of a person with a second factor (TOTP) is not, once found right:
+  ``NO [AUTHENTICATIONFAILED]`` telling them to create an application password (RFC
+  5530: the credentials, not the mechanism, are what is refused).
 - AUTHENTICATE EXTERNAL (RFC 4422 Appendix A) takes the TLS client certificate
   (auth/certlogin.py: a card holder, or a program bound to an APP mailbox). An
   authorisation identity, if given, must name the same identity.
@@ -20,6 +24,7 @@ from mssante.auth.certlogin import CertificateLoginFailed
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed
+from mssante.domain.logins import WayIn
 from mssante.operator.runtime import OperatorRuntime
 
 
@@ -41,8 +46,9 @@ async def password_login(ctx: OperatorRuntime, login: str, password: str,
     """The person whose login and password these are, for a client at ``address``
     (auth/passwordlogin.py)."""
     try:
-        return await passwordlogin.password_login(ctx.store, ctx.logins, login, password,
-                                                  address, ctx.passwords)
+        return await passwordlogin.password_login(
+            ctx.store, ctx.logins, login, password, address, ctx.passwords,
+            way=WayIn.MAIL_CLIENT, second_factors=ctx.second_factors)
     except LoginThrottled as exc:
         raise Throttled(str(exc)) from exc
     except PasswordLoginFailed as exc:

@@ -21,6 +21,10 @@ Implementation notes:
   answers SEARCH with ESEARCH and uses UTF-8 mailbox names instead of modified
   UTF-7. ``\\Recent`` is never set (RFC 9051 removed it; RFC 3501 lets a server
   report 0 recent messages).
+- A session opened with an application password (auth/apppasswords.py) ends at its
+  next command once that password is revoked (``* BYE``), the store read at most every
+  ``APP_PASSWORD_CHECK_SECONDS``; an idling one at its next command, DONE or the
+  IDLE its client renews (RFC 9051 §6.3.13: at least every 29 minutes).
 - Rights on shared folders are read again at each command (namespace.py): a
   revoked person's next command on the folder gets NO, and the folder is
   unselected; an idling one gets ``* OK [CLOSED]`` instead of the next update.
@@ -224,6 +228,9 @@ _METHODS = {name: "cmd_" + name.replace(" ", "_")
 _HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE"})
 
 
+APP_PASSWORD_CHECK_SECONDS = 5.0  # how long a revoked application password may go on
+
+
 class Logout(Exception):
     """End the connection after what was written."""
 
@@ -267,9 +274,9 @@ class Limits:
 
 
 class Session:
-    __slots__ = ("_announcing", "_push_task", "_tagged_ok", "auth_failures", "cache", "conn",
-                 "ctx", "enabled", "home", "identity", "idling", "limits", "saved", "selected",
-                 "state")
+    __slots__ = ("_announcing", "_app_password_seen", "_push_task", "_tagged_ok",
+                 "auth_failures", "cache", "conn", "ctx", "enabled", "home", "identity",
+                 "idling", "limits", "saved", "selected", "state")
 
     def __init__(self, ctx: OperatorRuntime, cache: FolderCache, conn: Connection,
                  limits: Limits) -> None:
@@ -287,6 +294,7 @@ class Session:
         self._push_task: asyncio.Task[None] | None = None  # IDLE's push of updates
         self._announcing = asyncio.Lock()  # one announce at a time: IDLE push vs command
         self._tagged_ok: bytes | None = None  # held back until the updates are written
+        self._app_password_seen = 0.0  # when the application password was last found live
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
 
     # ------------------------------------------------------------------ plumbing
@@ -341,6 +349,8 @@ class Session:
         try:
             if self.identity is not None and self.identity.psc is not None:
                 self._check_psc_session()
+            if self.identity is not None and self.identity.app_password is not None:
+                await self._check_app_password(self.identity.app_password)
             if self.home is not None and name != "LOGOUT":
                 await self._check_home(self.home)
             if self.selected is not None:
@@ -488,6 +498,7 @@ class Session:
                 raise Logout from exc
             raise no(str(exc), exc.code) from exc
         self.identity = identity
+        self._app_password_seen = time.monotonic()  # found live just now
         if identity.app is not None:
             self.home = identity.app
         else:
@@ -1333,6 +1344,17 @@ class Session:
         if tokens.ended.ended(identity.psc):
             self.write(b"* BYE Your Pro Sante Connect session has ended: log in again\r\n")
             raise Logout
+
+    async def _check_app_password(self, app_password: int) -> None:
+        """A session logged in with an application password ends once it is revoked
+        (read at most every ``APP_PASSWORD_CHECK_SECONDS``)."""
+        now = time.monotonic()
+        if now - self._app_password_seen < APP_PASSWORD_CHECK_SECONDS:
+            return
+        if not await self.ctx.store.logins.app_password_live(app_password):
+            self.write(b"* BYE Your application password was revoked: log in again\r\n")
+            raise Logout
+        self._app_password_seen = now
 
     async def _check_access(self) -> None:
         """Rights on a shared folder are read at every command (revocation)."""

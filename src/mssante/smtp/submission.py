@@ -6,13 +6,21 @@ Implementation notes:
   organisation certificate, for the program behind an APP mailbox. A right password
   of a kind of person the operator's policy disables (domain/logins.py) gets
   ``534 5.7.9`` (RFC 4954 §6: mechanism too weak for this user), saying what to use.
+  An application password (auth/apppasswords.py) logs in like a password; the account
+  password of a person with a second factor (TOTP), once found right, gets ``535
+  5.7.8`` telling them to create one. RFC 4954 §6 gives 535 5.7.8 to "invalid or
+  insufficient authentication credentials", which this is: the same mechanism with
+  an application password succeeds, so 534 5.7.9 ("mechanism weaker than server
+  policy permits") would send clients looking for another mechanism, where 535 makes
+  them ask the person for the password again, the one they must now type.
 - AUTH XOAUTH2 and OAUTHBEARER (RFC 7628) with a Pro Santé Connect access token
   (auth/psctoken.py), offered only when the operator has a ``[psc]`` issuer
   (server.py excludes them otherwise). A refusal is ``535 5.7.8``, after
   OAUTHBEARER's ``334`` JSON error (RFC 7628 §3.2.2); it counts like a wrong password
   for the connection's budget. The AUTH line may be as long as RFC 4954 §4 allows.
   Once the PSC session the token stood for has ended (auth/pscsessions.py), the next
-  MAIL gets ``421 4.7.0`` and the connection closes.
+  MAIL gets ``421 4.7.0`` and the connection closes; so does it once the application
+  password the session logged in with is revoked (read at each MAIL).
 - MAIL, RCPT and DATA are the three stages of operator/sending.py, the path the web
   takes too: who may send as whom, recipients in the trust space, the patient rules,
   the added From, Date and Message-ID, the Sent copy. The rights are read again at
@@ -33,12 +41,14 @@ from mssante.auth import oauthsasl
 from mssante.auth.certlogin import CertificateLoginFailed, certificate_login
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import (
+    AppPasswordRequired,
     LoginThrottled,
     PasswordLoginFailed,
     PasswordsDisabled,
     password_login,
 )
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed, token_login
+from mssante.domain.logins import WayIn
 from mssante.operator import sending
 from mssante.operator.accept import RcptParams, trace
 from mssante.operator.runtime import OperatorRuntime
@@ -76,11 +86,15 @@ class SubmissionHandler:
         address = (peer_host(server.session) if server.session else None) or "unknown"
         try:
             identity = await password_login(self.ctx.store, self.ctx.logins, login, password,
-                                            address, self.ctx.passwords)
+                                            address, self.ctx.passwords,
+                                            way=WayIn.MAIL_CLIENT,
+                                            second_factors=self.ctx.second_factors)
         except LoginThrottled as exc:  # RFC 4954 §6: 454 4.7.0 temporary failure
             return await self._failed(server, login, f"454 4.7.0 {exc}")
         except PasswordsDisabled as exc:  # RFC 4954 §6: 534 5.7.9 mechanism too weak
             return await self._failed(server, login, f"534 5.7.9 {exc}")
+        except AppPasswordRequired as exc:  # RFC 4954 §6: 535 5.7.8 insufficient credentials
+            return await self._failed(server, login, f"535 5.7.8 {exc}")
         except PasswordLoginFailed:
             return await self._failed(server, login)
         return AuthResult(success=True, auth_data=identity)
@@ -219,6 +233,10 @@ class SubmissionHandler:
         if identity.psc is not None and tokens is not None and tokens.ended.ended(identity.psc):
             # auth/pscsessions.py: the PSC session the token stood for was ended
             return "421 4.7.0 Your Pro Sante Connect session has ended: authenticate again"
+        if (identity.app_password is not None
+                and not await self.ctx.store.logins.app_password_live(identity.app_password)):
+            # auth/apppasswords.py: the application password it logged in with was revoked
+            return "421 4.7.0 Your application password was revoked: authenticate again"
         await sending.check_sender(self.ctx, identity, address)
         return str(SENDER_OK)
 

@@ -1,5 +1,6 @@
 """What a person logs in with besides their password: the TOTP secret, the personal
-address where one-time codes and new-message notices go, and the codes sent.
+address where one-time codes and new-message notices go, the codes sent, and the
+application passwords their mail clients use (auth/apppasswords.py).
 
 Implementation notes:
 - The TOTP secret is stored sealed (auth/totp.py): this module never sees it in the
@@ -11,6 +12,9 @@ Implementation notes:
   checking it counts the attempt in the same transaction (the person's row locked on
   PostgreSQL, the write lock on SQLite), so that parallel guesses get no more tries
   than the limit, and a right code is deleted as it is accepted: single use.
+- An application password is kept as its argon2id hash only; revoking it deletes the
+  row, so that the next login, which reads the person's rows afresh, no longer finds
+  it, in whichever process (no cache answers "who may log in").
 """
 
 from __future__ import annotations
@@ -19,14 +23,20 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.logins import LoginFactors
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role
-from mssante.errors import NotFound
-from mssante.store.schema import login_codes, mailbox_roles, mailboxes, persons
+from mssante.errors import NotFound, PolicyViolation
+from mssante.store.schema import (
+    app_passwords,
+    login_codes,
+    mailbox_roles,
+    mailboxes,
+    persons,
+)
 from mssante.store.transactions import Transactions
 
 
@@ -35,6 +45,7 @@ class Keep:
 
 
 KEEP: Final = Keep()
+MAX_APP_PASSWORDS = 20  # per person: one per device or program is plenty
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,34 @@ class TotpRecord:
 
     def __repr__(self) -> str:  # never in a log line or a traceback
         return f"TotpRecord(sealed=<{len(self.sealed)} chars>, last_step={self.last_step})"
+
+
+@dataclass(frozen=True, slots=True)
+class AppPassword:
+    """An application password as shown to its owner: never the password or its hash."""
+
+    id: int
+    label: str  # the device or program, as the person named it
+    created_at: float
+    last_used_at: float | None  # the last session it opened; None: never used
+    last_used_from: str | None  # the client's address then
+
+
+@dataclass(frozen=True, slots=True)
+class AppPasswordHash:
+    """An application password as a login checks it."""
+
+    id: int
+    password_hash: str  # argon2id
+    last_used_at: float | None
+    last_used_from: str | None
+
+    def __repr__(self) -> str:  # never in a log line or a traceback
+        return f"AppPasswordHash(id={self.id})"
+
+
+class TooManyAppPasswords(PolicyViolation):
+    """The person has ``MAX_APP_PASSWORDS`` already: revoke one first."""
 
 
 _CONTACT = (persons.c.login, persons.c.kind, persons.c.totp_secret,
@@ -161,6 +200,73 @@ class LoginStore:
                            persons.c.totp_last_step < step))
                 .values(totp_last_step=step))
             return bool(result.rowcount == 1)
+
+    # -- application passwords -------------------------------------------------------
+
+    async def add_app_password(self, login: str, label: str, password_hash: str, *,
+                               now: float) -> AppPassword:
+        """Keep a new application password of ``login`` (its hash); NotFound if no one
+        has the login, TooManyAppPasswords past ``MAX_APP_PASSWORDS``."""
+        async with self.tx.write() as conn:
+            person_id = await _person_id(conn, login, lock=self.tx.postgresql)
+            count = (await conn.execute(select(func.count()).select_from(app_passwords)
+                                        .where(app_passwords.c.person_id == person_id))
+                     ).scalar_one()
+            if count >= MAX_APP_PASSWORDS:
+                raise TooManyAppPasswords(
+                    f"{login} has {MAX_APP_PASSWORDS} application passwords already: "
+                    "revoke one first")
+            new_id = (await conn.execute(insert(app_passwords).values(
+                person_id=person_id, label=label, password_hash=password_hash,
+                created_at=now).returning(app_passwords.c.id))).scalar_one()
+        return AppPassword(int(new_id), label, now, None, None)
+
+    async def app_passwords(self, login: str) -> list[AppPassword]:
+        """``login``'s application passwords, oldest first (none for an unknown login)."""
+        async with self.tx.read() as conn:
+            rows = await conn.execute(
+                select(app_passwords.c.id, app_passwords.c.label, app_passwords.c.created_at,
+                       app_passwords.c.last_used_at, app_passwords.c.last_used_from)
+                .join(persons, persons.c.id == app_passwords.c.person_id)
+                .where(persons.c.login == login).order_by(app_passwords.c.id))
+            return [AppPassword(int(r.id), r.label, r.created_at, r.last_used_at,
+                                r.last_used_from) for r in rows]
+
+    async def app_password_hashes(self, login: str) -> list[AppPasswordHash]:
+        """What a login checks an application password of ``login`` against."""
+        async with self.tx.read() as conn:
+            rows = await conn.execute(
+                select(app_passwords.c.id, app_passwords.c.password_hash,
+                       app_passwords.c.last_used_at, app_passwords.c.last_used_from)
+                .join(persons, persons.c.id == app_passwords.c.person_id)
+                .where(persons.c.login == login).order_by(app_passwords.c.id))
+            return [AppPasswordHash(int(r.id), r.password_hash, r.last_used_at,
+                                    r.last_used_from) for r in rows]
+
+    async def revoke_app_password(self, login: str, app_password_id: int) -> bool:
+        """Delete ``login``'s application password ``app_password_id``; False when it
+        has none of that id (another person's is never touched)."""
+        async with self.tx.write(writes_first=True) as conn:
+            result = await conn.execute(delete(app_passwords).where(
+                app_passwords.c.id == app_password_id,
+                app_passwords.c.person_id == select(persons.c.id).where(
+                    persons.c.login == login).scalar_subquery()))
+            return bool(result.rowcount == 1)
+
+    async def app_password_live(self, app_password_id: int) -> bool:
+        """Whether the application password ``app_password_id`` is still there (not
+        revoked): a session it opened ends otherwise."""
+        async with self.tx.read() as conn:
+            return (await conn.execute(select(app_passwords.c.id).where(
+                app_passwords.c.id == app_password_id))).first() is not None
+
+    async def app_password_used(self, app_password_id: int, *, at: float,
+                                address: str) -> None:
+        """Record that the application password opened a session from ``address``."""
+        async with self.tx.write(writes_first=True) as conn:
+            await conn.execute(update(app_passwords)
+                               .where(app_passwords.c.id == app_password_id)
+                               .values(last_used_at=at, last_used_from=address))
 
     # -- one-time codes --------------------------------------------------------------
 

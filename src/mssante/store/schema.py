@@ -70,6 +70,22 @@ login_codes = Table(
     Column("created_at", Double, nullable=False),
 )
 
+# A person's application passwords, for mail clients at IMAP and submission
+# (migration 0007a, store/logins.py, auth/apppasswords.py); revoked: deleted.
+app_passwords = Table(
+    "app_passwords", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("person_id", Integer,
+           ForeignKey("persons.id", ondelete="CASCADE", name="fk_app_passwords_person"),
+           nullable=False),
+    Column("label", Text, nullable=False),  # the device or program, as the person named it
+    Column("password_hash", Text, nullable=False),  # argon2id (auth/apppasswords.py)
+    Column("created_at", Double, nullable=False),
+    Column("last_used_at", Double),  # the last session it opened; null: never used
+    Column("last_used_from", Text),  # the client's address then
+    Index("ix_app_passwords_person", "person_id"),
+)
+
 mailboxes = Table(
     "mailboxes", metadata,
     Column("id", Integer, primary_key=True),
@@ -353,6 +369,7 @@ web_sessions = Table(
     Column("seen_at", Double, nullable=False),
     Column("mailbox", Text),  # the mailbox shown last
     Column("notice", Text, nullable=False),  # a status to show once
+    Column("strong", Boolean, nullable=False),  # a second factor or PSC, not a password alone
     Index("ix_web_sessions_login", "login"),
     Index("ix_web_sessions_seen", "seen_at"),
     Index("ix_web_sessions_created", "created_at"),

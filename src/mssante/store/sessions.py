@@ -70,6 +70,7 @@ class StoredSession:
     seen_at: float
     mailbox: str | None
     notice: str
+    strong: bool = False  # opened with a second factor or PSC, not a password alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ def _session(row: Row[Any]) -> StoredSession:
         login=row.login, kind=row.kind, app=row.app, psc_subject=row.psc_subject,
         psc_sid=row.psc_sid or "", psc_issued_at=float(row.psc_issued_at or 0.0),
         csrf=row.csrf, created_at=float(row.created_at), seen_at=float(row.seen_at),
-        mailbox=row.mailbox, notice=row.notice)
+        mailbox=row.mailbox, notice=row.notice, strong=bool(row.strong))
 
 
 def _ended(row: Row[Any]) -> Ended:
@@ -113,7 +114,7 @@ class SessionStore:
                 psc_sid=session.psc_sid or None,
                 psc_issued_at=session.psc_issued_at if session.psc_subject else None,
                 csrf=session.csrf, created_at=session.created_at, seen_at=session.seen_at,
-                mailbox=session.mailbox, notice=session.notice))
+                mailbox=session.mailbox, notice=session.notice, strong=session.strong))
             if now - self._purged_at >= PURGE_SECONDS:
                 self._purged_at = now
                 await self._purge(conn, now=now, idle=idle, max_age=max_age,

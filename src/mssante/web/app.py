@@ -25,7 +25,16 @@ from fastapi.staticfiles import StaticFiles
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
-from mssante.web import autoconfig, compose, directory, login, mail, patients, psclogout
+from mssante.web import (
+    apppasswords,
+    autoconfig,
+    compose,
+    directory,
+    login,
+    mail,
+    patients,
+    psclogout,
+)
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
 from mssante.web.sessions import SessionLoader, Sessions
@@ -40,6 +49,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     compose.create_router,  # writing and sending, through operator/sending.py
     patients.create_router,  # a professional's conversations with patients
     directory.create_router,  # recipient suggestions from the national directory
+    apppasswords.create_router,  # the person's application passwords for mail clients
 )
 
 

@@ -33,7 +33,7 @@ from mssante.auth.emailcode import CodeNotSent, CodeStart
 from mssante.auth.identity import Identity
 from mssante.auth.passwordlogin import LoginThrottled, PasswordLoginFailed, PasswordsDisabled
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed
-from mssante.domain.logins import SecondFactor, SecondFactorUnavailable
+from mssante.domain.logins import SecondFactor, SecondFactorUnavailable, WayIn
 from mssante.web.context import WebContext
 from mssante.web.sessions import (
     COOKIE,
@@ -70,9 +70,10 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-async def _opened(web: WebContext, identity: Identity, *,
-                  id_token: str = "") -> RedirectResponse:
-    session = await web.sessions.open(identity, psc_id_token=id_token)
+async def _opened(web: WebContext, identity: Identity, *, id_token: str = "",
+                  strong: bool = False) -> RedirectResponse:
+    """``strong``: opened with a second factor or with PSC, not a password alone."""
+    session = await web.sessions.open(identity, psc_id_token=id_token, strong=strong)
     response = RedirectResponse(HOME_PATH, status_code=303)
     response.headers.append("set-cookie", cookie_header(COOKIE, session.id))
     response.headers.append("set-cookie", cookie_header(LOGIN_COOKIE, "", clear=True))
@@ -119,7 +120,8 @@ def create_router(web: WebContext) -> APIRouter:
         runtime = web.runtime
         try:
             identity = await passwordlogin.password_login(
-                runtime.store, runtime.logins, login, password, address, runtime.passwords)
+                runtime.store, runtime.logins, login, password, address, runtime.passwords,
+                way=WayIn.WEB)
         except LoginThrottled as exc:
             return login_page(request, login=login, status=429,
                               error=f"Trop d'essais infructueux : réessayez plus tard. ({exc})")
@@ -183,7 +185,7 @@ def create_router(web: WebContext) -> APIRouter:
         await web.sessions.second_factor_done(key)
         log.info("web login of %s from %s (password and %s)", identity.login, address,
                  factor)
-        response = await _opened(web, identity)
+        response = await _opened(web, identity, strong=True)
         response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, "", clear=True))
         return response
 
@@ -227,7 +229,7 @@ def create_router(web: WebContext) -> APIRouter:
             return login_page(request, status=401, error="Aucun compte de cet opérateur "
                                                          "pour ce professionnel.")
         log.info("web login of %s (Pro Santé Connect)", identity.login)
-        return await _opened(web, identity, id_token=tokens.id_token)
+        return await _opened(web, identity, id_token=tokens.id_token, strong=True)
 
     @router.post(LOGOUT_PATH)
     async def logout(request: Request) -> Response:

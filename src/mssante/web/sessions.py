@@ -57,6 +57,7 @@ LOGIN_COOKIE = "__Host-mssante-login"
 PSC_COOKIE = "__Host-mssante-psc"
 SECOND_COOKIE = "__Host-mssante-code"  # a password login waiting for its second factor
 IDLE_SECONDS = 2 * 3600.0
+ONCE_SECONDS = 300.0  # a value handed to the next page waits this long at most
 MAX_AGE_SECONDS = 12 * 3600.0
 PENDING_SECONDS = 600.0
 SECOND_FACTOR_SECONDS = 300.0  # to type the code after the password
@@ -85,6 +86,9 @@ class WebSession:
     created: float
     seen: float
     psc_id_token: str = ""  # for logging out at the provider too (this process only)
+    # opened with more than a password: its second factor, or Pro Santé Connect
+    # (what creating an application password asks, web/apppasswords.py)
+    strong: bool = False
     mailbox: str | None = None  # the mailbox shown last
     notice: str = ""  # a status to show once (``role=status``)
     stored: tuple[float, str | None, str] = field(default=(0.0, None, ""), repr=False)
@@ -115,15 +119,19 @@ class Sessions:
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._id_tokens: dict[str, str] = {}  # hash of the cookie -> PSC ID token
+        # what one page gives the next after a redirect and nobody may read from the
+        # database (a new application password): hash of the cookie -> (until, values)
+        self._once: dict[str, tuple[float, dict[str, str]]] = {}
         self._ended = ended
         self._idle = idle
         self._max_age = max_age
         self._clock = clock
 
-    async def open(self, identity: Identity, *, psc_id_token: str = "") -> WebSession:
+    async def open(self, identity: Identity, *, psc_id_token: str = "",
+                   strong: bool = False) -> WebSession:
         now = self._clock()
         session = WebSession(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32),
-                             now, now, psc_id_token)
+                             now, now, psc_id_token, strong=strong)
         session.stored = (now, None, "")
         psc = identity.psc
         await self._store.open(session.id, StoredSession(
@@ -131,7 +139,8 @@ class Sessions:
             psc_subject=None if psc is None else psc.subject,
             psc_sid="" if psc is None else psc.sid,
             psc_issued_at=0.0 if psc is None else psc.issued_at,
-            csrf=session.csrf, created_at=now, seen_at=now, mailbox=None, notice=""),
+            csrf=session.csrf, created_at=now, seen_at=now, mailbox=None, notice="",
+            strong=strong),
             now=now, idle=self._idle, max_age=self._max_age, max_sessions=MAX_SESSIONS)
         if psc_id_token:
             self._id_tokens[hashed(session.id)] = psc_id_token
@@ -156,12 +165,25 @@ class Sessions:
             return None
         session = WebSession(session_id, Identity(found.login, found.kind, found.app, psc),
                              found.csrf, found.created_at, found.seen_at,
-                             self._id_tokens.get(hashed(session_id), ""), found.mailbox,
-                             found.notice)
+                             psc_id_token=self._id_tokens.get(hashed(session_id), ""),
+                             strong=found.strong, mailbox=found.mailbox, notice=found.notice)
         session.stored = (found.seen_at, found.mailbox, found.notice)
         if now - found.seen_at >= SEEN_STEP:
             session.seen = now
         return session
+
+    def keep_once(self, session: WebSession, values: dict[str, str]) -> None:
+        """Hand ``values`` to this session's next page (``take_once``), in this process's
+        memory only, for ``ONCE_SECONDS``: a secret shown once is never stored."""
+        now = self._clock()
+        self._once = {k: v for k, v in self._once.items() if v[0] > now}
+        while len(self._once) >= MAX_SESSIONS:
+            del self._once[next(iter(self._once))]
+        self._once[hashed(session.id)] = (now + ONCE_SECONDS, dict(values))
+
+    def take_once(self, session: WebSession) -> dict[str, str]:
+        until, values = self._once.pop(hashed(session.id), (0.0, {}))
+        return values if until > self._clock() else {}
 
     async def save(self, session: WebSession) -> None:
         """Write what changed of the session (its last use, mailbox, notice)."""

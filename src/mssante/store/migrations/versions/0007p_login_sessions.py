@@ -2,7 +2,8 @@
 
 - ``web_sessions``: one row per web session, under the SHA-256 of its cookie's value
   (never the value); the identity, the CSRF token, when it was opened and last used,
-  the mailbox shown last and a notice to show once.
+  the mailbox shown last, a notice to show once, and whether it was opened with more
+  than a password (a second factor or PSC).
 - ``web_logins``: a PSC login or a second factor under way, under the SHA-256 of its
   cookie's value.
 - ``psc_ended``: the PSC sessions (``sid``) or persons (``subject``) a back-channel
@@ -41,6 +42,7 @@ def upgrade() -> None:
         sa.Column("seen_at", sa.Double, nullable=False),
         sa.Column("mailbox", sa.Text),
         sa.Column("notice", sa.Text, nullable=False),
+        sa.Column("strong", sa.Boolean, nullable=False),
     )
     op.create_index("ix_web_sessions_login", "web_sessions", ["login"])
     op.create_index("ix_web_sessions_seen", "web_sessions", ["seen_at"])
