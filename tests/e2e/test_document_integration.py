@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -173,7 +176,7 @@ def test_send_refusals_are_clear(environment: RunningEnvironment, tmp_path: Path
     # no password on the command line: none given is an error before any connection
     none = mssante("send", "--env", env_file(environment), "--from", MARTIN, "--to", APP,
                    "--cda", cda, "--login", MARTIN,
-                   env={k: v for k, v in __import__("os").environ.items()
+                   env={k: v for k, v in os.environ.items()
                         if k != "MSSANTE_PASSWORD"})
     assert none.returncode == 1 and "MSSANTE_PASSWORD" in none.stderr
 
@@ -192,3 +195,32 @@ def test_the_application_sends_documents_with_its_certificate(
     environment.wait_for(lambda: message_id in {m.message_id
                                                 for m in environment.messages(MARTIN)},
                          30, "the application's message at Dr Martin's")
+
+
+def test_watch_integrates_what_arrives_and_stops_on_sigterm(
+        environment: RunningEnvironment, tmp_path: Path) -> None:
+    into = tmp_path / "watched"
+    out = (tmp_path / "out.jsonl").open("w")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "mssante", "operator", "integrate", "--config",
+         environment.operator(HOSPITAL)["config"], "--mailbox", APP, "--into", str(into),
+         "--json", "--watch"], stdout=out, stderr=subprocess.PIPE, text=True)
+    try:
+        environment.wait_for(into.exists, 30, "the watcher's first pass")
+        time.sleep(1)  # in IDLE by now
+        mail = document_mail(unique("XDM/1.0/DDM+CR"), valid_archive())
+        send(environment, MARTIN, mail)
+
+        def integrated() -> bool:
+            flags = {m.message_id: m.flags for m in environment.messages(APP)}
+            return "$MDNSent" in flags.get(mail["Message-ID"], frozenset())
+
+        environment.wait_for(integrated, 30, "the watcher to integrate the new message")
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        _, stderr = watcher.communicate(timeout=30)
+        out.close()
+    assert watcher.returncode == 0, stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["message_id"] == mail["Message-ID"])
+    assert (row["status"], row["mdn"], len(row["files"])) == ("processed", "sent", 2)

@@ -31,6 +31,7 @@ import contextlib
 import imaplib
 import json
 import re
+import select
 import signal
 import smtplib
 import ssl
@@ -301,19 +302,16 @@ def _idle(client: imaplib.IMAP4, stop: list[bool]) -> None:
         raise LocalFailure(f"IDLE refused: {line.decode(errors='replace').strip()}")
     sock = client.socket()
     deadline = time.monotonic() + IDLE_RENEW
-    try:
-        while not stop[0] and time.monotonic() < deadline:
-            sock.settimeout(1.0)
-            try:
-                line = client.readline()
-            except TimeoutError:
-                continue
-            if not line:
-                raise LocalFailure("the IMAP server closed the connection")
-            if _EXISTS.match(line):
-                break
-    finally:
-        sock.settimeout(60)
+    while not stop[0] and time.monotonic() < deadline:
+        # select, not a socket timeout: a timed-out socket file cannot be read again
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        if not pending and not select.select([sock], [], [], 1.0)[0]:
+            continue
+        line = client.readline()
+        if not line:
+            raise LocalFailure("the IMAP server closed the connection")
+        if _EXISTS.match(line):
+            break
     client.send(b"DONE\r\n")
     while True:
         line = client.readline()

@@ -11,7 +11,7 @@ The decision, first reason wins (codes: domain/documents.py):
 - the archive is checked as hostile input (content/xdm.py ``check``); a refusal is
   904 when a reason is a patient mismatch (a CDA's patient not the metadata's, a
   document entry's patientId not the submission set's, subsets naming two
-  patients), else 906;
+  patients), 903 when that is because the CDA carries no INS, else 906;
 - 903: the metadata's patientId is not an INS (its authority is not an INS one), or a
   CDA carries no INS;
 - 905: a CDA's INS without one of its four traits (birth name, first given name,
@@ -64,6 +64,7 @@ MDN_DISPOSITION = "automatic-action/MDN-sent-automatically; processed"
 # the reasons of content/xdm.py's check that say two parts name different patients
 _MISMATCH = re.compile(r"is not the metadata's|is not the submission set's"
                        r"|the subsets name \d+ patients")
+_NO_INS = re.compile(r"the CDA's patient \(no INS\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,8 @@ def decide(message: DocumentMessage, *, authors: Collection[str] | None = None,
     try:
         checked = check(message.archive)
     except DocumentRefused as exc:
+        if any(_NO_INS.search(reason) for reason in exc.reasons):
+            return Decision(NO_INS, exc.reasons)
         mismatch = any(_MISMATCH.search(reason) for reason in exc.reasons)
         return Decision(INS_MISMATCH if mismatch else OTHER_ERROR, exc.reasons)
     cdas = checked.cdas
