@@ -106,3 +106,20 @@ def test_the_mdn_reads_back_as_processed_or_as_its_error() -> None:
     assert CONSULTATION_PDF in b"".join(
         part.get_payload(decode=True) for part in ko.walk()  # type: ignore[misc]
         if part.get_filename())
+
+
+def test_a_ko_mdn_carrying_the_archive_back_is_not_integrated_again() -> None:
+    message = read_message(mail(valid_archive()))
+    ko = integration_mdn(message, Decision(906, ("x",)), mailbox=APP, to=MARTIN)
+    back = read_message(ko.as_bytes())
+    assert back.archive is not None and not back.for_integration
+    assert message.for_integration
+
+
+def test_the_mdn_goes_only_to_the_sender() -> None:
+    raw = mail(valid_archive()).replace(
+        f"Disposition-Notification-To: {MARTIN}".encode(),
+        b"Disposition-Notification-To: victim@medecin.mssante.fr")
+    message = read_message(raw)
+    assert message.notify_to == "victim@medecin.mssante.fr" and not message.mdn_allowed
+    assert read_message(mail(valid_archive())).mdn_allowed

@@ -12,8 +12,11 @@ Implementation notes:
   or there was none to send) once the MDN is accepted. A message marked but without
   ``$MDNSent`` (the submission failed) gets its MDN on the next run; its documents
   are not written again.
-- A message with neither an ``IHE_XDM.ZIP`` attachment nor an ``XDM/`` subject is not
-  for this program: it is left alone (unmarked, not reported).
+- A message with neither an ``IHE_XDM.ZIP`` attachment nor an ``XDM/`` subject, and a
+  report or automatic answer (a KO MDN carries the archive back), is not for this
+  program: it is left alone (unmarked, not reported).
+- The MDN goes only to the message's sender: a Disposition-Notification-To naming
+  another address gets none (``"mdn": "withheld"``; RFC 8098 §2.1).
 - The documents of a message go into their own folder of ``--into``,
   ``<UIDVALIDITY>-<UID>-<Message-ID reduced to [A-Za-z0-9._-]>``, created without
   following a symbolic link; a file is never overwritten (content/xdmfiles.py).
@@ -55,7 +58,6 @@ from mssante.content.integration import (
 )
 from mssante.content.xdmfiles import write_documents
 from mssante.domain.addresses import AddressSyntaxError, parse_one_mailbox
-from mssante.domain.documents import XDM_SUBJECT_PREFIX
 from mssante.errors import DocumentRefused
 
 INTEGRATED = "$Integre"
@@ -79,6 +81,7 @@ class Settings:
     cert: tuple[Path, Path]
     authors: frozenset[str] | None
     patients: frozenset[str] | None
+    uidvalidity: str = "0"  # INBOX's, read at SELECT: part of each message's folder name
 
 
 @dataclass(slots=True)
@@ -88,7 +91,7 @@ class Outcome:
     code: int | None
     files: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
-    mdn: str = "none"  # sent | none | failed
+    mdn: str = "none"  # sent | none (not asked) | withheld (asked for someone else)
 
     def as_json(self) -> dict[str, Any]:
         return {"message_id": self.message_id, "status": self.status, "code": self.code,
@@ -164,6 +167,7 @@ def _imap(settings: Settings) -> imaplib.IMAP4:
     if typ != "OK":
         client.logout()
         raise fail(f"SELECT INBOX refused: {_text(data)}")
+    settings.uidvalidity = _UNSAFE.sub("_", _text(client.response("UIDVALIDITY")[1])) or "0"
     return client
 
 
@@ -222,17 +226,12 @@ def _send_mdn(settings: Settings, message: DocumentMessage, decision: Decision) 
             smtp.close()
 
 
-def _is_for_us(message: DocumentMessage) -> bool:
-    return message.archive is not None or message.subject.lstrip().startswith("XDM/") \
-        or message.subject.lstrip().startswith(XDM_SUBJECT_PREFIX)
-
-
 def process(client: imaplib.IMAP4, settings: Settings) -> tuple[list[Outcome], list[str]]:
     """One pass over INBOX: the outcomes of the messages handled, and the local
     failures (the messages they concern are left for the next run)."""
     outcomes: list[Outcome] = []
     failures: list[str] = []
-    uidvalidity = _text(client.response("UIDVALIDITY")[1]) or "0"
+    uidvalidity = settings.uidvalidity
     new = _search(client, "UNKEYWORD", INTEGRATED, "UNKEYWORD", INTEGRATION_ERROR)
     pending = _search(client, "OR", "KEYWORD", INTEGRATED, "KEYWORD", INTEGRATION_ERROR,
                       "UNKEYWORD", MDN_SENT)
@@ -253,7 +252,7 @@ def _handle(client: imaplib.IMAP4, settings: Settings, uid: int, uidvalidity: st
     if raw is None:
         return None
     message = read_message(raw)
-    if not _is_for_us(message):
+    if not message.for_integration:
         return None
     decision = decide(message, authors=settings.authors, patients=settings.patients)
     outcome = Outcome(message.message_id, "processed" if decision.code is None else "error",
@@ -267,7 +266,9 @@ def _handle(client: imaplib.IMAP4, settings: Settings, uid: int, uidvalidity: st
                 raise LocalFailure(str(exc)) from None
             outcome.files = [str(path) for path in written]
         _mark(client, uid, INTEGRATED if decision.code is None else INTEGRATION_ERROR)
-    if message.notify_to is not None:
+    if message.notify_to is not None and not message.mdn_allowed:
+        outcome.mdn = "withheld"
+    elif message.notify_to is not None:
         try:
             _send_mdn(settings, message, decision)
         except (LocalFailure, OSError, smtplib.SMTPException) as exc:

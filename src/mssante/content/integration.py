@@ -85,6 +85,23 @@ class DocumentMessage:
     archive: bytes | None  # the IHE_XDM.ZIP attachment, None without one
     pdfs: tuple[Attachment, ...]  # the PDF renderings beside it
     header_section: bytes
+    automatic: bool = False  # a report (multipart/report) or Auto-Submitted (RFC 3834)
+
+    @property
+    def for_integration(self) -> bool:
+        """Whether the message is one to integrate: it carries an archive or announces
+        one (an ``XDM/`` subject), and is not a report or an automatic answer (a KO MDN
+        carries the archive back: integrating it would take the sender's copy for a
+        new document, and answering it would start a loop)."""
+        return (self.archive is not None or self.subject.lstrip().startswith("XDM/")) \
+            and not self.automatic
+
+    @property
+    def mdn_allowed(self) -> bool:
+        """An automatic MDN goes only to the message's sender (RFC 8098 §2.1: not to a
+        Disposition-Notification-To another address, which would make the program
+        write to anyone on a stranger's behalf)."""
+        return self.notify_to is not None and self.notify_to == self.from_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +141,13 @@ def read_message(raw: bytes) -> DocumentMessage:
             archive = payload
         elif part.get_content_type() == "application/pdf" or name.lower().endswith(".pdf"):
             pdfs.append(Attachment(name or "document.pdf", "application/pdf", payload))
+    auto = str(parsed["Auto-Submitted"] or "no").strip().lower().split(";")[0].strip()
     return DocumentMessage(
         message_id=(str(parsed["Message-ID"]).strip() or None) if parsed["Message-ID"] else None,
         subject=str(parsed["Subject"] or ""), from_address=_address(parsed["From"]),
         notify_to=_address(parsed["Disposition-Notification-To"]), archive=archive,
-        pdfs=tuple(pdfs), header_section=header_section(raw))
+        pdfs=tuple(pdfs), header_section=header_section(raw),
+        automatic=parsed.get_content_type() == "multipart/report" or auto != "no")
 
 
 def decide(message: DocumentMessage, *, authors: Collection[str] | None = None,
