@@ -155,7 +155,7 @@ def test_send_integrate_mdn_and_the_timeline_shows_processed(
     assert again.returncode == 0, again.stderr
     assert not {message_id, *ids.values()} & set(outcomes(again))
     flags = {m.message_id: m.flags for m in environment.messages(APP)}
-    assert {"$Integre", "$MDNSent"} <= set(flags[message_id])
+    assert {"$Integre", "$MDNSent", "\\Seen"} <= set(flags[message_id])
     assert {"$IntegrationError", "$MDNSent"} <= set(flags[ids["xxe"]])
 
 

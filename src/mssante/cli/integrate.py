@@ -7,11 +7,11 @@ with an integration MDN sent by submission with the same certificate, and marks 
 Implementation notes:
 - IMAP keywords (RFC 9051 §2.3.2) carry the state, so that a second run, or another
   copy of the program, processes nothing twice: ``$Integre`` (documents written) or
-  ``$IntegrationError`` (refused with a code 900–906), set as soon as the decision is
-  made and the files are written; then ``$MDNSent`` (RFC 3503 §3.1: the MDN was sent,
-  or there was none to send) once the MDN is accepted. A message marked but without
-  ``$MDNSent`` (the submission failed) gets its MDN on the next run; its documents
-  are not written again.
+  ``$IntegrationError`` (refused with a code 900–906), with ``\\Seen``, set as soon as
+  the decision is made and the files are written; then ``$MDNSent`` (RFC 3503 §3.1:
+  the MDN was sent, or there was none to send) once the MDN is accepted. A message
+  marked but without ``$MDNSent`` (the submission failed) gets its MDN on the next
+  run; its documents are not written again.
 - A message with neither an ``IHE_XDM.ZIP`` attachment nor an ``XDM/`` subject, and a
   report or automatic answer (a KO MDN carries the archive back), is not for this
   program: it is left alone (unmarked, not reported).
@@ -265,7 +265,8 @@ def _handle(client: imaplib.IMAP4, settings: Settings, uid: int, uidvalidity: st
             except DocumentRefused as exc:
                 raise LocalFailure(str(exc)) from None
             outcome.files = [str(path) for path in written]
-        _mark(client, uid, INTEGRATED if decision.code is None else INTEGRATION_ERROR)
+        _mark(client, uid, INTEGRATED if decision.code is None else INTEGRATION_ERROR,
+              "\\Seen")
     if message.notify_to is not None and not message.mdn_allowed:
         outcome.mdn = "withheld"
     elif message.notify_to is not None:
