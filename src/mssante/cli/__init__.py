@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mssante.cli import directory, operator, pki, psc, trust, up, whitelist, xdm
+from mssante.cli import directory, operator, pki, psc, send, trust, up, whitelist, xdm
 from mssante.files import private_umask
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -19,6 +19,7 @@ app.add_typer(psc.app, name="psc",
 app.add_typer(xdm.app, name="xdm",
               help="Clinical documents: build and check IHE XDM archives (IHE_XDM.ZIP).")
 app.command("up")(up.up)
+app.command("send")(send.send)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from mssante.auth import apppasswords, totp
 from mssante.auth.passwords import generate_password, hash_password
-from mssante.cli import audit
+from mssante.cli import audit, integrate
 from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
 from mssante.directory.contact import resource_for
 from mssante.domain.addresses import parse_address
@@ -58,6 +58,7 @@ user_app.add_typer(app_password_app, name="app-password")
 app.add_typer(user_app, name="user")
 app.add_typer(mailbox_app, name="mailbox")
 app.add_typer(queue_app, name="queue")
+app.command("integrate")(integrate.integrate)
 app.add_typer(directory_app, name="directory")
 app.add_typer(audit.app, name="audit")
 

@@ -55,3 +55,43 @@ def document_subject(label: str, family_name: str, given_name: str, birth_date: 
     if not label.strip():
         raise PolicyViolation("a document message's subject needs the document's label")
     return XDM_SUBJECT_PREFIX + text
+
+
+# --- integration of the documents by the receiving software -----------------------------
+# The MDN a receiving program sends once it has integrated (or failed to integrate) the
+# documents of a message (ANS, MSSanté: accusés d'intégration; RFC 8098): disposition
+# ``processed`` on success, ``processed/Error: <code>^<label>`` otherwise, and then the
+# subject ``[KO Intégration système !][<code>] <original subject>``.
+
+WRONG_VERSION = 900  # the message's XDM version is not one the program reads
+AUTHOR_NOT_ALLOWED = 901  # the document's author may not send to this program
+UNKNOWN_PATIENT = 902  # the patient is not known to the program
+NO_INS = 903  # the document carries no INS
+INS_MISMATCH = 904  # the INS differs between documents, metadata and CDA
+INCOMPLETE_TRAITS = 905  # an INS without its four identity traits
+OTHER_ERROR = 906  # any other reason the documents could not be integrated
+
+INTEGRATION_ERRORS: dict[int, str] = {
+    WRONG_VERSION: "Version non supportée",
+    AUTHOR_NOT_ALLOWED: "Auteur non autorisé",
+    UNKNOWN_PATIENT: "Patient inconnu",
+    NO_INS: "INS absent du document",
+    INS_MISMATCH: "INS incohérent",
+    INCOMPLETE_TRAITS: "Traits d'identité de l'INS incomplets",
+    OTHER_ERROR: "Autre erreur",
+}
+XDM_VERSION = "1.0"
+_XDM_SUBJECT = re.compile(r"XDM/(?P<version>[^/\s]{1,16})/")
+
+
+def subject_xdm_version(subject: str) -> str | None:
+    """The XDM version a subject announces (``XDM/1.0/DDM+…`` → ``1.0``), or None."""
+    found = _XDM_SUBJECT.match(subject.strip())
+    return found.group("version") if found else None
+
+
+def integration_error_subject(code: int, subject: str) -> str:
+    """``[KO Intégration système !][<code>] <original subject>``."""
+    if code not in INTEGRATION_ERRORS:
+        raise PolicyViolation(f"{code} is not an integration error code (900 to 906)")
+    return f"[KO Intégration système !][{code}] {subject.strip()}"
