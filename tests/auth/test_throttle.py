@@ -6,6 +6,7 @@ from __future__ import annotations
 import imaplib
 import smtplib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -229,3 +230,38 @@ def test_submission_failures_count_for_imap(environment: Any,
             client.login(person.login, person.password)
     finally:
         client.logout()
+
+
+def test_a_program_opening_many_connections_at_once_is_not_locked_out(
+        environment: Any, throttled: FailedLogins) -> None:
+    """Twelve connections of one program log in at the same moment with the right
+    password, four times the per-login bound: each check counts as a failure until it
+    ends, so without turns the late ones were refused as a guessing attack."""
+    person = fresh_person(environment)
+
+    def log_in(_: int) -> int:
+        with submission(environment, HOSPITAL) as smtp:
+            return int(smtp.login(person.login, person.password)[0])
+
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(log_in, range(12))) == [235] * 12
+
+
+def test_guesses_in_parallel_still_count_one_by_one(environment: Any,
+                                                    throttled: FailedLogins) -> None:
+    person = fresh_person(environment)
+
+    def guess(n: int) -> str:
+        client = connect(environment)
+        try:
+            client.login(person.login, f"wrong {n}")
+        except imaplib.IMAP4.error as exc:
+            return str(exc)
+        finally:
+            client.logout()
+        return "OK"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(guess, range(8)))
+    assert sum("AUTHENTICATIONFAILED" in a for a in answers) == 3  # the bound, no more
+    assert sum("Too many failed logins for this login" in a for a in answers) == 5

@@ -17,10 +17,17 @@
   are not checked at all. An attempt counts from before its check and a right
   password takes it back, so connections trying at the same moment get no more
   guesses than the limit.
+- The checks of one login take turns (one lock per login, in this process): twenty
+  connections of one program logging in at once are checked one after the other, the
+  first right one remembered for the others, instead of all counting as failures
+  until their checks end; guesses in parallel are counted one by one all the same.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from mssante.auth import apppasswords
@@ -40,6 +47,24 @@ from mssante.store.logins import Contact
 from mssante.store.models import Person
 
 _VERIFIED = VerifiedLogins()  # per process (passwords.py)
+_TURNS: dict[str, tuple[asyncio.Lock, int]] = {}  # login -> its lock, users of it
+
+
+@asynccontextmanager
+async def _turn(login: str) -> AsyncIterator[None]:
+    """One check at a time for ``login``; the lock goes when nobody holds or waits."""
+    key = login.lower()
+    lock, users = _TURNS.get(key, (asyncio.Lock(), 0))
+    _TURNS[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = _TURNS[key]
+        if users <= 1:
+            del _TURNS[key]
+        else:
+            _TURNS[key] = (lock, users - 1)
 
 
 class PasswordLoginFailed(Exception):
@@ -83,6 +108,17 @@ async def password_login(people: People, throttle: FailedLogins, login: str, pas
     """The person whose login and password these are, for a client at ``address``
     logging in by ``way`` (the web, or a mail client at IMAP and submission)."""
     refusal = throttle.refusal(login, address)
+    if refusal is not None:
+        raise LoginThrottled(refusal)
+    async with _turn(login):
+        return await _password_login(people, throttle, login, password, address, policy,
+                                     way=way, second_factors=second_factors)
+
+
+async def _password_login(people: People, throttle: FailedLogins, login: str, password: str,
+                          address: str, policy: PasswordPolicy, *, way: WayIn,
+                          second_factors: SecondFactorPolicy | None) -> Identity:
+    refusal = throttle.refusal(login, address)  # failures counted while this one waited
     if refusal is not None:
         raise LoginThrottled(refusal)
     attempt = throttle.failed(login, address)  # taken back below if the password is right
