@@ -110,9 +110,14 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        """Stop the loop and close it; a transport a failed test left open can make
+        uvloop's close wait for ever, so the close gets 10 s in a thread of its own and
+        the suite goes on (and reports the failure) rather than hang."""
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
-        self.loop.close()
+        closer = threading.Thread(target=self.loop.close, daemon=True)
+        closer.start()
+        closer.join(10)
 
 
 @dataclass

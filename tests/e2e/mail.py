@@ -48,7 +48,11 @@ def submission(env: Any, domain: str, login: str | None = None, *,
         smtp.starttls(context=ctx)
     smtp.ehlo("client.test")
     if login is not None:
-        smtp.login(login, env.password(login))
+        try:
+            smtp.login(login, env.password(login))
+        except BaseException:
+            smtp.close()  # a refused login leaves no connection open
+            raise
     return smtp
 
 

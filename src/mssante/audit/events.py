@@ -53,6 +53,18 @@ class AuditEvent:
     detail: str = ""
 
 
+def actor_of(login: str, psc_subject: str | None = None,
+             app_password: int | None = None) -> str:
+    """How an entry names who acted: the login, with the PSC identifier (idNatPs) of a
+    Pro Santé Connect login or the application password used."""
+    actor = login
+    if psc_subject:
+        actor += f" psc:{psc_subject}"
+    if app_password is not None:
+        actor += f" app-password:{app_password}"
+    return clip(actor)
+
+
 def clip(text: str | None) -> str:
     return (text or "")[:MAX_FIELD]
 

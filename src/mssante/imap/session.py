@@ -70,7 +70,7 @@ from enum import Enum
 from typing import Protocol, TypeVar
 
 from mssante import __version__ as VERSION
-from mssante.audit.events import READ, AuditEvent
+from mssante.audit.events import LOGIN, LOGIN_FAILED, READ, AuditEvent, actor_of, clip
 from mssante.auth import oauthsasl
 from mssante.auth.identity import Identity
 from mssante.errors import Conflict, NotFound, PolicyViolation
@@ -426,7 +426,8 @@ class Session:
             raise bad("LOGIN takes a user name and a password")
         login, password = _text(args[0]), _text(args[1])
         await self._authenticate(tag, lambda: password_login(self.ctx, login, password,
-                                                                  self.conn.peer_address))
+                                                                  self.conn.peer_address),
+                                 method="LOGIN", attempted=login)
 
     async def cmd_AUTHENTICATE(self, tag: str, args: list[Token]) -> None:
         if not args or not isinstance(args[0], Atom):
@@ -452,22 +453,25 @@ class Session:
             raise bad("the response is not base64")
         if bearer:
             await self._authenticate(tag, functools.partial(self._bearer_login, mechanism,
-                                                            blob))
+                                                            blob), method=mechanism)
             return
         if mechanism == "EXTERNAL":
             authzid = blob.decode("utf-8", "replace")
             der = self.conn.peer_certificate()
-            await self._authenticate(tag, lambda: certificate_login(self.ctx, der, authzid))
+            await self._authenticate(tag, lambda: certificate_login(self.ctx, der, authzid),
+                                     method="EXTERNAL", attempted=authzid)
             return
         parts = blob.split(b"\x00")
         if len(parts) != 3:  # RFC 4616 §2: [authzid] NUL authcid NUL passwd
             raise bad("malformed PLAIN response")
         authzid, login, password = (p.decode("utf-8", "replace") for p in parts)
         if authzid and authzid != login:
-            await self._authenticate(tag, _refuse("cannot act as another user"))
+            await self._authenticate(tag, _refuse("cannot act as another user"),
+                                     method="PLAIN", attempted=login)
             return
         await self._authenticate(tag, lambda: password_login(self.ctx, login, password,
-                                                                  self.conn.peer_address))
+                                                                  self.conn.peer_address),
+                                 method="PLAIN", attempted=login)
 
     async def _bearer_login(self, mechanism: str, blob: bytes) -> Identity:
         """XOAUTH2 or OAUTHBEARER (auth/oauthsasl.py); a refused OAUTHBEARER first
@@ -486,10 +490,18 @@ class Session:
                 await self.conn.readline()  # the dummy response, whatever it is
             raise
 
-    async def _authenticate(self, tag: str, check: Callable[[], Awaitable[Identity]]) -> None:
+    async def _authenticate(self, tag: str, check: Callable[[], Awaitable[Identity]], *,
+                            method: str, attempted: str = "") -> None:
+        """Log in with ``check``; the audit trail records the login or its failure
+        (``attempted``: the login asked for, when the client named one) before the
+        client hears of it."""
+        source = f"IMAP {self.conn.peer_address}"
         try:
             identity = await check()
         except AuthFailed as exc:
+            await self.ctx.store.audit_record([AuditEvent(
+                LOGIN_FAILED, clip(attempted), source=source,
+                detail=clip(f"{method}: {exc}"))])
             self.auth_failures += 1
             log.info("IMAP authentication failed (%d): %s", self.auth_failures, exc)
             if self.auth_failures >= MAX_AUTH_FAILURES:
@@ -497,6 +509,8 @@ class Session:
                 self.write(b"* BYE Too many authentication failures\r\n")
                 raise Logout from exc
             raise no(str(exc), exc.code) from exc
+        await self.ctx.store.audit_record([AuditEvent(
+            LOGIN, _actor(identity), source=source, detail=method)])
         self.identity = identity
         self._app_password_seen = time.monotonic()  # found live just now
         if identity.app is not None:
@@ -998,9 +1012,7 @@ class Session:
 
     def _read_event(self, selected: Selected, uid: int, meta: MessageData) -> AuditEvent:
         """The audit trail's entry of serving a message's content (audit/events.py)."""
-        identity = self.identity
-        actor = "" if identity is None else identity.login + (
-            f" psc:{identity.psc.subject}" if identity.psc is not None else "")
+        actor = "" if self.identity is None else _actor(self.identity)
         return AuditEvent(READ, actor, selected.place.address, meta.message_id,
                           f"IMAP {self.conn.peer_address}",
                           f"{selected.place.folder} uid {uid}")
@@ -1585,3 +1597,8 @@ def _parse_date_time(text: str) -> float:
     except ValueError as exc:
         raise bad(f"bad date-time {text!r}") from exc
     return moment.timestamp()
+
+
+def _actor(identity: Identity) -> str:
+    return actor_of(identity.login, identity.psc.subject if identity.psc else None,
+                    identity.app_password)

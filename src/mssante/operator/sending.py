@@ -31,6 +31,7 @@ import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mssante.audit.events import actor_of
 from mssante.auth.identity import Identity
 from mssante.content.headers import crlf_line_endings, header_section, rfc5322_date
 from mssante.domain.addresses import Address, is_trust_space_domain, parse_address
@@ -207,7 +208,8 @@ async def submit_data(ctx: OperatorRuntime, identity: Identity, message: Submiss
         envelope_from=sender, recipients=list(message.recipients), body=body,
         headers=headers, envid=message.envid, ret=message.ret, trace=received,
         sent_copy=sender.lower() if ctx.is_local(sender) else None,
-        actor=identity.login + (f" psc:{identity.psc.subject}" if identity.psc else ""),
+        actor=actor_of(identity.login, identity.psc.subject if identity.psc else None,
+                       identity.app_password),
         source=f"{client.protocol} {client.address or ''}".strip())
     queue_id = await accept(ctx, msg, extra_headers=extra)
     maillog.submitted(queue_id, sender=sender, recipients=recipients, size=len(body),

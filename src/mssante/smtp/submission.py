@@ -37,6 +37,7 @@ import logging
 
 from aiosmtpd.smtp import AuthResult, Session
 
+from mssante.audit.events import LOGIN, LOGIN_FAILED, AuditEvent, actor_of, clip
 from mssante.auth import oauthsasl
 from mssante.auth.certlogin import CertificateLoginFailed, certificate_login
 from mssante.auth.identity import Identity
@@ -83,7 +84,7 @@ class SubmissionHandler:
     # -- authentication ---------------------------------------------------------------
 
     async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
-        address = (peer_host(server.session) if server.session else None) or "unknown"
+        address = self._address(server)
         try:
             identity = await password_login(self.ctx.store, self.ctx.logins, login, password,
                                             address, self.ctx.passwords,
@@ -97,12 +98,28 @@ class SubmissionHandler:
             return await self._failed(server, login, f"535 5.7.8 {exc}")
         except PasswordLoginFailed:
             return await self._failed(server, login)
+        return await self._succeeded(server, identity, "PASSWORD")
+
+    async def _succeeded(self, server: MSSanteSMTP, identity: Identity,
+                         method: str) -> AuthResult:
+        """The login, recorded in the audit trail before the client hears of it."""
+        await self.ctx.store.audit_record([AuditEvent(
+            LOGIN, actor_of(identity.login, identity.psc.subject if identity.psc else None,
+                            identity.app_password),
+            source=f"submission {self._address(server)}", detail=method)])
         return AuthResult(success=True, auth_data=identity)
+
+    @staticmethod
+    def _address(server: MSSanteSMTP) -> str:
+        return (peer_host(server.session) if server.session else None) or "unknown"
 
     async def _failed(self, server: MSSanteSMTP, login: str,
                       reply: str | None = str(AUTH_FAILED)) -> AuthResult:
-        """Count a failed attempt and answer it (None: answered already); the third one
-        closes the connection."""
+        """Count a failed attempt, record it in the audit trail and answer it (None:
+        answered already); the third one closes the connection."""
+        await self.ctx.store.audit_record([AuditEvent(
+            LOGIN_FAILED, clip(login), source=f"submission {self._address(server)}",
+            detail=clip(reply or "refused"))])
         server.auth_failures += 1
         log.info("authentication failed for %r (%d)", login, server.auth_failures)
         if server.auth_failures >= MAX_AUTH_FAILURES:
@@ -169,9 +186,12 @@ class SubmissionHandler:
             identity = await certificate_login(self.ctx.trust.checker, self.ctx.store,
                                                server.peer_certificate(), authzid)
         except CertificateLoginFailed as exc:
+            await self.ctx.store.audit_record([AuditEvent(
+                LOGIN_FAILED, clip(authzid), source=f"submission {self._address(server)}",
+                detail=clip(f"EXTERNAL: {exc}"))])
             await server.push(f"535 5.7.8 {exc}")
             return AuthResult(success=False, handled=True)
-        return AuthResult(success=True, auth_data=identity)
+        return await self._succeeded(server, identity, "EXTERNAL")
 
     async def auth_XOAUTH2(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
         return await self._bearer(server, oauthsasl.XOAUTH2, args)
@@ -205,7 +225,7 @@ class SubmissionHandler:
             if isinstance(exc, ProviderUnavailable):  # RFC 4954 §6: temporary
                 return await self._failed(server, login, f"454 4.7.0 {exc}")
             return await self._failed(server, login)
-        return AuthResult(success=True, auth_data=identity)
+        return await self._succeeded(server, identity, mechanism)
 
     # -- transaction --------------------------------------------------------------------
 

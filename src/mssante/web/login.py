@@ -28,6 +28,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mssante.audit.events import LOGIN, LOGIN_FAILED, AuditEvent, actor_of, clip
 from mssante.auth import passwordlogin, psctoken
 from mssante.auth.emailcode import CodeNotSent, CodeStart
 from mssante.auth.identity import Identity
@@ -66,13 +67,23 @@ def to_login() -> RedirectResponse:
     return RedirectResponse(LOGIN_PATH, status_code=303)
 
 
+async def _failed(web: WebContext, login: str, address: str, detail: str) -> None:
+    """A failed web login, in the audit trail."""
+    await web.runtime.store.audit_record([AuditEvent(
+        LOGIN_FAILED, clip(login), source=f"HTTPS {address}", detail=clip(detail))])
+
+
 def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-async def _opened(web: WebContext, identity: Identity, *, id_token: str = "",
-                  strong: bool = False) -> RedirectResponse:
-    """``strong``: opened with a second factor or with PSC, not a password alone."""
+async def _opened(web: WebContext, identity: Identity, *, method: str, address: str,
+                  id_token: str = "", strong: bool = False) -> RedirectResponse:
+    """``strong``: opened with a second factor or with PSC, not a password alone. The
+    audit trail records the login before the session exists."""
+    await web.runtime.store.audit_record([AuditEvent(
+        LOGIN, actor_of(identity.login, identity.psc.subject if identity.psc else None),
+        source=f"HTTPS {address}", detail=method)])
     session = await web.sessions.open(identity, psc_id_token=id_token, strong=strong)
     response = RedirectResponse(HOME_PATH, status_code=303)
     response.headers.append("set-cookie", cookie_header(COOKIE, session.id))
@@ -119,9 +130,13 @@ def create_router(web: WebContext) -> APIRouter:
         address = request.client.host if request.client else "unknown"
         runtime = web.runtime
         try:
-            identity = await passwordlogin.password_login(
-                runtime.store, runtime.logins, login, password, address, runtime.passwords,
-                way=WayIn.WEB)
+            try:
+                identity = await passwordlogin.password_login(
+                    runtime.store, runtime.logins, login, password, address,
+                    runtime.passwords, way=WayIn.WEB)
+            except PasswordLoginFailed as exc:
+                await _failed(web, login, address, f"password: {exc}")
+                raise
         except LoginThrottled as exc:
             return login_page(request, login=login, status=429,
                               error=f"Trop d'essais infructueux : réessayez plus tard. ({exc})")
@@ -142,7 +157,7 @@ def create_router(web: WebContext) -> APIRouter:
                 return login_page(request, login=login, status=503, error=str(exc))
         if factor is None:
             log.info("web login of %s from %s (password)", identity.login, address)
-            return await _opened(web, identity)
+            return await _opened(web, identity, method="password", address=address)
         key = await web.sessions.await_second_factor(identity, factor.value)
         response = RedirectResponse(CODE_PATH, status_code=303)
         response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, key))
@@ -177,6 +192,7 @@ def create_router(web: WebContext) -> APIRouter:
         else:
             right = await runtime.login_codes.verify(identity.login, code)
         if not right:
+            await _failed(web, identity.login, address, f"password right, {factor} wrong")
             if await web.sessions.second_factor_failed(key):
                 return code_page(request, factor, status=401,
                                  error="Code incorrect ou expiré : réessayez.")
@@ -185,7 +201,8 @@ def create_router(web: WebContext) -> APIRouter:
         await web.sessions.second_factor_done(key)
         log.info("web login of %s from %s (password and %s)", identity.login, address,
                  factor)
-        response = await _opened(web, identity, strong=True)
+        response = await _opened(web, identity, method=f"password and {factor}",
+                                 address=address, strong=True)
         response.headers.append("set-cookie", cookie_header(SECOND_COOKIE, "", clear=True))
         return response
 
@@ -226,10 +243,14 @@ def create_router(web: WebContext) -> APIRouter:
                                                          "injoignable : réessayez plus tard.")
         except TokenLoginFailed as exc:
             log.info("web PSC login refused: %s", exc)
+            await _failed(web, "", request.client.host if request.client else "unknown",
+                          f"Pro Santé Connect: {exc}")
             return login_page(request, status=401, error="Aucun compte de cet opérateur "
                                                          "pour ce professionnel.")
         log.info("web login of %s (Pro Santé Connect)", identity.login)
-        return await _opened(web, identity, id_token=tokens.id_token, strong=True)
+        return await _opened(web, identity, method="Pro Santé Connect",
+                             address=request.client.host if request.client else "unknown",
+                             id_token=tokens.id_token, strong=True)
 
     @router.post(LOGOUT_PATH)
     async def logout(request: Request) -> Response:
