@@ -6,7 +6,7 @@ one session at a time (p50, p99), then pages per second for 50 concurrent sessio
                         [--php-workers N] [--roundcube-cache] [--profile DIR]
 
 For each store engine: a fresh local environment (``mssante up``'s; on PostgreSQL the
-operator ch-xyz.mssante.fr gets a database ``mssante_bench_web`` created for the run and
+operator ch-xyz.mssante.fr gets a database ``mssante_bench_web_<pid>`` created for the run and
 dropped after, on the server of ``MSSANTE_BENCH_POSTGRES``); Dr Dupont's INBOX filled with
 ``--messages`` messages with ``store.folders.bulk_append`` (the deterministic corpus of
 bench/imap.py: French clinical subjects, RFC 2047, 60 % plain text, 40 % with a PDF or a
@@ -90,7 +90,8 @@ from bench.relay import Processes, free_port_base, percentile, reset_postgres, w
 
 HOSPITAL = "ch-xyz.mssante.fr"
 DUPONT = "dupont@ch-xyz.mssante.fr"
-DATABASE = "mssante_bench_web"
+# One database per run: two runs at once on a shared server must not drop each other's.
+DATABASE = f"mssante_bench_web_{os.getpid()}"
 GOAL_MS = 50.0
 HTML_SUBJECT = "Compte rendu opératoire (HTML) avec pièce jointe"
 
@@ -343,6 +344,11 @@ def run_engine(engine: str, args: argparse.Namespace, workdir: Path) -> list[Mea
             return found
 
         return uvloop.run(measures())
+    except Exception:
+        log = (data_dir / "operator.log").read_text(errors="replace").splitlines()
+        print("  the operator's log, last lines:\n    " + "\n    ".join(log[-40:]),
+              file=sys.stderr)
+        raise
     finally:
         procs.stop()
         if engine == "postgresql":
