@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import html
 import os
 import random
@@ -74,7 +75,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,9 +277,28 @@ async def concurrent(engine: str, clients: list[httpx.AsyncClient], pick: Pick,
     return measure
 
 
-# -- one engine --------------------------------------------------------------------------------
+# -- the sides under test --------------------------------------------------------------------
 
-def run_engine(engine: str, args: argparse.Namespace, workdir: Path) -> list[Measure]:
+# A single-session measure: (what, path, text the answer must hold).
+Request = tuple[str, str, str]
+
+
+@dataclass
+class Side:
+    """A webmail started and filled: how a session logs in, what it requests (from a
+    logged-in client: the single-session measures and the mix), its server's CPU."""
+
+    name: str
+    login: Callable[[], Awaitable[httpx.AsyncClient]]
+    plan: Callable[[httpx.AsyncClient], Awaitable[tuple[list[Request], Pick]]]
+    cpu: Callable[[], float]
+    log_tail: Callable[[], str]
+
+
+def start_mssante(engine: str, args: argparse.Namespace, workdir: Path,
+                  stack: contextlib.ExitStack) -> Side:
+    """mssante on ``engine``: the environment, the INBOX, the trust space and the
+    operator started (``stack`` stops them, and drops the PostgreSQL database)."""
     from mssante.config import load_operator_config
     from mssante.environment.local import LocalEnvironment
     from mssante.pki.tls import client_context
@@ -287,6 +307,7 @@ def run_engine(engine: str, args: argparse.Namespace, workdir: Path) -> list[Mea
     urls = {}
     if engine == "postgresql":
         urls = {HOSPITAL: asyncio.run(reset_postgres([DATABASE]))[DATABASE]}
+        stack.callback(lambda: asyncio.run(drop_postgres(DATABASE)))
     env = LocalEnvironment(data_dir, free_port_base(), database_urls=urls)
     asyncio.run(env.prepare())
     d = env.description
@@ -296,63 +317,63 @@ def run_engine(engine: str, args: argparse.Namespace, workdir: Path) -> list[Mea
     plain, rich, took = asyncio.run(fill(config.database_url, args.messages))
     print(f"  {engine}: {args.messages} messages loaded in {took:.1f} s", file=sys.stderr)
     procs = Processes(Path(args.profile) / engine if args.profile else None)
+    stack.callback(procs.stop)
+    procs.start("trust", ["trust", "serve", "--config", str(data_dir / "trust.toml")],
+                data_dir / "trust.log")
+    wait_port(env.base_port)
+    procs.start("operator", ["operator", "serve", "--config", op["config"]],
+                data_dir / "operator.log")
+    wait_port(op["web"]["port"])
+    pid = procs.procs[-1][1].pid
+    base, verify = str(op["web"]["url"]), client_context(Path(d["ca_file"]))
+
+    async def plan(client: httpx.AsyncClient) -> tuple[list[Request], Pick]:
+        landed = await client.get("/courrier", follow_redirects=True)
+        folder = landed.url.path  # /courrier/{address}/dossiers/{id} of the INBOX
+        pages = -(-args.messages // 50)
+        deep = pages // 2
+        return [
+            ("static file (floor)", "/static/app.css", "{"),
+            ("message list, first page", folder, "Page 1 sur"),
+            (f"message list, page {deep} of {pages}", f"{folder}?page={deep}",
+             f"Page {deep} sur"),
+            ("message, plain text", f"{folder}/messages/{plain}", "Cher confr"),
+            ("message, HTML + PDF attachment", f"{folder}/messages/{rich}", "CRO.pdf"),
+        ], mssante_pick(folder, pages, rich)
+
+    def log_tail() -> str:
+        lines = (data_dir / "operator.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-40:])
+
+    return Side(engine, lambda: session(base, verify, password), plan,
+                lambda: cpu_seconds([pid]), log_tail)
+
+
+async def measure_sides(sides: list[Side], args: argparse.Namespace) -> list[Measure]:
+    """Each single-session measure on every side in turn (the load of this shared
+    machine changes in minutes: side by side, each measure meets about the same), then
+    the concurrent sessions of each side, one side after the other."""
+    found: list[list[Measure]] = [[] for _ in sides]
+    clients = [await side.login() for side in sides]
     try:
-        procs.start("trust", ["trust", "serve", "--config", str(data_dir / "trust.toml")],
-                    data_dir / "trust.log")
-        wait_port(env.base_port)
-        procs.start("operator", ["operator", "serve", "--config", op["config"]],
-                    data_dir / "operator.log")
-        wait_port(op["web"]["port"])
-        pid = procs.procs[-1][1].pid
-
-        def cpu() -> float:
-            return cpu_seconds([pid])
-
-        base, verify = str(op["web"]["url"]), client_context(Path(d["ca_file"]))
-
-        async def measures() -> list[Measure]:
-            client = await session(base, verify, password)
-            try:
-                landed = await client.get("/courrier", follow_redirects=True)
-                folder = landed.url.path  # /courrier/{address}/dossiers/{id} of the INBOX
-                pages = -(-args.messages // 50)
-                deep = pages // 2
-                found = [
-                    await sequential(engine, "static file (floor)", client, "/static/app.css",
-                                     "{", args.repeat, cpu),
-                    await sequential(engine, "message list, first page", client, folder,
-                                     "Page 1 sur", args.repeat, cpu),
-                    await sequential(engine, f"message list, page {deep} of {pages}", client,
-                                     f"{folder}?page={deep}", f"Page {deep} sur",
-                                     args.repeat, cpu),
-                    await sequential(engine, "message, plain text", client,
-                                     f"{folder}/messages/{plain}", "Cher confr", args.repeat,
-                                     cpu),
-                    await sequential(engine, "message, HTML + PDF attachment", client,
-                                     f"{folder}/messages/{rich}", "CRO.pdf", args.repeat, cpu),
-                ]
-            finally:
-                await client.aclose()
-            clients = [await session(base, verify, password) for _ in range(args.sessions)]
-            try:
-                found.append(await concurrent(engine, clients,
-                                              mssante_pick(folder, pages, rich),
-                                              args.seconds, cpu))
-            finally:
-                for c in clients:
-                    await c.aclose()
-            return found
-
-        return uvloop.run(measures())
-    except Exception:
-        log = (data_dir / "operator.log").read_text(errors="replace").splitlines()
-        print("  the operator's log, last lines:\n    " + "\n    ".join(log[-40:]),
-              file=sys.stderr)
-        raise
+        plans = [await side.plan(client) for side, client in zip(sides, clients, strict=True)]
+        for k in range(len(plans[0][0])):
+            for i, side in enumerate(sides):
+                what, path, expect = plans[i][0][k]
+                found[i].append(await sequential(side.name, what, clients[i], path, expect,
+                                                 args.repeat, side.cpu))
     finally:
-        procs.stop()
-        if engine == "postgresql":
-            asyncio.run(drop_postgres(DATABASE))
+        for client in clients:
+            await client.aclose()
+    for i, side in enumerate(sides):
+        sessions = [await side.login() for _ in range(args.sessions)]
+        try:
+            found[i].append(await concurrent(side.name, sessions, plans[i][1], args.seconds,
+                                             side.cpu))
+        finally:
+            for client in sessions:
+                await client.aclose()
+    return [m for measures in found for m in measures]
 
 
 async def drop_postgres(name: str) -> None:
@@ -411,15 +432,16 @@ def roundcube_pick(pages: int, messages: int) -> Pick:
     return pick
 
 
-def run_roundcube(args: argparse.Namespace, workdir: Path) -> tuple[str, list[Measure]]:
-    """Roundcube on Dovecot holding the same INBOX; returns its description and measures."""
+def start_roundcube(args: argparse.Namespace, workdir: Path,
+                    stack: contextlib.ExitStack) -> tuple[str, Side]:
+    """Roundcube on Dovecot holding the same INBOX, started (``stack`` stops them);
+    returns how they are set up, and the side."""
     from bench.peers.dovecot import Dovecot, descendants, ensure_dovecot_installed
     from bench.peers.roundcube import Roundcube, ensure_roundcube_installed, php_version
     from bench.peers.system import free_ports
 
     dovecot_version = ensure_dovecot_installed()
     version = ensure_roundcube_installed()
-    name = "Roundcube"
     cache = ("imap_cache and messages_cache in its database" if args.roundcube_cache
              else "no cache of its own")
     describe = (f"Roundcube {version} (PHP {php_version()} built-in server, "
@@ -432,62 +454,43 @@ def run_roundcube(args: argparse.Namespace, workdir: Path) -> tuple[str, list[Me
     t0 = time.perf_counter()
     dovecot.write_messages(DUPONT, folder_items(corpus, args.messages), uidvalidity=1)
     os.sync()  # no writeback of the folder during the measures
-    print(f"  {name}: {args.messages} messages written to Dovecot's Maildir in "
+    print(f"  Roundcube: {args.messages} messages written to Dovecot's Maildir in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     roundcube = Roundcube(workdir / "roundcube", port=web_port, imap_port=imap_port,
                           workers=args.php_workers, cache=args.roundcube_cache)
+
+    def stop() -> None:
+        for line in roundcube.errors()[:10]:
+            print(f"  Roundcube's error log: {line}", file=sys.stderr)
+        for line in dovecot.log_problems()[:10]:
+            print(f"  Dovecot's log: {line}", file=sys.stderr)
+        roundcube.stop()
+        dovecot.stop()
+
+    stack.callback(stop)
+    dovecot.start()
+    roundcube.start()
     plain, rich = plain_uid(corpus, args.messages), args.messages
     pages = -(-args.messages // 50)
     deep = pages // 2
-    try:
-        dovecot.start()
-        roundcube.start()
 
-        def cpu() -> float:
-            master = dovecot.master_pid()
-            return cpu_seconds(roundcube.pids() + (descendants(master) if master else []))
+    async def plan(client: httpx.AsyncClient) -> tuple[list[Request], Pick]:
+        return [
+            ("static file (floor)", ROUNDCUBE_CSS, "{"),
+            ("message list, first page", ROUNDCUBE_LIST.format(page=1),
+             roundcube_row(args.messages, 1)),
+            (f"message list, page {deep} of {pages}", ROUNDCUBE_LIST.format(page=deep),
+             roundcube_row(args.messages, deep)),
+            ("message, plain text", ROUNDCUBE_SHOW.format(uid=plain), "Cher confr"),
+            ("message, HTML + PDF attachment", ROUNDCUBE_SHOW.format(uid=rich), "CRO.pdf"),
+        ], roundcube_pick(pages, args.messages)
 
-        async def measures() -> list[Measure]:
-            client = await roundcube_session(roundcube.url, password)
-            try:
-                found = [
-                    await sequential(name, "static file (floor)", client, ROUNDCUBE_CSS,
-                                     "{", args.repeat, cpu),
-                    await sequential(name, "message list, first page", client,
-                                     ROUNDCUBE_LIST.format(page=1),
-                                     roundcube_row(args.messages, 1), args.repeat, cpu),
-                    await sequential(name, f"message list, page {deep} of {pages}", client,
-                                     ROUNDCUBE_LIST.format(page=deep),
-                                     roundcube_row(args.messages, deep), args.repeat, cpu),
-                    await sequential(name, "message, plain text", client,
-                                     ROUNDCUBE_SHOW.format(uid=plain), "Cher confr",
-                                     args.repeat, cpu),
-                    await sequential(name, "message, HTML + PDF attachment", client,
-                                     ROUNDCUBE_SHOW.format(uid=rich), "CRO.pdf",
-                                     args.repeat, cpu),
-                ]
-            finally:
-                await client.aclose()
-            clients = [await roundcube_session(roundcube.url, password)
-                       for _ in range(args.sessions)]
-            try:
-                found.append(await concurrent(name, clients,
-                                              roundcube_pick(pages, args.messages),
-                                              args.seconds, cpu))
-            finally:
-                for c in clients:
-                    await c.aclose()
-            return found
+    def cpu() -> float:
+        master = dovecot.master_pid()
+        return cpu_seconds(roundcube.pids() + (descendants(master) if master else []))
 
-        found = uvloop.run(measures())
-        for line in roundcube.errors()[:10]:
-            print(f"  Roundcube error log: {line}", file=sys.stderr)
-        for line in dovecot.log_problems()[:10]:
-            print(f"  Dovecot log: {line}", file=sys.stderr)
-        return describe, found
-    finally:
-        roundcube.stop()
-        dovecot.stop()
+    return describe, Side("Roundcube", lambda: roundcube_session(roundcube.url, password),
+                          plan, cpu, roundcube.log_tail)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -556,16 +559,26 @@ def main() -> None:
     print(f"workload: {args.messages} messages in one INBOX, {args.repeat} requests per "
           f"single-session measure, {args.sessions} sessions for {args.seconds:.0f} s")
     load = os.getloadavg()
-    measures: list[Measure] = []
     peer = ""
-    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp, \
+            contextlib.ExitStack() as stack:
+        sides = []
         for engine in [e for e in args.engines.split(",") if e and e != "none"]:
-            print(f"running {engine}…", file=sys.stderr)
-            measures += run_engine(engine, args, Path(tmp))
+            print(f"starting mssante on {engine}…", file=sys.stderr)
+            sides.append(start_mssante(engine, args, Path(tmp), stack))
         if args.peer == "roundcube":
-            print("running Roundcube…", file=sys.stderr)
-            peer, found = run_roundcube(args, Path(tmp))
-            measures += found
+            print("starting Roundcube on Dovecot…", file=sys.stderr)
+            peer, side = start_roundcube(args, Path(tmp), stack)
+            sides.append(side)
+        if not sides:
+            parser.error("nothing to run: no engine and no peer")
+        try:
+            measures = uvloop.run(measure_sides(sides, args))
+        except Exception:
+            for side in sides:
+                print(f"  {side.name}'s log, last lines:\n    "
+                      + side.log_tail().replace("\n", "\n    "), file=sys.stderr)
+            raise
     if peer:
         print(f"peer: {peer}")
     for line in table(measures):
