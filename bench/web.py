@@ -72,6 +72,7 @@ import random
 import re
 import resource
 import secrets
+import socket
 import sys
 import tempfile
 import time
@@ -295,6 +296,26 @@ class Side:
     log_tail: Callable[[], str]
 
 
+def port_base(span: int = 40) -> int:
+    """A free range of ``span`` ports from a random start: other runs on this shared
+    machine pick theirs from 42000 on, and one could take a port between the choice and
+    the start of the server."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000, 100)  # below the ephemeral ports
+        free = True
+        for port in range(base, base + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return base
+    return free_port_base(span)
+
+
 def start_mssante(engine: str, args: argparse.Namespace, workdir: Path,
                   stack: contextlib.ExitStack) -> Side:
     """mssante on ``engine``: the environment, the INBOX, the trust space and the
@@ -308,7 +329,7 @@ def start_mssante(engine: str, args: argparse.Namespace, workdir: Path,
     if engine == "postgresql":
         urls = {HOSPITAL: asyncio.run(reset_postgres([DATABASE]))[DATABASE]}
         stack.callback(lambda: asyncio.run(drop_postgres(DATABASE)))
-    env = LocalEnvironment(data_dir, free_port_base(), database_urls=urls)
+    env = LocalEnvironment(data_dir, port_base(), database_urls=urls)
     asyncio.run(env.prepare())
     d = env.description
     op = next(o for o in d["operators"] if o["domain"] == HOSPITAL)
@@ -324,6 +345,9 @@ def start_mssante(engine: str, args: argparse.Namespace, workdir: Path,
     procs.start("operator", ["operator", "serve", "--config", op["config"]],
                 data_dir / "operator.log")
     wait_port(op["web"]["port"])
+    for name, proc in procs.procs:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mssante {name} exited with {proc.returncode}")
     pid = procs.procs[-1][1].pid
     base, verify = str(op["web"]["url"]), client_context(Path(d["ca_file"]))
 
