@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
-from mssante.web import autoconfig, compose, directory, login, mail, psclogout
+from mssante.web import actions, autoconfig, compose, directory, login, mail, psclogout
 from mssante.web.context import STATIC, WebContext, templates
 from mssante.web.security import SecurityHeaders
 from mssante.web.sessions import Sessions
@@ -35,7 +35,8 @@ ROUTERS: tuple[RouterFactory, ...] = (
     psclogout.create_router,  # PSC back-channel logout (ends IMAP, submission, web sessions)
     login.create_router,  # log in and out: password, Pro Santé Connect
     mail.create_router,  # the webmail: mailboxes, folders, messages
-    compose.create_router,  # writing and sending, through operator/sending.py
+    compose.create_router,  # writing, drafts and sending, through operator/sending.py
+    actions.create_router,  # deleting, moving, marking messages: the store's IMAP operations
     directory.create_router,  # recipient suggestions from the national directory
 )
 

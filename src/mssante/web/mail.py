@@ -59,6 +59,9 @@ CLOSING_SCAN = 500  # sent messages looked at to tell whether a patient thread i
 TYPE_LABELS = {MailboxType.PER: "nominative", MailboxType.ORG: "organisationnelle",
                MailboxType.CAB: "cabinet", MailboxType.APP: "applicative",
                MailboxType.PAT: "patient"}
+DRAFTS_USE = "\\Drafts"  # RFC 6154 special uses
+TRASH_USE = "\\Trash"
+DRAFT_FLAG = "\\Draft"  # RFC 9051 §2.3.2
 FOLDER_LABELS = {"INBOX": "Boîte de réception", "Sent": "Envoyés", "Drafts": "Brouillons",
                  "Trash": "Corbeille", "Archive": "Archives", "Junk": "Indésirables"}
 
@@ -85,6 +88,7 @@ class Row:
     sender: str
     date: str
     unread: bool
+    flagged: bool = False  # \Flagged: "important"
 
 
 def folder_label(folder: Folder) -> str:
@@ -213,12 +217,14 @@ def create_router(web: WebContext) -> APIRouter:
         rows = []
         for uid in shown:
             subject, sender, _, date = summaries.get(uid, (None, None, None, None))
+            words = flags.get(uid, "").split()
             rows.append(Row(uid, subject or "(sans objet)", sender or "", _date(date),
-                            "\\Seen" not in flags.get(uid, "").split()))
+                            "\\Seen" not in words, "\\Flagged" in words))
         return web.page(request, "folder.html", session=session, mailboxes=choices,
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, folder_name=folder_label(folder), rows=rows,
-                        page=page, pages=pages, query=query, total=total)
+                        page=page, pages=pages, query=query, total=total,
+                        in_trash=folder.special_use == TRASH_USE)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}")
     async def read(request: Request, address: str, folder_id: int, uid: int) -> Response:
@@ -236,6 +242,8 @@ def create_router(web: WebContext) -> APIRouter:
         view = render_message(raw, lambda part: f"{base}/pieces/{part}?affichage=1")
         if chosen.writable:
             await store.folders.store_flags(folder.id, [uid], "+", ["\\Seen"])
+        flags = (await store.folders.flags(folder.id, [uid])).get(uid, "").split()
+        is_draft = folder.special_use == DRAFTS_USE or DRAFT_FLAG in flags
         conversation = await patient_conversation(web, session, chosen, view)
         author = await who_wrote(web, view) if chosen.type is MailboxType.PAT else None
         folders = await store.folders.all(chosen.address, viewer=session.identity.login)
@@ -243,8 +251,11 @@ def create_router(web: WebContext) -> APIRouter:
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, view=view, uid=uid, base=base,
                         conversation=conversation, author=author,
-                        may_write=chosen.writable and chosen.type is not MailboxType.PAT,
-                        may_reply=may_reply(chosen, conversation))
+                        may_write=chosen.writable and chosen.type is not MailboxType.PAT
+                        and not is_draft,
+                        may_reply=may_reply(chosen, conversation) and not is_draft,
+                        may_resume=may_reply(chosen, conversation) and is_draft,
+                        flagged="\\Flagged" in flags, in_trash=folder.special_use == TRASH_USE)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/pieces/{part}")
     async def piece(request: Request, address: str, folder_id: int, uid: int, part: str,
