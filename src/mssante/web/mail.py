@@ -9,10 +9,14 @@ Paths (``{address}`` a mailbox address, ``{folder}`` a folder id):
 - ``GET /courrier/choisir?boite=``: the form of the mailbox switch (works without
   script);
 - ``GET /courrier/{address}/dossiers/{folder}?page=&q=``: the message list, newest
-  first, ``PAGE_SIZE`` a page, searched in subject and sender when ``q`` is given;
+  first, ``PAGE_SIZE`` a page, searched in subject and sender when ``q`` is given; where
+  the person may write, each message with a checkbox and the list with the actions of
+  actions.py (``\\Flagged`` messages marked ★);
 - ``GET .../messages/{uid}``: one message (render.py), marked ``\\Seen`` as an IMAP
   client's FETCH of its body does (only where the person may write: a read-only
   delegate leaves it unread, as IMAP's EXAMINE); IMAP sessions hear of it at once;
+  a draft (in the ``\\Drafts`` folder, or flagged ``\\Draft``) offers to be resumed
+  (compose.py) instead of replied to;
 - ``GET /courrier/{address}/conversations``: a patient's conversations, open ones
   first, each with its professionals (named by the directory) and messages;
 - ``GET .../messages/{uid}/pieces/{part}``: one attachment, downloaded (images of the
