@@ -169,6 +169,28 @@ def test_a_draft_without_the_sessions_token_is_not_kept(
     assert drafts_in_imap(environment, person) == []
 
 
+def test_a_forged_draft_reference_never_removes_another_message(
+        environment: RunningEnvironment, person: Account, browser_like: httpx.Client) -> None:
+    """Saving or sending names the draft it replaces (``brouillon``): a name pointing at
+    a message that is no draft (an INBOX message) is ignored, never expunged."""
+    store = environment.service(HOSPITAL).store
+    body = (b"From: a@ch-xyz.mssante.fr\r\nSubject: Garder\r\n"
+            b"Message-ID: <keep-" + uuid.uuid4().hex.encode() + b"@ch-xyz.mssante.fr>\r\n\r\nx\r\n")
+    [uid] = environment.runner.call(store.folders.bulk_append(
+        person.address, "INBOX", [(body, "", 1_700_000_000.0)]))
+    inbox = environment.runner.call(store.folders.get(person.address, "INBOX"))
+    assert inbox is not None
+    form = browser_like.get(f"/courrier/{person.address}/nouveau")
+    for path in ("brouillon", "envoyer"):
+        response = browser_like.post(f"/courrier/{person.address}/{path}", data={
+            "csrf": hidden(form.text, "csrf"), "brouillon": f"{inbox.id}:{uid}",
+            "a": DUPONT, "objet": f"Forgé {path}", "message": "x"})
+        assert response.status_code == 303
+    assert environment.runner.call(store.folders.flags(inbox.id, [uid])) == {uid: ""}
+    assert browser_like.get(f"/courrier/{person.address}/nouveau",
+                            params={"brouillon": f"{inbox.id}:{uid}"}).status_code == 404
+
+
 def professional_writes_to_the_patient(environment: RunningEnvironment) -> str:
     """A message of Dr Dupont opening a conversation, as the patients' operator records
     it; returns its subject."""

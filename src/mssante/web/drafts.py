@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from mssante.domain.mailboxes import MailboxType
 from mssante.domain.patient import message_ids
+from mssante.errors import NotFound
 from mssante.store.models import Folder
 from mssante.web.context import WebContext
 from mssante.web.mail import DRAFT_FLAG as DRAFT
@@ -96,8 +97,11 @@ async def discard(web: WebContext, draft: StoredDraft) -> None:
     """Remove a draft (sent, or replaced by a newer version): ``\\Deleted``, then UID
     EXPUNGE of that message only."""
     folders = web.runtime.store.folders
-    await folders.store_flags(draft.folder.id, [draft.uid], "+", ["\\Deleted"])
-    await folders.expunge(draft.folder.id, [draft.uid])
+    try:
+        await folders.store_flags(draft.folder.id, [draft.uid], "+", ["\\Deleted"])
+        await folders.expunge(draft.folder.id, [draft.uid])
+    except NotFound:
+        pass  # its folder was deleted meanwhile: the draft is gone with it
 
 
 async def patient_may_keep(web: WebContext, chosen: MailboxChoice, in_reply_to: str,
