@@ -74,7 +74,6 @@ def test_a_draft_is_saved_resumed_and_sent(environment: RunningEnvironment,
     expect(page.get_by_role("status")).to_contain_text("Brouillon enregistré")
     assert len(imap_flags(environment, person, "Drafts")) == 1  # replaced, not added
 
-    page.get_by_role("link", name="Annuler").click()
     page.get_by_role("link", name="Brouillons").click()
     page.get_by_role("link", name=re.compile(re.escape(subject))).click()
     resume = page.get_by_role("link", name="Reprendre le brouillon")

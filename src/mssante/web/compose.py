@@ -52,6 +52,7 @@ from mssante.web.drafts import StoredDraft
 from mssante.web.mail import (
     MailboxChoice,
     Opened,
+    folder_label,
     message_of,
     open_mailbox,
     patient_conversation,
@@ -198,12 +199,15 @@ def create_router(web: WebContext) -> APIRouter:
     router = APIRouter()
     runtime = web.runtime
 
-    def form_page(request: Request, found: Opened, draft: Draft | None, *,
-                  error: str = "", status: int = 200, field: str = "") -> Response:
+    async def form_page(request: Request, found: Opened, draft: Draft | None, *,
+                        error: str = "", status: int = 200, field: str = "") -> Response:
         session, choices, chosen = found
+        folders = await runtime.store.folders.all(chosen.address,
+                                                  viewer=session.identity.login)
         return web.page(request, "compose.html", session=session, mailboxes=choices,
-                        current=chosen, draft=draft, error=error, error_field=field,
-                        status=status, limit=_megabytes(runtime.settings.max_message_size))
+                        current=chosen, folders=[(f, folder_label(f)) for f in folders],
+                        draft=draft, error=error, error_field=field, status=status,
+                        limit=_megabytes(runtime.settings.max_message_size))
 
     @router.get("/courrier/{address}/nouveau")
     async def new(request: Request, address: str) -> Response:
@@ -212,23 +216,23 @@ def create_router(web: WebContext) -> APIRouter:
             return found
         chosen = found[2]
         if not chosen.writable:
-            return form_page(request, found, None, status=403,
+            return await form_page(request, found, None, status=403,
                              error="Vous ne pouvez pas écrire depuis cette boîte.")
         reference = request.query_params.get("brouillon", "")
         if reference:
             stored = await drafts.find(web, chosen, reference)
             if stored is None:
-                return form_page(request, found, None, status=404,
+                return await form_page(request, found, None, status=404,
                                  error="Ce brouillon n'existe plus.")
             again = resumed(stored)
             if not await drafts.patient_may_keep(web, chosen, again.in_reply_to,
                                                  again.references):
-                return form_page(request, found, None, status=403, error=PATIENT_ONLY_REPLIES)
-            return form_page(request, found, again)
+                return await form_page(request, found, None, status=403, error=PATIENT_ONLY_REPLIES)
+            return await form_page(request, found, again)
         prefill = await reply_draft(web, found, request.query_params)
         if chosen.type is MailboxType.PAT and (prefill is None or prefill.forward):
-            return form_page(request, found, None, status=403, error=PATIENT_ONLY_REPLIES)
-        return form_page(request, found, prefill)
+            return await form_page(request, found, None, status=403, error=PATIENT_ONLY_REPLIES)
+        return await form_page(request, found, prefill)
 
     @router.post("/courrier/{address}/envoyer")
     async def send(request: Request, address: str) -> Response:
@@ -247,7 +251,7 @@ def create_router(web: WebContext) -> APIRouter:
         limit = runtime.settings.max_message_size
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit * 4 // 3 + 1024 * 1024:
-            return form_page(request, found, None, status=413,
+            return await form_page(request, found, None, status=413,
                              error=f"Message trop volumineux : {_megabytes(limit)} au plus.")
         form = await request.form(max_files=MAX_FILES, max_fields=40 + MAX_KEPT)
         try:
@@ -263,7 +267,7 @@ def create_router(web: WebContext) -> APIRouter:
         session, _, chosen = found
         limit = runtime.settings.max_message_size
         if not same_token(str(form.get("csrf", "")), session.csrf):
-            return form_page(request, found, None, status=400,
+            return await form_page(request, found, None, status=400,
                              error="Le formulaire a expiré : renvoyez-le.")
         text = {k: str(form.get(k, ""))[:MAX_FIELD * 100] for k in
                 ("a", "cc", "objet", "message", "in_reply_to", "references", "transferer",
@@ -292,11 +296,11 @@ def create_router(web: WebContext) -> APIRouter:
         try:
             to, cc = split_addresses(text["a"]), split_addresses(text["cc"])
         except InvalidAddress as exc:
-            return form_page(request, found, draft, status=400, field="a",
+            return await form_page(request, found, draft, status=400, field="a",
                              error=f"Adresse refusée : {exc}")
         draft = replace(draft, to=to, cc=cc)
         if not chosen.writable:
-            return form_page(request, found, draft, status=403,
+            return await form_page(request, found, draft, status=403,
                              error="Vous ne pouvez pas écrire depuis cette boîte.")
         attachments = list(kept)
         total = sum(len(a.data) for a in kept)
@@ -306,7 +310,7 @@ def create_router(web: WebContext) -> APIRouter:
             data = await upload.read(limit + 1)
             total += len(data)
             if total > limit:
-                return form_page(request, found, draft, status=413,
+                return await form_page(request, found, draft, status=413,
                                  error=f"Pièces jointes trop volumineuses : "
                                        f"{_megabytes(limit)} au plus pour le message.")
             attachments.append(Attachment(upload.filename[:255],
@@ -332,7 +336,7 @@ def create_router(web: WebContext) -> APIRouter:
             return filled
         draft, stored = filled
         if not draft.recipients:
-            return form_page(request, found, draft, status=400, field="a",
+            return await form_page(request, found, draft, status=400, field="a",
                              error="Indiquez au moins un destinataire.")
         identity = session.identity
         for accepted, recipient in enumerate(draft.recipients):
@@ -340,7 +344,7 @@ def create_router(web: WebContext) -> APIRouter:
                 await sending.check_recipient(runtime, identity, chosen.address, recipient,
                                               accepted=accepted)
             except Refused as exc:
-                return form_page(request, found, draft, status=400, field="a",
+                return await form_page(request, found, draft, status=400, field="a",
                                  error=f"Adresse refusée : {exc.address or recipient} — "
                                        f"{exc.reason}")
         forwarded = await _forwarded(chosen, draft)
@@ -353,7 +357,7 @@ def create_router(web: WebContext) -> APIRouter:
             await sending.submit(runtime, identity, submission, client)
         except Refused as exc:
             where = f"{exc.address} — " if exc.address else ""
-            return form_page(request, found, draft, status=400,
+            return await form_page(request, found, draft, status=400,
                              error=f"Message refusé : {where}{exc.reason}")
         if stored is not None:
             await drafts.discard(web, stored)
@@ -370,14 +374,14 @@ def create_router(web: WebContext) -> APIRouter:
         draft, stored = filled
         if not await drafts.patient_may_keep(web, chosen, draft.in_reply_to,
                                              draft.references):
-            return form_page(request, found, draft, status=403, error=PATIENT_ONLY_REPLIES)
+            return await form_page(request, found, draft, status=403, error=PATIENT_ONLY_REPLIES)
         info = drafts.draft_info(delivery_status=draft.delivery_status,
                                  read_receipt=draft.read_receipt)
         body = build_message(draft, forwarded=await _forwarded(chosen, draft),
                              headers=[(drafts.DRAFT_INFO, info)])
         limit = runtime.settings.max_message_size
         if len(body) > limit:
-            return form_page(request, found, draft, status=413,
+            return await form_page(request, found, draft, status=413,
                              error=f"Brouillon trop volumineux : {_megabytes(limit)} au plus.")
         folder, uid = await drafts.save(web, chosen.address, body, stored)
         session.notice = "Brouillon enregistré."
