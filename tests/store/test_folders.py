@@ -287,6 +287,38 @@ async def test_one_folder_per_special_use(mailboxes: Store) -> None:
     assert sorted(uses) == sorted(["\\Archive", "\\Drafts", "\\Sent", "\\Trash", "\\Junk"])
 
 
+async def test_the_special_folder_is_found_by_its_use_or_made(mailboxes: Store) -> None:
+    """The webmail's Drafts and Trash: the folder with the use whatever its name, else
+    a folder of that name, else one created with the use (RFC 6154), once."""
+    drafts = await folder(mailboxes, "Drafts")
+    assert await mailboxes.folders.special(PER, "\\Drafts", "Drafts") == drafts
+    await mailboxes.folders.rename(PER, "Drafts", "Brouillons")
+    renamed = await mailboxes.folders.special(PER, "\\Drafts", "Drafts")
+    assert (renamed.name, renamed.special_use) == ("Brouillons", "\\Drafts")
+    await mailboxes.folders.delete(PER, "Brouillons")
+    made = await asyncio.gather(*(mailboxes.folders.special(PER, "\\Drafts", "Drafts")
+                                  for _ in range(3)))
+    assert {(f.id, f.name, f.special_use) for f in made} == {
+        (made[0].id, "Drafts", "\\Drafts")}
+    await mailboxes.folders.delete(PER, "Trash")
+    plain = await mailboxes.folders.create(PER, "Trash")
+    assert await mailboxes.folders.special(PER, "\\Trash", "Trash") == plain
+    with pytest.raises(NotFound):
+        await mailboxes.folders.special(f"ghost@{DOMAIN}", "\\Trash", "Trash")
+    with pytest.raises(ValueError):
+        await mailboxes.folders.special(PER, "\\Nothing", "Trash")
+
+
+async def test_flags_of_some_messages(mailboxes: Store) -> None:
+    inbox = await folder(mailboxes, "INBOX")
+    for n in range(3):
+        await deliver(mailboxes, n)
+    await mailboxes.folders.store_flags(inbox.id, [2], "+", ["\\Flagged", "\\Seen"])
+    assert await mailboxes.folders.flags(inbox.id, [2, 3, 99]) == {
+        2: "\\Flagged \\Seen", 3: ""}
+    assert await mailboxes.folders.flags(inbox.id, []) == {}
+
+
 async def test_rename_takes_the_children_along(mailboxes: Store) -> None:
     projets = await mailboxes.folders.create(PER, "Projets")
     child = await mailboxes.folders.create(PER, "Projets/2026")
@@ -557,7 +589,8 @@ async def test_append_keeps_flags_and_internaldate(mailboxes: Store) -> None:
     assert state.flags == ["$Label \\Answered \\Seen", ""]
     assert (state.folder.uidnext, state.folder.highestmodseq) == (3, 3)
     first, second = await mailboxes.folders.message_data(archive.id, [2, 1, 99])
-    assert first == MessageData(1, sha(BODY), len(BODY), 1_700_000_000.5)
+    assert first == MessageData(1, sha(BODY), len(BODY), 1_700_000_000.5,
+                                "<cr-1@medecin.mssante.fr>")
     assert (second.uid, second.body_sha256, second.size) == (2, sha(body(2)), len(body(2)))
     assert before - 1 <= second.internaldate <= time.time() + 1
     assert await mailboxes.folders.summaries(archive.id, [1]) == {
@@ -700,7 +733,8 @@ async def test_expunge_removes_deleted_messages_only(mailboxes: Store) -> None:
         assert await has_body(mailboxes, sha(body(n))) is kept
     assert await mailboxes.folders.message_data(inbox.id, [1, 2, 3]) == [
         MessageData(3, sha(body(3)), len(body(3)),
-                    (await mailboxes.list_messages(PER))[0].received_at)]
+                    (await mailboxes.list_messages(PER))[0].received_at,
+                    "<cr-1@medecin.mssante.fr>")]
     assert await mailboxes.count_messages(PER) == 1
 
     archive = await folder(mailboxes, "Archive")

@@ -238,6 +238,26 @@ class FolderStore:
             row = (await conn.execute(_BY_ID, {"folder_id": folder_id})).first()
         return _folder(row) if row is not None else None
 
+    async def special(self, address: str, special_use: str, name: str) -> Folder:
+        """The folder of a mailbox with this special use (RFC 6154 §2: a client finds
+        Drafts or Trash by its attribute, not its name), created as ``name`` with the
+        use when the mailbox has none (its holder deleted it); a folder already called
+        ``name`` without a use is taken as it is. NotFound when the mailbox is gone."""
+        if special_use not in SPECIAL_USES:
+            raise ValueError(f"unknown special use {special_use!r}")
+        for _ in range(2):  # a second look when another writer created it meanwhile
+            found = [f for f in await self.all(address) if f.special_use == special_use]
+            if found:
+                return found[0]
+            named = await self.get(address, name)
+            if named is not None:
+                return named
+            try:
+                return await self.create(address, name, special_use=special_use)
+            except Conflict:
+                continue
+        raise Conflict(f"the {special_use} folder of {address} keeps changing")
+
     async def create(self, address: str, name: str, *, special_use: str | None = None
                      ) -> Folder:
         """Create a folder and those of its superior levels that do not exist (RFC 9051
@@ -496,6 +516,19 @@ class FolderStore:
                                          float(r.received_at), r.message_id or "")
                              for r in rows if r.uid in wanted)
         found.sort(key=lambda m: m.uid)
+        return found
+
+    async def flags(self, folder_id: int, uids: Sequence[int]) -> dict[int, str]:
+        """UID -> flags (as stored: sorted, space-separated) of the messages with these
+        UIDs that are still there."""
+        found: dict[int, str] = {}
+        async with self._tx.read() as conn:
+            for chunk in _uid_chunks(uids):
+                wanted = set(chunk)
+                rows = await conn.execute(
+                    select(messages.c.uid, messages.c.flags)
+                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
+                found.update((int(r.uid), str(r.flags)) for r in rows if r.uid in wanted)
         return found
 
     async def summaries(self, folder_id: int, uids: Sequence[int]

@@ -26,6 +26,7 @@ from mssante.auth.pscclient import RelyingParty
 from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
 from mssante.web import (
+    actions,
     apppasswords,
     autoconfig,
     compose,
@@ -46,7 +47,8 @@ ROUTERS: tuple[RouterFactory, ...] = (
     psclogout.create_router,  # PSC back-channel logout (ends IMAP, submission, web sessions)
     login.create_router,  # log in and out: password, Pro Santé Connect
     mail.create_router,  # the webmail: mailboxes, folders, messages
-    compose.create_router,  # writing and sending, through operator/sending.py
+    compose.create_router,  # writing, drafts and sending, through operator/sending.py
+    actions.create_router,  # deleting, moving, marking messages: the store's IMAP operations
     patients.create_router,  # a professional's conversations with patients
     directory.create_router,  # recipient suggestions from the national directory
     apppasswords.create_router,  # the person's application passwords for mail clients

@@ -12,6 +12,12 @@ submission.
   (``build_message``: UTF-8, MIME, RFC 5322 threading headers, RFC 8098
   ``Disposition-Notification-To`` for a read receipt, RFC 3461 ``NOTIFY=SUCCESS,FAILURE``
   for a delivery status notification) and submitted as the chosen mailbox.
+- ``POST /courrier/{address}/brouillon`` (the form's **Enregistrer le brouillon**):
+  the same form kept as a draft (drafts.py: in the Drafts folder, ``\\Draft``),
+  replacing the version it was resumed from; then the form again, from the draft, with
+  the status **Brouillon enregistré**. Addresses are read, not checked: that is for
+  sending. ``GET .../nouveau?brouillon={folder}:{uid}`` resumes a draft: its fields,
+  options and attachments (each kept unless unticked); sending it removes it.
 
 Closing a patient conversation (a message carrying ``X-MSS-MES: FIN``) is patients.py's.
 """
@@ -23,7 +29,7 @@ import email.utils
 import html
 import mimetypes
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -39,9 +45,18 @@ from mssante.errors import InvalidAddress
 from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import Refused
+from mssante.web import drafts
 from mssante.web.context import WebContext
-from mssante.web.mail import Opened, message_of, open_mailbox
-from mssante.web.render import render_message
+from mssante.web.drafts import StoredDraft
+from mssante.web.mail import (
+    MailboxChoice,
+    Opened,
+    folder_label,
+    message_of,
+    open_mailbox,
+)
+from mssante.web.render import AddressField, PartNotFound, attachment_content, render_message
+from mssante.web.render import Attachment as StoredAttachment
 from mssante.web.sessions import same_token
 
 MAX_ADDRESSES = 100  # recipients a form may name
@@ -73,6 +88,8 @@ class Draft:
     read_receipt: bool = False  # RFC 8098: Disposition-Notification-To
     closes: bool = False  # X-MSS-MES: FIN
     forward: str = ""  # "{folder}:{uid}" of a message forwarded as an attachment
+    stored: str = ""  # "{folder}:{uid}" of the draft it was resumed from (drafts.py)
+    stored_attachments: tuple[StoredAttachment, ...] = ()  # that draft's, still kept
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -97,9 +114,10 @@ def split_addresses(text: str) -> tuple[str, ...]:
 
 
 def build_message(draft: Draft, *, now: float | None = None,
-                  forwarded: bytes | None = None) -> bytes:
+                  forwarded: bytes | None = None,
+                  headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """The RFC 5322 message of a draft, CRLF line endings; ``forwarded``, a message
-    attached whole (``message/rfc822``, RFC 2046 §5.2.1)."""
+    attached whole (``message/rfc822``, RFC 2046 §5.2.1); ``headers``, more fields."""
     message = EmailMessage(policy=SMTP)
     message["From"] = email.utils.formataddr((draft.sender_name, draft.sender))
     if draft.to:
@@ -117,8 +135,14 @@ def build_message(draft: Draft, *, now: float | None = None,
         message["Disposition-Notification-To"] = draft.sender  # RFC 8098 §2.1
     if draft.closes:
         message[FIN_HEADER] = FIN_VALUE
+    for name, value in headers:
+        message[name] = value
     message.set_content(draft.text.replace("\r\n", "\n"), subtype="plain", charset="utf-8")
     for attachment in draft.attachments:
+        if attachment.content_type == "message/rfc822":  # a forwarded message, kept whole
+            inner = email.message_from_bytes(attachment.data, policy=SMTP)
+            message.add_attachment(inner, filename=attachment.filename)
+            continue
         maintype, _, subtype = attachment.content_type.partition("/")
         message.add_attachment(attachment.data, maintype=maintype or "application",
                                subtype=subtype or "octet-stream",
@@ -165,108 +189,163 @@ def unique(addresses: Iterable[str], *, without: Iterable[str] = ()) -> tuple[st
 
 WEB_PROTOCOL = "HTTPS"  # the mail log's and Received's name of a message sent from the web
 MAX_FILES = 20
+MAX_KEPT = 100  # attachments of a resumed draft a form may keep
+PATIENT_ONLY_REPLIES = "Un patient ne peut que répondre à un professionnel qui lui a écrit."
 
 
 def create_router(web: WebContext) -> APIRouter:
     router = APIRouter()
     runtime = web.runtime
 
-    def form_page(request: Request, found: Opened, draft: Draft | None, *,
-                  error: str = "", status: int = 200, field: str = "") -> Response:
+    async def form_page(request: Request, found: Opened, draft: Draft | None, *,
+                        error: str = "", status: int = 200, field: str = "") -> Response:
         session, choices, chosen = found
+        folders = await runtime.store.folders.all(chosen.address,
+                                                  viewer=session.identity.login)
         return web.page(request, "compose.html", session=session, mailboxes=choices,
-                        current=chosen, draft=draft, error=error, error_field=field,
-                        status=status, limit=_megabytes(runtime.settings.max_message_size))
+                        current=chosen, folders=[(f, folder_label(f)) for f in folders],
+                        draft=draft, error=error, error_field=field, status=status,
+                        limit=_megabytes(runtime.settings.max_message_size))
 
     @router.get("/courrier/{address}/nouveau")
     async def new(request: Request, address: str) -> Response:
         found = await open_mailbox(web, request, address)
         if isinstance(found, Response):
             return found
-        if not found[2].writable:
-            return form_page(request, found, None, status=403,
+        chosen = found[2]
+        if not chosen.writable:
+            return await form_page(request, found, None, status=403,
                              error="Vous ne pouvez pas écrire depuis cette boîte.")
+        reference = request.query_params.get("brouillon", "")
+        if reference:
+            stored = await drafts.find(web, chosen, reference)
+            if stored is None:
+                return await form_page(request, found, None, status=404,
+                                 error="Ce brouillon n'existe plus.")
+            again = resumed(stored)
+            if not await drafts.patient_may_keep(web, chosen, again.in_reply_to,
+                                                 again.references):
+                return await form_page(request, found, None, status=403, error=PATIENT_ONLY_REPLIES)
+            return await form_page(request, found, again)
         prefill = await reply_draft(web, found, request.query_params)
-        if found[2].type is MailboxType.PAT and (prefill is None or prefill.forward):
-            return form_page(request, found, None, status=403,
-                             error="Un patient ne peut que répondre à un professionnel qui "
-                                   "lui a écrit.")
-        return form_page(request, found, prefill)
+        if chosen.type is MailboxType.PAT and (prefill is None or prefill.forward):
+            return await form_page(request, found, None, status=403, error=PATIENT_ONLY_REPLIES)
+        return await form_page(request, found, prefill)
 
     @router.post("/courrier/{address}/envoyer")
     async def send(request: Request, address: str) -> Response:
+        return await _with_form(request, address, _send)
+
+    @router.post("/courrier/{address}/brouillon")
+    async def save_draft(request: Request, address: str) -> Response:
+        return await _with_form(request, address, _save_draft)
+
+    async def _with_form(request: Request, address: str,
+                         handle: Callable[[Request, Opened, FormData], Awaitable[Response]]
+                         ) -> Response:
         found = await open_mailbox(web, request, address)
         if isinstance(found, Response):
             return found
         limit = runtime.settings.max_message_size
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit * 4 // 3 + 1024 * 1024:
-            return form_page(request, found, None, status=413,
+            return await form_page(request, found, None, status=413,
                              error=f"Message trop volumineux : {_megabytes(limit)} au plus.")
-        form = await request.form(max_files=MAX_FILES, max_fields=40)
+        form = await request.form(max_files=MAX_FILES, max_fields=40 + MAX_KEPT)
         try:
-            return await _send(request, found, form)
+            return await handle(request, found, form)
         finally:
             await form.close()  # the uploads' temporary files
 
-    async def _send(request: Request, found: Opened, form: FormData) -> Response:
+    async def _filled(request: Request, found: Opened, form: FormData
+                      ) -> tuple[Draft, StoredDraft | None] | Response:
+        """The draft the form holds, with its attachments (uploaded, and those kept of
+        the draft it was resumed from), and that stored draft; or the page saying what
+        is wrong with it."""
         session, _, chosen = found
         limit = runtime.settings.max_message_size
         if not same_token(str(form.get("csrf", "")), session.csrf):
-            return form_page(request, found, None, status=400,
+            return await form_page(request, found, None, status=400,
                              error="Le formulaire a expiré : renvoyez-le.")
         text = {k: str(form.get(k, ""))[:MAX_FIELD * 100] for k in
-                ("a", "cc", "objet", "message", "in_reply_to", "references", "transferer")}
+                ("a", "cc", "objet", "message", "in_reply_to", "references", "transferer",
+                 "brouillon")}
+        stored = await drafts.find(web, chosen, text["brouillon"][:40]) \
+            if text["brouillon"] else None
+        kept: list[Attachment] = []
+        shown: list[StoredAttachment] = []
+        if stored is not None:
+            for part_id in dict.fromkeys(str(p) for p in form.getlist("garder")[:MAX_KEPT]):
+                try:
+                    content = attachment_content(stored.raw, part_id)
+                except PartNotFound:
+                    continue
+                shown.append(content.attachment)
+                kept.append(Attachment(content.attachment.filename,
+                                       content.attachment.content_type, content.data))
         draft = Draft(chosen.address, "", (), (), text["objet"][:MAX_FIELD], text["message"],
                       in_reply_to=text["in_reply_to"][:MAX_FIELD],
                       references=text["references"][:MAX_FIELD * 10],
                       delivery_status=form.get("accuse_remise") == "1",
                       read_receipt=form.get("accuse_lecture") == "1",
-                      forward=text["transferer"][:40])
+                      forward=text["transferer"][:40],
+                      stored=stored.reference if stored is not None else "",
+                      stored_attachments=tuple(shown))
         try:
             to, cc = split_addresses(text["a"]), split_addresses(text["cc"])
         except InvalidAddress as exc:
-            return form_page(request, found, draft, status=400, field="a",
+            return await form_page(request, found, draft, status=400, field="a",
                              error=f"Adresse refusée : {exc}")
         draft = replace(draft, to=to, cc=cc)
-        if not draft.recipients:
-            return form_page(request, found, draft, status=400, field="a",
-                             error="Indiquez au moins un destinataire.")
         if not chosen.writable:
-            return form_page(request, found, draft, status=403,
+            return await form_page(request, found, draft, status=403,
                              error="Vous ne pouvez pas écrire depuis cette boîte.")
-        attachments: list[Attachment] = []
-        total = 0
+        attachments = list(kept)
+        total = sum(len(a.data) for a in kept)
         for upload in form.getlist("pieces"):
             if not isinstance(upload, UploadFile) or not upload.filename:
                 continue
             data = await upload.read(limit + 1)
             total += len(data)
             if total > limit:
-                return form_page(request, found, draft, status=413,
+                return await form_page(request, found, draft, status=413,
                                  error=f"Pièces jointes trop volumineuses : "
                                        f"{_megabytes(limit)} au plus pour le message.")
             attachments.append(Attachment(upload.filename[:255],
                                           content_type_of(upload.filename,
                                                           upload.content_type), data))
+        person = await runtime.store.get_person(session.identity.login)
+        own = chosen.type in (MailboxType.PER, MailboxType.PAT)
+        draft = replace(draft, sender_name=person.display_name if person and own else "",
+                        attachments=tuple(attachments))
+        return draft, stored
+
+    async def _forwarded(chosen: MailboxChoice, draft: Draft) -> bytes | None:
+        folder_text, _, uid_text = draft.forward.partition(":")
+        if folder_text.isdigit() and uid_text.isdigit():
+            located = await message_of(web, chosen, int(folder_text), int(uid_text))
+            return located[1] if located is not None else None
+        return None
+
+    async def _send(request: Request, found: Opened, form: FormData) -> Response:
+        session, _, chosen = found
+        filled = await _filled(request, found, form)
+        if isinstance(filled, Response):
+            return filled
+        draft, stored = filled
+        if not draft.recipients:
+            return await form_page(request, found, draft, status=400, field="a",
+                             error="Indiquez au moins un destinataire.")
         identity = session.identity
         for accepted, recipient in enumerate(draft.recipients):
             try:
                 await sending.check_recipient(runtime, identity, chosen.address, recipient,
                                               accepted=accepted)
             except Refused as exc:
-                return form_page(request, found, draft, status=400, field="a",
+                return await form_page(request, found, draft, status=400, field="a",
                                  error=f"Adresse refusée : {exc.address or recipient} — "
                                        f"{exc.reason}")
-        person = await runtime.store.get_person(identity.login)
-        own = chosen.type in (MailboxType.PER, MailboxType.PAT)
-        draft = replace(draft, sender_name=person.display_name if person and own else "",
-                        attachments=tuple(attachments))
-        forwarded = None
-        folder_text, _, uid_text = draft.forward.partition(":")
-        if folder_text.isdigit() and uid_text.isdigit():
-            located = await message_of(web, chosen, int(folder_text), int(uid_text))
-            forwarded = located[1] if located is not None else None
+        forwarded = await _forwarded(chosen, draft)
         notify = frozenset({"SUCCESS", "FAILURE"}) if draft.delivery_status else frozenset()
         submission = sending.Submission(
             chosen.address, [(r, RcptParams(notify=notify)) for r in draft.recipients],
@@ -276,12 +355,37 @@ def create_router(web: WebContext) -> APIRouter:
             await sending.submit(runtime, identity, submission, client)
         except Refused as exc:
             where = f"{exc.address} — " if exc.address else ""
-            return form_page(request, found, draft, status=400,
+            return await form_page(request, found, draft, status=400,
                              error=f"Message refusé : {where}{exc.reason}")
+        if stored is not None:
+            await drafts.discard(web, stored)
         session.notice = "Message envoyé."
         inbox = await runtime.store.folders.get(chosen.address, "INBOX")
         target = f"/courrier/{chosen.address}/dossiers/{inbox.id}" if inbox else "/courrier"
         return RedirectResponse(target, status_code=303)
+
+    async def _save_draft(request: Request, found: Opened, form: FormData) -> Response:
+        session, _, chosen = found
+        filled = await _filled(request, found, form)
+        if isinstance(filled, Response):
+            return filled
+        draft, stored = filled
+        if not await drafts.patient_may_keep(web, chosen, draft.in_reply_to,
+                                             draft.references):
+            return await form_page(request, found, draft, status=403, error=PATIENT_ONLY_REPLIES)
+        info = drafts.draft_info(delivery_status=draft.delivery_status,
+                                 read_receipt=draft.read_receipt)
+        body = build_message(draft, forwarded=await _forwarded(chosen, draft),
+                             headers=[(drafts.DRAFT_INFO, info)])
+        limit = runtime.settings.max_message_size
+        if len(body) > limit:
+            return await form_page(request, found, draft, status=413,
+                             error=f"Brouillon trop volumineux : {_megabytes(limit)} au plus.")
+        folder, uid = await drafts.save(web, chosen.address, body, stored)
+        session.notice = "Brouillon enregistré."
+        return RedirectResponse(
+            f"/courrier/{chosen.address}/nouveau?brouillon={folder.id}:{uid}",
+            status_code=303)
 
     return router
 
@@ -322,9 +426,29 @@ async def reply_draft(web: WebContext, found: Opened, params: Mapping[str, str]
                  in_reply_to=view.message_id or "", references=references)
 
 
-def plain_text(raw: bytes) -> str:
-    """The text of a message to quote in a reply: its text/plain body, else its HTML
-    body's text; "" when neither can be read."""
+def resumed(stored: StoredDraft) -> Draft:
+    """The form filled from a stored draft: its recipients, subject, text, threading,
+    options and attachments (each kept unless unticked)."""
+    view = render_message(stored.raw)
+
+    def addresses(field: AddressField | None) -> tuple[str, ...]:
+        return unique(m.address for m in field.mailboxes) if field is not None else ()
+
+    text = plain_text(stored.raw, limit=None)
+    # the line end build_message gave the last line, and the message's CRLF
+    text = text.replace("\r\n", "\n").removesuffix("\n")
+    return Draft(stored.folder.mailbox, "", addresses(view.to), addresses(view.cc),
+                 view.full_subject, text,
+                 in_reply_to=view.in_reply_to or "", references=" ".join(view.references),
+                 delivery_status=drafts.asks_delivery_status(stored.raw),
+                 read_receipt=view.read_receipt_requested, stored=stored.reference,
+                 stored_attachments=view.attachments[:MAX_KEPT])
+
+
+def plain_text(raw: bytes, *, limit: int | None = MAX_QUOTE) -> str:
+    """The text of a message to quote in a reply (``limit`` characters of it; all of it
+    for a draft resumed): its text/plain body, else its HTML body's text; "" when
+    neither can be read."""
     try:
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -339,7 +463,7 @@ def plain_text(raw: bytes) -> str:
     if body.get_content_subtype() == "html":
         text = re.sub(r"<[^>]*>", " ", text)
         text = html.unescape(text)
-    return text[:MAX_QUOTE]
+    return text[:limit] if limit is not None else text
 
 
 def _megabytes(octets: int) -> str:

@@ -9,10 +9,14 @@ Paths (``{address}`` a mailbox address, ``{folder}`` a folder id):
 - ``GET /courrier/choisir?boite=``: the form of the mailbox switch (works without
   script);
 - ``GET /courrier/{address}/dossiers/{folder}?page=&q=``: the message list, newest
-  first, ``PAGE_SIZE`` a page, searched in subject and sender when ``q`` is given;
+  first, ``PAGE_SIZE`` a page, searched in subject and sender when ``q`` is given; where
+  the person may write, each message with a checkbox and the list with the actions of
+  actions.py (``\\Flagged`` messages marked ★);
 - ``GET .../messages/{uid}``: one message (render.py), marked ``\\Seen`` as an IMAP
   client's FETCH of its body does (only where the person may write: a read-only
   delegate leaves it unread, as IMAP's EXAMINE); IMAP sessions hear of it at once;
+  a draft (in the ``\\Drafts`` folder, or flagged ``\\Draft``) offers to be resumed
+  (compose.py) instead of replied to;
 - ``GET /courrier/{address}/conversations``: a patient's conversations, open ones
   first, each with its professionals (named by the directory) and messages;
 - ``GET .../messages/{uid}/pieces/{part}``: one attachment, downloaded (images of the
@@ -57,6 +61,9 @@ MAX_CONVERSATION_MESSAGES = 1000  # a patient's newest messages sorted into conv
 TYPE_LABELS = {MailboxType.PER: "nominative", MailboxType.ORG: "organisationnelle",
                MailboxType.CAB: "cabinet", MailboxType.APP: "applicative",
                MailboxType.PAT: "patient"}
+DRAFTS_USE = "\\Drafts"  # RFC 6154 special uses
+TRASH_USE = "\\Trash"
+DRAFT_FLAG = "\\Draft"  # RFC 9051 §2.3.2
 FOLDER_LABELS = {"INBOX": "Boîte de réception", "Sent": "Envoyés", "Drafts": "Brouillons",
                  "Trash": "Corbeille", "Archive": "Archives", "Junk": "Indésirables"}
 
@@ -83,6 +90,7 @@ class Row:
     sender: str
     date: str
     unread: bool
+    flagged: bool = False  # \Flagged: "important"
 
 
 def folder_label(folder: Folder) -> str:
@@ -211,12 +219,14 @@ def create_router(web: WebContext) -> APIRouter:
         rows = []
         for uid in shown:
             subject, sender, _, date = summaries.get(uid, (None, None, None, None))
+            words = flags.get(uid, "").split()
             rows.append(Row(uid, subject or "(sans objet)", sender or "", _date(date),
-                            "\\Seen" not in flags.get(uid, "").split()))
+                            "\\Seen" not in words, "\\Flagged" in words))
         return web.page(request, "folder.html", session=session, mailboxes=choices,
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, folder_name=folder_label(folder), rows=rows,
-                        page=page, pages=pages, query=query, total=total)
+                        page=page, pages=pages, query=query, total=total,
+                        in_trash=folder.special_use == TRASH_USE)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}")
     async def read(request: Request, address: str, folder_id: int, uid: int) -> Response:
@@ -234,6 +244,8 @@ def create_router(web: WebContext) -> APIRouter:
         view = render_message(raw, lambda part: f"{base}/pieces/{part}?affichage=1")
         if chosen.writable:
             await store.folders.store_flags(folder.id, [uid], "+", ["\\Seen"])
+        flags = (await store.folders.flags(folder.id, [uid])).get(uid, "").split()
+        is_draft = folder.special_use == DRAFTS_USE or DRAFT_FLAG in flags
         conversation = await patient_conversation(web, session, chosen, view)
         author = await who_wrote(web, view) if chosen.type is MailboxType.PAT else None
         folders = await store.folders.all(chosen.address, viewer=session.identity.login)
@@ -241,8 +253,11 @@ def create_router(web: WebContext) -> APIRouter:
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, view=view, uid=uid, base=base,
                         conversation=conversation, author=author,
-                        may_write=chosen.writable and chosen.type is not MailboxType.PAT,
-                        may_reply=may_reply(chosen, conversation))
+                        may_write=chosen.writable and chosen.type is not MailboxType.PAT
+                        and not is_draft,
+                        may_reply=may_reply(chosen, conversation) and not is_draft,
+                        may_resume=may_reply(chosen, conversation) and is_draft,
+                        flagged="\\Flagged" in flags, in_trash=folder.special_use == TRASH_USE)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/pieces/{part}")
     async def piece(request: Request, address: str, folder_id: int, uid: int, part: str,
