@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mssante.cli import directory, operator, pki, psc, trust, up, whitelist
+from mssante.cli import alert, directory, operator, pki, psc, trust, up, whitelist
 from mssante.files import private_umask
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -16,6 +16,8 @@ app.add_typer(operator.app, name="operator", help="Run and administer an operato
 app.add_typer(directory.app, name="directory", help="The national directory's extract.")
 app.add_typer(psc.app, name="psc",
               help="The Pro Santé Connect-like provider (simulated e-CPS).")
+app.add_typer(alert.app, name="alert",
+              help="A health authority's alerts to a selection of the directory.")
 app.command("up")(up.up)
 
 

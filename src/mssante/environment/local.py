@@ -71,6 +71,13 @@ PSC_REDIRECT_URI = "http://127.0.0.1/callback"
 log = logging.getLogger(__name__)
 
 
+# The health authority of the environment (domain/alerts.py, README "Health alerts"):
+# the program behind this APP mailbox sends alerts (`mssante alert send`), and every
+# operator lists it in [operator] alert_authorities. It lives on the hospital's
+# operator: a fourth operator would add six listeners for one mailbox.
+AUTHORITY_MAILBOX = "alertes-sanitaires@ch-xyz.mssante.fr"
+
+
 @dataclass(frozen=True)
 class DemoPerson:
     login: str
@@ -122,6 +129,9 @@ DEMO: tuple[DemoOperator, ...] = (
             DemoMailbox("compte_rendu_patient_noreply@ch-xyz.mssante.fr", MailboxType.APP,
                         "Comptes rendus du DPI", responsible=("dupont@ch-xyz.mssante.fr",),
                         application=True),
+            DemoMailbox(AUTHORITY_MAILBOX, MailboxType.APP,
+                        "Alertes sanitaires (autorité de démonstration)",
+                        responsible=("dupont@ch-xyz.mssante.fr",), application=True),
         ),
     ),
     DemoOperator(
@@ -319,6 +329,9 @@ class LocalEnvironment:
                                "redirect_uri": PSC_REDIRECT_URI},
             })
         _write_private(self.data_dir / "accounts.json", json.dumps(passwords, indent=2))
+        authority_domain = AUTHORITY_MAILBOX.rpartition("@")[2]
+        authority_config = next(o["config"] for o in operators
+                                if o["domain"] == authority_domain)
         self.description = {
             "ca_file": str(ts.pki.root_cert_file),
             "trust_space": {"url": self.trust_url},
@@ -332,6 +345,7 @@ class LocalEnvironment:
                                   for o in outside],
             "accounts": accounts,
             "applications": applications,
+            "authority": {"mailbox": AUTHORITY_MAILBOX, "config": authority_config},
             "notifications": {"folder": str(self.notifications_dir),
                               "relay": {"host": HOST, "port": self.sink_port}},
         }
@@ -409,6 +423,7 @@ domains = [{_toml_str(demo.domain)}]
 hostname = {_toml_str("mta." + demo.domain)}
 data_dir = "."
 database_url = {_toml_str(self.database_urls.get(demo.domain, ""))}
+alert_authorities = [{_toml_str(AUTHORITY_MAILBOX)}]  # domain/alerts.py
 
 [tls]
 cert_file = {_toml_str(str(mta.cert_file))}

@@ -567,7 +567,8 @@ class Store:
                              now: float | None = None, sent: str | None = None,
                              patient: ProfessionalMessage | None = None,
                              care: Sequence[CareNote] = (),
-                             reports: Sequence[receipts.ReceiptNote] = ()) -> Accepted:
+                             reports: Sequence[receipts.ReceiptNote] = (),
+                             keywords: Sequence[str] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
@@ -577,6 +578,8 @@ class Store:
         their conversations with patients, recorded in the same transaction.
         ``reports``: what a DSN or MDN for local mailboxes says, for the timeline of
         the message it reports on (``receipts.py``), in the same transaction.
+        ``keywords``: IMAP keywords the copies in the recipients' INBOX get (an
+        authority's alert: domain/alerts.py), never the Sent copy.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -590,7 +593,8 @@ class Store:
                             local=tuple(dict.fromkeys(address.lower() for address in local)),
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
                             now=now, sent=sent.lower() if sent else None, patient=patient,
-                            care=tuple(care), reports=tuple(reports))
+                            care=tuple(care), reports=tuple(reports),
+                            keywords=tuple(keywords))
         if (not delivery.local and not delivery.remote and not delivery.sent
                 and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
