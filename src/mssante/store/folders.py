@@ -429,6 +429,21 @@ class FolderStore:
                 .offset(max(offset, 0)).limit(max(limit, 0)))).all()
         return total, [(int(uid), str(flags)) for uid, flags in rows]
 
+    async def unread_with_keyword(self, folder_id: int, keyword: str, limit: int
+                                  ) -> list[tuple[int, str]]:
+        """``[(uid, flags), ...]`` of the newest ``limit`` messages of a folder that
+        have ``keyword`` and not ``\\Seen`` (the webmail puts unread alerts first)."""
+        async with self._tx.read() as conn:
+            rows = (await conn.execute(
+                select(messages.c.uid, messages.c.flags)
+                .where(messages.c.folder_id == folder_id,
+                       messages.c.flags.contains(keyword, autoescape=True),
+                       ~messages.c.flags.contains("\\Seen", autoescape=True))
+                .order_by(messages.c.uid.desc()).limit(max(limit, 0)))).all()
+        # a keyword that merely contains ``keyword`` ($Alertes) is not it
+        return [(int(uid), str(flags)) for uid, flags in rows
+                if keyword in str(flags).split()]
+
     async def changes(self, folder_id: int, since: int) -> FolderChanges | None:
         """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
         if the folder is gone. The folder's HIGHESTMODSEQ is read with them."""
