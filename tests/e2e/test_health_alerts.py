@@ -156,3 +156,20 @@ def test_a_missing_body_file_or_unknown_alert_is_refused_clearly(
                                       "--profession", "10", "--subject", "Alerte",
                                       "--body-file", str(tmp_path / "absent.txt")])
     assert result.exit_code == 1
+
+
+def test_a_refused_recipient_is_named_and_the_others_get_the_alert(
+        environment: RunningEnvironment) -> None:
+    from mssante.alerts.send import authority_of, compose, submit
+    from mssante.domain.alerts import new_alert_id
+
+    path = environment.env.data_dir / "environment.json"
+    authority = authority_of(environment_json(environment), path)
+    subject = unique("MARS 2026-02")
+    unknown = "inconnu@ch-xyz.mssante.fr"
+    sent = submit(authority, [DUPONT, unknown, MARTIN],
+                  compose(new_alert_id(), authority.mailbox, subject, "Texte.\n"), batch=2)
+    assert sent.recipients == 2  # two transactions, MAIL and RCPTs pipelined
+    assert list(sent.refused) == [unknown] and sent.refused[unknown].startswith("550")
+    for address in (DUPONT, MARTIN):
+        assert "$Alerte" in environment.wait_message(address, subject).flags
