@@ -53,6 +53,7 @@ from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
 from mssante.psc.clients import Client, Clients
 from mssante.store import Store, open_store
+from mssante.store.models import PENDING
 from mssante.trustspace.server import serve as serve_trust_space
 from mssante.trustspace.service import TrustSpace
 from mssante.web.login import LOGIN_PATH, PSC_RETURN_PATH
@@ -542,11 +543,27 @@ poll_interval = 0.5
                 service = OperatorService(load_operator_config(Path(operator["config"])))
                 await service.start()
                 self.operators.append(service)
+            await self._published()
         except BaseException:
             await self.stop()
             raise
         _write_private(self.data_dir / "environment.json",
                        json.dumps(self.description, indent=2, ensure_ascii=False))
+
+    async def _published(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout`` seconds) until the trust space accepted the
+        operators' publications of their mailboxes: once started, the directory and its
+        extract list the demo mailboxes (`mssante alert send` selects from it)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        for service in self.operators:
+            if service.store is None:
+                continue
+            while await service.store.directory_entries(state=PENDING):
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning("%s: mailboxes not yet published to the directory after "
+                                "%.0f s", service.config.operator.domains[0], timeout)
+                    return
+                await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         for service in reversed(self.operators):
