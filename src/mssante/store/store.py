@@ -684,6 +684,30 @@ class Store:
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
+    async def claim_companions(self, first: QueueEntry, domain: str, *, now: float,
+                               limit: int, lease: float) -> list[QueueEntry]:
+        """Lease up to ``limit`` more due entries of ``first``'s message (body, sender,
+        ENVID, RET) to recipients at ``domain``: they travel in ``first``'s
+        transaction (an alert's thousands of recipients at one operator)."""
+        if limit <= 0:
+            return []
+        c = queue.c
+        due = (select(c.id)
+               .where(c.status == QUEUED, c.next_attempt_at <= now, c.claimed_until <= now,
+                      c.body_sha256 == first.body_sha256,
+                      c.envelope_from == first.envelope_from,
+                      c.envid.is_(None) if first.envid is None else c.envid == first.envid,
+                      c.ret.is_(None) if first.ret is None else c.ret == first.ret,
+                      func.lower(c.recipient).endswith("@" + domain.lower(), autoescape=True))
+               .order_by(c.id).limit(limit)
+               .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
+        async with self.tx.write(writes_first=True) as conn:
+            rows = await conn.execute(update(queue).where(c.id.in_(due))
+                                      .values(claimed_until=now + lease)
+                                      .returning(*c))
+            entries = [_queue_entry(row) for row in rows]
+        return sorted(entries, key=lambda e: e.id)
+
     async def release_claims(self, entry_ids: Sequence[int]) -> None:
         """Give back leases without counting an attempt (a worker stopping cleanly)."""
         if not entry_ids:
