@@ -244,3 +244,14 @@ def test_second_factor_and_notification_errors_name_the_key(tmp_path: Path, text
                                                             key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_operator_config(write(tmp_path, MINIMAL + text + "\n"), environ={})
+
+
+def test_alert_authorities_are_addresses(tmp_path: Path) -> None:
+    config = load_operator_config(write(tmp_path, MINIMAL), environ={
+        "MSSANTE_OPERATOR__ALERT_AUTHORITIES": '["alertes@sante.mssante.fr"]'})
+    assert config.operator.alert_authorities == ["alertes@sante.mssante.fr"]
+    assert load_operator_config(write(tmp_path, MINIMAL), environ={}
+                                ).operator.alert_authorities == []
+    with pytest.raises(ConfigError, match=r"operator\.alert_authorities: 'pas une adresse'"):
+        load_operator_config(write(tmp_path, MINIMAL), environ={
+            "MSSANTE_OPERATOR__ALERT_AUTHORITIES": '["pas une adresse"]'})

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mssante.domain.addresses import parse_address
 from mssante.domain.logins import PasswordPolicy, SecondFactorPolicy, parse_personal_address
 from mssante.errors import ConfigError, InvalidAddress
 from mssante.files import private_dir
@@ -64,6 +65,9 @@ class OperatorSettings:
     # bytes, created by the first `operator user totp enrol`; every process (and
     # machine) sharing the database needs the same file. Empty: <data_dir>/totp.key
     totp_key_file: str = ""
+    # mailboxes of health authorities (domain/alerts.py): a message of theirs with the
+    # X-MSS-ALERTE header is stored with the $Alerte keyword; from anyone else, not
+    alert_authorities: list[str] = field(default_factory=list)
 
     @property
     def totp_key_path(self) -> Path:
@@ -80,6 +84,11 @@ class OperatorSettings:
             out.append(("max_login_failures_per_address", "cannot be negative (0: no limit)"))
         if self.login_failure_window <= 0:
             out.append(("login_failure_window", "must be positive"))
+        for address in self.alert_authorities:
+            try:
+                parse_address(address)
+            except InvalidAddress as exc:
+                out.append(("alert_authorities", f"{address!r}: {exc}"))
         return out
 
 

@@ -22,8 +22,8 @@ from tests.imap.transcript import Transcript
 Opener = Callable[..., Transcript]
 
 SELECT_FLAGS = (  # the first lines of every read-write SELECT
-    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
-    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] {*}",
+    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Alerte)",
+    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Alerte \\*)] {*}",
 )
 
 
@@ -186,7 +186,7 @@ def test_namespace(environment: Any, imap: Opener) -> None:
           f'* LIST (\\HasNoChildren \\Trash) "/" Shared/{org}/Trash',
           "a4 OK LIST completed")
     t.run(f"a5 EXAMINE Shared/{org}/INBOX",
-          "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
+          "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Alerte)",
           "* OK [PERMANENTFLAGS ()] {*}",
           "* 0 EXISTS", "* 0 RECENT", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 1] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}", "a5 OK [READ-ONLY] EXAMINE completed")

@@ -1235,3 +1235,19 @@ async def test_a_page_of_a_folder_newest_first(mailboxes: Store) -> None:
     await mailboxes.folders.expunge(inbox.id, uids[:10])
     total, _ = await mailboxes.folders.page(inbox.id, 0, 50)
     assert total == 110
+
+
+async def test_the_unread_messages_with_a_keyword_newest_first(mailboxes: Store) -> None:
+    """``unread_with_keyword``: what the webmail puts first (unread health alerts);
+    a keyword that only contains the one asked for, or a read message, is not one."""
+    address = f"cardiologie@{DOMAIN}"
+    body = b"From: a@ch-xyz.mssante.fr\r\nSubject: x\r\n\r\nx\r\n"
+    flags = ["$Alerte", "", "$Alerte \\Seen", "$Alertes", "\\Flagged $Alerte", "%_$Alerte"]
+    uids = await mailboxes.folders.bulk_append(
+        address, "INBOX", [(body, f, 1_700_000_000.0 + i) for i, f in enumerate(flags)])
+    inbox = await mailboxes.folders.get(address, "INBOX")
+    assert inbox is not None
+    found = await mailboxes.folders.unread_with_keyword(inbox.id, "$Alerte", 10)
+    assert [uid for uid, _ in found] == [uids[4], uids[0]]
+    assert set(found[0][1].split()) == {"\\Flagged", "$Alerte"}
+    assert await mailboxes.folders.unread_with_keyword(inbox.id, "$Alerte", 1) == found[:1]

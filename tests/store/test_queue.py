@@ -44,6 +44,31 @@ async def test_claim_due_leases_in_due_order(store: Store) -> None:
     assert (await store.get_queue_entry(future[0])).claimed_until == 0.0
 
 
+async def test_a_claim_takes_the_same_messages_other_recipients_at_that_domain(
+        store: Store) -> None:
+    """``claim_companions``: the rest of one message's due entries for one domain,
+    not another message's, another domain's, a future one or one already leased."""
+    ids = await enqueue(store, 5)
+    other = await enqueue(store, 2, body=b"another body")
+    elsewhere = (await store.accept_message(
+        b"body", envelope_from="dr@ch-xyz.mssante.fr", local=[],
+        remote=[OutboundRecipient("x@infirmier.mssante.fr")], summary=SUMMARY,
+        now=T0)).queue_ids
+    first = (await store.claim_due(now=T0 + 1, limit=1, lease=LEASE))[0]
+    assert first.id == ids[0]
+    more = await store.claim_companions(first, "MEDECIN.mssante.fr", now=T0 + 1, limit=3,
+                                        lease=LEASE)
+    assert [e.id for e in more] == ids[1:4]
+    assert all(e.claimed_until == T0 + 1 + LEASE for e in more)
+    rest = await store.claim_companions(first, "medecin.mssante.fr", now=T0 + 1, limit=10,
+                                        lease=LEASE)
+    assert [e.id for e in rest] == ids[4:]  # other, elsewhere: not this message or domain
+    assert await store.claim_companions(first, "medecin.mssante.fr", now=T0 + 1, limit=0,
+                                        lease=LEASE) == []
+    left = await store.claim_due(now=T0 + 2, limit=10, lease=LEASE)
+    assert sorted(e.id for e in left) == sorted(other + elsewhere)
+
+
 async def test_two_stores_never_claim_the_same_entry(database, store: Store) -> None:
     other = await database.open()
     ids = await enqueue(store, 60)

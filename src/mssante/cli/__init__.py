@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mssante.cli import directory, operator, pki, psc, send, trust, up, whitelist, xdm
+from mssante.cli import alert, directory, operator, pki, psc, send, trust, up, whitelist, xdm
 from mssante.files import private_umask
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -18,6 +18,8 @@ app.add_typer(psc.app, name="psc",
               help="The Pro Santé Connect-like provider (simulated e-CPS).")
 app.add_typer(xdm.app, name="xdm",
               help="Clinical documents: build and check IHE XDM archives (IHE_XDM.ZIP).")
+app.add_typer(alert.app, name="alert",
+              help="A health authority's alerts to a selection of the directory.")
 app.command("up")(up.up)
 app.command("send")(send.send)
 

@@ -42,6 +42,7 @@ class HeaderView:
     x_mss_mes: str | None
     has_date: bool
     has_bcc: bool  # only a sender's own copy keeps its Bcc
+    x_mss_alerte: str | None = None  # domain/alerts.py: an authority's alert id
 
     @property
     def referenced_ids(self) -> str:
@@ -84,7 +85,7 @@ def header_section(body: bytes) -> bytes:
 
 
 _WANTED = frozenset({"bcc", "message-id", "subject", "from", "sender", "reply-to",
-                     "in-reply-to", "references", "date", "x-mss-mes"})
+                     "in-reply-to", "references", "date", "x-mss-mes", "x-mss-alerte"})
 # RFC 5322 §3.6: fields that occur at most once; a second one could show a reader
 # another value than the one the rules read.
 _ONCE = ("from", "sender", "reply-to")
@@ -230,6 +231,7 @@ def read_headers(body: bytes, *, strict: bool = False) -> HeaderView:
         x_mss_mes=_first(fields, "x-mss-mes"),
         has_date="date" in fields,
         has_bcc="bcc" in fields,
+        x_mss_alerte=_first(fields, "x-mss-alerte"),
     )
 
 

@@ -53,6 +53,7 @@ from mssante.pki.ca import IssuedCertificate
 from mssante.pki.names import dn_string, same_dn
 from mssante.psc.clients import Client, Clients
 from mssante.store import Store, open_store
+from mssante.store.models import PENDING
 from mssante.trustspace.server import serve as serve_trust_space
 from mssante.trustspace.service import TrustSpace
 from mssante.web.login import LOGIN_PATH, PSC_RETURN_PATH
@@ -69,6 +70,13 @@ DEFAULT_BASE_PORT = 10000
 PSC_REDIRECT_URI = "http://127.0.0.1/callback"
 
 log = logging.getLogger(__name__)
+
+
+# The health authority of the environment (domain/alerts.py, README "Health alerts"):
+# the program behind this APP mailbox sends alerts (`mssante alert send`), and every
+# operator lists it in [operator] alert_authorities. It lives on the hospital's
+# operator: a fourth operator would add six listeners for one mailbox.
+AUTHORITY_MAILBOX = "alertes-sanitaires@ch-xyz.mssante.fr"
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,9 @@ DEMO: tuple[DemoOperator, ...] = (
             DemoMailbox("compte_rendu_patient_noreply@ch-xyz.mssante.fr", MailboxType.APP,
                         "Comptes rendus du DPI", responsible=("dupont@ch-xyz.mssante.fr",),
                         application=True),
+            DemoMailbox(AUTHORITY_MAILBOX, MailboxType.APP,
+                        "Alertes sanitaires (autorité de démonstration)",
+                        responsible=("dupont@ch-xyz.mssante.fr",), application=True),
         ),
     ),
     DemoOperator(
@@ -319,6 +330,9 @@ class LocalEnvironment:
                                "redirect_uri": PSC_REDIRECT_URI},
             })
         _write_private(self.data_dir / "accounts.json", json.dumps(passwords, indent=2))
+        authority_domain = AUTHORITY_MAILBOX.rpartition("@")[2]
+        authority_config = next(o["config"] for o in operators
+                                if o["domain"] == authority_domain)
         self.description = {
             "ca_file": str(ts.pki.root_cert_file),
             "trust_space": {"url": self.trust_url},
@@ -332,6 +346,7 @@ class LocalEnvironment:
                                   for o in outside],
             "accounts": accounts,
             "applications": applications,
+            "authority": {"mailbox": AUTHORITY_MAILBOX, "config": authority_config},
             "notifications": {"folder": str(self.notifications_dir),
                               "relay": {"host": HOST, "port": self.sink_port}},
         }
@@ -409,6 +424,7 @@ domains = [{_toml_str(demo.domain)}]
 hostname = {_toml_str("mta." + demo.domain)}
 data_dir = "."
 database_url = {_toml_str(self.database_urls.get(demo.domain, ""))}
+alert_authorities = [{_toml_str(AUTHORITY_MAILBOX)}]  # domain/alerts.py
 
 [tls]
 cert_file = {_toml_str(str(mta.cert_file))}
@@ -527,11 +543,27 @@ poll_interval = 0.5
                 service = OperatorService(load_operator_config(Path(operator["config"])))
                 await service.start()
                 self.operators.append(service)
+            await self._published()
         except BaseException:
             await self.stop()
             raise
         _write_private(self.data_dir / "environment.json",
                        json.dumps(self.description, indent=2, ensure_ascii=False))
+
+    async def _published(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout`` seconds) until the trust space accepted the
+        operators' publications of their mailboxes: once started, the directory and its
+        extract list the demo mailboxes (`mssante alert send` selects from it)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        for service in self.operators:
+            if service.store is None:
+                continue
+            while await service.store.directory_entries(state=PENDING):
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning("%s: mailboxes not yet published to the directory after "
+                                "%.0f s", service.config.operator.domains[0], timeout)
+                    return
+                await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         for service in reversed(self.operators):

@@ -73,6 +73,7 @@ from mssante import __version__ as VERSION
 from mssante.audit.events import LOGIN, LOGIN_FAILED, READ, AuditEvent, actor_of, clip
 from mssante.auth import oauthsasl
 from mssante.auth.identity import Identity
+from mssante.domain.alerts import ALERT_KEYWORD
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.imap import fetch as fetching
 from mssante.imap import mutf7, wire
@@ -101,6 +102,9 @@ log = logging.getLogger(__name__)
 MAX_AUTH_FAILURES = 3
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
+# RFC 9051 §7.1: FLAGS names the keywords the server sets itself too: $Alerte marks
+# an authority's health alert (domain/alerts.py), set at delivery
+ANNOUNCED_FLAGS = (*SYSTEM_FLAGS, ALERT_KEYWORD)
 FETCH_BATCH = 200  # messages whose metadata (body hash, size, date) is loaded per query
 SEARCH_BATCH = 20_000  # messages whose metadata a SEARCH loads per query
 FLAGS_BATCH = 20_000  # FETCH responses of flags only rendered at once
@@ -575,8 +579,8 @@ class Session:
         self.selected = selected
         self.state = State.SELECTED
         folder = snapshot.folder
-        self.write(b"* FLAGS (" + " ".join(SYSTEM_FLAGS).encode() + b")\r\n")
-        permanent = "" if selected.read_only else " ".join(SYSTEM_FLAGS) + " \\*"
+        self.write(b"* FLAGS (" + " ".join(ANNOUNCED_FLAGS).encode() + b")\r\n")
+        permanent = "" if selected.read_only else " ".join(ANNOUNCED_FLAGS) + " \\*"
         self.write(b"* OK [PERMANENTFLAGS (" + permanent.encode() + b")] Flags permitted\r\n")
         self.write(b"* %d EXISTS\r\n" % len(snapshot.uids))
         if not self.utf8:

@@ -34,6 +34,7 @@ from mssante.content.headers import (
 )
 from mssante.content.reports import read_report
 from mssante.domain.addresses import Address, parse_address
+from mssante.domain.alerts import ALERT_KEYWORD, is_alert
 from mssante.domain.patient import care_notes, professional_message
 from mssante.domain.policy import (
     MailboxClosed,
@@ -213,11 +214,16 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
     reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
                             ) if local else ()
     audit_events = accepted_events(msg, local)
+    # an authority's alert is marked for the recipients of this operator (domain/alerts)
+    alert = is_alert(alert_header=headers.x_mss_alerte, envelope_from=msg.envelope_from,
+                     from_addresses=[m.addr_spec for m in headers.from_mailboxes],
+                     authorities=ctx.settings.alert_authorities)
     try:
         accepted = await ctx.store.accept_message(
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
             envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient, care=care,
-            reports=reports, audit_events=audit_events)
+            reports=reports, audit_events=audit_events,
+            keywords=(ALERT_KEYWORD,) if alert else ())
     except NotFound as exc:  # removed since it was checked
         raise UnknownMailbox(str(exc)) from None
     except Conflict as exc:  # closed since it was checked

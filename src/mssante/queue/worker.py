@@ -5,7 +5,11 @@ Implementation notes:
   several processes sharing one PostgreSQL, never deliver the same entry at once.
   An entry whose worker died becomes due again when its lease ends.
 - Entries with the same body, sender and recipient domain travel in one SMTP
-  transaction, one RCPT each (RFC 5321 §3.3).
+  transaction, one RCPT each (RFC 5321 §3.3); a group claimed with fewer than
+  ``RCPT_BATCH`` recipients takes the message's other due entries for that domain
+  with it (``Store.claim_companions``), so that an alert to thousands of mailboxes
+  of one operator goes in transactions of ``RCPT_BATCH``, not of whatever one claim
+  happened to find.
 - Outcome per recipient: 2xx delivered; 5xx failed and bounced; 4xx or a
   connection failure deferred with the configured backoff, then failed with
   status 4.4.7 once older than ``max_lifetime`` (RFC 3463 X.4.7).
@@ -52,6 +56,9 @@ log = logging.getLogger(__name__)
 # RFC 5321 §4.5.3.2.6), so that a live worker never outlives its lease; only what a
 # crashed process held waits this long.
 LEASE_SECONDS = 900.0
+# Recipients of one message at one domain sent in one transaction, at most: the number
+# every SMTP server must accept (RFC 5321 §4.5.3.1.8), so that no peer answers 452.
+RCPT_BATCH = 100
 
 
 def _domain(address: str) -> str:
@@ -126,6 +133,11 @@ class DeliveryWorker:
             key = (entry.body_sha256, entry.envelope_from, _domain(entry.recipient),
                    entry.envid, entry.ret)
             groups[key].append(entry)
+        for (_, _, domain, _, _), group in groups.items():
+            if len(group) < RCPT_BATCH:  # the same message's other recipients there
+                group += await leases.claim(self.ctx.store.claim_companions(
+                    group[0], domain, now=time.time(), limit=RCPT_BATCH - len(group),
+                    lease=LEASE_SECONDS), self._claimed)
         started = [self._start(group) for group in groups.values()]
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)

@@ -55,6 +55,7 @@ class Delivery:
     care: tuple[CareNote, ...] = ()  # professional mailboxes' conversations with patients
     reports: tuple[ReceiptNote, ...] = ()  # a DSN's or MDN's news of an earlier message
     audit: tuple[AuditEvent, ...] = ()  # the audit trail's entries of this acceptance
+    keywords: tuple[str, ...] = ()  # IMAP keywords of the INBOX copies ($Alerte)
 
 
 class Refused(Exception):
@@ -98,7 +99,7 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
                 "mailbox_id": place.mailbox_id, "folder_id": place.folder_id, "uid": uid,
                 "modseq": place.modseq, "body_sha256": d.sha256,
                 "received_at": now if d.now is None else d.now,
-                "flags": "" if target[1] == INBOX else SEEN,
+                "flags": " ".join(d.keywords) if target[1] == INBOX else SEEN,
                 "envelope_from": d.envelope_from, "message_id": d.summary.message_id,
                 "subject": d.summary.subject, "from_header": d.summary.from_header,
                 "date_header": d.summary.date_header, "size": len(d.body)})

@@ -449,6 +449,18 @@ class FolderStore:
                 .offset(max(offset, 0)).limit(max(limit, 0)))).all()
         return total, [(int(uid), str(flags)) for uid, flags in rows]
 
+    async def unread_with_keyword(self, folder_id: int, keyword: str, limit: int
+                                  ) -> list[tuple[int, str]]:
+        """``[(uid, flags), ...]`` of the newest ``limit`` messages of a folder that
+        have ``keyword`` and not ``\\Seen`` (the webmail puts unread alerts first)."""
+        async with self._tx.read() as conn:
+            rows = (await conn.execute(
+                select(messages.c.uid, messages.c.flags)
+                .where(messages.c.folder_id == folder_id, _has_flag(keyword),
+                       ~_has_flag("\\Seen"))
+                .order_by(messages.c.uid.desc()).limit(max(limit, 0)))).all()
+        return [(int(uid), str(flags)) for uid, flags in rows]
+
     async def changes(self, folder_id: int, since: int) -> FolderChanges | None:
         """Messages added or changed, and UIDs expunged, after MODSEQ ``since``; None
         if the folder is gone. The folder's HIGHESTMODSEQ is read with them."""
@@ -860,6 +872,15 @@ async def create_default_folders(conn: AsyncConnection, mailbox_id: int, uidvali
          "uidvalidity": uidvalidity, "uidnext": 1, "highestmodseq": 1, "subscribed": True,
          "created_at": now}
         for name, use in ((INBOX, None), *DEFAULT_FOLDERS)])
+
+
+def _has_flag(flag: str) -> Any:
+    """``messages.flags`` (flags separated by one space) holds ``flag`` itself, not a
+    longer one that contains it (``$Alertes``)."""
+    flags = messages.c.flags
+    return or_(flags == flag, flags.startswith(flag + " ", autoescape=True),
+               flags.endswith(" " + flag, autoescape=True),
+               flags.contains(" " + flag + " ", autoescape=True))
 
 
 def _folder(row: Any) -> Folder:

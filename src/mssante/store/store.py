@@ -597,7 +597,8 @@ class Store:
                              patient: ProfessionalMessage | None = None,
                              care: Sequence[CareNote] = (),
                              reports: Sequence[receipts.ReceiptNote] = (),
-                             audit_events: Sequence[AuditEvent] = ()) -> Accepted:
+                             audit_events: Sequence[AuditEvent] = (),
+                             keywords: Sequence[str] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
@@ -608,6 +609,8 @@ class Store:
         ``reports``: what a DSN or MDN for local mailboxes says, for the timeline of
         the message it reports on (``receipts.py``), in the same transaction.
         ``audit_events``: the audit trail's entries of this acceptance (audit.py).
+        ``keywords``: IMAP keywords the copies in the recipients' INBOX get (an
+        authority's alert: domain/alerts.py), never the Sent copy.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -622,7 +625,8 @@ class Store:
                             remote=tuple(remote), summary=summary, envid=envid, ret=ret,
                             now=now, sent=sent.lower() if sent else None, patient=patient,
                             care=tuple(care), reports=tuple(reports),
-                            audit=tuple(audit_events) if self.audit_enabled else ())
+                            audit=tuple(audit_events) if self.audit_enabled else (),
+                            keywords=tuple(keywords))
         if (not delivery.local and not delivery.remote and not delivery.sent
                 and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
@@ -711,6 +715,30 @@ class Store:
                                       .returning(*queue.c))
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
+
+    async def claim_companions(self, first: QueueEntry, domain: str, *, now: float,
+                               limit: int, lease: float) -> list[QueueEntry]:
+        """Lease up to ``limit`` more due entries of ``first``'s message (body, sender,
+        ENVID, RET) to recipients at ``domain``: they travel in ``first``'s
+        transaction (an alert's thousands of recipients at one operator)."""
+        if limit <= 0:
+            return []
+        c = queue.c
+        due = (select(c.id)
+               .where(c.status == QUEUED, c.next_attempt_at <= now, c.claimed_until <= now,
+                      c.body_sha256 == first.body_sha256,
+                      c.envelope_from == first.envelope_from,
+                      c.envid.is_(None) if first.envid is None else c.envid == first.envid,
+                      c.ret.is_(None) if first.ret is None else c.ret == first.ret,
+                      func.lower(c.recipient).endswith("@" + domain.lower(), autoescape=True))
+               .order_by(c.id).limit(limit)
+               .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
+        async with self.tx.write(writes_first=True) as conn:
+            rows = await conn.execute(update(queue).where(c.id.in_(due))
+                                      .values(claimed_until=now + lease)
+                                      .returning(*c))
+            entries = [_queue_entry(row) for row in rows]
+        return sorted(entries, key=lambda e: e.id)
 
     async def release_claims(self, entry_ids: Sequence[int]) -> None:
         """Give back leases without counting an attempt (a worker stopping cleanly)."""

@@ -40,6 +40,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from mssante.domain.addresses import PATIENT_DOMAIN
+from mssante.domain.alerts import ALERT_KEYWORD
 from mssante.domain.mailboxes import MailboxType, Use, beside_home, home_mailbox
 from mssante.domain.patient import thread_root
 from mssante.errors import DirectoryUnavailable
@@ -91,6 +92,7 @@ class Row:
     date: str
     unread: bool
     flagged: bool = False  # \Flagged: "important"
+    alert: bool = False  # an authority's health alert ($Alerte, domain/alerts.py)
 
 
 def folder_label(folder: Folder) -> str:
@@ -213,6 +215,10 @@ def create_router(web: WebContext) -> APIRouter:
                 page = pages
                 total, listed = await store.folders.page(folder.id, (page - 1) * PAGE_SIZE,
                                                          PAGE_SIZE)
+            if page == 1:  # unread health alerts first (README "Health alerts")
+                pinned = await store.folders.unread_with_keyword(folder.id, ALERT_KEYWORD,
+                                                                 PAGE_SIZE)
+                listed = pinned + [e for e in listed if e not in pinned]
             shown = [uid for uid, _ in listed]
             flags = dict(listed)
         summaries = await store.folders.summaries(folder.id, shown)
@@ -221,7 +227,8 @@ def create_router(web: WebContext) -> APIRouter:
             subject, sender, _, date = summaries.get(uid, (None, None, None, None))
             words = flags.get(uid, "").split()
             rows.append(Row(uid, subject or "(sans objet)", sender or "", _date(date),
-                            "\\Seen" not in words, "\\Flagged" in words))
+                            "\\Seen" not in words, "\\Flagged" in words,
+                            ALERT_KEYWORD in words))
         return web.page(request, "folder.html", session=session, mailboxes=choices,
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         folder=folder, folder_name=folder_label(folder), rows=rows,

@@ -1,0 +1,1 @@
+"""A health authority's alerts: sent to a selection of the directory, and followed."""
