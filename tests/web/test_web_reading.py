@@ -91,6 +91,18 @@ def test_a_message_is_shown_sanitised_with_its_attachment(environment: RunningEn
     assert download.headers["content-type"] == "application/octet-stream"
     assert download.headers["content-disposition"].startswith("attachment;")
     assert "filename*=UTF-8''r%C3%A9sultat.pdf" in download.headers["content-disposition"]
+    # the view and the download, each in the audit trail before it was served
+    uid = link.group(1).split("/")[6]
+    store = environment.service(HOSPITAL).store
+    trail = [e for e in environment.runner.call(store.audit_entries(mailbox=DUPONT,
+                                                                    limit=100_000))
+             if e.event.action in ("read", "download")
+             and e.event.detail.split(":")[0] in (f"INBOX uid {uid}",
+                                                  f"INBOX uid {uid} part 2")
+             and e.event.source.startswith("HTTPS")]
+    assert [(e.event.action, e.event.actor) for e in trail] == [
+        ("read", DUPONT), ("download", DUPONT)]
+    assert "résultat.pdf" in trail[1].event.detail
 
 
 def _imap_idle(environment: RunningEnvironment) -> ssl.SSLSocket:

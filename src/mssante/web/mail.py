@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mssante.audit.events import DOWNLOAD, READ, AuditEvent, actor_of, clip
+from mssante.content.headers import read_headers
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.alerts import ALERT_KEYWORD
 from mssante.domain.mailboxes import MailboxType, Use, beside_home, home_mailbox
@@ -249,6 +251,8 @@ def create_router(web: WebContext) -> APIRouter:
         folder, raw = located
         base = f"/courrier/{chosen.address}/dossiers/{folder.id}/messages/{uid}"
         view = render_message(raw, lambda part: f"{base}/pieces/{part}?affichage=1")
+        await store.audit_record([web_event(request, session, READ, chosen, view.message_id,
+                                            f"{folder.name} uid {uid}")])
         if chosen.writable:
             await store.folders.store_flags(folder.id, [uid], "+", ["\\Seen"])
         flags = (await store.folders.flags(folder.id, [uid])).get(uid, "").split()
@@ -280,6 +284,9 @@ def create_router(web: WebContext) -> APIRouter:
         except PartNotFound:
             return Response("Pièce introuvable\n", status_code=404, media_type="text/plain")
         attachment = content.attachment
+        await store.audit_record([web_event(
+            request, found[0], DOWNLOAD, found[2], read_headers(located[1]).message_id,
+            f"{located[0].name} uid {uid} part {part}: {attachment.filename}")])
         inline = bool(affichage) and attachment.inline_image
         media = attachment.content_type if inline else "application/octet-stream"
         return Response(content.data, media_type=media, headers={
@@ -321,6 +328,17 @@ def create_router(web: WebContext) -> APIRouter:
                         inbox=inbox, conversations=shown)
 
     return router
+
+
+def web_event(request: Request, session: WebSession, action: str, chosen: MailboxChoice,
+              message_id: str | None, detail: str) -> AuditEvent:
+    """The audit trail's entry of serving a message's content or an attachment from the
+    web, written before it is sent (audit/events.py)."""
+    identity = session.identity
+    address = request.client.host if request.client else "unknown"
+    return AuditEvent(action, actor_of(identity.login,
+                                       identity.psc.subject if identity.psc else None),
+                      chosen.address, clip(message_id), f"HTTPS {address}", clip(detail))
 
 
 async def named(web: WebContext, address: str) -> str:
