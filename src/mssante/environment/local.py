@@ -99,6 +99,9 @@ class DemoMailbox:
     responsible: tuple[str, ...] = ()
     authorised: tuple[str, ...] = ()
     application: bool = False  # gets an organisation certificate
+    # the certificate's CN, after which comes the organisation; each APP mailbox has
+    # its own, since a certificate logs in to the APP mailbox bound to its DN
+    program: str = "DPI"
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ DEMO: tuple[DemoOperator, ...] = (
                         application=True),
             DemoMailbox(AUTHORITY_MAILBOX, MailboxType.APP,
                         "Alertes sanitaires (autorité de démonstration)",
-                        responsible=("dupont@ch-xyz.mssante.fr",), application=True),
+                        responsible=("dupont@ch-xyz.mssante.fr",), application=True,
+                        program="Alertes sanitaires"),
         ),
     ),
     DemoOperator(
@@ -404,7 +408,7 @@ class LocalEnvironment:
         existing = _load_issued(certs / f"{name}.pem", certs / f"{name}.key")
         if existing is not None:
             return existing
-        return ts.pki.issue_organisation(f"DPI {demo.organisation}",
+        return ts.pki.issue_organisation(f"{mailbox.program} {demo.organisation}",
                                          organisation=demo.organisation,
                                          organisation_unit=demo.finess, out_dir=certs, name=name)
 
