@@ -5,8 +5,8 @@ Implementation notes:
   several processes sharing one PostgreSQL, never deliver the same entry at once.
   An entry whose worker died becomes due again when its lease ends.
 - Entries with the same body, sender and recipient domain travel in one SMTP
-  transaction, one RCPT each (RFC 5321 §3.3); a group claimed with fewer than
-  ``RCPT_BATCH`` recipients takes the message's other due entries for that domain
+  transaction, one RCPT each (RFC 5321 §3.3); a group claimed with several but fewer
+  than ``RCPT_BATCH`` recipients takes the message's other due entries for that domain
   with it (``Store.claim_companions``), so that an alert to thousands of mailboxes
   of one operator goes in transactions of ``RCPT_BATCH``, not of whatever one claim
   happened to find.
@@ -134,7 +134,10 @@ class DeliveryWorker:
                    entry.envid, entry.ret)
             groups[key].append(entry)
         for (_, _, domain, _, _), group in groups.items():
-            if len(group) < RCPT_BATCH:  # the same message's other recipients there
+            # the same message's other recipients there: looked for only when this claim
+            # already found several (a message to many), not for every one-recipient
+            # message, where the extra transaction per group held deliveries back
+            if 1 < len(group) < RCPT_BATCH:
                 group += await leases.claim(self.ctx.store.claim_companions(
                     group[0], domain, now=time.time(), limit=RCPT_BATCH - len(group),
                     lease=LEASE_SECONDS), self._claimed)
