@@ -18,7 +18,6 @@ only.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from fastapi import APIRouter, Request
@@ -30,6 +29,7 @@ from mssante.errors import NotFound
 from mssante.store.logins import MAX_APP_PASSWORDS, AppPassword, TooManyAppPasswords
 from mssante.web.context import WebContext
 from mssante.web.login import session_of, to_login
+from mssante.web.render import local_time as when
 from mssante.web.sessions import WebSession, same_token
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,6 @@ MAX_FORM_LABEL = 1024  # characters of a label looked at (check_label allows few
 # the password just created and its label, in the session until the page shows them
 _CREATED = "app_password"
 _CREATED_LABEL = "app_password_label"
-
-
-def when(ts: float | None) -> str:
-    """An epoch time as the web shows dates (local time)."""
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%d/%m/%Y %H:%M")
 
 
 def create_router(web: WebContext) -> APIRouter:

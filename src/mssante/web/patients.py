@@ -19,7 +19,6 @@ patient's operator then refuses the patient's replies in it.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
@@ -39,6 +38,7 @@ from mssante.web.mail import (
     open_mailbox,
     patient_conversation,
 )
+from mssante.web.render import local_time as when
 from mssante.web.render import render_message
 from mssante.web.sessions import WebSession, same_token
 
@@ -58,10 +58,6 @@ class ShownMessage:
     when: str
     from_patient: bool
     unread: bool
-
-
-def when(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).astimezone().strftime("%d/%m/%Y %H:%M")
 
 
 def subject_of(thread: CareThread) -> str:

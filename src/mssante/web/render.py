@@ -672,3 +672,10 @@ def preview(raw: bytes, length: int = PREVIEW_LENGTH) -> str:
     cut = text[:length]
     space = cut.rfind(" ")
     return (cut[:space] if space > length // 2 else cut).rstrip() + "…"
+
+
+def local_time(ts: float | None) -> str:
+    """An epoch time as the web shows dates: local time, to the minute ("" for none)."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).astimezone().strftime("%d/%m/%Y %H:%M")
