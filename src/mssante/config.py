@@ -33,6 +33,7 @@ from mssante.files import private_dir
 
 ENV_PREFIX = "MSSANTE_"
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024  # MSSanté: over 25 MB is refused
+MAX_PROCESSES = 256  # operator.processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,13 @@ class OperatorSettings:
     # mailboxes of health authorities (domain/alerts.py): a message of theirs with the
     # X-MSS-ALERTE header is stored with the $Alerte keyword; from anyone else, not
     alert_authorities: list[str] = field(default_factory=list)
+    # processes serving the operator (environment/workers.py): 0, one per core
+    processes: int = 0
+
+    @property
+    def process_count(self) -> int:
+        """How many processes serve: ``processes``, or the cores this process may use."""
+        return self.processes or max(1, len(os.sched_getaffinity(0)))
 
     @property
     def totp_key_path(self) -> Path:
@@ -84,6 +92,8 @@ class OperatorSettings:
             out.append(("max_login_failures_per_address", "cannot be negative (0: no limit)"))
         if self.login_failure_window <= 0:
             out.append(("login_failure_window", "must be positive"))
+        if not 0 <= self.processes <= MAX_PROCESSES:
+            out.append(("processes", f"must be between 0 (one per core) and {MAX_PROCESSES}"))
         for address in self.alert_authorities:
             try:
                 parse_address(address)

@@ -32,7 +32,15 @@ from mssante.domain.logins import parse_personal_address
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role, Rules
 from mssante.domain.policy import check_served
 from mssante.environment.operator import OperatorService
-from mssante.errors import MSSanteError, PolicyViolation
+from mssante.environment.workers import (
+    Supervisor,
+    check_ports_free,
+    listening,
+    tell_ready,
+    worker_command,
+    worker_role,
+)
+from mssante.errors import ConfigError, MSSanteError, PolicyViolation
 from mssante.imap.namespace import SHARED_PREFIX
 from mssante.operator.maillog import show_mail_log
 from mssante.pki.names import dn_string
@@ -75,16 +83,32 @@ def _rules(config_path: Path) -> Rules:
 @app.command()
 def serve(config: Config,
           verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Run the operator (MTA, submission, delivery) until SIGINT or SIGTERM."""
+    """Run the operator (MTA, submission, IMAP, HTTPS, delivery) until SIGINT or SIGTERM,
+    from ``operator.processes`` processes (0: one per core)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    show_mail_log()  # one line per message received, refused or delivered
     cfg = operator_config(config)
+    role = worker_role()
+    count = cfg.operator.process_count
+    if role is None and count > 1:  # the supervisor: it serves nothing itself
+        try:
+            check_ports_free(cfg)
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
+        supervisor = Supervisor(worker_command(config, verbose=verbose), count,
+                                announce=lambda: console.print(
+                                    f"operator {', '.join(cfg.operator.domains)} ready: "
+                                    f"{listening(cfg)} ({count} processes)"))
+        raise typer.Exit(supervisor.run())
+    show_mail_log()  # one line per message received, refused or delivered
 
     async def main() -> None:
-        service = OperatorService(cfg)
+        service = OperatorService(cfg, role)
         await service.start()
-        console.print(f"operator {', '.join(cfg.operator.domains)} ready: {service.ports}")
+        if role is None:
+            console.print(f"operator {', '.join(cfg.operator.domains)} ready: {service.ports}")
+        else:
+            tell_ready()  # the supervisor prints ready once every worker is
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

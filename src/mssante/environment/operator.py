@@ -1,6 +1,10 @@
 """One operator process: store, trust client, directory publisher and search, SMTP,
 IMAP and HTTPS listeners, the delivery worker and the queue's retention.
 
+Served by several processes (environment/workers.py), each runs one of these; the
+directory publisher, the queue's retention and the audit trail's sealing run in
+worker 0 only, and the listeners share their ports with the other workers.
+
 The directory publisher starts right after the store (entries left by a previous
 run, or written by the CLI, go as soon as the trust space answers) and stops
 before it, so that it can give back the claims of the sends it interrupted.
@@ -14,6 +18,7 @@ import logging
 from mssante.auth.pscsessions import EndedSessions
 from mssante.auth.psctoken import TokenChecker
 from mssante.config import OperatorConfig
+from mssante.environment.workers import WorkerRole
 from mssante.imap.server import ImapListeners, start_imap
 from mssante.notify.notices import MessageNotices
 from mssante.operator.audittrail import AuditTrail
@@ -34,8 +39,9 @@ log = logging.getLogger(__name__)
 class OperatorService:
     """Start with ``await start()``, stop with ``await stop()``; nothing runs at construction."""
 
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(self, config: OperatorConfig, role: WorkerRole | None = None) -> None:
         self.config = config
+        self.role = role  # None: the operator's only process
         self.store: Store | None = None
         self.runtime: OperatorRuntime | None = None  # what the protocol servers share
         self.trust: TrustClient | None = None
@@ -64,16 +70,20 @@ class OperatorService:
         try:
             self.store = await open_store(config.database_url)
             self.store.audit_enabled = config.audit.enabled
-            if config.audit.enabled:
+            singletons = self.role is None or self.role.runs_singletons
+            reuse_port = self.role is not None
+            if config.audit.enabled and singletons:
                 self.audit = AuditTrail(self.store, config.audit, config.operator)
                 self.audit.start()
-            self.publisher = DirectoryPublisher(
-                self.store,
-                DirectoryClient(config.trust.url, ca_file=config.tls.ca_file,
-                                cert_file=config.tls.cert_file, key_file=config.tls.key_file,
-                                timeout=config.trust.timeout),
-                poll_interval=config.queue.poll_interval, timeout=config.trust.timeout)
-            self.publisher.start()
+            if singletons:
+                self.publisher = DirectoryPublisher(
+                    self.store,
+                    DirectoryClient(config.trust.url, ca_file=config.tls.ca_file,
+                                    cert_file=config.tls.cert_file,
+                                    key_file=config.tls.key_file,
+                                    timeout=config.trust.timeout),
+                    poll_interval=config.queue.poll_interval, timeout=config.trust.timeout)
+                self.publisher.start()
             self.trust = TrustClient(
                 config.trust.url, config.tls.ca_file, config.operator.data_dir / "trust-cache",
                 refresh_interval=config.trust.refresh_interval,
@@ -104,12 +114,13 @@ class OperatorService:
                                          ca_file=str(config.tls.ca_file))
             ctx.wake_queue = self.worker.wake
             self.runtime = ctx
-            self.listeners = await start_listeners(ctx, config)
-            self.imap = await start_imap(ctx, config)
-            self.web = await start_web(ctx, config)
+            self.listeners = await start_listeners(ctx, config, reuse_port=reuse_port)
+            self.imap = await start_imap(ctx, config, reuse_port=reuse_port)
+            self.web = await start_web(ctx, config, reuse_port=reuse_port)
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
-            self.retention = QueueRetention(self.store, config.queue)
-            self.retention.start()
+            if singletons:
+                self.retention = QueueRetention(self.store, config.queue)
+                self.retention.start()
         except BaseException:
             await self.stop()
             raise

@@ -312,8 +312,10 @@ class ImapListeners:
         await self.cache.stop()
 
 
-async def start_imap(ctx: OperatorRuntime, config: OperatorConfig) -> ImapListeners:
-    """Listen on the configured IMAP ports (a port 0 listener is not started)."""
+async def start_imap(ctx: OperatorRuntime, config: OperatorConfig, *,
+                     reuse_port: bool = False) -> ImapListeners:
+    """Listen on the configured IMAP ports (a port 0 listener is not started);
+    ``reuse_port``: shared with the operator's other workers."""
     tls = config.tls
     # the card or organisation certificate is optional: EXTERNAL needs it, LOGIN does not
     tls_context = server_context(tls.cert_file, tls.key_file, tls.ca_file,
@@ -340,7 +342,8 @@ async def start_imap(ctx: OperatorRuntime, config: OperatorConfig) -> ImapListen
 
         server = await asyncio.start_server(
             handle, listener.host, listener.port, limit=MAX_LINE,
-            ssl=tls_context if implicit else None, backlog=1024)
+            ssl=tls_context if implicit else None, backlog=1024,
+            reuse_port=reuse_port or None)
         servers.append(server)
         ports[name] = server.sockets[0].getsockname()[1]
 

@@ -36,7 +36,10 @@ class Listeners:
             await server.wait_closed()
 
 
-async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig) -> Listeners:
+async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig, *,
+                          reuse_port: bool = False) -> Listeners:
+    """Listen on the SMTP ports (``reuse_port``: shared with the operator's other
+    workers, environment/workers.py)."""
     loop = asyncio.get_running_loop()
     tls = config.tls
     # "optional": the handshake succeeds without a certificate so that the refusal is a
@@ -86,7 +89,8 @@ async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig) -> Liste
             try:
                 server = await loop.create_server(factory, listener.host, listener.port,
                                                   ssl=tls_ctx if implicit else None,
-                                                  reuse_address=True)
+                                                  reuse_address=True,
+                                                  reuse_port=reuse_port or None)
             except OSError as exc:
                 raise ConfigError(f"{name}.port: cannot listen on {listener.host}:"
                                   f"{listener.port}: {exc.strerror or exc}") from None

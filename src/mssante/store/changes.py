@@ -14,9 +14,10 @@ Implementation notes:
   those subscribers were called already). If that connection drops, it is opened
   again and every subscriber is called once, since notifications may have been
   missed meanwhile.
-- SQLite has no such channel: a database shared by several processes on one
-  machine is seen by the sessions of the other processes at their next command
-  (NOOP, IDLE's periodic check).
+- SQLite has no such channel: the processes sharing a database file tell each
+  other over Unix datagram sockets (localbus.py), after the commit. ``publish``
+  sends there too once ``open_bus`` ran; the receivers keep their periodic check,
+  since a datagram can be missed.
 - Other kinds of news ride on the same connection, each on its own channel
   (``follow``): the PSC sessions ended (store/sessions.py). Their receivers get the
   payload, or None each time the connection starts listening (what was sent before
@@ -29,7 +30,10 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+from mssante.store.localbus import LocalBus
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class ChangeHub:
         self._channels: dict[str, Receiver] = {}  # other channels followed
         self._connection: object | None = None  # asyncpg's, while listening
         self._adding: set[asyncio.Task[None]] = set()
+        self._bus: LocalBus | None = None  # SQLite: the other processes' sockets
 
     def subscribe(self, folder_id: int, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` whenever ``folder_id`` changes; returns the unsubscribe."""
@@ -64,6 +69,36 @@ class ChangeHub:
         return unsubscribe
 
     def publish(self, folder_ids: Iterable[int]) -> None:
+        """After a commit that changed these folders: wake this process's subscribers
+        and, on SQLite, tell the other processes (on PostgreSQL the transaction itself
+        notified them)."""
+        ids = set(folder_ids)
+        self._publish_local(ids)
+        if self._bus is not None and ids:
+            self._bus.send(CHANNEL, self.payload(ids))
+
+    def send(self, channel: str, payload: str) -> None:
+        """After a commit: pass ``payload`` to the other processes following ``channel``
+        over the SQLite bus (nothing without one: PostgreSQL's transactions notify)."""
+        if self._bus is not None:
+            self._bus.send(channel, payload)
+
+    def open_bus(self, directory: Path) -> None:
+        """Share news with the other processes of a SQLite database (localbus.py)."""
+        if self._bus is None:
+            bus = LocalBus(directory, self.token, self._bus_received)
+            bus.start()
+            self._bus = bus
+
+    def _bus_received(self, channel: str, payload: str) -> None:
+        if channel == CHANNEL:
+            self._received(payload)
+            return
+        receiver = self._channels.get(channel)
+        if receiver is not None:
+            receiver(payload)
+
+    def _publish_local(self, folder_ids: Iterable[int]) -> None:
         for folder_id in set(folder_ids):
             for subscriber in list(self._subscribers.get(folder_id, ())):
                 subscriber()
@@ -85,13 +120,14 @@ class ChangeHub:
         except ValueError:
             log.warning("ignored a malformed folder notification %r", payload)
             return
-        self.publish(folder_ids)
+        self._publish_local(folder_ids)
 
     # ---------------------------------------------------------------- PostgreSQL
 
     def follow(self, channel: str, receiver: Receiver) -> None:
         """Also pass the payloads other processes send on ``channel`` to ``receiver``
-        (from the event loop), once ``listen`` runs."""
+        (from the event loop), once ``listen`` runs (PostgreSQL) or the bus is open
+        (SQLite)."""
         self._channels[channel] = receiver
         connection = self._connection
         if connection is not None:  # listening already: add it to the connection
@@ -119,6 +155,9 @@ class ChangeHub:
             self._listener = asyncio.get_running_loop().create_task(self._listen(dsn))
 
     async def stop(self) -> None:
+        if self._bus is not None:
+            self._bus.stop()
+            self._bus = None
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)

@@ -13,8 +13,10 @@ Implementation notes:
   on PostgreSQL the recording transaction runs ``pg_notify('mssante_psc_ended', ...)``
   with the row itself (its id alone would not do: ids are taken before commit, and
   commit in any order), delivered through the folder notifications' connection
-  (changes.py); on SQLite, where writers commit one at a time in id order, each process
-  reads the rows past the last id it saw every ``POLL_SECONDS``.
+  (changes.py); on SQLite the row goes over the local bus once committed (localbus.py),
+  and, since a datagram can be missed and writers commit one at a time in id order,
+  each process still reads the rows past the last id it saw every ``POLL_SECONDS``
+  (a row heard of both ways is applied twice, which changes nothing).
 - A logout token's ``jti`` is taken by one INSERT: two processes given the same token
   cannot both take it (the second gets the primary key's conflict).
 - Rows past their time are deleted as new ones come: web sessions idle or too old
@@ -255,6 +257,7 @@ class EndedStore:
             if self.tx.postgresql:
                 await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                                    {"channel": CHANNEL, "payload": self._payload(ended)})
+        self._hub.send(CHANNEL, self._payload(ended))  # SQLite: over the bus, once committed
         return ended
 
     async def since(self, after: float, *, last_id: int = 0) -> list[Ended]:
@@ -282,14 +285,14 @@ class EndedStore:
     def follow(self, receiver: Callable[[list[Ended]], None], *, after: float,
                last_id: int) -> None:
         """Pass the sessions other processes end to ``receiver`` (in the event loop):
-        on PostgreSQL by notification, on SQLite by reading every POLL_SECONDS the rows
-        past ``last_id``. ``after``: the oldest end still of interest."""
+        on PostgreSQL by notification, on SQLite over the bus and by reading every
+        POLL_SECONDS the rows past ``last_id``. ``after``: the oldest end still of
+        interest."""
         self._receiver = receiver
         self._last_id = last_id
         self._after = after
-        if self.tx.postgresql:
-            self._hub.follow(CHANNEL, self._received)
-            self._listen()
+        self._hub.follow(CHANNEL, self._received)  # pg_notify, or the SQLite bus
+        self._listen()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -102,6 +103,7 @@ from mssante.store.delivery import (
     write_deliveries,
 )
 from mssante.store.folders import FolderStore, create_default_folders, read_holdings
+from mssante.store.localbus import LocalBus
 from mssante.store.logins import LoginStore
 from mssante.store.models import (
     DELIVERED,
@@ -132,6 +134,8 @@ from mssante.store.schema import (
 )
 from mssante.store.sessions import EndedStore, SessionStore
 from mssante.store.transactions import Transactions
+
+log = logging.getLogger(__name__)
 
 _OWNER_TYPES = (MailboxType.PER, MailboxType.PAT)
 _RESPONSIBLE_TYPES = (MailboxType.ORG, MailboxType.APP, MailboxType.CAB)
@@ -658,11 +662,22 @@ class Store:
         return [results[i] for i in range(len(batch))]
 
     def listen_for_changes(self) -> None:
-        """On PostgreSQL, follow the folder changes other processes commit
-        (changes.py); on SQLite nothing to do."""
+        """Follow the folder changes (and other news) other processes commit
+        (changes.py): on PostgreSQL by LISTEN, on a SQLite file over the local bus
+        beside it (localbus.py). A bus that cannot open is logged: the receivers' own
+        periodic checks still see every change, later."""
         if self._pg:
             url = self.tx.engine.url.set(drivername="postgresql")
             self.folders.hub.listen(url.render_as_string(hide_password=False))
+            return
+        database = self.tx.engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return
+        directory = LocalBus.beside(Path(database))
+        try:
+            self.folders.hub.open_bus(directory)
+        except OSError as exc:
+            log.warning("no news between processes over %s: %s", directory, exc)
 
     async def list_messages(self, address: str, folder: str = INBOX) -> list[StoredMessage]:
         """The messages of a folder of a mailbox (INBOX by default), ordered by UID."""

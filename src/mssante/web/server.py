@@ -35,15 +35,17 @@ class WebListener:
             await self._task
 
 
-async def start_web(runtime: OperatorRuntime, config: OperatorConfig) -> WebListener | None:
-    """Listen on ``[web]`` and return once serving; None when its port is 0."""
+async def start_web(runtime: OperatorRuntime, config: OperatorConfig, *,
+                    reuse_port: bool = False) -> WebListener | None:
+    """Listen on ``[web]`` and return once serving; None when its port is 0.
+    ``reuse_port``: the port is shared with the operator's other workers."""
     listener = config.web
     if listener.port == 0:
         return None
     context = server_context(config.tls.cert_file, config.tls.key_file, config.tls.ca_file,
                              client_cert="none")
     app = create_app(runtime, config)
-    sock = bind(listener.host, listener.port)
+    sock = bind(listener.host, listener.port, reuse_port=reuse_port)
     port = sock.getsockname()[1]
     ready = asyncio.Event()
     task = asyncio.create_task(
