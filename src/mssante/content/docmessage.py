@@ -245,7 +245,7 @@ def documents_message(cdas: Sequence[NamedFile], pdfs: Sequence[NamedFile] = (),
     in a thread."""
     pairs = pair_renderings(cdas, pdfs)
     code = Code(class_code, CLASS_CODES, class_code) if class_code else None
-    archive = build([SourceDocument(cda.data, pdf.data if pdf else None, code)
+    archive = build([SourceDocument(cda.data, pdf.data if pdf else None, code, cda.name)
                      for cda, pdf in pairs], sender=sender)
     checked = check(archive)
     handed = [f for cda, pdf in pairs for f in (cda, pdf) if f is not None]
