@@ -24,7 +24,8 @@ reason found, nothing sent); ``401`` without valid credentials (RFC 6750 §3
 ``413`` past the operator's message size; ``503`` when the identity provider cannot be
 reached.
 
-Implementation notes: who may send as which mailbox is asked of
+Implementation notes: a refused token is recorded in the audit trail as a failed
+login, as at IMAP and submission; who may send as which mailbox is asked of
 ``sending.check_sender`` (domain.policy, the rights read now); each recipient of
 ``sending.check_recipient`` before the documents are built; the archive is built and
 checked in a thread (CPU-bound).
@@ -40,6 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
+from mssante.audit.events import LOGIN_FAILED, AuditEvent, clip
 from mssante.auth.identity import Identity
 from mssante.auth.psctoken import ProviderUnavailable, TokenLoginFailed, token_login
 from mssante.content.docmessage import DEFAULT_TEXT, NamedFile, documents_message
@@ -78,6 +80,10 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
 def create_router(web: WebContext) -> APIRouter:
     router = APIRouter()
     runtime = web.runtime
@@ -96,6 +102,9 @@ def create_router(web: WebContext) -> APIRouter:
             except ProviderUnavailable as exc:
                 return _error(503, str(exc))
             except TokenLoginFailed as exc:
+                await runtime.store.audit_record([AuditEvent(
+                    LOGIN_FAILED, "?", source=f"HTTPS {_peer(request)}",
+                    detail=clip(f"bearer token at {request.url.path}: {exc}"))])
                 return _error(401, str(exc), headers={
                     "WWW-Authenticate": f'{REALM}, error="invalid_token"'})
         session = current(request)
@@ -191,7 +200,7 @@ def create_router(web: WebContext) -> APIRouter:
             return _error(400, "documents refused", [str(exc)])
         submission = sending.Submission(sender, [(r, RcptParams()) for r in recipients],
                                         built.raw)
-        client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
+        client = sending.Client(WEB_PROTOCOL, _peer(request) or None)
         try:
             await sending.submit(runtime, identity, submission, client)
         except MessageTooBig as exc:
