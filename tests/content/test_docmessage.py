@@ -3,10 +3,19 @@ stored messages (content/mime.py, content/headers.py)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from tests.content.xdmtools import BIOLOGY_N1, CONSULTATION, CONSULTATION_PDF, zip_of
 
-from mssante.content.docmessage import document_message, rendering_name
+from mssante.content.docmessage import (
+    Attachment,
+    NamedFile,
+    document_message,
+    documents_message,
+    pair_renderings,
+    rendering_name,
+)
 from mssante.content.headers import read_headers
 from mssante.content.mime import Entity, charset_decode, decode_transfer, parameters
 from mssante.content.xdm import SourceDocument, build, check
@@ -89,3 +98,44 @@ def test_rendering_name_is_plain_ascii() -> None:
     header = check(build([SourceDocument(accented)])).cdas[0]
     assert rendering_name(header) == \
         "20261203_11488-4_PAT-TROIS_Helene-Zoe_CR-2026-000417.pdf"
+
+
+SECOND = CONSULTATION.replace(b'extension="CR-2026-000417"', b'extension="CR-2026-000418"', 1)
+
+
+def test_renderings_pair_by_file_name_then_in_order() -> None:
+    cr, bio = NamedFile("CR.xml", CONSULTATION), NamedFile("dir/bio.XML", SECOND)
+    by_name, by_rank = NamedFile("bio.pdf", b"1"), NamedFile("scan.pdf", b"2")
+    assert pair_renderings([cr, bio], [by_rank, by_name]) == [(cr, by_rank), (bio, by_name)]
+    assert pair_renderings([cr, bio], [by_rank]) == [(cr, by_rank), (bio, None)]
+    with pytest.raises(DocumentRefused, match="one at most"):
+        pair_renderings([cr], [by_rank, by_name])
+    with pytest.raises(DocumentRefused, match=r"second PDF rendering of CR\.xml"):
+        pair_renderings([cr, bio], [NamedFile("cr.pdf", b"1"), NamedFile("CR.PDF", b"2")])
+    with pytest.raises(DocumentRefused, match="no CDA"):
+        pair_renderings([], [])
+
+
+def test_files_in_give_the_message_and_what_the_archive_records() -> None:
+    built = documents_message(
+        [NamedFile("cr.xml", CONSULTATION), NamedFile("second.xml", SECOND)],
+        [NamedFile("cr.pdf", CONSULTATION_PDF)], sender=SENDER, to=TO, label="Comptes rendus",
+        headers=[("In-Reply-To", "<a@b>")],
+        attachments=[Attachment("note.txt", "text/plain", b"hello")])
+    root = Entity(built.raw, 0, len(built.raw))
+    assert [d.name for d in built.documents] == ["cr.xml", "cr.pdf", "second.xml"]
+    carried = decode_transfer(root.children[-2].body, root.children[-2].encoding)
+    archived = check(carried).documents
+    assert [(d.sha1, d.size) for d in built.documents] == [(d.sha1, d.size) for d in archived]
+    assert built.documents[0].as_json()["sha1"] == hashlib.sha1(CONSULTATION).hexdigest()
+    assert root.get("message-id") == built.message_id
+    assert root.get("in-reply-to") == "<a@b>"
+    assert (root.get("subject") or "").startswith("XDM/1.0/DDM+Comptes rendus PAT-TROIS")
+    assert _filename(root.children[-1]) == "note.txt"
+
+
+def test_a_subject_given_replaces_the_documents_one() -> None:
+    built = documents_message([NamedFile("cr.xml", CONSULTATION)], sender=SENDER, to=TO,
+                              subject="XDM/1.0/DDM+CR")
+    assert read_headers(built.raw).subject == "XDM/1.0/DDM+CR"
+    assert built.raw.count(b"\r\nSubject:") == 1

@@ -17,23 +17,23 @@ import os
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email import message_from_bytes
-from email.policy import SMTP
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mssante.cli.common import fail, print_json
-from mssante.content.cda import Code
-from mssante.content.docmessage import document_message
-from mssante.content.xdm import CLASS_CODES, SourceDocument, build
+from mssante.content.docmessage import (
+    DEFAULT_TEXT,
+    DocumentMessage,
+    NamedFile,
+    documents_message,
+)
 from mssante.domain.addresses import AddressSyntaxError, parse_one_mailbox
 from mssante.errors import DocumentRefused, PolicyViolation
 
 MAX_INPUT = 64 * 1024 * 1024  # a file given on the command line, read whole
 PASSWORD_VARIABLE = "MSSANTE_PASSWORD"
-DEFAULT_TEXT = "Bonjour,\n\nVeuillez trouver ci-joint le document concernant ce patient.\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,32 +190,24 @@ def submit(smtp: smtplib.SMTP, sender: str, recipients: list[str], message: byte
 
 def _message(sender: str, recipients: list[str], cdas: list[Path], pdfs: list[Path],
              text_file: Path | None, subject: str | None, read_receipt: bool,
-             software_reference: str, class_code: str | None) -> bytes:
-    if len(pdfs) > len(cdas):
-        raise fail("one --pdf per --cda at most (the PDF renderings, in the same order)")
-    sources = [SourceDocument(
-        cda=_read(cda, "CDA"), pdf=_read(pdfs[i], "PDF") if i < len(pdfs) else None,
-        class_code=Code(class_code, CLASS_CODES, class_code) if class_code else None)
-        for i, cda in enumerate(cdas)]
+             software_reference: str, class_code: str | None) -> DocumentMessage:
+    """The message of content/docmessage.py's ``documents_message``, as the webmail and
+    its REST path build it; the PDFs paired with the CDAs by file name, else in order."""
     text = _read(text_file, "text").decode("utf-8", "replace") if text_file else DEFAULT_TEXT
     try:
-        archive = build(sources)
-        raw = document_message(sender=sender, to=recipients, archive=archive, text=text,
-                               software_reference=software_reference)
+        return documents_message(
+            [NamedFile(cda.name, _read(cda, "CDA")) for cda in cdas],
+            [NamedFile(pdf.name, _read(pdf, "PDF")) for pdf in pdfs],
+            sender=sender, to=recipients, text=text, subject=subject,
+            software_reference=software_reference, class_code=class_code,
+            headers=[("Disposition-Notification-To", sender)] if read_receipt  # RFC 8098 §2.1
+            else [])
     except DocumentRefused as exc:
         for reason in exc.reasons:
             typer.echo(f"error: {reason}", err=True)
         raise typer.Exit(1) from None
-    except PolicyViolation as exc:
+    except (PolicyViolation, ValueError) as exc:  # ValueError: a line break in --subject
         raise fail(str(exc)) from None
-    if not subject and not read_receipt:
-        return raw
-    message = message_from_bytes(raw, policy=SMTP)
-    if subject:
-        message.replace_header("Subject", subject)
-    if read_receipt:
-        message["Disposition-Notification-To"] = sender  # RFC 8098 §2.1
-    return message.as_bytes()
 
 
 def send(
@@ -224,8 +216,8 @@ def send(
         cda: Annotated[list[Path], typer.Option(
             "--cda", help="A CDA R2 document (repeatable; one patient).")],
         pdf: Annotated[list[Path] | None, typer.Option(
-            "--pdf", help="The PDF rendering of the --cda of the same rank "
-                          "(repeatable).")] = None,
+            "--pdf", help="The PDF rendering of the --cda of the same file name "
+                          "stem, else of the same rank (repeatable).")] = None,
         text: Annotated[Path | None, typer.Option(
             "--text", help="The message's text (UTF-8 file).")] = None,
         subject: Annotated[str | None, typer.Option(
@@ -281,9 +273,9 @@ def send(
     recipients = [_address(r, "--to") for r in to]
     password = _password(password_file) if login is not None else None
     endpoint = endpoint_of(env, server, ca, from_address, tls)
-    raw = _message(from_address, recipients, cda, pdf or [], text, subject, read_receipt,
-                   software_reference, class_code)
-    message_id = str(message_from_bytes(raw, policy=SMTP)["Message-ID"]).strip()
+    built = _message(from_address, recipients, cda, pdf or [], text, subject, read_receipt,
+                     software_reference, class_code)
+    raw, message_id = built.raw, built.message_id
     smtp = connect(endpoint, (cert, key) if cert is not None and key is not None else None)
     try:
         authenticate(smtp, login, password)

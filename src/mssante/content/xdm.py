@@ -197,6 +197,7 @@ class SourceDocument:
     cda: bytes
     pdf: bytes | None = None
     class_code: Code | None = None  # when the document type is not in CLASS_OF_TYPE
+    name: str = ""  # what a refusal calls it (its file name); else "CDA document <n>"
 
 
 def new_oid() -> str:
@@ -459,7 +460,7 @@ def build(documents: Sequence[SourceDocument], *, source_id: str | None = None,
     entries: list[_Entry] = []
     patient_id: str | None = None
     for number, document in enumerate(documents, 1):
-        what = f"CDA document {number}"
+        what = document.name or f"CDA document {number}"
         try:
             root = parse_xml(document.cda, what)
             header = cda_header(root, what)

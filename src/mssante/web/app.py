@@ -27,6 +27,7 @@ from mssante.config import OperatorConfig
 from mssante.operator.runtime import OperatorRuntime
 from mssante.web import (
     actions,
+    api,
     apppasswords,
     autoconfig,
     compose,
@@ -48,6 +49,7 @@ ROUTERS: tuple[RouterFactory, ...] = (
     login.create_router,  # log in and out: password, Pro Santé Connect
     mail.create_router,  # the webmail: mailboxes, folders, messages
     compose.create_router,  # writing, drafts and sending, through operator/sending.py
+    api.create_router,  # the REST path of clinical documents (session or PSC token)
     actions.create_router,  # deleting, moving, marking messages: the store's IMAP operations
     patients.create_router,  # a professional's conversations with patients
     directory.create_router,  # recipient suggestions from the national directory

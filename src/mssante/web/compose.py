@@ -12,6 +12,11 @@ submission.
   (``build_message``: UTF-8, MIME, RFC 5322 threading headers, RFC 8098
   ``Disposition-Notification-To`` for a read receipt, RFC 3461 ``NOTIFY=SUCCESS,FAILURE``
   for a delivery status notification) and submitted as the chosen mailbox.
+  With clinical documents (``cda``, CDA R2 files, and ``pdf``, their renderings), it is
+  the document message of content/docmessage.py instead (``build_document_message``:
+  ``IHE_XDM.ZIP``, ``XDM/1.0/DDM+`` subject whose label is the ``Objet`` typed, if any,
+  ``X-MSS-CODECDA``, ``X-MSS-INS``), built in a thread; documents refused show the form
+  again with every reason, nothing sent. A draft does not keep clinical documents.
 - ``POST /courrier/{address}/brouillon`` (the form's **Enregistrer le brouillon**):
   the same form kept as a draft (drafts.py: in the Drafts folder, ``\\Draft``),
   replacing the version it was resumed from; then the form again, from the draft, with
@@ -24,6 +29,7 @@ Closing a patient conversation (a message carrying ``X-MSS-MES: FIN``) is patien
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 import email.utils
 import html
@@ -38,10 +44,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
+from mssante.content.docmessage import (
+    DEFAULT_TEXT,
+    Attachment,
+    DocumentMessage,
+    NamedFile,
+    add_attachment,
+    documents_message,
+)
 from mssante.domain.addresses import mailboxes, parse_address_list
 from mssante.domain.mailboxes import MailboxType
 from mssante.domain.patient import FIN_HEADER, FIN_VALUE
-from mssante.errors import InvalidAddress
+from mssante.errors import DocumentRefused, InvalidAddress, PolicyViolation
 from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import Refused
@@ -65,13 +79,6 @@ MAX_FIELD = 1000  # characters of an address field or a subject
 
 
 @dataclass(frozen=True, slots=True)
-class Attachment:
-    filename: str
-    content_type: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class Draft:
     """A message as the form gives it."""
 
@@ -90,6 +97,8 @@ class Draft:
     forward: str = ""  # "{folder}:{uid}" of a message forwarded as an attachment
     stored: str = ""  # "{folder}:{uid}" of the draft it was resumed from (drafts.py)
     stored_attachments: tuple[StoredAttachment, ...] = ()  # that draft's, still kept
+    cdas: tuple[NamedFile, ...] = ()  # clinical documents (CDA R2): a document message
+    pdfs: tuple[NamedFile, ...] = ()  # their PDF renderings
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -127,30 +136,50 @@ def build_message(draft: Draft, *, now: float | None = None,
     message["Subject"] = draft.subject[:MAX_FIELD]
     message["Date"] = email.utils.formatdate(now, localtime=False)
     message["Message-ID"] = email.utils.make_msgid(domain=draft.sender.rpartition("@")[2])
-    if draft.in_reply_to:
-        message["In-Reply-To"] = draft.in_reply_to
-        message["References"] = (draft.references + " " + draft.in_reply_to).strip() \
-            if draft.in_reply_to not in draft.references else draft.references
-    if draft.read_receipt:
-        message["Disposition-Notification-To"] = draft.sender  # RFC 8098 §2.1
-    if draft.closes:
-        message[FIN_HEADER] = FIN_VALUE
-    for name, value in headers:
+    for name, value in (*draft_headers(draft), *headers):
         message[name] = value
     message.set_content(draft.text.replace("\r\n", "\n"), subtype="plain", charset="utf-8")
-    for attachment in draft.attachments:
-        if attachment.content_type == "message/rfc822":  # a forwarded message, kept whole
-            inner = email.message_from_bytes(attachment.data, policy=SMTP)
-            message.add_attachment(inner, filename=attachment.filename)
-            continue
-        maintype, _, subtype = attachment.content_type.partition("/")
-        message.add_attachment(attachment.data, maintype=maintype or "application",
-                               subtype=subtype or "octet-stream",
-                               filename=attachment.filename)
-    if forwarded is not None:
-        inner = email.message_from_bytes(forwarded, policy=SMTP)
-        message.add_attachment(inner, filename="message.eml")
+    for attachment in others(draft, forwarded):
+        add_attachment(message, attachment)
     return message.as_bytes()
+
+
+def draft_headers(draft: Draft) -> list[tuple[str, str]]:
+    """The fields a draft's options and threading add: RFC 5322 §3.6.4 ``In-Reply-To``
+    and ``References``, RFC 8098 ``Disposition-Notification-To``, ``X-MSS-MES: FIN``."""
+    fields: list[tuple[str, str]] = []
+    if draft.in_reply_to:
+        fields.append(("In-Reply-To", draft.in_reply_to))
+        fields.append(("References", (draft.references + " " + draft.in_reply_to).strip()
+                       if draft.in_reply_to not in draft.references else draft.references))
+    if draft.read_receipt:
+        fields.append(("Disposition-Notification-To", draft.sender))  # RFC 8098 §2.1
+    if draft.closes:
+        fields.append((FIN_HEADER, FIN_VALUE))
+    return fields
+
+
+def others(draft: Draft, forwarded: bytes | None) -> list[Attachment]:
+    """The draft's attachments, then the message it forwards (``message/rfc822``, kept
+    whole: RFC 2046 §5.2.1)."""
+    found = list(draft.attachments)
+    if forwarded is not None:
+        found.append(Attachment("message.eml", "message/rfc822", forwarded))
+    return found
+
+
+def build_document_message(draft: Draft, *, forwarded: bytes | None = None,
+                           now: float | None = None) -> DocumentMessage:
+    """The message of a draft that carries clinical documents (content/docmessage.py,
+    as ``mssante send`` and the REST path build it): the ``Objet`` typed is the
+    subject's label, the text typed (else the usual one) its body, with the draft's
+    threading, options and other attachments. DocumentRefused, PolicyViolation."""
+    return documents_message(draft.cdas, draft.pdfs, sender=draft.sender,
+                             sender_name=draft.sender_name, to=draft.to, cc=draft.cc,
+                             text=draft.text if draft.text.strip() else DEFAULT_TEXT,
+                             label=draft.subject.strip()[:MAX_FIELD] or None,
+                             headers=draft_headers(draft),
+                             attachments=others(draft, forwarded), now=now)
 
 
 def content_type_of(filename: str, given: str | None) -> str:
@@ -191,6 +220,8 @@ WEB_PROTOCOL = "HTTPS"  # the mail log's and Received's name of a message sent f
 MAX_FILES = 20
 MAX_KEPT = 100  # attachments of a resumed draft a form may keep
 PATIENT_ONLY_REPLIES = "Un patient ne peut que répondre à un professionnel qui lui a écrit."
+DOCUMENTS_REFUSED = ("Documents cliniques refusés, rien n'a été envoyé. Corrigez-les puis "
+                     "joignez-les à nouveau :")
 
 
 def create_router(web: WebContext) -> APIRouter:
@@ -198,13 +229,16 @@ def create_router(web: WebContext) -> APIRouter:
     runtime = web.runtime
 
     async def form_page(request: Request, found: Opened, draft: Draft | None, *,
-                        error: str = "", status: int = 200, field: str = "") -> Response:
+                        error: str = "", status: int = 200, field: str = "",
+                        reasons: list[str] | None = None) -> Response:
         session, choices, chosen = found
         folders = await runtime.store.folders.all(chosen.address,
                                                   viewer=session.identity.login)
         return web.page(request, "compose.html", session=session, mailboxes=choices,
                         current=chosen, folders=[(f, folder_label(f)) for f in folders],
                         draft=draft, error=error, error_field=field, status=status,
+                        reasons=reasons or [],
+                        documents=chosen.type is not MailboxType.PAT,
                         limit=_megabytes(runtime.settings.max_message_size))
 
     @router.get("/courrier/{address}/nouveau")
@@ -314,10 +348,24 @@ def create_router(web: WebContext) -> APIRouter:
             attachments.append(Attachment(upload.filename[:255],
                                           content_type_of(upload.filename,
                                                           upload.content_type), data))
+        documents: dict[str, list[NamedFile]] = {"cda": [], "pdf": []}
+        for name, files in documents.items():
+            for upload in form.getlist(name):
+                if not isinstance(upload, UploadFile) or not upload.filename:
+                    continue
+                data = await upload.read(limit + 1)
+                total += len(data)
+                if total > limit:
+                    return await form_page(request, found, draft, status=413,
+                                           error=f"Documents trop volumineux : "
+                                                 f"{_megabytes(limit)} au plus pour le "
+                                                 "message.")
+                files.append(NamedFile(upload.filename[:255], data))
         person = await runtime.store.get_person(session.identity.login)
         own = chosen.type in (MailboxType.PER, MailboxType.PAT)
         draft = replace(draft, sender_name=person.display_name if person and own else "",
-                        attachments=tuple(attachments))
+                        attachments=tuple(attachments), cdas=tuple(documents["cda"]),
+                        pdfs=tuple(documents["pdf"]))
         return draft, stored
 
     async def _forwarded(chosen: MailboxChoice, draft: Draft) -> bytes | None:
@@ -346,10 +394,21 @@ def create_router(web: WebContext) -> APIRouter:
                                  error=f"Adresse refusée : {exc.address or recipient} — "
                                        f"{exc.reason}")
         forwarded = await _forwarded(chosen, draft)
+        if draft.cdas or draft.pdfs:
+            try:
+                body = (await asyncio.to_thread(build_document_message, draft,
+                                                forwarded=forwarded)).raw
+            except DocumentRefused as exc:
+                return await form_page(request, found, draft, status=400, field="cda",
+                                       error=DOCUMENTS_REFUSED, reasons=list(exc.reasons))
+            except (PolicyViolation, ValueError) as exc:
+                return await form_page(request, found, draft, status=400, field="cda",
+                                       error=DOCUMENTS_REFUSED, reasons=[str(exc)])
+        else:
+            body = build_message(draft, forwarded=forwarded)
         notify = frozenset({"SUCCESS", "FAILURE"}) if draft.delivery_status else frozenset()
         submission = sending.Submission(
-            chosen.address, [(r, RcptParams(notify=notify)) for r in draft.recipients],
-            build_message(draft, forwarded=forwarded))
+            chosen.address, [(r, RcptParams(notify=notify)) for r in draft.recipients], body)
         client = sending.Client(WEB_PROTOCOL, request.client.host if request.client else None)
         try:
             await sending.submit(runtime, identity, submission, client)
