@@ -76,7 +76,7 @@ from mssante.auth.identity import Identity
 from mssante.domain.alerts import ALERT_KEYWORD
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.imap import fetch as fetching
-from mssante.imap import mutf7, wire
+from mssante.imap import mutf7, sorting, wire
 from mssante.imap import search as searching
 from mssante.imap.auth import AuthFailed, certificate_login, password_login, token_login
 from mssante.imap.cache import FolderCache, Snapshot
@@ -223,13 +223,13 @@ ALLOWED: dict[State, frozenset[str]] = {
     State.SELECTED: _AUTHENTICATED | {
         "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNGE", "SEARCH", "UID SEARCH",
         "FETCH", "UID FETCH", "STORE", "UID STORE", "COPY", "UID COPY", "MOVE",
-        "UID MOVE"},
+        "UID MOVE", "SORT", "UID SORT", "THREAD", "UID THREAD"},
     State.LOGOUT: frozenset(),
 }
 _METHODS = {name: "cmd_" + name.replace(" ", "_")
             for names in ALLOWED.values() for name in names}  # command -> method name
 # RFC 9051 §7.5.1: no EXPUNGE while the client relies on sequence numbers
-_HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE"})
+_HOLD_EXPUNGES = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "SORT", "THREAD"})
 
 
 APP_PASSWORD_CHECK_SECONDS = 5.0  # how long a revoked application password may go on
@@ -340,7 +340,7 @@ class Session:
         caps += ["IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE",
                  "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES", "CHILDREN",
                  f"APPENDLIMIT={self.limits.max_message}", "CONDSTORE", "QRESYNC", "ACL",
-                 "RIGHTS=kxte", "STATUS=SIZE"]
+                 "RIGHTS=kxte", "STATUS=SIZE", *sorting.CAPABILITIES]
         return " ".join(caps)
 
     async def handle(self, command: Command) -> None:
@@ -1157,6 +1157,9 @@ class Session:
         await self._search(tag, args, uid_mode=True)
 
     async def _search(self, tag: str, args: list[Token], *, uid_mode: bool) -> None:
+        if sorting.asks_partial(args):  # RFC 9394: answered with SORT's ESEARCH
+            await sorting.search_partial(self, tag, args, uid_mode=uid_mode)
+            return
         selected = self._selected()
         program = searching.parse_search(args)  # a SearchError is a Reply
         if program.has_modseq:
@@ -1182,6 +1185,35 @@ class Session:
         else:
             self.write(searching.esearch_response(tag, uid_mode, results, returns, top))
         self.ok(tag, "SEARCH completed")
+
+    # SORT and THREAD (sorting.py: RFC 5256, RFC 5957, RFC 5267 §3, RFC 9394)
+
+    async def cmd_SORT(self, tag: str, args: list[Token]) -> None:
+        await sorting.sort_command(self, tag, args, uid_mode=False)
+
+    async def cmd_UID_SORT(self, tag: str, args: list[Token]) -> None:
+        await sorting.sort_command(self, tag, args, uid_mode=True)
+
+    async def cmd_THREAD(self, tag: str, args: list[Token]) -> None:
+        await sorting.thread_command(self, tag, args, uid_mode=False)
+
+    async def cmd_UID_THREAD(self, tag: str, args: list[Token]) -> None:
+        await sorting.thread_command(self, tag, args, uid_mode=True)
+
+    async def matching(self, program: searching.SearchProgram, *, uid_mode: bool
+                       ) -> tuple[int, list[tuple[int, int]]]:
+        """The selected folder's id and the (position, UID) of its messages that
+        ``program`` matches, in folder order: SEARCH's evaluation, for SORT and THREAD."""
+        selected = self._selected()
+        if program.has_modseq:
+            self.enabled.add("CONDSTORE")
+        if not uid_mode:
+            await self.announce(allow_expunge=False)
+        snapshot = selected.snapshot
+        program.resolve(lambda text, uids: [
+            snapshot.uids[i] for i in parse_sequence_set(text).uids_in(
+                snapshot.uids, uids, saved=self.saved, strict=False)])
+        return selected.folder_id, await self._evaluate(selected, snapshot, program)
 
     async def _evaluate(self, selected: Selected, snapshot: Snapshot,
                         program: searching.SearchProgram) -> list[tuple[int, int]]:

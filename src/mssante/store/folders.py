@@ -101,6 +101,8 @@ _SUMMARY_COLUMNS = {"subject": messages.c.subject, "from": messages.c.from_heade
 SUMMARY_FIELDS = frozenset(_SUMMARY_COLUMNS)
 _SUMMARIES = text("SELECT uid, subject, from_header, message_id, date_header FROM messages "
                   "WHERE folder_id = :folder_id AND uid BETWEEN :lo AND :hi")
+_SORT_DATA = text("SELECT uid, received_at, size, sort_keys, body_sha256 FROM messages "
+                  "WHERE folder_id = :folder_id AND uid BETWEEN :lo AND :hi")
 # changed messages (flags never NULL) then expunged UIDs (NULL flags), in one trip
 # One statement sees one state of the database: the folder's HIGHESTMODSEQ and UIDNEXT
 # (the row of kind 2, UIDNEXT in the uid column) are read with the messages (kind 0)
@@ -573,6 +575,44 @@ class FolderStore:
                        column.ilike(pattern, escape="\\")))
             return {int(uid): (subject, sender, message_id, date)
                     for uid, subject, sender, message_id, date in rows}
+
+    async def sort_data(self, folder_id: int, uids: Sequence[int]
+                        ) -> dict[int, tuple[float, int, str | None, str]]:
+        """UID -> (INTERNALDATE, size, stored sort keys or None, body hash) of the
+        messages with these UIDs still there: what IMAP SORT and THREAD read."""
+        if not uids:
+            return {}
+        ordered = sorted(uids)
+        wanted = set(ordered)
+        async with self._tx.read() as conn:
+            rows = await conn.execute(_SORT_DATA, {"folder_id": folder_id, "lo": ordered[0],
+                                                   "hi": ordered[-1]})
+            return {int(uid): (float(received), int(size), keys, sha)
+                    for uid, received, size, keys, sha in rows if uid in wanted}
+
+    async def set_sort_keys(self, folder_id: int, keys: dict[int, str]) -> None:
+        """Keep the sort keys IMAP computed for these messages (``sort_data``). Not a
+        change of the messages: no MODSEQ, no notification."""
+        if not keys:
+            return
+        async with self._tx.write(writes_first=True) as conn:
+            await conn.execute(
+                update(messages).where(messages.c.folder_id == bindparam("f"),
+                                       messages.c.uid == bindparam("u"))
+                .values(sort_keys=bindparam("k")),
+                [{"f": folder_id, "u": uid, "k": value} for uid, value in keys.items()])
+
+    async def body_heads(self, shas: Iterable[str], length: int) -> dict[str, bytes]:
+        """The first ``length`` octets of each body: its header section, mostly."""
+        wanted = sorted(set(shas))
+        head = func.substr(bodies.c.data, 1, length, type_=LargeBinary)
+        out: dict[str, bytes] = {}
+        async with self._tx.read() as conn:
+            for start in range(0, len(wanted), _CHUNK):
+                rows = await conn.execute(select(bodies.c.sha256, head).where(
+                    bodies.c.sha256.in_(wanted[start:start + _CHUNK])))
+                out.update((sha, bytes(data)) for sha, data in rows)
+        return out
 
     async def bodies(self, shas: Iterable[str]) -> dict[str, bytes]:
         wanted = sorted(set(shas))

@@ -174,6 +174,9 @@ messages = Table(
     Column("from_header", Text),
     Column("date_header", Text),
     Column("size", BigInteger, nullable=False),
+    # what IMAP SORT and THREAD read (imap/sortkeys.py), computed from the header at
+    # the first SORT or THREAD that needs it; null: not yet (migration 0008s)
+    Column("sort_keys", Text),
     UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
     Index("ix_messages_body", "body_sha256"),
     Index("ix_messages_mailbox", "mailbox_id"),

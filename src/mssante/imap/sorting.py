@@ -1,0 +1,344 @@
+"""SORT and THREAD (RFC 5256), DISPLAYFROM and DISPLAYTO (RFC 5957), ESORT (RFC 5267
+§3) and PARTIAL (RFC 9394): the commands, over the messages a search matched.
+
+Implementation notes:
+- The search criteria are SEARCH's (search.py) and are evaluated by the session
+  (``Session.matching``), so that SORT and THREAD match exactly what SEARCH does.
+- What sorting and threading read of each message is its ``SortKeys``
+  (sortkeys.py), kept in the store beside the message (``messages.sort_keys``). A
+  message without them (delivered before migration 0008s, or not yet sorted) gets
+  them computed from the first ``HEAD`` octets of its body, ``KEY_BATCH`` messages
+  at a time, and written back: the first SORT of a folder reads the header of each
+  message once, every later one reads one column per message.
+- Sorting is stable sorts from the last criterion to the first, on the messages in
+  folder order, so equal messages stay in sequence order (RFC 5256 §3: "sorted
+  according to the order in which they appear in the mailbox"). REVERSE reverses
+  one criterion only.
+- ESORT (RFC 5267 §3.2): MIN and MAX are the first and last message in the sort
+  order, ALL lists them in that order (a run of consecutive ascending numbers as
+  ``n:m``). PARTIAL (RFC 9394 §3) takes a range of the sorted (or, for SEARCH,
+  ascending) results, counted from the end when negative; with SAVE, only that range
+  is saved (RFC 9394 §3.2). PARTIAL and ALL together are refused (§3).
+- CONTEXT=SEARCH (RFC 5267 §4: RETURN (UPDATE), CANCELUPDATE) is not implemented:
+  its options are unknown here and refused as such.
+- MODSEQ in the criteria of SORT is evaluated, but the answer carries no
+  ``(MODSEQ n)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mssante.imap import search as searching
+from mssante.imap import sortkeys, thread
+from mssante.imap.errors import bad
+from mssante.imap.tokens import Atom, Token
+from mssante.operator.runtime import OperatorRuntime
+
+HEAD = 64 * 1024  # octets of a body read to compute its sort keys
+KEY_BATCH = 100  # messages whose sort keys are computed and stored at once
+SORT_CRITERIA = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
+                           "DISPLAYFROM", "DISPLAYTO"})  # RFC 5256 §3, RFC 5957 §3
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE", "PARTIAL"})
+# advertised once authenticated (session.py), each complete
+CAPABILITIES = ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
+                "PARTIAL")
+MAX_PARTIAL = 2**32 - 1  # RFC 9394 §4: nz-number32
+
+
+class Session(Protocol):
+    """What SORT and THREAD need of a session (session.py)."""
+
+    ctx: OperatorRuntime
+    saved: list[int]
+
+    def write(self, data: bytes) -> None: ...
+
+    def ok(self, tag: str, text: str, code: str | None = None) -> None: ...
+
+    async def matching(self, program: searching.SearchProgram, *, uid_mode: bool
+                       ) -> tuple[int, list[tuple[int, int]]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    position: int  # in the folder, from 0
+    uid: int
+    internaldate: float
+    size: int
+    keys: sortkeys.SortKeys
+
+    def number(self, uid_mode: bool) -> int:
+        return self.uid if uid_mode else self.position + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Returns:
+    """RETURN options (RFC 4731 §3.1, RFC 5267 §3.1, RFC 9394 §3)."""
+
+    options: frozenset[str]
+    partial: tuple[int, int] | None = None  # (first, last) as sent, negative from the end
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def _atom(token: Token, what: str) -> str:
+    if not isinstance(token, Atom):
+        raise bad(f"expected {what}")
+    return token.upper
+
+
+def _partial_range(token: Token) -> tuple[int, int]:
+    """``1:100`` or ``-1:-100`` (RFC 9394 §4 partial-range)."""
+    text = _atom(token, "a PARTIAL range")
+    first, sep, last = text.partition(":")
+    try:
+        a, b = int(first), int(last)
+    except ValueError:
+        raise bad("PARTIAL takes a range such as 1:100 or -1:-100") from None
+    if not sep or a == 0 or b == 0 or (a < 0) != (b < 0) or max(abs(a), abs(b)) > MAX_PARTIAL \
+            or not (first.lstrip("-").isdigit() and last.lstrip("-").isdigit()):
+        raise bad("PARTIAL takes a range such as 1:100 or -1:-100")
+    return a, b
+
+
+def parse_returns(tokens: list[Token]) -> tuple[Returns | None, list[Token]]:
+    """``RETURN (...)`` at the start of ``tokens``, and the tokens after it."""
+    if not tokens or not isinstance(tokens[0], Atom) or tokens[0].upper != "RETURN":
+        return None, tokens
+    if len(tokens) < 2 or not isinstance(tokens[1], list):
+        raise bad("RETURN needs a parenthesised list")
+    names: set[str] = set()
+    partial: tuple[int, int] | None = None
+    options = tokens[1]
+    i = 0
+    while i < len(options):
+        name = _atom(options[i], "a RETURN option")
+        if name not in RETURN_OPTIONS:
+            raise bad(f"unknown RETURN option {name[:40]}")
+        if name == "PARTIAL":
+            if i + 1 >= len(options):
+                raise bad("PARTIAL needs a range")
+            partial = _partial_range(options[i + 1])
+            i += 1
+        names.add(name)
+        i += 1
+    if partial is not None and "ALL" in names:
+        raise bad("PARTIAL and ALL cannot be asked together")  # RFC 9394 §3
+    return Returns(frozenset(names or {"ALL"}), partial), tokens[2:]
+
+
+def asks_partial(args: list[Token]) -> bool:
+    """Whether a SEARCH asks for a PARTIAL result (answered here, not by search.py)."""
+    return (len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper == "RETURN"
+            and isinstance(args[1], list)
+            and any(isinstance(t, Atom) and t.upper == "PARTIAL" for t in args[1]))
+
+
+def parse_criteria(token: Token) -> list[tuple[str, bool]]:
+    """``(REVERSE DATE SUBJECT)``: (criterion, reversed) in order (RFC 5256 §3)."""
+    if not isinstance(token, list) or not token:
+        raise bad("SORT needs a parenthesised list of sort criteria")
+    criteria: list[tuple[str, bool]] = []
+    reverse = False
+    for item in token:
+        name = _atom(item, "a sort criterion")
+        if name == "REVERSE" and not reverse:
+            reverse = True
+            continue
+        if name not in SORT_CRITERIA:
+            raise bad(f"unknown sort criterion {name[:40]}")
+        criteria.append((name, reverse))
+        reverse = False
+    if reverse:
+        raise bad("REVERSE must precede a sort criterion")
+    return criteria
+
+
+def _program(charset: Token, keys: list[Token]) -> searching.SearchProgram:
+    if isinstance(charset, list):
+        raise bad("expected a charset")
+    if not keys:
+        raise bad("a search criterion is needed")
+    return searching.parse_search([Atom("CHARSET"), charset, *keys])
+
+
+# --- sorting ---------------------------------------------------------------------------
+
+
+def _key(name: str) -> Callable[[Row], Any]:
+    keys: dict[str, Callable[[Row], Any]] = {
+        "ARRIVAL": lambda r: r.internaldate,
+        "CC": lambda r: r.keys.cc,
+        "DATE": lambda r: r.internaldate if r.keys.sent is None else r.keys.sent,
+        "FROM": lambda r: r.keys.from_,
+        "SIZE": lambda r: r.size,
+        "SUBJECT": lambda r: r.keys.subject,
+        "TO": lambda r: r.keys.to,
+        "DISPLAYFROM": lambda r: r.keys.display_from,
+        "DISPLAYTO": lambda r: r.keys.display_to,
+    }
+    return keys[name]
+
+
+def sort_rows(rows: Sequence[Row], criteria: Sequence[tuple[str, bool]]) -> list[Row]:
+    """The rows in the order the criteria ask, equal rows in folder order."""
+    ordered = sorted(rows, key=lambda r: r.position)
+    for name, reverse in reversed(criteria):
+        ordered.sort(key=_key(name), reverse=reverse)
+    return ordered
+
+
+def partial(results: Sequence[int], bounds: tuple[int, int]) -> list[int]:
+    """The results in a PARTIAL range (RFC 9394 §3): 1-based, negative from the end."""
+    low, high = sorted(bounds, key=abs)
+    if low > 0:
+        return list(results[low - 1:high])
+    count = len(results)
+    start, end = max(count + high, 0), max(count + low + 1, 0)  # -1 is the last
+    return list(results[start:end])
+
+
+def sequence(numbers: Sequence[int]) -> str:
+    """Numbers in their order as a sequence set, ascending runs as ``n:m``."""
+    out: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        out.append(str(numbers[i]) if i == j else f"{numbers[i]}:{numbers[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def esearch(tag: str, uid_mode: bool, results: Sequence[int], returns: Returns) -> bytes:
+    """``* ESEARCH (TAG "a") UID MIN 4 MAX 2 COUNT 3 ALL 4,1:2`` (RFC 4731 §3.1,
+    RFC 5267 §3.2, RFC 9394 §3.1); nothing when SAVE is all it asks."""
+    options = returns.options
+    if not options - {"SAVE"}:
+        return b""
+    escaped = tag.replace("\\", "\\\\").replace('"', '\\"')
+    parts = [f'* ESEARCH (TAG "{escaped}")']
+    if uid_mode:
+        parts.append("UID")
+    if results and "MIN" in options:
+        parts.append(f"MIN {results[0]}")
+    if results and "MAX" in options:
+        parts.append(f"MAX {results[-1]}")
+    if "COUNT" in options:
+        parts.append(f"COUNT {len(results)}")
+    if results and "ALL" in options:
+        parts.append(f"ALL {sequence(results)}")
+    if returns.partial is not None:
+        first, last = returns.partial
+        page = partial(results, returns.partial)
+        parts.append(f"PARTIAL ({first}:{last} {sequence(page) if page else 'NIL'})")
+    return " ".join(parts).encode() + b"\r\n"
+
+
+def saved(rows: Sequence[Row], returns: Returns) -> list[int]:
+    """The UIDs SAVE keeps as ``$`` (RFC 5182 §2.1, RFC 9394 §3.2), ascending."""
+    uids = [r.uid for r in rows]
+    options = returns.options
+    if returns.partial is not None:
+        uids = partial(uids, returns.partial)
+    elif uids and not options & {"ALL", "COUNT"} and options & {"MIN", "MAX"}:
+        uids = ([uids[0]] if "MIN" in options else []) + (
+            [uids[-1]] if "MAX" in options else [])
+    return sorted(set(uids))
+
+
+# --- reading the messages ----------------------------------------------------------------
+
+
+async def rows_of(session: Session, folder_id: int, matched: Sequence[tuple[int, int]]
+                  ) -> list[Row]:
+    """The matched messages with their sort keys, computing and storing missing ones."""
+    store = session.ctx.store.folders
+    data = await store.sort_data(folder_id, [uid for _, uid in matched])
+    known: dict[int, sortkeys.SortKeys] = {}
+    missing: list[tuple[int, str]] = []
+    for _, uid in matched:
+        found = data.get(uid)
+        if found is None:
+            continue  # expunged meanwhile
+        keys = sortkeys.decode(found[2])
+        if keys is None:
+            missing.append((uid, found[3]))
+        else:
+            known[uid] = keys
+    for start in range(0, len(missing), KEY_BATCH):
+        batch = missing[start:start + KEY_BATCH]
+        heads = await store.body_heads((sha for _, sha in batch), HEAD)
+        computed = {uid: sortkeys.keys_of(heads.get(sha, b"")) for uid, sha in batch}
+        known.update(computed)
+        await store.set_sort_keys(folder_id, {uid: sortkeys.encode(keys)
+                                              for uid, keys in computed.items()})
+        await asyncio.sleep(0)  # other connections' turn
+    return [Row(position, uid, data[uid][0], data[uid][1], known[uid])
+            for position, uid in matched if uid in known]
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+async def sort_command(session: Session, tag: str, args: list[Token], *,
+                       uid_mode: bool) -> None:
+    """SORT [RETURN (...)] (criteria) charset search-keys (RFC 5256 §4, RFC 5267 §3)."""
+    returns, rest = parse_returns(args)
+    if len(rest) < 3:
+        raise bad("SORT takes sort criteria, a charset and search criteria")
+    criteria = parse_criteria(rest[0])
+    program = _program(rest[1], rest[2:])
+    folder_id, matched = await session.matching(program, uid_mode=uid_mode)
+    rows = sort_rows(await rows_of(session, folder_id, matched), criteria)
+    _answer(session, tag, rows, returns, uid_mode, verb="SORT")
+
+
+async def search_partial(session: Session, tag: str, args: list[Token], *,
+                         uid_mode: bool) -> None:
+    """SEARCH RETURN (PARTIAL ...) (RFC 9394 §3): the results in ascending order."""
+    returns, rest = parse_returns(args)
+    if not rest:
+        raise bad("SEARCH needs at least one search key")
+    _, matched = await session.matching(searching.parse_search(rest), uid_mode=uid_mode)
+    rows = [Row(position, uid, 0.0, 0, _NO_KEYS) for position, uid in matched]
+    _answer(session, tag, rows, returns, uid_mode, verb="SEARCH")
+
+
+def _answer(session: Session, tag: str, rows: Sequence[Row], returns: Returns | None,
+            uid_mode: bool, *, verb: str) -> None:
+    numbers = [r.number(uid_mode) for r in rows]
+    if returns is None:
+        session.write(f"* SORT {' '.join(map(str, numbers))}".rstrip().encode() + b"\r\n")
+    else:
+        if "SAVE" in returns.options:
+            session.saved = saved(rows, returns)
+        session.write(esearch(tag, uid_mode, numbers, returns))
+    session.ok(tag, f"{verb} completed")
+
+
+async def thread_command(session: Session, tag: str, args: list[Token], *,
+                         uid_mode: bool) -> None:
+    """THREAD algorithm charset search-keys (RFC 5256 §4)."""
+    if len(args) < 3:
+        raise bad("THREAD takes an algorithm, a charset and search criteria")
+    algorithm = _atom(args[0], "a threading algorithm")
+    if algorithm not in thread.ALGORITHMS:
+        raise bad(f"unknown threading algorithm {algorithm[:40]}")
+    program = _program(args[1], args[2:])
+    folder_id, matched = await session.matching(program, uid_mode=uid_mode)
+    rows = await rows_of(session, folder_id, matched)
+    items = [thread.Item(r.number(uid_mode), r.keys, r.internaldate, r.position)
+             for r in rows]
+    threads = thread.render(thread.thread(algorithm, items))
+    session.write(("* THREAD " + threads).rstrip().encode() + b"\r\n")
+    session.ok(tag, "THREAD completed")
+
+
+_NO_KEYS = sortkeys.SortKeys("", False, "", "", "", "", "", None, None, ())
