@@ -75,6 +75,7 @@ from mssante.auth import oauthsasl
 from mssante.auth.identity import Identity
 from mssante.domain.alerts import ALERT_KEYWORD
 from mssante.errors import Conflict, NotFound, PolicyViolation
+from mssante.imap import append as appending
 from mssante.imap import fetch as fetching
 from mssante.imap import mutf7, sorting, wire
 from mssante.imap import search as searching
@@ -340,7 +341,8 @@ class Session:
         caps += ["IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE",
                  "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES", "CHILDREN",
                  f"APPENDLIMIT={self.limits.max_message}", "CONDSTORE", "QRESYNC", "ACL",
-                 "RIGHTS=kxte", "STATUS=SIZE", *sorting.CAPABILITIES]
+                 "RIGHTS=kxte", "STATUS=SIZE", "BINARY", "MULTIAPPEND", "CATENATE",
+                 *sorting.CAPABILITIES]
         return " ".join(caps)
 
     async def handle(self, command: Command) -> None:
@@ -728,37 +730,33 @@ class Session:
         await status_command(self, tag, args)
 
     async def cmd_APPEND(self, tag: str, args: list[Token]) -> None:
-        if len(args) < 2:
-            raise bad("APPEND takes a mailbox, optional flags and date, and a message")
-        message = args[-1]
-        if not isinstance(message, String):
-            raise bad("the message must be a literal")
-        flags: list[str] = []
-        date: float | None = None
-        for extra in args[1:-1]:
-            if isinstance(extra, list):
-                flags = self._flags(extra)
-            elif isinstance(extra, String):
-                date = _parse_date_time(extra.text())
-            else:
-                raise bad("APPEND takes a flag list and a quoted date-time")
-        if len(message.value) > self.limits.max_message:
-            raise no(f"the message exceeds {self.limits.max_message} octets", "TOOBIG")
-        place, rights = await self.place(self.mailbox_arg(args[0]))
+        # one message or several (MULTIAPPEND, RFC 3502), literals or CATENATE (RFC 4469)
+        mailbox, parts = appending.parse_append(args)
+        limit = self.limits.max_message
+        messages = [(self._flags(part.flags or []),
+                     None if part.date is None else _parse_date_time(part.date), part.content)
+                    for part in parts]
+        if any(isinstance(content, String) and len(content.value) > limit
+               for _, _, content in messages):
+            raise no(f"the message exceeds {limit} octets", "TOOBIG")
+        place, rights = await self.place(self.mailbox_arg(mailbox))
         if "i" not in rights:
             raise no("You may not add messages here", "NOPERM")
         folder = await self.ctx.store.folders.get(place.address, place.folder)
         if folder is None:
             raise no("No such mailbox", "TRYCREATE")
-        if folder.special_use == SENT:
-            kept = await self.ctx.store.folders.submitted_copy(folder.id, message.value)
+        bodies = [(content.value if isinstance(content, String)
+                   else await appending.catenate(self, content, limit), flags, date)
+                  for flags, date, content in messages]
+        if folder.special_use == SENT and len(bodies) == 1:
+            kept = await self.ctx.store.folders.submitted_copy(folder.id, bodies[0][0])
             if kept is not None:  # the client saving what submission already kept
                 self.ok(tag, "APPEND completed (the copy kept at sending)",
                         f"APPENDUID {folder.uidvalidity} {kept}")
                 return
-        uidvalidity, uid = await self.ctx.store.folders.append(
-            folder.id, message.value, flags=flags, internaldate=date)
-        self.ok(tag, "APPEND completed", f"APPENDUID {uidvalidity} {uid}")
+        # all or none (RFC 3502 §6): one transaction
+        uidvalidity, uids = await self.ctx.store.folders.append_many(folder.id, bodies)
+        self.ok(tag, "APPEND completed", f"APPENDUID {uidvalidity} {format_uid_set(uids)}")
 
     async def cmd_IDLE(self, tag: str, args: list[Token]) -> None:
         """RFC 2177: updates are pushed until the client sends DONE."""

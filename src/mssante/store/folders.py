@@ -648,6 +648,20 @@ class FolderStore:
         assert folder is not None
         return folder.uidvalidity, uid
 
+    async def append_many(self, folder_id: int,
+                          items: Sequence[tuple[bytes, Iterable[str], float | None]]
+                          ) -> tuple[int, list[int]]:
+        """Add several messages (body, flags, INTERNALDATE or None for now) in one
+        transaction, all or none (MULTIAPPEND, RFC 3502 §6); returns (UIDVALIDITY,
+        UIDs) for APPENDUID (RFC 4315 §3)."""
+        now = time.time()
+        uids = await self._append(folder_id, [(body, canonical_flags(flags), date or now)
+                                              for body, flags, date in items])
+        folder = await self.by_id(folder_id)
+        if folder is None:
+            raise NotFound("the folder is gone")
+        return folder.uidvalidity, uids
+
     async def submitted_copy(self, folder_id: int, body: bytes, *,
                              now: float | None = None) -> int | None:
         """The UID of the copy of ``body`` that submission kept in this folder, if any.
