@@ -19,6 +19,9 @@ c. ``--searches`` searches, alternately ``UID SEARCH HEADER Subject "<word>"`` a
    ``UID SEARCH FROM "<word>"`` on the main INBOX → searches/s; the first search is
    reported apart (Dovecot then fills its cache), and the hit counts are compared
    between the servers;
+c2. ``UID SORT (REVERSE ARRIVAL)``, ``(SUBJECT DATE)``, ``(FROM)`` and ``UID THREAD
+   REFERENCES`` of the whole main INBOX (when the server has SORT and THREAD): the
+   first of each apart (cold), then the median of five;
 d. ``UID STORE a:b +FLAGS.SILENT (\\Flagged)`` then ``-FLAGS.SILENT`` on ``--store-ranges``
    ranges of 1,000 UIDs → ranges/s (each STORE command is one range);
 e. ``--appends`` APPENDs of a 20 KB message to INBOX (``{n+}`` when the server
@@ -756,6 +759,38 @@ async def op_store(client: Client, lo: int, hi: int) -> float:
     return time.perf_counter() - t0
 
 
+SORTS = (b"UID SORT (REVERSE ARRIVAL) UTF-8 ALL", b"UID SORT (SUBJECT DATE) UTF-8 ALL",
+         b"UID SORT (FROM) UTF-8 ALL", b"UID THREAD REFERENCES UTF-8 ALL")
+
+
+async def run_sort(client: Client, n: int, results: Results) -> None:
+    """(c2) SORT and THREAD of the whole main INBOX: the first of each (cold: sort keys
+    computed, or Dovecot's cache filled), then the median of ``SORT_REPEAT``."""
+    cpu = ClientCPU()
+    for command, key in zip(SORTS, ("sort_arrival", "sort_subject", "sort_from", "thread"),
+                            strict=True):
+        t0 = time.perf_counter()
+        reply = await client.command(command, keep=True)
+        results.values[key + "_first"] = time.perf_counter() - t0
+        if command.startswith(b"UID SORT"):
+            found = re.search(rb"\* SORT([^\r\n]*)", reply.data)
+            if found is None or len(found.group(1).split()) != n:
+                raise ImapError(f"{command.decode()}: not {n} UIDs")
+        times = []
+        for _ in range(SORT_REPEAT):
+            t0 = time.perf_counter()
+            await client.command(command)
+            times.append(time.perf_counter() - t0)
+        results.values[key] = statistics.median(times)
+    log("  (c2) " + ", ".join(
+        f"{k} {results.values[k + '_first'] * 1000:.0f}/{results.values[k] * 1000:.0f} ms"
+        for k in ("sort_arrival", "sort_subject", "sort_from", "thread")) +
+        f" (first/then; {cpu})")
+
+
+SORT_REPEAT = 5
+
+
 async def run_single(handle: ServerHandle, args: argparse.Namespace, corpus: Corpus,
                      results: Results) -> None:
     """(a)–(e) on the main account, one connection."""
@@ -815,6 +850,9 @@ async def run_single(handle: ServerHandle, args: argparse.Namespace, corpus: Cor
             results.details["search_hits"] = hits
             log(f"  (c) first search {first_time * 1000:.0f} ms, then "
                 f"{results.values['search']:.2f} searches/s ({cpu})")
+
+        if "sort" not in args.skip and {"SORT", "THREAD=REFERENCES"} <= client.capabilities:
+            await run_sort(client, n, results)
 
         if "store" not in args.skip and n:
             cpu = ClientCPU()
@@ -976,6 +1014,13 @@ def rows(args: argparse.Namespace) -> list[Row]:
         Row("fetch_mb", "(b) the same in octets", "MB/s", "rate", 1, 1),
         Row("search_first", "(c) first search (cold)", "ms", "info", 1000),
         Row("search", "(c) UID SEARCH HEADER Subject / FROM", "searches/s", "rate", 1, 2),
+        Row("sort_subject_first", "(c2) first SORT (SUBJECT DATE) (cold)", "ms", "info",
+            1000),
+        Row("sort_arrival", f"(c2) UID SORT (REVERSE ARRIVAL) ({n})", "ms", "time", 1000),
+        Row("sort_subject", f"(c2) UID SORT (SUBJECT DATE) ({n})", "ms", "time", 1000),
+        Row("sort_from", f"(c2) UID SORT (FROM) ({n})", "ms", "time", 1000),
+        Row("thread_first", "(c2) first THREAD REFERENCES", "ms", "info", 1000),
+        Row("thread", f"(c2) UID THREAD REFERENCES ({n})", "ms", "time", 1000),
         Row("store", "(d) UID STORE ±FLAGS.SILENT on 1,000 UIDs", "ranges/s", "rate", 1, 1),
         Row("append", "(e) APPEND 20 KB", "appends/s", "rate"),
         Row("mix", f"(f) {args.clients} clients mixing a–e", "commands/s", "rate"),
@@ -1111,7 +1156,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000, help="(g) IDLE connections")
     parser.add_argument("--idle-parallel", type=int, default=100,
                         help="(g) connections being opened at once")
-    parser.add_argument("--skip", default="", help="comma-separated: select,fetch,search,"
+    parser.add_argument("--skip", default="", help="comma-separated: select,fetch,search,sort,"
                         "store,append,mix,idle")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="work in this directory and keep it")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import base64
 import imaplib
 import re
-from urllib.parse import quote
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 

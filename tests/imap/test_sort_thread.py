@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from mssante.imap.basesubject import base_subject
-from mssante.imap.sortkeys import SortKeys, decode, encode, keys_of
+from mssante.content.basesubject import base_subject
+from mssante.content.sortkeys import SortKeys, decode, encode, keys_of
 from mssante.imap.thread import Item, render, thread
 from tests.imap.conftest import HOSPITAL, fresh_person, login
 

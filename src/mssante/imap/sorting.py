@@ -5,11 +5,12 @@ Implementation notes:
 - The search criteria are SEARCH's (search.py) and are evaluated by the session
   (``Session.matching``), so that SORT and THREAD match exactly what SEARCH does.
 - What sorting and threading read of each message is its ``SortKeys``
-  (sortkeys.py), kept in the store beside the message (``messages.sort_keys``). A
-  message without them (delivered before migration 0008s, or not yet sorted) gets
-  them computed from the first ``HEAD`` octets of its body, ``KEY_BATCH`` messages
-  at a time, and written back: the first SORT of a folder reads the header of each
-  message once, every later one reads one column per message.
+  (content/sortkeys.py), computed when the message is stored and kept beside it
+  (``messages.sort_keys``). A message stored before migration 0008s gets them at the
+  first SORT or THREAD that reads it, from the first ``HEAD`` octets of its body,
+  ``KEY_BATCH`` messages at a time, written back. Once read, they stay in the
+  process's memory (``_KnownKeys``, at most ``MAX_KNOWN`` messages): a SORT of a
+  folder read before costs no query.
 - Sorting is stable sorts from the last criterion to the first, on the messages in
   folder order, so equal messages stay in sequence order (RFC 5256 §3: "sorted
   according to the order in which they appear in the mailbox"). REVERSE reverses
@@ -28,12 +29,14 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mssante.content import sortkeys
 from mssante.imap import search as searching
-from mssante.imap import sortkeys, thread
+from mssante.imap import thread
 from mssante.imap.errors import bad
 from mssante.imap.tokens import Atom, Token
 from mssante.operator.runtime import OperatorRuntime
@@ -256,32 +259,73 @@ def saved(rows: Sequence[Row], returns: Returns) -> list[int]:
 # --- reading the messages ----------------------------------------------------------------
 
 
+class _KnownKeys:
+    """INTERNALDATE, size and sort keys per folder and UID, shared by the process's
+    sessions. They never change: a message is never modified, a UID never reused in a
+    folder (RFC 9051 §2.3.1.1) and a folder id never reused (store/schema.py), so an
+    entry is never stale; an expunged message's entry is merely unused. At most
+    ``MAX_KNOWN`` messages are kept, the folders sorted least recently forgotten first."""
+
+    def __init__(self) -> None:
+        self._folders: OrderedDict[int, dict[int, tuple[float, int, sortkeys.SortKeys]]] = \
+            OrderedDict()
+        self._count = 0
+
+    def folder(self, folder_id: int) -> dict[int, tuple[float, int, sortkeys.SortKeys]]:
+        found = self._folders.get(folder_id)
+        if found is None:
+            found = self._folders[folder_id] = {}
+        self._folders.move_to_end(folder_id)
+        return found
+
+    def added(self, count: int) -> None:
+        self._count += count
+        while self._count > MAX_KNOWN and len(self._folders) > 1:
+            _, dropped = self._folders.popitem(last=False)
+            self._count -= len(dropped)
+
+
+MAX_KNOWN = 500_000  # messages whose sort data the process keeps (about 300 octets each)
+_known = _KnownKeys()
+
+
 async def rows_of(session: Session, folder_id: int, matched: Sequence[tuple[int, int]]
                   ) -> list[Row]:
     """The matched messages with their sort keys, computing and storing missing ones."""
+    known = _known.folder(folder_id)
+    wanted = [uid for _, uid in matched if uid not in known]
+    if wanted:
+        await _load(session, folder_id, wanted, known)
+    rows = []
+    for position, uid in matched:
+        found = known.get(uid)
+        if found is not None:  # else expunged meanwhile
+            rows.append(Row(position, uid, found[0], found[1], found[2]))
+    return rows
+
+
+async def _load(session: Session, folder_id: int, uids: list[int],
+                known: dict[int, tuple[float, int, sortkeys.SortKeys]]) -> None:
     store = session.ctx.store.folders
-    data = await store.sort_data(folder_id, [uid for _, uid in matched])
-    known: dict[int, sortkeys.SortKeys] = {}
+    data = await store.sort_data(folder_id, uids)
     missing: list[tuple[int, str]] = []
-    for _, uid in matched:
-        found = data.get(uid)
-        if found is None:
-            continue  # expunged meanwhile
-        keys = sortkeys.decode(found[2])
+    before = len(known)
+    for uid, (internaldate, size, stored, sha) in data.items():
+        keys = sortkeys.decode(stored)
         if keys is None:
-            missing.append((uid, found[3]))
+            missing.append((uid, sha))
         else:
-            known[uid] = keys
+            known[uid] = (internaldate, size, keys)
     for start in range(0, len(missing), KEY_BATCH):
         batch = missing[start:start + KEY_BATCH]
         heads = await store.body_heads((sha for _, sha in batch), HEAD)
         computed = {uid: sortkeys.keys_of(heads.get(sha, b"")) for uid, sha in batch}
-        known.update(computed)
+        for uid, keys in computed.items():
+            known[uid] = (data[uid][0], data[uid][1], keys)
         await store.set_sort_keys(folder_id, {uid: sortkeys.encode(keys)
                                               for uid, keys in computed.items()})
         await asyncio.sleep(0)  # other connections' turn
-    return [Row(position, uid, data[uid][0], data[uid][1], known[uid])
-            for position, uid in matched if uid in known]
+    _known.added(len(known) - before)
 
 
 # --- commands ----------------------------------------------------------------------------

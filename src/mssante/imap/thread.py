@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .sortkeys import SortKeys
+from mssante.content.sortkeys import SortKeys
 
 ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
 
@@ -181,9 +181,11 @@ def _subject_of(node: Node) -> Item | None:
 
 
 def _gather_subjects(root: Node) -> None:
-    """(5) Threads of the same base subject brought together."""
+    """(5) Threads of the same base subject brought together. The root level is
+    rebuilt once at the end: a thread leaving it costs no search in the list."""
+    tops = root.children
     subjects: dict[str, Node] = {}
-    for node in root.children:  # (5B) the table
+    for node in tops:  # (5B) the table
         item = _subject_of(node)
         if item is None or not item.keys.subject:
             continue
@@ -192,7 +194,15 @@ def _gather_subjects(root: Node) -> None:
                 old.item is not None and node.item is not None and old.item.keys.reply
                 and not node.item.keys.reply):
             subjects[item.keys.subject] = node
-    for node in list(root.children):  # (5C) merge
+    gone: set[int] = set()  # ids of the nodes that left the root level
+    replaced: dict[int, Node] = {}  # a root-level node's place taken by a new dummy
+
+    def adopt(parent: Node, child: Node) -> None:
+        child.parent = parent
+        parent.children.append(child)
+        gone.add(id(child))
+
+    for node in tops:  # (5C) merge
         item = _subject_of(node)
         if item is None or not item.keys.subject:
             continue
@@ -200,23 +210,26 @@ def _gather_subjects(root: Node) -> None:
         if old is node:
             continue
         if old.item is None and node.item is None:
-            for child in list(node.children):
-                _link(old, child)
-            _unlink(node)
+            for child in node.children:
+                child.parent = old
+                old.children.append(child)
+            node.children = []
+            gone.add(id(node))
         elif old.item is None:
-            _link(old, node)
+            adopt(old, node)
         elif node.item is None:
-            _link(node, old)
+            adopt(node, old)
             subjects[item.keys.subject] = node
         elif not old.item.keys.reply and node.item.keys.reply:
-            _link(old, node)
+            adopt(old, node)
         else:
             dummy = Node(None, parent=root)
-            root.children[root.children.index(old)] = dummy
-            old.parent = None
-            _link(dummy, old)
-            _link(dummy, node)
+            replaced[id(old)] = dummy
+            adopt(dummy, old)
+            adopt(dummy, node)
             subjects[item.keys.subject] = dummy
+    root.children = [replaced.get(id(node), node) for node in tops
+                     if id(node) not in gone or id(node) in replaced]
 
 
 def _sort_all(root: Node) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.audit.events import AuditEvent
+from mssante.content.sortkeys import stored as stored_sort_keys
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.patient import CareNote, ProfessionalMessage
 from mssante.errors import Conflict, NotFound
@@ -86,6 +87,7 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
     entries: list[dict[str, Any]] = []
     for d in batch:
         mine: dict[str, int] = {}
+        keys = stored_sort_keys(d.body)  # IMAP SORT and THREAD (content/sortkeys.py)
         targets = [(key, INBOX) for key in d.local]
         if d.sent and (d.sent, SENT) in taken:
             targets.append((d.sent, SENT))
@@ -102,7 +104,8 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
                 "flags": " ".join(d.keywords) if target[1] == INBOX else SEEN,
                 "envelope_from": d.envelope_from, "message_id": d.summary.message_id,
                 "subject": d.summary.subject, "from_header": d.summary.from_header,
-                "date_header": d.summary.date_header, "size": len(d.body)})
+                "date_header": d.summary.date_header, "size": len(d.body),
+                "sort_keys": keys})
         uids.append(mine)
     if entries:
         await conn.execute(_INSERT_MESSAGES, entries)

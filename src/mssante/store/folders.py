@@ -53,6 +53,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.content.headers import read_headers
+from mssante.content.sortkeys import stored as stored_sort_keys
 from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
@@ -712,7 +713,8 @@ class FolderStore:
         rows = []
         for body, flags, date in items:
             headers = read_headers(body)
-            rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers))
+            rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers,
+                         stored_sort_keys(body)))
         async with self._tx.write(writes_first=True) as conn:
             bumped = (await conn.execute(
                 update(folders).where(folders.c.id == folder_id)
@@ -730,8 +732,8 @@ class FolderStore:
                 "modseq": bumped.highestmodseq, "body_sha256": sha, "received_at": date,
                 "flags": flags, "envelope_from": "", "message_id": headers.message_id,
                 "subject": headers.subject, "from_header": headers.from_header,
-                "date_header": headers.date, "size": len(body)}
-                for i, (sha, body, flags, date, headers) in enumerate(rows)])
+                "date_header": headers.date, "size": len(body), "sort_keys": keys}
+                for i, (sha, body, flags, date, headers, keys) in enumerate(rows)])
             await self.notify(conn, [folder_id])
         self.hub.publish([folder_id])
         return list(range(first, first + len(items)))
@@ -840,7 +842,8 @@ class FolderStore:
                 "received_at": r.received_at, "flags": r.flags,
                 "envelope_from": r.envelope_from, "message_id": r.message_id,
                 "subject": r.subject, "from_header": r.from_header,
-                "date_header": r.date_header, "size": r.size} for i, r in enumerate(source)])
+                "date_header": r.date_header, "size": r.size, "sort_keys": r.sort_keys}
+                for i, r in enumerate(source)])
             changed = [target_id]
             if move:
                 await self._remove(conn, folder_id, [(int(r.uid), r.body_sha256)

@@ -1,5 +1,6 @@
-"""What SORT and THREAD read of a message, computed once from its header section and
-kept beside it in the store (``messages.sort_keys``, migration 0008s).
+"""What IMAP SORT and THREAD read of a message, computed once from its header section
+when the message is stored and kept beside it (``messages.sort_keys``, migration
+0008s; messages stored before it get theirs at the first SORT, imap/sorting.py).
 
 A ``SortKeys`` holds, per message: the base subject (basesubject.py) and whether it
 was a reply or forward, the addr-mailbox of the first From, To and Cc address
@@ -30,10 +31,10 @@ import json
 import re
 from dataclasses import dataclass
 
+from mssante.content.basesubject import base_subject, casemap
+from mssante.content.headers import header_section
 from mssante.content.mime import Entity, decode_words, header_text
 from mssante.domain.addresses import AddressSyntaxError, Group, Mailbox, parse_address_list
-
-from .basesubject import base_subject, casemap
 
 VERSION = 1
 _MSG_ID = re.compile(r"<\s*([^<>\s@]+@[^<>\s]+?)\s*>")
@@ -122,6 +123,11 @@ def keys_of(header: bytes) -> SortKeys:
                     _mailbox_key(_first_mailbox(raw("cc"))), _display_key(sender),
                     _display_key(recipient), _sent(raw("date")), ids[0] if ids else None,
                     tuple(references))
+
+
+def stored(message: bytes) -> str:
+    """The stored form of a message's sort keys, from its header section."""
+    return encode(keys_of(header_section(message)))
 
 
 def encode(keys: SortKeys) -> str:
