@@ -309,17 +309,32 @@ def test_thread_over_the_server(environment: Any) -> None:
         client.logout()
 
 
-def test_the_sort_keys_are_stored_after_the_first_sort(environment: Any,
-                                                        sorted_folder: Any) -> None:
-    client, person = sorted_folder
-    sort(client, "(SUBJECT)")
+def test_sort_keys_missing_from_the_store_are_computed_and_kept(environment: Any) -> None:
+    """Messages stored before migration 0008s (or with keys of another version) get
+    their keys at the first SORT, which writes them back."""
+    person = fresh_person(environment)
+    client = login(environment, person)
     folders = environment.service(HOSPITAL).store.folders
+    try:
+        ok(client.create("Anciens"))
+        for subject in ("Zèbre", "Re: abeille", "Mouette"):
+            ok(client.append("Anciens", None, None, mail(subject, person.address,
+                                                         person.address,
+                                                         "Mon, 7 Dec 2026 10:00:00 +0000")))
 
-    async def stored() -> list[str | None]:
-        inbox = await folders.get(person.address, "INBOX")
-        assert inbox is not None
-        rows = await folders.sort_data(inbox.id, range(1, 100))
-        return [keys for _, _, keys, _ in rows.values()]
+        async def keys(value: str | None = None) -> list[str | None]:
+            folder = await folders.get(person.address, "Anciens")
+            assert folder is not None
+            if value is not None:
+                await folders.set_sort_keys(folder.id, {1: value, 2: value, 3: value})
+            rows = await folders.sort_data(folder.id, [1, 2, 3])
+            return [rows[uid][2] for uid in (1, 2, 3)]
 
-    kept = environment.runner.call(stored())
-    assert len(kept) == 5 and all(decode(k) is not None for k in kept)
+        stored = environment.runner.call(keys())
+        assert all(decode(k) is not None for k in stored)  # kept when appended
+        assert environment.runner.call(keys("[0]")) == ["[0]"] * 3  # as if from before
+        ok(client.select("Anciens"))
+        assert sort(client, "(SUBJECT)") == [2, 3, 1]
+        assert environment.runner.call(keys()) == stored
+    finally:
+        client.logout()

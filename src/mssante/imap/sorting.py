@@ -29,10 +29,11 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mssante.content import sortkeys
 from mssante.imap import search as searching
@@ -50,6 +51,10 @@ RETURN_OPTIONS = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE", "PARTIAL"})
 CAPABILITIES = ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
                 "PARTIAL")
 MAX_PARTIAL = 2**32 - 1  # RFC 9394 §4: nz-number32
+OFF_LOOP = 2000  # messages from which sorting or threading runs off the event loop
+
+
+_T = TypeVar("_T")
 
 
 class Session(Protocol):
@@ -319,12 +324,12 @@ async def _load(session: Session, folder_id: int, uids: list[int],
     for start in range(0, len(missing), KEY_BATCH):
         batch = missing[start:start + KEY_BATCH]
         heads = await store.body_heads((sha for _, sha in batch), HEAD)
-        computed = {uid: sortkeys.keys_of(heads.get(sha, b"")) for uid, sha in batch}
+        computed = await asyncio.get_running_loop().run_in_executor(None, lambda: {
+            uid: sortkeys.keys_of(heads.get(sha, b"")) for uid, sha in batch})  # noqa: B023
         for uid, keys in computed.items():
             known[uid] = (data[uid][0], data[uid][1], keys)
         await store.set_sort_keys(folder_id, {uid: sortkeys.encode(keys)
                                               for uid, keys in computed.items()})
-        await asyncio.sleep(0)  # other connections' turn
     _known.added(len(known) - before)
 
 
@@ -340,7 +345,8 @@ async def sort_command(session: Session, tag: str, args: list[Token], *,
     criteria = parse_criteria(rest[0])
     program = _program(rest[1], rest[2:])
     folder_id, matched = await session.matching(program, uid_mode=uid_mode)
-    rows = sort_rows(await rows_of(session, folder_id, matched), criteria)
+    rows = await rows_of(session, folder_id, matched)
+    rows = await _off_loop(len(rows), functools.partial(sort_rows, rows, criteria))
     _answer(session, tag, rows, returns, uid_mode, verb="SORT")
 
 
@@ -353,6 +359,14 @@ async def search_partial(session: Session, tag: str, args: list[Token], *,
     _, matched = await session.matching(searching.parse_search(rest), uid_mode=uid_mode)
     rows = [Row(position, uid, 0.0, 0, _NO_KEYS) for position, uid in matched]
     _answer(session, tag, rows, returns, uid_mode, verb="SEARCH")
+
+
+async def _off_loop(count: int, work: Callable[[], _T]) -> _T:
+    """Sorting or threading many messages runs in a thread, so that the event loop
+    serves other connections meanwhile (session.py: no command holds it long)."""
+    if count < OFF_LOOP:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
 def _answer(session: Session, tag: str, rows: Sequence[Row], returns: Returns | None,
@@ -380,7 +394,8 @@ async def thread_command(session: Session, tag: str, args: list[Token], *,
     rows = await rows_of(session, folder_id, matched)
     items = [thread.Item(r.number(uid_mode), r.keys, r.internaldate, r.position)
              for r in rows]
-    threads = thread.render(thread.thread(algorithm, items))
+    threads = await _off_loop(len(items), lambda: thread.render(
+        thread.thread(algorithm, items)))
     session.write(("* THREAD " + threads).rstrip().encode() + b"\r\n")
     session.ok(tag, "THREAD completed")
 
