@@ -309,6 +309,20 @@ def test_thread_over_the_server(environment: Any) -> None:
         client.logout()
 
 
+def test_sort_with_modseq_reports_the_highest(sorted_folder: Any) -> None:
+    # RFC 7162 §3.1.5: the highest mod-sequence of the messages the answer reports
+    client, _ = sorted_folder
+    modseqs = {}
+    for line in ok(client.fetch("1:5", "(MODSEQ)")):
+        found = re.match(rb"(\d+) \(MODSEQ \((\d+)\)\)", line)
+        assert found is not None, line
+        modseqs[int(found.group(1))] = int(found.group(2))
+    data = ok(client.sort("(DATE)", "UTF-8", "MODSEQ", "1"))
+    assert data == [b"4 3 1 2 5 (MODSEQ %d)" % max(modseqs.values())]
+    esearch, _ = raw(client, "SORT", "RETURN", "(MIN)", "(DATE)", "UTF-8", "MODSEQ", "1")
+    assert re.fullmatch(rb'\(TAG "[^"]+"\) MIN 4 MODSEQ %d' % modseqs[4], esearch[0])
+
+
 def test_sort_keys_missing_from_the_store_are_computed_and_kept(environment: Any) -> None:
     """Messages stored before migration 0008s (or with keys of another version) get
     their keys at the first SORT, which writes them back."""

@@ -1198,10 +1198,13 @@ class Session:
     async def cmd_UID_THREAD(self, tag: str, args: list[Token]) -> None:
         await sorting.thread_command(self, tag, args, uid_mode=True)
 
-    async def matching(self, program: searching.SearchProgram, *, uid_mode: bool
-                       ) -> tuple[int, list[tuple[int, int]]]:
-        """The selected folder's id and the (position, UID) of its messages that
-        ``program`` matches, in folder order: SEARCH's evaluation, for SORT and THREAD."""
+    async def matching(self, program: searching.SearchProgram, *, uid_mode: bool,
+                       every: bool = False
+                       ) -> tuple[int, list[tuple[int, int]], dict[int, int] | None]:
+        """The selected folder's id, the (position, UID) of its messages that
+        ``program`` matches, in folder order (SEARCH's evaluation, for SORT and THREAD;
+        ``every``: the program is ALL, nothing to evaluate), and when the program has
+        MODSEQ, each one's mod-sequence by UID."""
         selected = self._selected()
         if program.has_modseq:
             self.enabled.add("CONDSTORE")
@@ -1211,7 +1214,11 @@ class Session:
         program.resolve(lambda text, uids: [
             snapshot.uids[i] for i in parse_sequence_set(text).uids_in(
                 snapshot.uids, uids, saved=self.saved, strict=False)])
-        return selected.folder_id, await self._evaluate(selected, snapshot, program)
+        matched = list(enumerate(snapshot.uids)) if every else \
+            await self._evaluate(selected, snapshot, program)
+        modseqs = {uid: self._flags_of(selected, i)[1] for i, uid in matched} \
+            if program.has_modseq else None
+        return selected.folder_id, matched, modseqs
 
     async def _evaluate(self, selected: Selected, snapshot: Snapshot,
                         program: searching.SearchProgram) -> list[tuple[int, int]]:

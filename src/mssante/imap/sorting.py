@@ -22,8 +22,9 @@ Implementation notes:
   is saved (RFC 9394 §3.2). PARTIAL and ALL together are refused (§3).
 - CONTEXT=SEARCH (RFC 5267 §4: RETURN (UPDATE), CANCELUPDATE) is not implemented:
   its options are unknown here and refused as such.
-- MODSEQ in the criteria of SORT is evaluated, but the answer carries no
-  ``(MODSEQ n)``.
+- With MODSEQ among the criteria, SORT's answer carries the highest mod-sequence of
+  the messages it reports (RFC 7162 §3.1.5); THREAD's carries none (RFC 7162 does
+  not extend it).
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ class Session(Protocol):
 
     def ok(self, tag: str, text: str, code: str | None = None) -> None: ...
 
-    async def matching(self, program: searching.SearchProgram, *, uid_mode: bool
-                       ) -> tuple[int, list[tuple[int, int]]]: ...
+    async def matching(self, program: searching.SearchProgram, *, uid_mode: bool,
+                       every: bool = False
+                       ) -> tuple[int, list[tuple[int, int]], dict[int, int] | None]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
     position: int  # in the folder, from 0
     uid: int
@@ -167,6 +169,12 @@ def parse_criteria(token: Token) -> list[tuple[str, bool]]:
     return criteria
 
 
+def _is_all(keys: list[Token]) -> bool:
+    """The search criteria are ``ALL`` alone (what webmails sort): every message, no
+    evaluation needed."""
+    return len(keys) == 1 and isinstance(keys[0], Atom) and keys[0].upper == "ALL"
+
+
 def _program(charset: Token, keys: list[Token]) -> searching.SearchProgram:
     if isinstance(charset, list):
         raise bad("expected a charset")
@@ -194,8 +202,9 @@ def _key(name: str) -> Callable[[Row], Any]:
 
 
 def sort_rows(rows: Sequence[Row], criteria: Sequence[tuple[str, bool]]) -> list[Row]:
-    """The rows in the order the criteria ask, equal rows in folder order."""
-    ordered = sorted(rows, key=lambda r: r.position)
+    """The rows (given in folder order) in the order the criteria ask, equal rows in
+    folder order."""
+    ordered = list(rows)  # in folder order
     for name, reverse in reversed(criteria):
         ordered.sort(key=_key(name), reverse=reverse)
     return ordered
@@ -224,7 +233,8 @@ def sequence(numbers: Sequence[int]) -> str:
     return ",".join(out)
 
 
-def esearch(tag: str, uid_mode: bool, results: Sequence[int], returns: Returns) -> bytes:
+def esearch(tag: str, uid_mode: bool, results: Sequence[int], returns: Returns,
+            modseq: int | None = None) -> bytes:
     """``* ESEARCH (TAG "a") UID MIN 4 MAX 2 COUNT 3 ALL 4,1:2`` (RFC 4731 §3.1,
     RFC 5267 §3.2, RFC 9394 §3.1); nothing when SAVE is all it asks."""
     options = returns.options
@@ -246,6 +256,8 @@ def esearch(tag: str, uid_mode: bool, results: Sequence[int], returns: Returns) 
         first, last = returns.partial
         page = partial(results, returns.partial)
         parts.append(f"PARTIAL ({first}:{last} {sequence(page) if page else 'NIL'})")
+    if results and modseq is not None:
+        parts.append(f"MODSEQ {modseq}")  # RFC 7162 §3.1.5
     return " ".join(parts).encode() + b"\r\n"
 
 
@@ -344,10 +356,11 @@ async def sort_command(session: Session, tag: str, args: list[Token], *,
         raise bad("SORT takes sort criteria, a charset and search criteria")
     criteria = parse_criteria(rest[0])
     program = _program(rest[1], rest[2:])
-    folder_id, matched = await session.matching(program, uid_mode=uid_mode)
+    folder_id, matched, modseqs = await session.matching(program, uid_mode=uid_mode,
+                                                         every=_is_all(rest[2:]))
     rows = await rows_of(session, folder_id, matched)
     rows = await _off_loop(len(rows), functools.partial(sort_rows, rows, criteria))
-    _answer(session, tag, rows, returns, uid_mode, verb="SORT")
+    _answer(session, tag, rows, returns, uid_mode, modseqs, verb="SORT")
 
 
 async def search_partial(session: Session, tag: str, args: list[Token], *,
@@ -356,9 +369,10 @@ async def search_partial(session: Session, tag: str, args: list[Token], *,
     returns, rest = parse_returns(args)
     if not rest:
         raise bad("SEARCH needs at least one search key")
-    _, matched = await session.matching(searching.parse_search(rest), uid_mode=uid_mode)
+    _, matched, modseqs = await session.matching(searching.parse_search(rest),
+                                                 uid_mode=uid_mode)
     rows = [Row(position, uid, 0.0, 0, _NO_KEYS) for position, uid in matched]
-    _answer(session, tag, rows, returns, uid_mode, verb="SEARCH")
+    _answer(session, tag, rows, returns, uid_mode, modseqs, verb="SEARCH")
 
 
 async def _off_loop(count: int, work: Callable[[], _T]) -> _T:
@@ -370,15 +384,37 @@ async def _off_loop(count: int, work: Callable[[], _T]) -> _T:
 
 
 def _answer(session: Session, tag: str, rows: Sequence[Row], returns: Returns | None,
-            uid_mode: bool, *, verb: str) -> None:
+            uid_mode: bool, modseqs: dict[int, int] | None, *, verb: str) -> None:
     numbers = [r.number(uid_mode) for r in rows]
+    top = None if modseqs is None else _highest_modseq(rows, returns, modseqs)
     if returns is None:
-        session.write(f"* SORT {' '.join(map(str, numbers))}".rstrip().encode() + b"\r\n")
+        line = f"* SORT {' '.join(map(str, numbers))}".rstrip()
+        if numbers and top is not None:  # RFC 7162 §3.1.5
+            line += f" (MODSEQ {top})"
+        session.write(line.encode() + b"\r\n")
     else:
         if "SAVE" in returns.options:
             session.saved = saved(rows, returns)
-        session.write(esearch(tag, uid_mode, numbers, returns))
+        session.write(esearch(tag, uid_mode, numbers, returns, top))
     session.ok(tag, f"{verb} completed")
+
+
+def _highest_modseq(rows: Sequence[Row], returns: Returns | None,
+                    modseqs: dict[int, int]) -> int | None:
+    """The highest mod-sequence of the messages the answer reports (RFC 7162 §3.1.5):
+    all of them, or only those of MIN, MAX or a PARTIAL range when nothing else is
+    asked (RFC 4731 §3.2, RFC 9394 §3.1)."""
+    uids = [r.uid for r in rows]
+    if returns is not None and not returns.options & {"ALL", "COUNT"}:
+        reported: list[int] = []
+        if uids and "MIN" in returns.options:
+            reported.append(uids[0])
+        if uids and "MAX" in returns.options:
+            reported.append(uids[-1])
+        if returns.partial is not None:
+            reported += partial(uids, returns.partial)
+        uids = reported
+    return max((modseqs.get(uid, 0) for uid in uids), default=None)
 
 
 async def thread_command(session: Session, tag: str, args: list[Token], *,
@@ -390,7 +426,8 @@ async def thread_command(session: Session, tag: str, args: list[Token], *,
     if algorithm not in thread.ALGORITHMS:
         raise bad(f"unknown threading algorithm {algorithm[:40]}")
     program = _program(args[1], args[2:])
-    folder_id, matched = await session.matching(program, uid_mode=uid_mode)
+    folder_id, matched, _ = await session.matching(program, uid_mode=uid_mode,
+                                                   every=_is_all(args[2:]))
     rows = await rows_of(session, folder_id, matched)
     items = [thread.Item(r.number(uid_mode), r.keys, r.internaldate, r.position)
              for r in rows]

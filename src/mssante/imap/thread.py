@@ -23,17 +23,18 @@ from mssante.content.sortkeys import SortKeys
 ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
 
 
-@dataclass(frozen=True, slots=True)
 class Item:
-    number: int  # sequence number or UID, as the answer writes it
-    keys: SortKeys
-    internaldate: float
-    position: int  # in the folder, for ties
+    """One message to thread: the number the answer writes (sequence number or UID),
+    its sort keys, and its date for ordering (the sent date, else INTERNALDATE, then
+    the position in the folder for ties)."""
 
-    @property
-    def order(self) -> tuple[float, int]:
-        sent = self.keys.sent
-        return (self.internaldate if sent is None else sent, self.position)
+    __slots__ = ("keys", "number", "order")
+
+    def __init__(self, number: int, keys: SortKeys, internaldate: float,
+                 position: int) -> None:
+        self.number = number
+        self.keys = keys
+        self.order = (internaldate if keys.sent is None else keys.sent, position)
 
 
 @dataclass(eq=False, slots=True)
@@ -44,6 +45,8 @@ class Node:
 
     def order(self) -> tuple[float, int]:
         """The node's date: its message's, else (a dummy) its first child's."""
+        if self.item is not None:
+            return self.item.order
         node: Node = self
         while node.item is None:
             if not node.children:
@@ -102,7 +105,6 @@ def _unlink(child: Node) -> None:
 def references(items: Iterable[Item]) -> list[Node]:
     """RFC 5256 §3 REFERENCES, steps 1 to 6."""
     table: dict[str, Node] = {}
-    nodes: list[Node] = []
     unique = 0
     for item in items:  # (1) link by Message-ID and references
         message_id = item.keys.message_id
@@ -115,7 +117,6 @@ def references(items: Iterable[Item]) -> list[Node]:
                 else f"\x00{unique}"
             unique += 1
             table[key] = node
-        nodes.append(node)
         previous: Node | None = None
         for reference in item.keys.references:  # (1A)
             ref = table.get(reference)
@@ -130,11 +131,9 @@ def references(items: Iterable[Item]) -> list[Node]:
             _link(previous, node)
         elif previous is None:
             _unlink(node)
-    root = Node(None)  # (2) the root set
-    seen: set[int] = set()
+    root = Node(None)  # (2) the root set (each node is in the table once)
     for node in table.values():
-        if node.parent is None and id(node) not in seen:
-            seen.add(id(node))
+        if node.parent is None:
             root.children.append(node)
             node.parent = root
     _prune(root)  # (3)
