@@ -10,7 +10,9 @@ Implementation notes:
   first SORT or THREAD that reads it, from the first ``HEAD`` octets of its body,
   ``KEY_BATCH`` messages at a time, written back. Once read, they stay in the
   process's memory (``_KnownKeys``, at most ``MAX_KNOWN`` messages): a SORT of a
-  folder read before costs no query.
+  folder read before costs no query. The last ``MAX_THREADS`` THREAD answers are
+  kept too, each under the exact list of messages it threaded, as a webmail asks the
+  same THREAD of an unchanged folder again and again.
 - Sorting is stable sorts from the last criterion to the first, on the messages in
   folder order, so equal messages stay in sequence order (RFC 5256 §3: "sorted
   according to the order in which they appear in the mailbox"). REVERSE reverses
@@ -31,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol, TypeVar
 
 from mssante.content import sortkeys
@@ -302,6 +306,10 @@ class _KnownKeys:
             self._count -= len(dropped)
 
 
+# The last THREAD answers, by folder, algorithm, kind of numbers and the exact
+# (position, UID) list matched: the same messages always thread the same way.
+MAX_THREADS = 16
+_threads: OrderedDict[tuple[int, str, bool, bytes], str] = OrderedDict()
 MAX_KNOWN = 500_000  # messages whose sort data the process keeps (about 300 octets each)
 _known = _KnownKeys()
 
@@ -428,11 +436,18 @@ async def thread_command(session: Session, tag: str, args: list[Token], *,
     program = _program(args[1], args[2:])
     folder_id, matched, _ = await session.matching(program, uid_mode=uid_mode,
                                                    every=_is_all(args[2:]))
-    rows = await rows_of(session, folder_id, matched)
-    items = [thread.Item(r.number(uid_mode), r.keys, r.internaldate, r.position)
-             for r in rows]
-    threads = await _off_loop(len(items), lambda: thread.render(
-        thread.thread(algorithm, items)))
+    key = (folder_id, algorithm, uid_mode, array("q", chain.from_iterable(matched)).tobytes())
+    threads = _threads.get(key)
+    if threads is None:
+        rows = await rows_of(session, folder_id, matched)
+        items = [thread.Item(r.number(uid_mode), r.keys, r.internaldate, r.position)
+                 for r in rows]
+        threads = await _off_loop(len(items), lambda: thread.render(
+            thread.thread(algorithm, items)))
+        _threads[key] = threads
+        if len(_threads) > MAX_THREADS:
+            _threads.popitem(last=False)
+    _threads.move_to_end(key)
     session.write(("* THREAD " + threads).rstrip().encode() + b"\r\n")
     session.ok(tag, "THREAD completed")
 
