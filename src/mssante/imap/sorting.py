@@ -10,9 +10,9 @@ Implementation notes:
   first SORT or THREAD that reads it, from the first ``HEAD`` octets of its body,
   ``KEY_BATCH`` messages at a time, written back. Once read, they stay in the
   process's memory (``_KnownKeys``, at most ``MAX_KNOWN`` messages): a SORT of a
-  folder read before costs no query. The last ``MAX_THREADS`` THREAD answers are
-  kept too, each under the exact list of messages it threaded, as a webmail asks the
-  same THREAD of an unchanged folder again and again.
+  folder read before costs no query. The last ``MAX_ANSWERS`` SORT orders and THREAD
+  answers are kept too, each under the exact list of messages it ordered, as a
+  webmail asks the same SORT or THREAD of an unchanged folder again and again.
 - Sorting is stable sorts from the last criterion to the first, on the messages in
   folder order, so equal messages stay in sequence order (RFC 5256 §3: "sorted
   according to the order in which they appear in the mailbox"). REVERSE reverses
@@ -32,10 +32,9 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
-import functools
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol, TypeVar
@@ -56,7 +55,7 @@ RETURN_OPTIONS = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE", "PARTIAL"})
 CAPABILITIES = ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
                 "PARTIAL")
 MAX_PARTIAL = 2**32 - 1  # RFC 9394 §4: nz-number32
-OFF_LOOP = 2000  # messages from which sorting or threading runs off the event loop
+OFF_LOOP = 2000  # messages from which threading runs off the event loop
 
 
 _T = TypeVar("_T")
@@ -265,9 +264,8 @@ def esearch(tag: str, uid_mode: bool, results: Sequence[int], returns: Returns,
     return " ".join(parts).encode() + b"\r\n"
 
 
-def saved(rows: Sequence[Row], returns: Returns) -> list[int]:
+def saved(uids: list[int], returns: Returns) -> list[int]:
     """The UIDs SAVE keeps as ``$`` (RFC 5182 §2.1, RFC 9394 §3.2), ascending."""
-    uids = [r.uid for r in rows]
     options = returns.options
     if returns.partial is not None:
         uids = partial(uids, returns.partial)
@@ -306,9 +304,11 @@ class _KnownKeys:
             self._count -= len(dropped)
 
 
-# The last THREAD answers, by folder, algorithm, kind of numbers and the exact
-# (position, UID) list matched: the same messages always thread the same way.
-MAX_THREADS = 16
+# The last SORT orders and THREAD answers, by folder, criteria or algorithm (and for
+# THREAD the kind of numbers) and the exact (position, UID) list matched: the same
+# messages always sort and thread the same way.
+MAX_ANSWERS = 16
+_sorted: OrderedDict[tuple[int, str, bytes], bytes] = OrderedDict()
 _threads: OrderedDict[tuple[int, str, bool, bytes], str] = OrderedDict()
 MAX_KNOWN = 500_000  # messages whose sort data the process keeps (about 300 octets each)
 _known = _KnownKeys()
@@ -366,9 +366,21 @@ async def sort_command(session: Session, tag: str, args: list[Token], *,
     program = _program(rest[1], rest[2:])
     folder_id, matched, modseqs = await session.matching(program, uid_mode=uid_mode,
                                                          every=_is_all(rest[2:]))
-    rows = await rows_of(session, folder_id, matched)
-    rows = await _off_loop(len(rows), functools.partial(sort_rows, rows, criteria))
-    _answer(session, tag, rows, returns, uid_mode, modseqs, verb="SORT")
+    key = (folder_id, repr(criteria), _flat(matched))
+    found = _sorted.get(key)
+    if found is None:
+        rows = sort_rows(await rows_of(session, folder_id, matched), criteria)
+        found = _sorted[key] = _flat((r.position, r.uid) for r in rows)
+        if len(_sorted) > MAX_ANSWERS:
+            _sorted.popitem(last=False)
+    _sorted.move_to_end(key)
+    pairs = iter(array("q", found))
+    _answer(session, tag, list(zip(pairs, pairs, strict=True)), returns, uid_mode, modseqs,
+            verb="SORT")
+
+
+def _flat(pairs: Iterable[tuple[int, int]]) -> bytes:
+    return array("q", chain.from_iterable(pairs)).tobytes()
 
 
 async def search_partial(session: Session, tag: str, args: list[Token], *,
@@ -379,22 +391,25 @@ async def search_partial(session: Session, tag: str, args: list[Token], *,
         raise bad("SEARCH needs at least one search key")
     _, matched, modseqs = await session.matching(searching.parse_search(rest),
                                                  uid_mode=uid_mode)
-    rows = [Row(position, uid, 0.0, 0, _NO_KEYS) for position, uid in matched]
-    _answer(session, tag, rows, returns, uid_mode, modseqs, verb="SEARCH")
+    _answer(session, tag, matched, returns, uid_mode, modseqs, verb="SEARCH")
 
 
 async def _off_loop(count: int, work: Callable[[], _T]) -> _T:
-    """Sorting or threading many messages runs in a thread, so that the event loop
-    serves other connections meanwhile (session.py: no command holds it long)."""
+    """Threading many messages runs in a thread, so that the event loop serves other
+    connections meanwhile (session.py: no command holds it long); sorting ten
+    thousand takes a few milliseconds and stays on the loop."""
     if count < OFF_LOOP:
         return work()
     return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
-def _answer(session: Session, tag: str, rows: Sequence[Row], returns: Returns | None,
-            uid_mode: bool, modseqs: dict[int, int] | None, *, verb: str) -> None:
-    numbers = [r.number(uid_mode) for r in rows]
-    top = None if modseqs is None else _highest_modseq(rows, returns, modseqs)
+def _answer(session: Session, tag: str, ordered: Sequence[tuple[int, int]],
+            returns: Returns | None, uid_mode: bool, modseqs: dict[int, int] | None, *,
+            verb: str) -> None:
+    """The answer to the (position, UID) of the messages in their order."""
+    uids = [uid for _, uid in ordered]
+    numbers = uids if uid_mode else [position + 1 for position, _ in ordered]
+    top = None if modseqs is None else _highest_modseq(uids, returns, modseqs)
     if returns is None:
         line = f"* SORT {' '.join(map(str, numbers))}".rstrip()
         if numbers and top is not None:  # RFC 7162 §3.1.5
@@ -402,17 +417,16 @@ def _answer(session: Session, tag: str, rows: Sequence[Row], returns: Returns | 
         session.write(line.encode() + b"\r\n")
     else:
         if "SAVE" in returns.options:
-            session.saved = saved(rows, returns)
+            session.saved = saved(uids, returns)
         session.write(esearch(tag, uid_mode, numbers, returns, top))
     session.ok(tag, f"{verb} completed")
 
 
-def _highest_modseq(rows: Sequence[Row], returns: Returns | None,
+def _highest_modseq(uids: list[int], returns: Returns | None,
                     modseqs: dict[int, int]) -> int | None:
     """The highest mod-sequence of the messages the answer reports (RFC 7162 §3.1.5):
     all of them, or only those of MIN, MAX or a PARTIAL range when nothing else is
     asked (RFC 4731 §3.2, RFC 9394 §3.1)."""
-    uids = [r.uid for r in rows]
     if returns is not None and not returns.options & {"ALL", "COUNT"}:
         reported: list[int] = []
         if uids and "MIN" in returns.options:
@@ -436,7 +450,7 @@ async def thread_command(session: Session, tag: str, args: list[Token], *,
     program = _program(args[1], args[2:])
     folder_id, matched, _ = await session.matching(program, uid_mode=uid_mode,
                                                    every=_is_all(args[2:]))
-    key = (folder_id, algorithm, uid_mode, array("q", chain.from_iterable(matched)).tobytes())
+    key = (folder_id, algorithm, uid_mode, _flat(matched))
     threads = _threads.get(key)
     if threads is None:
         rows = await rows_of(session, folder_id, matched)
@@ -445,11 +459,10 @@ async def thread_command(session: Session, tag: str, args: list[Token], *,
         threads = await _off_loop(len(items), lambda: thread.render(
             thread.thread(algorithm, items)))
         _threads[key] = threads
-        if len(_threads) > MAX_THREADS:
+        if len(_threads) > MAX_ANSWERS:
             _threads.popitem(last=False)
     _threads.move_to_end(key)
     session.write(("* THREAD " + threads).rstrip().encode() + b"\r\n")
     session.ok(tag, "THREAD completed")
 
 
-_NO_KEYS = sortkeys.SortKeys("", False, "", "", "", "", "", None, None, ())
