@@ -9,8 +9,8 @@ Implementation notes:
   (``messages.sort_keys``). A message stored before migration 0008s gets them at the
   first SORT or THREAD that reads it, from the first ``HEAD`` octets of its body,
   ``KEY_BATCH`` messages at a time, written back. Once read, they stay in the
-  process's memory (``_KnownKeys``, at most ``MAX_KNOWN`` messages): a SORT of a
-  folder read before costs no query. The last ``MAX_ANSWERS`` SORT orders and THREAD
+  process's memory (``_KnownKeys``, at most ``MAX_KNOWN`` messages per store): a SORT
+  of a folder read before costs no query. The last ``MAX_ANSWERS`` SORT orders and THREAD
   answers are kept too, each under the exact list of messages it ordered, as a
   webmail asks the same SORT or THREAD of an unchanged folder again and again.
 - Sorting is stable sorts from the last criterion to the first, on the messages in
@@ -32,6 +32,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -59,6 +60,8 @@ OFF_LOOP = 2000  # messages from which threading runs off the event loop
 
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class Session(Protocol):
@@ -279,8 +282,8 @@ def saved(uids: list[int], returns: Returns) -> list[int]:
 
 
 class _KnownKeys:
-    """INTERNALDATE, size and sort keys per folder and UID, shared by the process's
-    sessions. They never change: a message is never modified, a UID never reused in a
+    """INTERNALDATE, size and sort keys per folder and UID of one store, shared by the
+    process's sessions. They never change: a message is never modified, a UID never reused in a
     folder (RFC 9051 §2.3.1.1) and a folder id never reused (store/schema.py), so an
     entry is never stale; an expunged message's entry is merely unused. At most
     ``MAX_KNOWN`` messages are kept, the folders sorted least recently forgotten first."""
@@ -304,23 +307,53 @@ class _KnownKeys:
             self._count -= len(dropped)
 
 
-# The last SORT orders and THREAD answers, by folder, criteria or algorithm (and for
-# THREAD the kind of numbers) and the exact (position, UID) list matched: the same
-# messages always sort and thread the same way.
-MAX_ANSWERS = 16
-_sorted: OrderedDict[tuple[int, str, bytes], bytes] = OrderedDict()
-_threads: OrderedDict[tuple[int, str, bool, bytes], str] = OrderedDict()
-MAX_KNOWN = 500_000  # messages whose sort data the process keeps (about 300 octets each)
-_known = _KnownKeys()
+MAX_KNOWN = 500_000  # messages whose sort data a store's memory keeps (~300 octets each)
+MAX_ANSWERS = 16  # SORT orders and THREAD answers kept
+
+
+class _Memory:
+    """What SORT and THREAD remember of one store (an operator's; a process may serve
+    several, as the local environment does, whose folder ids overlap): the sort data
+    per folder and UID, and the last SORT orders and THREAD answers, each under its
+    folder, criteria or algorithm (THREAD: and the kind of numbers) and the exact
+    (position, UID) list it ordered, since the same messages always sort and thread
+    the same way."""
+
+    __slots__ = ("known", "sorted", "threads")
+
+    def __init__(self) -> None:
+        self.known = _KnownKeys()
+        self.sorted: OrderedDict[tuple[int, str, bytes], bytes] = OrderedDict()
+        self.threads: OrderedDict[tuple[int, str, bool, bytes], str] = OrderedDict()
+
+
+_memories: weakref.WeakKeyDictionary[object, _Memory] = weakref.WeakKeyDictionary()
+
+
+def _memory(session: Session) -> _Memory:
+    folders = session.ctx.store.folders
+    found = _memories.get(folders)
+    if found is None:
+        found = _memories[folders] = _Memory()
+    return found
+
+
+def _remember(answers: OrderedDict[_K, _V], key: _K, value: _V) -> None:
+    answers[key] = value
+    if len(answers) > MAX_ANSWERS:
+        answers.popitem(last=False)
 
 
 async def rows_of(session: Session, folder_id: int, matched: Sequence[tuple[int, int]]
                   ) -> list[Row]:
     """The matched messages with their sort keys, computing and storing missing ones."""
-    known = _known.folder(folder_id)
+    memory = _memory(session).known
+    known = memory.folder(folder_id)
     wanted = [uid for _, uid in matched if uid not in known]
     if wanted:
+        before = len(known)
         await _load(session, folder_id, wanted, known)
+        memory.added(len(known) - before)
     rows = []
     for position, uid in matched:
         found = known.get(uid)
@@ -334,7 +367,6 @@ async def _load(session: Session, folder_id: int, uids: list[int],
     store = session.ctx.store.folders
     data = await store.sort_data(folder_id, uids)
     missing: list[tuple[int, str]] = []
-    before = len(known)
     for uid, (internaldate, size, stored, sha) in data.items():
         keys = sortkeys.decode(stored)
         if keys is None:
@@ -350,7 +382,6 @@ async def _load(session: Session, folder_id: int, uids: list[int],
             known[uid] = (data[uid][0], data[uid][1], keys)
         await store.set_sort_keys(folder_id, {uid: sortkeys.encode(keys)
                                               for uid, keys in computed.items()})
-    _known.added(len(known) - before)
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -366,14 +397,14 @@ async def sort_command(session: Session, tag: str, args: list[Token], *,
     program = _program(rest[1], rest[2:])
     folder_id, matched, modseqs = await session.matching(program, uid_mode=uid_mode,
                                                          every=_is_all(rest[2:]))
+    answers = _memory(session).sorted
     key = (folder_id, repr(criteria), _flat(matched))
-    found = _sorted.get(key)
+    found = answers.get(key)
     if found is None:
         rows = sort_rows(await rows_of(session, folder_id, matched), criteria)
-        found = _sorted[key] = _flat((r.position, r.uid) for r in rows)
-        if len(_sorted) > MAX_ANSWERS:
-            _sorted.popitem(last=False)
-    _sorted.move_to_end(key)
+        found = _flat((r.position, r.uid) for r in rows)
+        _remember(answers, key, found)
+    answers.move_to_end(key)
     pairs = iter(array("q", found))
     _answer(session, tag, list(zip(pairs, pairs, strict=True)), returns, uid_mode, modseqs,
             verb="SORT")
@@ -450,18 +481,17 @@ async def thread_command(session: Session, tag: str, args: list[Token], *,
     program = _program(args[1], args[2:])
     folder_id, matched, _ = await session.matching(program, uid_mode=uid_mode,
                                                    every=_is_all(args[2:]))
+    answers = _memory(session).threads
     key = (folder_id, algorithm, uid_mode, _flat(matched))
-    threads = _threads.get(key)
+    threads = answers.get(key)
     if threads is None:
         rows = await rows_of(session, folder_id, matched)
         items = [thread.Item(r.number(uid_mode), r.keys, r.internaldate, r.position)
                  for r in rows]
         threads = await _off_loop(len(items), lambda: thread.render(
             thread.thread(algorithm, items)))
-        _threads[key] = threads
-        if len(_threads) > MAX_ANSWERS:
-            _threads.popitem(last=False)
-    _threads.move_to_end(key)
+        _remember(answers, key, threads)
+    answers.move_to_end(key)
     session.write(("* THREAD " + threads).rstrip().encode() + b"\r\n")
     session.ok(tag, "THREAD completed")
 
