@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -207,6 +210,14 @@ def test_catenate_reads_a_shared_mailbox_only_with_the_read_right(environment: A
                 assert b"NO [BADURL " + url + b"]" in tagged
         finally:
             client.logout()
+    # the reader read the shared message: the audit trail says so, as for a FETCH
+    done = subprocess.run(
+        [sys.executable, "-m", "mssante", "operator", "audit", "list", "--json", "--limit",
+         "100000", "--mailbox", address, "--config", environment.operator(HOSPITAL)["config"]],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    reads = [e for e in json.loads(done.stdout) if e["action"] == "read"]
+    assert [(e["actor"], e["source"]) for e in reads] == [(reader.login, "IMAP 127.0.0.1")]
 
 
 def test_url_parsing() -> None:

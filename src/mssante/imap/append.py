@@ -12,6 +12,8 @@ Implementation notes:
   is not there answers ``NO [BADURL <url>]`` (RFC 4469 §6) and nothing is appended.
   Relative URLs start at the server's root (``/INBOX;UIDVALIDITY=1/;UID=2``), or at
   the selected mailbox when they begin with ``;UID=`` (RFC 4469 §5, RFC 3986 §5.2).
+- A message a URL names is read as a FETCH reads it: the audit trail records the
+  read (``READ``, the source ``IMAP <address>``) before the message is built.
 - The host of an absolute URL is not compared with this server's names (it has
   several, one per listener and per client's view); the user, when given, must be
   the session's login.
@@ -24,6 +26,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Protocol
 
+from mssante.audit.events import READ, AuditEvent, actor_of
 from mssante.auth.identity import Identity
 from mssante.imap.errors import Reply, bad, no
 from mssante.imap.mime import BadSection, Message, parse_section
@@ -180,11 +183,19 @@ class _Selected(Protocol):
     def place(self) -> Place: ...
 
 
+class _Connection(Protocol):
+    @property
+    def peer_address(self) -> str: ...
+
+
 class Session(Protocol):
     """What CATENATE needs of a session (session.py)."""
 
     ctx: OperatorRuntime
     identity: Identity | None
+
+    @property
+    def conn(self) -> _Connection: ...
 
     @property
     def selected(self) -> _Selected | None: ...
@@ -220,6 +231,13 @@ async def _resolve(session: Session, url: MessageUrl) -> bytes:
     raw = (await folders.bodies([found[0].body_sha256])).get(found[0].body_sha256)
     if raw is None:
         raise badurl(url.text, "no such message")
+    # its content is read, as a FETCH of it would: the audit trail records it first
+    actor = "" if identity is None else actor_of(
+        identity.login, identity.psc.subject if identity.psc else None,
+        identity.app_password)
+    await session.ctx.store.audit_record([AuditEvent(
+        READ, actor, place.address, found[0].message_id, f"IMAP {session.conn.peer_address}",
+        f"{place.folder} uid {url.uid} (CATENATE)")])
     data = raw
     if url.section:
         message = Message(raw)
