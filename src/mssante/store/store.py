@@ -64,6 +64,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -156,6 +157,7 @@ async def open_store(url: str, *, schema: str | None = None) -> Store:
         raise StoreError("a schema can only be chosen on PostgreSQL")
     engine = create_engine(parsed, schema=schema)
     store = Store(engine, url)
+    store.scope = schema or ""
     try:
         async with store.tx.write() as conn:
             if schema is not None:
@@ -176,6 +178,9 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.url = url
+        # what tells this operator's database from others on one PostgreSQL server
+        # (whose notifications are server-wide): its schema, if any
+        self.scope = ""
         self.tx = Transactions(engine)  # shared with the folders' repository
         self.dialect = self.tx.dialect
         self._pg = self.tx.postgresql
@@ -678,6 +683,21 @@ class Store:
             self.folders.hub.open_bus(directory)
         except OSError as exc:
             log.warning("no news between processes over %s: %s", directory, exc)
+
+    async def announce(self, channel: str, payload: str) -> None:
+        """Tell the other processes of this database ``payload`` on ``channel``, which
+        they ``follow``: ``pg_notify`` on PostgreSQL, the bus on SQLite."""
+        if self._pg:
+            async with self.tx.write() as conn:
+                await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                   {"channel": channel, "payload": payload})
+        else:
+            self.folders.hub.send(channel, payload)
+
+    def follow(self, channel: str, receiver: Callable[[str | None], None]) -> None:
+        """Pass what other processes ``announce`` on ``channel`` to ``receiver`` (None:
+        some may have been missed), once ``listen_for_changes`` ran."""
+        self.folders.hub.follow(channel, receiver)
 
     async def list_messages(self, address: str, folder: str = INBOX) -> list[StoredMessage]:
         """The messages of a folder of a mailbox (INBOX by default), ordered by UID."""
