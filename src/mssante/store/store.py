@@ -102,7 +102,7 @@ from mssante.store.delivery import (
     write_deliveries,
 )
 from mssante.store.folders import FolderStore, create_default_folders, read_holdings
-from mssante.store.logins import LoginStore
+from mssante.store.logins import LoginStore, home_of, revoke_all_app_passwords
 from mssante.store.models import (
     DELIVERED,
     FAILED,
@@ -187,7 +187,8 @@ class Store:
         self._audit: GroupCommit[Sequence[AuditEvent], None] = GroupCommit(
             self._write_audit, max_items=512)
         self.folders = FolderStore(self.tx, ChangeHub())
-        self.logins = LoginStore(self.tx)  # second factors, personal addresses (logins.py)
+        # second factors, personal addresses, application passwords (logins.py)
+        self.logins = LoginStore(self.tx, self._admin)
         # web sessions and logins under way; PSC sessions ended (sessions.py)
         self.sessions = SessionStore(self.tx)
         self.psc_ended = EndedStore(self.tx, self.folders.hub, self.listen_for_changes)
@@ -259,12 +260,23 @@ class Store:
             return [_person(row) for row in rows]
 
     async def set_password_hash(self, login: str, password_hash: str) -> None:
+        """A new account password (changed or reset); it revokes every application
+        password of the person in the same transaction: whoever may have taken the
+        account password may have taken what its mail clients hold, and a session one
+        of them opened ends as at any revocation (auth/apppasswords.py)."""
         async with self.tx.write(writes_first=True) as conn:
-            await self._admin(conn, "person.password", detail=login)
-            result = await conn.execute(update(persons).where(persons.c.login == login)
-                                        .values(password_hash=password_hash))
-            if result.rowcount == 0:
+            person_id = (await conn.execute(
+                update(persons).where(persons.c.login == login)
+                .values(password_hash=password_hash).returning(persons.c.id))).scalar()
+            if person_id is None:
                 raise NotFound(f"no person with login {login!r}")
+            revoked = await revoke_all_app_passwords(conn, int(person_id))
+            detail = f"{login}: new account password"
+            if revoked:
+                detail += ("; application passwords revoked: "
+                           + ", ".join(str(i) for i in revoked))
+            await self._admin(conn, "person.password",
+                              mailbox=await home_of(conn, int(person_id)), detail=detail)
 
     async def delete_person(self, login: str) -> None:
         """Delete a person and their roles; refused while they own a mailbox or are
