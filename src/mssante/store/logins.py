@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Any, Final, Unpack
+from typing import Any, Final
 
 from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -115,7 +115,7 @@ _CONTACT = (persons.c.login, persons.c.kind, persons.c.totp_secret,
             persons.c.personal_address, persons.c.notify_messages, persons.c.login_code)
 
 
-def _contact(row: Row[Unpack[tuple[Any, ...]]]) -> Contact:
+def _contact(row: Row[*tuple[Any, ...]]) -> Contact:
     return Contact(login=row.login, kind=PersonKind(row.kind),
                    totp_enrolled=row.totp_secret is not None,
                    personal_address=row.personal_address,
