@@ -82,6 +82,7 @@ from mssante.domain.mailboxes import (
     Role,
     Rules,
     check_authorised,
+    check_certificate_binding,
     check_owner,
     check_responsible,
     home_mailbox,
@@ -90,7 +91,7 @@ from mssante.domain.mailboxes import (
 )
 from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
-from mssante.pki.names import same_dn
+from mssante.pki.names import dn_key
 from mssante.store import audit, carethreads, conversations, migrate, outbox, receipts
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
@@ -341,6 +342,9 @@ class Store:
                                   "certificate that authenticates its program")
         if mailbox_type is not MailboxType.APP and cert_dn:
             raise PolicyViolation("only APP mailboxes are bound to a certificate")
+        cert_key = dn_key(cert_dn) if cert_dn else None
+        if cert_dn and cert_key is None:
+            raise PolicyViolation(f"not a distinguished name (RFC 4514): {cert_dn!r}")
         if structure is not None:
             if mailbox_type not in _STRUCTURE_TYPES:
                 raise PolicyViolation("only ORG and APP mailboxes are published on a structure "
@@ -355,10 +359,16 @@ class Store:
                           digitization=digitization)
         logins = ([owner] if owner is not None else []) + responsible
         uidvalidity = max(1, int(now))  # RFC 9051 §2.3.1.1
-        async with self.tx.write(conflict=f"the mailbox {mailbox.address} exists already"
-                               ) as conn:
+        conflict = f"the mailbox {mailbox.address} exists already"
+        if cert_dn:  # a race the check below did not see (PostgreSQL): the unique index
+            conflict += f", or the certificate {cert_dn} identifies another APP mailbox"
+        async with self.tx.write(conflict=conflict) as conn:
             await self._admin(conn, "mailbox.create", mailbox=address,
-                              detail=mailbox_type.value)
+                              detail=mailbox_type.value + (f" {cert_dn}" if cert_dn else ""))
+            if cert_key is not None:
+                check_certificate_binding(mailbox.address, cert_dn or "", (await conn.execute(
+                    select(mailboxes.c.address).where(mailboxes.c.cert_dn_key == cert_key)
+                )).scalar())
             people = await self._people(conn, logins)
             if owner is not None:
                 check_owner(mailbox_type, people[owner][1], rules)
@@ -373,8 +383,8 @@ class Store:
             mailbox_id = (await conn.execute(insert(mailboxes).values(
                 address=mailbox.address, display_address=mailbox.display_address,
                 domain=parsed.domain, type=mailbox_type.value, description=description,
-                organisation=organisation, service=service, cert_dn=cert_dn, active=True,
-                uidvalidity=uidvalidity, created_at=now,
+                organisation=organisation, service=service, cert_dn=cert_dn,
+                cert_dn_key=cert_key, active=True, uidvalidity=uidvalidity, created_at=now,
                 liste_rouge=liste_rouge, directory_id=directory_id, digitization=digitization,
             ).returning(mailboxes.c.id))).scalar_one()
             await create_default_folders(conn, mailbox_id, uidvalidity, now)
@@ -586,17 +596,20 @@ class Store:
         return personal_mailbox(login, held)
 
     async def mailboxes_for_certificate(self, dn: str) -> list[Mailbox]:
-        """Active APP mailboxes bound to the certificate DN ``dn`` (``same_dn``)."""
+        """The active APP mailbox bound to the certificate DN ``dn`` (``same_dn``, through
+        ``dn_key``), as a list: one at most (``check_certificate_binding``)."""
+        key = dn_key(dn)
+        if key is None:
+            return []
         async with self.tx.read() as conn:
             rows = await conn.execute(
                 select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
-                                        mailboxes.c.cert_dn.is_not(None),
-                                        mailboxes.c.active.is_(True))
-                .order_by(mailboxes.c.address))
-            return [_mailbox(row) for row in rows if same_dn(row.cert_dn, dn)]
+                                        mailboxes.c.cert_dn_key == key,
+                                        mailboxes.c.active.is_(True)))
+            return [_mailbox(row) for row in rows]
 
     async def mailbox_for_certificate(self, dn: str) -> Mailbox | None:
-        """The active APP mailbox bound to ``dn``; the first by address if several are."""
+        """The active APP mailbox bound to ``dn``, if any."""
         found = await self.mailboxes_for_certificate(dn)
         return found[0] if found else None
 
