@@ -43,7 +43,7 @@ from mssante.environment.workers import (
 from mssante.errors import ConfigError, MSSanteError, PolicyViolation
 from mssante.imap.namespace import SHARED_PREFIX
 from mssante.operator.maillog import show_mail_log
-from mssante.pki.names import dn_string
+from mssante.pki.names import dn_string, parse_dn
 from mssante.store import Mailbox, Person, Store
 from mssante.store.logins import KEEP, AppPassword, Contact, Keep
 from mssante.store.models import PENDING
@@ -366,6 +366,11 @@ def mailbox_add(
     except PolicyViolation as exc:
         raise fail(str(exc)) from None
     dn = cert_dn
+    if cert_dn is not None:  # as pasted from openssl or written RFC 4514 style
+        try:
+            dn = parse_dn(cert_dn)
+        except ValueError as exc:
+            raise fail(f"--cert-dn: not a distinguished name: {exc}") from None
     if cert_file is not None:
         try:
             cert = x509.load_pem_x509_certificate(cert_file.read_bytes())

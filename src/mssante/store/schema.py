@@ -84,6 +84,9 @@ app_passwords = Table(
     Column("last_used_at", Double),  # the last session it opened; null: never used
     Column("last_used_from", Text),  # the client's address then
     Index("ix_app_passwords_person", "person_id"),
+    # an id is never given again, even after the newest one is revoked: a session
+    # remembers the id it logged in with and ends once that id is gone
+    sqlite_autoincrement=True,
 )
 
 mailboxes = Table(
@@ -97,6 +100,9 @@ mailboxes = Table(
     Column("organisation", Text, nullable=False),
     Column("service", Text, nullable=False),
     Column("cert_dn", Text),
+    # APP: pki.names.dn_key of cert_dn, unique: one certificate DN identifies one APP
+    # mailbox (domain.mailboxes.check_certificate_binding); null: bound to no certificate
+    Column("cert_dn_key", Text),
     Column("active", Boolean, nullable=False),
     # the last UIDVALIDITY given to one of its folders: a folder created again gets a
     # greater one (RFC 9051 §2.3.1.1)
@@ -107,6 +113,7 @@ mailboxes = Table(
     Column("digitization", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("address", name="uq_mailboxes_address"),
     Index("ix_mailboxes_domain", "domain"),
+    Index("uq_mailboxes_cert_dn_key", "cert_dn_key", unique=True),
 )
 
 mailbox_roles = Table(

@@ -84,6 +84,7 @@ from mssante.domain.mailboxes import (
     Role,
     Rules,
     check_authorised,
+    check_certificate_binding,
     check_owner,
     check_responsible,
     home_mailbox,
@@ -92,7 +93,7 @@ from mssante.domain.mailboxes import (
 )
 from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
-from mssante.pki.names import same_dn
+from mssante.pki.names import dn_key
 from mssante.store import audit, carethreads, conversations, migrate, outbox, receipts
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
@@ -105,7 +106,7 @@ from mssante.store.delivery import (
 )
 from mssante.store.folders import FolderStore, create_default_folders, read_holdings
 from mssante.store.localbus import LocalBus
-from mssante.store.logins import LoginStore
+from mssante.store.logins import LoginStore, home_of, revoke_all_app_passwords
 from mssante.store.models import (
     DELIVERED,
     FAILED,
@@ -196,7 +197,8 @@ class Store:
         self._audit: GroupCommit[Sequence[AuditEvent], None] = GroupCommit(
             self._write_audit, max_items=512)
         self.folders = FolderStore(self.tx, ChangeHub())
-        self.logins = LoginStore(self.tx)  # second factors, personal addresses (logins.py)
+        # second factors, personal addresses, application passwords (logins.py)
+        self.logins = LoginStore(self.tx, self._admin)
         # web sessions and logins under way; PSC sessions ended (sessions.py)
         self.sessions = SessionStore(self.tx)
         self.psc_ended = EndedStore(self.tx, self.folders.hub, self.listen_for_changes)
@@ -268,12 +270,23 @@ class Store:
             return [_person(row) for row in rows]
 
     async def set_password_hash(self, login: str, password_hash: str) -> None:
+        """A new account password (changed or reset); it revokes every application
+        password of the person in the same transaction: whoever may have taken the
+        account password may have taken what its mail clients hold, and a session one
+        of them opened ends as at any revocation (auth/apppasswords.py)."""
         async with self.tx.write(writes_first=True) as conn:
-            await self._admin(conn, "person.password", detail=login)
-            result = await conn.execute(update(persons).where(persons.c.login == login)
-                                        .values(password_hash=password_hash))
-            if result.rowcount == 0:
+            person_id = (await conn.execute(
+                update(persons).where(persons.c.login == login)
+                .values(password_hash=password_hash).returning(persons.c.id))).scalar()
+            if person_id is None:
                 raise NotFound(f"no person with login {login!r}")
+            revoked = await revoke_all_app_passwords(conn, int(person_id))
+            detail = f"{login}: new account password"
+            if revoked:
+                detail += ("; application passwords revoked: "
+                           + ", ".join(str(i) for i in revoked))
+            await self._admin(conn, "person.password",
+                              mailbox=await home_of(conn, int(person_id)), detail=detail)
 
     async def delete_person(self, login: str) -> None:
         """Delete a person and their roles; refused while they own a mailbox or are
@@ -338,6 +351,9 @@ class Store:
                                   "certificate that authenticates its program")
         if mailbox_type is not MailboxType.APP and cert_dn:
             raise PolicyViolation("only APP mailboxes are bound to a certificate")
+        cert_key = dn_key(cert_dn) if cert_dn else None
+        if cert_dn and cert_key is None:
+            raise PolicyViolation(f"not a distinguished name (RFC 4514): {cert_dn!r}")
         if structure is not None:
             if mailbox_type not in _STRUCTURE_TYPES:
                 raise PolicyViolation("only ORG and APP mailboxes are published on a structure "
@@ -352,10 +368,16 @@ class Store:
                           digitization=digitization)
         logins = ([owner] if owner is not None else []) + responsible
         uidvalidity = max(1, int(now))  # RFC 9051 §2.3.1.1
-        async with self.tx.write(conflict=f"the mailbox {mailbox.address} exists already"
-                               ) as conn:
+        conflict = f"the mailbox {mailbox.address} exists already"
+        if cert_dn:  # a race the check below did not see (PostgreSQL): the unique index
+            conflict += f", or the certificate {cert_dn} identifies another APP mailbox"
+        async with self.tx.write(conflict=conflict) as conn:
             await self._admin(conn, "mailbox.create", mailbox=address,
-                              detail=mailbox_type.value)
+                              detail=mailbox_type.value + (f" {cert_dn}" if cert_dn else ""))
+            if cert_key is not None:
+                check_certificate_binding(mailbox.address, cert_dn or "", (await conn.execute(
+                    select(mailboxes.c.address).where(mailboxes.c.cert_dn_key == cert_key)
+                )).scalar())
             people = await self._people(conn, logins)
             if owner is not None:
                 check_owner(mailbox_type, people[owner][1], rules)
@@ -370,8 +392,8 @@ class Store:
             mailbox_id = (await conn.execute(insert(mailboxes).values(
                 address=mailbox.address, display_address=mailbox.display_address,
                 domain=parsed.domain, type=mailbox_type.value, description=description,
-                organisation=organisation, service=service, cert_dn=cert_dn, active=True,
-                uidvalidity=uidvalidity, created_at=now,
+                organisation=organisation, service=service, cert_dn=cert_dn,
+                cert_dn_key=cert_key, active=True, uidvalidity=uidvalidity, created_at=now,
                 liste_rouge=liste_rouge, directory_id=directory_id, digitization=digitization,
             ).returning(mailboxes.c.id))).scalar_one()
             await create_default_folders(conn, mailbox_id, uidvalidity, now)
@@ -583,17 +605,20 @@ class Store:
         return personal_mailbox(login, held)
 
     async def mailboxes_for_certificate(self, dn: str) -> list[Mailbox]:
-        """Active APP mailboxes bound to the certificate DN ``dn`` (``same_dn``)."""
+        """The active APP mailbox bound to the certificate DN ``dn`` (``same_dn``, through
+        ``dn_key``), as a list: one at most (``check_certificate_binding``)."""
+        key = dn_key(dn)
+        if key is None:
+            return []
         async with self.tx.read() as conn:
             rows = await conn.execute(
                 select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
-                                        mailboxes.c.cert_dn.is_not(None),
-                                        mailboxes.c.active.is_(True))
-                .order_by(mailboxes.c.address))
-            return [_mailbox(row) for row in rows if same_dn(row.cert_dn, dn)]
+                                        mailboxes.c.cert_dn_key == key,
+                                        mailboxes.c.active.is_(True)))
+            return [_mailbox(row) for row in rows]
 
     async def mailbox_for_certificate(self, dn: str) -> Mailbox | None:
-        """The active APP mailbox bound to ``dn``; the first by address if several are."""
+        """The active APP mailbox bound to ``dn``, if any."""
         found = await self.mailboxes_for_certificate(dn)
         return found[0] if found else None
 

@@ -9,6 +9,10 @@
 - ``POST /compte/mots-de-passe-application/{id}/revoquer``: revoke it; from the next
   login on it opens nothing (store/logins.py), then back to the list with a status.
 
+Creating and revoking are recorded in the audit trail (``admin.person.app-password.
+create``, ``.revoke``: store/logins.py) as the session's login's, from ``HTTPS
+<client address>``.
+
 Every form posts the session's CSRF token. Creating one needs a session opened with
 more than a password (its second factor, or Pro Santé Connect, ``WebSession.strong``):
 a stolen account password alone, which the web takes for a person without a second
@@ -18,11 +22,13 @@ only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mssante.audit.events import acting, actor_of
 from mssante.auth import apppasswords
 from mssante.auth.apppasswords import InvalidLabel
 from mssante.errors import NotFound
@@ -39,6 +45,14 @@ MAX_FORM_LABEL = 1024  # characters of a label looked at (check_label allows few
 # the password just created and its label, in the session until the page shows them
 _CREATED = "app_password"
 _CREATED_LABEL = "app_password_label"
+
+
+def _acting(request: Request, session: WebSession) -> contextlib.AbstractContextManager[None]:
+    """The audit trail's actor and source for what this request changes."""
+    identity = session.identity
+    address = request.client.host if request.client else "unknown"
+    return acting(actor_of(identity.login, identity.psc.subject if identity.psc else None),
+                  f"HTTPS {address}")
 
 
 def create_router(web: WebContext) -> APIRouter:
@@ -78,7 +92,8 @@ def create_router(web: WebContext) -> APIRouter:
                                     "avec votre second facteur ou Pro Santé Connect.")
         login = session.identity.login
         try:
-            created = await apppasswords.create(logins, login, label)
+            with _acting(request, session):
+                created = await apppasswords.create(logins, login, label)
         except InvalidLabel as exc:
             return await page(request, session, status=400, label=label,
                               error=f"Nom de l'appareil refusé : {_french(exc)}.")
@@ -107,7 +122,10 @@ def create_router(web: WebContext) -> APIRouter:
         login = session.identity.login
         label = next((e.label for e in await logins.app_passwords(login)
                       if e.id == app_password_id), None)
-        if label is not None and await logins.revoke_app_password(login, app_password_id):
+        with _acting(request, session):
+            revoked = label is not None and await logins.revoke_app_password(
+                login, app_password_id)
+        if revoked:
             log.info("application password %d revoked for %s at the web",
                      app_password_id, login)
             session.notice = (f"Le mot de passe d'application « {label} » est révoqué : "
