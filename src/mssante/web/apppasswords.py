@@ -36,7 +36,7 @@ from mssante.store.logins import MAX_APP_PASSWORDS, AppPassword, TooManyAppPassw
 from mssante.web.context import WebContext
 from mssante.web.login import session_of, to_login
 from mssante.web.render import local_time as when
-from mssante.web.sessions import WebSession, same_token
+from mssante.web.sessions import ONCE_COOKIE, WebSession, cookie_header, same_token
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,15 @@ def create_router(web: WebContext) -> APIRouter:
     async def page(request: Request, session: WebSession, *, status: int = 200,
                    error: str = "", label: str = "") -> Response:
         entries: list[AppPassword] = await logins.app_passwords(session.identity.login)
-        once = web.sessions.take_once(session)
-        created = (once.get(_CREATED_LABEL, ""), once.get(_CREATED, ""))
-        return web.page(request, "app_passwords.html", session=session, status=status,
-                        entries=entries, when=when, error=error, label=label,
-                        created=created if created[1] else None, path_base=PATH,
-                        limit=MAX_APP_PASSWORDS)
+        once = web.sessions.take_once(session, request)
+        created = (once.get(_CREATED_LABEL, ""), once.get(_CREATED, "")) if once else ("", "")
+        response = web.page(request, "app_passwords.html", session=session, status=status,
+                            entries=entries, when=when, error=error, label=label,
+                            created=created if created[1] else None, path_base=PATH,
+                            limit=MAX_APP_PASSWORDS)
+        if once is not None:  # shown once: the browser forgets it now
+            response.headers.append("set-cookie", cookie_header(ONCE_COOKIE, "", clear=True))
+        return response
 
     @router.get(PATH)
     async def show(request: Request) -> Response:
@@ -105,10 +108,11 @@ def create_router(web: WebContext) -> APIRouter:
             return to_login()
         log.info("application password %d (%r) created for %s at the web",
                  created.entry.id, created.entry.label, login)
-        # shown once by the page the browser is sent to, never written to the database
-        web.sessions.keep_once(session, {_CREATED_LABEL: created.entry.label,
-                                         _CREATED: created.password})
-        return RedirectResponse(PATH, status_code=303)
+        # shown once by the page the browser is sent to, whichever process serves it;
+        # never written to the database (sessions.keep_once)
+        sealed = web.sessions.keep_once(session, {_CREATED_LABEL: created.entry.label,
+                                                  _CREATED: created.password})
+        return RedirectResponse(PATH, status_code=303, headers={"set-cookie": sealed})
 
     @router.post(PATH + "/{app_password_id}/revoquer")
     async def revoke(request: Request, app_password_id: int) -> Response:
