@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -37,8 +37,12 @@ OFFER = "Envoyer l'accusé de lecture"  # the button
 MDN_SENT = "$MDNSent"
 
 
+LoginAs = Callable[[str, str], httpx.Client]
+
+
 @pytest.fixture
-def login_as(environment: RunningEnvironment) -> Iterator[object]:
+def login_as(environment: RunningEnvironment) -> Iterator[LoginAs]:
+    """``login_as(login, domain)``: a client logged in to that operator's webmail."""
     opened: list[httpx.Client] = []
 
     def open_client(login: str, domain: str) -> httpx.Client:
@@ -126,7 +130,7 @@ def deliver(environment: RunningEnvironment, to: str, subject: str, *,
 
 
 def test_a_professional_is_asked_and_the_receipt_reaches_the_senders_timeline(
-        environment: RunningEnvironment, login_as) -> None:  # type: ignore[no-untyped-def]
+        environment: RunningEnvironment, login_as: LoginAs) -> None:
     dupont = login_as(DUPONT, HOSPITAL)
     martin = login_as(MARTIN, PRACTICE)
     subject = unique("Compte rendu")
@@ -172,7 +176,7 @@ def test_a_professional_is_asked_and_the_receipt_reaches_the_senders_timeline(
 
 
 def test_declining_sends_nothing_and_is_not_asked_again(
-        environment: RunningEnvironment, login_as) -> None:  # type: ignore[no-untyped-def]
+        environment: RunningEnvironment, login_as: LoginAs) -> None:
     dupont = login_as(DUPONT, HOSPITAL)
     subject = unique("Résultats")
     deliver(environment, DUPONT, subject, notify_to=MARTIN)
@@ -190,7 +194,7 @@ def test_declining_sends_nothing_and_is_not_asked_again(
 
 
 def test_a_message_marked_mdnsent_is_not_offered_and_a_forged_post_sends_nothing(
-        environment: RunningEnvironment, login_as) -> None:  # type: ignore[no-untyped-def]
+        environment: RunningEnvironment, login_as: LoginAs) -> None:
     dupont = login_as(DUPONT, HOSPITAL)
     subject = unique("Déjà répondu")
     deliver(environment, DUPONT, subject, notify_to=MARTIN, keywords=(MDN_SENT,))
@@ -213,7 +217,7 @@ def test_a_message_marked_mdnsent_is_not_offered_and_a_forged_post_sends_nothing
 
 
 def test_a_receipt_post_without_the_sessions_token_sends_nothing(
-        environment: RunningEnvironment, login_as) -> None:  # type: ignore[no-untyped-def]
+        environment: RunningEnvironment, login_as: LoginAs) -> None:
     """Cross-site request forgery: a post without the page's token neither sends the
     receipt nor marks the message."""
     dupont = login_as(DUPONT, HOSPITAL)
@@ -228,7 +232,7 @@ def test_a_receipt_post_without_the_sessions_token_sends_nothing(
 
 
 def test_a_patient_cannot_refuse_the_receipt_sent_once(
-        environment: RunningEnvironment, login_as) -> None:  # type: ignore[no-untyped-def]
+        environment: RunningEnvironment, login_as: LoginAs) -> None:
     dupont = login_as(DUPONT, HOSPITAL)
     patient = login_as(PATIENT, PATIENTS)
     subject = unique("Vos résultats")
@@ -251,7 +255,7 @@ def test_a_patient_cannot_refuse_the_receipt_sent_once(
 
 
 def test_an_integration_failure_shows_its_code_and_label(
-        environment: RunningEnvironment, login_as) -> None:  # type: ignore[no-untyped-def]
+        environment: RunningEnvironment, login_as: LoginAs) -> None:
     """The ANS KO integration receipt (processed/Error: 904^…) is an integration failure
     in the timeline, not « traité »."""
     dupont = login_as(DUPONT, HOSPITAL)

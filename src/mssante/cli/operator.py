@@ -569,7 +569,10 @@ def track(message_id: Annotated[str, typer.Argument(
             table.add_row(_when(e.at), event, e.recipient, where, e.detail)
         console.print(table)
         for recipient, state in t.recipients.items():
-            console.print(f"  {recipient}: {state}", highlight=False)
+            failure = next((e for e in reversed(t.events) if e.recipient == recipient
+                            and e.event == state and e.error_code is not None), None)
+            why = f" {failure.error_code} {failure.error_label}" if failure else ""
+            console.print(f"  {recipient}: {state}{why}", highlight=False, soft_wrap=True)
 
 
 # -- directory publications -------------------------------------------------------------
