@@ -275,8 +275,8 @@ def create_router(web: WebContext) -> APIRouter:
             receipt_sent = await send_receipt(
                 web.runtime, session.identity, chosen.address, folder.id, uid, raw, view,
                 automatic=True, client_host=request.client.host if request.client else None)
-        timeline = await shown_timeline(web.runtime, chosen.address, view) \
-            if sent_by(view, chosen.address, folder.name) else None
+        own = sent_by(view, chosen.address, folder.name)
+        timeline = await shown_timeline(web.runtime, chosen.address, view) if own else None
         conversation = await patient_conversation(web, session, chosen, view)
         author = await who_wrote(web, view) if chosen.type is MailboxType.PAT else None
         folders = await store.folders.all(chosen.address, viewer=session.identity.login)
@@ -291,7 +291,8 @@ def create_router(web: WebContext) -> APIRouter:
                         flagged="\\Flagged" in flags, in_trash=folder.special_use == TRASH_USE,
                         offer_receipt=receipt is ReadReceipt.OFFER, receipt_sent=receipt_sent,
                         receipt_answered=answered.value,
-                        receipt_to=", ".join(notify_addresses(view)), timeline=timeline)
+                        receipt_to=", ".join(notify_addresses(view)), timeline=timeline,
+                        own=own)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/pieces/{part}")
     async def piece(request: Request, address: str, folder_id: int, uid: int, part: str,
