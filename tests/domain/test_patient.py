@@ -49,3 +49,13 @@ def test_a_patient_cannot_refuse_a_read_receipt_a_professional_is_asked() -> Non
                     {"own": True}, {"may_write": False}):
         assert action(**nothing) is ReadReceipt.NONE, nothing
         assert action(patient=False, **nothing) is ReadReceipt.NONE, nothing
+
+
+def test_a_patients_read_receipt_is_no_reply_in_the_conversation() -> None:
+    dr, patient = "dr@ch-xyz.mssante.fr", "279035121518989@patient.mssante.fr"
+    given = {"envelope_from": patient, "sent_from": None, "recipients": [dr],
+             "local": [dr], "message_id": "<mdn@pat>", "in_reply_to": "<a1@x>",
+             "references": "<a1@x>", "subject": "Accusé de lecture : Bilan",
+             "mss_mes": None}
+    assert len(care_notes(**given)) == 1  # type: ignore[arg-type]
+    assert care_notes(**given, report=True) == ()  # type: ignore[arg-type]

@@ -252,6 +252,11 @@ def test_a_patient_cannot_refuse_the_receipt_sent_once(
     sent = message_url(dupont, environment, DUPONT, subject, "Sent")
     environment.wait_for(lambda: timeline_states(dupont.get(sent).text).get(PATIENT) == "lu",
                          30, "« lu » for the patient in Dupont's timeline")
+    # the receipt is no reply of the patient's in Dupont's conversation with them
+    thread = next(m.message_id for m in environment.messages(PATIENT) if m.subject == subject)
+    held = environment.runner.call(environment.service(HOSPITAL).store.care_thread_of(
+        DUPONT, PATIENT, thread))
+    assert held is not None and held.replies == 0
 
 
 def test_an_integration_failure_shows_its_code_and_label(

@@ -184,7 +184,7 @@ class CareNote:
 def care_notes(*, envelope_from: str, sent_from: str | None, recipients: Iterable[str],
                local: Iterable[str], message_id: str | None, in_reply_to: str | None,
                references: str | None, subject: str | None,
-               mss_mes: str | None) -> tuple[CareNote, ...]:
+               mss_mes: str | None, report: bool = False) -> tuple[CareNote, ...]:
     """The notes a message leaves on its professional side.
 
     - Sent from a professional mailbox of this operator (``sent_from``: submission or
@@ -193,10 +193,12 @@ def care_notes(*, envelope_from: str, sent_from: str | None, recipients: Iterabl
     - A patient's message to mailboxes of this operator: the conversation of each
       professional recipient it replies in (it never opens one: the store keeps only
       notes of conversations it knows).
-    A message without a Message-ID leaves none (nothing could name its thread).
+    A message without a Message-ID leaves none (nothing could name its thread), nor does
+    a report (``report``: a DSN or MDN of a message, such as the read receipt a patient
+    cannot refuse): it is no reply of the patient's in the conversation.
     """
     own = message_ids(message_id)
-    if not own:
+    if not own or report:
         return ()
     thread = thread_root(message_id, in_reply_to, references)
     shown = (subject or "").strip()
