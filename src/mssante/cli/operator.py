@@ -565,7 +565,9 @@ def track(message_id: Annotated[str, typer.Argument(
               help="Only the copy this mailbox sent")] = None) -> None:
     """What became of a message sent from this operator: submitted, stored here,
     relayed to the recipient's operator, deferred, failed, and the delivery (DSN) and
-    read (MDN) reports that came back, per recipient (store/receipts.py)."""
+    read (MDN) reports that came back, per recipient (store/receipts.py). An integration
+    receipt with an error code (900-906) is ``integration-failed``, its ``error`` the
+    code and label."""
     wanted = message_id.strip()
     if not wanted or any(c.isspace() for c in wanted) or "<" in wanted.strip("<>") \
             or ">" in wanted.strip("<>"):
@@ -577,19 +579,29 @@ def track(message_id: Annotated[str, typer.Argument(
     rows = [{"message_id": t.message_id, "sender": t.sender, "subject": t.subject,
              "recipients": t.recipients,
              "events": [{"time": _when(e.at), "event": e.event, "recipient": e.recipient,
-                         "detail": e.detail} for e in t.events]} for t in found]
+                         "operator": e.operator, "hop": e.hop, "detail": e.detail,
+                         "error": {"code": e.error_code, "label": e.error_label}
+                         if e.error_code is not None else None}
+                        for e in t.events]} for t in found]
     if json_out:  # one object; copies sent by other mailboxes of this operator beside it
         print_json({**rows[0], "other_copies": rows[1:]} if len(rows) > 1 else rows[0])
         return
     for t in found:
         console.print(f"{t.message_id} from {t.sender}: {t.subject or '(no subject)'}",
                       highlight=False)
-        table = Table("time", "event", "recipient", "detail")
+        table = Table("time", "event", "recipient", "operator / next hop", "detail")
         for e in t.events:
-            table.add_row(_when(e.at), e.event, e.recipient, e.detail)
+            event = f"{e.event} {e.error_code} {e.error_label}" \
+                if e.error_code is not None else e.event
+            where = (f"{e.operator} via {e.hop}" if e.hop else e.operator) \
+                if e.operator else "this operator"
+            table.add_row(_when(e.at), event, e.recipient, where, e.detail)
         console.print(table)
         for recipient, state in t.recipients.items():
-            console.print(f"  {recipient}: {state}", highlight=False)
+            failure = next((e for e in reversed(t.events) if e.recipient == recipient
+                            and e.event == state and e.error_code is not None), None)
+            why = f" {failure.error_code} {failure.error_label}" if failure else ""
+            console.print(f"  {recipient}: {state}{why}", highlight=False, soft_wrap=True)
 
 
 # -- directory publications -------------------------------------------------------------

@@ -206,13 +206,14 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
         references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
         reply_to=[m.addr_spec for m in headers.reply_to])
+    reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
+                            ) if local else ()
     care = care_notes(
         envelope_from=msg.envelope_from, sent_from=msg.sent_copy,
         recipients=[r for r, _ in msg.recipients], local=local,
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
-        references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes)
-    reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
-                            ) if local else ()
+        references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
+        report=bool(reports))
     audit_events = accepted_events(msg, local)
     # an authority's alert is marked for the recipients of this operator (domain/alerts)
     alert = is_alert(alert_header=headers.x_mss_alerte, envelope_from=msg.envelope_from,
