@@ -24,6 +24,9 @@ Implementation notes:
   and pushed as they are; any other exception becomes ``451 4.3.0`` and is logged.
 - TLS: after STARTTLS or on an implicit-TLS listener, the peer certificate (DER)
   is read from the TLS object of the transport.
+- The idle timer is never started again once the connection is lost: aiosmtpd's
+  ``connection_lost`` cancels it, and a command ending afterwards (DATA cut by the
+  peer) would start a timer whose callback finds no transport.
 """
 
 from __future__ import annotations
@@ -131,6 +134,16 @@ class MSSanteSMTP(SMTP):
         self.errors = 0  # error replies since the last message accepted
         # (checker, result) of the peer certificate check; reset by STARTTLS
         self.peer_check: tuple[object, PeerCertificate] | None = None
+        self.lost = False  # connection_lost ran: no timer any more
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.lost = True
+        super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if self.lost:  # a command that ended after the peer left
+            return
+        super()._reset_timeout(duration)
 
     # Methods, not properties: aiosmtpd's constructor walks every attribute with
     # inspect.getmembers() before the session and envelope exist.
