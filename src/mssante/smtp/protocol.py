@@ -121,7 +121,7 @@ class MSSanteSMTP(SMTP):
     """One SMTP connection."""
 
     def __init__(self, handler: Any, *, implicit_tls: bool = False, long_auth: bool = False,
-                 **kwargs: Any) -> None:
+                 delivery_ids: bool = False, **kwargs: Any) -> None:
         if long_auth:  # an AUTH line carries a bearer token (XOAUTH2, OAUTHBEARER)
             self.line_length_limit = MAX_AUTH_LINE
         super().__init__(handler, **kwargs)
@@ -130,6 +130,7 @@ class MSSanteSMTP(SMTP):
             lambda: SMTP.command_size_limit,
             {"AUTH": MAX_AUTH_LINE} if long_auth else {})
         self.implicit_tls = implicit_tls
+        self.delivery_ids = delivery_ids  # XMSS-DELIVERY accepted on RCPT (the MTA)
         self.auth_failures = 0
         self.errors = 0  # error replies since the last message accepted
         # (checker, result) of the peer certificate check; reset by STARTTLS
@@ -338,7 +339,7 @@ class MSSanteSMTP(SMTP):
             await self.push(syntaxerr)
             return
         try:
-            params = parse_rcpt_params(params_text)
+            params = parse_rcpt_params(params_text, delivery_ids=self.delivery_ids)
         except SMTPReply as exc:
             await self._push_reply(exc.reply)
             return
