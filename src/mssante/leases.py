@@ -36,21 +36,32 @@ class Leased(Protocol):
 L = TypeVar("L", bound=Leased)
 
 
+T = TypeVar("T")
+
+
+async def unstoppable(work: asyncio.Future[T]) -> T:
+    """Await ``work`` to its end even when cancelled, then re-raise the cancellation:
+    what must not stop half-way (a claim, the outcomes of a delivery)."""
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():  # a second cancellation must not cut this wait short
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({work})
+        raise
+
+
 async def claim(claiming: Coroutine[Any, Any, list[L]], claimed: set[int]) -> list[L]:
     """Run ``claiming`` to its end even when cancelled, and add the ids of what it
     claimed to ``claimed`` (which the caller gives back when it stops)."""
     task = asyncio.ensure_future(claiming)
-    try:
-        rows = await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():  # a second cancellation must not cut this wait short
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is None:
-            claimed.update(row.id for row in task.result())
-        raise
-    claimed.update(row.id for row in rows)
-    return rows
+
+    def remember(done: asyncio.Future[list[L]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            claimed.update(row.id for row in done.result())
+
+    task.add_done_callback(remember)
+    return await unstoppable(task)
 
 
 # ---------------------------------------------------------------- lease holders

@@ -82,17 +82,6 @@ def delivery_id(entry: QueueEntry) -> str:
     return f"{entry.id}.{int(entry.created_at * 1_000_000):x}.{entry.body_sha256[:16]}"
 
 
-async def _unstoppable(work: asyncio.Future[None]) -> None:
-    """Await ``work`` to its end even when cancelled (then re-raise the cancellation)."""
-    try:
-        await asyncio.shield(work)
-    except asyncio.CancelledError:
-        while not work.done():  # a second cancellation must not cut this wait short
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({work})
-        raise
-
-
 def _wants(entry: QueueEntry, what: str) -> bool:
     if "NEVER" in entry.notify:
         return False
@@ -283,7 +272,7 @@ class DeliveryWorker:
             return
         # From the next hop's answer on, the outcomes are written whatever happens to
         # this task: a stop in between would send the message again.
-        await _unstoppable(asyncio.ensure_future(
+        await leases.unstoppable(asyncio.ensure_future(
             self._settle(conn, group, rcpts, final, dsn=dsn, closing=mail.code == 421)))
 
     def _rcpt_params(self, conn: Connection, entry: QueueEntry, *, dsn: bool) -> list[str]:
