@@ -291,3 +291,29 @@ def _a_finished_pid() -> int:
     done = subprocess.Popen(["true"])
     done.wait()
     return done.pid
+
+
+async def test_a_running_process_takes_back_a_dead_holders_leases_on_its_heartbeat(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's case: several processes; one that dies is found by the others'
+    heartbeats, and its leases are due again without waiting for their end."""
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.05)
+    now = time.time()
+    (entry,) = await enqueue(store, 1, now=now - 10)
+    reclaimed = asyncio.Event()
+    beat = leases.Heartbeat(store, exclusive=False, on_reclaimed=reclaimed.set)
+    assert await beat.start() == 0
+    try:
+        await store.lease_heartbeat(holder("peer", beat=time.time()))  # another, alive
+        await store.claim_due(now=time.time(), limit=1, lease=LEASE, holder="peer")
+        await asyncio.sleep(0.3)
+        assert not reclaimed.is_set()  # a live holder keeps its leases
+        assert await store.claim_due(now=time.time(), limit=1, lease=LEASE) == []
+        # the peer stops beating: 31 s later it is taken for dead
+        await store.lease_heartbeat(holder("peer", beat=time.time() - leases.STALE_AFTER - 1))
+        await asyncio.wait_for(reclaimed.wait(), 5)
+        again = await store.claim_due(now=time.time(), limit=1, lease=LEASE)
+        assert [e.id for e in again] == [entry]
+        assert [h.id for h in await store.lease_holders()] == [beat.holder.id]
+    finally:
+        await beat.stop()
