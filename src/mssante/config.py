@@ -137,11 +137,15 @@ class QueueSettings:
     # kept for `operator queue list` before it is purged; the queue holds health data
     retention: float = 7 * 86400.0
     purge_interval: float = 3600.0  # seconds between two purges
+    # seconds the XMSS-DELIVERY identifiers other operators delivered with are kept: a
+    # retry after that is stored again; longer than any operator retries (RFC 5321
+    # §4.5.4.1 suggests giving up after 4-5 days; max_lifetime above is 5)
+    delivery_ids_kept: float = 10 * 86400.0
 
     def problems(self) -> list[tuple[str, str]]:
         out = [(name, "must be positive") for name in
                ("max_lifetime", "delay_notice_after", "poll_interval", "connect_timeout",
-                "retention", "purge_interval")
+                "retention", "purge_interval", "delivery_ids_kept")
                if getattr(self, name) <= 0]
         if self.workers < 1:
             out.append(("workers", "must be at least 1"))

@@ -21,6 +21,7 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
+from mssante import leases
 from mssante.auth import apppasswords, totp
 from mssante.auth.passwords import generate_password, hash_password
 from mssante.cli import audit, integrate
@@ -543,8 +544,14 @@ def queue_list(config: Config, json_out: Json = False,
 def queue_retry(config: Config,
                 entry: Annotated[int | None, typer.Argument(help="Entry id; all if omitted")] = None
                 ) -> None:
-    """Make queued entries (or one failed entry) due now; a running operator picks them up."""
-    count = run(with_store(config, lambda s: s.retry_now(entry, now=time.time())))
+    """Make queued entries (or one failed entry) due now; a running operator picks them up.
+    The leases of a process known dead go back first (leases.py)."""
+
+    async def retry(store: Store) -> int:
+        await leases.reclaim_dead(store, now=time.time())
+        return await store.retry_now(entry, now=time.time())
+
+    count = run(with_store(config, retry))
     console.print(f"{count} entr{'y' if count == 1 else 'ies'} due now")
 
 

@@ -172,6 +172,27 @@ class QueueEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryId:
+    """A recipient of a message another operator delivered here, named by that
+    operator's certificate DN and the identifier of its queue entry (XMSS-DELIVERY)."""
+
+    peer: str
+    delivery_id: str
+    recipient: str  # lower case
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    """A process that claims queue entries, and when it last said it was alive."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryEntry:
     """One publication waiting in the directory outbox (or refused for good)."""
 

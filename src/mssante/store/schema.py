@@ -238,8 +238,31 @@ queue = Table(
     Column("finished_at", Double),
     Column("relayed_to", Text),  # the next hop that took it (migration 0007t)
     Column("message_id", Text),  # the message's, for the audit trail (migration 0007u)
+    Column("claimed_by", Text),  # the lease_holders row holding the lease (migration 0008q)
     Index("ix_queue_due", "status", "next_attempt_at"),
     Index("ix_queue_body", "body_sha256"),
+)
+
+# migration 0008q: the processes that hold queue leases, with their heartbeat (leases.py)
+lease_holders = Table(
+    "lease_holders", metadata,
+    Column("id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("heartbeat_at", Double, nullable=False),
+)
+
+# migration 0008q: XMSS-DELIVERY, what another operator's queue entries delivered here:
+# a retry of a committed transaction is answered 250 and not stored again
+delivery_ids = Table(
+    "delivery_ids", metadata,
+    Column("peer", Text, nullable=False),  # the sending operator's certificate DN
+    Column("delivery_id", Text, nullable=False),  # its queue entry's, as it sent it
+    Column("recipient", Text, nullable=False),  # lower case
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("peer", "delivery_id", "recipient", name="pk_delivery_ids"),
+    Index("ix_delivery_ids_received", "received_at"),
 )
 
 patient_messages = Table(

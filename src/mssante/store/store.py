@@ -94,7 +94,16 @@ from mssante.domain.mailboxes import (
 from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
 from mssante.pki.names import dn_key
-from mssante.store import audit, carethreads, conversations, migrate, outbox, receipts
+from mssante.store import (
+    audit,
+    carethreads,
+    conversations,
+    deliveryids,
+    holders,
+    migrate,
+    outbox,
+    receipts,
+)
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
 from mssante.store.changes import ChangeHub
@@ -115,7 +124,9 @@ from mssante.store.models import (
     READ_WRITE,
     RIGHTS,
     Accepted,
+    DeliveryId,
     DirectoryEntry,
+    LeaseHolder,
     Mailbox,
     MailboxRole,
     MessageSummary,
@@ -632,7 +643,8 @@ class Store:
                              care: Sequence[CareNote] = (),
                              reports: Sequence[receipts.ReceiptNote] = (),
                              audit_events: Sequence[AuditEvent] = (),
-                             keywords: Sequence[str] = ()) -> Accepted:
+                             keywords: Sequence[str] = (),
+                             delivery_ids: Sequence[DeliveryId] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
@@ -645,6 +657,10 @@ class Store:
         ``audit_events``: the audit trail's entries of this acceptance (audit.py).
         ``keywords``: IMAP keywords the copies in the recipients' INBOX get (an
         authority's alert: domain/alerts.py), never the Sent copy.
+        ``delivery_ids``: the other operator's queue entries this message is for
+        (XMSS-DELIVERY), recorded in the same transaction (``deliveryids.py``); when a
+        transaction committed meanwhile recorded some of them, nothing is written and
+        Replayed is raised.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -660,7 +676,7 @@ class Store:
                             now=now, sent=sent.lower() if sent else None, patient=patient,
                             care=tuple(care), reports=tuple(reports),
                             audit=tuple(audit_events) if self.audit_enabled else (),
-                            keywords=tuple(keywords))
+                            keywords=tuple(keywords), delivery_ids=tuple(delivery_ids))
         if (not delivery.local and not delivery.remote and not delivery.sent
                 and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
@@ -758,9 +774,11 @@ class Store:
 
     # ----------------------------------------------------------------- queue
 
-    async def claim_due(self, *, now: float, limit: int, lease: float) -> list[QueueEntry]:
-        """Lease up to ``limit`` due entries until ``now + lease``; never the same entry
-        to two claimers. Ordered by next_attempt_at."""
+    async def claim_due(self, *, now: float, limit: int, lease: float,
+                        holder: str | None = None) -> list[QueueEntry]:
+        """Lease up to ``limit`` due entries until ``now + lease`` to ``holder`` (a
+        lease_holders id); never the same entry to two claimers. Ordered by
+        next_attempt_at."""
         if limit <= 0:
             return []
         due = (select(queue.c.id)
@@ -771,13 +789,14 @@ class Store:
                .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
         async with self.tx.write(writes_first=True) as conn:
             rows = await conn.execute(update(queue).where(queue.c.id.in_(due))
-                                      .values(claimed_until=now + lease)
+                                      .values(claimed_until=now + lease, claimed_by=holder)
                                       .returning(*queue.c))
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
     async def claim_companions(self, first: QueueEntry, domain: str, *, now: float,
-                               limit: int, lease: float) -> list[QueueEntry]:
+                               limit: int, lease: float,
+                               holder: str | None = None) -> list[QueueEntry]:
         """Lease up to ``limit`` more due entries of ``first``'s message (body, sender,
         ENVID, RET) to recipients at ``domain``: they travel in ``first``'s
         transaction (an alert's thousands of recipients at one operator)."""
@@ -795,7 +814,7 @@ class Store:
                .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
         async with self.tx.write(writes_first=True) as conn:
             rows = await conn.execute(update(queue).where(c.id.in_(due))
-                                      .values(claimed_until=now + lease)
+                                      .values(claimed_until=now + lease, claimed_by=holder)
                                       .returning(*c))
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: e.id)
@@ -807,7 +826,41 @@ class Store:
         async with self.tx.write() as conn:
             await conn.execute(update(queue)
                                .where(queue.c.id.in_(list(entry_ids)), queue.c.status == QUEUED)
-                               .values(claimed_until=0.0))
+                               .values(claimed_until=0.0, claimed_by=None))
+
+    async def lease_heartbeat(self, holder: LeaseHolder) -> None:
+        """``holder`` is alive at ``holder.heartbeat_at`` (leases.py)."""
+        async with self.tx.write(writes_first=True) as conn:
+            await holders.beat(conn, holder, postgresql=self._pg)
+
+    async def lease_holders(self) -> list[LeaseHolder]:
+        async with self.tx.read() as conn:
+            return await holders.read(conn)
+
+    async def release_holders(self, holder_ids: Sequence[str]) -> int:
+        """Give back the leases of dead holders; returns how many went back."""
+        if not holder_ids:
+            return 0
+        async with self.tx.write(writes_first=True) as conn:
+            return await holders.release(conn, holder_ids)
+
+    async def release_all_holders_but(self, holder_id: str) -> int:
+        """Give back every lease but ``holder_id``'s: the start of the one process that
+        claims, on SQLite."""
+        async with self.tx.write(writes_first=True) as conn:
+            return await holders.release_all_but(conn, holder_id)
+
+    async def stored_deliveries(self, ids: Sequence[DeliveryId]) -> set[DeliveryId]:
+        """Those of ``ids`` (XMSS-DELIVERY) a committed message was stored for."""
+        if not ids:
+            return set()
+        async with self.tx.read() as conn:
+            return await deliveryids.stored(conn, ids)
+
+    async def purge_delivery_ids(self, *, before: float) -> int:
+        """Forget the XMSS-DELIVERY identifiers received before ``before``."""
+        async with self.tx.write(writes_first=True) as conn:
+            return await deliveryids.purge(conn, before=before)
 
     async def mark_delivered(self, entry_id: int, *, now: float, relay: str = "") -> None:
         """Delivered to the next hop ``relay`` (kept for the message's timeline)."""
@@ -925,6 +978,16 @@ class Store:
             if (await conn.execute(select(queue.c.id).where(queue.c.id == entry_id))).first():
                 return 0
             raise NotFound(f"no queue entry {entry_id}")
+
+    async def retry_domain(self, domain: str, *, now: float) -> int:
+        """Make the queued entries for ``domain`` due now (its next hop answers again);
+        returns how many were waiting."""
+        async with self.tx.write(writes_first=True) as conn:
+            result = await conn.execute(update(queue).where(
+                queue.c.status == QUEUED, queue.c.next_attempt_at > now,
+                func.lower(queue.c.recipient).endswith("@" + domain.lower(), autoescape=True))
+                .values(next_attempt_at=now))
+            return int(result.rowcount)
 
     async def delete_queue_entry(self, entry_id: int) -> None:
         async with self.tx.write(writes_first=True) as conn:
