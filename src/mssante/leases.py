@@ -69,8 +69,10 @@ async def claim(claiming: Coroutine[Any, Any, list[L]], claimed: set[int]) -> li
 # A lease names its holder (``queue.claimed_by``), a process that writes its heartbeat
 # every HEARTBEAT_SECONDS (``lease_holders``). A holder is dead when its heartbeat is
 # older than STALE_AFTER, or at once when it ran on this machine and its process is
-# gone; its leases then go back to the queue without waiting for their end. On SQLite
-# one process claims: at its start every other holder's lease goes back.
+# gone; its leases then go back to the queue without waiting for their end. This holds
+# on both engines: several workers of one operator claim from one SQLite file too
+# (environment/workers.py), and a worker started again after a crash finds its
+# predecessor's pid gone and takes its leases back at once.
 
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER = 30.0  # six heartbeats missed
@@ -80,7 +82,7 @@ class HolderStore(Protocol):
     async def lease_heartbeat(self, holder: LeaseHolder) -> None: ...
     async def lease_holders(self) -> list[LeaseHolder]: ...
     async def release_holders(self, holder_ids: Sequence[str]) -> int: ...
-    async def release_all_holders_but(self, holder_id: str) -> int: ...
+    async def release_orphan_leases(self) -> int: ...
 
 
 def new_holder(now: float) -> LeaseHolder:
@@ -116,25 +118,21 @@ async def reclaim_dead(store: HolderStore, *, now: float, me: str | None = None)
 class Heartbeat:
     """This process's heartbeat, and the reclaim of dead holders' leases on each beat.
 
-    ``start`` registers the holder and reclaims at once (``exclusive``: the only
-    process claiming, every other holder's leases); ``on_reclaimed`` is called when
-    leases went back. ``stop`` forgets the holder, once its claims are given back.
+    ``start`` registers the holder and reclaims at once the leases of dead holders and
+    those no holder holds; ``on_reclaimed`` is called when leases went back. ``stop``
+    forgets the holder, once its claims are given back.
     """
 
-    def __init__(self, store: HolderStore, *, exclusive: bool,
-                 on_reclaimed: Callable[[], None]) -> None:
+    def __init__(self, store: HolderStore, *, on_reclaimed: Callable[[], None]) -> None:
         self.store = store
-        self.exclusive = exclusive
         self.holder = new_holder(time.time())
         self.on_reclaimed = on_reclaimed
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         await self.store.lease_heartbeat(self.holder)
-        if self.exclusive:
-            released = await self.store.release_all_holders_but(self.holder.id)
-        else:
-            released = await reclaim_dead(self.store, now=time.time(), me=self.holder.id)
+        released = await reclaim_dead(self.store, now=time.time(), me=self.holder.id)
+        released += await self.store.release_orphan_leases()
         if released:
             log.info("%d queue leases of a stopped process taken back", released)
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -103,8 +103,7 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(settings.workers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: set[int] = set()  # entries leased by this worker, not yet settled
-        self.heartbeat = leases.Heartbeat(ctx.store, exclusive=not ctx.store.tx.postgresql,
-                                          on_reclaimed=self.wake)
+        self.heartbeat = leases.Heartbeat(ctx.store, on_reclaimed=self.wake)
         self.backoff = HopBackoff(settings.retry_delays)
 
     def wake(self) -> None:

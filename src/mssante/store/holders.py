@@ -44,12 +44,13 @@ async def release(conn: AsyncConnection, holder_ids: Sequence[str]) -> int:
     return int(result.rowcount)
 
 
-async def release_all_but(conn: AsyncConnection, holder_id: str) -> int:
-    """Give back every lease not held by ``holder_id`` and forget the other holders: the
-    start of the only process that claims (SQLite)."""
+async def release_orphans(conn: AsyncConnection) -> int:
+    """Give back the leases no known holder holds: claimed before holders were named
+    (migration 0008q), or by a holder already forgotten. A live holder always has its
+    row (it beats before it claims, and beats its row back if it was taken for dead)."""
     result = await conn.execute(update(queue).where(
         queue.c.status == QUEUED, queue.c.claimed_until > 0.0,
-        or_(queue.c.claimed_by.is_(None), queue.c.claimed_by != holder_id))
+        or_(queue.c.claimed_by.is_(None),
+            queue.c.claimed_by.not_in(select(lease_holders.c.id))))
         .values(claimed_until=0.0, claimed_by=None))
-    await conn.execute(delete(lease_holders).where(lease_holders.c.id != holder_id))
     return int(result.rowcount)

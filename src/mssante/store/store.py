@@ -844,11 +844,10 @@ class Store:
         async with self.tx.write(writes_first=True) as conn:
             return await holders.release(conn, holder_ids)
 
-    async def release_all_holders_but(self, holder_id: str) -> int:
-        """Give back every lease but ``holder_id``'s: the start of the one process that
-        claims, on SQLite."""
+    async def release_orphan_leases(self) -> int:
+        """Give back the leases no known holder holds (holders.release_orphans)."""
         async with self.tx.write(writes_first=True) as conn:
-            return await holders.release_all_but(conn, holder_id)
+            return await holders.release_orphans(conn)
 
     async def stored_deliveries(self, ids: Sequence[DeliveryId]) -> set[DeliveryId]:
         """Those of ``ids`` (XMSS-DELIVERY) a committed message was stored for."""
