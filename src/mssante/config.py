@@ -34,6 +34,7 @@ from mssante.files import private_dir
 ENV_PREFIX = "MSSANTE_"
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024  # MSSanté: over 25 MB is refused
 MAX_PROCESSES = 256  # operator.processes
+DEFAULT_MAX_PROCESSES = 8  # operator.processes = 0 on a machine with more cores
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +70,16 @@ class OperatorSettings:
     # mailboxes of health authorities (domain/alerts.py): a message of theirs with the
     # X-MSS-ALERTE header is stored with the $Alerte keyword; from anyone else, not
     alert_authorities: list[str] = field(default_factory=list)
-    # processes serving the operator (environment/workers.py): 0, one per core
+    # processes serving the operator (environment/workers.py): 0, one per core (at most
+    # DEFAULT_MAX_PROCESSES: each holds its own database connections)
     processes: int = 0
 
     @property
     def process_count(self) -> int:
-        """How many processes serve: ``processes``, or the cores this process may use."""
-        return self.processes or max(1, len(os.sched_getaffinity(0)))
+        """How many processes serve: ``processes``, or one per core this process may
+        use, at most ``DEFAULT_MAX_PROCESSES``."""
+        cores = len(os.sched_getaffinity(0))
+        return self.processes or max(1, min(cores, DEFAULT_MAX_PROCESSES))
 
     @property
     def totp_key_path(self) -> Path:
