@@ -50,6 +50,8 @@ class Session(Protocol):
 
     def mailbox_arg(self, token: Token) -> str: ...
 
+    def enable_condstore(self) -> None: ...
+
     async def place(self, name: str) -> tuple[Place, str]: ...
 
 _WILDCARD_RUN = re.compile(r"[*%]{2,}")
@@ -259,7 +261,7 @@ async def _status_line(session: Session, name: str, items: Iterable[str]) -> byt
               "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted,
               "APPENDLIMIT": session.append_limit}  # RFC 7889 §3.1: the same everywhere
     if "HIGHESTMODSEQ" in items:
-        session.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+        session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{item} {values[item]}" for item in items)
     return (b"* STATUS " + wire.mailbox_name(name, session.utf8) + b" (" + body.encode() +
             b")\r\n")

@@ -320,6 +320,21 @@ class Session:
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 §3.1): from now on FETCH responses
+        carry MODSEQ; the first one issued while a mailbox is selected also reports
+        that mailbox's HIGHESTMODSEQ (``* OK [HIGHESTMODSEQ n]``, §3.1.2.1), which the
+        client had no reason to read from SELECT."""
+        if self.condstore:
+            return
+        self.enabled.add("CONDSTORE")
+        self._condstore_enabled()
+
+    def _condstore_enabled(self) -> None:
+        if self.selected is not None:
+            self.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n"
+                       % self.selected.snapshot.folder.highestmodseq)
+
     def greeting(self) -> bytes:
         return b"* OK [CAPABILITY " + self.capabilities().encode() + b"] MSSante IMAP ready\r\n"
 
@@ -530,6 +545,7 @@ class Session:
         if not args:
             raise bad("ENABLE takes capability names")
         done: list[str] = []
+        had_condstore = self.condstore
         for arg in args:
             name = _atom(arg).upper()
             if name in ("CONDSTORE", "QRESYNC", "IMAP4REV2") and name not in self.enabled:
@@ -538,6 +554,8 @@ class Session:
                     self.enabled.add("CONDSTORE")
                 done.append({"IMAP4REV2": "IMAP4rev2"}.get(name, name))
         self.write(b"* ENABLED" + b"".join(b" " + n.encode() for n in done) + b"\r\n")
+        if self.condstore and not had_condstore:
+            self._condstore_enabled()
         self.ok(tag, "ENABLE completed")
 
     async def cmd_NAMESPACE(self, tag: str, args: list[Token]) -> None:
@@ -893,7 +911,7 @@ class Session:
         if len(args) == 3:
             changed_since, vanished = self._fetch_modifiers(args[2], uid_mode)
         if request.modseq or changed_since is not None:
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if not uid_mode:
             await self.announce(allow_expunge=False)
         snapshot = selected.snapshot
@@ -1067,7 +1085,7 @@ class Session:
             if len(modifier) != 2 or _atom(modifier[0]).upper() != "UNCHANGEDSINCE":
                 raise bad("the STORE modifier is (UNCHANGEDSINCE n)")
             unchanged_since = _number(modifier[1])
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if len(args) != 3:
             raise bad("STORE takes a sequence set, an item and flags")
         item = _atom(args[1]).upper()
@@ -1160,7 +1178,7 @@ class Session:
         selected = self._selected()
         program = searching.parse_search(args)  # a SearchError is a Reply
         if program.has_modseq:
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if not uid_mode:
             await self.announce(allow_expunge=False)
         snapshot = selected.snapshot
@@ -1169,9 +1187,9 @@ class Session:
                 snapshot.uids, uids, saved=self.saved, strict=False)])
         matched = await self._evaluate(selected, snapshot, program)
         results = [uid if uid_mode else i + 1 for i, uid in matched]
-        top = max((self._flags_of(selected, i)[1] for i, _ in matched), default=None) \
-            if program.has_modseq else None
         returns = program.returns
+        top = self._search_modseq(selected, matched, returns) \
+            if program.has_modseq else None
         if returns is not None and "SAVE" in returns:
             kept = searching.saved_result([uid for _, uid in matched], returns)
             self.saved = kept
@@ -1182,6 +1200,20 @@ class Session:
         else:
             self.write(searching.esearch_response(tag, uid_mode, results, returns, top))
         self.ok(tag, "SEARCH completed")
+
+    def _search_modseq(self, selected: Selected, matched: list[tuple[int, int]],
+                       returns: frozenset[str] | None) -> int | None:
+        """The MODSEQ a SEARCH with a MODSEQ key reports: the highest of the messages
+        its answer names (RFC 7162 §3.1.6), so with RETURN (MIN) or (MAX) alone that of
+        the lowest or highest match, with both the higher of the two (RFC 7162
+        §3.1.10, RFC 4731 §3.1)."""
+        if not matched:
+            return None
+        shown = matched
+        if returns is not None and returns & {"MIN", "MAX"} and not returns & {"ALL", "COUNT"}:
+            shown = ([matched[0]] if "MIN" in returns else []) + \
+                ([matched[-1]] if "MAX" in returns else [])
+        return max(self._flags_of(selected, i)[1] for i, _ in shown)
 
     async def _evaluate(self, selected: Selected, snapshot: Snapshot,
                         program: searching.SearchProgram) -> list[tuple[int, int]]:
@@ -1409,16 +1441,20 @@ class Session:
         return place, rights_for(access)
 
     def mailbox_arg(self, token: Token) -> str:
+        """A mailbox name as the client wrote it (modified UTF-7, or UTF-8 once
+        IMAP4rev2 is enabled). A name that cannot be decoded is a well-formed
+        argument naming no mailbox: NO [CANNOT], not BAD, which RFC 9051 §7.1.3 (RFC
+        3501 §7.1.3) keeps for commands that are not understood."""
         raw = _bytes(token)
         if self.utf8:
             try:
                 return raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise bad("mailbox names are UTF-8") from exc
+                raise no("Invalid mailbox name: not UTF-8", "CANNOT") from exc
         try:
             return mutf7.decode(raw)
         except ValueError as exc:
-            raise bad(f"bad mailbox name: {exc}") from exc
+            raise no(f"Invalid mailbox name: {exc}", "CANNOT") from exc
 
     def _selected(self) -> Selected:
         if self.selected is None:

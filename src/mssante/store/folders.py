@@ -753,9 +753,9 @@ class FolderStore:
                    move: bool = False) -> tuple[int, list[int], list[int]]:
         """COPY or MOVE (RFC 6851) the messages with ``uids`` to another folder,
         keeping flags and INTERNALDATE; returns (target UIDVALIDITY, source UIDs,
-        target UIDs) for COPYUID (RFC 4315 §3)."""
-        if target_id == folder_id and move:
-            raise PolicyViolation("a message cannot be moved into its own folder")
+        target UIDs) for COPYUID (RFC 4315 §3). A MOVE into the messages' own folder
+        gives them new UIDs, the old ones expunged (RFC 6851 §3.1: a MOVE is a COPY, then
+        an expunge of the originals; it is no error)."""
         async with self._tx.write() as conn:
             for fid in sorted({folder_id, target_id}):  # in id order: no deadlock
                 await self._lock_folder(conn, fid)

@@ -1,0 +1,208 @@
+"""Behaviours an independent IMAP conformance run (the same scripts against the
+operator and against Dovecot) found wrong, each driven through a real client
+(imaplib, or a raw socket where imaplib hides what matters) against the running
+operator, with the RFC section that decides it.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+import time
+from typing import Any
+
+from tests.imap.conftest import HOSPITAL, fresh_person, login, tls_context
+from tests.imap.test_imap_server import Raw, appended_uid, mail, ok, untagged
+
+
+def _append(client: imaplib.IMAP4, folder: str, raw: bytes, flags: str | None = None) -> int:
+    return appended_uid(ok(client.append(folder, flags, None, raw)))[1]
+
+
+# --- mailbox names ---------------------------------------------------------------------
+
+
+def test_an_invalid_mailbox_name_is_no_not_bad(environment: Any) -> None:
+    """RFC 3501 §7.1.3 / RFC 9051 §7.1.3: BAD is for a command the server did not
+    understand; a well-formed name that cannot be a mailbox is NO [CANNOT]."""
+    client = login(environment, fresh_person(environment))
+    try:
+        for name in ('"&Jjo"', '"&ZZZ-"', '"a*b"', '"a//b"', '"Projets%"'):
+            typ, data = client._simple_command("CREATE", name)
+            assert typ == "NO", (name, typ, data)
+        typ, data = client._simple_command("SELECT", '"&Jjo"')
+        assert typ == "NO" and b"[CANNOT]" in data[-1], data
+    finally:
+        client.logout()
+
+
+# --- FETCH ---------------------------------------------------------------------------------
+
+
+def test_header_fields_echo_the_section_as_asked(environment: Any) -> None:
+    """RFC 3501 §7.4.2 (RFC 9051 §7.5.2): the response names the section the client
+    asked for, a field named twice included, so that the client finds its answer."""
+    raw = Raw(environment)
+    try:
+        account = fresh_person(environment)
+        raw.login(account)
+        client = login(environment, account)
+        _append(client, "INBOX", mail("twice"))
+        client.logout()
+        raw.command(b"s1", b"SELECT INBOX")
+        reply = raw.command(b"f1", b"FETCH 1 (BODY.PEEK[HEADER.FIELDS (FROM FROM)])")
+        assert reply[0].startswith(b"* 1 FETCH (BODY[HEADER.FIELDS (FROM FROM)] {"), reply
+    finally:
+        raw.close()
+
+
+# --- SEARCH --------------------------------------------------------------------------------
+
+
+def test_search_from_finds_an_address_written_with_comments(environment: Any) -> None:
+    """RFC 5322 §3.4.1: an addr-spec may carry comments and folding white space
+    around its parts (CFWS); SEARCH FROM (RFC 3501 §6.4.4) looks for the address."""
+    client = login(environment, fresh_person(environment))
+    try:
+        bodies = [b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: x@domain.org\r\n"
+                  b"Subject: cfws\r\n\r\nbody\r\n",
+                  b"From: user-from@domain.org (RealFrom)\r\nSubject: old\r\n\r\nbody\r\n",
+                  b"From: other@domain.org\r\nSubject: other\r\n\r\nbody\r\n"]
+        for body in bodies:
+            _append(client, "INBOX", body)
+        ok(client.select("INBOX"))
+        assert ok(client.search(None, "FROM", "user-from@domain.org")) == [b"1 2"]
+        assert ok(client.search(None, "FROM", "ser-fro")) == [b"1 2"]
+    finally:
+        client.logout()
+
+
+# --- MOVE ----------------------------------------------------------------------------------
+
+
+def test_move_into_the_selected_folder_gives_new_uids(environment: Any) -> None:
+    """RFC 6851 §3.1: MOVE is a COPY then an expunge of the originals, into any folder,
+    the selected one included: COPYUID (RFC 4315 §3) first, then the EXPUNGE, then the
+    EXISTS of the copy."""
+    raw = Raw(environment)
+    try:
+        account = fresh_person(environment)
+        raw.login(account)
+        client = login(environment, account)
+        first = _append(client, "INBOX", mail("stays"))
+        moved = _append(client, "INBOX", mail("moves"))
+        client.logout()
+        select = raw.command(b"s1", b"SELECT INBOX")
+        uidvalidity = next(re.search(rb"UIDVALIDITY (\d+)", line).group(1)  # type: ignore[union-attr]
+                           for line in select if b"UIDVALIDITY" in line)
+        reply = raw.command(b"m1", b"MOVE 2 INBOX")
+        assert reply[0] == b"* OK [COPYUID %s %d %d] Moved" % (uidvalidity, moved, moved + 1), reply
+        assert reply[1:3] == [b"* 2 EXPUNGE", b"* 2 EXISTS"], reply
+        assert reply[-1].startswith(b"m1 OK"), reply
+        reply = raw.command(b"f1", b"UID FETCH 1:* (UID)")
+        assert [line for line in reply if line.startswith(b"* ")] == [
+            b"* 1 FETCH (UID %d)" % first, b"* 2 FETCH (UID %d)" % (moved + 1)], reply
+    finally:
+        raw.close()
+
+
+# --- CONDSTORE -----------------------------------------------------------------------------
+
+
+def test_the_first_condstore_enabling_command_reports_highestmodseq(environment: Any) -> None:
+    """RFC 7162 §3.1: FETCH of MODSEQ (like STORE UNCHANGEDSINCE, SEARCH MODSEQ, STATUS
+    HIGHESTMODSEQ, ENABLE CONDSTORE) is a CONDSTORE enabling command; the first one
+    with a mailbox selected sends the mailbox's HIGHESTMODSEQ (§3.1.2.1), the next ones
+    do not."""
+    raw = Raw(environment)
+    try:
+        account = fresh_person(environment)
+        raw.login(account)
+        client = login(environment, account)
+        _append(client, "INBOX", mail("one"))
+        client.logout()
+        select = raw.command(b"s1", b"SELECT INBOX")
+        highest = next(line for line in select if b"HIGHESTMODSEQ" in line)
+        reply = raw.command(b"f1", b"FETCH 1 (MODSEQ)")
+        assert reply[0] == highest, reply
+        assert re.fullmatch(rb"\* 1 FETCH \(UID \d+ MODSEQ \(\d+\)\)|\* 1 FETCH \(MODSEQ \(\d+\)\)",
+                            reply[1]), reply
+        again = raw.command(b"f2", b"FETCH 1 (MODSEQ)")
+        assert not any(b"HIGHESTMODSEQ" in line for line in again), again
+    finally:
+        raw.close()
+
+
+def test_search_min_or_max_reports_the_modseq_of_that_message(environment: Any) -> None:
+    """RFC 7162 §3.1.10 with RFC 4731 §3.1: RETURN (MIN) or (MAX) with a MODSEQ key
+    gives the mod-sequence of the message returned, not the highest of all matches."""
+    client = login(environment, fresh_person(environment))
+    try:
+        for n in range(4):
+            _append(client, "INBOX", mail(f"m{n}"))
+        ok(client.select("INBOX"))
+        modseq = {}
+        for seq in (1, 3, 2, 4):  # each STORE takes a new MODSEQ: 2 is the highest of 1:3
+            ok(client.store(str(seq), "+FLAGS", "(\\Seen)"))
+            data = ok(client.fetch(str(seq), "(MODSEQ)"))
+            found = re.search(rb"MODSEQ \((\d+)\)", data[0])
+            assert found is not None, data
+            modseq[seq] = int(found.group(1))
+
+        def esearch(returns: str) -> bytes:
+            typ, data = client._simple_command(
+                "SEARCH", f'RETURN ({returns}) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+            assert typ == "OK", data
+            return untagged(client, "ESEARCH")[0]
+
+        assert esearch("MIN").endswith(b"MIN 1 MODSEQ %d" % modseq[1])
+        assert esearch("MAX").endswith(b"MAX 3 MODSEQ %d" % modseq[3])
+        assert esearch("MIN MAX").endswith(b"MIN 1 MAX 3 MODSEQ %d" % max(modseq[1], modseq[3]))
+        assert esearch("").endswith(b"ALL 1:3 MODSEQ %d" % modseq[2])
+    finally:
+        client.logout()
+
+
+# --- LOGOUT --------------------------------------------------------------------------------
+
+
+def _logout_closes_promptly(sock: ssl.SSLSocket) -> float:
+    """Send LOGOUT, read BYE and the tagged OK, then how long until the server closes
+    the TCP connection, the client never answering TLS's close_notify."""
+    sock.sendall(b"z1 LOGOUT\r\n")
+    received = b""
+    while b"z1 OK" not in received:
+        received += sock.recv(4096)
+    assert b"* BYE" in received, received
+    start = time.monotonic()
+    # the TCP stream under TLS, read past the TLS layer (which would stop at the
+    # close_notify): its end is the server closing the connection
+    with socket.fromfd(sock.fileno(), socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.settimeout(5.0)
+        while tcp.recv(4096):
+            pass
+    return time.monotonic() - start
+
+
+def test_logout_closes_the_connection_without_waiting_for_the_client(environment: Any
+                                                                     ) -> None:
+    """RFC 9051 §6.1.3 (RFC 3501 §6.1.3): after LOGOUT's BYE and tagged OK the server
+    closes the connection; a client that does not answer TLS's close_notify (RFC 8446
+    §6.1 lets the closing side go without waiting) must not hold it open."""
+    account = fresh_person(environment)
+    endpoint = environment.operator(HOSPITAL)["imaps"]
+    sock = tls_context(environment).wrap_socket(
+        socket.create_connection((endpoint["host"], endpoint["port"]), timeout=10),
+        server_hostname=endpoint["host"])
+    try:
+        received = sock.recv(4096)
+        assert received.startswith(b"* OK"), received
+        sock.sendall(f'l1 LOGIN "{account.login}" "{account.password}"\r\n'.encode())
+        while b"l1 OK" not in received:
+            received += sock.recv(4096)
+        elapsed = _logout_closes_promptly(sock)
+        assert elapsed < 1.0, f"the server held the connection {elapsed:.1f} s"
+    finally:
+        sock.close()
