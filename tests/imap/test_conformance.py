@@ -206,3 +206,44 @@ def test_logout_closes_the_connection_without_waiting_for_the_client(environment
         assert elapsed < 1.0, f"the server held the connection {elapsed:.1f} s"
     finally:
         sock.close()
+
+
+# --- FLAGS ---------------------------------------------------------------------------------
+
+
+def test_a_new_keyword_is_announced_before_the_fetch_that_shows_it(environment: Any) -> None:
+    """RFC 3501 §7.2.6 (RFC 9051 §7.3.5): FLAGS lists the flags of the mailbox; a keyword
+    set on a message comes with a new FLAGS (and PERMANENTFLAGS) before the FETCH that
+    shows it, to the session that set it and to every other that has the mailbox
+    selected; a later SELECT lists it at once."""
+    account = fresh_person(environment)
+    setter, other = Raw(environment), Raw(environment)
+    try:
+        client = login(environment, account)
+        _append(client, "INBOX", mail("keyword"))
+        client.logout()
+        for raw in (setter, other):
+            raw.login(account)
+            select = raw.command(b"s1", b"SELECT INBOX")
+            assert b"$Projet" not in b"".join(select), select
+        reply = setter.command(b"k1", b"STORE 1 +FLAGS ($Projet)")
+        assert reply[0].startswith(b"* FLAGS (") and b" $Projet)" in reply[0], reply
+        assert reply[1].startswith(b"* OK [PERMANENTFLAGS (") and b"$Projet \\*)]" in reply[1]
+        assert reply[2].startswith(b"* 1 FETCH (") and b"$Projet" in reply[2], reply
+        deadline = time.monotonic() + 10
+        while True:
+            reply = other.command(b"n1", b"NOOP")
+            if len(reply) > 1:
+                break
+            assert time.monotonic() < deadline, "the other session never heard of it"
+            time.sleep(0.1)
+        assert reply[0].startswith(b"* FLAGS (") and b"$Projet" in reply[0], reply
+        assert reply[1].startswith(b"* OK [PERMANENTFLAGS (") and b"$Projet" in reply[1], reply
+        assert reply[2].startswith(b"* 1 FETCH (") and b"$Projet" in reply[2], reply
+        again = other.command(b"n2", b"STORE 1 +FLAGS ($Projet \\Seen)")
+        assert not any(line.startswith(b"* FLAGS") for line in again), again  # known already
+        select = other.command(b"s2", b"SELECT INBOX")
+        assert select[0].startswith(b"* FLAGS (") and b"$Projet" in select[0], select
+    finally:
+        setter.close()
+        other.close()

@@ -105,6 +105,7 @@ _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
 # RFC 9051 §7.1: FLAGS names the keywords the server sets itself too: $Alerte marks
 # an authority's health alert (domain/alerts.py), set at delivery
 ANNOUNCED_FLAGS = (*SYSTEM_FLAGS, ALERT_KEYWORD)
+_ANNOUNCED_LOWER = frozenset(flag.lower() for flag in ANNOUNCED_FLAGS)
 FETCH_BATCH = 200  # messages whose metadata (body hash, size, date) is loaded per query
 SEARCH_BATCH = 20_000  # messages whose metadata a SEARCH loads per query
 FLAGS_BATCH = 20_000  # FETCH responses of flags only rendered at once
@@ -266,6 +267,7 @@ class Selected:
     read_only: bool
     snapshot: Snapshot
     overlay: dict[int, tuple[str, int]] = field(default_factory=dict)  # uid -> flags, modseq
+    keywords: dict[str, str] = field(default_factory=dict)  # announced by FLAGS: lower -> as set
     pending: bool = False  # a change was notified
     held_back: bool = False  # expunges wait for a command that may send them
     follower: Callable[[], None] = lambda: None  # what the cache calls on a change
@@ -597,9 +599,8 @@ class Session:
         self.selected = selected
         self.state = State.SELECTED
         folder = snapshot.folder
-        self.write(b"* FLAGS (" + " ".join(ANNOUNCED_FLAGS).encode() + b")\r\n")
-        permanent = "" if selected.read_only else " ".join(ANNOUNCED_FLAGS) + " \\*"
-        self.write(b"* OK [PERMANENTFLAGS (" + permanent.encode() + b")] Flags permitted\r\n")
+        self._new_keywords(selected, set(snapshot.flags))
+        self.write(self._flags_announcement(selected))
         self.write(b"* %d EXISTS\r\n" % len(snapshot.uids))
         if not self.utf8:
             self.write(b"* 0 RECENT\r\n")
@@ -1105,6 +1106,8 @@ class Session:
             selected.folder_id, uids, modes[base], flags, unchanged_since=unchanged_since)
         for uid, new_flags, modseq in changed:
             selected.overlay[uid] = (new_flags, modseq)
+        if self._new_keywords(selected, (f for _, f, _ in changed)):
+            self.write(self._flags_announcement(selected))  # before the FETCH showing them
         report = set() if silent and not self.condstore else {u for u, _, _ in changed}
         if not silent:  # RFC 9051 §6.4.6: the flags of every message named
             report |= set(uids) - set(modified)
@@ -1335,6 +1338,8 @@ class Session:
         if new is old or selected.held_back:
             return
         out: list[bytes] = []
+        if self._new_keywords(selected, (flags for _, flags, _ in delta.changed)):
+            out.append(self._flags_announcement(selected))  # RFC 3501 §7.2.6
         if delta.expunged:
             if self.qresync:
                 out.append(b"* VANISHED " + format_uid_set(delta.expunged).encode() + b"\r\n")
@@ -1360,6 +1365,32 @@ class Session:
         top = new.folder.highestmodseq
         selected.overlay = {u: v for u, v in selected.overlay.items() if v[1] > top}
         self.write(b"".join(out))
+
+    @staticmethod
+    def _new_keywords(selected: Selected, flag_texts: Iterable[str]) -> bool:
+        """Add the keywords of ``flag_texts`` (each a message's flags) that the session
+        has not announced yet; whether there was any."""
+        known = selected.keywords
+        found = False
+        for text in flag_texts:
+            for flag in text.split():
+                if flag[0] != "\\" and flag.lower() not in known \
+                        and flag.lower() not in _ANNOUNCED_LOWER:
+                    known[flag.lower()] = flag
+                    found = True
+        return found
+
+    @staticmethod
+    def _flags_announcement(selected: Selected) -> bytes:
+        """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, RFC 9051 §7.3.5): the flags and
+        keywords of the mailbox. Sent at SELECT, and again before the first response
+        that shows a keyword the session has not been told of (set by this session,
+        another one, or a delivery), so that a client never meets a flag outside the
+        FLAGS it knows."""
+        flags = " ".join((*ANNOUNCED_FLAGS, *sorted(selected.keywords.values())))
+        permanent = "" if selected.read_only else flags + " \\*"
+        return (b"* FLAGS (" + flags.encode() + b")\r\n* OK [PERMANENTFLAGS (" +
+                permanent.encode() + b")] Flags permitted\r\n")
 
     def _lower_highestmodseq(self) -> None:
         """QRESYNC (RFC 7162; RFC 5162's verified errata 1810): while expunges are held
