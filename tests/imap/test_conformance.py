@@ -247,3 +247,72 @@ def test_a_new_keyword_is_announced_before_the_fetch_that_shows_it(environment: 
     finally:
         setter.close()
         other.close()
+
+
+# --- subscriptions ---------------------------------------------------------------------
+
+
+def _lines(raw: Raw, tag: bytes, command: bytes) -> list[bytes]:
+    reply = raw.command(tag, command)
+    assert reply[-1].startswith(tag + b" OK"), reply
+    return reply[:-1]
+
+
+def test_subscriptions_are_names_that_outlive_their_mailbox(environment: Any) -> None:
+    """RFC 3501 §6.3.4 and §6.3.6 (RFC 9051 §6.3.5, §6.3.7): DELETE does not remove a
+    subscription, and SUBSCRIBE may name a mailbox that does not exist; LSUB shows such
+    a name as \\Noselect (RFC 3501 §6.3.9), LIST (SUBSCRIBED) as \\NonExistent (RFC 5258
+    §3.4), a plain LIST not at all. CREATE subscribes nothing (as Dovecot); a folder
+    created again under a subscribed name is subscribed."""
+    raw = Raw(environment)
+    try:
+        raw.login(fresh_person(environment))
+        _lines(raw, b"c1", b"CREATE Projets")
+        assert _lines(raw, b"l1", b'LSUB "" Projets') == []  # CREATE did not subscribe
+        _lines(raw, b"s1", b"SUBSCRIBE Projets")
+        assert _lines(raw, b"l2", b'LSUB "" Projets') == [
+            b'* LSUB (\\HasNoChildren) "/" Projets']
+        _lines(raw, b"d1", b"DELETE Projets")
+        assert _lines(raw, b"l3", b'LSUB "" Projets') == [
+            b'* LSUB (\\Noselect \\HasNoChildren) "/" Projets']
+        assert _lines(raw, b"l4", b'LIST (SUBSCRIBED) "" Projets') == [
+            b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" Projets']
+        assert _lines(raw, b"l5", b'LIST "" Projets') == []
+        _lines(raw, b"s2", b"SUBSCRIBE Ailleurs/Plus-tard")  # no such mailbox: allowed
+        assert _lines(raw, b"l6", b'LIST (SUBSCRIBED) "" Ailleurs*') == [
+            b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" Ailleurs/Plus-tard']
+        _lines(raw, b"c2", b"CREATE Projets")  # takes its subscription back
+        assert _lines(raw, b"l7", b'LSUB "" Projets') == [
+            b'* LSUB (\\HasNoChildren) "/" Projets']
+        _lines(raw, b"u1", b"UNSUBSCRIBE Ailleurs/Plus-tard")
+        assert _lines(raw, b"l8", b'LSUB "" Ailleurs*') == []
+        reply = raw.command(b"u2", b"UNSUBSCRIBE Ailleurs/Plus-tard")
+        assert reply[-1].startswith(b"u2 NO [NONEXISTENT]"), reply
+    finally:
+        raw.close()
+
+
+def test_lsub_percent_shows_the_parent_of_a_subscription_it_does_not_reach(environment: Any
+                                                                          ) -> None:
+    """RFC 3501 §6.3.9: with "foo/bar" subscribed and not "foo", LSUB "%" returns "foo"
+    with \\Noselect, and "*" returns "foo/bar" itself only."""
+    raw = Raw(environment)
+    try:
+        raw.login(fresh_person(environment))
+        for n, name in enumerate((b"Box/test", b"Box/test2/test", b"Box/test3/test3")):
+            _lines(raw, b"c%d" % n, b"CREATE " + name)
+            _lines(raw, b"s%d" % n, b"SUBSCRIBE " + name)
+        assert _lines(raw, b"l1", b'LSUB "" Box/%') == [
+            b'* LSUB (\\HasNoChildren) "/" Box/test',
+            b'* LSUB (\\Noselect \\HasChildren) "/" Box/test2',
+            b'* LSUB (\\Noselect \\HasChildren) "/" Box/test3']
+        assert _lines(raw, b"l2", b'LSUB "" *test') == [
+            b'* LSUB (\\HasNoChildren) "/" Box/test',
+            b'* LSUB (\\HasNoChildren) "/" Box/test2/test']
+        _lines(raw, b"d1", b"DELETE Box/test3/test3")
+        assert _lines(raw, b"l3", b'LSUB "" Box/*') == [
+            b'* LSUB (\\HasNoChildren) "/" Box/test',
+            b'* LSUB (\\HasNoChildren) "/" Box/test2/test',
+            b'* LSUB (\\Noselect \\HasNoChildren) "/" Box/test3/test3']
+    finally:
+        raw.close()

@@ -226,14 +226,29 @@ async def test_a_person_subscribes_to_a_shared_folder_for_themselves(
                            for _ in range(4)))  # at the same moment: none fails
     assert subscribed(await mailboxes.folders.all(ORG, viewer="sec"))["Archive"]
     assert await count_rows("folder_subscriptions") == 2
-    with pytest.raises(NotFound):
-        await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    # RFC 3501 §6.3.6: a name that is no folder may be subscribed, for oneself
+    await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="sec") == ["Nowhere"]
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="dr") == []
     with pytest.raises(NotFound):
         await mailboxes.folders.subscribe(ORG, "Trash", True, viewer="nobody")
-    await mailboxes.folders.delete(ORG, "Trash")  # a folder's choices go with it
+    # RFC 3501 §6.3.4: DELETE leaves the subscriptions, each person's choice kept
+    await mailboxes.folders.delete(ORG, "Trash")
     assert await count_rows("folder_subscriptions") == 1
-    await mailboxes.delete_person("sec")  # and a person's with them
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="sec") == ["Nowhere"]
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="dr") == ["Trash"]
+    assert await mailboxes.folders.subscribed_names(ORG) == ["Trash"]
+    again = await mailboxes.folders.create(ORG, "Trash", subscribed=False)
+    assert again.subscribed  # the mailbox's own subscription, taken back
+    assert subscribed(await mailboxes.folders.all(ORG, viewer="sec"))["Trash"] is False
+    assert await count_rows("subscriptions") == 1  # "Nowhere" only
+    await mailboxes.folders.subscribe(ORG, "Nowhere", False, viewer="sec")
+    with pytest.raises(NotFound):  # nothing left to unsubscribe
+        await mailboxes.folders.subscribe(ORG, "Nowhere", False, viewer="sec")
+    await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    await mailboxes.delete_person("sec")  # a person's choices go with them
     assert await count_rows("folder_subscriptions") == 0
+    assert await count_rows("subscriptions") == 0
 
 
 async def test_a_folder_created_again_gets_a_greater_uidvalidity(mailboxes: Store) -> None:

@@ -671,7 +671,9 @@ class Session:
         if "k" not in rights:
             raise no("You may not create mailboxes here", "NOPERM")
         try:
-            await self.ctx.store.folders.create(place.address, place.folder)
+            # not subscribed (as Dovecot): RFC 9051 §6.3.4 does not ask it, and a client
+            # that wants it subscribes (Thunderbird sends SUBSCRIBE after its CREATE)
+            await self.ctx.store.folders.create(place.address, place.folder, subscribed=False)
         except ValueError as exc:
             raise no(str(exc), "CANNOT") from exc
         except Conflict as exc:
@@ -719,6 +721,10 @@ class Session:
         await self._subscribe(tag, args, False)
 
     async def _subscribe(self, tag: str, args: list[Token], on: bool) -> None:
+        """RFC 9051 §6.3.7, §6.3.8 (RFC 3501 §6.3.6, §6.3.7): a name may be subscribed
+        whether a mailbox has it or not, and stays subscribed when its mailbox is
+        deleted; LSUB and LIST (SUBSCRIBED) show such a name as \\Noselect or
+        \\NonExistent (listing.py)."""
         place, rights = await self.place(self.mailbox_arg(_one(args, "SUBSCRIBE")))
         if "l" not in rights:
             raise no("No such mailbox", "NONEXISTENT")
@@ -728,7 +734,7 @@ class Session:
             await self.ctx.store.folders.subscribe(place.address, place.folder, on,
                                                    viewer=viewer)
         except (NotFound, ValueError) as exc:
-            raise no("No such mailbox", "NONEXISTENT") from exc
+            raise no("No such mailbox nor subscription", "NONEXISTENT") from exc
         self.ok(tag, f"{'SUBSCRIBE' if on else 'UNSUBSCRIBE'} completed")
 
     async def cmd_LIST(self, tag: str, args: list[Token]) -> None:

@@ -74,6 +74,7 @@ from mssante.store.schema import (
     mailboxes,
     messages,
     persons,
+    subscriptions,
 )
 from mssante.store.transactions import Transactions
 
@@ -258,11 +259,14 @@ class FolderStore:
                 continue
         raise Conflict(f"the {special_use} folder of {address} keeps changing")
 
-    async def create(self, address: str, name: str, *, special_use: str | None = None
-                     ) -> Folder:
+    async def create(self, address: str, name: str, *, special_use: str | None = None,
+                     subscribed: bool = True) -> Folder:
         """Create a folder and those of its superior levels that do not exist (RFC 9051
         §6.3.4: the server SHOULD create them); Conflict if it exists, ValueError for a
-        bad name."""
+        bad name. ``subscribed``: whether they start subscribed (IMAP's CREATE: no, as
+        RFC 9051 §6.3.4 does not ask it; the special-use folders the operator makes:
+        yes); a subscription kept under the name (after a DELETE, or a SUBSCRIBE before
+        the folder existed) is theirs anyway."""
         name = normalise_name(name)
         if name == INBOX:
             raise Conflict("INBOX exists already")
@@ -274,18 +278,46 @@ class FolderStore:
                     select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
                                                folders.c.special_use == special_use))).first():
                 raise Conflict(f"a folder is {special_use} already")
-            await self._create_parents(conn, mailbox_id, name)
+            await self._create_parents(conn, mailbox_id, name, subscribed)
             uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
-            folder_id = (await conn.execute(insert(folders).values(
-                mailbox_id=mailbox_id, name=name, special_use=special_use,
-                uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, subscribed=True,
-                created_at=time.time()).returning(folders.c.id))).scalar_one()
-        return Folder(int(folder_id), address.lower(), name, special_use, uidvalidity, 1, 1,
-                      True)
+            folder_id, subscribed = await self._insert_folder(
+                conn, mailbox_id, name, special_use=special_use, uidvalidity=uidvalidity,
+                subscribed=subscribed)
+        return Folder(folder_id, address.lower(), name, special_use, uidvalidity, 1, 1,
+                      subscribed)
 
-    async def _create_parents(self, conn: AsyncConnection, mailbox_id: int, name: str) -> None:
+    async def _insert_folder(self, conn: AsyncConnection, mailbox_id: int, name: str, *,
+                             special_use: str | None = None, uidvalidity: int,
+                             uidnext: int = 1, highestmodseq: int = 1,
+                             subscribed: bool) -> tuple[int, bool]:
+        """Insert a folder row, which takes the subscriptions kept under its name (RFC
+        3501 §6.3.6); returns its id and whether its own login is subscribed."""
+        kept = (await conn.execute(
+            select(subscriptions.c.person_id, subscriptions.c.subscribed)
+            .where(subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name)
+            .order_by(subscriptions.c.id))).all()
+        own = [bool(r.subscribed) for r in kept if r.person_id is None]
+        if own:
+            subscribed = own[-1]
+        folder_id = int((await conn.execute(insert(folders).values(
+            mailbox_id=mailbox_id, name=name, special_use=special_use,
+            uidvalidity=uidvalidity, uidnext=uidnext, highestmodseq=highestmodseq,
+            recent_uid=uidnext, subscribed=subscribed, created_at=time.time())
+            .returning(folders.c.id))).scalar_one())
+        chosen = {int(r.person_id): bool(r.subscribed) for r in kept if r.person_id is not None}
+        if chosen:
+            await conn.execute(insert(folder_subscriptions), [
+                {"folder_id": folder_id, "person_id": person, "subscribed": on}
+                for person, on in chosen.items()])
+        if kept:
+            await conn.execute(delete(subscriptions).where(
+                subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name))
+        return folder_id, subscribed
+
+    async def _create_parents(self, conn: AsyncConnection, mailbox_id: int, name: str,
+                              subscribed: bool = True) -> None:
         """Create the superior levels of ``name`` that do not exist (RFC 9051 §6.3.4 and
-        §6.3.6: CREATE and RENAME SHOULD); each is an ordinary, subscribed folder."""
+        §6.3.6: CREATE and RENAME SHOULD); each is an ordinary folder."""
         parts = name.split(DELIMITER)
         parents = [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
         if not parents:
@@ -295,10 +327,10 @@ class FolderStore:
                                          folders.c.name.in_(parents)))).scalars())
         for parent in parents:
             if parent not in existing:
-                await conn.execute(insert(folders).values(
-                    mailbox_id=mailbox_id, name=parent, special_use=None,
+                await self._insert_folder(
+                    conn, mailbox_id, parent,
                     uidvalidity=await self._next_uidvalidity(conn, mailbox_id),
-                    uidnext=1, highestmodseq=1, subscribed=True, created_at=time.time()))
+                    subscribed=subscribed)
 
     async def delete(self, address: str, name: str) -> None:
         """Delete a folder and its messages; its children stay (RFC 9051 §6.3.4)."""
@@ -308,10 +340,12 @@ class FolderStore:
         async with self._tx.write() as conn:
             mailbox_id = await self._mailbox_id(conn, address, lock=True)
             row = (await conn.execute(
-                select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
-                                           folders.c.name == name))).first()
+                select(folders.c.id, folders.c.subscribed).where(
+                    folders.c.mailbox_id == mailbox_id, folders.c.name == name))).first()
             if row is None:
                 raise NotFound(f"no folder {name}")
+            await self._keep_subscriptions(conn, mailbox_id, int(row.id), name,
+                                           bool(row.subscribed))
             shas = (await conn.execute(select(messages.c.body_sha256).distinct()
                                        .where(messages.c.folder_id == row.id))).scalars().all()
             await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
@@ -320,6 +354,47 @@ class FolderStore:
             await drop_orphan_bodies(conn, postgresql=self._tx.postgresql, shas=shas)
             await self.notify(conn, [int(row.id)])
         self.hub.publish([int(row.id)])
+
+    async def _keep_subscriptions(self, conn: AsyncConnection, mailbox_id: int,
+                                  folder_id: int, name: str, own: bool) -> None:
+        """The subscriptions of a folder being deleted stay, under its name (RFC 3501
+        §6.3.4: DELETE does not unsubscribe; §6.3.6)."""
+        chosen = (await conn.execute(
+            select(folder_subscriptions.c.person_id, folder_subscriptions.c.subscribed)
+            .where(folder_subscriptions.c.folder_id == folder_id))).all()
+        rows = [{"mailbox_id": mailbox_id, "person_id": None, "name": name,
+                 "subscribed": True}] if own else []
+        rows += [{"mailbox_id": mailbox_id, "person_id": int(r.person_id), "name": name,
+                  "subscribed": bool(r.subscribed)} for r in chosen]
+        await conn.execute(delete(subscriptions).where(
+            subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name))
+        if rows:
+            await conn.execute(insert(subscriptions), rows)
+
+    async def subscribed_names(self, address: str, *, viewer: str | None = None
+                               ) -> list[str]:
+        """The names subscribed in a mailbox that are no folder (deleted since, or never
+        created): for its own login, or with ``viewer``, that person's (their own
+        choice where they made one, the mailbox's otherwise), as ``all`` reads them."""
+        query = (select(subscriptions.c.name, subscriptions.c.person_id,
+                        subscriptions.c.subscribed)
+                 .join(mailboxes, mailboxes.c.id == subscriptions.c.mailbox_id)
+                 .where(mailboxes.c.address == address.lower())
+                 .order_by(subscriptions.c.id))
+        if viewer is None:
+            query = query.where(subscriptions.c.person_id.is_(None))
+        else:
+            person_id = select(persons.c.id).where(persons.c.login == viewer).scalar_subquery()
+            query = query.where(or_(subscriptions.c.person_id.is_(None),
+                                    subscriptions.c.person_id == person_id))
+        async with self._tx.read() as conn:
+            rows = (await conn.execute(query)).all()
+        own: dict[str, bool] = {}
+        mine: dict[str, bool] = {}
+        for row in rows:
+            (own if row.person_id is None else mine)[row.name] = bool(row.subscribed)
+        return sorted(name for name in own.keys() | mine.keys()
+                      if mine.get(name, own.get(name, False)))
 
     async def rename(self, address: str, old: str, new: str) -> None:
         """Rename a folder and its children (RFC 9051 §6.3.6), creating the missing
@@ -363,10 +438,9 @@ class FolderStore:
         inbox = await self._get(conn, address.lower(), INBOX)
         assert inbox is not None
         uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
-        folder_id = int((await conn.execute(insert(folders).values(
-            mailbox_id=mailbox_id, name=new, special_use=None, uidvalidity=uidvalidity,
-            uidnext=inbox.uidnext, highestmodseq=inbox.highestmodseq + 1, subscribed=True,
-            created_at=time.time()).returning(folders.c.id))).scalar_one())
+        folder_id, _ = await self._insert_folder(
+            conn, mailbox_id, new, uidvalidity=uidvalidity, uidnext=inbox.uidnext,
+            highestmodseq=inbox.highestmodseq + 1, subscribed=True)
         uids = (await conn.execute(select(messages.c.uid).where(
             messages.c.folder_id == inbox.id))).scalars().all()
         await conn.execute(update(messages).where(messages.c.folder_id == inbox.id)
@@ -388,22 +462,46 @@ class FolderStore:
             await self._subscribe_viewer(address, name, subscribed, viewer)
             return
         async with self._tx.write(writes_first=True) as conn:
-            mailbox_id = (select(mailboxes.c.id)
-                          .where(mailboxes.c.address == address.lower()).scalar_subquery())
+            mailbox_id = await self._mailbox_id(conn, address, lock=False)
             done = await conn.execute(update(folders).where(
                 folders.c.mailbox_id == mailbox_id, folders.c.name == name)
                 .values(subscribed=subscribed))
             if done.rowcount == 0:
-                raise NotFound(f"no folder {name}")
+                await self._subscribe_name(conn, mailbox_id, name, None, subscribed)
+
+    async def _subscribe_name(self, conn: AsyncConnection, mailbox_id: int, name: str,
+                              person_id: int | None, subscribed: bool) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE a name that is no folder (RFC 3501 §6.3.6, RFC 9051
+        §6.3.7: the mailbox need not exist); UNSUBSCRIBE of a name with no subscription
+        at all is NotFound."""
+        whose = (subscriptions.c.person_id.is_(None) if person_id is None
+                 else subscriptions.c.person_id == person_id)
+        same = and_(subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name)
+        removed = (await conn.execute(delete(subscriptions).where(same, whose))).rowcount
+        default = False
+        if person_id is not None:  # a person's choice hides the mailbox's own
+            default = bool((await conn.execute(
+                select(subscriptions.c.subscribed).where(
+                    same, subscriptions.c.person_id.is_(None)))).scalar())
+        if subscribed or default:
+            await conn.execute(insert(subscriptions).values(
+                mailbox_id=mailbox_id, person_id=person_id, name=name,
+                subscribed=subscribed))
+        elif not removed:
+            raise NotFound(f"no folder nor subscription {name}")
 
     async def _subscribe_viewer(self, address: str, name: str, subscribed: bool,
                                 viewer: str) -> None:
         async with self._tx.write() as conn:
             person_id = (await conn.execute(
                 select(persons.c.id).where(persons.c.login == viewer))).scalar()
+            if person_id is None:
+                raise NotFound(f"no person {viewer}")
             folder = await self._get(conn, address.lower(), name)
-            if person_id is None or folder is None:
-                raise NotFound(f"no folder {name} for {viewer}")
+            if folder is None:
+                mailbox_id = await self._mailbox_id(conn, address, lock=False)
+                await self._subscribe_name(conn, mailbox_id, name, int(person_id), subscribed)
+                return
             # one statement, so that two SUBSCRIBEs at once both succeed
             upsert = pg_insert if self._tx.dialect == "postgresql" else sqlite_insert
             await conn.execute(
@@ -887,7 +985,7 @@ def _folder(row: Any) -> Folder:
     return Folder(id=int(row.id), mailbox=row.address, name=row.name,
                   special_use=row.special_use, uidvalidity=int(row.uidvalidity),
                   uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq),
-                  subscribed=bool(row.subscribed))
+                  subscribed=bool(row.subscribed), recent_uid=int(row.recent_uid))
 
 
 def _uid_chunks(uids: Sequence[int]) -> Iterable[list[int]]:
