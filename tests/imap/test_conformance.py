@@ -6,15 +6,31 @@ operator, with the RFC section that decides it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import imaplib
 import re
 import socket
 import ssl
+import threading
 import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+from bench.imap_server import NoTrustSpace
+
+from mssante.auth.passwords import hash_password
+from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
+from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
+from mssante.imap.server import start_imap
+from mssante.operator.runtime import OperatorRuntime
+from mssante.store import Store, open_store
+from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.imap.conftest import HOSPITAL, fresh_person, login, tls_context
-from tests.imap.test_imap_server import Raw, appended_uid, mail, ok, untagged
+from tests.imap.test_imap_server import Raw, _free_port, appended_uid, mail, ok, untagged
 
 
 def _append(client: imaplib.IMAP4, folder: str, raw: bytes, flags: str | None = None) -> int:
@@ -316,3 +332,166 @@ def test_lsub_percent_shows_the_parent_of_a_subscription_it_does_not_reach(envir
             b'* LSUB (\\Noselect \\HasNoChildren) "/" Box/test3/test3']
     finally:
         raw.close()
+
+
+# --- \Recent -------------------------------------------------------------------------------
+
+
+def _recent(lines: list[bytes]) -> int | None:
+    found = [int(line.split()[1]) for line in lines if re.fullmatch(rb"\* \d+ RECENT", line)]
+    return found[-1] if found else None
+
+
+def _searched(raw: Raw, tag: bytes, criteria: bytes) -> list[int]:
+    lines = _lines(raw, tag, b"SEARCH " + criteria)
+    found = [line for line in lines if line.startswith(b"* SEARCH")]
+    return [int(n) for n in found[0].split()[2:]]
+
+
+def test_recent_is_set_in_one_session_only(environment: Any) -> None:
+    """RFC 3501 §2.3.2: a message is \\Recent in the first session told of it: the SELECT
+    that finds it (`* n RECENT`, §7.3.2), or the EXISTS that announces it, a COPY or an
+    APPEND into the selected mailbox included (§6.4.7, §6.3.11); no other session sees
+    it recent. EXAMINE shows the unclaimed ones without taking them (§6.3.2). SEARCH
+    NEW, OLD and RECENT read it (§6.4.4). An IMAP4rev2 session (RFC 9051, which dropped
+    \\Recent) neither shows nor takes it."""
+    account = fresh_person(environment)
+    client = login(environment, account)
+    first, second, rev2 = Raw(environment), Raw(environment), Raw(environment)
+    try:
+        for raw in (first, second, rev2):
+            raw.login(account)
+        _lines(rev2, b"e1", b"ENABLE IMAP4rev2")
+        _lines(rev2, b"s1", b"SELECT INBOX")
+        _append(client, "INBOX", mail("one"))
+        _append(client, "INBOX", mail("two"))
+        assert _recent(_lines(rev2, b"n1", b"NOOP")) is None  # rev2: no RECENT, no claim
+        assert _recent(_lines(second, b"x1", b"EXAMINE INBOX")) == 2  # shown, not taken
+        assert _recent(_lines(first, b"s1", b"SELECT INBOX")) == 2  # taken
+        _lines(second, b"c1", b"CLOSE")
+        assert _recent(_lines(second, b"s2", b"SELECT INBOX")) == 0
+        status = ok(client.status("INBOX", "(RECENT MESSAGES)"))[0]
+        assert b"RECENT 0" in status and b"MESSAGES 2" in status, status
+
+        fetched = _lines(first, b"f1", b"FETCH 1:2 (FLAGS)")
+        assert fetched == [b"* 1 FETCH (FLAGS (\\Recent))", b"* 2 FETCH (FLAGS (\\Recent))"]
+        assert _searched(first, b"q1", b"RECENT") == [1, 2]
+        _lines(first, b"t1", b"STORE 1 +FLAGS (\\Seen)")
+        assert _searched(first, b"q2", b"NEW") == [2]
+        assert _searched(first, b"q3", b"OLD") == []
+        assert _searched(second, b"q4", b"RECENT") == []
+        assert _searched(second, b"q5", b"OLD") == [1, 2]
+        rev2_flags = _lines(rev2, b"f2", b"FETCH 1:2 (FLAGS)")
+        assert not any(b"Recent" in line for line in rev2_flags), rev2_flags
+
+        copied = _lines(first, b"c2", b"COPY 1 INBOX")  # the copy is recent here
+        assert b"* 3 EXISTS" in copied and _recent(copied) == 3, copied
+        assert _lines(first, b"f3", b"FETCH 3 (FLAGS)") == [
+            b"* 3 FETCH (FLAGS (\\Recent \\Seen))"]
+        appended = first.append(b"a1", b"INBOX", mail("three"))
+        assert b"* 4 EXISTS" in appended and _recent(appended) == 4, appended
+        deadline = time.monotonic() + 10
+        while True:  # the second session hears of them, none recent there
+            heard = _lines(second, b"n2", b"NOOP")
+            if b"* 4 EXISTS" in heard:
+                break
+            assert time.monotonic() < deadline, heard
+            time.sleep(0.1)
+        assert _recent(heard) == 0, heard
+
+        _append(client, "INBOX", mail("four"))  # the rev2 session hears first: no claim
+        deadline = time.monotonic() + 10
+        while b"* 5 EXISTS" not in (heard := _lines(rev2, b"n3", b"NOOP")):
+            assert time.monotonic() < deadline, heard
+            time.sleep(0.1)
+        assert _recent(heard) is None, heard
+        assert _recent(_lines(first, b"n4", b"NOOP")) == 5
+    finally:
+        client.logout()
+        for raw in (first, second, rev2):
+            raw.close()
+
+
+@contextlib.asynccontextmanager
+async def _two_stores(engine: str, tmp_path: Path) -> AsyncIterator[list[Store]]:
+    """Two stores on one database, as two operator processes have."""
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'operator.sqlite3'}"
+        stores = [await open_store(url) for _ in range(2)]
+        try:
+            yield stores
+        finally:
+            for store in stores:
+                await store.close()
+        return
+    async with postgres_schema() as schema:
+        stores = [await open_store(POSTGRES_URL, schema=schema) for _ in range(2)]
+        try:
+            yield stores
+        finally:
+            for store in stores:
+                await store.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_recent_is_claimed_once_across_processes(environment: Any, tmp_path: Path,
+                                                       engine: str) -> None:
+    """RFC 3501 §2.3.2 across processes: sessions served by two operator processes on one
+    database select the same mailbox at the same moment; the messages are \\Recent in
+    exactly one of them."""
+    tls = environment.service(HOSPITAL).config.tls
+    address, password = f"t{uuid.uuid4().hex[:10]}@{HOSPITAL}", uuid.uuid4().hex
+    async with _two_stores(engine, tmp_path) as stores:
+        await stores[0].create_person(address, PersonKind.HEALTH, "Test",
+                                      password_hash=hash_password(password))
+        await stores[0].create_mailbox(address, MailboxType.PER, rules=Rules(), owner=address)
+        inbox = await stores[0].folders.get(address, "INBOX")
+        assert inbox is not None
+        servers, ports = [], []
+        try:
+            for store in stores:
+                port = _free_port()
+                config = OperatorConfig(
+                    path=Path("operator.toml"), tls=tls,
+                    operator=OperatorSettings(domains=[HOSPITAL], hostname=f"imap.{HOSPITAL}",
+                                              database_url=store.url),
+                    trust=TrustSettings(url="https://127.0.0.1:9"),
+                    imaps=Listener("127.0.0.1", port))
+                ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
+                servers.append(await start_imap(ctx, config))
+                ports.append(port)
+
+            def scenario() -> list[int]:
+                clients = [imaplib.IMAP4_SSL("127.0.0.1", port, timeout=30,
+                                             ssl_context=tls_context(environment))
+                           for port in ports for _ in range(2)]  # two sessions per process
+                try:
+                    for client in clients:
+                        ok(client.login(address, password))
+                    for n in range(3):
+                        ok(clients[0].append("INBOX", None, None, mail(f"m{n}")))
+                    start = threading.Barrier(len(clients))
+                    counts: list[int] = [0] * len(clients)
+
+                    def select(n: int) -> None:
+                        start.wait()
+                        ok(clients[n].select("INBOX"))
+                        counts[n] = int(clients[n].untagged_responses["RECENT"][-1])
+
+                    threads = [threading.Thread(target=select, args=(n,))
+                               for n in range(len(clients))]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+                    return counts
+                finally:
+                    for client in clients:
+                        client.logout()
+
+            counts = await asyncio.to_thread(scenario)
+            assert sorted(counts) == [0, 0, 0, 3], counts
+        finally:
+            for server in servers:
+                server.close()
+                await server.wait_closed()

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -272,7 +272,7 @@ async def status_command(session: Session, tag: str, args: list[Token]) -> None:
     session.ok(tag, "STATUS completed")
 
 
-async def _status_line(session: Session, name: str, items: Iterable[str]) -> bytes:
+async def _status_line(session: Session, name: str, items: Sequence[str]) -> bytes:
     place, rights = await session.place(name)
     if "r" not in rights:
         raise no("No such mailbox", "NONEXISTENT")
@@ -280,8 +280,11 @@ async def _status_line(session: Session, name: str, items: Iterable[str]) -> byt
     if folder is None:
         raise no("No such mailbox", "NONEXISTENT")
     total, unseen, deleted, size = await session.ctx.store.folders.counts(folder.id)
+    recent = 0
+    if "RECENT" in items:  # messages no session claimed as \Recent (RFC 3501 §6.3.10)
+        recent = await session.ctx.store.folders.recent_count(folder.id)
     values = {"MESSAGES": total, "UIDNEXT": folder.uidnext, "UIDVALIDITY": folder.uidvalidity,
-              "UNSEEN": unseen, "RECENT": 0, "SIZE": size,
+              "UNSEEN": unseen, "RECENT": recent, "SIZE": size,
               "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted,
               "APPENDLIMIT": session.append_limit}  # RFC 7889 §3.1: the same everywhere
     if "HIGHESTMODSEQ" in items:

@@ -19,8 +19,14 @@ Implementation notes:
 - IMAP4rev2 (RFC 9051) is the default behaviour where it does not break
   IMAP4rev1 clients; after ``ENABLE IMAP4rev2`` the session also drops RECENT,
   answers SEARCH with ESEARCH and uses UTF-8 mailbox names instead of modified
-  UTF-7. ``\\Recent`` is never set (RFC 9051 removed it; RFC 3501 lets a server
-  report 0 recent messages).
+  UTF-7.
+- ``\\Recent`` (RFC 3501 §2.3.2) lives in IMAP4rev1 sessions only: a message is
+  recent in the one session first told of it (at SELECT, or by the EXISTS that
+  announces it), which claims it in the store (``FolderStore.claim_recent``: the
+  folder's first unclaimed UID moved up in one write), so that no other session of
+  any process claims it too. EXAMINE shows the unclaimed ones and claims nothing (RFC
+  3501 §6.3.2); an IMAP4rev2 session neither shows nor claims any (RFC 9051 removed
+  it), so rev1 sessions are served as if it were not there.
 - A session opened with an application password (auth/apppasswords.py) ends at its
   next command once that password is revoked (``* BYE``), the store read at most every
   ``APP_PASSWORD_CHECK_SECONDS``; an idling one at its next command, DONE or the
@@ -59,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import datetime as dt
 import functools
 import logging
@@ -268,6 +275,7 @@ class Selected:
     snapshot: Snapshot
     overlay: dict[int, tuple[str, int]] = field(default_factory=dict)  # uid -> flags, modseq
     keywords: dict[str, str] = field(default_factory=dict)  # announced by FLAGS: lower -> as set
+    recent: set[int] = field(default_factory=set)  # UIDs \Recent in this session (IMAP4rev1)
     pending: bool = False  # a change was notified
     held_back: bool = False  # expunges wait for a command that may send them
     follower: Callable[[], None] = lambda: None  # what the cache calls on a change
@@ -558,6 +566,8 @@ class Session:
         self.write(b"* ENABLED" + b"".join(b" " + n.encode() for n in done) + b"\r\n")
         if self.condstore and not had_condstore:
             self._condstore_enabled()
+        if self.utf8 and self.selected is not None:
+            self.selected.recent.clear()  # RFC 9051 has no \Recent
         self.ok(tag, "ENABLE completed")
 
     async def cmd_NAMESPACE(self, tag: str, args: list[Token]) -> None:
@@ -603,7 +613,8 @@ class Session:
         self.write(self._flags_announcement(selected))
         self.write(b"* %d EXISTS\r\n" % len(snapshot.uids))
         if not self.utf8:
-            self.write(b"* 0 RECENT\r\n")
+            await self._claim_recent(selected, snapshot)
+            self.write(b"* %d RECENT\r\n" % len(selected.recent))
             unseen = next((i for i, f in enumerate(snapshot.flags) if "\\Seen" not in f), None)
             if unseen is not None:
                 self.write(b"* OK [UNSEEN %d] First unseen\r\n" % (unseen + 1))
@@ -660,7 +671,9 @@ class Session:
         gone = await self.ctx.store.folders.expunged_since(folder.id, modseq, known)
         if gone:
             self.write(b"* VANISHED (EARLIER) " + format_uid_set(gone).encode() + b"\r\n")
-        lines = [self._flags_line(i + 1, uid, snapshot.flags[i], snapshot.modseqs[i])
+        selected = self._selected()
+        lines = [self._flags_line(i + 1, uid, self._shown(selected, uid, snapshot.flags[i]),
+                                  snapshot.modseqs[i])
                  for i, uid in enumerate(snapshot.uids) if snapshot.modseqs[i] > modseq]
         self.write(b"".join(lines))
 
@@ -1353,8 +1366,13 @@ class Session:
                 positions = sorted((old.position(uid) for uid in delta.expunged),
                                    key=lambda p: -1 if p is None else p, reverse=True)
                 out += [b"* %d EXPUNGE\r\n" % (p + 1) for p in positions if p is not None]
+        if delta.expunged:
+            selected.recent.difference_update(delta.expunged)
         if len(new.uids) != len(old.uids) - len(delta.expunged):
             out.append(b"* %d EXISTS\r\n" % len(new.uids))
+            if not self.utf8:  # RFC 3501 §7.3.2: with the new size, the recent count
+                await self._claim_recent(selected, new)
+                out.append(b"* %d RECENT\r\n" % len(selected.recent))
         last_old = old.uids[-1] if old.uids else 0
         for uid, flags, modseq in delta.changed:
             if uid > last_old:
@@ -1365,8 +1383,9 @@ class Session:
                 continue  # the session's own change, reported already (with its MODSEQ)
             i = new.position(uid)
             if i is not None:
-                out.append(self._flags_line(i + 1, uid, flags, modseq,
-                                            with_modseq=self.condstore, with_uid=True))
+                out.append(self._flags_line(i + 1, uid, self._shown(selected, uid, flags),
+                                            modseq, with_modseq=self.condstore,
+                                            with_uid=True))
         selected.snapshot = new
         top = new.folder.highestmodseq
         selected.overlay = {u: v for u, v in selected.overlay.items() if v[1] > top}
@@ -1527,12 +1546,45 @@ class Session:
         return parse_sequence_set(text).uids_in(snapshot.uids, uid_mode, saved=self.saved)
 
     def _flags_of(self, selected: Selected, i: int) -> tuple[str, int]:
+        """The flags a client sees for the message at ``i`` (``\\Recent`` included) and
+        its MODSEQ."""
         snapshot = selected.snapshot
+        uid = snapshot.uids[i]
+        flags, modseq = snapshot.flags[i], snapshot.modseqs[i]
         if selected.overlay:
-            mine = selected.overlay.get(snapshot.uids[i])
+            mine = selected.overlay.get(uid)
             if mine is not None:
-                return mine
-        return snapshot.flags[i], snapshot.modseqs[i]
+                flags, modseq = mine
+        return self._shown(selected, uid, flags), modseq
+
+    @staticmethod
+    def _shown(selected: Selected, uid: int, flags: str) -> str:
+        """Stored flags as this session shows them: ``\\Recent`` first when the
+        message is recent here (RFC 3501 §2.3.2)."""
+        if uid in selected.recent:
+            return "\\Recent " + flags if flags else "\\Recent"
+        return flags
+
+    async def _claim_recent(self, selected: Selected, snapshot: Snapshot) -> None:
+        """The messages of ``snapshot`` that become \\Recent in this session (RFC 3501
+        §2.3.2): those no session was told of yet, claimed in the store so that no other
+        session, in this process or another, claims them too. An IMAP4rev2 session
+        (RFC 9051 has no \\Recent) claims none. EXAMINE must not take \\Recent from
+        anyone (RFC 3501 §6.3.2): a read-only session shows the messages no one claimed
+        and claims nothing."""
+        if self.utf8 or not snapshot.uids:
+            return
+        first = snapshot.folder.recent_uid  # never above the store's: it only grows
+        if snapshot.uids[-1] < first:
+            return
+        if selected.read_only:  # the snapshot's marker may be older than a claim
+            current = await self.ctx.store.folders.by_id(selected.folder_id)
+            first = first if current is None else current.recent_uid
+        else:
+            first = await self.ctx.store.folders.claim_recent(selected.folder_id,
+                                                              snapshot.folder.uidnext)
+        start = bisect.bisect_left(snapshot.uids, first)
+        selected.recent.update(snapshot.uids[start:])
 
     def _flags_lines(self, selected: Selected, positions: Sequence[int], *, uid: bool,
                      flags: bool, modseq: bool) -> bytes:
@@ -1540,12 +1592,10 @@ class Session:
         ``UID FETCH 1:* (FLAGS)`` of a client's resynchronisation, one format per line."""
         snapshot = selected.snapshot
         uids, all_flags, modseqs = snapshot.uids, snapshot.flags, snapshot.modseqs
-        if selected.overlay:
+        if selected.overlay or selected.recent:
             all_flags, modseqs = list(all_flags), list(modseqs)
             for i in positions:
-                mine = selected.overlay.get(uids[i])
-                if mine is not None:
-                    all_flags[i], modseqs[i] = mine
+                all_flags[i], modseqs[i] = self._flags_of(selected, i)
         parts = (["UID %d"] if uid else []) + (["FLAGS (%s)"] if flags else []) + \
             (["MODSEQ (%d)"] if modseq else [])
         line = "* %d FETCH (" + " ".join(parts) + ")\r\n"

@@ -19,7 +19,8 @@ Implementation notes:
 - INBOX is never deleted and never given a special use; renaming it moves its
   messages to the new folder and leaves it empty (RFC 9051 §6.3.6).
 - Flags are stored as one space-separated string per message, sorted, without
-  duplicates; ``\\Recent`` is never stored (it is a property of a session).
+  duplicates; ``\\Recent`` is never stored (it is a property of a session): the folder
+  keeps only ``recent_uid``, the first UID no session claimed (``claim_recent``).
 - A large body is read in pieces (``body_piece``, for IMAP's streamed FETCH); the
   database materialises the whole value to cut a piece (SQLite always, PostgreSQL when
   the value is compressed), so at most ``PIECE_READERS`` such reads run at once.
@@ -592,6 +593,36 @@ class FolderStore:
             wanted = set(uids)
             found = [u for u in found if u in wanted]
         return found
+
+    async def claim_recent(self, folder_id: int, upto: int) -> int:
+        """Claim as ``\\Recent`` the UIDs below ``upto`` that no session claimed yet (RFC
+        3501 §2.3.2: a message is recent in one session only, the first to be told of
+        it): the folder's ``recent_uid`` moves up to ``upto`` in one write transaction
+        (the folder row locked on PostgreSQL, the write lock taken first on SQLite), so
+        that two sessions, in one process or two, never claim the same UID. Returns its
+        value before: the UIDs from there up to ``upto`` are the caller's (none when it
+        is ``upto`` or more, or the folder is gone)."""
+        async with self._tx.write() as conn:
+            query = select(folders.c.recent_uid).where(folders.c.id == folder_id)
+            if self._tx.postgresql:
+                query = query.with_for_update()
+            first = (await conn.execute(query)).scalar()
+            if first is None:
+                return upto
+            if int(first) < upto:
+                await conn.execute(update(folders).where(folders.c.id == folder_id)
+                                   .values(recent_uid=upto))
+            return int(first)
+
+    async def recent_count(self, folder_id: int) -> int:
+        """How many messages of a folder no session claimed as ``\\Recent`` yet (STATUS
+        RECENT, RFC 3501 §6.3.10)."""
+        async with self._tx.read() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(messages)
+                .join(folders, folders.c.id == messages.c.folder_id)
+                .where(messages.c.folder_id == folder_id,
+                       messages.c.uid >= folders.c.recent_uid))).scalar_one())
 
     async def counts(self, folder_id: int) -> tuple[int, int, int, int]:
         """(messages, unseen, deleted, total size in octets) of a folder (STATUS)."""
