@@ -433,7 +433,8 @@ async def _two_stores(engine: str, tmp_path: Path) -> AsyncIterator[list[Store]]
                 await store.close()
 
 
-@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("engine", ["sqlite",
+                                    pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def test_recent_is_claimed_once_across_processes(environment: Any, tmp_path: Path,
                                                        engine: str) -> None:
     """RFC 3501 §2.3.2 across processes: sessions served by two operator processes on one

@@ -635,7 +635,8 @@ def test_qresync_held_expunges_lower_highestmodseq(environment: Any, imap: Opene
     assert environment.runner.call(store.folders.expunge(inbox.id)) == [3]
     expunged_at = environment.runner.call(store.folders.get(person.address, "INBOX")
                                           ).highestmodseq
-    t.run("a3 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (UID 1 FLAGS (\\Recent \\Flagged) MODSEQ ({#m1}))",
+    t.run("a3 STORE 1 +FLAGS (\\Flagged)",
+          "* 1 FETCH (UID 1 FLAGS (\\Recent \\Flagged) MODSEQ ({#m1}))",
           "* OK [HIGHESTMODSEQ {m0}] Expunges held back", "a3 OK STORE completed")
     assert int(t.vars["m0"]) < expunged_at < int(t.vars["m1"])
     t.run("a4 FETCH 3 (FLAGS)", "* 3 FETCH (FLAGS (\\Recent))",  # as the session still sees it
