@@ -30,7 +30,15 @@ from mssante.operator.runtime import OperatorRuntime
 from mssante.store import Store, open_store
 from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.imap.conftest import HOSPITAL, fresh_person, login, tls_context
-from tests.imap.test_imap_server import Raw, _free_port, appended_uid, mail, ok, untagged
+from tests.imap.test_imap_server import (
+    Raw,
+    _free_port,
+    appended_uid,
+    fetched,
+    mail,
+    ok,
+    untagged,
+)
 
 
 def _append(client: imaplib.IMAP4, folder: str, raw: bytes, flags: str | None = None) -> int:
@@ -79,18 +87,24 @@ def test_header_fields_echo_the_section_as_asked(environment: Any) -> None:
 
 def test_search_from_finds_an_address_written_with_comments(environment: Any) -> None:
     """RFC 5322 §3.4.1: an addr-spec may carry comments and folding white space
-    around its parts (CFWS); SEARCH FROM (RFC 3501 §6.4.4) looks for the address."""
+    around its parts (CFWS); SEARCH FROM (RFC 3501 §6.4.4) looks for the address. A
+    message appended with bare LF line ends (copied from an mbox file) is stored with
+    CRLF (RFC 5322 §2.1), so that its header is read as any other's."""
     client = login(environment, fresh_person(environment))
     try:
-        bodies = [b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: x@domain.org\r\n"
-                  b"Subject: cfws\r\n\r\nbody\r\n",
+        cfws = (b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: x@domain.org\r\n"
+                b"Subject: cfws\r\n\r\nbody\r\n")
+        bodies = [cfws,
                   b"From: user-from@domain.org (RealFrom)\r\nSubject: old\r\n\r\nbody\r\n",
-                  b"From: other@domain.org\r\nSubject: other\r\n\r\nbody\r\n"]
+                  b"From: other@domain.org\r\nSubject: other\r\n\r\nbody\r\n",
+                  cfws.replace(b"\r\n", b"\n")]
         for body in bodies:
             _append(client, "INBOX", body)
         ok(client.select("INBOX"))
-        assert ok(client.search(None, "FROM", "user-from@domain.org")) == [b"1 2"]
-        assert ok(client.search(None, "FROM", "ser-fro")) == [b"1 2"]
+        assert ok(client.search(None, "FROM", "user-from@domain.org")) == [b"1 2 4"]
+        assert ok(client.search(None, "FROM", "ser-fro")) == [b"1 2 4"]
+        text, literal = fetched(ok(client.fetch("4", "(RFC822.SIZE BODY.PEEK[])")))
+        assert literal == cfws and b"RFC822.SIZE %d" % len(cfws) in text, (text, literal)
     finally:
         client.logout()
 

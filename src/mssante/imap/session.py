@@ -69,6 +69,7 @@ import bisect
 import datetime as dt
 import functools
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -780,7 +781,8 @@ class Session:
                 date = _parse_date_time(extra.text())
             else:
                 raise bad("APPEND takes a flag list and a quoted date-time")
-        if len(message.value) > self.limits.max_message:
+        raw = _crlf(message.value)
+        if len(raw) > self.limits.max_message:
             raise no(f"the message exceeds {self.limits.max_message} octets", "TOOBIG")
         place, rights = await self.place(self.mailbox_arg(args[0]))
         if "i" not in rights:
@@ -789,13 +791,13 @@ class Session:
         if folder is None:
             raise no("No such mailbox", "TRYCREATE")
         if folder.special_use == SENT:
-            kept = await self.ctx.store.folders.submitted_copy(folder.id, message.value)
+            kept = await self.ctx.store.folders.submitted_copy(folder.id, raw)
             if kept is not None:  # the client saving what submission already kept
                 self.ok(tag, "APPEND completed (the copy kept at sending)",
                         f"APPENDUID {folder.uidvalidity} {kept}")
                 return
         uidvalidity, uid = await self.ctx.store.folders.append(
-            folder.id, message.value, flags=flags, internaldate=date)
+            folder.id, raw, flags=flags, internaldate=date)
         self.ok(tag, "APPEND completed", f"APPENDUID {uidvalidity} {uid}")
 
     async def cmd_IDLE(self, tag: str, args: list[Token]) -> None:
@@ -1666,6 +1668,19 @@ class _FetchMessage:
     internaldate: float
     size: int
     body: bytes | None
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _crlf(message: bytes) -> bytes:
+    """An appended message with its lines ended by CRLF (RFC 5322 §2.1, RFC 3501 §6.3.11:
+    the message is in RFC 5322 format): a client that sends bare LF line ends (a
+    message copied from an mbox file) gets them turned into CRLF, so that its header
+    is read as every other's (SEARCH FROM, ENVELOPE), instead of a refusal."""
+    if b"\n" not in message or not _BARE_LF.search(message):
+        return message
+    return _BARE_LF.sub(b"\r\n", message)
 
 
 def _refuse(reason: str) -> Callable[[], Awaitable[Identity]]:
