@@ -614,7 +614,7 @@ class Session:
         self.write(self._flags_announcement(selected))
         self.write(b"* %d EXISTS\r\n" % len(snapshot.uids))
         if not self.utf8:
-            await self._claim_recent(selected, snapshot)
+            await self._claim_recent(selected, snapshot, opening=True)
             self.write(b"* %d RECENT\r\n" % len(selected.recent))
             unseen = next((i for i, f in enumerate(snapshot.flags) if "\\Seen" not in f), None)
             if unseen is not None:
@@ -1567,7 +1567,8 @@ class Session:
             return "\\Recent " + flags if flags else "\\Recent"
         return flags
 
-    async def _claim_recent(self, selected: Selected, snapshot: Snapshot) -> None:
+    async def _claim_recent(self, selected: Selected, snapshot: Snapshot, *,
+                            opening: bool = False) -> None:
         """The messages of ``snapshot`` that become \\Recent in this session (RFC 3501
         §2.3.2): those no session was told of yet, claimed in the store so that no other
         session, in this process or another, claims them too. An IMAP4rev2 session
@@ -1576,15 +1577,17 @@ class Session:
         and claims nothing."""
         if self.utf8 or not snapshot.uids:
             return
-        first = snapshot.folder.recent_uid  # never above the store's: it only grows
+        # the snapshot's marker is never above the store's (it only grows), and may be
+        # below: claims do not change a folder's MODSEQ, so no snapshot follows them
+        first = self.cache.claimed(selected.folder_id, snapshot.folder.recent_uid)
         if snapshot.uids[-1] < first:
             return
-        if selected.read_only:  # the snapshot's marker may be older than a claim
+        if not selected.read_only:
+            first = await self.cache.claim_recent(selected.folder_id, first,
+                                                  snapshot.folder.uidnext)
+        elif opening:  # EXAMINE reads the marker; its updates go by what it knows
             current = await self.ctx.store.folders.by_id(selected.folder_id)
-            first = first if current is None else current.recent_uid
-        else:
-            first = await self.ctx.store.folders.claim_recent(selected.folder_id,
-                                                              snapshot.folder.uidnext)
+            first = first if current is None else max(first, current.recent_uid)
         start = bisect.bisect_left(snapshot.uids, first)
         selected.recent.update(snapshot.uids[start:])
 
