@@ -457,8 +457,13 @@ async def test_subscribe(mailboxes: Store) -> None:
     await mailboxes.folders.subscribe(PER, "Sent", True)
     assert (await folder(mailboxes, "Sent")).subscribed
     assert [f.name for f in await mailboxes.folders.all(PER) if not f.subscribed] == ["INBOX"]
-    with pytest.raises(NotFound):
-        await mailboxes.folders.subscribe(PER, "Nulle part", True)
+    # RFC 3501 §6.3.6: a name that is no folder may be subscribed, and unsubscribed
+    await mailboxes.folders.subscribe(PER, "Nulle part", True)
+    assert await mailboxes.folders.subscribed_names(PER) == ["Nulle part"]
+    await mailboxes.folders.subscribe(PER, "Nulle part", False)
+    assert await mailboxes.folders.subscribed_names(PER) == []
+    with pytest.raises(NotFound):  # nothing to unsubscribe
+        await mailboxes.folders.subscribe(PER, "Nulle part", False)
     with pytest.raises(NotFound):
         await mailboxes.folders.subscribe(f"ghost@{DOMAIN}", "Sent", True)
     with pytest.raises(ValueError):
@@ -977,6 +982,7 @@ async def test_migration_puts_existing_messages_in_inbox(database: Database) -> 
     inbox = found[0]
     assert (inbox.uidvalidity, inbox.uidnext, inbox.highestmodseq, inbox.subscribed) == (
         uidvalidity, 3, 1, True)
+    assert inbox.recent_uid == 3  # migration 0008r: what was there is not \Recent
     for special in found[1:]:
         assert (special.uidvalidity, special.uidnext, special.highestmodseq) == (
             uidvalidity, 1, 1)

@@ -29,9 +29,10 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("folders") as batch:
-        batch.add_column(sa.Column("recent_uid", sa.BigInteger, nullable=False,
-                                   server_default=sa.text("1")))
+    # a plain ADD COLUMN (SQLite has it, with a constant default): a batch copy of the
+    # table would lose its AUTOINCREMENT (folder ids are never reused)
+    op.add_column("folders", sa.Column("recent_uid", sa.BigInteger, nullable=False,
+                                       server_default=sa.text("1")))
     op.execute("UPDATE folders SET recent_uid = uidnext")
     op.create_table(
         "subscriptions",
@@ -52,5 +53,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_subscriptions_mailbox", table_name="subscriptions")
     op.drop_table("subscriptions")
-    with op.batch_alter_table("folders") as batch:
+    with op.batch_alter_table("folders", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("recent_uid")
