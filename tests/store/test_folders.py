@@ -1274,3 +1274,21 @@ async def test_the_unread_messages_with_a_keyword_newest_first(mailboxes: Store)
     assert [uid for uid, _ in found] == [uids[4], uids[0]]
     assert set(found[0][1].split()) == {"\\Flagged", "$Alerte"}
     assert await mailboxes.folders.unread_with_keyword(inbox.id, "$Alerte", 1) == found[:1]
+
+
+async def test_recent_uids_are_claimed_once(mailboxes: Store) -> None:
+    """RFC 3501 §2.3.2: a message is \\Recent in one session only; claims at the same
+    moment (as sessions of two processes make them) share out the UIDs, never twice."""
+    inbox = await folder(mailboxes, "INBOX")
+    assert inbox.recent_uid == 1
+    for n in range(3):
+        await deliver(mailboxes, n)
+    firsts = await asyncio.gather(*(mailboxes.folders.claim_recent(inbox.id, 4)
+                                    for _ in range(5)))
+    assert sorted(firsts) == [1, 4, 4, 4, 4]  # one got UIDs 1 to 3, the others none
+    assert (await folder(mailboxes, "INBOX")).recent_uid == 4
+    assert await mailboxes.folders.recent_count(inbox.id) == 0
+    await deliver(mailboxes, 3)
+    assert await mailboxes.folders.recent_count(inbox.id) == 1
+    assert await mailboxes.folders.claim_recent(inbox.id, 5) == 4
+    assert await mailboxes.folders.claim_recent(inbox.id, 3) == 5  # nothing moves back
