@@ -87,25 +87,33 @@ def test_header_fields_echo_the_section_as_asked(environment: Any) -> None:
 
 def test_search_from_finds_an_address_written_with_comments(environment: Any) -> None:
     """RFC 5322 §3.4.1: an addr-spec may carry comments and folding white space
-    around its parts (CFWS); SEARCH FROM (RFC 3501 §6.4.4) looks for the address. A
-    message appended with bare LF line ends (copied from an mbox file) is stored with
-    CRLF (RFC 5322 §2.1), so that its header is read as any other's."""
-    client = login(environment, fresh_person(environment))
+    around its parts (CFWS); SEARCH FROM (RFC 3501 §6.4.4) looks for the address, in
+    a message appended with bare LF line ends (copied from an mbox file) too, which is
+    kept as sent."""
+    account = fresh_person(environment)
+    client = login(environment, account)
+    raw = Raw(environment)
     try:
         cfws = (b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: x@domain.org\r\n"
                 b"Subject: cfws\r\n\r\nbody\r\n")
         bodies = [cfws,
                   b"From: user-from@domain.org (RealFrom)\r\nSubject: old\r\n\r\nbody\r\n",
-                  b"From: other@domain.org\r\nSubject: other\r\n\r\nbody\r\n",
-                  cfws.replace(b"\r\n", b"\n")]
+                  b"From: other@domain.org\r\nSubject: other\r\n\r\nbody\r\n"]
         for body in bodies:
             _append(client, "INBOX", body)
+        raw.login(account)  # imaplib would turn the bare LFs into CRLF
+        reply = raw.append(b"a1", b"INBOX", cfws.replace(b"\r\n", b"\n"))
+        assert reply[-1].startswith(b"a1 OK"), reply
         ok(client.select("INBOX"))
         assert ok(client.search(None, "FROM", "user-from@domain.org")) == [b"1 2 4"]
         assert ok(client.search(None, "FROM", "ser-fro")) == [b"1 2 4"]
+        assert ok(client.search(None, "FROM", "user-from@domain.org", "BODY", "body")) == [
+            b"1 2 4"]  # read from the message itself, not its summary
         text, literal = fetched(ok(client.fetch("4", "(RFC822.SIZE BODY.PEEK[])")))
-        assert literal == cfws and b"RFC822.SIZE %d" % len(cfws) in text, (text, literal)
+        lf = cfws.replace(b"\r\n", b"\n")
+        assert literal == lf and b"RFC822.SIZE %d" % len(lf) in text, (text, literal)
     finally:
+        raw.close()
         client.logout()
 
 

@@ -69,7 +69,6 @@ import bisect
 import datetime as dt
 import functools
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -781,7 +780,7 @@ class Session:
                 date = _parse_date_time(extra.text())
             else:
                 raise bad("APPEND takes a flag list and a quoted date-time")
-        raw = _crlf(message.value)
+        raw = message.value
         if len(raw) > self.limits.max_message:
             raise no(f"the message exceeds {self.limits.max_message} octets", "TOOBIG")
         place, rights = await self.place(self.mailbox_arg(args[0]))
@@ -1671,19 +1670,6 @@ class _FetchMessage:
     internaldate: float
     size: int
     body: bytes | None
-
-
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-def _crlf(message: bytes) -> bytes:
-    """An appended message with its lines ended by CRLF (RFC 5322 §2.1, RFC 3501 §6.3.11:
-    the message is in RFC 5322 format): a client that sends bare LF line ends (a
-    message copied from an mbox file) gets them turned into CRLF, so that its header
-    is read as every other's (SEARCH FROM, ENVELOPE), instead of a refusal."""
-    if b"\n" not in message or not _BARE_LF.search(message):
-        return message
-    return _BARE_LF.sub(b"\r\n", message)
 
 
 def _refuse(reason: str) -> Callable[[], Awaitable[Identity]]:

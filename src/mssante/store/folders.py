@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -53,7 +54,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mssante.content.headers import read_headers
+from mssante.content.headers import MAX_HEADER_SECTION, read_headers
 from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
@@ -786,7 +787,7 @@ class FolderStore:
                       ) -> list[int]:
         rows = []
         for body, flags, date in items:
-            headers = read_headers(body)
+            headers = read_headers(_crlf_head(body))
             rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers))
         async with self._tx.write(writes_first=True) as conn:
             bumped = (await conn.execute(
@@ -1001,6 +1002,21 @@ async def create_default_folders(conn: AsyncConnection, mailbox_id: int, uidvali
          "uidvalidity": uidvalidity, "uidnext": 1, "highestmodseq": 1, "subscribed": True,
          "created_at": now}
         for name, use in ((INBOX, None), *DEFAULT_FOLDERS)])
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _crlf_head(body: bytes) -> bytes:
+    """The start of an appended message as ``read_headers`` reads it, lines ended by
+    CRLF (RFC 5322 §2.1). A client may append a message with bare LF line ends (one
+    copied from an mbox file): it is stored as sent, IMAP's MIME reading takes either,
+    and its summary (From, Subject: what SEARCH FROM reads) is read from a CRLF copy of
+    its start, or it would be the whole header as one From value."""
+    head = body[:MAX_HEADER_SECTION + 2]
+    if b"\n" not in head or not _BARE_LF.search(head):
+        return body
+    return _BARE_LF.sub(b"\r\n", head)
 
 
 def _has_flag(flag: str) -> Any:
