@@ -21,6 +21,10 @@ Implementation notes:
 - Flags are stored as one space-separated string per message, sorted, without
   duplicates; ``\\Recent`` is never stored (it is a property of a session): the folder
   keeps only ``recent_uid``, the first UID no session claimed (``claim_recent``).
+- Subscriptions are names (RFC 3501 §6.3.6): a folder's own (``folders.subscribed``,
+  and each person's in ``folder_subscriptions``) move to ``subscriptions`` under its
+  name when it is deleted, and back to the folder created again under that name;
+  SUBSCRIBE of a name that is no folder writes there too.
 - A large body is read in pieces (``body_piece``, for IMAP's streamed FETCH); the
   database materialises the whole value to cut a piece (SQLite always, PostgreSQL when
   the value is compressed), so at most ``PIECE_READERS`` such reads run at once.
