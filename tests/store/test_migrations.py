@@ -27,7 +27,7 @@ def _schema_diff(conn: Connection) -> list[object]:
 
 
 async def test_open_applies_migrations_to_head(database, store: Store) -> None:
-    assert head_revision() == "0008q"
+    assert head_revision() == "0008r"
     assert await store.schema_revision() == head_revision()
     assert store.dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[database.engine]
     assert store.url == database.url

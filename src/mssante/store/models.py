@@ -64,6 +64,7 @@ class Folder:
     uidnext: int  # the UID the next message gets
     highestmodseq: int  # RFC 7162 §3.1.2.1
     subscribed: bool
+    recent_uid: int = 1  # the first UID no session claimed as \Recent (RFC 3501 §2.3.2)
 
 
 @dataclass(frozen=True, slots=True)

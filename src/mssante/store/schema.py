@@ -155,6 +155,9 @@ folders = Table(
     Column("highestmodseq", BigInteger, nullable=False),  # RFC 7162 §3.1.2.1
     Column("subscribed", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
+    # RFC 3501 §2.3.2: the first UID no session was told of; the UIDs below it that a
+    # session claims (moving it up) are \Recent in that session only
+    Column("recent_uid", BigInteger, nullable=False, server_default=text("1")),
     UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
     # never reuse the id of a deleted folder: sessions and notifications name folders by id
     sqlite_autoincrement=True,
@@ -201,6 +204,22 @@ folder_subscriptions = Table(
     Column("subscribed", Boolean, nullable=False),
     PrimaryKeyConstraint("person_id", "folder_id", name="pk_folder_subscriptions"),
     Index("ix_folder_subscriptions_folder", "folder_id"),
+)
+
+# Subscriptions to names that are no folder (RFC 3501 §6.3.6: DELETE leaves them,
+# SUBSCRIBE may name a mailbox that does not exist): person_id NULL for the mailbox's
+# own login, as folders.subscribed, else a person's own, as folder_subscriptions
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer,
+           ForeignKey("mailboxes.id", ondelete="CASCADE", name="fk_subscriptions_mailbox"),
+           nullable=False),
+    Column("person_id", Integer,
+           ForeignKey("persons.id", ondelete="CASCADE", name="fk_subscriptions_person")),
+    Column("name", Text, nullable=False),
+    Column("subscribed", Boolean, nullable=False),
+    Index("ix_subscriptions_mailbox", "mailbox_id", "name"),
 )
 
 # UIDs expunged from a folder, with the MODSEQ of the expunge: what QRESYNC's
