@@ -592,7 +592,7 @@ async def start_dovecot(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
 
 
 async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: str | None,
-                        postgres: str | None = None) -> ServerHandle:
+                        postgres: str | None = None, processes: int = 1) -> ServerHandle:
     """mssante's IMAP server holding ``corpus.accounts(n_messages)``: a SQLite store in
     ``tmpdir`` (or, with ``postgres``, a new schema in that PostgreSQL database,
     dropped at the end), one person and one PER mailbox per account (password hashed
@@ -612,12 +612,12 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
         url = postgres
         schema = f"bench_imap_{os.getpid()}"
         await _postgres_schema(url, f'CREATE SCHEMA "{schema}"')
-        note = f"mssante: PostgreSQL store (schema {schema}), one process, uvloop"
+        note = f"mssante: PostgreSQL store (schema {schema}), {_processes(processes)}, uvloop"
     else:
         database = tmpdir / "mssante" / "operator.sqlite3"
         database.parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{database}"
-        note = "mssante: SQLite store (WAL, synchronous=FULL), one process, uvloop"
+        note = f"mssante: SQLite store (WAL, synchronous=FULL), {_processes(processes)}, uvloop"
     accounts = corpus.accounts(n_messages)
     process: asyncio.subprocess.Process | None = None
     try:  # a failure here must leave no schema and no server behind
@@ -642,7 +642,7 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.imap_server", "--database", url, "--cert", str(cert),
             "--key", str(key), "--ca", str(ca), "--port", str(port), "--tls", tls,
-            *(["--schema", schema] if schema else []),
+            *(["--schema", schema] if schema else []), "--processes", str(processes),
             stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
         assert process.stdout is not None
         ready = await asyncio.wait_for(process.stdout.readline(), 60)
@@ -665,8 +665,21 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
 
     return ServerHandle(
         "mssante", "127.0.0.1", port, tls, client_context(ca), accounts,
-        lambda: [server.pid] if server.returncode is None else [], stop,
+        lambda: _with_children(server.pid) if server.returncode is None else [], stop,
         note=f"{note} (bench/imap_server.py)")
+
+
+def _processes(count: int) -> str:
+    return "one process" if count == 1 else f"{count} processes (SO_REUSEPORT)"
+
+
+def _with_children(pid: int) -> list[int]:
+    """``pid`` and its children (the workers, with ``--processes``)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(child) for child in children)]
 
 
 async def _postgres_schema(url: str, statement: str) -> None:
@@ -977,7 +990,7 @@ async def run_server(which: str, tmpdir: Path, args: argparse.Namespace, corpus:
     else:
         handle = await start_mssante(tmpdir, args.messages, corpus, tls=tls,
                                      postgres=args.postgres_url if args.store == "postgres"
-                                     else None)
+                                     else None, processes=args.processes)
     results = Results()
     log(f"{handle.name}: {handle.host}:{handle.port} ({handle.tls or 'plain text'})")
     try:
@@ -1159,6 +1172,9 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated: select,fetch,search,sort,"
                         "store,append,mix,idle")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)),
+                        help="mssante's IMAP server processes (default: one per core, as "
+                             "an operator's workers)")
     parser.add_argument("--keep", help="work in this directory and keep it")
     parser.add_argument("--out", help="also write the figures as JSON here")
     args = parser.parse_args()

@@ -7,7 +7,12 @@ the store (SQLite or PostgreSQL URL), the shared folder cache and the listeners 
 answers that no trust space is known; LOGIN and PLAIN work as in production.
 
     python -m bench.imap_server --database URL --cert C --key K --ca CA --port N \
-        [--tls implicit|starttls] [--schema NAME]
+        [--tls implicit|starttls] [--schema NAME] [--processes N]
+
+With ``--processes`` above 1, the supervisor of ``mssante operator serve``
+(environment/workers.py) runs that many such servers on the port (SO_REUSEPORT),
+telling each other of their commits as an operator's workers do; ``ready`` is printed
+once all listen.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import resource
 import signal
+import sys
 from pathlib import Path
 
 import uvloop
@@ -27,6 +33,7 @@ from mssante.config import (
     TLSSettings,
     TrustSettings,
 )
+from mssante.environment.workers import Supervisor, tell_ready, worker_role
 from mssante.imap.server import start_imap
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import CertificateChecker
@@ -59,12 +66,16 @@ async def serve(args: argparse.Namespace) -> None:
         imap=Listener() if implicit else listener, imaps=listener if implicit else Listener())
     store = await open_store(args.database, schema=args.schema)
     ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
-    listeners = await start_imap(ctx, config)
+    worker = worker_role() is not None
+    listeners = await start_imap(ctx, config, reuse_port=worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
+    if worker:
+        tell_ready()
+    else:
+        print("ready", flush=True)
     await stop.wait()
     listeners.close()
     await listeners.wait_closed()
@@ -80,7 +91,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls", choices=["implicit", "starttls"], default="implicit")
     parser.add_argument("--schema", help="PostgreSQL: the schema holding the store")
-    uvloop.run(serve(parser.parse_args()))
+    parser.add_argument("--processes", type=int, default=1,
+                        help="servers on the port, as an operator's workers")
+    args = parser.parse_args()
+    if args.processes > 1 and worker_role() is None:
+        def announce() -> None:
+            print("ready", flush=True)
+
+        sys.exit(Supervisor([sys.executable, "-m", "bench.imap_server", *sys.argv[1:]],
+                            args.processes, announce=announce).run())
+    uvloop.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -230,9 +230,11 @@ def run_mssante(engine: str, args: argparse.Namespace, workdir: Path, *,
                     data_dir / "trust.log")
         wait_port(env.base_port)
         for domain, name in (("medecin.mssante.fr", "medecin"), ("ch-xyz.mssante.fr", "ch-xyz")):
+            overrides = {"MSSANTE_OPERATOR__PROCESSES": str(args.processes)}
+            if not audit:
+                overrides["MSSANTE_AUDIT__ENABLED"] = "false"
             procs.start(name, ["operator", "serve", "--config", ops[domain]["config"]],
-                        data_dir / f"{name}.log",
-                        env=None if audit else {"MSSANTE_AUDIT__ENABLED": "false"})
+                        data_dir / f"{name}.log", env=overrides)
         for domain in ("medecin.mssante.fr", "ch-xyz.mssante.fr"):
             wait_port(ops[domain]["smtp"]["port"])
             wait_port(ops[domain]["submission"]["port"])
@@ -246,7 +248,9 @@ def run_mssante(engine: str, args: argparse.Namespace, workdir: Path, *,
                                          args.timeout))
     finally:
         procs.stop()
-    return summarise("mssante → mssante" + ("" if audit else " (no audit trail)"), engine,
+    processes = args.processes or len(os.sched_getaffinity(0))
+    return summarise(f"mssante → mssante, {processes} process{'es' if processes > 1 else ''}"
+                     " per operator" + ("" if audit else " (no audit trail)"), engine,
                      args.messages, started, stored,
                      "submission: STARTTLS + AUTH; relay: mutual TLS + whitelist"
                      + ("; audit trail on (entries in each transaction, sealed every "
@@ -284,10 +288,13 @@ def run_postfix(args: argparse.Namespace, workdir: Path) -> Result:
     client = pki.issue_server("mta.ch-xyz.mssante.fr", organisation="CH XYZ",
                               ip_addresses=["127.0.0.1"], out_dir=certs, name="sender")
     base = free_port_base()
+    # the sender keeps its TLS connections to the receiver open and reuses them
+    # (tlsproxy), as mssante's connection pool does
     pair = PostfixPair(workdir / "postfix", sender_port=base, receiver_port=base + 1,
                        tls_cert=server.cert_file, tls_key=server.key_file,
                        ca_file=pki.root_cert_file, client_cert=client.cert_file,
-                       client_key=client.key_file)
+                       client_key=client.key_file,
+                       sender_main_cf={"smtp_tls_connection_reuse": "yes"})
     pair.start()
     try:
         started = asyncio.run(submit_all("127.0.0.1", base, messages=args.messages,
@@ -300,7 +307,8 @@ def run_postfix(args: argparse.Namespace, workdir: Path) -> Result:
     finally:
         pair.stop()
     return summarise(f"Postfix {version} → Postfix", "Maildir", args.messages, started, stored,
-                     "submission: plain, no AUTH; relay: STARTTLS + client certificate")
+                     "submission: plain, no AUTH; relay: STARTTLS + client certificate, "
+                     "smtp_tls_connection_reuse = yes")
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -327,6 +335,9 @@ def main() -> None:
                         help="run mssante with the audit trail, without it, or both "
                              "(its cost, in the same run)")
     parser.add_argument("--keep", help="keep the environments and logs in this folder")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="operator.processes of each mssante operator (0: one per "
+                             "core; use 1 with --profile, which profiles one process)")
     args = parser.parse_args()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="mssante-bench-") as tmp:

@@ -7,11 +7,14 @@ with blocking clients (smtplib, ssl) exactly as a user's mail client would.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import random
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -184,11 +187,36 @@ class RunningEnvironment:
             assert self.runner.call(service.trust.refresh()), "trust refresh failed"
 
 
+# Kinds of prepared data (PKI, certificates, whitelist, directory, stores) that do not
+# depend on ports nor on the settings below, made once per run and copied for each new
+# environment: its `prepare` then only rewrites configurations, instead of generating
+# a dozen RSA keys again (about 10 s an environment on this machine). The copy is what
+# `mssante up` finds when it starts again on other ports, a case it supports anyway.
+_TEMPLATES: dict[str, Path] = {}
+_TEMPLATE_SAFE = {"retry_delays", "refresh_interval", "psc_token_lifetime", "notice_delay",
+                  "notice_interval"}  # settings that prepare writes again each time
+
+
+def _prepared_copy(data_dir: Path, runner: LoopThread, kwargs: dict[str, Any]) -> None:
+    """Fill ``data_dir`` with a copy of a prepared environment, when nothing is there
+    yet and the environment's stores are its SQLite files."""
+    if data_dir.exists() or set(kwargs) - _TEMPLATE_SAFE:
+        return
+    template = _TEMPLATES.get("sqlite")
+    if template is None:
+        template = Path(tempfile.mkdtemp(prefix="mssante-env-template-")) / "env"
+        atexit.register(shutil.rmtree, template.parent, True)
+        runner.call(LocalEnvironment(template, free_base_port()).prepare(), timeout=180)
+        _TEMPLATES["sqlite"] = template
+    shutil.copytree(template, data_dir, symlinks=True)
+
+
 def start_environment(data_dir: Path, base_port: int | None = None,
                       **kwargs: Any) -> RunningEnvironment:
     runner = LoopThread()
     env = LocalEnvironment(data_dir, base_port or free_base_port(), **kwargs)
     try:
+        _prepared_copy(env.data_dir, runner, kwargs)
         runner.call(env.prepare(), timeout=180)
         runner.call(env.start(), timeout=60)
     except BaseException:

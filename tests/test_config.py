@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
     (MINIMAL, {"MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS": "-1"},
      "operator.max_login_failures_per_address"),
     (MINIMAL, {"MSSANTE_OPERATOR__LOGIN_FAILURE_WINDOW": "0"}, "operator.login_failure_window"),
+    (MINIMAL, {"MSSANTE_OPERATOR__PROCESSES": "-1"}, "operator.processes"),
+    (MINIMAL, {"MSSANTE_OPERATOR__PROCESSES": "257"}, "operator.processes"),
     (MINIMAL, {"MSSANTE_TRUST__URL": "http://trust"}, "trust.url"),
 ])
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
@@ -255,3 +258,13 @@ def test_alert_authorities_are_addresses(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"operator\.alert_authorities: 'pas une adresse'"):
         load_operator_config(write(tmp_path, MINIMAL), environ={
             "MSSANTE_OPERATOR__ALERT_AUTHORITIES": '["pas une adresse"]'})
+
+
+def test_processes_one_per_core_by_default_bounded(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    config = load_operator_config(write(tmp_path, MINIMAL))
+    assert config.operator.processes == 0
+    assert config.operator.process_count == max(1, min(cores, 8))
+    chosen = load_operator_config(write(tmp_path, MINIMAL),
+                                  environ={"MSSANTE_OPERATOR__PROCESSES": "3"})
+    assert chosen.operator.process_count == 3

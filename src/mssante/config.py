@@ -34,6 +34,7 @@ from mssante.files import private_dir
 ENV_PREFIX = "MSSANTE_"
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024  # MSSanté: over 25 MB is refused
 MAX_PROCESSES = 256  # operator.processes
+DEFAULT_MAX_PROCESSES = 8  # operator.processes = 0 on a machine with more cores
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +70,16 @@ class OperatorSettings:
     # mailboxes of health authorities (domain/alerts.py): a message of theirs with the
     # X-MSS-ALERTE header is stored with the $Alerte keyword; from anyone else, not
     alert_authorities: list[str] = field(default_factory=list)
-    # processes serving the operator (environment/workers.py): 0, one per core
+    # processes serving the operator (environment/workers.py): 0, one per core (at most
+    # DEFAULT_MAX_PROCESSES: each holds its own database connections)
     processes: int = 0
 
     @property
     def process_count(self) -> int:
-        """How many processes serve: ``processes``, or the cores this process may use."""
-        return self.processes or max(1, len(os.sched_getaffinity(0)))
+        """How many processes serve: ``processes``, or one per core this process may
+        use, at most ``DEFAULT_MAX_PROCESSES``."""
+        cores = len(os.sched_getaffinity(0))
+        return self.processes or max(1, min(cores, DEFAULT_MAX_PROCESSES))
 
     @property
     def totp_key_path(self) -> Path:
@@ -137,11 +141,15 @@ class QueueSettings:
     # kept for `operator queue list` before it is purged; the queue holds health data
     retention: float = 7 * 86400.0
     purge_interval: float = 3600.0  # seconds between two purges
+    # seconds the XMSS-DELIVERY identifiers other operators delivered with are kept: a
+    # retry after that is stored again; longer than any operator retries (RFC 5321
+    # §4.5.4.1 suggests giving up after 4-5 days; max_lifetime above is 5)
+    delivery_ids_kept: float = 10 * 86400.0
 
     def problems(self) -> list[tuple[str, str]]:
         out = [(name, "must be positive") for name in
                ("max_lifetime", "delay_notice_after", "poll_interval", "connect_timeout",
-                "retention", "purge_interval")
+                "retention", "purge_interval", "delivery_ids_kept")
                if getattr(self, name) <= 0]
         if self.workers < 1:
             out.append(("workers", "must be at least 1"))

@@ -15,6 +15,7 @@
     └── StoreError             database failure, converted at the store boundary
         ├── NotFound           the named person, mailbox or queue entry does not exist
         ├── Conflict           it exists already, or the change breaks an invariant
+        ├── Replayed           another transaction stored these XMSS-DELIVERY ids meanwhile
         └── Ambiguous          what should name one object matches several
 """
 
@@ -97,6 +98,11 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The object exists already, or the change would break an invariant."""
+
+
+class Replayed(StoreError):
+    """Another transaction, committed meanwhile, stored a message for some of the same
+    XMSS-DELIVERY identifiers: nothing was written; the sender should try again."""
 
 
 class Ambiguous(StoreError):

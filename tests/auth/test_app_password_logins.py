@@ -322,3 +322,58 @@ async def test_a_session_opened_with_a_revoked_app_password_ends(
             other.logout()
 
         await asyncio.to_thread(next_commands)
+
+
+async def test_password_change_revokes_application_passwords(
+        environment: RunningEnvironment, operator: SideOperator, stores: Stores) -> None:
+    """A stolen account password suggests the mail clients' passwords may be taken as
+    well: a new account password, set by another process, revokes every application
+    password of the person. Their open sessions end as at a revocation (IMAP ``* BYE``,
+    submission ``421``) and they open nothing more."""
+    stolen = await apppasswords.create(operator.store.logins, ENROLLED, "Téléphone volé")
+    with contextlib.ExitStack() as opened:
+        def open_sessions() -> tuple[imaplib.IMAP4, smtplib.SMTP]:
+            imap = opened.enter_context(imaps(environment, operator))
+            assert imap.login(ENROLLED, stolen.password)[0] == "OK"
+            assert imap.select("INBOX")[0] == "OK"
+            smtp = opened.enter_context(submissions(environment, operator))
+            assert smtp.login(ENROLLED, stolen.password)[0] == 235
+            return imap, smtp
+
+        imap, smtp = await asyncio.to_thread(open_sessions)
+        other_process = await stores.open()
+        await other_process.set_password_hash(ENROLLED, hash_password("a brand new password"))
+        await asyncio.sleep(APP_PASSWORD_CHECK_SECONDS + 0.5)
+
+        def next_commands() -> None:
+            with pytest.raises(imaplib.IMAP4.abort, match="application password was revoked"):
+                imap.noop()
+            code, text = smtp.mail(ENROLLED)
+            assert code == 421 and b"application password was revoked" in text
+            with imaps(environment, operator) as again, pytest.raises(imaplib.IMAP4.error):
+                again.login(ENROLLED, stolen.password)
+
+        await asyncio.to_thread(next_commands)
+    assert await operator.store.logins.app_passwords(ENROLLED) == []
+
+
+async def test_a_new_app_password_does_not_keep_a_revoked_ones_session_open(
+        environment: RunningEnvironment, operator: SideOperator, stores: Stores) -> None:
+    """The newest application password revoked, the next one created at once: it gets
+    an id of its own (SQLite would give the revoked one's again), so that the session
+    the revoked one opened still ends."""
+    lost = await apppasswords.create(operator.store.logins, ENROLLED, "Téléphone perdu")
+    with contextlib.ExitStack() as opened:
+        def open_session() -> imaplib.IMAP4:
+            imap = opened.enter_context(imaps(environment, operator))
+            assert imap.login(ENROLLED, lost.password)[0] == "OK"
+            return imap
+
+        imap = await asyncio.to_thread(open_session)
+        other_process = await stores.open()
+        assert await other_process.logins.revoke_app_password(ENROLLED, lost.entry.id)
+        new = await apppasswords.create(other_process.logins, ENROLLED, "Téléphone neuf")
+        assert new.entry.id != lost.entry.id
+        await asyncio.sleep(APP_PASSWORD_CHECK_SECONDS + 0.5)
+        with pytest.raises(imaplib.IMAP4.abort, match="application password was revoked"):
+            await asyncio.to_thread(imap.noop)

@@ -123,3 +123,47 @@ def test_a_log_cut_below_the_witnessed_checkpoint_is_named(config: Path) -> None
     assert verified.returncode == 1
     assert "checkpoint 4, witnessed in" in verified.stderr
     assert "is not in the database" in verified.stderr
+
+
+def test_changes_of_a_persons_ways_in_are_listed_and_the_log_verifies(config: Path) -> None:
+    """TOTP, the personal address, application passwords and the account password,
+    changed by the command line: one entry each, by its user, none holding a secret."""
+    login, path = "dupont@ch-xyz.mssante.fr", str(config)
+    enrolled = mssante("operator", "user", "totp", "enrol", login, "--config", path)
+    created = mssante("operator", "user", "app-password", "create", login, "--label",
+                      "Thunderbird", "--json", "--config", path)
+    password = json.loads(created.stdout)["password"]
+    number = json.loads(created.stdout)["id"]
+    for args in (("user", "totp", "disable", login),
+                 ("user", "contact", login, "--address", "paul@example.org", "--no-notices"),
+                 ("user", "app-password", "revoke", login, str(number)),
+                 ("user", "app-password", "create", login, "--label", "Téléphone"),
+                 ("user", "passwd", login, "--password", "a new password, long enough")):
+        done = mssante("operator", *args, "--config", path)
+        assert done.returncode == 0, done.stderr
+    seal(config)
+    verified = mssante("operator", "audit", "verify", "--json", "--config", path)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["ok"] is True
+    listed = json.loads(mssante("operator", "audit", "list", "--json", "--mailbox", login,
+                                "--config", path).stdout)
+    mine = [e for e in listed if e["action"].startswith("admin.person.")]
+    assert [(e["action"], e["detail"]) for e in mine] == [
+        ("admin.person.totp.enrol", f"{login}: a new TOTP secret"),
+        ("admin.person.app-password.create",
+         f"{login}: application password {number} (Thunderbird)"),
+        ("admin.person.totp.disable", f"{login}: TOTP secret forgotten"),
+        ("admin.person.contact",
+         f"{login}: personal address paul@example.org, new-message notices off"),
+        ("admin.person.app-password.revoke",
+         f"{login}: application password {number} (Thunderbird)"),
+        ("admin.person.app-password.create",
+         f"{login}: application password {number + 1} (Téléphone)"),
+        ("admin.person.password",
+         f"{login}: new account password; application passwords revoked: {number + 1}")]
+    assert all(e["actor"].startswith("cli:") and e["source"].startswith("cli ")
+               and e["mailbox"] == login and e["seq"] is not None for e in mine)
+    secret = enrolled.stdout.split("secret: ")[1].split()[0]
+    text = json.dumps(listed, ensure_ascii=False)
+    for held in (secret, password, password.replace(" ", ""), "a new password"):
+        assert held not in text

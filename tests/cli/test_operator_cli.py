@@ -121,3 +121,28 @@ def test_bad_choices_and_missing_config(config: str, tmp_path: Path) -> None:
     assert code == 2 and "bogus" in out
     code, out = run("operator", "user", "list", "-c", str(tmp_path / "none.toml"))
     assert code == 1 and "not found" in out
+
+
+def test_one_certificate_cannot_be_bound_to_two_app_mailboxes(config: str) -> None:
+    """The command names the mailbox the certificate already identifies; a DN pasted
+    as openssl prints it is the same DN; one that does not parse is named."""
+    assert run("operator", "user", "add", "dupont@ch-xyz.mssante.fr", "--kind",
+               "professional", "--name", "Dr Dupont", "--rpps", "10102727017", "-c",
+               config)[0] == 0
+    app = ("--type", "APP", "--responsible", "dupont@ch-xyz.mssante.fr", "-c", config)
+    dn = "CN=DPI CH XYZ,OU=750000001,O=CH XYZ,C=FR"
+    assert run("operator", "mailbox", "add", "dpi@ch-xyz.mssante.fr", "--cert-dn", dn,
+               *app)[0] == 0
+    code, out = run("operator", "mailbox", "add", "alertes@ch-xyz.mssante.fr", "--cert-dn",
+                    "subject=C = FR, O = CH XYZ, OU = 750000001, CN = DPI CH XYZ", *app)
+    assert code == 1
+    said = " ".join(out.split())
+    assert (f"error: the certificate {dn} already identifies the APP mailbox "
+            "dpi@ch-xyz.mssante.fr: one certificate DN identifies one APP mailbox") in said
+    code, out = run("operator", "mailbox", "add", "alertes@ch-xyz.mssante.fr", "--cert-dn",
+                    "CN=x,C=FRA", *app)
+    assert code == 1 and "--cert-dn: not a distinguished name" in out
+    listed = json.loads(run("operator", "mailbox", "list", "--json", "-c", config)[1])
+    assert [b["address"] for b in listed] == ["dpi@ch-xyz.mssante.fr"]
+    assert run("operator", "mailbox", "add", "alertes@ch-xyz.mssante.fr", "--cert-dn",
+               "CN=Alertes CH XYZ,OU=750000001,O=CH XYZ,C=FR", *app)[0] == 0

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mssante.domain.documents import codecda_value, document_subject, ins_value
+from mssante.domain.documents import (
+    codecda_value,
+    document_subject,
+    ins_value,
+    integration_failure,
+)
 from mssante.domain.ins import (
     INS_NIR_OID,
     INS_NIR_TEST_OID,
@@ -59,3 +64,14 @@ def test_qualified_ins_needs_the_matricule_its_oid_and_four_traits() -> None:
     for missing in traits:
         assert not is_qualified_ins("279035121518989", INS_NIR_OID,
                                     **{**traits, missing: " "})
+
+
+def test_an_integration_receipts_error_is_read_with_its_code_and_label() -> None:
+    # the modifier of processed/Error: <code>^<label>, the label in ASCII on the wire
+    assert integration_failure("Error: 904^INS incoherent") == (904, "INS incohérent")
+    assert integration_failure("automatic-action/MDN-sent-automatically; "
+                               "processed/Error: 902^Patient inconnu") == (902,
+                                                                          "Patient inconnu")
+    assert integration_failure("Error: 999^Autre chose") == (999, "Autre chose")
+    assert integration_failure("") is None
+    assert integration_failure("automatic-action/MDN-sent-automatically; processed") is None

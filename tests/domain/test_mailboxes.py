@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mssante.domain.mailboxes import (
+    CertificateAlreadyBound,
     Holding,
     MailboxType,
     Role,
     Use,
     beside_home,
+    check_certificate_binding,
     home_mailbox,
     may_send_from,
     personal_mailbox,
     use_of,
 )
+from mssante.errors import PolicyViolation
 
 DUPONT = "dupont@ch-xyz.mssante.fr"
 
@@ -131,3 +135,14 @@ def test_nothing_added_later_moves_a_recorded_home(before: list[Holding],
     seen_after = {h.address for h, _ in beside_home(login, after)}
     assert seen_before <= seen_after
     assert home.address not in seen_after
+
+
+def test_one_certificate_dn_identifies_one_app_mailbox() -> None:
+    dn = "CN=DPI CH XYZ,OU=750000001,O=CH XYZ,C=FR"
+    check_certificate_binding("dpi@ch-xyz.mssante.fr", dn, None)  # free
+    check_certificate_binding("dpi@ch-xyz.mssante.fr", dn, "DPI@ch-xyz.mssante.fr")  # its own
+    with pytest.raises(CertificateAlreadyBound) as refused:
+        check_certificate_binding("alertes@ch-xyz.mssante.fr", dn, "dpi@ch-xyz.mssante.fr")
+    assert isinstance(refused.value, PolicyViolation)
+    assert str(refused.value).startswith(
+        f"the certificate {dn} already identifies the APP mailbox dpi@ch-xyz.mssante.fr")

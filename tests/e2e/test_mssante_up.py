@@ -74,7 +74,7 @@ def test_up_starts_serves_stops_and_restarts_with_the_same_accounts(tmp_path: Pa
             imap.starttls(tls)
             imap.login(martin["login"], martin["password"])
             assert imap.select("Sent") == ("OK", [b"1"])  # submission kept a copy
-            assert imap.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS (\\Seen))"]
+            assert imap.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS (\\Recent \\Seen))"]  # recent here
     finally:
         out = stop(proc)
     assert "jean.martin@medecin.mssante.fr" in out and "environment.json" in out

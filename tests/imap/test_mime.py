@@ -329,7 +329,7 @@ def check_all_views(raw: bytes) -> Message:
     ("HEADER.FIELDS (From Subject)", Section((), "HEADER.FIELDS", ("FROM", "SUBJECT"))),
     ("header.fields.not (X-Mailer)", Section((), "HEADER.FIELDS.NOT", ("X-MAILER",))),
     ('2.HEADER.FIELDS ("Message-ID" to)', Section((2,), "HEADER.FIELDS", ("MESSAGE-ID", "TO"))),
-    ("HEADER.FIELDS (FROM from)", Section((), "HEADER.FIELDS", ("FROM",))),
+    ("HEADER.FIELDS (FROM from)", Section((), "HEADER.FIELDS", ("FROM", "FROM"))),
 ])
 def test_section_specs(spec: str, expected: Section) -> None:
     assert parse_section(spec) == expected

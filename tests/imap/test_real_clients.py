@@ -386,5 +386,5 @@ def test_updates_come_before_the_tagged_reply(imap_env: Any) -> None:
         while not t.read().startswith("a2 OK"):
             pass
         t.send(b"a3 APPEND INBOX {%d+}\r\n" % len(raw) + raw + b"\r\n")
-        t.until("a3", "* 1 EXISTS", "a3 OK [APPENDUID {#} 1] APPEND completed")
+        t.until("a3", "* 1 EXISTS", "* 1 RECENT", "a3 OK [APPENDUID {#} 1] APPEND completed")
         t.run("a4 NOOP", "a4 OK NOOP completed")

@@ -149,8 +149,9 @@ def test_a_thunderbird_header_fetch(imap_env: Any) -> None:
                          "(From To Cc Bcc Subject Date Message-ID Priority X-Priority "
                          "References Newsgroups In-Reply-To Content-Type Reply-To)])"))
     head, fields = data[0]
-    assert b"UID 1" in head and b"RFC822.SIZE" in head and b"FLAGS ()" in head
+    # \\Recent: this IMAP4rev1 session is the first to see it (RFC 3501 §2.3.2)
+    assert b"UID 1" in head and b"RFC822.SIZE" in head and b"FLAGS (\\Recent)" in head
     assert fields.startswith(b"From: Dr Dupont") and b"X-Other" not in fields
     assert fields.endswith(b"\r\n\r\n")
-    assert ok(client.fetch("1", "(FLAGS)")) == [b"1 (FLAGS ())"]  # PEEK sets no \\Seen
+    assert ok(client.fetch("1", "(FLAGS)")) == [b"1 (FLAGS (\\Recent))"]  # PEEK: no \\Seen
     client.logout()

@@ -115,14 +115,14 @@ def test_enable(environment: Any, imap: Opener) -> None:
     t.run("a7 SELECT INBOX",
           *SELECT_FLAGS,
           "* 1 EXISTS",
-          "* 0 RECENT",
+          "* 1 RECENT",
           "* OK [UNSEEN 1] {*}",
           "* OK [UIDVALIDITY {#}] {*}",
           "* OK [UIDNEXT 2] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}",
           "a7 OK [READ-WRITE] SELECT completed")
     # CONDSTORE is on: STORE reports the new MODSEQ without being asked
-    t.run("a8 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (FLAGS (\\Flagged) MODSEQ ({#}))",
+    t.run("a8 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (FLAGS (\\Recent \\Flagged) MODSEQ ({#}))",
           "a8 OK STORE completed")
 
 
@@ -142,18 +142,19 @@ def test_idle(environment: Any, imap: Opener) -> None:
     t.expect("+ {*}")
     append(other, "b1", "INBOX", "pushed")
     t.expect("* 1 EXISTS")
+    t.expect("* 1 RECENT")  # RFC 3501 §2.3.2: the first session told of it
     other.run("b2 SELECT INBOX", *SELECT_FLAGS, "* 1 EXISTS", "* 0 RECENT",
               "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 2] {*}",
               "* OK [HIGHESTMODSEQ {#}] {*}", "b2 OK [READ-WRITE] SELECT completed")
     other.run("b3 STORE 1 +FLAGS (\\Deleted)", "* 1 FETCH (FLAGS (\\Deleted))",
               "b3 OK STORE completed")
-    t.expect("* 1 FETCH (UID 1 FLAGS (\\Deleted))")
+    t.expect("* 1 FETCH (UID 1 FLAGS (\\Recent \\Deleted))")
     other.run("b4 EXPUNGE", "* 1 EXPUNGE", "b4 OK EXPUNGE completed")
     t.expect("* 1 EXPUNGE")
     t.line("DONE")
     t.until("a2", "a2 OK IDLE terminated")
-    append(other, "b5", "INBOX", "polled", updates=("* 1 EXISTS",))
-    t.run("a3 NOOP", "* 1 EXISTS", "a3 OK NOOP completed")  # updates before the OK
+    append(other, "b5", "INBOX", "polled", updates=("* 1 EXISTS", "* 1 RECENT"))
+    t.run("a3 NOOP", "* 1 EXISTS", "* 0 RECENT", "a3 OK NOOP completed")  # updates before the OK
 
 
 # --------------------------------------------------------------------- NAMESPACE
@@ -212,7 +213,7 @@ def test_uidplus(environment: Any, imap: Opener) -> None:
     t.expect("+ {*}")
     t.send(body + b"\r\n")
     t.until("a4", "a4 OK [APPENDUID {uv} 2] APPEND completed")
-    t.run("a5 SELECT INBOX", *SELECT_FLAGS, "* 2 EXISTS", "* 0 RECENT",
+    t.run("a5 SELECT INBOX", *SELECT_FLAGS, "* 2 EXISTS", "* 2 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {uv}] {*}", "* OK [UIDNEXT 3] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}", "a5 OK [READ-WRITE] SELECT completed")
     t.run("a6 COPY 1:2 Trash", "a6 OK [COPYUID {trash} 1:2 1:2] COPY completed")
@@ -226,7 +227,7 @@ def test_uidplus(environment: Any, imap: Opener) -> None:
     t.line(f"a12 APPEND INBOX {{{len(body)}}}")
     t.expect("+ {*}")
     t.send(body + b"\r\n")
-    t.until("a12", "* 2 EXISTS", "a12 OK [APPENDUID {uv} 3] APPEND completed")
+    t.until("a12", "* 2 EXISTS", "* 2 RECENT", "a12 OK [APPENDUID {uv} 3] APPEND completed")
 
 
 # -------------------------------------------------------------------------- MOVE
@@ -239,7 +240,7 @@ def test_move(environment: Any, imap: Opener) -> None:
         append(t, f"s{n}", "INBOX", f"move{n}")
     t.run("a1 STATUS Archive (UIDVALIDITY)", "* STATUS Archive (UIDVALIDITY {#arch})",
           "a1 OK STATUS completed")
-    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 3 EXISTS", "* 0 RECENT",
+    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 3 EXISTS", "* 3 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 4] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}", "a2 OK [READ-WRITE] SELECT completed")
     t.run("a3 MOVE 2 Archive", "* OK [COPYUID {arch} 2 1] {*}", "* 2 EXPUNGE",
@@ -247,7 +248,7 @@ def test_move(environment: Any, imap: Opener) -> None:
     t.run("a4 UID MOVE 1,3 Archive", "* OK [COPYUID {arch} 1,3 2:3] {*}", "* 2 EXPUNGE",
           "* 1 EXPUNGE", "a4 OK MOVE completed")
     t.run("a5 MOVE 1 Archive", "a5 BAD {*}")  # no message 1 any more
-    append(t, "s4", "INBOX", "move4", updates=("* 1 EXISTS",))
+    append(t, "s4", "INBOX", "move4", updates=("* 1 EXISTS", "* 1 RECENT"))
     t.run("a6 MOVE 1 Nowhere", "a6 NO [TRYCREATE] {*}")
     t.run("a7 STATUS Archive (MESSAGES UIDNEXT)", "* STATUS Archive (MESSAGES 3 UIDNEXT 4)",
           "a7 OK STATUS completed")
@@ -261,7 +262,7 @@ def test_unselect(environment: Any, imap: Opener) -> None:
     t = imap(fresh_person(environment))
     append(t, "s1", "INBOX", "unselect", "\\Deleted")
     t.run("a1 UNSELECT", "a1 BAD {*}")
-    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 1 EXISTS", "* 0 RECENT",
+    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 1 EXISTS", "* 1 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 2] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}", "a2 OK [READ-WRITE] SELECT completed")
     t.run("a3 UNSELECT", "a3 OK UNSELECT completed")
@@ -422,7 +423,7 @@ def test_status_size(environment: Any, imap: Opener) -> None:
     t.run("a1 STATUS INBOX (SIZE MESSAGES)", f"* STATUS INBOX (SIZE {sum(sizes)} MESSAGES 2)",
           "a1 OK STATUS completed")
     t.run("a2 STATUS Sent (SIZE)", "* STATUS Sent (SIZE 0)", "a2 OK STATUS completed")
-    t.run("a3 SELECT INBOX", *SELECT_FLAGS, "* 2 EXISTS", "* 0 RECENT",
+    t.run("a3 SELECT INBOX", *SELECT_FLAGS, "* 2 EXISTS", "* 2 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 3] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}", "a3 OK [READ-WRITE] SELECT completed")
     t.run("a4 FETCH 1:2 RFC822.SIZE", f"* 1 FETCH (RFC822.SIZE {sizes[0]})",
@@ -437,7 +438,7 @@ def test_esearch_and_searchres(environment: Any, imap: Opener) -> None:
     t = imap(fresh_person(environment))
     for n in range(1, 6):
         append(t, f"s{n}", "INBOX", f"esearch{n}", "\\Flagged" if n in (2, 4) else "")
-    t.run("a1 SELECT INBOX", *SELECT_FLAGS, "* 5 EXISTS", "* 0 RECENT",
+    t.run("a1 SELECT INBOX", *SELECT_FLAGS, "* 5 EXISTS", "* 5 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 6] {*}",
           "* OK [HIGHESTMODSEQ {#}] {*}", "a1 OK [READ-WRITE] SELECT completed")
     t.run("a2 SEARCH RETURN (MIN MAX COUNT ALL) FLAGGED",
@@ -450,8 +451,8 @@ def test_esearch_and_searchres(environment: Any, imap: Opener) -> None:
           "a5 OK SEARCH completed")
     # SAVE alone answers nothing; `$` then names what was saved
     t.run("a6 SEARCH RETURN (SAVE) FLAGGED", "a6 OK SEARCH completed")
-    t.run("a7 FETCH $ (UID FLAGS)", "* 2 FETCH (UID 2 FLAGS (\\Flagged))",
-          "* 4 FETCH (UID 4 FLAGS (\\Flagged))", "a7 OK FETCH completed")
+    t.run("a7 FETCH $ (UID FLAGS)", "* 2 FETCH (UID 2 FLAGS (\\Recent \\Flagged))",
+          "* 4 FETCH (UID 4 FLAGS (\\Recent \\Flagged))", "a7 OK FETCH completed")
     t.run("a8 UID SEARCH UID $ NOT 4", "* SEARCH 2", "a8 OK SEARCH completed")
     # SAVE with MIN keeps only the minimum
     t.run("a9 UID SEARCH RETURN (SAVE MIN) UNFLAGGED", '* ESEARCH (TAG "a9") UID MIN 1',
@@ -476,7 +477,7 @@ def test_literal_plus(environment: Any, imap: Opener) -> None:
     t.send(b"a2 APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(body), body))
     t.until("a2", "a2 OK [APPENDUID {#} 1] APPEND completed")
     t.send(b"a3 SELECT {5+}\r\nINBOX\r\n")
-    t.until("a3", *SELECT_FLAGS, "* 1 EXISTS", "* 0 RECENT",
+    t.until("a3", *SELECT_FLAGS, "* 1 EXISTS", "* 1 RECENT",
             "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 2] {*}",
             "* OK [HIGHESTMODSEQ {#}] {*}", "a3 OK [READ-WRITE] SELECT completed")
     t.run("a4 FETCH 1 BODY.PEEK[]",
@@ -537,23 +538,24 @@ def test_condstore(environment: Any, imap: Opener) -> None:
     t = imap(fresh_person(environment))
     for n in range(1, 4):
         append(t, f"s{n}", "INBOX", f"condstore{n}")
-    t.run("a1 SELECT INBOX (CONDSTORE)", *SELECT_FLAGS, "* 3 EXISTS", "* 0 RECENT",
+    t.run("a1 SELECT INBOX (CONDSTORE)", *SELECT_FLAGS, "* 3 EXISTS", "* 3 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 4] {*}",
           "* OK [HIGHESTMODSEQ {#m0}] {*}", "a1 OK [READ-WRITE] SELECT completed")
     m0 = int(t.vars["m0"])
     t.run("a2 FETCH 1:3 (FLAGS MODSEQ)",
-          "* 1 FETCH (FLAGS () MODSEQ ({#s1}))", "* 2 FETCH (FLAGS () MODSEQ ({#s2}))",
-          "* 3 FETCH (FLAGS () MODSEQ ({m0}))", "a2 OK FETCH completed")
+          "* 1 FETCH (FLAGS (\\Recent) MODSEQ ({#s1}))",
+          "* 2 FETCH (FLAGS (\\Recent) MODSEQ ({#s2}))",
+          "* 3 FETCH (FLAGS (\\Recent) MODSEQ ({m0}))", "a2 OK FETCH completed")
     assert int(t.vars["s1"]) < int(t.vars["s2"]) < m0  # one MODSEQ per APPEND
-    t.run("a3 STORE 2 +FLAGS (\\Seen)", "* 2 FETCH (FLAGS (\\Seen) MODSEQ ({#m1}))",
+    t.run("a3 STORE 2 +FLAGS (\\Seen)", "* 2 FETCH (FLAGS (\\Recent \\Seen) MODSEQ ({#m1}))",
           "a3 OK STORE completed")
     assert int(t.vars["m1"]) > m0
     t.run(f"a4 FETCH 1:* (FLAGS) (CHANGEDSINCE {m0})",
-          "* 2 FETCH (FLAGS (\\Seen) MODSEQ ({m1}))", "a4 OK FETCH completed")
+          "* 2 FETCH (FLAGS (\\Recent \\Seen) MODSEQ ({m1}))", "a4 OK FETCH completed")
     t.run(f"a5 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {t.vars['m1']})", "a5 OK FETCH completed")
     t.run(f"a6 STORE 1:3 (UNCHANGEDSINCE {m0}) +FLAGS (\\Flagged)",
-          "* 1 FETCH (FLAGS (\\Flagged) MODSEQ ({#m2}))",
-          "* 3 FETCH (FLAGS (\\Flagged) MODSEQ ({m2}))",
+          "* 1 FETCH (FLAGS (\\Recent \\Flagged) MODSEQ ({#m2}))",
+          "* 3 FETCH (FLAGS (\\Recent \\Flagged) MODSEQ ({m2}))",
           "a6 OK [MODIFIED 2] {*}")
     t.run(f"a7 UID STORE 1:3 (UNCHANGEDSINCE {t.vars['m2']}) +FLAGS.SILENT (\\Answered)",
           "* 1 FETCH (UID 1 MODSEQ ({#m3}))",
@@ -576,10 +578,10 @@ def test_qresync(environment: Any, imap: Opener) -> None:
     for n in range(1, 5):
         append(t, f"s{n}", "INBOX", f"qresync{n}")
     t.run("a1 ENABLE QRESYNC", "* ENABLED QRESYNC", "a1 OK ENABLE completed")
-    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 4 EXISTS", "* 0 RECENT",
+    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 4 EXISTS", "* 4 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#uv}] {*}", "* OK [UIDNEXT 5] {*}",
           "* OK [HIGHESTMODSEQ {#m0}] {*}", "a2 OK [READ-WRITE] SELECT completed")
-    t.run("a3 STORE 2 +FLAGS (\\Seen)", "* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ ({#m1}))",
+    t.run("a3 STORE 2 +FLAGS (\\Seen)", "* 2 FETCH (UID 2 FLAGS (\\Recent \\Seen) MODSEQ ({#m1}))",
           "a3 OK STORE completed")
     t.run("a4 UID STORE 3 +FLAGS.SILENT (\\Deleted)", "* 3 FETCH (UID 3 MODSEQ ({#}))",
           "a4 OK STORE completed")
@@ -624,7 +626,7 @@ def test_qresync_held_expunges_lower_highestmodseq(environment: Any, imap: Opene
     for n in range(1, 4):
         append(t, f"s{n}", "INBOX", f"held{n}")
     t.run("a1 ENABLE QRESYNC", "* ENABLED QRESYNC", "a1 OK ENABLE completed")
-    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 3 EXISTS", "* 0 RECENT",
+    t.run("a2 SELECT INBOX", *SELECT_FLAGS, "* 3 EXISTS", "* 3 RECENT",
           "* OK [UNSEEN 1] {*}", "* OK [UIDVALIDITY {#}] {*}", "* OK [UIDNEXT 4] {*}",
           "* OK [HIGHESTMODSEQ {#m0}] {*}", "a2 OK [READ-WRITE] SELECT completed")
     store = environment.service(HOSPITAL).store
@@ -633,13 +635,14 @@ def test_qresync_held_expunges_lower_highestmodseq(environment: Any, imap: Opene
     assert environment.runner.call(store.folders.expunge(inbox.id)) == [3]
     expunged_at = environment.runner.call(store.folders.get(person.address, "INBOX")
                                           ).highestmodseq
-    t.run("a3 STORE 1 +FLAGS (\\Flagged)", "* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ ({#m1}))",
+    t.run("a3 STORE 1 +FLAGS (\\Flagged)",
+          "* 1 FETCH (UID 1 FLAGS (\\Recent \\Flagged) MODSEQ ({#m1}))",
           "* OK [HIGHESTMODSEQ {m0}] Expunges held back", "a3 OK STORE completed")
     assert int(t.vars["m0"]) < expunged_at < int(t.vars["m1"])
-    t.run("a4 FETCH 3 (FLAGS)", "* 3 FETCH (FLAGS ())",  # as the session still sees it
+    t.run("a4 FETCH 3 (FLAGS)", "* 3 FETCH (FLAGS (\\Recent))",  # as the session still sees it
           "* OK [HIGHESTMODSEQ {m0}] Expunges held back", "a4 OK FETCH completed")
     t.run("a5 NOOP", "* VANISHED 3", "a5 OK NOOP completed")  # now it may be said
-    t.run("a6 STORE 1 -FLAGS (\\Flagged)", "* 1 FETCH (UID 1 FLAGS () MODSEQ ({#}))",
+    t.run("a6 STORE 1 -FLAGS (\\Flagged)", "* 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ ({#}))",
           "a6 OK STORE completed")  # nothing held back any more
 
 

@@ -226,14 +226,29 @@ async def test_a_person_subscribes_to_a_shared_folder_for_themselves(
                            for _ in range(4)))  # at the same moment: none fails
     assert subscribed(await mailboxes.folders.all(ORG, viewer="sec"))["Archive"]
     assert await count_rows("folder_subscriptions") == 2
-    with pytest.raises(NotFound):
-        await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    # RFC 3501 §6.3.6: a name that is no folder may be subscribed, for oneself
+    await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="sec") == ["Nowhere"]
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="dr") == []
     with pytest.raises(NotFound):
         await mailboxes.folders.subscribe(ORG, "Trash", True, viewer="nobody")
-    await mailboxes.folders.delete(ORG, "Trash")  # a folder's choices go with it
+    # RFC 3501 §6.3.4: DELETE leaves the subscriptions, each person's choice kept
+    await mailboxes.folders.delete(ORG, "Trash")
     assert await count_rows("folder_subscriptions") == 1
-    await mailboxes.delete_person("sec")  # and a person's with them
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="sec") == ["Nowhere"]
+    assert await mailboxes.folders.subscribed_names(ORG, viewer="dr") == ["Trash"]
+    assert await mailboxes.folders.subscribed_names(ORG) == ["Trash"]
+    again = await mailboxes.folders.create(ORG, "Trash", subscribed=False)
+    assert again.subscribed  # the mailbox's own subscription, taken back
+    assert subscribed(await mailboxes.folders.all(ORG, viewer="sec"))["Trash"] is False
+    assert await count_rows("subscriptions") == 1  # "Nowhere" only
+    await mailboxes.folders.subscribe(ORG, "Nowhere", False, viewer="sec")
+    with pytest.raises(NotFound):  # nothing left to unsubscribe
+        await mailboxes.folders.subscribe(ORG, "Nowhere", False, viewer="sec")
+    await mailboxes.folders.subscribe(ORG, "Nowhere", True, viewer="sec")
+    await mailboxes.delete_person("sec")  # a person's choices go with them
     assert await count_rows("folder_subscriptions") == 0
+    assert await count_rows("subscriptions") == 0
 
 
 async def test_a_folder_created_again_gets_a_greater_uidvalidity(mailboxes: Store) -> None:
@@ -442,8 +457,13 @@ async def test_subscribe(mailboxes: Store) -> None:
     await mailboxes.folders.subscribe(PER, "Sent", True)
     assert (await folder(mailboxes, "Sent")).subscribed
     assert [f.name for f in await mailboxes.folders.all(PER) if not f.subscribed] == ["INBOX"]
-    with pytest.raises(NotFound):
-        await mailboxes.folders.subscribe(PER, "Nulle part", True)
+    # RFC 3501 §6.3.6: a name that is no folder may be subscribed, and unsubscribed
+    await mailboxes.folders.subscribe(PER, "Nulle part", True)
+    assert await mailboxes.folders.subscribed_names(PER) == ["Nulle part"]
+    await mailboxes.folders.subscribe(PER, "Nulle part", False)
+    assert await mailboxes.folders.subscribed_names(PER) == []
+    with pytest.raises(NotFound):  # nothing to unsubscribe
+        await mailboxes.folders.subscribe(PER, "Nulle part", False)
     with pytest.raises(NotFound):
         await mailboxes.folders.subscribe(f"ghost@{DOMAIN}", "Sent", True)
     with pytest.raises(ValueError):
@@ -804,13 +824,15 @@ async def test_move_removes_from_the_source(mailboxes: Store) -> None:
     for n in range(3):
         assert await mailboxes.get_body(sha(body(n))) == body(n)  # the bodies stay
 
-    with pytest.raises(PolicyViolation):
-        await mailboxes.folders.copy(trash.id, [1], trash.id, move=True)
+    # RFC 6851 §3.1: a MOVE into the same folder is a COPY then an expunge: a new UID
+    assert await mailboxes.folders.copy(trash.id, [1], trash.id, move=True) == (
+        trash.uidvalidity, [1], [3])
+    assert await uids_of(mailboxes, trash.id) == [2, 3]
     assert await mailboxes.folders.copy(inbox.id, [1], trash.id, move=True) == (
         trash.uidvalidity, [], [])  # gone already
     # emptying the trash drops the bodies
-    await mailboxes.folders.store_flags(trash.id, [1, 2], "+", ["\\Deleted"])
-    assert await mailboxes.folders.expunge(trash.id) == [1, 2]
+    await mailboxes.folders.store_flags(trash.id, [2, 3], "+", ["\\Deleted"])
+    assert await mailboxes.folders.expunge(trash.id) == [2, 3]
     assert not await has_body(mailboxes, sha(body(0)))
     assert not await has_body(mailboxes, sha(body(1)))
     assert await has_body(mailboxes, sha(body(2)))
@@ -960,6 +982,7 @@ async def test_migration_puts_existing_messages_in_inbox(database: Database) -> 
     inbox = found[0]
     assert (inbox.uidvalidity, inbox.uidnext, inbox.highestmodseq, inbox.subscribed) == (
         uidvalidity, 3, 1, True)
+    assert inbox.recent_uid == 3  # migration 0008r: what was there is not \Recent
     for special in found[1:]:
         assert (special.uidvalidity, special.uidnext, special.highestmodseq) == (
             uidvalidity, 1, 1)
@@ -1251,3 +1274,21 @@ async def test_the_unread_messages_with_a_keyword_newest_first(mailboxes: Store)
     assert [uid for uid, _ in found] == [uids[4], uids[0]]
     assert set(found[0][1].split()) == {"\\Flagged", "$Alerte"}
     assert await mailboxes.folders.unread_with_keyword(inbox.id, "$Alerte", 1) == found[:1]
+
+
+async def test_recent_uids_are_claimed_once(mailboxes: Store) -> None:
+    """RFC 3501 §2.3.2: a message is \\Recent in one session only; claims at the same
+    moment (as sessions of two processes make them) share out the UIDs, never twice."""
+    inbox = await folder(mailboxes, "INBOX")
+    assert inbox.recent_uid == 1
+    for n in range(3):
+        await deliver(mailboxes, n)
+    firsts = await asyncio.gather(*(mailboxes.folders.claim_recent(inbox.id, 4)
+                                    for _ in range(5)))
+    assert sorted(firsts) == [1, 4, 4, 4, 4]  # one got UIDs 1 to 3, the others none
+    assert (await folder(mailboxes, "INBOX")).recent_uid == 4
+    assert await mailboxes.folders.recent_count(inbox.id) == 0
+    await deliver(mailboxes, 3)
+    assert await mailboxes.folders.recent_count(inbox.id) == 1
+    assert await mailboxes.folders.claim_recent(inbox.id, 5) == 4
+    assert await mailboxes.folders.claim_recent(inbox.id, 3) == 5  # nothing moves back

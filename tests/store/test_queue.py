@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
@@ -12,7 +15,7 @@ from mssante import leases
 from mssante.config import QueueSettings
 from mssante.errors import NotFound
 from mssante.queue.retention import QueueRetention
-from mssante.store import MessageSummary, OutboundRecipient, QueueEntry, Store
+from mssante.store import LeaseHolder, MessageSummary, OutboundRecipient, QueueEntry, Store
 
 SUMMARY = MessageSummary(None, None, None, None)
 T0 = 1_000_000.0
@@ -223,3 +226,100 @@ async def test_retention_purges_finished_entries_on_its_schedule(store: Store,
     assert {e.id for e in await store.queue_entries()} == {recent, waiting}
     assert await count_rows("bodies") == 2
     assert await retention.purge_once() == 0  # nothing more is due
+
+
+# ----------------------------------------------------------------- lease holders
+
+def holder(name: str, *, beat: float, pid: int | None = None,
+           host: str | None = None) -> LeaseHolder:
+    return LeaseHolder(id=name, host=host or socket.gethostname(), pid=pid or os.getpid(),
+                       started_at=beat, heartbeat_at=beat)
+
+
+async def test_leases_of_a_holder_known_dead_go_back_at_once(store: Store) -> None:
+    """A holder whose heartbeat stopped, or whose process on this machine is gone: its
+    leases are due again now, not at their end; a live holder's stay."""
+    now = time.time()
+    ids = await enqueue(store, 3, now=now - 10)
+    dead_pid = _a_finished_pid()
+    await store.lease_heartbeat(holder("alive", beat=now))
+    await store.lease_heartbeat(holder("silent", beat=now - leases.STALE_AFTER - 1))
+    await store.lease_heartbeat(holder("gone", beat=now, pid=dead_pid))
+    for name, entry in zip(["alive", "silent", "gone"], ids, strict=True):
+        claimed = await store.claim_due(now=now, limit=1, lease=LEASE, holder=name)
+        assert [e.id for e in claimed] == [entry]
+    assert await leases.reclaim_dead(store, now=now) == 2
+    assert [h.id for h in await store.lease_holders()] == ["alive"]
+    again = await store.claim_due(now=now, limit=10, lease=LEASE, holder="alive")
+    assert [e.id for e in again] == ids[1:]
+
+
+async def test_a_starting_worker_takes_back_dead_and_unnamed_leases_not_a_live_ones(
+        store: Store) -> None:
+    """Several workers claim from one database, SQLite too (environment/workers.py): a
+    worker starting (again, after a crash) takes back the leases of a holder whose
+    process is gone and those claimed before holders were named, never the leases of
+    a worker that runs."""
+    now = time.time()
+    ids = await enqueue(store, 3, now=now - 10)
+    await store.lease_heartbeat(holder("crashed", beat=now, pid=_a_finished_pid()))
+    await store.lease_heartbeat(holder("running", beat=now))  # this test's own pid
+    await store.claim_due(now=now, limit=1, lease=LEASE, holder="crashed")
+    await store.claim_due(now=now, limit=1, lease=LEASE, holder="running")
+    await store.claim_due(now=now, limit=1, lease=LEASE)  # a claim of before migration 0008q
+    beat = leases.Heartbeat(store, on_reclaimed=lambda: None)
+    assert await beat.start() == 2
+    try:
+        assert sorted(h.id for h in await store.lease_holders()) == sorted(
+            [beat.holder.id, "running"])
+        assert [e.id for e in await store.claim_due(now=now, limit=10, lease=LEASE)] == [
+            ids[0], ids[2]]
+    finally:
+        await beat.stop()
+
+
+async def test_retry_domain_makes_that_domains_entries_due(store: Store) -> None:
+    ids = await enqueue(store, 2)
+    for entry_id in ids:
+        await store.mark_deferred(entry_id, next_attempt_at=T0 + 3600, error="down")
+    elsewhere = (await store.accept_message(
+        b"body", envelope_from="dr@ch-xyz.mssante.fr", local=[],
+        remote=[OutboundRecipient("x@infirmier.mssante.fr")], summary=SUMMARY,
+        now=T0)).queue_ids
+    await store.mark_deferred(elsewhere[0], next_attempt_at=T0 + 3600, error="down")
+    assert await store.retry_domain("Medecin.mssante.fr", now=T0 + 5) == 2
+    due = await store.claim_due(now=T0 + 5, limit=10, lease=LEASE)
+    assert [e.id for e in due] == ids
+
+
+def _a_finished_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+async def test_a_running_process_takes_back_a_dead_holders_leases_on_its_heartbeat(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's case: several processes; one that dies is found by the others'
+    heartbeats, and its leases are due again without waiting for their end."""
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.05)
+    now = time.time()
+    (entry,) = await enqueue(store, 1, now=now - 10)
+    reclaimed = asyncio.Event()
+    beat = leases.Heartbeat(store, on_reclaimed=reclaimed.set)
+    assert await beat.start() == 0
+    try:
+        await store.lease_heartbeat(holder("peer", beat=time.time()))  # another, alive
+        await store.claim_due(now=time.time(), limit=1, lease=LEASE, holder="peer")
+        await asyncio.sleep(0.3)
+        assert not reclaimed.is_set()  # a live holder keeps its leases
+        assert await store.claim_due(now=time.time(), limit=1, lease=LEASE) == []
+        # the peer stops beating: 31 s later it is taken for dead
+        await store.lease_heartbeat(holder("peer", beat=time.time() - leases.STALE_AFTER - 1))
+        await asyncio.wait_for(reclaimed.wait(), 5)
+        again = await store.claim_due(now=time.time(), limit=1, lease=LEASE)
+        assert [e.id for e in again] == [entry]
+        assert [h.id for h in await store.lease_holders()] == [beat.holder.id]
+    finally:
+        await beat.stop()

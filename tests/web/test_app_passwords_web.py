@@ -162,3 +162,27 @@ def test_without_a_session_the_page_sends_to_the_login(
     with client_for(environment, HOSPITAL) as client:
         assert client.get(PAGE).headers["location"] == "/connexion"
         assert client.post(PAGE, data={"nom": "x"}).headers["location"] == "/connexion"
+
+
+def test_creating_and_revoking_are_recorded_as_the_persons_from_their_address(
+        enrolled: tuple[httpx.Client, Account], environment: RunningEnvironment) -> None:
+    """The audit trail names the session's login and the browser's address, never the
+    password shown."""
+    client, person = enrolled
+    client.post(PAGE, data={"csrf": hidden(client.get(PAGE).text, "csrf"), "nom": "Agenda"})
+    shown = re.search(r"<code[^>]*>([a-z]{4}(?: [a-z]{4}){3})</code>", client.get(PAGE).text)
+    assert shown is not None
+    (entry,) = listed(environment, person.login)
+    answer = client.post(f"{PAGE}/{entry.id}/revoquer",
+                         data={"csrf": hidden(client.get(PAGE).text, "csrf")})
+    assert answer.status_code == 303 and listed(environment, person.login) == []
+    store = environment.service(HOSPITAL).store
+    mine = [e.event for e in environment.runner.call(store.audit_entries(limit=100_000))
+            if e.event.action.startswith("admin.person.app-password.")
+            and e.event.detail.startswith(f"{person.login}:")]
+    assert [(e.action, e.actor, e.source, e.detail) for e in mine] == [
+        (f"admin.person.app-password.{verb}", person.login, "HTTPS 127.0.0.1",
+         f"{person.login}: application password {entry.id} (Agenda)")
+        for verb in ("create", "revoke")]
+    assert all(shown.group(1) not in str(e) and shown.group(1).replace(" ", "") not in str(e)
+               for e in mine)

@@ -109,16 +109,17 @@ def test_marking_and_moving_are_heard_by_a_selected_imap_session(
         said = status_after(web_client, act(web_client, inbox, [report], "important"))
         assert said == "Message marqué comme important"
         imap.noop()
-        assert imap_flags(imap, report) == {b"\\Flagged", b"\\Seen"}
+        # \\Recent: this session is the first to see the message (RFC 3501 §2.3.2)
+        assert imap_flags(imap, report) == {b"\\Recent", b"\\Flagged", b"\\Seen"}
         assert "★" in web_client.get(inbox).text
         message = web_client.get(f"{inbox}/messages/{report}")
         assert ">Retirer l'important</button>" in message.text
         said = status_after(web_client, act(web_client, inbox, [report], "non_lu"))
         assert said == "Message marqué comme non lu"
-        assert imap_flags(imap, report) == {b"\\Flagged"}
+        assert imap_flags(imap, report) == {b"\\Recent", b"\\Flagged"}
         said = status_after(web_client, act(web_client, inbox, [report], "non_important"))
         assert said == "Important retiré du message"
-        assert imap_flags(imap, report) == set()
+        assert imap_flags(imap, report) == {b"\\Recent"}
 
         archive = folder_url(web_client, person.address, "Archives")
         said = status_after(web_client, act(web_client, inbox, [report], "deplacer",

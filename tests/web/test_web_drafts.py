@@ -73,7 +73,8 @@ def drafts_in_imap(environment: RunningEnvironment, person: Account
                 assert flags is not None
                 parsed = email.message_from_bytes(item[1], policy=email.policy.default)
                 assert isinstance(parsed, email.message.EmailMessage)
-                found.append((flags.group(1), parsed))
+                stored = [f for f in flags.group(1).split() if f != b"\\Recent"]  # the session's
+                found.append((b" ".join(stored), parsed))
         return found
     finally:
         imap.logout()

@@ -10,8 +10,12 @@ Actions (the ``action`` field):
 - reading: ``read`` (a message's content served: IMAP FETCH of a body, the web's
   view), ``download`` (an attachment from the web);
 - logins: ``login``, ``login.failed``;
-- administration: ``admin.<what>`` (people, mailboxes, rights, passwords, second
-  factors, the queue), ``audit.purge`` (entries past retention exported then emptied).
+- administration: ``admin.<what>`` (people, mailboxes, rights, the queue; a person's
+  ways in: ``admin.person.password``, ``admin.person.totp.enrol``,
+  ``admin.person.totp.disable``, ``admin.person.contact``,
+  ``admin.person.app-password.create``, ``admin.person.app-password.revoke``), never
+  with a secret (a password, a TOTP secret, an application password) in any field;
+  ``audit.purge`` (entries past retention exported then emptied).
 
 ``actor`` says who: a login, a certificate's DN, a PSC identifier, ``cli:<user>`` for
 the administration command; ``source`` says from where (protocol and address).
@@ -20,6 +24,8 @@ the administration command; ``source`` says from where (protocol and address).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -36,7 +42,8 @@ PURGE = "audit.purge"
 ADMIN = "admin."
 
 # Who makes the administrative changes of this context, and from where: the command
-# line sets ``cli:<user>``; a store method records them with its change.
+# line sets ``cli:<user>``, a web page the session's login (``acting``); a store method
+# records them with its change.
 ACTOR: ContextVar[str] = ContextVar("audit_actor", default="unknown")
 SOURCE: ContextVar[str] = ContextVar("audit_source", default="")
 
@@ -63,6 +70,18 @@ def actor_of(login: str, psc_subject: str | None = None,
     if app_password is not None:
         actor += f" app-password:{app_password}"
     return clip(actor)
+
+
+@contextmanager
+def acting(actor: str, source: str) -> Iterator[None]:
+    """The administrative changes made inside are recorded as ``actor``'s, from
+    ``source``; the previous ones come back after."""
+    actor_token, source_token = ACTOR.set(clip(actor)), SOURCE.set(clip(source))
+    try:
+        yield
+    finally:
+        SOURCE.reset(source_token)
+        ACTOR.reset(actor_token)
 
 
 def clip(text: str | None) -> str:

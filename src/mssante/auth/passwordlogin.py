@@ -136,6 +136,7 @@ async def _password_login(people: People, throttle: FailedLogins, login: str, pa
     stored = person.password_hash if person is not None else None
     ok = await _VERIFIED.verify(stored or dummy_hash(), password) and stored is not None
     if not ok or person is None:
+        await throttle.confirmed(login, address)
         raise PasswordLoginFailed("Authentication failed")
     throttle.forgive(login, address, attempt)
     _check_policy(policy, person)

@@ -25,15 +25,23 @@ Every listener that checks passwords (IMAP, SMTP submission) shares one
 - Certificate logins (EXTERNAL) are not throttled: there is nothing to guess.
 - Memory is bounded: at most ``MAX_ADDRESSES`` addresses, and as many logins, are
   followed, the one seen longest ago forgotten first.
+- An operator served by several processes (environment/workers.py) counts in each,
+  and each failure found (``confirmed``: the password or code was wrong) is told to
+  the others (``share``, over ``pg_notify`` or the SQLite bus), which count it too
+  (``heard``): a guesser gets no more tries by landing on several processes. Only
+  the attempts still being checked at that moment in other processes escape it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 MAX_ADDRESSES = 100_000
 MAX_LOGIN_KEY = 320  # octets of a login kept as a key (an address is at most 254)
@@ -106,6 +114,8 @@ class FailedLogins:
         self._clock = clock
         self.by_login = LoginThrottle(per_login, window, clock=clock, key=login_key)
         self.by_address = LoginThrottle(per_address, window, clock=clock)
+        # tells the operator's other processes of a failure (operator/runtime.py)
+        self.share: Callable[[str, str], Awaitable[None]] | None = None
 
     def refusal(self, login: str, address: str) -> str | None:
         """Why a password for ``login`` from ``address`` is not to be checked now (a
@@ -129,6 +139,20 @@ class FailedLogins:
         """Take back the failure counted at ``when``: the password was right."""
         self.by_login.forgive(login, when)
         self.by_address.forgive(address, when)
+
+    async def confirmed(self, login: str, address: str) -> None:
+        """The attempt counted by ``failed`` was wrong: tell the other processes. Their
+        not hearing of it (a database hiccup) only costs them that one count."""
+        if self.share is None:
+            return
+        try:
+            await self.share(login, address)
+        except Exception as exc:
+            log.warning("a failed login could not be told to the other processes: %s", exc)
+
+    def heard(self, login: str, address: str) -> None:
+        """Another process of the operator found a failure: count it here too."""
+        self.failed(login, address)
 
 
 def login_key(login: str) -> str:

@@ -226,6 +226,7 @@ class TotpChecker:
             return False
         step = matching_step(secret, code, time.time() if now is None else now)
         if step is None or not await self._logins.use_totp_step(login, step, record.sealed):
+            await self._throttle.confirmed(login, address)  # a wrong (or replayed) code
             return False
         self._throttle.forgive(login, address, attempt)
         return True

@@ -56,13 +56,13 @@ from mssante.content.integration import (
     integration_mdn,
     read_message,
 )
+from mssante.content.mdn import MDN_SENT
 from mssante.content.xdmfiles import write_documents
 from mssante.domain.addresses import AddressSyntaxError, parse_one_mailbox
 from mssante.errors import DocumentRefused
 
 INTEGRATED = "$Integre"
 INTEGRATION_ERROR = "$IntegrationError"
-MDN_SENT = "$MDNSent"  # RFC 3503 §3.1
 IDLE_RENEW = 25 * 60.0  # seconds: a server may end an IDLE after 30 minutes (RFC 2177)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXISTS = re.compile(rb"^\* \d+ (EXISTS|RECENT)", re.I)

@@ -21,6 +21,7 @@ import typer
 from cryptography import x509
 from rich.table import Table
 
+from mssante import leases
 from mssante.auth import apppasswords, totp
 from mssante.auth.passwords import generate_password, hash_password
 from mssante.cli import audit, integrate
@@ -43,7 +44,7 @@ from mssante.environment.workers import (
 from mssante.errors import ConfigError, MSSanteError, PolicyViolation
 from mssante.imap.namespace import SHARED_PREFIX
 from mssante.operator.maillog import show_mail_log
-from mssante.pki.names import dn_string
+from mssante.pki.names import dn_string, parse_dn
 from mssante.store import Mailbox, Person, Store
 from mssante.store.logins import KEEP, AppPassword, Contact, Keep
 from mssante.store.models import PENDING
@@ -366,6 +367,11 @@ def mailbox_add(
     except PolicyViolation as exc:
         raise fail(str(exc)) from None
     dn = cert_dn
+    if cert_dn is not None:  # as pasted from openssl or written RFC 4514 style
+        try:
+            dn = parse_dn(cert_dn)
+        except ValueError as exc:
+            raise fail(f"--cert-dn: not a distinguished name: {exc}") from None
     if cert_file is not None:
         try:
             cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
@@ -538,8 +544,14 @@ def queue_list(config: Config, json_out: Json = False,
 def queue_retry(config: Config,
                 entry: Annotated[int | None, typer.Argument(help="Entry id; all if omitted")] = None
                 ) -> None:
-    """Make queued entries (or one failed entry) due now; a running operator picks them up."""
-    count = run(with_store(config, lambda s: s.retry_now(entry, now=time.time())))
+    """Make queued entries (or one failed entry) due now; a running operator picks them up.
+    The leases of a process known dead go back first (leases.py)."""
+
+    async def retry(store: Store) -> int:
+        await leases.reclaim_dead(store, now=time.time())
+        return await store.retry_now(entry, now=time.time())
+
+    count = run(with_store(config, retry))
     console.print(f"{count} entr{'y' if count == 1 else 'ies'} due now")
 
 
@@ -560,7 +572,9 @@ def track(message_id: Annotated[str, typer.Argument(
               help="Only the copy this mailbox sent")] = None) -> None:
     """What became of a message sent from this operator: submitted, stored here,
     relayed to the recipient's operator, deferred, failed, and the delivery (DSN) and
-    read (MDN) reports that came back, per recipient (store/receipts.py)."""
+    read (MDN) reports that came back, per recipient (store/receipts.py). An integration
+    receipt with an error code (900-906) is ``integration-failed``, its ``error`` the
+    code and label."""
     wanted = message_id.strip()
     if not wanted or any(c.isspace() for c in wanted) or "<" in wanted.strip("<>") \
             or ">" in wanted.strip("<>"):
@@ -572,19 +586,29 @@ def track(message_id: Annotated[str, typer.Argument(
     rows = [{"message_id": t.message_id, "sender": t.sender, "subject": t.subject,
              "recipients": t.recipients,
              "events": [{"time": _when(e.at), "event": e.event, "recipient": e.recipient,
-                         "detail": e.detail} for e in t.events]} for t in found]
+                         "operator": e.operator, "hop": e.hop, "detail": e.detail,
+                         "error": {"code": e.error_code, "label": e.error_label}
+                         if e.error_code is not None else None}
+                        for e in t.events]} for t in found]
     if json_out:  # one object; copies sent by other mailboxes of this operator beside it
         print_json({**rows[0], "other_copies": rows[1:]} if len(rows) > 1 else rows[0])
         return
     for t in found:
         console.print(f"{t.message_id} from {t.sender}: {t.subject or '(no subject)'}",
                       highlight=False)
-        table = Table("time", "event", "recipient", "detail")
+        table = Table("time", "event", "recipient", "operator / next hop", "detail")
         for e in t.events:
-            table.add_row(_when(e.at), e.event, e.recipient, e.detail)
+            event = f"{e.event} {e.error_code} {e.error_label}" \
+                if e.error_code is not None else e.event
+            where = (f"{e.operator} via {e.hop}" if e.hop else e.operator) \
+                if e.operator else "this operator"
+            table.add_row(_when(e.at), event, e.recipient, where, e.detail)
         console.print(table)
         for recipient, state in t.recipients.items():
-            console.print(f"  {recipient}: {state}", highlight=False)
+            failure = next((e for e in reversed(t.events) if e.recipient == recipient
+                            and e.event == state and e.error_code is not None), None)
+            why = f" {failure.error_code} {failure.error_label}" if failure else ""
+            console.print(f"  {recipient}: {state}{why}", highlight=False, soft_wrap=True)
 
 
 # -- directory publications -------------------------------------------------------------

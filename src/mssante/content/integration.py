@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 
 from mssante.content.ascii import to_ascii
-from mssante.content.headers import header_section, rfc5322_date
+from mssante.content.headers import header_section
+from mssante.content.mdn import AUTOMATIC, PROCESSED, File, Original, build_mdn
 from mssante.content.xdm import CheckedArchive, check
 from mssante.domain.documents import (
     AUTHOR_NOT_ALLOWED,
@@ -60,7 +61,7 @@ from mssante.domain.documents import (
 from mssante.errors import DocumentRefused
 
 REPORTING_UA = "mssante-integrate; mssante operator integrate"
-MDN_DISPOSITION = "automatic-action/MDN-sent-automatically; processed"
+MDN_DISPOSITION = f"{AUTOMATIC}; {PROCESSED}"
 # the reasons of content/xdm.py's check that say two parts name different patients
 _MISMATCH = re.compile(r"is not the metadata's|is not the submission set's"
                        r"|the subsets name \d+ patients")
@@ -208,50 +209,25 @@ def disposition(decision: Decision) -> str:
 def integration_mdn(message: DocumentMessage, decision: Decision, *, mailbox: str,
                     to: str, now: float | None = None) -> EmailMessage:
     """The MDN ``mailbox`` (the APP mailbox that received ``message``) sends to ``to``
-    (the original's Disposition-Notification-To)."""
+    (the original's Disposition-Notification-To), written by content/mdn.py."""
     subject = message.subject or "(sans objet)"
-    mdn = EmailMessage(policy=email.policy.SMTP)
-    mdn["From"] = mailbox
-    mdn["To"] = to
-    mdn["Date"] = rfc5322_date(now)
-    mdn["Message-ID"] = email.utils.make_msgid(domain=mailbox.rpartition("@")[2])
-    if message.message_id:
-        mdn["In-Reply-To"] = message.message_id
-        mdn["References"] = message.message_id
-    mdn["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5: no automatic answer to it
+    files: list[File] = []
     if decision.code is None:
-        mdn["Subject"] = f"Intégration réussie : {subject}"
+        mdn_subject = f"Intégration réussie : {subject}"
         text = ("Les documents du message ont été intégrés.\n"
                 f"Message : {message.message_id or '(sans identifiant)'}\n")
     else:
-        mdn["Subject"] = integration_error_subject(decision.code, subject)
+        mdn_subject = integration_error_subject(decision.code, subject)
         text = (f"Les documents du message n'ont pas pu être intégrés : erreur "
                 f"{decision.code} ({decision.label}).\n"
                 f"Message : {message.message_id or '(sans identifiant)'}\n\n"
                 + "".join(f"- {reason}\n" for reason in decision.reasons))
-    human = EmailMessage(policy=email.policy.SMTP)
-    human.set_content(text, subtype="plain", charset="utf-8")
-    if decision.code is not None:
         if message.archive is not None:
-            human.add_attachment(message.archive, maintype="application", subtype="zip",
-                                 filename=XDM_ARCHIVE_NAME)
-        for pdf in message.pdfs:
-            human.add_attachment(pdf.data, maintype="application", subtype="pdf",
-                                 filename=pdf.name)
-    fields = [f"Reporting-UA: {REPORTING_UA}", f"Final-Recipient: rfc822;{mailbox}"]
-    if message.message_id:
-        fields.append(f"Original-Message-ID: {message.message_id}")
-    fields.append(f"Disposition: {disposition(decision)}")
-    if decision.code is not None:
-        fields.append(f"Error: {decision.code}^{to_ascii(decision.label)}")
-    report = EmailMessage(policy=email.policy.SMTP)
-    report["Content-Type"] = "message/disposition-notification"
-    report.set_payload("\r\n".join(fields) + "\r\n")
-    headers = EmailMessage(policy=email.policy.SMTP)
-    headers["Content-Type"] = "text/rfc822-headers"
-    headers.set_payload(message.header_section.decode("ascii", "replace"))
-    mdn.set_type("multipart/report")
-    mdn.set_param("report-type", "disposition-notification")
-    for part in (human, report, headers):
-        mdn.attach(part)
-    return mdn
+            files.append(File(XDM_ARCHIVE_NAME, "application", "zip", message.archive))
+        files += [File(pdf.name, "application", "pdf", pdf.data) for pdf in message.pdfs]
+    return build_mdn(
+        Original(message.message_id, subject, message.header_section), mailbox=mailbox,
+        to=to, disposition=disposition(decision), subject=mdn_subject, text=text,
+        reporting_ua=REPORTING_UA, files=files, now=now,
+        error=f"{decision.code}^{to_ascii(decision.label)}"
+        if decision.code is not None else None)

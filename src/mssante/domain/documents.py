@@ -81,6 +81,10 @@ INTEGRATION_ERRORS: dict[int, str] = {
     OTHER_ERROR: "Autre erreur",
 }
 XDM_VERSION = "1.0"
+# what an integration receipt's disposition modifier (or Error field) says of a failure:
+# ``Error: <code>^<label>``, the label in ASCII as the MDN carries it
+_INTEGRATION_ERROR = re.compile(r"(?:Error:\s*)?(?P<code>\d{3})\^(?P<label>[^\r\n]{0,200})",
+                                re.I)
 _XDM_SUBJECT = re.compile(r"XDM/(?P<version>[^/\s]{1,16})/")
 
 
@@ -95,3 +99,15 @@ def integration_error_subject(code: int, subject: str) -> str:
     if code not in INTEGRATION_ERRORS:
         raise PolicyViolation(f"{code} is not an integration error code (900 to 906)")
     return f"[KO Intégration système !][{code}] {subject.strip()}"
+
+
+def integration_failure(text: str) -> tuple[int, str] | None:
+    """The code and label of a KO integration receipt (``processed/Error: 904^INS
+    incoherent``: the modifier or ``Error:`` field of the MDN), or None when ``text``
+    reports no failure. The label is this project's for a known code (900–906, with
+    its accents), else the one written."""
+    found = _INTEGRATION_ERROR.search(text)
+    if found is None:
+        return None
+    code = int(found.group("code"))
+    return code, INTEGRATION_ERRORS.get(code, found.group("label").strip())

@@ -108,6 +108,24 @@ def check_authorised(mailbox_type: MailboxType, kind: PersonKind) -> None:
         raise PolicyViolation("a patient cannot use a professional mailbox")
 
 
+class CertificateAlreadyBound(PolicyViolation):
+    """The certificate DN already identifies another APP mailbox."""
+
+
+def check_certificate_binding(address: str, dn: str, bound_to: str | None) -> None:
+    """One certificate DN identifies one APP mailbox: a program logs in with its
+    organisation certificate alone (SASL EXTERNAL at IMAP and submission, RFC 4422
+    Appendix A), and the DN is all that says which mailbox it acts as; bound to two,
+    one certificate would open both, or whichever came first. ``bound_to``: the APP
+    mailbox the same DN (``pki.names.same_dn``) is bound to already, if any; raises
+    CertificateAlreadyBound when it is another than ``address``."""
+    if bound_to is not None and bound_to.lower() != address.lower():
+        raise CertificateAlreadyBound(
+            f"the certificate {dn} already identifies the APP mailbox {bound_to}: one "
+            "certificate DN identifies one APP mailbox; give this one a certificate of "
+            "its own (another DN, e.g. another CN)")
+
+
 def may_use(mailbox_type: MailboxType, role: Role) -> bool:
     """Whether a person with ``role`` on a mailbox of this type may send as it.
 

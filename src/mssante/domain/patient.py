@@ -6,7 +6,9 @@ Rules (MSSanté reference, "Patient messaging"):
   conversation still open, or to that message's ``Reply-To``;
 - the professional closes it with ``X-MSS-MES: FIN`` or the subject ``[FIN]``;
   after that the patient can no longer reply in it;
-- patients never write to other patients or outside the trust space.
+- patients never write to other patients or outside the trust space;
+- a patient cannot refuse a read receipt: when a message the patient opens asks for
+  one, it is sent, without asking (``read_receipt_action``).
 
 A conversation is a thread: the first Message-ID of ``References`` (else
 ``In-Reply-To``, else the message's own id) names it. A professional can hold
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.errors import PolicyViolation
@@ -181,7 +184,7 @@ class CareNote:
 def care_notes(*, envelope_from: str, sent_from: str | None, recipients: Iterable[str],
                local: Iterable[str], message_id: str | None, in_reply_to: str | None,
                references: str | None, subject: str | None,
-               mss_mes: str | None) -> tuple[CareNote, ...]:
+               mss_mes: str | None, report: bool = False) -> tuple[CareNote, ...]:
     """The notes a message leaves on its professional side.
 
     - Sent from a professional mailbox of this operator (``sent_from``: submission or
@@ -190,10 +193,12 @@ def care_notes(*, envelope_from: str, sent_from: str | None, recipients: Iterabl
     - A patient's message to mailboxes of this operator: the conversation of each
       professional recipient it replies in (it never opens one: the store keeps only
       notes of conversations it knows).
-    A message without a Message-ID leaves none (nothing could name its thread).
+    A message without a Message-ID leaves none (nothing could name its thread), nor does
+    a report (``report``: a DSN or MDN of a message, such as the read receipt a patient
+    cannot refuse): it is no reply of the patient's in the conversation.
     """
     own = message_ids(message_id)
-    if not own:
+    if not own or report:
         return ()
     thread = thread_root(message_id, in_reply_to, references)
     shown = (subject or "").strip()
@@ -212,3 +217,35 @@ def care_notes(*, envelope_from: str, sent_from: str | None, recipients: Iterabl
                           closes=closes)
                  for p in dict.fromkeys(r.lower() for r in recipients)
                  if p.endswith(patient_domain))
+
+
+class ReadReceipt(Enum):
+    """What the person reading a message does about the read receipt it asks for."""
+
+    NONE = "none"  # none asked, one already sent or declined, or none may be sent
+    OFFER = "offer"  # ask the person: send it, or not (RFC 8098 §2.1)
+    AUTOMATIC = "automatic"  # send it now, without asking: a patient cannot refuse
+
+
+def read_receipt_action(*, patient: bool, notify_to: Sequence[str], authors: Iterable[str],
+                        already_sent: bool, is_report: bool, own: bool,
+                        may_write: bool) -> ReadReceipt:
+    """What to do, when a message is opened, about the read receipt (MDN) it asks for.
+
+    - Nothing when it asks for none (``notify_to``: the addresses of its
+      ``Disposition-Notification-To``, RFC 8098 §2.1),
+      when one was sent or declined already (``$MDNSent``, RFC 3503 §3.1), when it is
+      itself a report (a report is not answered, RFC 3834 §2), when the mailbox sent it
+      (``own``), or when the reader may not write in the mailbox (a read-only delegate
+      could not record ``$MDNSent``, RFC 3503 §3.2).
+    - A professional is asked, always: a receipt is never sent for them without it.
+    - A patient cannot refuse one (Mon espace santé): it is sent as they open the
+      message. Only to the message's author, though: a request naming another address
+      than the author's is asked (RFC 8098 §2.1), never answered automatically, which
+      would let anyone make the patient's space write to a third party.
+    """
+    if not notify_to or already_sent or is_report or own or not may_write:
+        return ReadReceipt.NONE
+    if patient and {a.lower() for a in notify_to} <= {a.lower() for a in authors}:
+        return ReadReceipt.AUTOMATIC
+    return ReadReceipt.OFFER

@@ -17,6 +17,9 @@ Implementation notes:
 - On SQLite, other processes do not notify: every ``POLL_INTERVAL`` seconds the
   cache compares each followed folder's HIGHESTMODSEQ with the database and
   wakes its sessions when it moved.
+- ``\\Recent`` claims (RFC 3501 §2.3.2) of one folder go through its entry one at a
+  time: the process remembers up to which UID everything is claimed, so that the
+  sessions a delivery wakes do not each write to the store to learn it.
 - An entry lives while a session follows it, and a little longer (``KEEP``
   entries without followers are kept, least recently used out), so that a
   client that selects, unselects and selects again loads nothing.
@@ -107,6 +110,8 @@ class _Entry:
     followers: set[Callable[[], None]] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     unsubscribe: Callable[[], None] | None = None
+    claimed: int = 0  # every UID below it is claimed \Recent (by a session of any process)
+    claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class FolderCache:
@@ -209,6 +214,30 @@ class FolderCache:
         # the delta is from ``old`` to ``mine``: the session takes ``mine`` (its own copy
         # only when this session was more than one step behind)
         return apply(old, changes)
+
+    def claimed(self, folder_id: int, known: int) -> int:
+        """The first UID of a folder that may not be claimed \\Recent yet, as far as this
+        process knows (``known``: the marker a snapshot read)."""
+        entry = self._entries.get(folder_id)
+        return max(known, entry.claimed if entry is not None else 0)
+
+    async def claim_recent(self, folder_id: int, known: int, upto: int) -> int:
+        """Claim \\Recent the UIDs of a folder below ``upto`` (``FolderStore.claim_recent``)
+        for one session; returns the first UID it got (``upto`` or more: none). A
+        delivery wakes every session that follows the folder: the first claims in
+        the store, the others of this process wait for it, then know that nothing is
+        left, so a delivery costs one write per process, not one per session."""
+        entry = self._entries.get(folder_id)
+        if entry is None:
+            return await self._folders.claim_recent(folder_id, upto)
+        if max(known, entry.claimed) >= upto:
+            return upto
+        async with entry.claiming:
+            if entry.claimed >= upto:
+                return upto
+            first = await self._folders.claim_recent(folder_id, upto)
+            entry.claimed = max(entry.claimed, first, upto)
+            return first
 
     def _changed(self, folder_id: int) -> None:
         entry = self._entries.get(folder_id)

@@ -9,6 +9,11 @@
 - Levels that are not folders themselves (``Shared``, ``Shared/<address>``, a
   parent deleted under its children) are listed as ``\\Noselect`` (and
   ``\\NonExistent`` for an extended LIST) with ``\\HasChildren``.
+- Subscriptions are names (RFC 3501 §6.3.6): a subscribed name that is no folder (its
+  folder deleted, or never created) is listed by LSUB as ``\\Noselect`` and by LIST
+  (SUBSCRIBED) as ``\\NonExistent \\Subscribed`` (RFC 5258 §3.4, §5); LSUB ``%``
+  lists an unsubscribed parent of a subscribed name it does not reach as
+  ``\\Noselect`` (RFC 3501 §6.3.9).
 - STATUS of the selected folder is read from the session's snapshot (RFC 9051
   §6.3.11 allows it for every item but SIZE); other folders are counted by one
   aggregate query.
@@ -17,7 +22,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +55,8 @@ class Session(Protocol):
 
     def mailbox_arg(self, token: Token) -> str: ...
 
+    def enable_condstore(self) -> None: ...
+
     async def place(self, name: str) -> tuple[Place, str]: ...
 
 _WILDCARD_RUN = re.compile(r"[*%]{2,}")
@@ -66,14 +73,20 @@ class Visible:
     subscribed: bool
 
 
-async def visible_mailboxes(session: Session) -> list[Visible]:
-    """Every name the session may list, sorted, with the levels between them."""
+async def visible_mailboxes(session: Session, *, subscriptions: bool = False
+                            ) -> list[Visible]:
+    """Every name the session may list, sorted, with the levels between them; with
+    ``subscriptions`` (LSUB, LIST (SUBSCRIBED)), also the names subscribed that are no
+    folder (RFC 3501 §6.3.6: deleted since, or never created)."""
     store = session.ctx.store.folders
     found: dict[str, Visible] = {}
     if session.home is not None:
         for folder in await store.all(session.home):
             found[folder.name] = Visible(folder.name, folder.id, folder.special_use,
                                          folder.subscribed)
+        if subscriptions:
+            for name in await store.subscribed_names(session.home):
+                found.setdefault(name, Visible(name, None, None, True))
     identity = session.identity
     if identity is not None and not identity.is_program:
         for address, rights in shared_mailboxes(identity.login,
@@ -84,6 +97,9 @@ async def visible_mailboxes(session: Session) -> list[Visible]:
             for folder in await store.all(address, viewer=identity.login):
                 found[prefix + folder.name] = Visible(prefix + folder.name, folder.id,
                                                       folder.special_use, folder.subscribed)
+            if subscriptions:
+                for name in await store.subscribed_names(address, viewer=identity.login):
+                    found.setdefault(prefix + name, Visible(prefix + name, None, None, True))
     for name in list(found):
         parts = name.split(DELIMITER)
         for depth in range(1, len(parts)):
@@ -191,29 +207,39 @@ async def list_command(session: Session, tag: str, args: list[Token], *, lsub: b
         session.ok(tag, f"{verb.decode()} completed")
         return
 
-    everything = await visible_mailboxes(session)
-    names = {v.name for v in everything}
+    by_subscription = lsub or "SUBSCRIBED" in selection
+    everything = await visible_mailboxes(session, subscriptions=by_subscription)
+    # children are mailboxes (and the levels above them), not subscribed names
+    existing = [v.name for v in everything if v.folder_id is not None]
     wanted = [full_pattern(reference, p) for p in patterns]
     lines: list[bytes] = []
     statuses: list[tuple[str, int]] = []
-    subscribed = [v.name for v in everything if v.subscribed and v.folder_id is not None]
+    subscribed = [v.name for v in everything if v.subscribed]
     for visible in everything:
         if not any(matches(p, visible.name) for p in wanted):
             continue
         attributes: list[str] = []
-        children = any(n.startswith(visible.name + DELIMITER) for n in names)
+        below = visible.name + DELIMITER
+        children = any(n.startswith(below) for n in existing)
+        subscribed_below = [n for n in subscribed if n.startswith(below)]
         # RFC 5258 §3.5 (RFC 9051 §6.3.9.3 table): a parent of a mailbox that meets the
         # selection is listed with CHILDINFO, whether it meets it itself or not
-        childinfo = "RECURSIVEMATCH" in selection and any(
-            n.startswith(visible.name + DELIMITER) for n in subscribed)
-        if visible.folder_id is None:
-            if (lsub or "SUBSCRIBED" in selection) and not childinfo:
-                continue
-            attributes.append("\\NonExistent" if extended else "\\Noselect")
-        if (lsub or "SUBSCRIBED" in selection) and not visible.subscribed and not childinfo:
+        childinfo = "RECURSIVEMATCH" in selection and bool(subscribed_below)
+        # RFC 3501 §6.3.9: with "foo/bar" subscribed and not "foo", LSUB "%" lists "foo"
+        # as \Noselect, since the pattern does not reach "foo/bar"
+        hidden = lsub and any(not any(matches(p, n) for p in wanted) for n in subscribed_below)
+        if by_subscription and not visible.subscribed and not (childinfo or hidden):
             continue
+        if visible.folder_id is None and not (children or by_subscription):
+            continue  # a level above subscribed names only
         if "SPECIAL-USE" in selection and visible.special_use is None:
             continue
+        if lsub and (visible.folder_id is None or not visible.subscribed):
+            attributes.append("\\Noselect")
+        elif visible.folder_id is None:
+            # RFC 5258 §3.4: \NonExistent (which implies \Noselect) for a level or a
+            # subscribed name that is no mailbox
+            attributes.append("\\NonExistent" if extended else "\\Noselect")
         attributes.append("\\HasChildren" if children else "\\HasNoChildren")
         if visible.special_use:
             attributes.append(visible.special_use)
@@ -246,7 +272,7 @@ async def status_command(session: Session, tag: str, args: list[Token]) -> None:
     session.ok(tag, "STATUS completed")
 
 
-async def _status_line(session: Session, name: str, items: Iterable[str]) -> bytes:
+async def _status_line(session: Session, name: str, items: Sequence[str]) -> bytes:
     place, rights = await session.place(name)
     if "r" not in rights:
         raise no("No such mailbox", "NONEXISTENT")
@@ -254,12 +280,15 @@ async def _status_line(session: Session, name: str, items: Iterable[str]) -> byt
     if folder is None:
         raise no("No such mailbox", "NONEXISTENT")
     total, unseen, deleted, size = await session.ctx.store.folders.counts(folder.id)
+    recent = 0
+    if "RECENT" in items:  # messages no session claimed as \Recent (RFC 3501 §6.3.10)
+        recent = await session.ctx.store.folders.recent_count(folder.id)
     values = {"MESSAGES": total, "UIDNEXT": folder.uidnext, "UIDVALIDITY": folder.uidvalidity,
-              "UNSEEN": unseen, "RECENT": 0, "SIZE": size,
+              "UNSEEN": unseen, "RECENT": recent, "SIZE": size,
               "HIGHESTMODSEQ": folder.highestmodseq, "DELETED": deleted,
               "APPENDLIMIT": session.append_limit}  # RFC 7889 §3.1: the same everywhere
     if "HIGHESTMODSEQ" in items:
-        session.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE enabling command
+        session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
     body = " ".join(f"{item} {values[item]}" for item in items)
     return (b"* STATUS " + wire.mailbox_name(name, session.utf8) + b" (" + body.encode() +
             b")\r\n")

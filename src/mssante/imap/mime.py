@@ -104,7 +104,7 @@ class Section:
 
     part: tuple[int, ...] = ()
     text: str | None = None  # None, "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"
-    fields: tuple[str, ...] = ()  # upper-cased field names of HEADER.FIELDS(.NOT)
+    fields: tuple[str, ...] = ()  # upper-cased field names of HEADER.FIELDS(.NOT), as given
 
     def __str__(self) -> str:
         """The canonical spelling, used in the FETCH response item name."""
@@ -165,8 +165,8 @@ def parse_section(spec: str) -> Section:
         position = found.end()
         quoted, atom = found.group(1), found.group(2)
         name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else atom
-        if name and name.upper() not in names:
-            names.append(name.upper())
+        if name:  # a name given twice stays twice: the response echoes the section
+            names.append(name.upper())  # RFC 9051 §7.5.2 (RFC 3501 §7.4.2) BODY[section]
     if inner[position:].strip() or not names:
         raise BadSection(f"bad field name list in {spec!r}")
     return Section(tuple(part), text, tuple(names))

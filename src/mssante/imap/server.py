@@ -20,6 +20,9 @@ Implementation notes:
   without reading it, so the connection is closed after a BAD (RFC 7888 §4).
 - Timeouts are one timer per connection (``call_later``), reset at each line,
   not a task per read: ten thousand idle clients cost their sockets and sessions.
+- Closing: once the session ends (LOGOUT, BYE), the transport is closed and cut after
+  ``CLOSE_GRACE`` at most: under TLS the server does not wait for the client's
+  close_notify, which a client that read its BYE may never send.
 - Writing: the transport's high-water mark is ``WRITE_HIGH_WATER`` (session.py), and
   the session waits (``drain``) after each piece it writes (session.py ``_Output``),
   so a client that does not read costs at most ``MAX_BUFFERED`` octets of buffer. A
@@ -53,6 +56,7 @@ LOGIN_TIMEOUT = 60.0  # seconds of silence allowed before authentication
 AUTO_LOGOUT = 31 * 60.0  # seconds of silence allowed after (RFC 9051 §5.4)
 MAX_COMMAND = 64 * 1024 * 1024  # octets of one whole command (literals included)
 WRITE_TIMEOUT = 10 * 60.0  # seconds a client may leave the server's answers unread
+CLOSE_GRACE = 0.25  # seconds a closing connection's last octets have before it is cut
 
 
 class _Closed(Exception):
@@ -267,8 +271,24 @@ async def serve_connection(ctx: OperatorRuntime, cache: FolderCache, limits: Lim
         session.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError, RuntimeError):
             await writer.drain()
-        with contextlib.suppress(RuntimeError):  # the loop may be closing
-            writer.close()
+        await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close a connection once the server said its last words (LOGOUT's BYE and OK,
+    RFC 9051 §6.1.3). Under TLS, closing sends close_notify and asyncio then waits for
+    the client's own (30 seconds by default): a client that never sends it, having
+    read the BYE, would keep the connection open that long. The server does not wait
+    for it (RFC 8446 §6.1: the closing side need not read the peer's close_notify):
+    what is written has ``CLOSE_GRACE`` seconds to go out, then the transport is cut."""
+    try:
+        writer.close()
+    except RuntimeError:  # the loop is closing
+        return
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_GRACE)
+    except (TimeoutError, ConnectionError, ssl.SSLError):
+        writer.transport.abort()
 
 
 class _TaggedReply(Exception):

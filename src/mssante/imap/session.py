@@ -19,8 +19,14 @@ Implementation notes:
 - IMAP4rev2 (RFC 9051) is the default behaviour where it does not break
   IMAP4rev1 clients; after ``ENABLE IMAP4rev2`` the session also drops RECENT,
   answers SEARCH with ESEARCH and uses UTF-8 mailbox names instead of modified
-  UTF-7. ``\\Recent`` is never set (RFC 9051 removed it; RFC 3501 lets a server
-  report 0 recent messages).
+  UTF-7.
+- ``\\Recent`` (RFC 3501 §2.3.2) lives in IMAP4rev1 sessions only: a message is
+  recent in the one session first told of it (at SELECT, or by the EXISTS that
+  announces it), which claims it in the store (``FolderStore.claim_recent``: the
+  folder's first unclaimed UID moved up in one write), so that no other session of
+  any process claims it too. EXAMINE shows the unclaimed ones and claims nothing (RFC
+  3501 §6.3.2); an IMAP4rev2 session neither shows nor claims any (RFC 9051 removed
+  it), so rev1 sessions are served as if it were not there.
 - A session opened with an application password (auth/apppasswords.py) ends at its
   next command once that password is revoked (``* BYE``), the store read at most every
   ``APP_PASSWORD_CHECK_SECONDS``; an idling one at its next command, DONE or the
@@ -59,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import datetime as dt
 import functools
 import logging
@@ -106,6 +113,7 @@ _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
 # RFC 9051 §7.1: FLAGS names the keywords the server sets itself too: $Alerte marks
 # an authority's health alert (domain/alerts.py), set at delivery
 ANNOUNCED_FLAGS = (*SYSTEM_FLAGS, ALERT_KEYWORD)
+_ANNOUNCED_LOWER = frozenset(flag.lower() for flag in ANNOUNCED_FLAGS)
 FETCH_BATCH = 200  # messages whose metadata (body hash, size, date) is loaded per query
 SEARCH_BATCH = 20_000  # messages whose metadata a SEARCH loads per query
 FLAGS_BATCH = 20_000  # FETCH responses of flags only rendered at once
@@ -267,6 +275,8 @@ class Selected:
     read_only: bool
     snapshot: Snapshot
     overlay: dict[int, tuple[str, int]] = field(default_factory=dict)  # uid -> flags, modseq
+    keywords: dict[str, str] = field(default_factory=dict)  # announced by FLAGS: lower -> as set
+    recent: set[int] = field(default_factory=set)  # UIDs \Recent in this session (IMAP4rev1)
     pending: bool = False  # a change was notified
     held_back: bool = False  # expunges wait for a command that may send them
     follower: Callable[[], None] = lambda: None  # what the cache calls on a change
@@ -320,6 +330,21 @@ class Session:
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command (RFC 7162 §3.1): from now on FETCH responses
+        carry MODSEQ; the first one issued while a mailbox is selected also reports
+        that mailbox's HIGHESTMODSEQ (``* OK [HIGHESTMODSEQ n]``, §3.1.2.1), which the
+        client had no reason to read from SELECT."""
+        if self.condstore:
+            return
+        self.enabled.add("CONDSTORE")
+        self._condstore_enabled()
+
+    def _condstore_enabled(self) -> None:
+        if self.selected is not None:
+            self.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n"
+                       % self.selected.snapshot.folder.highestmodseq)
 
     def greeting(self) -> bytes:
         return b"* OK [CAPABILITY " + self.capabilities().encode() + b"] MSSante IMAP ready\r\n"
@@ -532,6 +557,7 @@ class Session:
         if not args:
             raise bad("ENABLE takes capability names")
         done: list[str] = []
+        had_condstore = self.condstore
         for arg in args:
             name = _atom(arg).upper()
             if name in ("CONDSTORE", "QRESYNC", "IMAP4REV2") and name not in self.enabled:
@@ -540,6 +566,10 @@ class Session:
                     self.enabled.add("CONDSTORE")
                 done.append({"IMAP4REV2": "IMAP4rev2"}.get(name, name))
         self.write(b"* ENABLED" + b"".join(b" " + n.encode() for n in done) + b"\r\n")
+        if self.condstore and not had_condstore:
+            self._condstore_enabled()
+        if self.utf8 and self.selected is not None:
+            self.selected.recent.clear()  # RFC 9051 has no \Recent
         self.ok(tag, "ENABLE completed")
 
     async def cmd_NAMESPACE(self, tag: str, args: list[Token]) -> None:
@@ -581,12 +611,12 @@ class Session:
         self.selected = selected
         self.state = State.SELECTED
         folder = snapshot.folder
-        self.write(b"* FLAGS (" + " ".join(ANNOUNCED_FLAGS).encode() + b")\r\n")
-        permanent = "" if selected.read_only else " ".join(ANNOUNCED_FLAGS) + " \\*"
-        self.write(b"* OK [PERMANENTFLAGS (" + permanent.encode() + b")] Flags permitted\r\n")
+        self._new_keywords(selected, set(snapshot.flags))
+        self.write(self._flags_announcement(selected))
         self.write(b"* %d EXISTS\r\n" % len(snapshot.uids))
         if not self.utf8:
-            self.write(b"* 0 RECENT\r\n")
+            await self._claim_recent(selected, snapshot, opening=True)
+            self.write(b"* %d RECENT\r\n" % len(selected.recent))
             unseen = next((i for i, f in enumerate(snapshot.flags) if "\\Seen" not in f), None)
             if unseen is not None:
                 self.write(b"* OK [UNSEEN %d] First unseen\r\n" % (unseen + 1))
@@ -643,7 +673,9 @@ class Session:
         gone = await self.ctx.store.folders.expunged_since(folder.id, modseq, known)
         if gone:
             self.write(b"* VANISHED (EARLIER) " + format_uid_set(gone).encode() + b"\r\n")
-        lines = [self._flags_line(i + 1, uid, snapshot.flags[i], snapshot.modseqs[i])
+        selected = self._selected()
+        lines = [self._flags_line(i + 1, uid, self._shown(selected, uid, snapshot.flags[i]),
+                                  snapshot.modseqs[i])
                  for i, uid in enumerate(snapshot.uids) if snapshot.modseqs[i] > modseq]
         self.write(b"".join(lines))
 
@@ -654,7 +686,9 @@ class Session:
         if "k" not in rights:
             raise no("You may not create mailboxes here", "NOPERM")
         try:
-            await self.ctx.store.folders.create(place.address, place.folder)
+            # not subscribed (as Dovecot): RFC 9051 §6.3.4 does not ask it, and a client
+            # that wants it subscribes (Thunderbird sends SUBSCRIBE after its CREATE)
+            await self.ctx.store.folders.create(place.address, place.folder, subscribed=False)
         except ValueError as exc:
             raise no(str(exc), "CANNOT") from exc
         except Conflict as exc:
@@ -702,6 +736,10 @@ class Session:
         await self._subscribe(tag, args, False)
 
     async def _subscribe(self, tag: str, args: list[Token], on: bool) -> None:
+        """RFC 9051 §6.3.7, §6.3.8 (RFC 3501 §6.3.6, §6.3.7): a name may be subscribed
+        whether a mailbox has it or not, and stays subscribed when its mailbox is
+        deleted; LSUB and LIST (SUBSCRIBED) show such a name as \\Noselect or
+        \\NonExistent (listing.py)."""
         place, rights = await self.place(self.mailbox_arg(_one(args, "SUBSCRIBE")))
         if "l" not in rights:
             raise no("No such mailbox", "NONEXISTENT")
@@ -711,7 +749,7 @@ class Session:
             await self.ctx.store.folders.subscribe(place.address, place.folder, on,
                                                    viewer=viewer)
         except (NotFound, ValueError) as exc:
-            raise no("No such mailbox", "NONEXISTENT") from exc
+            raise no("No such mailbox nor subscription", "NONEXISTENT") from exc
         self.ok(tag, f"{'SUBSCRIBE' if on else 'UNSUBSCRIBE'} completed")
 
     async def cmd_LIST(self, tag: str, args: list[Token]) -> None:
@@ -891,7 +929,7 @@ class Session:
         if len(args) == 3:
             changed_since, vanished = self._fetch_modifiers(args[2], uid_mode)
         if request.modseq or changed_since is not None:
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if not uid_mode:
             await self.announce(allow_expunge=False)
         snapshot = selected.snapshot
@@ -1065,7 +1103,7 @@ class Session:
             if len(modifier) != 2 or _atom(modifier[0]).upper() != "UNCHANGEDSINCE":
                 raise bad("the STORE modifier is (UNCHANGEDSINCE n)")
             unchanged_since = _number(modifier[1])
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if len(args) != 3:
             raise bad("STORE takes a sequence set, an item and flags")
         item = _atom(args[1]).upper()
@@ -1085,6 +1123,8 @@ class Session:
             selected.folder_id, uids, modes[base], flags, unchanged_since=unchanged_since)
         for uid, new_flags, modseq in changed:
             selected.overlay[uid] = (new_flags, modseq)
+        if self._new_keywords(selected, (f for _, f, _ in changed)):
+            self.write(self._flags_announcement(selected))  # before the FETCH showing them
         report = set() if silent and not self.condstore else {u for u, _, _ in changed}
         if not silent:  # RFC 9051 §6.4.6: the flags of every message named
             report |= set(uids) - set(modified)
@@ -1161,7 +1201,7 @@ class Session:
         selected = self._selected()
         program = searching.parse_search(args)  # a SearchError is a Reply
         if program.has_modseq:
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if not uid_mode:
             await self.announce(allow_expunge=False)
         snapshot = selected.snapshot
@@ -1170,9 +1210,9 @@ class Session:
                 snapshot.uids, uids, saved=self.saved, strict=False)])
         matched = await self._evaluate(selected, snapshot, program)
         results = [uid if uid_mode else i + 1 for i, uid in matched]
-        top = max((self._flags_of(selected, i)[1] for i, _ in matched), default=None) \
-            if program.has_modseq else None
         returns = program.returns
+        top = self._search_modseq(selected, matched, returns) \
+            if program.has_modseq else None
         if returns is not None and "SAVE" in returns:
             kept = searching.saved_result([uid for _, uid in matched], returns)
             self.saved = kept
@@ -1207,7 +1247,7 @@ class Session:
         MODSEQ, each one's mod-sequence by UID."""
         selected = self._selected()
         if program.has_modseq:
-            self.enabled.add("CONDSTORE")
+            self.enable_condstore()
         if not uid_mode:
             await self.announce(allow_expunge=False)
         snapshot = selected.snapshot
@@ -1219,6 +1259,20 @@ class Session:
         modseqs = {uid: self._flags_of(selected, i)[1] for i, uid in matched} \
             if program.has_modseq else None
         return selected.folder_id, matched, modseqs
+
+    def _search_modseq(self, selected: Selected, matched: list[tuple[int, int]],
+                       returns: frozenset[str] | None) -> int | None:
+        """The MODSEQ a SEARCH with a MODSEQ key reports: the highest of the messages
+        its answer names (RFC 7162 §3.1.6), so with RETURN (MIN) or (MAX) alone that of
+        the lowest or highest match, with both the higher of the two (RFC 7162
+        §3.1.10, RFC 4731 §3.1)."""
+        if not matched:
+            return None
+        shown = matched
+        if returns is not None and returns & {"MIN", "MAX"} and not returns & {"ALL", "COUNT"}:
+            shown = ([matched[0]] if "MIN" in returns else []) + \
+                ([matched[-1]] if "MAX" in returns else [])
+        return max(self._flags_of(selected, i)[1] for i, _ in shown)
 
     async def _evaluate(self, selected: Selected, snapshot: Snapshot,
                         program: searching.SearchProgram) -> list[tuple[int, int]]:
@@ -1340,6 +1394,8 @@ class Session:
         if new is old or selected.held_back:
             return
         out: list[bytes] = []
+        if self._new_keywords(selected, (flags for _, flags, _ in delta.changed)):
+            out.append(self._flags_announcement(selected))  # RFC 3501 §7.2.6
         if delta.expunged:
             if self.qresync:
                 out.append(b"* VANISHED " + format_uid_set(delta.expunged).encode() + b"\r\n")
@@ -1347,8 +1403,13 @@ class Session:
                 positions = sorted((old.position(uid) for uid in delta.expunged),
                                    key=lambda p: -1 if p is None else p, reverse=True)
                 out += [b"* %d EXPUNGE\r\n" % (p + 1) for p in positions if p is not None]
+        if delta.expunged:
+            selected.recent.difference_update(delta.expunged)
         if len(new.uids) != len(old.uids) - len(delta.expunged):
             out.append(b"* %d EXISTS\r\n" % len(new.uids))
+            if not self.utf8:  # RFC 3501 §7.3.2: with the new size, the recent count
+                await self._claim_recent(selected, new)
+                out.append(b"* %d RECENT\r\n" % len(selected.recent))
         last_old = old.uids[-1] if old.uids else 0
         for uid, flags, modseq in delta.changed:
             if uid > last_old:
@@ -1359,12 +1420,39 @@ class Session:
                 continue  # the session's own change, reported already (with its MODSEQ)
             i = new.position(uid)
             if i is not None:
-                out.append(self._flags_line(i + 1, uid, flags, modseq,
-                                            with_modseq=self.condstore, with_uid=True))
+                out.append(self._flags_line(i + 1, uid, self._shown(selected, uid, flags),
+                                            modseq, with_modseq=self.condstore,
+                                            with_uid=True))
         selected.snapshot = new
         top = new.folder.highestmodseq
         selected.overlay = {u: v for u, v in selected.overlay.items() if v[1] > top}
         self.write(b"".join(out))
+
+    @staticmethod
+    def _new_keywords(selected: Selected, flag_texts: Iterable[str]) -> bool:
+        """Add the keywords of ``flag_texts`` (each a message's flags) that the session
+        has not announced yet; whether there was any."""
+        known = selected.keywords
+        found = False
+        for text in flag_texts:
+            for flag in text.split():
+                if flag[0] != "\\" and flag.lower() not in known \
+                        and flag.lower() not in _ANNOUNCED_LOWER:
+                    known[flag.lower()] = flag
+                    found = True
+        return found
+
+    @staticmethod
+    def _flags_announcement(selected: Selected) -> bytes:
+        """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, RFC 9051 §7.3.5): the flags and
+        keywords of the mailbox. Sent at SELECT, and again before the first response
+        that shows a keyword the session has not been told of (set by this session,
+        another one, or a delivery), so that a client never meets a flag outside the
+        FLAGS it knows."""
+        flags = " ".join((*ANNOUNCED_FLAGS, *sorted(selected.keywords.values())))
+        permanent = "" if selected.read_only else flags + " \\*"
+        return (b"* FLAGS (" + flags.encode() + b")\r\n* OK [PERMANENTFLAGS (" +
+                permanent.encode() + b")] Flags permitted\r\n")
 
     def _lower_highestmodseq(self) -> None:
         """QRESYNC (RFC 7162; RFC 5162's verified errata 1810): while expunges are held
@@ -1446,16 +1534,20 @@ class Session:
         return place, rights_for(access)
 
     def mailbox_arg(self, token: Token) -> str:
+        """A mailbox name as the client wrote it (modified UTF-7, or UTF-8 once
+        IMAP4rev2 is enabled). A name that cannot be decoded is a well-formed
+        argument naming no mailbox: NO [CANNOT], not BAD, which RFC 9051 §7.1.3 (RFC
+        3501 §7.1.3) keeps for commands that are not understood."""
         raw = _bytes(token)
         if self.utf8:
             try:
                 return raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise bad("mailbox names are UTF-8") from exc
+                raise no("Invalid mailbox name: not UTF-8", "CANNOT") from exc
         try:
             return mutf7.decode(raw)
         except ValueError as exc:
-            raise bad(f"bad mailbox name: {exc}") from exc
+            raise no(f"Invalid mailbox name: {exc}", "CANNOT") from exc
 
     def _selected(self) -> Selected:
         if self.selected is None:
@@ -1491,12 +1583,48 @@ class Session:
         return parse_sequence_set(text).uids_in(snapshot.uids, uid_mode, saved=self.saved)
 
     def _flags_of(self, selected: Selected, i: int) -> tuple[str, int]:
+        """The flags a client sees for the message at ``i`` (``\\Recent`` included) and
+        its MODSEQ."""
         snapshot = selected.snapshot
+        uid = snapshot.uids[i]
+        flags, modseq = snapshot.flags[i], snapshot.modseqs[i]
         if selected.overlay:
-            mine = selected.overlay.get(snapshot.uids[i])
+            mine = selected.overlay.get(uid)
             if mine is not None:
-                return mine
-        return snapshot.flags[i], snapshot.modseqs[i]
+                flags, modseq = mine
+        return self._shown(selected, uid, flags), modseq
+
+    @staticmethod
+    def _shown(selected: Selected, uid: int, flags: str) -> str:
+        """Stored flags as this session shows them: ``\\Recent`` first when the
+        message is recent here (RFC 3501 §2.3.2)."""
+        if uid in selected.recent:
+            return "\\Recent " + flags if flags else "\\Recent"
+        return flags
+
+    async def _claim_recent(self, selected: Selected, snapshot: Snapshot, *,
+                            opening: bool = False) -> None:
+        """The messages of ``snapshot`` that become \\Recent in this session (RFC 3501
+        §2.3.2): those no session was told of yet, claimed in the store so that no other
+        session, in this process or another, claims them too. An IMAP4rev2 session
+        (RFC 9051 has no \\Recent) claims none. EXAMINE must not take \\Recent from
+        anyone (RFC 3501 §6.3.2): a read-only session shows the messages no one claimed
+        and claims nothing."""
+        if self.utf8 or not snapshot.uids:
+            return
+        # the snapshot's marker is never above the store's (it only grows), and may be
+        # below: claims do not change a folder's MODSEQ, so no snapshot follows them
+        first = self.cache.claimed(selected.folder_id, snapshot.folder.recent_uid)
+        if snapshot.uids[-1] < first:
+            return
+        if not selected.read_only:
+            first = await self.cache.claim_recent(selected.folder_id, first,
+                                                  snapshot.folder.uidnext)
+        elif opening:  # EXAMINE reads the marker; its updates go by what it knows
+            current = await self.ctx.store.folders.by_id(selected.folder_id)
+            first = first if current is None else max(first, current.recent_uid)
+        start = bisect.bisect_left(snapshot.uids, first)
+        selected.recent.update(snapshot.uids[start:])
 
     def _flags_lines(self, selected: Selected, positions: Sequence[int], *, uid: bool,
                      flags: bool, modseq: bool) -> bytes:
@@ -1504,12 +1632,10 @@ class Session:
         ``UID FETCH 1:* (FLAGS)`` of a client's resynchronisation, one format per line."""
         snapshot = selected.snapshot
         uids, all_flags, modseqs = snapshot.uids, snapshot.flags, snapshot.modseqs
-        if selected.overlay:
+        if selected.overlay or selected.recent:
             all_flags, modseqs = list(all_flags), list(modseqs)
             for i in positions:
-                mine = selected.overlay.get(uids[i])
-                if mine is not None:
-                    all_flags[i], modseqs[i] = mine
+                all_flags[i], modseqs[i] = self._flags_of(selected, i)
         parts = (["UID %d"] if uid else []) + (["FLAGS (%s)"] if flags else []) + \
             (["MODSEQ (%d)"] if modseq else [])
         line = "* %d FETCH (" + " ".join(parts) + ")\r\n"

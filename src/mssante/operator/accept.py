@@ -42,16 +42,17 @@ from mssante.domain.policy import (
     check_deliverable,
     check_patient_address,
 )
-from mssante.errors import Conflict, InvalidAddress, NotFound
+from mssante.errors import Conflict, InvalidAddress, NotFound, Replayed
 from mssante.operator.refusals import (
     BadAddress,
     ClosedMailbox,
     HeadersRefused,
+    StoredMeanwhile,
     TooManyRecipients,
     UnknownMailbox,
 )
 from mssante.operator.runtime import OperatorRuntime
-from mssante.store.models import MessageSummary, OutboundRecipient
+from mssante.store.models import DeliveryId, MessageSummary, OutboundRecipient
 from mssante.store.receipts import ReceiptNote
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class RcptParams:
 
     notify: frozenset[str] = field(default_factory=frozenset)  # empty: default (FAILURE)
     orcpt: str | None = None  # RFC 3461 §4.2 "addr-type;addr", xtext decoded
+    # XMSS-DELIVERY (README "The queue"): the sending operator's queue entry, the same
+    # at each of its attempts; only from an operator, on the MTA
+    delivery_id: str | None = None
 
 
 def parse_recipient(text: str, *, accepted: int = 0) -> Address:
@@ -138,6 +142,17 @@ class Incoming:
     sent_copy: str | None = None  # submission: the sender's mailbox, whose Sent keeps a copy
     actor: str = ""  # who handed it in (a login, a certificate's DN), for the audit trail
     source: str = ""  # from where: the protocol and the client's address
+    # the sending operator's certificate DN, which keys its XMSS-DELIVERY identifiers
+    delivery_peer: str | None = None
+
+
+def delivery_ids(msg: Incoming) -> list[DeliveryId]:
+    """The sending operator's queue entries ``msg`` is for (XMSS-DELIVERY), one per
+    recipient that named one."""
+    if msg.delivery_peer is None:
+        return []
+    return [DeliveryId(msg.delivery_peer, p.delivery_id, r.lower())
+            for r, p in msg.recipients if p.delivery_id]
 
 
 def with_added_headers(trace: Trace, headers: Sequence[tuple[str, str]],
@@ -206,13 +221,14 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
         references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
         reply_to=[m.addr_spec for m in headers.reply_to])
+    reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
+                            ) if local else ()
     care = care_notes(
         envelope_from=msg.envelope_from, sent_from=msg.sent_copy,
         recipients=[r for r, _ in msg.recipients], local=local,
         message_id=headers.message_id, in_reply_to=headers.in_reply_to,
-        references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes)
-    reports = receipt_notes(local, msg.body, [m.addr_spec for m in headers.from_mailboxes]
-                            ) if local else ()
+        references=headers.references, subject=headers.subject, mss_mes=headers.x_mss_mes,
+        report=bool(reports))
     audit_events = accepted_events(msg, local)
     # an authority's alert is marked for the recipients of this operator (domain/alerts)
     alert = is_alert(alert_header=headers.x_mss_alerte, envelope_from=msg.envelope_from,
@@ -223,7 +239,9 @@ async def accept(ctx: OperatorRuntime, msg: Incoming, *,
             body, envelope_from=msg.envelope_from, local=local, remote=remote, summary=summary,
             envid=msg.envid, ret=msg.ret, sent=msg.sent_copy, patient=patient, care=care,
             reports=reports, audit_events=audit_events,
-            keywords=(ALERT_KEYWORD,) if alert else ())
+            keywords=(ALERT_KEYWORD,) if alert else (), delivery_ids=delivery_ids(msg))
+    except Replayed as exc:
+        raise StoredMeanwhile(str(exc)) from None
     except NotFound as exc:  # removed since it was checked
         raise UnknownMailbox(str(exc)) from None
     except Conflict as exc:  # closed since it was checked

@@ -87,6 +87,16 @@ def received(queue_id: str, *, sender: str, recipients: Sequence[str], size: int
              client or "unknown", _clean(dn or ""))
 
 
+def received_again(queue_id: str, *, sender: str, recipients: Sequence[str],
+                   client: str | None, dn: str | None) -> None:
+    """A peer's retry of a transaction already stored (XMSS-DELIVERY): answered 250,
+    not stored again."""
+    log.info("%s: from=<%s>, to=%s, client=%s, dn=\"%s\", status=duplicate (stored before, "
+             "not stored again)", queue_id, _clean(sender),
+             ",".join(f"<{_clean(r)}>" for r in recipients), client or "unknown",
+             _clean(dn or ""))
+
+
 def submitted(queue_id: str, *, sender: str, recipients: Sequence[str], size: int,
               client: str | None, login: str, protocol: str = SUBMISSION) -> None:
     """A message accepted from an authenticated identity (Postfix's ``sasl_username``),

@@ -15,7 +15,9 @@ refusal is about one.
     ├── PatientRule          the patient messaging rules (domain/patient.py)
     ├── HeadersRefused       the message's header section cannot be trusted
     ├── TooManyRecipients    more recipients than one message may have
-    └── MessageTooBig        larger than the operator's max_message_size
+    ├── MessageTooBig        larger than the operator's max_message_size
+    └── StoredMeanwhile      another transaction stored it for these recipients meanwhile
+                             (a sending operator's retry, XMSS-DELIVERY): try again
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class UnknownMailbox(Refused):
 
 class ClosedMailbox(Refused):
     """The recipient's mailbox is closed (RFC 3463 X.2.1)."""
+
+
+class StoredMeanwhile(Refused):
+    """A concurrent transaction of the same queue entries (XMSS-DELIVERY) committed
+    first; nothing was stored, and the sender's next attempt is answered from what was."""
 
 
 class PatientRule(Refused):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from mssante.store.models import Mailbox, MessageSummary, OutboundRecipient
 from mssante.whitelist.model import Whitelist
 
 MAILBOX_CACHE_SECONDS = 2.0
+FAILURES_CHANNEL = "mssante_login_failures"  # failed logins, between processes
 BODY_CACHE_BYTES = 64 * 1024 * 1024
 
 
@@ -104,12 +106,31 @@ class OperatorRuntime:
         self.logins = FailedLogins(self.settings.max_login_failures,
                                    self.settings.max_login_failures_per_address,
                                    self.settings.login_failure_window)
+        # the operator's other processes count the failures found here, and this one
+        # theirs (throttle.py): over pg_notify or the SQLite bus
+        self.logins.share = self._share_failure
+        self.store.follow(FAILURES_CHANNEL, self._heard_failure)
         self.local_domains = frozenset(d.lower() for d in self.settings.domains)
         self.outside_mail = (OutsideMail(self.notifications) if self.notifications.enabled
                              else None)
         self.totp = TotpChecker(self.store.logins, self.settings.totp_key_path, self.logins)
         self.login_codes = LoginCodes(self.store.logins, self.outside_mail,
                                       self.notifications, self.second_factors)
+
+    async def _share_failure(self, login: str, address: str) -> None:
+        await self.store.announce(FAILURES_CHANNEL, json.dumps(
+            [self.store.scope, self.store.folders.hub.token, login, address]))
+
+    def _heard_failure(self, payload: str | None) -> None:
+        if payload is None:  # (re)connected: what went by is not kept anywhere
+            return
+        try:
+            scope, token, login, address = json.loads(payload)
+        except (ValueError, TypeError):
+            return
+        if scope == self.store.scope and token != self.store.folders.hub.token \
+                and isinstance(login, str) and isinstance(address, str):
+            self.logins.heard(login, address)
 
     async def second_factor(self, login: str) -> SecondFactor | None:
         """What must follow ``login``'s right password at the web: TOTP, a one-time

@@ -14,6 +14,8 @@ at stake (order of RDNs, escapes).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 
 from cryptography import x509
@@ -96,6 +98,18 @@ def same_dn(a: str, b: str) -> bool:
     """True when two DN strings name the same entity; unparseable or empty input: False."""
     left, right = _normalise(a), _normalise(b)
     return left is not None and left == right
+
+
+def dn_key(text: str) -> str | None:
+    """A key equal for two DN strings exactly when ``same_dn`` holds (SHA-256 of the
+    normalised DN), for a unique index; None when ``text`` is not a DN. The store keeps
+    it beside an APP mailbox's DN: a change of the normalisation needs a migration
+    that computes the stored keys again."""
+    normalised = _normalise(text)
+    if normalised is None:
+        return None
+    return hashlib.sha256(json.dumps(normalised, ensure_ascii=False,
+                                     separators=(",", ":")).encode()).hexdigest()
 
 
 _Normalised = tuple[tuple[tuple[str, str], ...], ...]

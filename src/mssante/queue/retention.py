@@ -4,6 +4,8 @@ A delivered or failed queue entry keeps its message body (health data) for the
 operator's `queue list` and for DSNs. After ``queue.retention`` seconds it goes, and
 so does its body unless a mailbox still holds it (``Store.purge_queue``). Queued
 entries are never purged: they leave the queue by delivery, failure or deletion.
+The XMSS-DELIVERY identifiers received from other operators go after
+``queue.delivery_ids_kept`` seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class QueueRetention:
         self.store = store
         self.retention = settings.retention
         self.interval = settings.purge_interval
+        self.delivery_ids_kept = settings.delivery_ids_kept
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -40,7 +43,12 @@ class QueueRetention:
 
     async def purge_once(self) -> int:
         """Purge what finished more than ``retention`` seconds ago; returns how many."""
-        purged = await self.store.purge_queue(finished_before=time.time() - self.retention)
+        now = time.time()
+        forgotten = await self.store.purge_delivery_ids(before=now - self.delivery_ids_kept)
+        if forgotten:
+            log.info("queue retention: forgot %d XMSS-DELIVERY identifiers older than %g days",
+                     forgotten, self.delivery_ids_kept / 86400)
+        purged = await self.store.purge_queue(finished_before=now - self.retention)
         if purged:
             log.info("queue retention: purged %d finished entries older than %g days",
                      purged, self.retention / 86400)

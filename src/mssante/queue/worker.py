@@ -22,9 +22,18 @@ Implementation notes:
   check is closed at once, not put back in the pool.
 - Each outcome is one line of the mail log (``mssante.operator.maillog``); a delivered entry
   keeps no ``last_error``.
-- A message is marked delivered only after the next hop's ``250`` to DATA: a crash
-  between the two can deliver once more (at-least-once, like every MTA); nothing
-  is lost.
+- A message is marked delivered only after the next hop's ``250`` to DATA. The
+  outcomes of a transaction are written together (one group commit) and a stop
+  (cancellation) does not interrupt them. A crash between the ``250`` and that commit
+  leaves the entries queued: they are sent again. To an mssante operator (its EHLO
+  offers ``XMSS-DELIVERY``) each RCPT carries its queue entry's identifier, the same
+  at every attempt, and the receiver answers ``250`` to a transaction it already
+  stored without storing it again; to another MTA the message can arrive twice
+  (at-least-once, like every MTA); nothing is lost.
+- Leases name this process (``leases.Heartbeat``): a process that died is known by
+  its heartbeat, and its leases go back to the queue at once, not at their end.
+- A next hop that does not answer is not tried again before its back-off ends
+  (``backoff.py``); its other entries are deferred without connecting.
 """
 
 from __future__ import annotations
@@ -44,10 +53,11 @@ from mssante.operator import maillog
 from mssante.operator.accept import RcptParams
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
+from mssante.queue.backoff import HopBackoff
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
 from mssante.queue.nexthop import NextHopError, NextHops
-from mssante.queue.smtpclient import SMTPClientError, to_wire
-from mssante.smtp.params import rcpt_params_wire, xtext_encode
+from mssante.queue.smtpclient import ServerReply, SMTPClientError, to_wire
+from mssante.smtp.params import XMSS_DELIVERY, rcpt_params_wire, xtext_encode
 from mssante.store.models import QueueEntry
 
 log = logging.getLogger(__name__)
@@ -63,6 +73,13 @@ RCPT_BATCH = 100
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def delivery_id(entry: QueueEntry) -> str:
+    """The identifier of ``entry`` sent as XMSS-DELIVERY: the same at every attempt, and
+    never another entry's (an id SQLite may give again after a purge comes with the
+    time of creation and the body)."""
+    return f"{entry.id}.{int(entry.created_at * 1_000_000):x}.{entry.body_sha256[:16]}"
 
 
 def _wants(entry: QueueEntry, what: str) -> bool:
@@ -86,12 +103,15 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(settings.workers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: set[int] = set()  # entries leased by this worker, not yet settled
+        self.heartbeat = leases.Heartbeat(ctx.store, on_reclaimed=self.wake)
+        self.backoff = HopBackoff(settings.retry_delays)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         """Deliver until cancelled."""
+        await self.heartbeat.start()
         try:
             while True:
                 claimed = await self.run_once(wait=False)
@@ -105,6 +125,7 @@ class DeliveryWorker:
             # Entries in flight go back to the queue at once rather than when the lease ends.
             await self.ctx.store.release_claims(sorted(self._claimed))
             self._claimed.clear()
+            await self.heartbeat.stop()
             await self.pool.close()
 
     async def _sleep(self) -> None:
@@ -125,7 +146,8 @@ class DeliveryWorker:
         # Claim only what can start now: a claimed entry never waits for a slot while
         # its lease runs.
         entries = await leases.claim(
-            self.ctx.store.claim_due(now=time.time(), limit=free, lease=LEASE_SECONDS),
+            self.ctx.store.claim_due(now=time.time(), limit=free, lease=LEASE_SECONDS,
+                                     holder=self.heartbeat.holder.id),
             self._claimed)
         groups: dict[tuple[str, str, str, str | None, str | None], list[QueueEntry]]
         groups = defaultdict(list)
@@ -140,7 +162,7 @@ class DeliveryWorker:
             if 1 < len(group) < RCPT_BATCH:
                 group += await leases.claim(self.ctx.store.claim_companions(
                     group[0], domain, now=time.time(), limit=RCPT_BATCH - len(group),
-                    lease=LEASE_SECONDS), self._claimed)
+                    lease=LEASE_SECONDS, holder=self.heartbeat.holder.id), self._claimed)
         started = [self._start(group) for group in groups.values()]
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)
@@ -179,12 +201,26 @@ class DeliveryWorker:
                                                  str(exc), permanent=exc.permanent))
             return
         last: DeliveryError | None = None
+        not_before: float | None = None
         for hop in hops:
+            held = self.backoff.held(hop, now=time.time())
+            if held is not None:  # down: deferred without connecting
+                last, until = held
+                not_before = until if not_before is None else min(not_before, until)
+                continue
             try:
                 conn = await self.pool.get(hop)
             except DeliveryError as exc:
-                last = exc
+                self.backoff.failed(hop, exc, now=time.time())
+                last, not_before = exc, None
                 continue
+            except BaseException:
+                self.backoff.abandoned(hop)
+                raise
+            if self.backoff.connected(hop):  # back: what waited for it goes now
+                log.info("next hop %s answers again", hop)
+                await self.ctx.store.retry_domain(domain, now=time.time())
+                self.wake()
             if not whitelist.allows(domain, conn.peer.subject_dn):
                 # Closed at once: a connection to a server we refused serves no one.
                 await self.pool.close_connection(conn)
@@ -194,7 +230,7 @@ class DeliveryWorker:
             await self._transact(conn, group)
             return
         assert last is not None
-        await self._all(group, last)
+        await self._all(group, last, not_before=not_before)
 
     async def _transact(self, conn: Connection, group: Sequence[QueueEntry]) -> None:
         first = group[0]
@@ -224,8 +260,7 @@ class DeliveryWorker:
             options.append(f"RET={first.ret}")
         if dsn and first.envid:
             options.append(f"ENVID={xtext_encode(first.envid)}")
-        recipients = [(e.recipient, rcpt_params_wire(RcptParams(notify=e.notify, orcpt=e.orcpt))
-                       if dsn else []) for e in group]
+        recipients = [(e.recipient, self._rcpt_params(conn, e, dsn=dsn)) for e in group]
         try:
             mail, rcpts, final = await conn.smtp.transaction(first.envelope_from, recipients,
                                                              options, to_wire(body))
@@ -234,37 +269,62 @@ class DeliveryWorker:
             await self._all(group, DeliveryError("4.4.2", f"during the transaction with "
                                                  f"{conn.hop}: {exc}", permanent=False), conn)
             return
-        if mail.code == 421 or (final is not None and final.code == 421):
+        # From the next hop's answer on, the outcomes are written whatever happens to
+        # this task: a stop in between would send the message again.
+        await leases.unstoppable(asyncio.ensure_future(
+            self._settle(conn, group, rcpts, final, dsn=dsn, closing=mail.code == 421)))
+
+    def _rcpt_params(self, conn: Connection, entry: QueueEntry, *, dsn: bool) -> list[str]:
+        params = rcpt_params_wire(RcptParams(notify=entry.notify, orcpt=entry.orcpt)) \
+            if dsn else []
+        if conn.supports(XMSS_DELIVERY):  # an mssante operator: retries are recognised
+            params.append(f"{XMSS_DELIVERY}={xtext_encode(delivery_id(entry))}")
+        return params
+
+    async def _settle(self, conn: Connection, group: Sequence[QueueEntry],
+                      rcpts: Sequence[ServerReply], final: ServerReply | None, *, dsn: bool,
+                      closing: bool) -> None:
+        """Record each recipient's outcome, all in one group commit (concurrently)."""
+        if closing or (final is not None and final.code == 421):
             self.pool.discard(conn)  # RFC 5321 §3.8: the server is closing the channel
         else:
             self.pool.put(conn)
         now = time.time()
+        settling = []
         for entry, reply in zip(group, rcpts, strict=True):
             if not reply.ok:
-                await self._outcome(entry, DeliveryError.from_reply(reply.code, reply.text),
-                                    conn)
-            elif final is None or not final.ok:
-                if final is not None:
-                    await self._outcome(entry, DeliveryError.from_reply(final.code, final.text),
-                                        conn)
-            else:
-                await self.ctx.store.mark_delivered(entry.id, now=now, relay=str(conn.hop))
-                sent = DeliveryError.from_reply(final.code, final.text)
-                maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
-                                 relay=_relay(conn), delay=now - entry.created_at,
-                                 dsn=sent.status, status="sent", text=str(final))
-                if not dsn and _wants(entry, "SUCCESS"):
-                    # RFC 3461 §4.2: "relayed" to a server that does not report delivery
-                    await self._dsn(entry, Action.RELAYED, "2.0.0", sent.diagnostic, conn)
+                settling.append(self._outcome(
+                    entry, DeliveryError.from_reply(reply.code, reply.text), conn))
+            elif final is not None and not final.ok:
+                settling.append(self._outcome(
+                    entry, DeliveryError.from_reply(final.code, final.text), conn))
+            elif final is not None:
+                settling.append(self._delivered(entry, final, conn, now=now, dsn=dsn))
+        results = await asyncio.gather(*settling, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def _delivered(self, entry: QueueEntry, final: ServerReply, conn: Connection, *,
+                         now: float, dsn: bool) -> None:
+        await self.ctx.store.mark_delivered(entry.id, now=now, relay=str(conn.hop))
+        sent = DeliveryError.from_reply(final.code, final.text)
+        maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
+                         relay=_relay(conn), delay=now - entry.created_at,
+                         dsn=sent.status, status="sent", text=str(final))
+        if not dsn and _wants(entry, "SUCCESS"):
+            # RFC 3461 §4.2: "relayed" to a server that does not report delivery
+            await self._dsn(entry, Action.RELAYED, "2.0.0", sent.diagnostic, conn)
 
     async def _all(self, group: Sequence[QueueEntry], error: DeliveryError,
-                   conn: Connection | None = None) -> None:
+                   conn: Connection | None = None, *, not_before: float | None = None) -> None:
         for entry in group:
-            await self._outcome(entry, error, conn)
+            await self._outcome(entry, error, conn, not_before=not_before)
 
     async def _outcome(self, entry: QueueEntry, error: DeliveryError,
-                       conn: Connection | None) -> None:
-        """Record a failed attempt; ``conn`` is the connection it was made on, if any."""
+                       conn: Connection | None, *, not_before: float | None = None) -> None:
+        """Record a failed attempt; ``conn`` is the connection it was made on, if any;
+        a deferred entry is not tried again before ``not_before``."""
         now = time.time()
         age = now - entry.created_at
         relay = _relay(conn)
@@ -280,6 +340,8 @@ class DeliveryWorker:
             return
         delays = self.settings.retry_delays or [60.0]
         delay = delays[min(entry.attempts, len(delays) - 1)]
+        if not_before is not None:
+            delay = max(delay, not_before - now)
         await self.ctx.store.mark_deferred(entry.id, next_attempt_at=now + delay, error=str(error))
         maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                          relay=relay, delay=age, dsn=error.status, status="deferred",

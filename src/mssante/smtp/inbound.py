@@ -15,6 +15,10 @@ Implementation notes:
   with), else ``550 5.6.0``.
 - Recipients must be local, existing and active mailboxes: never an open relay
   (RFC 5321 §3.9). A patient mailbox only receives from professionals.
+- ``XMSS-DELIVERY`` (README "The queue"), offered after STARTTLS: a recipient whose
+  (certificate DN, identifier) a committed message was stored for is a retry of the
+  sender's (its 250 was lost, or it crashed before recording it); it is answered 250
+  and not stored again. The identifiers are recorded in the message's transaction.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from mssante.operator.accept import (
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.common import ehlo_keywords, peer_host
+from mssante.smtp.params import XMSS_DELIVERY
 from mssante.smtp.protocol import MSSanteSMTP, MSSEnvelope
 from mssante.smtp.refusallog import logs_refusals
 from mssante.smtp.replies import (
@@ -56,6 +61,7 @@ from mssante.smtp.replies import (
     SMTPReply,
     answers_refusals,
 )
+from mssante.store.models import DeliveryId
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,10 @@ class InboundHandler:
     async def handle_EHLO(self, server: MSSanteSMTP, session: Session, envelope: MSSEnvelope,
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
-        return ehlo_keywords(responses, advertise_auth=False)
+        keywords = ehlo_keywords(responses, advertise_auth=False)
+        if server.ssl_object() is not None:  # operators only: after STARTTLS
+            keywords.insert(-1, f"250-{XMSS_DELIVERY}")
+        return keywords
 
     def _peer(self, server: MSSanteSMTP) -> PeerCertificate:
         """The client certificate, checked once per connection and trust refresh."""
@@ -154,13 +163,35 @@ class InboundHandler:
         for field, mailbox in (("From", headers.from_mailboxes[0]), ("Sender", headers.sender)):
             if mailbox is not None:
                 self._check_vouched(f"{field} header", mailbox.domain, peer)
+        recipients = list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True))
+        sender = "" if envelope.null_sender else envelope.mail_from
+        again = await self._stored_before(peer, recipients)
+        if again:
+            maillog.received_again(envelope.trace.queue_id, sender=sender,
+                                   recipients=[r for r, _ in again],
+                                   client=peer_host(session), dn=peer.subject_dn)
+            recipients = [rp for rp in recipients if rp not in again]
+            if not recipients:
+                return str(MESSAGE_ACCEPTED.with_text(
+                    f"Message already accepted ({XMSS_DELIVERY}), not stored again"))
         msg = Incoming(
-            envelope_from="" if envelope.null_sender else envelope.mail_from,
-            recipients=list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)),
+            envelope_from=sender, recipients=recipients,
             body=body, headers=headers, envid=envelope.params.envid,
             ret=envelope.params.ret, trace=envelope.trace, actor=peer.subject_dn,
-            source=f"ESMTPS {peer_host(session)}")
+            source=f"ESMTPS {peer_host(session)}", delivery_peer=peer.subject_dn)
         queue_id = await accept(self.ctx, msg)
-        maillog.received(queue_id, sender=msg.envelope_from, recipients=envelope.rcpt_tos,
+        maillog.received(queue_id, sender=msg.envelope_from, recipients=[r for r, _ in recipients],
                          size=len(body), client=peer_host(session), dn=peer.subject_dn)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))
+
+    async def _stored_before(self, peer: PeerCertificate,
+                             recipients: list[tuple[str, RcptParams]]
+                             ) -> list[tuple[str, RcptParams]]:
+        """The recipients a committed message from ``peer`` was stored for, by the
+        XMSS-DELIVERY identifiers they came with."""
+        named = {rp[0]: DeliveryId(peer.subject_dn, rp[1].delivery_id, rp[0].lower())
+                 for rp in recipients if rp[1].delivery_id}
+        if not named:
+            return []
+        stored = await self.ctx.store.stored_deliveries(list(named.values()))
+        return [rp for rp in recipients if rp[0] in named and named[rp[0]] in stored]

@@ -17,6 +17,11 @@ from mssante.smtp.replies import BAD_PARAMETER, UNKNOWN_PARAMETER, SMTPReply
 NOTIFY_VALUES = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 MAX_ENVID = 100  # RFC 3461 §4.4
 MAX_ORCPT = 500  # RFC 3461 §4.2
+# The project's own RCPT parameter between mssante operators (README "The queue"):
+# XMSS-DELIVERY=<xtext>, the identifier of the sender's queue entry. Offered by the
+# MTA's EHLO only (after STARTTLS, the peer an operator of the trust space).
+XMSS_DELIVERY = "XMSS-DELIVERY"
+MAX_DELIVERY_ID = 100
 
 _XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
 _KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -113,7 +118,8 @@ def parse_mail_params(params: str) -> MailParams:
     return out
 
 
-def parse_rcpt_params(params: str) -> RcptParams:
+def parse_rcpt_params(params: str, *, delivery_ids: bool = False) -> RcptParams:
+    """``delivery_ids``: XMSS-DELIVERY is offered (the MTA), else refused as unknown."""
     out = RcptParams()
     for key, value in _split(params):
         if key == "NOTIFY":
@@ -137,6 +143,17 @@ def parse_rcpt_params(params: str) -> RcptParams:
             if len(decoded) > MAX_ORCPT:
                 raise SMTPReply(BAD_PARAMETER.with_text("ORCPT too long"))
             out.orcpt = f"{addr_type.lower()};{decoded}"
+        elif key == XMSS_DELIVERY and delivery_ids:
+            if value is None:
+                raise SMTPReply(BAD_PARAMETER.with_text(f"{XMSS_DELIVERY} needs a value"))
+            ident = xtext_decode(value)
+            if not ident or not all("!" <= c <= "~" for c in ident):
+                raise SMTPReply(BAD_PARAMETER.with_text(
+                    f"{XMSS_DELIVERY} must be printable ASCII without spaces"))
+            if len(ident) > MAX_DELIVERY_ID:
+                raise SMTPReply(BAD_PARAMETER.with_text(
+                    f"{XMSS_DELIVERY} longer than {MAX_DELIVERY_ID}"))
+            out.delivery_id = ident
         else:
             raise SMTPReply(UNKNOWN_PARAMETER.with_text(f"RCPT parameter {key} not supported"))
     return out

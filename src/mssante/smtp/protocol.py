@@ -24,6 +24,9 @@ Implementation notes:
   and pushed as they are; any other exception becomes ``451 4.3.0`` and is logged.
 - TLS: after STARTTLS or on an implicit-TLS listener, the peer certificate (DER)
   is read from the TLS object of the transport.
+- The idle timer is never started again once the connection is lost: aiosmtpd's
+  ``connection_lost`` cancels it, and a command ending afterwards (DATA cut by the
+  peer) would start a timer whose callback finds no transport.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ class MSSanteSMTP(SMTP):
     """One SMTP connection."""
 
     def __init__(self, handler: Any, *, implicit_tls: bool = False, long_auth: bool = False,
-                 **kwargs: Any) -> None:
+                 delivery_ids: bool = False, **kwargs: Any) -> None:
         if long_auth:  # an AUTH line carries a bearer token (XOAUTH2, OAUTHBEARER)
             self.line_length_limit = MAX_AUTH_LINE
         super().__init__(handler, **kwargs)
@@ -127,10 +130,21 @@ class MSSanteSMTP(SMTP):
             lambda: SMTP.command_size_limit,
             {"AUTH": MAX_AUTH_LINE} if long_auth else {})
         self.implicit_tls = implicit_tls
+        self.delivery_ids = delivery_ids  # XMSS-DELIVERY accepted on RCPT (the MTA)
         self.auth_failures = 0
         self.errors = 0  # error replies since the last message accepted
         # (checker, result) of the peer certificate check; reset by STARTTLS
         self.peer_check: tuple[object, PeerCertificate] | None = None
+        self.lost = False  # connection_lost ran: no timer any more
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.lost = True
+        super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if self.lost:  # a command that ended after the peer left
+            return
+        super()._reset_timeout(duration)
 
     # Methods, not properties: aiosmtpd's constructor walks every attribute with
     # inspect.getmembers() before the session and envelope exist.
@@ -325,7 +339,7 @@ class MSSanteSMTP(SMTP):
             await self.push(syntaxerr)
             return
         try:
-            params = parse_rcpt_params(params_text)
+            params = parse_rcpt_params(params_text, delivery_ids=self.delivery_ids)
         except SMTPReply as exc:
             await self._push_reply(exc.reply)
             return

@@ -19,6 +19,7 @@ from mssante.operator.refusals import (
     PatientRule,
     Refused,
     SenderNotAllowed,
+    StoredMeanwhile,
     TooManyRecipients,
     UnknownMailbox,
 )
@@ -89,6 +90,7 @@ REFUSALS: dict[type[Refused], Reply] = {
     HeadersRefused: HEADER_SYNTAX,
     TooManyRecipients: TOO_MANY_RECIPIENTS,
     MessageTooBig: MESSAGE_TOO_BIG,
+    StoredMeanwhile: TEMPORARY_FAILURE,
 }
 
 

@@ -53,7 +53,7 @@ async def start_listeners(ctx: OperatorRuntime, config: OperatorConfig, *,
     def mta() -> MSSanteSMTP:
         return MSSanteSMTP(inbound, hostname=hostname, ident=BANNER, tls_context=tls_ctx,
                            require_starttls=True, data_size_limit=size, enable_SMTPUTF8=True,
-                           timeout=SESSION_TIMEOUT,
+                           timeout=SESSION_TIMEOUT, delivery_ids=True,
                            auth_exclude_mechanism=["PLAIN", "LOGIN", *oauthsasl.MECHANISMS],
                            loop=loop)
 

@@ -3,6 +3,9 @@ the action they record, then sealed into a Merkle tree with signed checkpoints.
 
 - ``append(conn, events)``: in the caller's transaction, so that an action and its
   entry commit together or not at all. An entry has no place in the tree yet.
+  ``AdminEntry``: how a repository (store.py, logins.py) writes the entry of an
+  administrative change in its transaction, the actor and source being the ones the
+  command or page set (``audit.events.ACTOR``, ``acting``).
 - ``seal``: the sequencer. One transaction takes the entries without a place (oldest
   first), gives each the next ``seq`` and its leaf hash (RFC 9162 §2.1.1 over
   ``audit.events.canonical``), grows the compact range kept with the last checkpoint
@@ -28,7 +31,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -65,6 +68,15 @@ class Verdict:
     checkpoints: int
     pending: int  # entries written and not yet sealed
     problem: str = ""  # the first thing that does not hold
+
+
+class AdminEntry(Protocol):
+    """Writes the entry ``admin.<what>`` in the caller's transaction ``conn`` (nothing
+    when the trail is off): ``mailbox`` the one concerned, ``detail`` what changed,
+    never a secret."""
+
+    async def __call__(self, conn: AsyncConnection, what: str, *, mailbox: str = "",
+                       detail: str = "") -> None: ...
 
 
 def _row(event: AuditEvent, at: float) -> dict[str, Any]:

@@ -83,6 +83,11 @@ class ChangeHub:
         if self._bus is not None:
             self._bus.send(channel, payload)
 
+    @property
+    def listening(self) -> bool:
+        """Whether news from other processes reaches this one now."""
+        return self._bus is not None or self._connection is not None
+
     def open_bus(self, directory: Path) -> None:
         """Share news with the other processes of a SQLite database (localbus.py)."""
         if self._bus is None:

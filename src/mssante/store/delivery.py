@@ -24,10 +24,16 @@ from mssante.audit.events import AuditEvent
 from mssante.content.sortkeys import stored as stored_sort_keys
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.patient import CareNote, ProfessionalMessage
-from mssante.errors import Conflict, NotFound
-from mssante.store import audit, carethreads, conversations, receipts
+from mssante.errors import Conflict, NotFound, Replayed
+from mssante.store import audit, carethreads, conversations, deliveryids, receipts
 from mssante.store.bodies import insert as insert_bodies
-from mssante.store.models import QUEUED, Accepted, MessageSummary, OutboundRecipient
+from mssante.store.models import (
+    QUEUED,
+    Accepted,
+    DeliveryId,
+    MessageSummary,
+    OutboundRecipient,
+)
 from mssante.store.receipts import ReceiptNote
 from mssante.store.schema import folders, mailboxes, messages, queue
 
@@ -57,6 +63,7 @@ class Delivery:
     reports: tuple[ReceiptNote, ...] = ()  # a DSN's or MDN's news of an earlier message
     audit: tuple[AuditEvent, ...] = ()  # the audit trail's entries of this acceptance
     keywords: tuple[str, ...] = ()  # IMAP keywords of the INBOX copies ($Alerte)
+    delivery_ids: tuple[DeliveryId, ...] = ()  # another operator's entries (XMSS-DELIVERY)
 
 
 class Refused(Exception):
@@ -72,6 +79,17 @@ async def write_deliveries(conn: AsyncConnection, batch: Sequence[Delivery], *,
                            postgresql: bool) -> list[Accepted]:
     """Write every delivery of ``batch``, or raise Refused naming the bad ones."""
     now = time.time()
+    received = [i for d in batch for i in d.delivery_ids]
+    if received:  # first: a retry stored meanwhile by another transaction writes nothing
+        again = await deliveryids.record(conn, received, now=now, postgresql=postgresql)
+        seen: set[DeliveryId] = set()
+        replayed: dict[int, Exception] = {}
+        for n, d in enumerate(batch):  # ... nor a second copy in this very batch
+            if again.intersection(d.delivery_ids) or seen.intersection(d.delivery_ids):
+                replayed[n] = Replayed("XMSS-DELIVERY identifiers stored meanwhile")
+            seen.update(d.delivery_ids)
+        if replayed:
+            raise Refused(replayed)
     counts: Counter[tuple[str, str]] = Counter()
     for delivery in batch:
         counts.update((key, INBOX) for key in delivery.local)

@@ -19,7 +19,12 @@ Implementation notes:
 - INBOX is never deleted and never given a special use; renaming it moves its
   messages to the new folder and leaves it empty (RFC 9051 §6.3.6).
 - Flags are stored as one space-separated string per message, sorted, without
-  duplicates; ``\\Recent`` is never stored (it is a property of a session).
+  duplicates; ``\\Recent`` is never stored (it is a property of a session): the folder
+  keeps only ``recent_uid``, the first UID no session claimed (``claim_recent``).
+- Subscriptions are names (RFC 3501 §6.3.6): a folder's own (``folders.subscribed``,
+  and each person's in ``folder_subscriptions``) move to ``subscriptions`` under its
+  name when it is deleted, and back to the folder created again under that name;
+  SUBSCRIBE of a name that is no folder writes there too.
 - A large body is read in pieces (``body_piece``, for IMAP's streamed FETCH); the
   database materialises the whole value to cut a piece (SQLite always, PostgreSQL when
   the value is compressed), so at most ``PIECE_READERS`` such reads run at once.
@@ -32,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -52,7 +58,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mssante.content.headers import read_headers
+from mssante.content.headers import MAX_HEADER_SECTION, read_headers
 from mssante.content.sortkeys import stored as stored_sort_keys
 from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
@@ -75,6 +81,7 @@ from mssante.store.schema import (
     mailboxes,
     messages,
     persons,
+    subscriptions,
 )
 from mssante.store.transactions import Transactions
 
@@ -261,11 +268,14 @@ class FolderStore:
                 continue
         raise Conflict(f"the {special_use} folder of {address} keeps changing")
 
-    async def create(self, address: str, name: str, *, special_use: str | None = None
-                     ) -> Folder:
+    async def create(self, address: str, name: str, *, special_use: str | None = None,
+                     subscribed: bool = True) -> Folder:
         """Create a folder and those of its superior levels that do not exist (RFC 9051
         §6.3.4: the server SHOULD create them); Conflict if it exists, ValueError for a
-        bad name."""
+        bad name. ``subscribed``: whether they start subscribed (IMAP's CREATE: no, as
+        RFC 9051 §6.3.4 does not ask it; the special-use folders the operator makes:
+        yes); a subscription kept under the name (after a DELETE, or a SUBSCRIBE before
+        the folder existed) is theirs anyway."""
         name = normalise_name(name)
         if name == INBOX:
             raise Conflict("INBOX exists already")
@@ -277,18 +287,46 @@ class FolderStore:
                     select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
                                                folders.c.special_use == special_use))).first():
                 raise Conflict(f"a folder is {special_use} already")
-            await self._create_parents(conn, mailbox_id, name)
+            await self._create_parents(conn, mailbox_id, name, subscribed)
             uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
-            folder_id = (await conn.execute(insert(folders).values(
-                mailbox_id=mailbox_id, name=name, special_use=special_use,
-                uidvalidity=uidvalidity, uidnext=1, highestmodseq=1, subscribed=True,
-                created_at=time.time()).returning(folders.c.id))).scalar_one()
-        return Folder(int(folder_id), address.lower(), name, special_use, uidvalidity, 1, 1,
-                      True)
+            folder_id, subscribed = await self._insert_folder(
+                conn, mailbox_id, name, special_use=special_use, uidvalidity=uidvalidity,
+                subscribed=subscribed)
+        return Folder(folder_id, address.lower(), name, special_use, uidvalidity, 1, 1,
+                      subscribed)
 
-    async def _create_parents(self, conn: AsyncConnection, mailbox_id: int, name: str) -> None:
+    async def _insert_folder(self, conn: AsyncConnection, mailbox_id: int, name: str, *,
+                             special_use: str | None = None, uidvalidity: int,
+                             uidnext: int = 1, highestmodseq: int = 1,
+                             subscribed: bool) -> tuple[int, bool]:
+        """Insert a folder row, which takes the subscriptions kept under its name (RFC
+        3501 §6.3.6); returns its id and whether its own login is subscribed."""
+        kept = (await conn.execute(
+            select(subscriptions.c.person_id, subscriptions.c.subscribed)
+            .where(subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name)
+            .order_by(subscriptions.c.id))).all()
+        own = [bool(r.subscribed) for r in kept if r.person_id is None]
+        if own:
+            subscribed = own[-1]
+        folder_id = int((await conn.execute(insert(folders).values(
+            mailbox_id=mailbox_id, name=name, special_use=special_use,
+            uidvalidity=uidvalidity, uidnext=uidnext, highestmodseq=highestmodseq,
+            recent_uid=uidnext, subscribed=subscribed, created_at=time.time())
+            .returning(folders.c.id))).scalar_one())
+        chosen = {int(r.person_id): bool(r.subscribed) for r in kept if r.person_id is not None}
+        if chosen:
+            await conn.execute(insert(folder_subscriptions), [
+                {"folder_id": folder_id, "person_id": person, "subscribed": on}
+                for person, on in chosen.items()])
+        if kept:
+            await conn.execute(delete(subscriptions).where(
+                subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name))
+        return folder_id, subscribed
+
+    async def _create_parents(self, conn: AsyncConnection, mailbox_id: int, name: str,
+                              subscribed: bool = True) -> None:
         """Create the superior levels of ``name`` that do not exist (RFC 9051 §6.3.4 and
-        §6.3.6: CREATE and RENAME SHOULD); each is an ordinary, subscribed folder."""
+        §6.3.6: CREATE and RENAME SHOULD); each is an ordinary folder."""
         parts = name.split(DELIMITER)
         parents = [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
         if not parents:
@@ -298,10 +336,10 @@ class FolderStore:
                                          folders.c.name.in_(parents)))).scalars())
         for parent in parents:
             if parent not in existing:
-                await conn.execute(insert(folders).values(
-                    mailbox_id=mailbox_id, name=parent, special_use=None,
+                await self._insert_folder(
+                    conn, mailbox_id, parent,
                     uidvalidity=await self._next_uidvalidity(conn, mailbox_id),
-                    uidnext=1, highestmodseq=1, subscribed=True, created_at=time.time()))
+                    subscribed=subscribed)
 
     async def delete(self, address: str, name: str) -> None:
         """Delete a folder and its messages; its children stay (RFC 9051 §6.3.4)."""
@@ -311,10 +349,12 @@ class FolderStore:
         async with self._tx.write() as conn:
             mailbox_id = await self._mailbox_id(conn, address, lock=True)
             row = (await conn.execute(
-                select(folders.c.id).where(folders.c.mailbox_id == mailbox_id,
-                                           folders.c.name == name))).first()
+                select(folders.c.id, folders.c.subscribed).where(
+                    folders.c.mailbox_id == mailbox_id, folders.c.name == name))).first()
             if row is None:
                 raise NotFound(f"no folder {name}")
+            await self._keep_subscriptions(conn, mailbox_id, int(row.id), name,
+                                           bool(row.subscribed))
             shas = (await conn.execute(select(messages.c.body_sha256).distinct()
                                        .where(messages.c.folder_id == row.id))).scalars().all()
             await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
@@ -323,6 +363,47 @@ class FolderStore:
             await drop_orphan_bodies(conn, postgresql=self._tx.postgresql, shas=shas)
             await self.notify(conn, [int(row.id)])
         self.hub.publish([int(row.id)])
+
+    async def _keep_subscriptions(self, conn: AsyncConnection, mailbox_id: int,
+                                  folder_id: int, name: str, own: bool) -> None:
+        """The subscriptions of a folder being deleted stay, under its name (RFC 3501
+        §6.3.4: DELETE does not unsubscribe; §6.3.6)."""
+        chosen = (await conn.execute(
+            select(folder_subscriptions.c.person_id, folder_subscriptions.c.subscribed)
+            .where(folder_subscriptions.c.folder_id == folder_id))).all()
+        rows = [{"mailbox_id": mailbox_id, "person_id": None, "name": name,
+                 "subscribed": True}] if own else []
+        rows += [{"mailbox_id": mailbox_id, "person_id": int(r.person_id), "name": name,
+                  "subscribed": bool(r.subscribed)} for r in chosen]
+        await conn.execute(delete(subscriptions).where(
+            subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name))
+        if rows:
+            await conn.execute(insert(subscriptions), rows)
+
+    async def subscribed_names(self, address: str, *, viewer: str | None = None
+                               ) -> list[str]:
+        """The names subscribed in a mailbox that are no folder (deleted since, or never
+        created): for its own login, or with ``viewer``, that person's (their own
+        choice where they made one, the mailbox's otherwise), as ``all`` reads them."""
+        query = (select(subscriptions.c.name, subscriptions.c.person_id,
+                        subscriptions.c.subscribed)
+                 .join(mailboxes, mailboxes.c.id == subscriptions.c.mailbox_id)
+                 .where(mailboxes.c.address == address.lower())
+                 .order_by(subscriptions.c.id))
+        if viewer is None:
+            query = query.where(subscriptions.c.person_id.is_(None))
+        else:
+            person_id = select(persons.c.id).where(persons.c.login == viewer).scalar_subquery()
+            query = query.where(or_(subscriptions.c.person_id.is_(None),
+                                    subscriptions.c.person_id == person_id))
+        async with self._tx.read() as conn:
+            rows = (await conn.execute(query)).all()
+        own: dict[str, bool] = {}
+        mine: dict[str, bool] = {}
+        for row in rows:
+            (own if row.person_id is None else mine)[row.name] = bool(row.subscribed)
+        return sorted(name for name in own.keys() | mine.keys()
+                      if mine.get(name, own.get(name, False)))
 
     async def rename(self, address: str, old: str, new: str) -> None:
         """Rename a folder and its children (RFC 9051 §6.3.6), creating the missing
@@ -366,10 +447,9 @@ class FolderStore:
         inbox = await self._get(conn, address.lower(), INBOX)
         assert inbox is not None
         uidvalidity = await self._next_uidvalidity(conn, mailbox_id)
-        folder_id = int((await conn.execute(insert(folders).values(
-            mailbox_id=mailbox_id, name=new, special_use=None, uidvalidity=uidvalidity,
-            uidnext=inbox.uidnext, highestmodseq=inbox.highestmodseq + 1, subscribed=True,
-            created_at=time.time()).returning(folders.c.id))).scalar_one())
+        folder_id, _ = await self._insert_folder(
+            conn, mailbox_id, new, uidvalidity=uidvalidity, uidnext=inbox.uidnext,
+            highestmodseq=inbox.highestmodseq + 1, subscribed=True)
         uids = (await conn.execute(select(messages.c.uid).where(
             messages.c.folder_id == inbox.id))).scalars().all()
         await conn.execute(update(messages).where(messages.c.folder_id == inbox.id)
@@ -391,22 +471,46 @@ class FolderStore:
             await self._subscribe_viewer(address, name, subscribed, viewer)
             return
         async with self._tx.write(writes_first=True) as conn:
-            mailbox_id = (select(mailboxes.c.id)
-                          .where(mailboxes.c.address == address.lower()).scalar_subquery())
+            mailbox_id = await self._mailbox_id(conn, address, lock=False)
             done = await conn.execute(update(folders).where(
                 folders.c.mailbox_id == mailbox_id, folders.c.name == name)
                 .values(subscribed=subscribed))
             if done.rowcount == 0:
-                raise NotFound(f"no folder {name}")
+                await self._subscribe_name(conn, mailbox_id, name, None, subscribed)
+
+    async def _subscribe_name(self, conn: AsyncConnection, mailbox_id: int, name: str,
+                              person_id: int | None, subscribed: bool) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE a name that is no folder (RFC 3501 §6.3.6, RFC 9051
+        §6.3.7: the mailbox need not exist); UNSUBSCRIBE of a name with no subscription
+        at all is NotFound."""
+        whose = (subscriptions.c.person_id.is_(None) if person_id is None
+                 else subscriptions.c.person_id == person_id)
+        same = and_(subscriptions.c.mailbox_id == mailbox_id, subscriptions.c.name == name)
+        removed = (await conn.execute(delete(subscriptions).where(same, whose))).rowcount
+        default = False
+        if person_id is not None:  # a person's choice hides the mailbox's own
+            default = bool((await conn.execute(
+                select(subscriptions.c.subscribed).where(
+                    same, subscriptions.c.person_id.is_(None)))).scalar())
+        if subscribed or default:
+            await conn.execute(insert(subscriptions).values(
+                mailbox_id=mailbox_id, person_id=person_id, name=name,
+                subscribed=subscribed))
+        elif not removed:
+            raise NotFound(f"no folder nor subscription {name}")
 
     async def _subscribe_viewer(self, address: str, name: str, subscribed: bool,
                                 viewer: str) -> None:
         async with self._tx.write() as conn:
             person_id = (await conn.execute(
                 select(persons.c.id).where(persons.c.login == viewer))).scalar()
+            if person_id is None:
+                raise NotFound(f"no person {viewer}")
             folder = await self._get(conn, address.lower(), name)
-            if person_id is None or folder is None:
-                raise NotFound(f"no folder {name} for {viewer}")
+            if folder is None:
+                mailbox_id = await self._mailbox_id(conn, address, lock=False)
+                await self._subscribe_name(conn, mailbox_id, name, int(person_id), subscribed)
+                return
             # one statement, so that two SUBSCRIBEs at once both succeed
             upsert = pg_insert if self._tx.dialect == "postgresql" else sqlite_insert
             await conn.execute(
@@ -497,6 +601,36 @@ class FolderStore:
             wanted = set(uids)
             found = [u for u in found if u in wanted]
         return found
+
+    async def claim_recent(self, folder_id: int, upto: int) -> int:
+        """Claim as ``\\Recent`` the UIDs below ``upto`` that no session claimed yet (RFC
+        3501 §2.3.2: a message is recent in one session only, the first to be told of
+        it): the folder's ``recent_uid`` moves up to ``upto`` in one write transaction
+        (the folder row locked on PostgreSQL, the write lock taken first on SQLite), so
+        that two sessions, in one process or two, never claim the same UID. Returns its
+        value before: the UIDs from there up to ``upto`` are the caller's (none when it
+        is ``upto`` or more, or the folder is gone)."""
+        async with self._tx.write() as conn:
+            query = select(folders.c.recent_uid).where(folders.c.id == folder_id)
+            if self._tx.postgresql:
+                query = query.with_for_update()
+            first = (await conn.execute(query)).scalar()
+            if first is None:
+                return upto
+            if int(first) < upto:
+                await conn.execute(update(folders).where(folders.c.id == folder_id)
+                                   .values(recent_uid=upto))
+            return int(first)
+
+    async def recent_count(self, folder_id: int) -> int:
+        """How many messages of a folder no session claimed as ``\\Recent`` yet (STATUS
+        RECENT, RFC 3501 §6.3.10)."""
+        async with self._tx.read() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(messages)
+                .join(folders, folders.c.id == messages.c.folder_id)
+                .where(messages.c.folder_id == folder_id,
+                       messages.c.uid >= folders.c.recent_uid))).scalar_one())
 
     async def counts(self, folder_id: int) -> tuple[int, int, int, int]:
         """(messages, unseen, deleted, total size in octets) of a folder (STATUS)."""
@@ -712,9 +846,10 @@ class FolderStore:
                       ) -> list[int]:
         rows = []
         for body, flags, date in items:
-            headers = read_headers(body)
+            head = _crlf_head(body)
+            headers = read_headers(head)
             rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers,
-                         stored_sort_keys(body)))
+                         stored_sort_keys(head)))
         async with self._tx.write(writes_first=True) as conn:
             bumped = (await conn.execute(
                 update(folders).where(folders.c.id == folder_id)
@@ -809,9 +944,9 @@ class FolderStore:
                    move: bool = False) -> tuple[int, list[int], list[int]]:
         """COPY or MOVE (RFC 6851) the messages with ``uids`` to another folder,
         keeping flags and INTERNALDATE; returns (target UIDVALIDITY, source UIDs,
-        target UIDs) for COPYUID (RFC 4315 §3)."""
-        if target_id == folder_id and move:
-            raise PolicyViolation("a message cannot be moved into its own folder")
+        target UIDs) for COPYUID (RFC 4315 §3). A MOVE into the messages' own folder
+        gives them new UIDs, the old ones expunged (RFC 6851 §3.1: a MOVE is a COPY, then
+        an expunge of the originals; it is no error)."""
         async with self._tx.write() as conn:
             for fid in sorted({folder_id, target_id}):  # in id order: no deadlock
                 await self._lock_folder(conn, fid)
@@ -931,6 +1066,21 @@ async def create_default_folders(conn: AsyncConnection, mailbox_id: int, uidvali
         for name, use in ((INBOX, None), *DEFAULT_FOLDERS)])
 
 
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _crlf_head(body: bytes) -> bytes:
+    """The start of an appended message as ``read_headers`` reads it, lines ended by
+    CRLF (RFC 5322 §2.1). A client may append a message with bare LF line ends (one
+    copied from an mbox file): it is stored as sent, IMAP's MIME reading takes either,
+    and its summary (From, Subject: what SEARCH FROM reads) is read from a CRLF copy of
+    its start, or it would be the whole header as one From value."""
+    head = body[:MAX_HEADER_SECTION + 2]
+    if b"\n" not in head or not _BARE_LF.search(head):
+        return body
+    return _BARE_LF.sub(b"\r\n", head)
+
+
 def _has_flag(flag: str) -> Any:
     """``messages.flags`` (flags separated by one space) holds ``flag`` itself, not a
     longer one that contains it (``$Alertes``)."""
@@ -944,7 +1094,7 @@ def _folder(row: Any) -> Folder:
     return Folder(id=int(row.id), mailbox=row.address, name=row.name,
                   special_use=row.special_use, uidvalidity=int(row.uidvalidity),
                   uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq),
-                  subscribed=bool(row.subscribed))
+                  subscribed=bool(row.subscribed), recent_uid=int(row.recent_uid))
 
 
 def _uid_chunks(uids: Sequence[int]) -> Iterable[list[int]]:

@@ -14,7 +14,14 @@ Implementation notes:
   than the limit, and a right code is deleted as it is accepted: single use.
 - An application password is kept as its argon2id hash only; revoking it deletes the
   row, so that the next login, which reads the person's rows afresh, no longer finds
-  it, in whichever process (no cache answers "who may log in").
+  it, in whichever process (no cache answers "who may log in"). A new account password
+  revokes them all (``revoke_all_app_passwords``, in the transaction of the change,
+  store.py ``set_password_hash``).
+- Every change of a way in (TOTP enrolled or disabled, the personal address, notices
+  and code, an application password created or revoked) writes its audit entry
+  (``admin.person.<what>``, store/audit.py ``AdminEntry``) in its own transaction, with
+  the person's login and what changed, never a secret; its mailbox is the person's
+  home (``home_of``), so that the mailbox's entries show it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.logins import LoginFactors
 from mssante.domain.mailboxes import MailboxType, PersonKind, Role
 from mssante.errors import NotFound, PolicyViolation
+from mssante.store.audit import AdminEntry
 from mssante.store.schema import (
     app_passwords,
     login_codes,
@@ -107,7 +115,7 @@ _CONTACT = (persons.c.login, persons.c.kind, persons.c.totp_secret,
             persons.c.personal_address, persons.c.notify_messages, persons.c.login_code)
 
 
-def _contact(row: Row[Any, Any, Any, Any, Any, Any]) -> Contact:
+def _contact(row: Row[*tuple[Any, ...]]) -> Contact:
     return Contact(login=row.login, kind=PersonKind(row.kind),
                    totp_enrolled=row.totp_secret is not None,
                    personal_address=row.personal_address,
@@ -117,8 +125,9 @@ def _contact(row: Row[Any, Any, Any, Any, Any, Any]) -> Contact:
 class LoginStore:
     """The repository of second factors and personal addresses (``store.logins``)."""
 
-    def __init__(self, tx: Transactions) -> None:
+    def __init__(self, tx: Transactions, admin: AdminEntry) -> None:
         self.tx = tx
+        self._admin = admin  # the audit entry of a change, in its transaction
 
     async def contact(self, login: str) -> Contact | None:
         async with self.tx.read() as conn:
@@ -157,25 +166,41 @@ class LoginStore:
             if values:
                 await conn.execute(update(persons).where(persons.c.login == login)
                                    .values(**values))
-            row = (await conn.execute(select(*_CONTACT).where(persons.c.login == login))
-                   ).first()
+            row = (await conn.execute(select(*_CONTACT, persons.c.id)
+                                      .where(persons.c.login == login))).first()
             if row is None:
                 raise NotFound(f"no person with login {login!r}")
             if "personal_address" in values:  # a code sent to the old address goes
                 await conn.execute(delete(login_codes).where(
-                    login_codes.c.person_id == select(persons.c.id).where(
-                        persons.c.login == login).scalar_subquery()))
+                    login_codes.c.person_id == row.id))
+            if values:
+                await self._admin(conn, "person.contact",
+                                  mailbox=await home_of(conn, int(row.id)),
+                                  detail=f"{login}: {_contact_change(values)}")
         return _contact(row)
 
     # -- TOTP ------------------------------------------------------------------------
 
     async def set_totp(self, login: str, sealed: str | None) -> None:
         """Enrol (a sealed secret) or disable (None); the last step used is forgotten."""
-        async with self.tx.write(writes_first=True) as conn:
-            result = await conn.execute(update(persons).where(persons.c.login == login)
-                                        .values(totp_secret=sealed, totp_last_step=None))
-            if result.rowcount == 0:
+        async with self.tx.write() as conn:
+            query = select(persons.c.id, persons.c.totp_secret).where(persons.c.login == login)
+            row = (await conn.execute(query.with_for_update() if self.tx.postgresql
+                                      else query)).first()
+            if row is None:
                 raise NotFound(f"no person with login {login!r}")
+            await conn.execute(update(persons).where(persons.c.id == row.id)
+                               .values(totp_secret=sealed, totp_last_step=None))
+            had = row.totp_secret is not None
+            if sealed is not None:
+                what, detail = "person.totp.enrol", (
+                    f"{login}: a new TOTP secret" + (", replacing the one enrolled" if had
+                                                     else ""))
+            else:
+                what, detail = "person.totp.disable", (
+                    f"{login}: TOTP secret forgotten" if had else f"{login}: none was enrolled")
+            await self._admin(conn, what, mailbox=await home_of(conn, int(row.id)),
+                              detail=detail)
 
     async def totp(self, login: str) -> TotpRecord | None:
         async with self.tx.read() as conn:
@@ -219,6 +244,9 @@ class LoginStore:
             new_id = (await conn.execute(insert(app_passwords).values(
                 person_id=person_id, label=label, password_hash=password_hash,
                 created_at=now).returning(app_passwords.c.id))).scalar_one()
+            await self._admin(conn, "person.app-password.create",
+                              mailbox=await home_of(conn, person_id),
+                              detail=f"{login}: application password {new_id} ({label})")
         return AppPassword(int(new_id), label, now, None, None)
 
     async def app_passwords(self, login: str) -> list[AppPassword]:
@@ -247,11 +275,18 @@ class LoginStore:
         """Delete ``login``'s application password ``app_password_id``; False when it
         has none of that id (another person's is never touched)."""
         async with self.tx.write(writes_first=True) as conn:
-            result = await conn.execute(delete(app_passwords).where(
+            row = (await conn.execute(delete(app_passwords).where(
                 app_passwords.c.id == app_password_id,
                 app_passwords.c.person_id == select(persons.c.id).where(
-                    persons.c.login == login).scalar_subquery()))
-            return bool(result.rowcount == 1)
+                    persons.c.login == login).scalar_subquery())
+                .returning(app_passwords.c.person_id, app_passwords.c.label))).first()
+            if row is None:
+                return False
+            await self._admin(conn, "person.app-password.revoke",
+                              mailbox=await home_of(conn, int(row.person_id)),
+                              detail=f"{login}: application password {app_password_id} "
+                                     f"({row.label})")
+            return True
 
     async def app_password_live(self, app_password_id: int) -> bool:
         """Whether the application password ``app_password_id`` is still there (not
@@ -303,6 +338,38 @@ class LoginStore:
             await conn.execute(update(login_codes).where(login_codes.c.person_id == person_id)
                                .values(attempts=login_codes.c.attempts + 1))
             return False
+
+
+async def revoke_all_app_passwords(conn: AsyncConnection, person_id: int) -> list[int]:
+    """Delete every application password of the person, in the caller's transaction
+    (a new account password: store.py ``set_password_hash``); their ids."""
+    rows = await conn.execute(delete(app_passwords)
+                              .where(app_passwords.c.person_id == person_id)
+                              .returning(app_passwords.c.id))
+    return sorted(int(r.id) for r in rows)
+
+
+async def home_of(conn: AsyncConnection, person_id: int) -> str:
+    """The address of the person's recorded home mailbox, "" without one: the mailbox
+    an audit entry about the person names."""
+    address = (await conn.execute(
+        select(mailboxes.c.address)
+        .join(mailbox_roles, mailbox_roles.c.mailbox_id == mailboxes.c.id)
+        .where(mailbox_roles.c.person_id == person_id, mailbox_roles.c.home.is_(True))
+    )).scalar()
+    return "" if address is None else str(address)
+
+
+def _contact_change(values: dict[str, Any]) -> str:
+    """What a change of contact settings set, as an audit entry says it."""
+    said = []
+    if "personal_address" in values:
+        said.append(f"personal address {values['personal_address'] or 'removed'}")
+    for name, words in (("notify_messages", "new-message notices"),
+                        ("login_code", "one-time login code")):
+        if name in values:
+            said.append(f"{words} {'on' if values[name] else 'off'}")
+    return ", ".join(said)
 
 
 async def _person_id(conn: AsyncConnection, login: str, *, lock: bool) -> int:

@@ -64,6 +64,7 @@ class Folder:
     uidnext: int  # the UID the next message gets
     highestmodseq: int  # RFC 7162 §3.1.2.1
     subscribed: bool
+    recent_uid: int = 1  # the first UID no session claimed as \Recent (RFC 3501 §2.3.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,27 @@ class QueueEntry:
     delivered_at: float | None
     claimed_until: float = 0.0  # a worker holds the entry until then
     finished_at: float | None = None  # when it was delivered or given up
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryId:
+    """A recipient of a message another operator delivered here, named by that
+    operator's certificate DN and the identifier of its queue entry (XMSS-DELIVERY)."""
+
+    peer: str
+    delivery_id: str
+    recipient: str  # lower case
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    """A process that claims queue entries, and when it last said it was alive."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
 
 
 @dataclass(frozen=True, slots=True)

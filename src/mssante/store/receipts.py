@@ -11,6 +11,11 @@ What it is made of, all written in the transaction of the action it records:
 - ``receipts``: each DSN recipient group and MDN addressed to the sender's mailbox
   (content/reports.py), recorded when it is accepted (``record``).
 
+An integration receipt that says the documents could not be integrated (``processed/
+Error: <code>^<label>``, the ANS codes 900–906 of domain/documents.py) is no success:
+its event is ``integration-failed``, with the code and label (``Event.error_code``,
+``Event.error_label``); a plain ``processed`` is an integration that succeeded.
+
 A report counts only if it reached the sender's mailbox and names, as its final
 recipient, a recipient of the message: anyone in the trust space can write an MDN
 with any Original-Message-ID, and a forged one must not mark someone else's message
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mssante.domain.documents import integration_failure
 from mssante.store.models import DELIVERED, FAILED
 from mssante.store.schema import folders, mailboxes, messages, queue, receipts
 
@@ -34,9 +40,10 @@ SENT_FOLDER = "Sent"
 REPORT_EVENTS = {"delivered": "delivered", "relayed": "relayed", "expanded": "delivered",
                  "delayed": "delayed", "failed": "failed", "displayed": "read",
                  "processed": "processed", "deleted": "deleted", "dispatched": "dispatched"}
+INTEGRATION_FAILED = "integration-failed"  # a processed receipt with an ANS error code
 # a recipient's state is its most advanced event
 _RANK = ("submitted", "queued", "deferred", "delayed", "relayed", "delivered", "failed",
-         "deleted", "dispatched", "processed", "read")
+         "deleted", "dispatched", INTEGRATION_FAILED, "processed", "read")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,10 @@ class Event:
     event: str  # submitted, queued, deferred, delayed, relayed, delivered, failed, read...
     recipient: str  # "" for the message as a whole
     detail: str
+    operator: str = ""  # the domain whose operator it is about ("" for this operator)
+    hop: str = ""  # relayed: the next hop that answered 250 (host:port)
+    error_code: int | None = None  # integration-failed: the ANS code (900–906)
+    error_label: str = ""  # and its label
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +90,32 @@ async def record(conn: AsyncConnection, notes: Sequence[ReceiptNote], *, now: fl
 async def timeline(conn: AsyncConnection, message_id: str, *, mailbox: str | None = None
                    ) -> list[Timeline]:
     """The timeline of each sent copy of ``message_id`` (one per sending mailbox, or
-    only ``mailbox``'s); empty when no mailbox of this operator sent it."""
-    copies = (await conn.execute(
-        select(mailboxes.c.address, folders.c.name, messages.c.received_at,
+    only ``mailbox``'s); empty when no mailbox of this operator sent it. With
+    ``mailbox``, every read goes through an index (the webmail asks at each message
+    page of a mailbox's own messages)."""
+    columns = (mailboxes.c.address, folders.c.name, messages.c.received_at,
                messages.c.body_sha256, messages.c.envelope_from, messages.c.subject)
-        .select_from(messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id)
-                     .join(folders, folders.c.id == messages.c.folder_id))
-        .where(messages.c.message_id == message_id)
+    joined = messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id) \
+        .join(folders, folders.c.id == messages.c.folder_id)
+    wanted = select(*columns).select_from(joined).where(
+        messages.c.message_id == message_id, folders.c.name == SENT_FOLDER)
+    if mailbox is not None:
+        wanted = wanted.where(mailboxes.c.address == mailbox.lower())
+    sent = (await conn.execute(wanted.order_by(messages.c.received_at, messages.c.id))).all()
+    if not sent:
+        return []
+    copies = (await conn.execute(  # the copies of the same bodies, delivered here
+        select(*columns).select_from(joined)
+        .where(messages.c.body_sha256.in_({c.body_sha256 for c in sent}),
+               messages.c.message_id == message_id, folders.c.name != SENT_FOLDER)
         .order_by(messages.c.received_at, messages.c.id))).all()
-    sent = [c for c in copies if c.name == SENT_FOLDER
-            and (mailbox is None or c.address == mailbox.lower())]
     out = []
     for copy in sent:
         events = [Event(copy.received_at, "submitted", "", f"by {copy.address}")]
-        recipients: set[str] = set()
+        local = {other.address for other in copies if other.body_sha256 == copy.body_sha256}
+        recipients = set(local)
         for other in copies:  # delivered at once to mailboxes of this operator
-            if other.body_sha256 == copy.body_sha256 and other.name != SENT_FOLDER:
-                recipients.add(other.address)
+            if other.body_sha256 == copy.body_sha256:
                 events.append(Event(other.received_at, "delivered", other.address,
                                     "stored in the mailbox (this operator)"))
         entries = await conn.execute(
@@ -103,22 +123,23 @@ async def timeline(conn: AsyncConnection, message_id: str, *, mailbox: str | Non
                                 queue.c.envelope_from == copy.envelope_from)
             .order_by(queue.c.id))
         for entry in entries:
-            recipients.add(entry.recipient.lower())
-            events.append(Event(entry.created_at, "queued", entry.recipient.lower(),
-                                "for the recipient's operator"))
+            recipient = entry.recipient.lower()
+            recipients.add(recipient)
+            domain = recipient.rpartition("@")[2]
+            events.append(Event(entry.created_at, "queued", recipient,
+                                "for the recipient's operator", operator=domain))
             if entry.status == DELIVERED and entry.delivered_at is not None:
-                domain = entry.recipient.rpartition("@")[2].lower()
-                hop = f" via {entry.relayed_to}" if entry.relayed_to else ""
-                events.append(Event(entry.delivered_at, "relayed", entry.recipient.lower(),
-                                    f"accepted by the operator of {domain}{hop}"))
+                via = f" via {entry.relayed_to}" if entry.relayed_to else ""
+                events.append(Event(entry.delivered_at, "relayed", recipient,
+                                    f"accepted by the operator of {domain}{via}",
+                                    operator=domain, hop=entry.relayed_to or ""))
             elif entry.status == FAILED:
                 events.append(Event(entry.finished_at or entry.next_attempt_at, "failed",
-                                    entry.recipient.lower(), entry.last_error))
+                                    recipient, entry.last_error, operator=domain))
             elif entry.attempts:
-                events.append(Event(entry.next_attempt_at, "deferred",
-                                    entry.recipient.lower(),
+                events.append(Event(entry.next_attempt_at, "deferred", recipient,
                                     f"{entry.attempts} attempt(s), next at this time: "
-                                    f"{entry.last_error}"))
+                                    f"{entry.last_error}", operator=domain))
         reports = await conn.execute(
             select(receipts).where(receipts.c.message_id == message_id,
                                    receipts.c.mailbox == copy.address)
@@ -126,9 +147,9 @@ async def timeline(conn: AsyncConnection, message_id: str, *, mailbox: str | Non
         for report in reports:
             if report.recipient not in recipients:  # a forged or misdirected report
                 continue
-            detail = " ".join(p for p in (report.status, report.detail) if p)
-            events.append(Event(report.at, REPORT_EVENTS.get(report.kind, report.kind),
-                                report.recipient, detail))
+            domain = "" if report.recipient in local else report.recipient.rpartition("@")[2]
+            events.append(_report_event(report.at, report.kind, report.recipient,
+                                        report.status, report.detail, domain))
         events.sort(key=lambda e: (e.at, _RANK.index(e.event) if e.event in _RANK else 99))
         states: dict[str, str] = {}
         for event in events:
@@ -139,6 +160,19 @@ async def timeline(conn: AsyncConnection, message_id: str, *, mailbox: str | Non
         out.append(Timeline(message_id, copy.address, copy.subject, tuple(events),
                             dict(sorted(states.items()))))
     return out
+
+
+def _report_event(at: float, kind: str, recipient: str, status: str, detail: str,
+                  domain: str) -> Event:
+    """A report's event: its kind as the timeline names it; a ``processed`` receipt that
+    carries an integration error code is ``integration-failed``, with the code."""
+    text = " ".join(p for p in (status, detail) if p)
+    if kind == "processed":
+        failure = integration_failure(detail) or integration_failure(status)
+        if failure is not None:
+            return Event(at, INTEGRATION_FAILED, recipient, text, operator=domain,
+                         error_code=failure[0], error_label=failure[1])
+    return Event(at, REPORT_EVENTS.get(kind, kind), recipient, text, operator=domain)
 
 
 def _advance(before: str, after: str) -> bool:

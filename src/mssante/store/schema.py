@@ -84,6 +84,9 @@ app_passwords = Table(
     Column("last_used_at", Double),  # the last session it opened; null: never used
     Column("last_used_from", Text),  # the client's address then
     Index("ix_app_passwords_person", "person_id"),
+    # an id is never given again, even after the newest one is revoked: a session
+    # remembers the id it logged in with and ends once that id is gone
+    sqlite_autoincrement=True,
 )
 
 mailboxes = Table(
@@ -97,6 +100,9 @@ mailboxes = Table(
     Column("organisation", Text, nullable=False),
     Column("service", Text, nullable=False),
     Column("cert_dn", Text),
+    # APP: pki.names.dn_key of cert_dn, unique: one certificate DN identifies one APP
+    # mailbox (domain.mailboxes.check_certificate_binding); null: bound to no certificate
+    Column("cert_dn_key", Text),
     Column("active", Boolean, nullable=False),
     # the last UIDVALIDITY given to one of its folders: a folder created again gets a
     # greater one (RFC 9051 §2.3.1.1)
@@ -107,6 +113,7 @@ mailboxes = Table(
     Column("digitization", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("address", name="uq_mailboxes_address"),
     Index("ix_mailboxes_domain", "domain"),
+    Index("uq_mailboxes_cert_dn_key", "cert_dn_key", unique=True),
 )
 
 mailbox_roles = Table(
@@ -148,6 +155,9 @@ folders = Table(
     Column("highestmodseq", BigInteger, nullable=False),  # RFC 7162 §3.1.2.1
     Column("subscribed", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
+    # RFC 3501 §2.3.2: the first UID no session was told of; the UIDs below it that a
+    # session claims (moving it up) are \Recent in that session only
+    Column("recent_uid", BigInteger, nullable=False, server_default=text("1")),
     UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
     # never reuse the id of a deleted folder: sessions and notifications name folders by id
     sqlite_autoincrement=True,
@@ -199,6 +209,22 @@ folder_subscriptions = Table(
     Index("ix_folder_subscriptions_folder", "folder_id"),
 )
 
+# Subscriptions to names that are no folder (RFC 3501 §6.3.6: DELETE leaves them,
+# SUBSCRIBE may name a mailbox that does not exist): person_id NULL for the mailbox's
+# own login, as folders.subscribed, else a person's own, as folder_subscriptions
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer,
+           ForeignKey("mailboxes.id", ondelete="CASCADE", name="fk_subscriptions_mailbox"),
+           nullable=False),
+    Column("person_id", Integer,
+           ForeignKey("persons.id", ondelete="CASCADE", name="fk_subscriptions_person")),
+    Column("name", Text, nullable=False),
+    Column("subscribed", Boolean, nullable=False),
+    Index("ix_subscriptions_mailbox", "mailbox_id", "name"),
+)
+
 # UIDs expunged from a folder, with the MODSEQ of the expunge: what QRESYNC's
 # VANISHED (EARLIER) reports (RFC 7162 §3.2.10).
 expunged = Table(
@@ -234,8 +260,31 @@ queue = Table(
     Column("finished_at", Double),
     Column("relayed_to", Text),  # the next hop that took it (migration 0007t)
     Column("message_id", Text),  # the message's, for the audit trail (migration 0007u)
+    Column("claimed_by", Text),  # the lease_holders row holding the lease (migration 0008q)
     Index("ix_queue_due", "status", "next_attempt_at"),
     Index("ix_queue_body", "body_sha256"),
+)
+
+# migration 0008q: the processes that hold queue leases, with their heartbeat (leases.py)
+lease_holders = Table(
+    "lease_holders", metadata,
+    Column("id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("heartbeat_at", Double, nullable=False),
+)
+
+# migration 0008q: XMSS-DELIVERY, what another operator's queue entries delivered here:
+# a retry of a committed transaction is answered 250 and not stored again
+delivery_ids = Table(
+    "delivery_ids", metadata,
+    Column("peer", Text, nullable=False),  # the sending operator's certificate DN
+    Column("delivery_id", Text, nullable=False),  # its queue entry's, as it sent it
+    Column("recipient", Text, nullable=False),  # lower case
+    Column("received_at", Double, nullable=False),
+    PrimaryKeyConstraint("peer", "delivery_id", "recipient", name="pk_delivery_ids"),
+    Index("ix_delivery_ids_received", "received_at"),
 )
 
 patient_messages = Table(

@@ -64,6 +64,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -83,6 +84,7 @@ from mssante.domain.mailboxes import (
     Role,
     Rules,
     check_authorised,
+    check_certificate_binding,
     check_owner,
     check_responsible,
     home_mailbox,
@@ -91,8 +93,17 @@ from mssante.domain.mailboxes import (
 )
 from mssante.domain.patient import CareNote, Conversation, ProfessionalMessage
 from mssante.errors import Conflict, NotFound, PolicyViolation, StoreError
-from mssante.pki.names import same_dn
-from mssante.store import audit, carethreads, conversations, migrate, outbox, receipts
+from mssante.pki.names import dn_key
+from mssante.store import (
+    audit,
+    carethreads,
+    conversations,
+    deliveryids,
+    holders,
+    migrate,
+    outbox,
+    receipts,
+)
 from mssante.store.batch import GroupCommit
 from mssante.store.bodies import drop_orphans as drop_orphan_bodies
 from mssante.store.changes import ChangeHub
@@ -104,7 +115,7 @@ from mssante.store.delivery import (
 )
 from mssante.store.folders import FolderStore, create_default_folders, read_holdings
 from mssante.store.localbus import LocalBus
-from mssante.store.logins import LoginStore
+from mssante.store.logins import LoginStore, home_of, revoke_all_app_passwords
 from mssante.store.models import (
     DELIVERED,
     FAILED,
@@ -113,7 +124,9 @@ from mssante.store.models import (
     READ_WRITE,
     RIGHTS,
     Accepted,
+    DeliveryId,
     DirectoryEntry,
+    LeaseHolder,
     Mailbox,
     MailboxRole,
     MessageSummary,
@@ -156,6 +169,7 @@ async def open_store(url: str, *, schema: str | None = None) -> Store:
         raise StoreError("a schema can only be chosen on PostgreSQL")
     engine = create_engine(parsed, schema=schema)
     store = Store(engine, url)
+    store.scope = schema or ""
     try:
         async with store.tx.write() as conn:
             if schema is not None:
@@ -176,6 +190,9 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.url = url
+        # what tells this operator's database from others on one PostgreSQL server
+        # (whose notifications are server-wide): its schema, if any
+        self.scope = ""
         self.tx = Transactions(engine)  # shared with the folders' repository
         self.dialect = self.tx.dialect
         self._pg = self.tx.postgresql
@@ -191,7 +208,8 @@ class Store:
         self._audit: GroupCommit[Sequence[AuditEvent], None] = GroupCommit(
             self._write_audit, max_items=512)
         self.folders = FolderStore(self.tx, ChangeHub())
-        self.logins = LoginStore(self.tx)  # second factors, personal addresses (logins.py)
+        # second factors, personal addresses, application passwords (logins.py)
+        self.logins = LoginStore(self.tx, self._admin)
         # web sessions and logins under way; PSC sessions ended (sessions.py)
         self.sessions = SessionStore(self.tx)
         self.psc_ended = EndedStore(self.tx, self.folders.hub, self.listen_for_changes)
@@ -263,12 +281,23 @@ class Store:
             return [_person(row) for row in rows]
 
     async def set_password_hash(self, login: str, password_hash: str) -> None:
+        """A new account password (changed or reset); it revokes every application
+        password of the person in the same transaction: whoever may have taken the
+        account password may have taken what its mail clients hold, and a session one
+        of them opened ends as at any revocation (auth/apppasswords.py)."""
         async with self.tx.write(writes_first=True) as conn:
-            await self._admin(conn, "person.password", detail=login)
-            result = await conn.execute(update(persons).where(persons.c.login == login)
-                                        .values(password_hash=password_hash))
-            if result.rowcount == 0:
+            person_id = (await conn.execute(
+                update(persons).where(persons.c.login == login)
+                .values(password_hash=password_hash).returning(persons.c.id))).scalar()
+            if person_id is None:
                 raise NotFound(f"no person with login {login!r}")
+            revoked = await revoke_all_app_passwords(conn, int(person_id))
+            detail = f"{login}: new account password"
+            if revoked:
+                detail += ("; application passwords revoked: "
+                           + ", ".join(str(i) for i in revoked))
+            await self._admin(conn, "person.password",
+                              mailbox=await home_of(conn, int(person_id)), detail=detail)
 
     async def delete_person(self, login: str) -> None:
         """Delete a person and their roles; refused while they own a mailbox or are
@@ -333,6 +362,9 @@ class Store:
                                   "certificate that authenticates its program")
         if mailbox_type is not MailboxType.APP and cert_dn:
             raise PolicyViolation("only APP mailboxes are bound to a certificate")
+        cert_key = dn_key(cert_dn) if cert_dn else None
+        if cert_dn and cert_key is None:
+            raise PolicyViolation(f"not a distinguished name (RFC 4514): {cert_dn!r}")
         if structure is not None:
             if mailbox_type not in _STRUCTURE_TYPES:
                 raise PolicyViolation("only ORG and APP mailboxes are published on a structure "
@@ -347,10 +379,16 @@ class Store:
                           digitization=digitization)
         logins = ([owner] if owner is not None else []) + responsible
         uidvalidity = max(1, int(now))  # RFC 9051 §2.3.1.1
-        async with self.tx.write(conflict=f"the mailbox {mailbox.address} exists already"
-                               ) as conn:
+        conflict = f"the mailbox {mailbox.address} exists already"
+        if cert_dn:  # a race the check below did not see (PostgreSQL): the unique index
+            conflict += f", or the certificate {cert_dn} identifies another APP mailbox"
+        async with self.tx.write(conflict=conflict) as conn:
             await self._admin(conn, "mailbox.create", mailbox=address,
-                              detail=mailbox_type.value)
+                              detail=mailbox_type.value + (f" {cert_dn}" if cert_dn else ""))
+            if cert_key is not None:
+                check_certificate_binding(mailbox.address, cert_dn or "", (await conn.execute(
+                    select(mailboxes.c.address).where(mailboxes.c.cert_dn_key == cert_key)
+                )).scalar())
             people = await self._people(conn, logins)
             if owner is not None:
                 check_owner(mailbox_type, people[owner][1], rules)
@@ -365,8 +403,8 @@ class Store:
             mailbox_id = (await conn.execute(insert(mailboxes).values(
                 address=mailbox.address, display_address=mailbox.display_address,
                 domain=parsed.domain, type=mailbox_type.value, description=description,
-                organisation=organisation, service=service, cert_dn=cert_dn, active=True,
-                uidvalidity=uidvalidity, created_at=now,
+                organisation=organisation, service=service, cert_dn=cert_dn,
+                cert_dn_key=cert_key, active=True, uidvalidity=uidvalidity, created_at=now,
                 liste_rouge=liste_rouge, directory_id=directory_id, digitization=digitization,
             ).returning(mailboxes.c.id))).scalar_one()
             await create_default_folders(conn, mailbox_id, uidvalidity, now)
@@ -578,17 +616,20 @@ class Store:
         return personal_mailbox(login, held)
 
     async def mailboxes_for_certificate(self, dn: str) -> list[Mailbox]:
-        """Active APP mailboxes bound to the certificate DN ``dn`` (``same_dn``)."""
+        """The active APP mailbox bound to the certificate DN ``dn`` (``same_dn``, through
+        ``dn_key``), as a list: one at most (``check_certificate_binding``)."""
+        key = dn_key(dn)
+        if key is None:
+            return []
         async with self.tx.read() as conn:
             rows = await conn.execute(
                 select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
-                                        mailboxes.c.cert_dn.is_not(None),
-                                        mailboxes.c.active.is_(True))
-                .order_by(mailboxes.c.address))
-            return [_mailbox(row) for row in rows if same_dn(row.cert_dn, dn)]
+                                        mailboxes.c.cert_dn_key == key,
+                                        mailboxes.c.active.is_(True)))
+            return [_mailbox(row) for row in rows]
 
     async def mailbox_for_certificate(self, dn: str) -> Mailbox | None:
-        """The active APP mailbox bound to ``dn``; the first by address if several are."""
+        """The active APP mailbox bound to ``dn``, if any."""
         found = await self.mailboxes_for_certificate(dn)
         return found[0] if found else None
 
@@ -602,7 +643,8 @@ class Store:
                              care: Sequence[CareNote] = (),
                              reports: Sequence[receipts.ReceiptNote] = (),
                              audit_events: Sequence[AuditEvent] = (),
-                             keywords: Sequence[str] = ()) -> Accepted:
+                             keywords: Sequence[str] = (),
+                             delivery_ids: Sequence[DeliveryId] = ()) -> Accepted:
         """Store a message for local mailboxes and queue it for remote recipients, in one
         transaction: when this returns, the message is safe (the SMTP 250 may go).
         ``sent``: the sender's mailbox, whose Sent folder keeps a copy marked \\Seen.
@@ -615,6 +657,10 @@ class Store:
         ``audit_events``: the audit trail's entries of this acceptance (audit.py).
         ``keywords``: IMAP keywords the copies in the recipients' INBOX get (an
         authority's alert: domain/alerts.py), never the Sent copy.
+        ``delivery_ids``: the other operator's queue entries this message is for
+        (XMSS-DELIVERY), recorded in the same transaction (``deliveryids.py``); when a
+        transaction committed meanwhile recorded some of them, nothing is written and
+        Replayed is raised.
 
         Unknown local mailbox: NotFound; deactivated one: Conflict; nothing is written
         then. Concurrent calls share a transaction (group commit, ``batch``).
@@ -630,7 +676,7 @@ class Store:
                             now=now, sent=sent.lower() if sent else None, patient=patient,
                             care=tuple(care), reports=tuple(reports),
                             audit=tuple(audit_events) if self.audit_enabled else (),
-                            keywords=tuple(keywords))
+                            keywords=tuple(keywords), delivery_ids=tuple(delivery_ids))
         if (not delivery.local and not delivery.remote and not delivery.sent
                 and not delivery.care):
             return Accepted(sha256=sha256, message_uids={}, queue_ids=[])
@@ -679,6 +725,21 @@ class Store:
         except OSError as exc:
             log.warning("no news between processes over %s: %s", directory, exc)
 
+    async def announce(self, channel: str, payload: str) -> None:
+        """Tell the other processes of this database ``payload`` on ``channel``, which
+        they ``follow``: ``pg_notify`` on PostgreSQL, the bus on SQLite."""
+        if self._pg:
+            async with self.tx.write() as conn:
+                await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                   {"channel": channel, "payload": payload})
+        else:
+            self.folders.hub.send(channel, payload)
+
+    def follow(self, channel: str, receiver: Callable[[str | None], None]) -> None:
+        """Pass what other processes ``announce`` on ``channel`` to ``receiver`` (None:
+        some may have been missed), once ``listen_for_changes`` ran."""
+        self.folders.hub.follow(channel, receiver)
+
     async def list_messages(self, address: str, folder: str = INBOX) -> list[StoredMessage]:
         """The messages of a folder of a mailbox (INBOX by default), ordered by UID."""
         async with self.tx.read() as conn:
@@ -713,9 +774,11 @@ class Store:
 
     # ----------------------------------------------------------------- queue
 
-    async def claim_due(self, *, now: float, limit: int, lease: float) -> list[QueueEntry]:
-        """Lease up to ``limit`` due entries until ``now + lease``; never the same entry
-        to two claimers. Ordered by next_attempt_at."""
+    async def claim_due(self, *, now: float, limit: int, lease: float,
+                        holder: str | None = None) -> list[QueueEntry]:
+        """Lease up to ``limit`` due entries until ``now + lease`` to ``holder`` (a
+        lease_holders id); never the same entry to two claimers. Ordered by
+        next_attempt_at."""
         if limit <= 0:
             return []
         due = (select(queue.c.id)
@@ -726,13 +789,14 @@ class Store:
                .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
         async with self.tx.write(writes_first=True) as conn:
             rows = await conn.execute(update(queue).where(queue.c.id.in_(due))
-                                      .values(claimed_until=now + lease)
+                                      .values(claimed_until=now + lease, claimed_by=holder)
                                       .returning(*queue.c))
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
     async def claim_companions(self, first: QueueEntry, domain: str, *, now: float,
-                               limit: int, lease: float) -> list[QueueEntry]:
+                               limit: int, lease: float,
+                               holder: str | None = None) -> list[QueueEntry]:
         """Lease up to ``limit`` more due entries of ``first``'s message (body, sender,
         ENVID, RET) to recipients at ``domain``: they travel in ``first``'s
         transaction (an alert's thousands of recipients at one operator)."""
@@ -750,7 +814,7 @@ class Store:
                .with_for_update(skip_locked=True))  # SQLite: rendered as nothing
         async with self.tx.write(writes_first=True) as conn:
             rows = await conn.execute(update(queue).where(c.id.in_(due))
-                                      .values(claimed_until=now + lease)
+                                      .values(claimed_until=now + lease, claimed_by=holder)
                                       .returning(*c))
             entries = [_queue_entry(row) for row in rows]
         return sorted(entries, key=lambda e: e.id)
@@ -762,7 +826,40 @@ class Store:
         async with self.tx.write() as conn:
             await conn.execute(update(queue)
                                .where(queue.c.id.in_(list(entry_ids)), queue.c.status == QUEUED)
-                               .values(claimed_until=0.0))
+                               .values(claimed_until=0.0, claimed_by=None))
+
+    async def lease_heartbeat(self, holder: LeaseHolder) -> None:
+        """``holder`` is alive at ``holder.heartbeat_at`` (leases.py)."""
+        async with self.tx.write(writes_first=True) as conn:
+            await holders.beat(conn, holder, postgresql=self._pg)
+
+    async def lease_holders(self) -> list[LeaseHolder]:
+        async with self.tx.read() as conn:
+            return await holders.read(conn)
+
+    async def release_holders(self, holder_ids: Sequence[str]) -> int:
+        """Give back the leases of dead holders; returns how many went back."""
+        if not holder_ids:
+            return 0
+        async with self.tx.write(writes_first=True) as conn:
+            return await holders.release(conn, holder_ids)
+
+    async def release_orphan_leases(self) -> int:
+        """Give back the leases no known holder holds (holders.release_orphans)."""
+        async with self.tx.write(writes_first=True) as conn:
+            return await holders.release_orphans(conn)
+
+    async def stored_deliveries(self, ids: Sequence[DeliveryId]) -> set[DeliveryId]:
+        """Those of ``ids`` (XMSS-DELIVERY) a committed message was stored for."""
+        if not ids:
+            return set()
+        async with self.tx.read() as conn:
+            return await deliveryids.stored(conn, ids)
+
+    async def purge_delivery_ids(self, *, before: float) -> int:
+        """Forget the XMSS-DELIVERY identifiers received before ``before``."""
+        async with self.tx.write(writes_first=True) as conn:
+            return await deliveryids.purge(conn, before=before)
 
     async def mark_delivered(self, entry_id: int, *, now: float, relay: str = "") -> None:
         """Delivered to the next hop ``relay`` (kept for the message's timeline)."""
@@ -880,6 +977,16 @@ class Store:
             if (await conn.execute(select(queue.c.id).where(queue.c.id == entry_id))).first():
                 return 0
             raise NotFound(f"no queue entry {entry_id}")
+
+    async def retry_domain(self, domain: str, *, now: float) -> int:
+        """Make the queued entries for ``domain`` due now (its next hop answers again);
+        returns how many were waiting."""
+        async with self.tx.write(writes_first=True) as conn:
+            result = await conn.execute(update(queue).where(
+                queue.c.status == QUEUED, queue.c.next_attempt_at > now,
+                func.lower(queue.c.recipient).endswith("@" + domain.lower(), autoescape=True))
+                .values(next_attempt_at=now))
+            return int(result.rowcount)
 
     async def delete_queue_entry(self, entry_id: int) -> None:
         async with self.tx.write(writes_first=True) as conn:

@@ -10,6 +10,13 @@ from the list (the ``uid`` of each ticked message); the button pressed is ``acti
 - ``lu`` / ``non_lu``: ``\\Seen`` added or removed; ``important`` / ``non_important``:
   ``\\Flagged`` added or removed (RFC 9051 §2.3.2).
 
+``POST .../dossiers/{folder}/messages/{uid}/accuse-lecture`` answers the read receipt a
+message asks for, where the page offered it (receipts.py, domain/patient.py):
+``reponse=envoyer`` sends the MDN (RFC 8098, ``manual-action/MDN-sent-manually;
+displayed``) through the sending path, ``reponse=refuser`` sends none; both set
+``$MDNSent`` (RFC 3503 §3.1), so the offer is made once. A post for a message that
+asks for none, or was answered already, changes nothing. Then 303 to the message.
+
 Every change goes through the store's folder operations that IMAP's MOVE, STORE and UID
 EXPUNGE use (store/folders.py: one MODSEQ per change, expunges recorded for QRESYNC, the
 change published to IMAP sessions at once): there is no second path. Only where the
@@ -27,6 +34,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from mssante.domain.mailboxes import MailboxType
+from mssante.domain.patient import ReadReceipt
 from mssante.errors import NotFound, PolicyViolation
 from mssante.store.models import Folder
 from mssante.web.context import WebContext
@@ -35,8 +44,16 @@ from mssante.web.mail import (
     TRASH_USE,
     MailboxChoice,
     folder_label,
+    message_of,
     open_mailbox,
 )
+from mssante.web.receipts import (
+    decline_receipt,
+    notify_addresses,
+    receipt_action,
+    send_receipt,
+)
+from mssante.web.render import render_message
 from mssante.web.sessions import WebSession, same_token
 
 MAX_SELECTED = 200  # messages one post acts on (a page holds 50)
@@ -126,6 +143,50 @@ def create_router(web: WebContext) -> APIRouter:
                                        "{n} messages supprimés définitivement")
         else:
             session.notice = "Action inconnue : rien n'a été changé."
+        return RedirectResponse(back, status_code=303)
+
+    @router.post("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/accuse-lecture")
+    async def answer_receipt(request: Request, address: str, folder_id: int, uid: int
+                             ) -> Response:
+        found = await open_mailbox(web, request, address)
+        if isinstance(found, Response):
+            return found
+        session, choices, chosen = found
+        form = await request.form(max_files=0, max_fields=10)
+        if not same_token(str(form.get("csrf", "")), session.csrf):
+            return refused(request, session, choices, chosen,
+                           "Le formulaire a expiré ou ne vient pas de cette page : "
+                           "rechargez-la et recommencez.")
+        if not chosen.writable:
+            return refused(request, session, choices, chosen,
+                           "Vous ne pouvez que lire cette boîte : vous ne pouvez pas "
+                           "répondre à une demande d'accusé de lecture.")
+        located = await message_of(web, chosen, folder_id, uid)
+        if located is None:
+            return refused(request, session, choices, chosen,
+                           "Ce message n'existe plus dans ce dossier.", status=404)
+        folder, raw = located
+        view = render_message(raw)
+        flags = (await store.folders.flags(folder.id, [uid])).get(uid, "").split()
+        action, _ = receipt_action(raw, view, flags, address=chosen.address,
+                                   patient=chosen.type is MailboxType.PAT, writable=True,
+                                   folder_name=folder.name)
+        back = f"/courrier/{chosen.address}/dossiers/{folder.id}/messages/{uid}"
+        answer = str(form.get("reponse", ""))
+        if action is not ReadReceipt.OFFER or answer not in ("envoyer", "refuser"):
+            session.notice = "Aucun accusé de lecture à envoyer pour ce message."
+        elif answer == "refuser":
+            await decline_receipt(web.runtime, folder.id, uid)
+            session.notice = "Accusé de lecture non envoyé."
+        else:
+            result = await send_receipt(
+                web.runtime, session.identity, chosen.address, folder.id, uid, raw, view,
+                automatic=False, client_host=request.client.host if request.client else None)
+            session.notice = (
+                f"Accusé de lecture envoyé à {', '.join(notify_addresses(view))}."
+                if result.sent else
+                f"L'accusé de lecture n'a pas pu être envoyé : {result.refused}"
+                if result.refused else "Aucun accusé de lecture à envoyer pour ce message.")
         return RedirectResponse(back, status_code=303)
 
     async def _move(folder: Folder, uids: list[int], target: Folder) -> int:

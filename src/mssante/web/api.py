@@ -49,8 +49,8 @@ from mssante.errors import DocumentRefused, InvalidAddress, PolicyViolation
 from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import MessageTooBig, Refused, SenderNotAllowed
-from mssante.web.compose import MAX_FIELD, WEB_PROTOCOL, split_addresses
-from mssante.web.context import WebContext
+from mssante.web.compose import MAX_FIELD, split_addresses
+from mssante.web.context import WEB_PROTOCOL, WebContext
 from mssante.web.sessions import current, same_token
 
 PATH = "/api/v1/mailboxes/{address}/documents"

@@ -9,6 +9,10 @@
 - ``POST /compte/mots-de-passe-application/{id}/revoquer``: revoke it; from the next
   login on it opens nothing (store/logins.py), then back to the list with a status.
 
+Creating and revoking are recorded in the audit trail (``admin.person.app-password.
+create``, ``.revoke``: store/logins.py) as the session's login's, from ``HTTPS
+<client address>``.
+
 Every form posts the session's CSRF token. Creating one needs a session opened with
 more than a password (its second factor, or Pro Santé Connect, ``WebSession.strong``):
 a stolen account password alone, which the web takes for a person without a second
@@ -18,11 +22,13 @@ only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from mssante.audit.events import acting, actor_of
 from mssante.auth import apppasswords
 from mssante.auth.apppasswords import InvalidLabel
 from mssante.errors import NotFound
@@ -30,7 +36,7 @@ from mssante.store.logins import MAX_APP_PASSWORDS, AppPassword, TooManyAppPassw
 from mssante.web.context import WebContext
 from mssante.web.login import session_of, to_login
 from mssante.web.render import local_time as when
-from mssante.web.sessions import WebSession, same_token
+from mssante.web.sessions import ONCE_COOKIE, WebSession, cookie_header, same_token
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,14 @@ _CREATED = "app_password"
 _CREATED_LABEL = "app_password_label"
 
 
+def _acting(request: Request, session: WebSession) -> contextlib.AbstractContextManager[None]:
+    """The audit trail's actor and source for what this request changes."""
+    identity = session.identity
+    address = request.client.host if request.client else "unknown"
+    return acting(actor_of(identity.login, identity.psc.subject if identity.psc else None),
+                  f"HTTPS {address}")
+
+
 def create_router(web: WebContext) -> APIRouter:
     router = APIRouter()
     logins = web.runtime.store.logins
@@ -48,12 +62,15 @@ def create_router(web: WebContext) -> APIRouter:
     async def page(request: Request, session: WebSession, *, status: int = 200,
                    error: str = "", label: str = "") -> Response:
         entries: list[AppPassword] = await logins.app_passwords(session.identity.login)
-        once = web.sessions.take_once(session)
-        created = (once.get(_CREATED_LABEL, ""), once.get(_CREATED, ""))
-        return web.page(request, "app_passwords.html", session=session, status=status,
-                        entries=entries, when=when, error=error, label=label,
-                        created=created if created[1] else None, path_base=PATH,
-                        limit=MAX_APP_PASSWORDS)
+        once = web.sessions.take_once(session, request)
+        created = (once.get(_CREATED_LABEL, ""), once.get(_CREATED, "")) if once else ("", "")
+        response = web.page(request, "app_passwords.html", session=session, status=status,
+                            entries=entries, when=when, error=error, label=label,
+                            created=created if created[1] else None, path_base=PATH,
+                            limit=MAX_APP_PASSWORDS)
+        if once is not None:  # shown once: the browser forgets it now
+            response.headers.append("set-cookie", cookie_header(ONCE_COOKIE, "", clear=True))
+        return response
 
     @router.get(PATH)
     async def show(request: Request) -> Response:
@@ -78,7 +95,8 @@ def create_router(web: WebContext) -> APIRouter:
                                     "avec votre second facteur ou Pro Santé Connect.")
         login = session.identity.login
         try:
-            created = await apppasswords.create(logins, login, label)
+            with _acting(request, session):
+                created = await apppasswords.create(logins, login, label)
         except InvalidLabel as exc:
             return await page(request, session, status=400, label=label,
                               error=f"Nom de l'appareil refusé : {_french(exc)}.")
@@ -90,10 +108,11 @@ def create_router(web: WebContext) -> APIRouter:
             return to_login()
         log.info("application password %d (%r) created for %s at the web",
                  created.entry.id, created.entry.label, login)
-        # shown once by the page the browser is sent to, never written to the database
-        web.sessions.keep_once(session, {_CREATED_LABEL: created.entry.label,
-                                         _CREATED: created.password})
-        return RedirectResponse(PATH, status_code=303)
+        # shown once by the page the browser is sent to, whichever process serves it;
+        # never written to the database (sessions.keep_once)
+        sealed = web.sessions.keep_once(session, {_CREATED_LABEL: created.entry.label,
+                                                  _CREATED: created.password})
+        return RedirectResponse(PATH, status_code=303, headers={"set-cookie": sealed})
 
     @router.post(PATH + "/{app_password_id}/revoquer")
     async def revoke(request: Request, app_password_id: int) -> Response:
@@ -107,7 +126,10 @@ def create_router(web: WebContext) -> APIRouter:
         login = session.identity.login
         label = next((e.label for e in await logins.app_passwords(login)
                       if e.id == app_password_id), None)
-        if label is not None and await logins.revoke_app_password(login, app_password_id):
+        with _acting(request, session):
+            revoked = label is not None and await logins.revoke_app_password(
+                login, app_password_id)
+        if revoked:
             log.info("application password %d revoked for %s at the web",
                      app_password_id, login)
             session.notice = (f"Le mot de passe d'application « {label} » est révoqué : "

@@ -60,7 +60,7 @@ from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import Refused
 from mssante.web import drafts
-from mssante.web.context import WebContext
+from mssante.web.context import WEB_PROTOCOL, WebContext
 from mssante.web.drafts import StoredDraft
 from mssante.web.mail import (
     MailboxChoice,
@@ -216,7 +216,6 @@ def unique(addresses: Iterable[str], *, without: Iterable[str] = ()) -> tuple[st
 
 # -- the routes ----------------------------------------------------------------------
 
-WEB_PROTOCOL = "HTTPS"  # the mail log's and Received's name of a message sent from the web
 MAX_FILES = 20
 MAX_KEPT = 100  # attachments of a resumed draft a form may keep
 PATIENT_ONLY_REPLIES = "Un patient ne peut que répondre à un professionnel qui lui a écrit."

@@ -21,6 +21,7 @@ from mssante.web.sessions import Sessions, WebSession
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 PAGE_HEADERS = {"Cache-Control": "no-store"}
+WEB_PROTOCOL = "HTTPS"  # the mail log's and Received's name of a message sent from the web
 
 
 def templates() -> Environment:

@@ -16,7 +16,9 @@ Paths (``{address}`` a mailbox address, ``{folder}`` a folder id):
   client's FETCH of its body does (only where the person may write: a read-only
   delegate leaves it unread, as IMAP's EXAMINE); IMAP sessions hear of it at once;
   a draft (in the ``\\Drafts`` folder, or flagged ``\\Draft``) offers to be resumed
-  (compose.py) instead of replied to;
+  (compose.py) instead of replied to; a message the mailbox sent shows its timeline
+  (**Suivi de l'envoi**), one asking for a read receipt offers to send it, or, to a
+  patient, sends it (receipts.py);
 - ``GET /courrier/{address}/conversations``: a patient's conversations, open ones
   first, each with its professionals (named by the directory) and messages;
 - ``GET .../messages/{uid}/pieces/{part}``: one attachment, downloaded (images of the
@@ -44,11 +46,19 @@ from mssante.content.headers import read_headers
 from mssante.domain.addresses import PATIENT_DOMAIN
 from mssante.domain.alerts import ALERT_KEYWORD
 from mssante.domain.mailboxes import MailboxType, Use, beside_home, home_mailbox
-from mssante.domain.patient import thread_root
+from mssante.domain.patient import ReadReceipt, thread_root
 from mssante.errors import DirectoryUnavailable
 from mssante.store.models import Folder
 from mssante.web.context import WebContext
 from mssante.web.login import session_of, to_login
+from mssante.web.receipts import (
+    Sent,
+    notify_addresses,
+    receipt_action,
+    send_receipt,
+    sent_by,
+    shown_timeline,
+)
 from mssante.web.render import (
     MessageView,
     PartNotFound,
@@ -257,6 +267,16 @@ def create_router(web: WebContext) -> APIRouter:
             await store.folders.store_flags(folder.id, [uid], "+", ["\\Seen"])
         flags = (await store.folders.flags(folder.id, [uid])).get(uid, "").split()
         is_draft = folder.special_use == DRAFTS_USE or DRAFT_FLAG in flags
+        receipt, answered = receipt_action(
+            raw, view, flags, address=chosen.address, patient=chosen.type is MailboxType.PAT,
+            writable=chosen.writable and not is_draft, folder_name=folder.name)
+        receipt_sent: Sent | None = None
+        if receipt is ReadReceipt.AUTOMATIC:  # a patient cannot refuse it (receipts.py)
+            receipt_sent = await send_receipt(
+                web.runtime, session.identity, chosen.address, folder.id, uid, raw, view,
+                automatic=True, client_host=request.client.host if request.client else None)
+        own = sent_by(view, chosen.address, folder.name)
+        timeline = await shown_timeline(web.runtime, chosen.address, view) if own else None
         conversation = await patient_conversation(web, session, chosen, view)
         author = await who_wrote(web, view) if chosen.type is MailboxType.PAT else None
         folders = await store.folders.all(chosen.address, viewer=session.identity.login)
@@ -268,7 +288,11 @@ def create_router(web: WebContext) -> APIRouter:
                         and not is_draft,
                         may_reply=may_reply(chosen, conversation) and not is_draft,
                         may_resume=may_reply(chosen, conversation) and is_draft,
-                        flagged="\\Flagged" in flags, in_trash=folder.special_use == TRASH_USE)
+                        flagged="\\Flagged" in flags, in_trash=folder.special_use == TRASH_USE,
+                        offer_receipt=receipt is ReadReceipt.OFFER, receipt_sent=receipt_sent,
+                        receipt_answered=answered.value,
+                        receipt_to=", ".join(notify_addresses(view)), timeline=timeline,
+                        own=own)
 
     @router.get("/courrier/{address}/dossiers/{folder_id}/messages/{uid}/pieces/{part}")
     async def piece(request: Request, address: str, folder_id: int, uid: int, part: str,

@@ -29,8 +29,8 @@ from mssante.operator import sending
 from mssante.operator.accept import RcptParams
 from mssante.operator.refusals import Refused
 from mssante.store.carethreads import CLOSED, OPEN, CareThread
-from mssante.web.compose import WEB_PROTOCOL, Draft, build_message, reply_subject
-from mssante.web.context import WebContext
+from mssante.web.compose import Draft, build_message, reply_subject
+from mssante.web.context import WEB_PROTOCOL, WebContext
 from mssante.web.mail import (
     MailboxChoice,
     folder_label,

@@ -36,14 +36,19 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +61,7 @@ COOKIE = "__Host-mssante"
 LOGIN_COOKIE = "__Host-mssante-login"
 PSC_COOKIE = "__Host-mssante-psc"
 SECOND_COOKIE = "__Host-mssante-code"  # a password login waiting for its second factor
+ONCE_COOKIE = "__Host-mssante-once"  # a value for the next page, sealed (keep_once)
 IDLE_SECONDS = 2 * 3600.0
 ONCE_SECONDS = 300.0  # a value handed to the next page waits this long at most
 MAX_AGE_SECONDS = 12 * 3600.0
@@ -67,11 +73,18 @@ SEEN_STEP = 60.0  # seconds: the last use is written again only when older than 
 STATE_KEY = "web_session"  # where SessionLoader leaves the session (request.state)
 
 
-def cookie_header(name: str, value: str, *, clear: bool = False) -> str:
+def cookie_header(name: str, value: str, *, clear: bool = False,
+                  max_age: int | None = None) -> str:
     """A ``Set-Cookie`` value for one of the cookies above."""
     if clear:
         return f"{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
-    return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax"
+    lasts = f"; Max-Age={max_age}" if max_age is not None else ""
+    return f"{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax{lasts}"
+
+
+def _once_key(session_id: str) -> bytes:
+    """The key ``keep_once`` seals under: only the session's cookie gives it."""
+    return hmac.new(session_id.encode(), b"mssante web once v1", hashlib.sha256).digest()
 
 
 def same_token(a: str, b: str) -> bool:
@@ -119,9 +132,6 @@ class Sessions:
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._id_tokens: dict[str, str] = {}  # hash of the cookie -> PSC ID token
-        # what one page gives the next after a redirect and nobody may read from the
-        # database (a new application password): hash of the cookie -> (until, values)
-        self._once: dict[str, tuple[float, dict[str, str]]] = {}
         self._ended = ended
         self._idle = idle
         self._max_age = max_age
@@ -172,18 +182,37 @@ class Sessions:
             session.seen = now
         return session
 
-    def keep_once(self, session: WebSession, values: dict[str, str]) -> None:
-        """Hand ``values`` to this session's next page (``take_once``), in this process's
-        memory only, for ``ONCE_SECONDS``: a secret shown once is never stored."""
-        now = self._clock()
-        self._once = {k: v for k, v in self._once.items() if v[0] > now}
-        while len(self._once) >= MAX_SESSIONS:
-            del self._once[next(iter(self._once))]
-        self._once[hashed(session.id)] = (now + ONCE_SECONDS, dict(values))
+    def keep_once(self, session: WebSession, values: dict[str, str]) -> str:
+        """Hand ``values`` to this session's next page (``take_once``): the ``Set-Cookie``
+        value of a cookie that holds them sealed (AES-GCM) under a key derived from the
+        session's own cookie, for ``ONCE_SECONDS``. Neither the database nor any
+        process keeps them (a secret shown once), and whichever of the operator's
+        processes serves the next page opens them; without the session's cookie, the
+        sealed cookie is noise."""
+        nonce = secrets.token_bytes(12)
+        body = json.dumps({"until": self._clock() + ONCE_SECONDS, "values": values})
+        sealed = nonce + AESGCM(_once_key(session.id)).encrypt(
+            nonce, body.encode(), ONCE_COOKIE.encode())
+        return cookie_header(ONCE_COOKIE, base64.urlsafe_b64encode(sealed).decode(),
+                             max_age=int(ONCE_SECONDS))
 
-    def take_once(self, session: WebSession) -> dict[str, str]:
-        until, values = self._once.pop(hashed(session.id), (0.0, {}))
-        return values if until > self._clock() else {}
+    def take_once(self, session: WebSession, request: Request) -> dict[str, str] | None:
+        """What ``keep_once`` handed this page ({} when nothing, or nothing that opens
+        under this session, or too late); None when there was no such cookie (nothing
+        to clear)."""
+        raw = request.cookies.get(ONCE_COOKIE)
+        if raw is None:
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(raw.encode())
+            body = json.loads(AESGCM(_once_key(session.id)).decrypt(
+                sealed[:12], sealed[12:], ONCE_COOKIE.encode()))
+            until, values = float(body["until"]), body["values"]
+        except (ValueError, KeyError, TypeError, InvalidTag):
+            return {}
+        if until <= self._clock() or not isinstance(values, dict):
+            return {}
+        return {str(k): str(v) for k, v in values.items()}
 
     async def save(self, session: WebSession) -> None:
         """Write what changed of the session (its last use, mailbox, notice)."""

@@ -6,7 +6,7 @@
   SORT of a large folder reads one column instead of every message.
 
 Revision ID: 0008s
-Revises: 0007a
+Revises: 0008r
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008s"
-down_revision: str | None = "0007a"
+down_revision: str | None = "0008r"
 branch_labels: str | None = None
 depends_on: str | None = None
 

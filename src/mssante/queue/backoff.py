@@ -1,0 +1,71 @@
+"""Next hops that do not answer, and how long their mail waits (like Postfix's dead
+destination cache, qmgr(8)).
+
+After a failure to get a connection to a next hop, its other entries are deferred
+without connecting until the hop's back-off ends; then one delivery alone probes it
+while the others keep waiting. Each failure in a row makes the back-off the next of
+the queue's ``retry_delays``, at most ``MAX_BACKOFF``; a connection forgets it. So,
+while a peer is down, the connection attempts to it are one per back-off period, not
+one per due entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mssante.queue.client import DeliveryError
+from mssante.queue.nexthop import Hop
+
+# Postfix's maximal_backoff_time is 4000 s: a peer back is found within the hour.
+MAX_BACKOFF = 3600.0
+
+
+@dataclass(slots=True)
+class _Down:
+    failures: int
+    until: float
+    error: DeliveryError
+    probing: bool = False
+
+
+class HopBackoff:
+    def __init__(self, delays: Sequence[float]) -> None:
+        self._delays = [min(d, MAX_BACKOFF) for d in delays] or [60.0]
+        self._down: dict[Hop, _Down] = {}
+
+    def held(self, hop: Hop, *, now: float) -> tuple[DeliveryError, float] | None:
+        """None: connect to ``hop`` (when it is down, as its one probe: ``failed`` or
+        ``connected`` must follow, or ``abandoned``). Else the error to defer with and
+        the time before which not to try again."""
+        down = self._down.get(hop)
+        if down is None:
+            return None
+        if now >= down.until and not down.probing:
+            down.probing = True
+            return None
+        until = max(down.until, now)
+        error = DeliveryError(down.error.status, f"{down.error.text} (not tried again "
+                              f"before {until - now:.0f}s)", permanent=False)
+        return error, until
+
+    def failed(self, hop: Hop, error: DeliveryError, *, now: float) -> None:
+        down = self._down.get(hop)
+        if down is not None and not down.probing and now < down.until:
+            return  # another delivery failed at the same moment: one failure, not two
+        failures = 1 if down is None else down.failures + 1
+        delay = self._delays[min(failures - 1, len(self._delays) - 1)]
+        self._down[hop] = _Down(failures, now + delay, error)
+
+    def connected(self, hop: Hop) -> bool:
+        """Forget ``hop``'s failures; True when it was down (its mail can go now)."""
+        return self._down.pop(hop, None) is not None
+
+    def abandoned(self, hop: Hop) -> None:
+        """A probe stopped before it knew (cancelled): the next delivery probes."""
+        down = self._down.get(hop)
+        if down is not None:
+            down.probing = False
+
+    def is_down(self, hop: Hop) -> bool:
+        return hop in self._down
