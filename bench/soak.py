@@ -377,7 +377,7 @@ class Outcome:
         return self.lost > 0
 
 
-async def read_outcome(config: dict[str, Path], load: Load, restarts: list[float]
+async def read_outcome(config: dict[str, Path]
                        ) -> tuple[Counter[str], dict[str, float], set[str], set[str]]:
     """Receiver: Message-ID -> copies and first commit; sender: the Message-IDs
     returned in DSNs and those still in its queue."""
@@ -551,7 +551,7 @@ async def _soak(o: Options, workdir: Path) -> tuple[Outcome, Chaos]:
                 drained_in = time.monotonic() - drained_at
                 break
             await asyncio.sleep(1.0)
-        copies, first, bounced, queued = await read_outcome(config, load, chaos.restarts)
+        copies, first, bounced, queued = await read_outcome(config)
         outcome = summarise(o.engine, seconds, load, chaos, copies, first, bounced, queued,
                             drained_in, stranded)
     finally:
