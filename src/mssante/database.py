@@ -19,6 +19,8 @@ PostgreSQL (asyncpg) is the engine for several processes or machines.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,10 +31,12 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from mssante.errors import Conflict, StoreError
+from mssante.errors import Conflict, StorageFull, StoreError
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
+SQLITE_FULL = 13  # primary result code: "database or disk is full" (sqlite.org/rescode.html)
+PG_DISK_FULL = "53100"  # SQLSTATE disk_full (PostgreSQL appendix A, class 53)
 BEGIN_OPTION = "mssante_begin"  # execution option: "IMMEDIATE" to lock before reading
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -108,9 +112,22 @@ def converted(conflict: str | None = None) -> Iterator[None]:
         raise Conflict(conflict or f"the change conflicts with stored data: {_reason(exc)}"
                        ) from exc
     except SQLAlchemyError as exc:
+        if _disk_full(getattr(exc, "orig", None)):
+            raise StorageFull(f"database storage full: {_reason(exc)}") from exc
         raise StoreError(f"database error: {_reason(exc)}") from exc
     except OSError as exc:  # asyncpg: connection refused, reset
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull(f"database storage full: {exc}") from exc
         raise StoreError(f"database unreachable: {exc}") from exc
+
+
+def _disk_full(orig: object) -> bool:
+    """Whether a driver error says the disk is full (SQLite or PostgreSQL)."""
+    if isinstance(orig, sqlite3.Error):
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) == SQLITE_FULL
+    if getattr(orig, "sqlstate", None) == PG_DISK_FULL:  # asyncpg, through SQLAlchemy
+        return True
+    return isinstance(orig, OSError) and orig.errno == errno.ENOSPC
 
 
 def _reason(exc: SQLAlchemyError) -> str:

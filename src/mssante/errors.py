@@ -13,6 +13,7 @@
     ├── OAuthError             the PSC provider refuses a request (knows its OAuth error code)
     ├── DocumentRefused        an IHE XDM archive or a CDA document fails its checks (all reasons)
     └── StoreError             database failure, converted at the store boundary
+        ├── StorageFull        the database's disk (or quota) is full: nothing was written
         ├── NotFound           the named person, mailbox or queue entry does not exist
         ├── Conflict           it exists already, or the change breaks an invariant
         ├── Replayed           another transaction stored these XMSS-DELIVERY ids meanwhile
@@ -90,6 +91,11 @@ class DocumentRefused(MSSanteError):
 
 class StoreError(MSSanteError):
     """A database operation failed."""
+
+
+class StorageFull(StoreError):
+    """The database could not write for want of space (SQLite ``SQLITE_FULL``,
+    PostgreSQL ``53100 disk_full``, ``ENOSPC``); the transaction was rolled back."""
 
 
 class NotFound(StoreError):

@@ -199,3 +199,25 @@ async def test_background_refresh_picks_up_changes(client: TrustClient,
     finally:
         await client.stop()
     assert client._task is None
+
+
+async def test_processes_sharing_a_cache_never_remove_the_set_another_writes(
+        running: RunningTrustSpace, trust_space: TrustSpace, tmp_path: Path) -> None:
+    """The workers of one operator share its trust cache and start together: one
+    removing the older sets must not remove the set another is still writing (a worker
+    then started with "no whitelist in use" and stopped the operator's start)."""
+    cache = tmp_path / "shared-cache"
+
+    def worker() -> list[bool]:
+        client = TrustClient(running.url, trust_space.pki.root_cert_file, cache, timeout=5.0)
+
+        async def refreshes() -> list[bool]:
+            return [await client.refresh() for _ in range(5)]
+
+        return asyncio.run(refreshes())
+
+    results = await asyncio.gather(*(asyncio.to_thread(worker) for _ in range(4)))
+    assert all(all(r) for r in results), results
+    fresh = TrustClient(running.url, trust_space.pki.root_cert_file, cache)
+    assert fresh.load_cache()
+    assert len(list(cache.glob("set-*"))) == 1  # older sets removed, the current one kept

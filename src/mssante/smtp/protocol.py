@@ -21,7 +21,9 @@ Implementation notes:
 - A handler may give a trace header (``handle_TRACE``) before the data is read: it
   heads the buffer, so that the message is never copied to put it on top.
 - Replies raised as ``SMTPReply`` anywhere below a command are caught once here
-  and pushed as they are; any other exception becomes ``451 4.3.0`` and is logged.
+  and pushed as they are; a store out of space (``StorageFull``) becomes ``452 4.3.1``
+  (RFC 3463 §3.4), any other exception ``451 4.3.0``, and both are logged. Neither
+  leaves anything stored: the client keeps the message and tries again.
 - TLS: after STARTTLS or on an implicit-TLS listener, the peer certificate (DER)
   is read from the TLS object of the transport.
 - The idle timer is never started again once the connection is lost: aiosmtpd's
@@ -43,6 +45,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from mssante.content.ascii import to_ascii
 from mssante.content.headers import crlf_line_endings
+from mssante.errors import StorageFull
 from mssante.operator import maillog
 from mssante.operator.accept import RcptParams, Trace
 from mssante.pki.verify import PeerCertificate
@@ -55,6 +58,7 @@ from mssante.smtp.replies import (
     OK,
     RECIPIENT_OK,
     SENDER_OK,
+    STORAGE_FULL,
     TEMPORARY_FAILURE,
     Reply,
     SMTPReply,
@@ -215,6 +219,9 @@ class MSSanteSMTP(SMTP):
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, SMTPReply):
             return str(error.reply)
+        if isinstance(error, StorageFull):
+            log.error("%r %s", self.session.peer if self.session else None, error)
+            return str(STORAGE_FULL)
         log.exception("%r unexpected error", self.session.peer if self.session else None)
         return str(TEMPORARY_FAILURE)
 

@@ -75,6 +75,10 @@ BAD_PARAMETER = Reply(501, "5.5.4", "Invalid command arguments")  # RFC 3463 X.5
 UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")  # RFC 5321 §4.1.1.11
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.8
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
+# The store could not write for want of space: nothing was kept, the client keeps the
+# message and tries again (RFC 5321 §4.2.3 452 "insufficient system storage";
+# RFC 3463 §3.4 X.3.1 "mail system full").
+STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 HEADER_SYNTAX = Reply(550, "5.6.0", "Message headers are malformed")
 REFUSED = Reply(550, "5.7.1", "Refused")  # RFC 3463 §3.8 X.7.1: not authorized
 

@@ -12,17 +12,23 @@ Invariants:
 - The cache on disk is a directory per set plus a ``current`` pointer replaced
   atomically: a crash while writing leaves the previous set in use. The cached set
   is verified again on load, like a download.
+- The processes serving one operator (environment/workers.py) share the cache: each
+  write (a new set, the pointer, the removal of older sets) and each load holds the
+  cache's lock file (``flock``), so that one process never removes the set another
+  is writing or reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +36,7 @@ from pathlib import Path
 import httpx
 
 from mssante.errors import MSSanteError, TrustSpaceUnavailable, WhitelistError
-from mssante.files import DIR_MODE, private_dir
+from mssante.files import DIR_MODE, FILE_MODE, private_dir
 from mssante.pki.tls import client_context
 from mssante.pki.verify import CertificateChecker
 from mssante.whitelist.files import (
@@ -52,6 +58,7 @@ INTERMEDIATE_CAS = ("organisations", "persons")
 CRL_CAS = ("root", "organisations", "persons")
 MAX_DOWNLOAD = 64 * 1024 * 1024  # the real whitelist is a few MB
 CURRENT_NAME = "current"
+LOCK_NAME = ".lock"  # held while a set is written or read
 FETCHED_AT_NAME = "fetched-at"
 
 
@@ -207,13 +214,14 @@ class TrustClient:
         """Load and verify the cached set; False (and a warning) when there is none or it
         does not verify."""
         try:
-            directory = self._current_cache_dir()
-            if directory is None:
-                log.info("no cached trust-space data in %s", self.cache_dir)
-                return False
-            trust_set = TrustSet.read(directory)
+            with self._cache_locked():
+                directory = self._current_cache_dir()
+                if directory is None:
+                    log.info("no cached trust-space data in %s", self.cache_dir)
+                    return False
+                trust_set = TrustSet.read(directory)
+                fetched_at = _read_fetched_at(directory)
             whitelist, checker = trust_set.verified(self._root_pem())
-            fetched_at = _read_fetched_at(directory)
         except (MSSanteError, OSError, ValueError, KeyError) as exc:
             log.warning("cached trust-space data in %s refused: %s", self.cache_dir,
                         _reason(exc))
@@ -296,8 +304,22 @@ class TrustClient:
             raise WhitelistError(f"bad cache pointer {name!r}")
         return self.cache_dir / name
 
-    def _write_cache(self, trust_set: TrustSet, fetched_at: datetime) -> None:
+    @contextlib.contextmanager
+    def _cache_locked(self) -> Iterator[None]:
+        """Hold the cache's lock, across the processes sharing it (released on close)."""
         private_dir(self.cache_dir)
+        fd = os.open(self.cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write_cache(self, trust_set: TrustSet, fetched_at: datetime) -> None:
+        with self._cache_locked():
+            self._write_cache_locked(trust_set, fetched_at)
+
+    def _write_cache_locked(self, trust_set: TrustSet, fetched_at: datetime) -> None:
         name = f"set-{time.time_ns()}"
         directory = self.cache_dir / name
         directory.mkdir(mode=DIR_MODE)
