@@ -190,6 +190,23 @@ def test_a_killed_worker_is_started_again_and_sigterm_stops_them_all(
             assert not Path(f"/proc/{pid}").exists()
 
 
+def test_workers_stop_when_their_supervisor_is_killed(environment: Any) -> None:
+    """A supervisor killed with -9 (an administrator's mistake, the OOM killer) must
+    not leave workers holding the ports: the next start would find them taken."""
+    with served(environment) as serve:
+        workers = serve.workers()
+        serve.process.kill()
+        serve.process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+                Path(f"/proc/{pid}").exists() for pid in workers):
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        with socket.socket() as probe:  # the port is free again
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", serve.imaps))
+
+
 def test_a_port_another_process_holds_stops_the_start_with_its_name(
         environment: Any) -> None:
     """SO_REUSEPORT must not let a second operator share a port with a first: the

@@ -36,6 +36,7 @@ from mssante.environment.operator import OperatorService
 from mssante.environment.workers import (
     Supervisor,
     check_ports_free,
+    follow_supervisor,
     listening,
     tell_ready,
     worker_command,
@@ -101,6 +102,8 @@ def serve(config: Config,
                                     f"operator {', '.join(cfg.operator.domains)} ready: "
                                     f"{listening(cfg)} ({count} processes)"))
         raise typer.Exit(supervisor.run())
+    if role is not None:
+        follow_supervisor()  # a supervisor killed outright takes this worker with it
     show_mail_log()  # one line per message received, refused or delivered
 
     async def main() -> None:

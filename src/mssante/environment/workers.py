@@ -13,7 +13,11 @@ operator (``mssante operator serve`` again, told by the environment that it is w
   ``ready`` is printed once every worker is. A worker that ends before that stops the
   start (its exit status is the supervisor's).
 - A worker that dies afterwards is started again: after 1 s, doubling up to 30 s
-  while it keeps dying within a minute of its start.
+  while it keeps dying within a minute of its start. A worker that ends before every
+  worker was ready stops the start instead (a configuration or a database that does
+  not work is told at once, not retried for ever).
+- A supervisor killed outright takes its workers with it: each asked the kernel for
+  SIGTERM at its parent's death (``PR_SET_PDEATHSIG``), and stops cleanly.
 - SIGTERM or SIGINT to the supervisor is passed to every worker, which stops
   cleanly (entries in flight go back to the queue); one still running after
   ``STOP_SECONDS`` is killed.
@@ -25,6 +29,7 @@ to crash on.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
@@ -77,6 +82,27 @@ def worker_role(environ: dict[str, str] | None = None) -> WorkerRole | None:
     if not 0 <= role.index < role.count:
         raise ConfigError(f"{WORKER_VARIABLE}={value!r}: index out of range")
     return role
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def follow_supervisor() -> None:
+    """In a worker: be sent SIGTERM if the supervisor dies (killed with -9, say), so that
+    no worker goes on holding the ports after it: the next start would find them
+    taken. Linux only; elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    supervisor = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError) as exc:
+        log.warning("this worker will not stop with its supervisor: %s", exc)
+        return
+    if os.getppid() != supervisor or supervisor == 1:  # it died before prctl took hold
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def tell_ready() -> None:
