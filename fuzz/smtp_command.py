@@ -1,0 +1,221 @@
+"""Target ``smtp_command``: what an SMTP client sends, read by the server's protocol machine.
+
+The octets are everything a client sends on one connection: command lines, AUTH
+responses, DATA. They are handed to a real ``MSSanteSMTP`` (smtp/protocol.py over
+aiosmtpd) on an in-memory transport, configured as the listeners are (SMTPUTF8 on, a
+size limit, long AUTH lines, XOAUTH2 and OAUTHBEARER read by auth/oauthsasl.py), with a
+handler that accepts every sender and recipient the protocol hands over. So the command
+splitting of aiosmtpd, the EHLO name check, ``_getaddr``, the ESMTP parameters, the AUTH
+exchanges and the DATA reader are all under the fuzzer, in the order a session meets them.
+
+Oracles:
+- no command ends in an unexpected exception: the protocol answers one with
+  ``451 4.3.0`` and logs it (smtp/protocol.py ``handle_exception``); either is a crash;
+- every reply line is ``code SP/- text CRLF``, US-ASCII without control characters
+  (RFC 5321 §4.2: a CR or LF from the client echoed in a reply would forge another);
+- what reaches the handler is what RFC 5321 §4.1.2 allows: a sender that is empty (the
+  null reverse-path) or a mailbox, a recipient that is a mailbox, neither holding a
+  space, a control character or an angle bracket; the data of DATA has CRLF line ends;
+- the session ends: after the input is read the server waits for more, within a bounded
+  number of turns of the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from fuzz.oracles import OracleFailure, expect
+from mssante.auth import oauthsasl
+from mssante.operator.accept import RcptParams
+from mssante.smtp.protocol import MSSanteSMTP
+
+MAX_LEN = 64 * 1024
+SIZE_LIMIT = 16 * 1024  # DATA larger than this is refused (552), as a listener's limit
+MAX_TURNS = 20_000  # turns of the event loop one input may take
+
+_REPLY = re.compile(rb"[2-5][0-9][0-9](?:[ -][\t\x20-\x7e]*)?\r\n")  # RFC 5321 §4.2
+# outside quoted strings: no space, control character or angle bracket (RFC 5321 §4.1.2)
+_QUOTED = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
+_ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>]")
+
+
+class _Failures(logging.Handler):
+    """Errors logged by the protocol: an unexpected exception in a command."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.out = bytearray()
+        self.closed = False
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def write(self, data: Any) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.protocol is not None:
+                self.loop.call_soon(self.protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 25)}.get(
+            name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+
+def _plain(address: str) -> bool:
+    return not _ADDRESS_CHARS.search(_QUOTED.sub("", address))
+
+
+class _Handler:
+    """Accepts whatever the protocol hands over, after checking it."""
+
+    async def handle_MAIL(self, server: MSSanteSMTP, session: Any, envelope: Any,
+                          address: str, options: list[str]) -> str:
+        expect(isinstance(address, str) and _plain(address),
+               f"MAIL hands over the sender {address!r}")
+        expect(address == "" or "@" in address, f"MAIL hands over the sender {address!r}")
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: MSSanteSMTP, session: Any, envelope: Any,
+                          address: str, params: RcptParams) -> str:
+        expect(isinstance(address, str) and "@" in address and _plain(address),
+               f"RCPT hands over the recipient {address!r}")
+        expect(isinstance(params, RcptParams), f"RCPT hands over {params!r}")
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: MSSanteSMTP, session: Any, envelope: Any) -> str:
+        content = envelope.content
+        expect(isinstance(content, bytes), "DATA hands over no bytes")
+        expect(len(content) <= SIZE_LIMIT + 2, f"{len(content)} octets over the limit")
+        expect(re.search(rb"(?<!\r)\n|\r(?!\n)", content) is None,
+               "DATA hands over a bare CR or LF")
+        return "250 2.0.0 OK"
+
+    async def auth_XOAUTH2(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, oauthsasl.XOAUTH2, args)
+
+    async def auth_OAUTHBEARER(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, oauthsasl.OAUTHBEARER, args)
+
+    async def _bearer(self, server: MSSanteSMTP, mechanism: str,
+                      args: list[str]) -> AuthResult:
+        blob: object = None
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+        else:
+            with contextlib.suppress(ValueError):  # binascii.Error
+                blob = base64.b64decode(args[1], validate=True)
+        if not isinstance(blob, bytes):
+            await server.push("501 5.5.2 Cannot decode the credentials")
+            return AuthResult(success=False, handled=True)
+        with contextlib.suppress(oauthsasl.MalformedMessage):
+            oauthsasl.parse(mechanism, blob)
+        await server.push("535 5.7.8 Authentication credentials invalid")
+        return AuthResult(success=False, handled=True)
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                   auth_data: Any) -> AuthResult:
+    expect(isinstance(auth_data, LoginPassword), f"{mechanism} hands over {auth_data!r}")
+    return AuthResult(success=False, handled=False)
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_failures = _Failures()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        logging.getLogger("mssante.smtp.protocol").addHandler(_failures)
+        logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    return _loop
+
+
+async def _settle(server: MSSanteSMTP, transport: _Transport) -> bool:
+    """Let the server read everything; True once it waits for more (or has hung up)."""
+    reader = server._reader
+    for _ in range(MAX_TURNS):
+        await asyncio.sleep(0)
+        task = server._handler_coroutine
+        if transport.closed or task is None or task.done():
+            return True
+        if reader is not None and not reader._buffer and reader._waiter is not None:
+            return True
+    return False
+
+
+def _replies(out: bytes) -> None:
+    position = 0
+    while position < len(out):
+        m = _REPLY.match(out, position)
+        if m is None:
+            raise OracleFailure(f"a bad reply line at {position}: {out[position:position + 80]!r}")
+        expect(m.end() - position <= 512, f"a reply line of {m.end() - position} octets")
+        expect(not m.group().startswith(b"451 4.3.0"), f"an unexpected exception: {m.group()!r}")
+        position = m.end()
+
+
+def check(data: bytes) -> None:
+    loop = _event_loop()
+    transport = _Transport(loop)
+    server = MSSanteSMTP(_Handler(), hostname="fuzz.mssante.fr", ident="fuzz",
+                         data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True, long_auth=True,
+                         auth_require_tls=False, authenticator=_authenticator,
+                         timeout=300, loop=loop)
+    transport.protocol = server
+    del _failures.records[:]
+
+    async def session() -> bool:
+        server.connection_made(transport)
+        server.data_received(data[:MAX_LEN])
+        return await _settle(server, transport)
+
+    try:
+        settled = loop.run_until_complete(session())
+    finally:
+        task = server._handler_coroutine
+        if task is not None and not task.done():
+            task.cancel()
+            loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        if not transport.closed:
+            transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    expect(settled, "the session does not settle")
+    expect(not _failures.records, "logged: " + "; ".join(
+        f"{r.getMessage()} {r.exc_info[1]!r}" if r.exc_info else r.getMessage()
+        for r in _failures.records))
+    _replies(bytes(transport.out))
