@@ -24,7 +24,11 @@ XMSS_DELIVERY = "XMSS-DELIVERY"
 MAX_DELIVERY_ID = 100
 
 _XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
-_KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # RFC 5321 §4.1.2 esmtp-keyword
+# RFC 5321 §4.1.2 esmtp-value, with RFC 6531 §3.3 UTF8-non-ascii (a lone surrogate is an
+# octet that was not UTF-8, as aiosmtpd decodes)
+_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\x80-\ud7ff\ue000-\U0010ffff]+")
+_SIZE = re.compile(r"[0-9]{1,20}")  # RFC 1870 §3: size-value ::= 1*20DIGIT, ASCII digits
 
 
 def xtext_decode(value: str) -> str:
@@ -61,9 +65,13 @@ def xtext_encode(value: str) -> str:
 def _split(params: str) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     seen: set[str] = set()
-    for token in params.split():
+    # RFC 5321 §4.1.2: parameters are separated by SP; str.split() would also split at
+    # the other white space of Unicode (\x0b, \x1c, U+2028...), which is no separator
+    for token in params.split(" "):
+        if not token:
+            continue
         key, sep, value = token.partition("=")
-        if not _KEYWORD.match(key):
+        if not _KEYWORD.fullmatch(key) or (sep and not _VALUE.fullmatch(value)):
             raise SMTPReply(BAD_PARAMETER.with_text(f"invalid parameter {token!r}"))
         upper = key.upper()
         if upper in seen:  # RFC 3461 §4.1: each parameter at most once
@@ -87,7 +95,7 @@ def parse_mail_params(params: str) -> MailParams:
     out = MailParams()
     for key, value in _split(params):
         if key == "SIZE":
-            if value is None or not value.isdigit() or len(value) > 20:
+            if value is None or not _SIZE.fullmatch(value):
                 raise SMTPReply(BAD_PARAMETER.with_text("SIZE needs a number"))
             out.size = int(value)
         elif key == "BODY":
@@ -111,7 +119,9 @@ def parse_mail_params(params: str) -> MailParams:
             if len(envid) > MAX_ENVID:
                 raise SMTPReply(BAD_PARAMETER.with_text(f"ENVID longer than {MAX_ENVID}"))
             out.envid = envid
-        elif key == "AUTH":
+        elif key == "AUTH":  # RFC 4954 §5: AUTH=xtext or AUTH=<>; kept as sent, unused
+            if value is None:
+                raise SMTPReply(BAD_PARAMETER.with_text("AUTH needs a value"))
             out.auth = value
         else:
             raise SMTPReply(UNKNOWN_PARAMETER.with_text(f"MAIL parameter {key} not supported"))
@@ -125,9 +135,10 @@ def parse_rcpt_params(params: str, *, delivery_ids: bool = False) -> RcptParams:
         if key == "NOTIFY":
             if value is None:
                 raise SMTPReply(BAD_PARAMETER.with_text("NOTIFY needs a value"))
-            items = frozenset(v.upper() for v in value.split(","))
+            listed = value.upper().split(",")
+            items = frozenset(listed)
             # RFC 3461 §4.1: NEVER alone, or a list of SUCCESS, FAILURE, DELAY
-            if items != {"NEVER"} and not (items and items <= NOTIFY_VALUES):
+            if listed != ["NEVER"] and not items <= NOTIFY_VALUES:
                 raise SMTPReply(BAD_PARAMETER.with_text(
                     "NOTIFY is NEVER, or a list of SUCCESS, FAILURE and DELAY"))
             out.notify = items
@@ -135,7 +146,7 @@ def parse_rcpt_params(params: str, *, delivery_ids: bool = False) -> RcptParams:
             if value is None or ";" not in value:
                 raise SMTPReply(BAD_PARAMETER.with_text("ORCPT is addr-type;xtext"))
             addr_type, _, addr = value.partition(";")
-            if not _KEYWORD.match(addr_type):
+            if not _KEYWORD.fullmatch(addr_type):
                 raise SMTPReply(BAD_PARAMETER.with_text("ORCPT has an invalid addr-type"))
             decoded = xtext_decode(addr)
             if any(c < " " or c == "\x7f" for c in decoded):
