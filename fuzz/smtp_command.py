@@ -160,9 +160,15 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     global _loop
     if _loop is None:
         _loop = asyncio.new_event_loop()
-        logging.getLogger("mssante.smtp.protocol").addHandler(_failures)
-        logging.getLogger("mail.log").setLevel(logging.CRITICAL)
     return _loop
+
+
+def close() -> None:
+    """Close the event loop the sessions run on (a new one is made when needed)."""
+    global _loop
+    if _loop is not None:
+        _loop.close()
+        _loop = None
 
 
 async def _settle(server: MSSanteSMTP, transport: _Transport) -> bool:
@@ -198,6 +204,8 @@ def check(data: bytes) -> None:
                          timeout=300, loop=loop)
     transport.protocol = server
     del _failures.records[:]
+    protocol_log = logging.getLogger("mssante.smtp.protocol")
+    protocol_log.addHandler(_failures)
 
     async def session() -> bool:
         server.connection_made(transport)
@@ -214,6 +222,7 @@ def check(data: bytes) -> None:
         if not transport.closed:
             transport.close()
         loop.run_until_complete(asyncio.sleep(0))
+        protocol_log.removeHandler(_failures)
     expect(settled, "the session does not settle")
     expect(not _failures.records, "logged: " + "; ".join(
         f"{r.getMessage()} {r.exc_info[1]!r}" if r.exc_info else r.getMessage()

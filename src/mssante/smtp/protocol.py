@@ -92,6 +92,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HELO_NAME = re.compile(
     rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}})\])$")
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # not in RFC 5321 §4.2 textstring
+
 TERMINATOR = b"\r\n.\r\n"
 # Every connection defends itself (like Postfix's smtpd_hard_error_limit): after this
 # many error replies without a message accepted in between, the server hangs up.
@@ -177,11 +179,13 @@ class MSSanteSMTP(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         """Replies are US-ASCII (RFC 5321 §4.2): accents of French reasons are dropped
-        (content/ascii.py)."""
+        (content/ascii.py), and control characters a client sent, which aiosmtpd echoes
+        in ``500 Error: command "..." not recognized``, become "?" (RFC 5321 §4.2
+        textstring: a bare CR in a reply may end the line for the client)."""
         if isinstance(status, bytes):
             await super().push(status)
             return
-        await super().push(to_ascii(status))
+        await super().push(_CONTROL.sub("?", to_ascii(status)))
         if status.startswith("421"):  # RFC 5321 §4.2.3: the channel is closing
             if self.transport is not None:
                 self.transport.close()
