@@ -138,7 +138,7 @@ def _coverage(target: str) -> None:
         return local
 
     inputs = sorted((CORPUS / target).iterdir())
-    sys.settrace(tracer)
+    sys.settrace(tracer)  # type: ignore[arg-type]
     try:
         for path in inputs:
             try:

@@ -179,7 +179,8 @@ async def _settle(server: MSSanteSMTP, transport: _Transport) -> bool:
         task = server._handler_coroutine
         if transport.closed or task is None or task.done():
             return True
-        if reader is not None and not reader._buffer and reader._waiter is not None:
+        if reader is not None and not reader._buffer and (  # type: ignore[attr-defined]
+                reader._waiter is not None):  # type: ignore[attr-defined]
             return True
     return False
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fuzz.oracles import bounded
 
 from fuzz import TARGETS, smtp_command
+from fuzz.oracles import bounded
 
 CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 
