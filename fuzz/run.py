@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import shutil
 import sys
@@ -107,7 +108,10 @@ def _replay(target: str, files: list[Path]) -> None:
 
 
 def _code_lines(code: CodeType) -> set[int]:
-    lines = {line for _, _, line in code.co_lines() if line is not None}
+    """Lines of the functions in ``code`` (module and class bodies run at import)."""
+    lines: set[int] = set()
+    if code.co_flags & inspect.CO_OPTIMIZED:
+        lines = {line for _, _, line in code.co_lines() if line is not None}
     for const in code.co_consts:
         if isinstance(const, CodeType):
             lines |= _code_lines(const)
@@ -115,7 +119,7 @@ def _code_lines(code: CodeType) -> set[int]:
 
 
 def _coverage(target: str) -> None:
-    """Lines of the target's modules that the corpus runs, out of those with code."""
+    """Lines of the target's modules' functions that the corpus runs (sys.settrace)."""
     check = _load(target, instrument=False)
     names = MODULES[target]
     files: dict[str, str] = {}

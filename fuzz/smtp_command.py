@@ -41,9 +41,10 @@ SIZE_LIMIT = 16 * 1024  # DATA larger than this is refused (552), as a listener'
 MAX_TURNS = 20_000  # turns of the event loop one input may take
 
 _REPLY = re.compile(rb"[2-5][0-9][0-9](?:[ -][\t\x20-\x7e]*)?\r\n")  # RFC 5321 §4.2
-# outside quoted strings: no space, control character or angle bracket (RFC 5321 §4.1.2)
+# no control character; outside quoted strings, no space nor angle bracket (RFC 5321 §4.1.2)
 _QUOTED = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
 _ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _Failures(logging.Handler):
@@ -95,7 +96,7 @@ class _Transport(asyncio.Transport):
 
 
 def _plain(address: str) -> bool:
-    return not _ADDRESS_CHARS.search(_QUOTED.sub("", address))
+    return not _ADDRESS_CHARS.search(_QUOTED.sub("", address)) and not _CONTROL.search(address)
 
 
 class _Handler:
@@ -179,8 +180,8 @@ async def _settle(server: MSSanteSMTP, transport: _Transport) -> bool:
         task = server._handler_coroutine
         if transport.closed or task is None or task.done():
             return True
-        if reader is not None and not reader._buffer and (  # type: ignore[attr-defined]
-                reader._waiter is not None):  # type: ignore[attr-defined]
+        # waiting for octets: the rest of the buffer is an unfinished line, if any
+        if reader is not None and reader._waiter is not None:  # type: ignore[attr-defined]
             return True
     return False
 

@@ -18,15 +18,34 @@ from mssante.smtp.replies import SMTPReply
 
 
 class _Accepting:
+    """Accepts everything, and keeps the addresses the protocol hands over."""
+
+    def __init__(self) -> None:
+        self.addresses: list[str] = []
+
+    async def handle_MAIL(self, server: MSSanteSMTP, session: object, envelope: object,
+                          address: str, options: list[str]) -> str:
+        self.addresses.append(address)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: MSSanteSMTP, session: object, envelope: object,
+                          address: str, params: object) -> str:
+        self.addresses.append(address)
+        return "250 2.1.5 OK"
+
     async def handle_DATA(self, server: MSSanteSMTP, session: object, envelope: object) -> str:
         return "250 2.0.0 kept"
+
+
+HANDLER = _Accepting()
 
 
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
     loop = asyncio.get_running_loop()
+    HANDLER.addresses.clear()
     server = await loop.create_server(
-        lambda: MSSanteSMTP(_Accepting(), hostname="test", enable_SMTPUTF8=True, loop=loop),
+        lambda: MSSanteSMTP(HANDLER, hostname="test", enable_SMTPUTF8=True, loop=loop),
         "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]
@@ -105,3 +124,33 @@ async def test_control_characters_echoed_in_a_reply_cannot_forge_a_reply_line(po
     assert replies[0] == b'500 Error: command "FOO?BAR" not recognized\r\n'
     assert replies[1] == b'500 Error: command "??[2J" not recognized\r\n'
     assert replies[2].startswith(b"250")
+
+
+async def test_a_client_cannot_make_the_server_write_reply_lines_over_512_octets(
+        port: int) -> None:
+    # the 500 reply echoed a command of 500 octets (the longest line taken), the 501 reply
+    # a parameter of 8-bit octets each written as 6 characters ('\\udcff'): RFC 5321
+    # §4.5.3.1.5 bounds a reply line to 512 octets with its CRLF, which a client may read
+    # with a fixed buffer (fuzz/corpus/smtp_command/crash-long-*-echoed-in-reply)
+    replies = await converse(port, [
+        b"X" * 500 + b"\r\n", b"EHLO c\r\n", b"MAIL FROM:<a@x.mssante.fr>\r\n",
+        b"RCPT TO:<b@y.mssante.fr> NOTIFY=" + b"\xff" * 100 + b"\r\n", b"NOOP\r\n"])
+    assert [len(replies[0]), len(replies[3])] == [512, 512]
+    assert replies[0].startswith(b'500 Error: command "XXX') and replies[0].endswith(b"...\r\n")
+    assert replies[3].startswith(b"501 5.5.4 invalid parameter 'NOTIFY=\\udcff")
+    assert replies[4].startswith(b"250")
+
+
+@pytest.mark.parametrize("path", [b"<a\x00b@x.mssante.fr>", b"<a@x\x01.mssante.fr>",
+                                  b'<"a\x00b"@x.mssante.fr>', b"<a\x7f@x.mssante.fr>"])
+async def test_control_characters_in_a_path_never_reach_the_handler(port: int,
+                                                                     path: bytes) -> None:
+    # a NUL in MAIL FROM went on to the handler as part of the sender (RFC 5321 §4.1.2:
+    # no control character in a Path, quoted or not); each handler had to refuse it
+    # itself (fuzz/corpus/smtp_command/crash-nul-in-sender-handed-over)
+    replies = await converse(port, [b"EHLO c\r\n", b"MAIL FROM:" + path + b"\r\n",
+                                    b"MAIL FROM:<a@x.mssante.fr>\r\n",
+                                    b"RCPT TO:" + path + b"\r\n"])
+    assert replies[1].startswith(b"553") and replies[3].startswith(b"553")
+    assert replies[2].startswith(b"250")
+    assert HANDLER.addresses == ["a@x.mssante.fr"]

@@ -84,7 +84,9 @@ def _line_length(data: bytes, carried: int) -> int:
 
 # RFC 5321 §4.1.2 Mailbox inside a Path; quoted local parts allowed, checked further by
 # domain.addresses where it matters.
-_MAILBOX = re.compile(r'^(?:"[^"\r\n]*"|[^\s<>@"]+)@[^\s<>@"]+$')
+# No control character, quoted or not (RFC 5321 §4.1.2 qtextSMTP, atext): a NUL went on
+# to the handler.
+_MAILBOX = re.compile(r'^(?:"[^"\x00-\x1f\x7f]*"|[^\s<>@"\x00-\x1f\x7f]+)@[^\s<>@"\x00-\x1f\x7f]+$')
 
 # RFC 5321 §4.1.1.1 / §4.1.3: EHLO takes a domain or an address literal; anything
 # else (a CR inside, spaces) is refused, since the name is copied into Received.
@@ -102,6 +104,7 @@ HARD_ERROR_LIMIT = 20
 # lets a 25 MB message through at about 42 KB/s.
 DATA_TIMEOUT = 600.0
 MAX_LINE = 1000  # RFC 5321 §4.5.3.1.6, CRLF included
+MAX_REPLY_LINE = 512  # RFC 5321 §4.5.3.1.5, CRLF included
 MAX_AUTH_LINE = 12288  # RFC 4954 §4: an AUTH command or response line, for bearer tokens
 DATA_CHUNK = 1 << 16  # octets read at a time during DATA
 
@@ -181,11 +184,15 @@ class MSSanteSMTP(SMTP):
         """Replies are US-ASCII (RFC 5321 §4.2): accents of French reasons are dropped
         (content/ascii.py), and control characters a client sent, which aiosmtpd echoes
         in ``500 Error: command "..." not recognized``, become "?" (RFC 5321 §4.2
-        textstring: a bare CR in a reply may end the line for the client)."""
+        textstring: a bare CR in a reply may end the line for the client); a reply line
+        longer than 512 octets with its CRLF (RFC 5321 §4.5.3.1.5) is cut."""
         if isinstance(status, bytes):
             await super().push(status)
             return
-        await super().push(_CONTROL.sub("?", to_ascii(status)))
+        line = _CONTROL.sub("?", to_ascii(status))
+        if len(line) > MAX_REPLY_LINE - 2:  # a client's long command or parameter, echoed
+            line = line[:MAX_REPLY_LINE - 5] + "..."
+        await super().push(line)
         if status.startswith("421"):  # RFC 5321 §4.2.3: the channel is closing
             if self.transport is not None:
                 self.transport.close()
