@@ -2,11 +2,13 @@
 
 The octets are everything a client sends on one connection: command lines, AUTH
 responses, DATA. They are handed to a real ``MSSanteSMTP`` (smtp/protocol.py over
-aiosmtpd) on an in-memory transport, configured as the listeners are (SMTPUTF8 on, a
-size limit, long AUTH lines, XOAUTH2 and OAUTHBEARER read by auth/oauthsasl.py), with a
-handler that accepts every sender and recipient the protocol hands over. So the command
-splitting of aiosmtpd, the EHLO name check, ``_getaddr``, the ESMTP parameters, the AUTH
-exchanges and the DATA reader are all under the fuzzer, in the order a session meets them.
+aiosmtpd) on an in-memory transport, configured as the submission listeners are (SMTPUTF8
+on, a size limit, long AUTH lines) with submission's handler (smtp/submission.py) for
+EHLO and the AUTH mechanisms (PLAIN, LOGIN, and XOAUTH2 and OAUTHBEARER read by
+auth/oauthsasl.py), every login refused without a store, and hooks that accept every
+sender, recipient and message the protocol hands over. So the command splitting of
+aiosmtpd, the EHLO name check, ``_getaddr``, the ESMTP parameters, the AUTH exchanges
+and the DATA reader are all under the fuzzer, in the order a session meets them.
 
 Oracles:
 - no command ends in an unexpected exception: the protocol answers one with
@@ -23,18 +25,19 @@ Oracles:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import re
 from typing import Any
 
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import AuthResult
 
 from fuzz.oracles import OracleFailure, expect
 from mssante.auth import oauthsasl
 from mssante.operator.accept import RcptParams
 from mssante.smtp.protocol import MSSanteSMTP
+from mssante.smtp.replies import AUTH_FAILED
+from mssante.smtp.submission import SubmissionHandler
 
 MAX_LEN = 64 * 1024
 SIZE_LIMIT = 16 * 1024  # DATA larger than this is refused (552), as a listener's limit
@@ -99,8 +102,42 @@ def _plain(address: str) -> bool:
     return not _ADDRESS_CHARS.search(_QUOTED.sub("", address)) and not _CONTROL.search(address)
 
 
-class _Handler:
-    """Accepts whatever the protocol hands over, after checking it."""
+class _Handler(SubmissionHandler):
+    """Submission's own AUTH mechanisms (PLAIN, LOGIN: how it reads the client's
+    responses), every login refused without a store; accepts whatever sender, recipient
+    and data the protocol hands over, after checking them."""
+
+    def __init__(self) -> None:  # no runtime: nothing here reaches the store
+        pass
+
+    async def _login(self, server: MSSanteSMTP, login: str, password: str) -> AuthResult:
+        return await self._failed(server, login)
+
+    async def _failed(self, server: MSSanteSMTP, login: str,
+                      reply: str | None = str(AUTH_FAILED)) -> AuthResult:
+        if reply is not None:
+            await server.push(reply)
+        return AuthResult(success=False, handled=True)
+
+    async def auth_EXTERNAL(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        await server.push("535 5.7.8 no certificate")
+        return AuthResult(success=False, handled=True)
+
+    async def auth_XOAUTH2(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, oauthsasl.XOAUTH2, args)
+
+    async def auth_OAUTHBEARER(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, oauthsasl.OAUTHBEARER, args)
+
+    async def _bearer(self, server: MSSanteSMTP, mechanism: str,
+                      args: list[str]) -> AuthResult:
+        """As submission reads a bearer token's message, without checking the token."""
+        blob = await self._initial_response(server, args)
+        if isinstance(blob, AuthResult):
+            return blob
+        with contextlib.suppress(oauthsasl.MalformedMessage):
+            oauthsasl.parse(mechanism, blob)
+        return await self._failed(server, "?")
 
     async def handle_MAIL(self, server: MSSanteSMTP, session: Any, envelope: Any,
                           address: str, options: list[str]) -> str:
@@ -116,41 +153,16 @@ class _Handler:
         expect(isinstance(params, RcptParams), f"RCPT hands over {params!r}")
         return "250 2.1.5 OK"
 
+    async def handle_TRACE(self, server: MSSanteSMTP, session: Any, envelope: Any) -> bytes:
+        return b"Received: from fuzz\r\n"
+
     async def handle_DATA(self, server: MSSanteSMTP, session: Any, envelope: Any) -> str:
         content = envelope.content
         expect(isinstance(content, bytes), "DATA hands over no bytes")
-        expect(len(content) <= SIZE_LIMIT + 2, f"{len(content)} octets over the limit")
+        expect(len(content) <= SIZE_LIMIT + 64, f"{len(content)} octets over the limit")
         expect(re.search(rb"(?<!\r)\n|\r(?!\n)", content) is None,
                "DATA hands over a bare CR or LF")
         return "250 2.0.0 OK"
-
-    async def auth_XOAUTH2(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
-        return await self._bearer(server, oauthsasl.XOAUTH2, args)
-
-    async def auth_OAUTHBEARER(self, server: MSSanteSMTP, args: list[str]) -> AuthResult:
-        return await self._bearer(server, oauthsasl.OAUTHBEARER, args)
-
-    async def _bearer(self, server: MSSanteSMTP, mechanism: str,
-                      args: list[str]) -> AuthResult:
-        blob: object = None
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-        else:
-            with contextlib.suppress(ValueError):  # binascii.Error
-                blob = base64.b64decode(args[1], validate=True)
-        if not isinstance(blob, bytes):
-            await server.push("501 5.5.2 Cannot decode the credentials")
-            return AuthResult(success=False, handled=True)
-        with contextlib.suppress(oauthsasl.MalformedMessage):
-            oauthsasl.parse(mechanism, blob)
-        await server.push("535 5.7.8 Authentication credentials invalid")
-        return AuthResult(success=False, handled=True)
-
-
-def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                   auth_data: Any) -> AuthResult:
-    expect(isinstance(auth_data, LoginPassword), f"{mechanism} hands over {auth_data!r}")
-    return AuthResult(success=False, handled=False)
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -202,7 +214,7 @@ def check(data: bytes) -> None:
     transport = _Transport(loop)
     server = MSSanteSMTP(_Handler(), hostname="fuzz.mssante.fr", ident="fuzz",
                          data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True, long_auth=True,
-                         auth_require_tls=False, authenticator=_authenticator,
+                         auth_require_tls=False,
                          timeout=300, loop=loop)
     transport.protocol = server
     del _failures.records[:]
