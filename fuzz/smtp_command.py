@@ -2,13 +2,14 @@
 
 The octets are everything a client sends on one connection: command lines, AUTH
 responses, DATA. They are handed to a real ``MSSanteSMTP`` (smtp/protocol.py over
-aiosmtpd) on an in-memory transport, configured as the submission listeners are (SMTPUTF8
-on, a size limit, long AUTH lines) with submission's handler (smtp/submission.py) for
-EHLO and the AUTH mechanisms (PLAIN, LOGIN, and XOAUTH2 and OAUTHBEARER read by
-auth/oauthsasl.py), every login refused without a store, and hooks that accept every
-sender, recipient and message the protocol hands over. So the command splitting of
-aiosmtpd, the EHLO name check, ``_getaddr``, the ESMTP parameters, the AUTH exchanges
-and the DATA reader are all under the fuzzer, in the order a session meets them.
+aiosmtpd) on an in-memory transport, configured as the submission listeners are
+(SMTPUTF8 on, a size limit, long AUTH lines), the MTA's XMSS-DELIVERY accepted too, with
+submission's handler (smtp/submission.py) for EHLO and the AUTH mechanisms (PLAIN,
+LOGIN, and XOAUTH2 and OAUTHBEARER read by auth/oauthsasl.py), every login refused
+without a store, and hooks that accept every sender, recipient and message the protocol
+hands over. So the command splitting of aiosmtpd, the EHLO name check, ``_getaddr``, the
+ESMTP parameters, the AUTH exchanges and the DATA reader are all under the fuzzer, in
+the order a session meets them.
 
 Oracles:
 - no command ends in an unexpected exception: the protocol answers one with
@@ -214,7 +215,7 @@ def check(data: bytes) -> None:
     transport = _Transport(loop)
     server = MSSanteSMTP(_Handler(), hostname="fuzz.mssante.fr", ident="fuzz",
                          data_size_limit=SIZE_LIMIT, enable_SMTPUTF8=True, long_auth=True,
-                         auth_require_tls=False,
+                         auth_require_tls=False, delivery_ids=True,
                          timeout=300, loop=loop)
     transport.protocol = server
     del _failures.records[:]

@@ -12,7 +12,8 @@ Oracles:
   separated by spaces, each at most once (RFC 3461 §4.1), and per parameter RFC 1870
   (``SIZE=1*20DIGIT``), RFC 6152 (``BODY``), RFC 6531 (``SMTPUTF8`` without value),
   RFC 3461 §4.1-4.4 (``NOTIFY``, ``ORCPT`` as addr-type ``;`` xtext, ``RET``, ``ENVID``
-  xtext) and RFC 4954 §5 (``AUTH=`` with a value, xtext or not: it is not used);
+  xtext) and RFC 4954 §5 (``AUTH=`` with a value, xtext or not: it is not used), and
+  the project's ``XMSS-DELIVERY=`` xtext on the MTA only;
 - what is accepted and written back as the queue relays it (``rcpt_params_wire``,
   ``xtext_encode``) parses to the same parameters.
 """
@@ -24,6 +25,7 @@ import re
 from fuzz.oracles import expect
 from mssante.operator.accept import RcptParams
 from mssante.smtp.params import (
+    XMSS_DELIVERY,
     MailParams,
     parse_mail_params,
     parse_rcpt_params,
@@ -83,8 +85,15 @@ def _mail_agrees(params: list[tuple[str, str | None]], parsed: MailParams) -> No
             raise AssertionError(f"MAIL parameter {keyword} accepted")
 
 
-def _rcpt_agrees(params: list[tuple[str, str | None]], parsed: RcptParams) -> None:
+def _rcpt_agrees(params: list[tuple[str, str | None]], parsed: RcptParams,
+                 delivery_ids: bool) -> None:
     for keyword, value in params:
+        if keyword == XMSS_DELIVERY:  # the project's own (README "The queue"), MTA only
+            expect(delivery_ids and value is not None and _XTEXT.fullmatch(value) is not None
+                   and parsed.delivery_id is not None and 0 < len(parsed.delivery_id) <= 100
+                   and all("!" <= c <= "~" for c in parsed.delivery_id),
+                   f"{XMSS_DELIVERY}={value!r} accepted as {parsed.delivery_id!r}")
+            continue
         if keyword == "NOTIFY":
             items = (value or "").upper().split(",")
             expect(value is not None and (
@@ -126,24 +135,25 @@ def _mail(text: str) -> None:
     expect(again == parsed, f"{text!r} written as {written} reads {again}, not {parsed}")
 
 
-def _rcpt(text: str) -> None:
+def _rcpt(text: str, delivery_ids: bool) -> None:
     try:
-        parsed = parse_rcpt_params(text)
+        parsed = parse_rcpt_params(text, delivery_ids=delivery_ids)
     except SMTPReply as exc:
         expect(exc.reply.code in (501, 555), f"{text!r}: reply {exc.reply}")
         return
     params = grammar(text)
     expect(params is not None, f"RCPT parameters {text!r} accepted against RFC 5321 §4.1.2")
     assert params is not None
-    _rcpt_agrees(params, parsed)
+    _rcpt_agrees(params, parsed, delivery_ids)
     written = rcpt_params_wire(parsed)
-    again = parse_rcpt_params(" ".join(written))
-    expect(again.orcpt == parsed.orcpt and (again.notify == parsed.notify or (
-        not parsed.notify and not again.notify)),
-        f"{text!r} relayed as {written} reads {again}, not {parsed}")
+    if parsed.delivery_id is not None:  # as the queue adds it (queue/worker.py)
+        written.append(f"{XMSS_DELIVERY}={xtext_encode(parsed.delivery_id)}")
+    again = parse_rcpt_params(" ".join(written), delivery_ids=delivery_ids)
+    expect(again == parsed, f"{text!r} relayed as {written} reads {again}, not {parsed}")
 
 
 def check(data: bytes) -> None:
     text = data[:MAX_LEN].decode("utf-8", "surrogateescape")
     _mail(text)
-    _rcpt(text)
+    _rcpt(text, delivery_ids=False)  # submission
+    _rcpt(text, delivery_ids=True)  # the MTA, to another operator
