@@ -2,6 +2,7 @@
 
     python fuzz/run.py TARGET [--seconds N] [--no-merge] [-- LIBFUZZER-OPTIONS...]
     python fuzz/run.py TARGET --coverage     # lines of the parsers the corpus reaches
+    python fuzz/run.py TARGET --minimize     # keep only found inputs that add coverage
 
 Inputs that reach new code are written to a scratch folder, then merged into
 ``fuzz/corpus/TARGET/`` (libFuzzer's ``-merge=1``: only those that add coverage are
@@ -17,6 +18,7 @@ import argparse
 import importlib
 import inspect
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -86,17 +88,46 @@ def _fuzz(target: str, seconds: int, merge: bool, extra: list[str]) -> None:
     code = os.waitstatus_to_exitcode(status)
     if merge and any(scratch.iterdir()):
         before = len(list(corpus.iterdir()))
-        pid = os.fork()
-        if pid == 0:
-            atheris.Setup([_self(), "-merge=1", f"-max_len={min(maxlen, 64 * 1024)}",
-                           str(corpus), str(scratch)], check)
-            atheris.Fuzz()
-            os._exit(0)
-        os.waitpid(pid, 0)
+        _merge(target, corpus, scratch)
         print(f"corpus {target}: {before} -> {len(list(corpus.iterdir()))} inputs")
     shutil.rmtree(scratch, ignore_errors=True)
     if code:
         sys.exit(code)
+
+
+def _merge(target: str, into: Path, source: Path) -> None:
+    """Add to ``into`` the inputs of ``source`` that reach code ``into`` does not
+    (libFuzzer's -merge=1, smallest first), in a child: libFuzzer exits when done."""
+    import atheris
+
+    maxlen = importlib.import_module(f"fuzz.{target}").MAX_LEN
+    check = _load(target, instrument=True)
+    os.environ["MSSANTE_FUZZ_TARGET"] = target
+    pid = os.fork()
+    if pid == 0:
+        atheris.Setup([_self(), "-merge=1", f"-max_len={min(maxlen, 64 * 1024)}",
+                       str(into), str(source)], check)
+        atheris.Fuzz()
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _minimize(target: str) -> None:
+    """Keep the seeds and crashes (named), and of the inputs the fuzzer kept (named by
+    their SHA-1) only those that still add coverage."""
+    corpus = CORPUS / target
+    scratch = Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-"))
+    found = [p for p in corpus.iterdir() if re.fullmatch(r"[0-9a-f]{40}", p.name)]
+    for path in found:
+        path.rename(scratch / path.name)
+    try:
+        _merge(target, corpus, scratch)
+    finally:
+        for path in scratch.iterdir():  # whatever the merge did not take goes away
+            path.unlink()
+        scratch.rmdir()
+    kept = sum(1 for p in corpus.iterdir() if re.fullmatch(r"[0-9a-f]{40}", p.name))
+    print(f"corpus {target}: {len(found)} inputs found by fuzzing, {kept} kept")
 
 
 def _replay(target: str, files: list[Path]) -> None:
@@ -178,9 +209,13 @@ def main() -> None:
                         help="write new inputs straight into the corpus")
     parser.add_argument("--coverage", action="store_true",
                         help="print the lines of the parsers the corpus reaches")
+    parser.add_argument("--minimize", action="store_true",
+                        help="drop the inputs found by fuzzing that add no coverage")
     args, extra = parser.parse_known_args()
     if args.coverage:
         _coverage(args.target)
+    elif args.minimize:
+        _minimize(args.target)
     elif args.files:
         _replay(args.target, args.files)
     else:
