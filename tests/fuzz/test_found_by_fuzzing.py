@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from mssante.domain.addresses import parse_address, parse_one_mailbox
+from mssante.errors import InvalidAddress
 from mssante.smtp.params import parse_mail_params, parse_rcpt_params
 from mssante.smtp.protocol import MSSanteSMTP
 from mssante.smtp.replies import SMTPReply
@@ -154,3 +156,21 @@ async def test_control_characters_in_a_path_never_reach_the_handler(port: int,
     assert replies[1].startswith(b"553") and replies[3].startswith(b"553")
     assert replies[2].startswith(b"250")
     assert HANDLER.addresses == ["a@x.mssante.fr"]
+
+
+# ------------------------------------------------------------ addresses
+
+
+@pytest.mark.parametrize("text", ["r\n@e.r", "marie.bernard\n@ch-xyz.mssante.fr",
+                                  "<marie.bernard@ch-xyz.mssante.fr\n>", "a@b.fr\n\n>"])
+def test_an_address_cannot_carry_a_line_feed(text: str) -> None:
+    # the strict parser's patterns ended in "$", which also matches before a final line
+    # feed: "r\n@e.r" was the address of local part "r\n", and "<a@b.fr\n>" had the
+    # domain "b.fr\n"; an address goes into SMTP commands and header fields, where a line
+    # feed ends the line (fuzz/corpus/address/crash-line-feed-in-*)
+    with pytest.raises(InvalidAddress):
+        parse_address(text)
+    assert parse_address(" <marie.bernard@ch-xyz.mssante.fr>\n") == parse_address(
+        "marie.bernard@ch-xyz.mssante.fr")  # white space around it is no part of it
+    with pytest.raises(InvalidAddress):
+        parse_one_mailbox(text)  # the header parser agrees

@@ -23,10 +23,12 @@ TRUST_SPACE_SUFFIX = "mssante.fr"
 # RFC 5321 §4.1.2 Dot-string local part (no quoted strings: nobody in the trust space
 # uses them, and refusing them closes a class of parser ambiguities).
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LOCAL_RE = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
+# Used with fullmatch: "$" also matches before a final line feed, and "r\n@e.r" or
+# "<a@b.fr\n>" passed as addresses.
+_LOCAL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
 # RFC 5321 §4.1.2 Domain: LDH labels, at least two of them.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 
 MAX_LOCAL_PART = 64  # RFC 5321 §4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 §4.5.3.1.2
@@ -76,9 +78,9 @@ def parse_address(text: str) -> Address:
     domain = domain.lower().rstrip(".")
     if len(local) > MAX_LOCAL_PART:
         raise InvalidAddress(f"local part longer than {MAX_LOCAL_PART} characters: {text!r}")
-    if not _LOCAL_RE.match(local):
+    if not _LOCAL_RE.fullmatch(local):
         raise InvalidAddress(f"invalid local part in {text!r}")
-    if len(domain) > MAX_DOMAIN or not _DOMAIN_RE.match(domain):
+    if len(domain) > MAX_DOMAIN or not _DOMAIN_RE.fullmatch(domain):
         raise InvalidAddress(f"invalid domain in {text!r}")
     return Address(local, domain)
 
