@@ -95,7 +95,7 @@ def _fuzz(target: str, seconds: int, merge: bool, extra: list[str]) -> None:
         sys.exit(code)
 
 
-def _merge(target: str, into: Path, source: Path) -> None:
+def _merge(target: str, into: Path, source: Path, *options: str) -> None:
     """Add to ``into`` the inputs of ``source`` that reach code ``into`` does not
     (libFuzzer's -merge=1, smallest first), in a child: libFuzzer exits when done."""
     import atheris
@@ -106,7 +106,7 @@ def _merge(target: str, into: Path, source: Path) -> None:
     pid = os.fork()
     if pid == 0:
         atheris.Setup([_self(), "-merge=1", f"-max_len={min(maxlen, 64 * 1024)}",
-                       str(into), str(source)], check)
+                       *options, str(into), str(source)], check)
         atheris.Fuzz()
         os._exit(0)
     os.waitpid(pid, 0)
@@ -121,7 +121,8 @@ def _minimize(target: str) -> None:
     for path in found:
         path.rename(scratch / path.name)
     try:
-        _merge(target, corpus, scratch)
+        # new edges only, not new hit counts of known ones: a smaller corpus to replay
+        _merge(target, corpus, scratch, "-use_counters=0")
     finally:
         for path in scratch.iterdir():  # whatever the merge did not take goes away
             path.unlink()
