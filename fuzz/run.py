@@ -38,7 +38,8 @@ CRASHES = ROOT / "fuzz" / "crashes"
 MODULES = {
     "imap_command": ("mssante.imap.parser", "mssante.imap.sequence", "mssante.imap.fetch",
                      "mssante.imap.search", "mssante.imap.mime"),
-    "smtp_command": ("mssante.smtp.protocol", "mssante.smtp.params", "mssante.auth.oauthsasl",
+    "smtp_command": ("mssante.smtp.protocol", "mssante.smtp.params", "mssante.smtp.submission",
+                     "mssante.auth.oauthsasl",
                      "aiosmtpd.smtp"),
     "smtp_params": ("mssante.smtp.params",),
     "mime": ("mssante.content.mime", "mssante.imap.mime", "mssante.domain.addresses"),
