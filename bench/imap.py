@@ -592,7 +592,8 @@ async def start_dovecot(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
 
 
 async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: str | None,
-                        postgres: str | None = None, processes: int = 1) -> ServerHandle:
+                        postgres: str | None = None, processes: int = 1,
+                        audit: bool = True) -> ServerHandle:
     """mssante's IMAP server holding ``corpus.accounts(n_messages)``: a SQLite store in
     ``tmpdir`` (or, with ``postgres``, a new schema in that PostgreSQL database,
     dropped at the end), one person and one PER mailbox per account (password hashed
@@ -643,6 +644,7 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
             sys.executable, "-m", "bench.imap_server", "--database", url, "--cert", str(cert),
             "--key", str(key), "--ca", str(ca), "--port", str(port), "--tls", tls,
             *(["--schema", schema] if schema else []), "--processes", str(processes),
+            *([] if audit else ["--no-audit"]),
             stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
         assert process.stdout is not None
         ready = await asyncio.wait_for(process.stdout.readline(), 60)

@@ -65,6 +65,7 @@ async def serve(args: argparse.Namespace) -> None:
         trust=TrustSettings(url="https://127.0.0.1:9"),
         imap=Listener() if implicit else listener, imaps=listener if implicit else Listener())
     store = await open_store(args.database, schema=args.schema)
+    store.audit_enabled = not args.no_audit  # [audit] enabled, as an operator reads it
     ctx = OperatorRuntime(config.operator, store, NoTrustSpace())
     worker = worker_role() is not None
     listeners = await start_imap(ctx, config, reuse_port=worker)
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls", choices=["implicit", "starttls"], default="implicit")
     parser.add_argument("--schema", help="PostgreSQL: the schema holding the store")
+    parser.add_argument("--no-audit", action="store_true",
+                        help="the audit trail off (its cost: logins, reads, changes)")
     parser.add_argument("--processes", type=int, default=1,
                         help="servers on the port, as an operator's workers")
     args = parser.parse_args()

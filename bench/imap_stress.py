@@ -197,7 +197,7 @@ async def amain(args: argparse.Namespace) -> int:
                 handle = await start_mssante(
                     tmpdir, args.messages, corpus, tls="implicit",
                     postgres=args.postgres_url if args.store == "postgres" else None,
-                    processes=args.processes)
+                    processes=args.processes, audit=args.audit == "on")
             try:
                 runs[which] = (handle, await run(handle, args, corpus))
             finally:
@@ -206,7 +206,7 @@ async def amain(args: argparse.Namespace) -> int:
     print(machine(sqlite=args.store == "sqlite"))
     print(f"{args.clients} clients on one INBOX of {args.messages} messages, "
           f"{args.seconds:.0f} s each; mssante store: {args.store}, "
-          f"{args.processes} process(es)")
+          f"{args.processes} process(es), audit trail {args.audit}")
     print()
     print("\n".join(table(runs, args.seconds)))
     for handle, _ in runs.values():
@@ -225,6 +225,9 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1/test")
     parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)),
                         help="mssante's IMAP server processes (default: one per core)")
+    parser.add_argument("--audit", choices=["on", "off"], default="on",
+                        help="mssante's audit trail (every login and body read recorded "
+                             "before it is served)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     raise_fd_limit(args.clients * 4 + 1024)
