@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,20 +20,29 @@ from mssante.store.schema import delivery_ids
 
 CHUNK = 500  # rows per statement: far below both engines' parameter limits
 _KEY = [delivery_ids.c.peer, delivery_ids.c.delivery_id, delivery_ids.c.recipient]
+_OF_PEER = select(*_KEY).where(
+    delivery_ids.c.peer == bindparam("peer"),
+    delivery_ids.c.delivery_id.in_(bindparam("ids", expanding=True)))
 _INSERT_SQLITE = sqlite.insert(delivery_ids).on_conflict_do_nothing().returning(*_KEY)
 _INSERT_PG = pg.insert(delivery_ids).on_conflict_do_nothing().returning(*_KEY)
 
 
 async def stored(conn: AsyncConnection, ids: Sequence[DeliveryId]) -> set[DeliveryId]:
-    """Those of ``ids`` a committed transaction stored."""
+    """Those of ``ids`` a committed transaction stored: one statement per sending peer
+    (a transaction has one), through the primary key's prefix (peer, delivery_id), its
+    SQL compiled once and reused; the recipients are matched here."""
+    wanted = set(ids)
+    by_peer: dict[str, set[str]] = {}
+    for d in wanted:
+        by_peer.setdefault(d.peer, set()).add(d.delivery_id)
     found: set[DeliveryId] = set()
-    unique = sorted(set(ids), key=lambda d: (d.peer, d.delivery_id, d.recipient))
-    for start in range(0, len(unique), CHUNK):
-        chunk = unique[start:start + CHUNK]
-        rows = await conn.execute(select(*_KEY).where(or_(*(
-            and_(delivery_ids.c.peer == d.peer, delivery_ids.c.delivery_id == d.delivery_id,
-                 delivery_ids.c.recipient == d.recipient) for d in chunk))))
-        found.update(DeliveryId(r.peer, r.delivery_id, r.recipient) for r in rows)
+    for peer, delivered in sorted(by_peer.items()):
+        values = sorted(delivered)
+        for start in range(0, len(values), CHUNK):
+            rows = await conn.execute(_OF_PEER, {"peer": peer,
+                                                 "ids": values[start:start + CHUNK]})
+            found.update(d for r in rows
+                         if (d := DeliveryId(r.peer, r.delivery_id, r.recipient)) in wanted)
     return found
 
 
