@@ -93,9 +93,21 @@ def _ports_free(base: int, count: int) -> bool:
     return True
 
 
+def _ephemeral_start() -> int:
+    """The first port the kernel gives outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_base_port(span: int = 40) -> int:
+    """A range of ``span`` free ports below the kernel's ephemeral range: a port free
+    when checked there could be taken by any outgoing connection (a client's own port)
+    before the environment binds it."""
+    top = max(12000, _ephemeral_start() - span)
     for _ in range(200):
-        base = random.randrange(20000, 60000, 50)
+        base = random.randrange(10000, top, 50)
         if _ports_free(base, span):
             return base
     raise RuntimeError("no free port range")

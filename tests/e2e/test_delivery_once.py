@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import textwrap
@@ -161,17 +162,20 @@ def test_a_restarted_operator_takes_back_the_killed_ones_leases_at_once(
 
         asyncio.run(main())
     """))
+    # the next hop takes the connection and never greets: the attempt, and its lease,
+    # last until the client's timeout; the process is killed while it holds the lease
+    hop = env.operator(MEDECIN)["smtp"]
+    silent = socket.create_server((hop["host"], hop["port"]), reuse_port=False)
     proc = start_process(script, ch_xyz)
     try:
         subject = unique("bail repris")
         send(env, DUPONT, message(DUPONT, MARTIN, subject))
-        # the next hop is down: the entry is tried, deferred, tried again, ...; kill
-        # the process while it holds the lease of some attempt
         env.wait_for(lambda: any(e.claimed_until > time.time() + 600
                                  for e in queue(env, CH_XYZ)),
                      what="a lease held by the process", timeout=30)
     finally:
         end_process(proc)
+        silent.close()
     start_operator(env, medecin)
     started = time.monotonic()
     start_operator(env, ch_xyz)

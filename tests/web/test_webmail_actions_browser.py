@@ -28,7 +28,9 @@ def log_in(page: Page, env: RunningEnvironment, who: Account) -> None:
 
 
 def imap_flags(env: RunningEnvironment, who: Account, folder: str) -> list[set[bytes]]:
-    """The flags of every message of a folder, as an IMAP client fetches them."""
+    """The flags of every message of a folder, as an IMAP client fetches them, but
+    ``\\Recent``: a session's own view (RFC 3501 §2.3.2), which EXAMINE shows for the
+    messages no session has selected yet."""
     imap = imap_login(env, who)
     try:
         status, count = imap.select(folder, readonly=True)
@@ -38,7 +40,7 @@ def imap_flags(env: RunningEnvironment, who: Account, folder: str) -> list[set[b
         status, data = imap.fetch("1:*", "(FLAGS)")
         assert status == "OK"
         found = [re.search(rb"FLAGS \(([^)]*)\)", d) for d in data if isinstance(d, bytes)]
-        return [set(f.group(1).split()) for f in found if f is not None]
+        return [set(f.group(1).split()) - {b"\\Recent"} for f in found if f is not None]
     finally:
         imap.logout()
 
