@@ -1198,17 +1198,10 @@ class Session:
         if sorting.asks_partial(args):  # RFC 9394: answered with SORT's ESEARCH
             await sorting.search_partial(self, tag, args, uid_mode=uid_mode)
             return
-        selected = self._selected()
+        self._selected()
         program = searching.parse_search(args)  # a SearchError is a Reply
-        if program.has_modseq:
-            self.enable_condstore()
-        if not uid_mode:
-            await self.announce(allow_expunge=False)
-        snapshot = selected.snapshot
-        program.resolve(lambda text, uids: [
-            snapshot.uids[i] for i in parse_sequence_set(text).uids_in(
-                snapshot.uids, uids, saved=self.saved, strict=False)])
-        matched = await self._evaluate(selected, snapshot, program)
+        _, matched, _ = await self.matching(program, uid_mode=uid_mode)
+        selected = self._selected()
         results = [uid if uid_mode else i + 1 for i, uid in matched]
         returns = program.returns
         top = self._search_modseq(selected, matched, returns) \
