@@ -66,7 +66,14 @@ import aiosmtplib
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine
-from bench.relay import PG_ADMIN_URL, RECIPIENT, SENDER, free_port_base, percentile
+from bench.relay import (
+    PG_ADMIN_URL,
+    RECIPIENT,
+    SENDER,
+    free_port_base,
+    percentile,
+    reset_postgres,
+)
 from mssante.config import load_operator_config
 from mssante.environment.local import LocalEnvironment
 from mssante.pki.tls import client_context
@@ -322,20 +329,6 @@ def postgresql_version() -> str:
 
 # -- the databases --------------------------------------------------------------------------
 
-async def create_databases(names: list[str]) -> dict[str, str]:
-    import asyncpg
-
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return {name: f"{base}/{name}" for name in names}
-
-
 async def drop_databases(names: list[str]) -> None:
     import asyncpg
 
@@ -498,7 +491,7 @@ async def _soak(o: Options, workdir: Path) -> tuple[Outcome, Chaos]:
     if o.engine == "postgresql":
         suffix = uuid.uuid4().hex[:8]
         databases = [f"mssante_soak_{suffix}_chxyz", f"mssante_soak_{suffix}_medecin"]
-        made = await create_databases(databases)
+        made = await reset_postgres(databases)
         urls = {SENDING: made[databases[0]], RECEIVING: made[databases[1]]}
     env = LocalEnvironment(workdir, free_port_base(), database_urls=urls,
                            retry_delays=o.retry_delays)
