@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -39,6 +40,7 @@ SQLITE_FULL = 13  # primary result code: "database or disk is full" (sqlite.org/
 PG_DISK_FULL = "53100"  # SQLSTATE disk_full (PostgreSQL appendix A, class 53)
 BEGIN_OPTION = "mssante_begin"  # execution option: "IMMEDIATE" to lock before reading
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_POINT_BUSY_TIMEOUT_MS = 1_000
 
 _SQLITE_PRAGMAS = (
     f"busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",  # first: switching to WAL may wait
@@ -86,6 +88,34 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
     if schema:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(url, connect_args=connect_args, pool_size=8, max_overflow=8)
+
+
+def create_point_reader(url: URL) -> Engine | None:
+    """For a SQLite file, a second engine on the same database through the standard
+    sqlite3 module, for short reads run in the caller's thread (the event loop's):
+    ``Transactions.point``. None for PostgreSQL (asyncpg needs no thread) and for an
+    in-memory database (which another connection cannot see).
+
+    Its connections only read (``query_only``); in WAL mode a reader never waits for
+    a writer. The pool grows as needed instead of blocking the thread: a checkout that
+    waited would stop the event loop.
+    """
+    if url.get_backend_name() != SQLITE or is_memory(url):
+        return None
+    engine = create_sync_engine(url.set(drivername="sqlite+pysqlite"),
+                                connect_args={"check_same_thread": False},
+                                pool_size=4, max_overflow=-1)
+    event.listen(engine, "connect", _sqlite_point_connect)
+    return engine
+
+
+def _sqlite_point_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # a WAL reader waits only while a connection recovers the WAL index: rare and
+    # short; this wait holds the event loop, so it is kept short too
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_POINT_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -18,7 +18,10 @@ Implementation notes:
 - ``XMSS-DELIVERY`` (README "The queue"), offered after STARTTLS: a recipient whose
   (certificate DN, identifier) a committed message was stored for is a retry of the
   sender's (its 250 was lost, or it crashed before recording it); it is answered 250
-  and not stored again. The identifiers are recorded in the message's transaction.
+  and not stored again. The identifiers are recorded in the message's transaction,
+  which is also where a retry is found (``Replayed``); they are read beforehand only
+  when the acceptance refuses, so that a check failing now (a mailbox closed since)
+  does not turn a message stored before into a bounce.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from mssante.operator.accept import (
     parse_recipient,
     trace,
 )
+from mssante.operator.refusals import Refused
 from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.verify import PeerCertificate
 from mssante.smtp.common import ehlo_keywords, peer_host
@@ -165,8 +169,27 @@ class InboundHandler:
                 self._check_vouched(f"{field} header", mailbox.domain, peer)
         recipients = list(zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True))
         sender = "" if envelope.null_sender else envelope.mail_from
-        again = await self._stored_before(peer, recipients)
-        if again:
+        received = envelope.trace
+
+        def incoming(recipients: list[tuple[str, RcptParams]]) -> Incoming:
+            return Incoming(
+                envelope_from=sender, recipients=recipients,
+                body=body, headers=headers, envid=envelope.params.envid,
+                ret=envelope.params.ret, trace=received, actor=peer.subject_dn,
+                source=f"ESMTPS {peer_host(session)}", delivery_peer=peer.subject_dn)
+
+        # A retry of a committed transaction (XMSS-DELIVERY) is told apart only when the
+        # acceptance refuses it: the store's transaction finds the identifiers recorded
+        # (StoredMeanwhile), or a check refuses what was accepted before (a mailbox
+        # closed since). The first attempt of a message, nearly all of them, reads
+        # nothing more than its acceptance does.
+        try:
+            msg = incoming(recipients)
+            queue_id = await accept(self.ctx, msg)
+        except Refused:
+            again = await self._stored_before(peer, recipients)
+            if not again:
+                raise
             maillog.received_again(envelope.trace.queue_id, sender=sender,
                                    recipients=[r for r, _ in again],
                                    client=peer_host(session), dn=peer.subject_dn)
@@ -174,12 +197,8 @@ class InboundHandler:
             if not recipients:
                 return str(MESSAGE_ACCEPTED.with_text(
                     f"Message already accepted ({XMSS_DELIVERY}), not stored again"))
-        msg = Incoming(
-            envelope_from=sender, recipients=recipients,
-            body=body, headers=headers, envid=envelope.params.envid,
-            ret=envelope.params.ret, trace=envelope.trace, actor=peer.subject_dn,
-            source=f"ESMTPS {peer_host(session)}", delivery_peer=peer.subject_dn)
-        queue_id = await accept(self.ctx, msg)
+            msg = incoming(recipients)
+            queue_id = await accept(self.ctx, msg)
         maillog.received(queue_id, sender=msg.envelope_from, recipients=[r for r, _ in recipients],
                          size=len(body), client=peer_host(session), dn=peer.subject_dn)
         return str(MESSAGE_ACCEPTED.with_text(f"Message accepted as {queue_id}"))

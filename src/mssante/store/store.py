@@ -260,7 +260,7 @@ class Store:
         return person
 
     async def get_person(self, login: str) -> Person | None:
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             row = (await conn.execute(select(persons).where(persons.c.login == login))).first()
         return None if row is None else _person(row)
 
@@ -438,7 +438,7 @@ class Store:
                      if found is not None), None)
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             row = (await conn.execute(
                 select(mailboxes).where(mailboxes.c.address == address.lower()))).first()
         return None if row is None else _mailbox(row)
@@ -585,7 +585,7 @@ class Store:
 
     async def roles(self, address: str) -> list[MailboxRole]:
         """Who holds which role on a mailbox, ordered by role then login."""
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             rows = (await conn.execute(
                 select(mailboxes.c.id, persons.c.login, persons.c.kind, mailbox_roles.c.role,
                        mailbox_roles.c.rights)
@@ -604,14 +604,14 @@ class Store:
         """Lower-case addresses ``login`` may send as (``domain.mailboxes.may_send_from``:
         open, role allowing it, rights including writing; every PER mailbox they own,
         never APP)."""
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             held = await read_holdings(conn, login=login)
         return frozenset(h.address for h in held if may_send_from(h))
 
     async def home_mailbox(self, login: str) -> str | None:
         """The mailbox ``login``'s IMAP INBOX and personal namespace show: its home while
         open (``domain.mailboxes.personal_mailbox``), None without one."""
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             held = await read_holdings(conn, login=login)
         return personal_mailbox(login, held)
 
@@ -621,7 +621,7 @@ class Store:
         key = dn_key(dn)
         if key is None:
             return []
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             rows = await conn.execute(
                 select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
                                         mailboxes.c.cert_dn_key == key,
@@ -853,7 +853,7 @@ class Store:
         """Those of ``ids`` (XMSS-DELIVERY) a committed message was stored for."""
         if not ids:
             return set()
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             return await deliveryids.stored(conn, ids)
 
     async def purge_delivery_ids(self, *, before: float) -> int:
@@ -947,7 +947,7 @@ class Store:
             return [_queue_entry(row) for row in await conn.execute(query)]
 
     async def get_queue_entry(self, entry_id: int) -> QueueEntry:
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             row = (await conn.execute(select(queue).where(queue.c.id == entry_id))).first()
         if row is None:
             raise NotFound(f"no queue entry {entry_id}")
@@ -1097,7 +1097,7 @@ class Store:
 
     async def conversations(self, patient: str) -> list[Conversation]:
         """The patient's threads, oldest first, each with the professionals in it."""
-        async with self.tx.read() as conn:
+        async with self.tx.point() as conn:
             return await conversations.read(conn, patient)
 
     async def threads_of(self, patient: str, message_ids: Sequence[str]) -> list[str]:
