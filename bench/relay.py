@@ -40,7 +40,7 @@ import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.machine import machine
+from bench.machine import machine, tree_cpu_seconds
 from mssante.environment.local import LocalEnvironment
 from mssante.pki.tls import client_context
 from mssante.store import open_store
@@ -63,10 +63,17 @@ class Result:
     p50_ms: float
     p99_ms: float
     note: str = ""
+    cpu_seconds: float = 0.0  # the two MTAs' processes, from the first send to the last store
 
     @property
     def rate(self) -> float:
         return self.stored / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU milliseconds of both MTAs per stored message: unlike msg/s, barely moved
+        by other work on the machine."""
+        return 1000 * self.cpu_seconds / self.stored if self.stored else float("nan")
 
 
 def free_port_base(span: int = 40) -> int:
@@ -113,6 +120,9 @@ class Processes:
         self.procs.append((name, subprocess.Popen(
             cmd, stdout=fh, stderr=subprocess.STDOUT,
             env={**os.environ, **env} if env else None)))
+
+    def cpu_seconds(self, *names: str) -> float:
+        return sum(tree_cpu_seconds(p.pid) for n, p in self.procs if n in names)
 
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
@@ -240,21 +250,25 @@ def run_mssante(engine: str, args: argparse.Namespace, workdir: Path, *,
             wait_port(ops[domain]["submission"]["port"])
         login = next(a for a in d["accounts"] if a["login"] == SENDER)
         sub = ops["ch-xyz.mssante.fr"]["submission"]
+        cpu_before = procs.cpu_seconds("ch-xyz", "medecin")
         started = asyncio.run(submit_all(
             sub["host"], sub["port"], messages=args.messages, size=args.size,
             connections=args.connections, login=(login["login"], login["password"]),
             ca_file=Path(d["ca_file"])))
         stored = asyncio.run(wait_stored(ops["medecin.mssante.fr"]["config"], len(started),
                                          args.timeout))
+        cpu = procs.cpu_seconds("ch-xyz", "medecin") - cpu_before
     finally:
         procs.stop()
     processes = args.processes or len(os.sched_getaffinity(0))
-    return summarise(f"mssante → mssante, {processes} process{'es' if processes > 1 else ''}"
+    result = summarise(f"mssante → mssante, {processes} process{'es' if processes > 1 else ''}"
                      " per operator" + ("" if audit else " (no audit trail)"), engine,
                      args.messages, started, stored,
                      "submission: STARTTLS + AUTH; relay: mutual TLS + whitelist"
                      + ("; audit trail on (entries in each transaction, sealed every "
                         "second)" if audit else "; [audit] enabled = false"))
+    result.cpu_seconds = cpu
+    return result
 
 
 async def wait_stored(config_path: str, expected: int, timeout: float
@@ -297,6 +311,9 @@ def run_postfix(args: argparse.Namespace, workdir: Path) -> Result:
                        sender_main_cf={"smtp_tls_connection_reuse": "yes"})
     pair.start()
     try:
+        masters = [pid for pid in (pair.sender.master_pid(), pair.receiver.master_pid())
+                   if pid is not None]
+        cpu_before = sum(tree_cpu_seconds(pid) for pid in masters)
         started = asyncio.run(submit_all("127.0.0.1", base, messages=args.messages,
                                          size=args.size, connections=args.connections,
                                          login=None, ca_file=None))
@@ -304,22 +321,26 @@ def run_postfix(args: argparse.Namespace, workdir: Path) -> Result:
         while time.monotonic() < deadline and len(pair.delivered()) < len(started):
             time.sleep(0.2)
         stored = [(m.header("Message-ID"), m.mtime) for m in pair.delivered()]
+        cpu = sum(tree_cpu_seconds(pid) for pid in masters) - cpu_before
     finally:
         pair.stop()
-    return summarise(f"Postfix {version} → Postfix", "Maildir", args.messages, started, stored,
+    result = summarise(f"Postfix {version} → Postfix", "Maildir", args.messages, started, stored,
                      "submission: plain, no AUTH; relay: STARTTLS + client certificate, "
                      "smtp_tls_connection_reuse = yes")
+    result.cpu_seconds = cpu
+    return result
 
 
 # -- main -----------------------------------------------------------------------------------
 
 def table(results: list[Result]) -> Iterator[str]:
     yield ("| stack | store | messages | accepted | stored | duplicates | missing | msg/s "
-           "| p50 ms | p99 ms |")
-    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+           "| p50 ms | p99 ms | CPU ms/msg |")
+    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for r in results:
         yield (f"| {r.stack} | {r.engine} | {r.messages} | {r.accepted} | {r.stored} | "
-               f"{r.duplicates} | {r.missing} | {r.rate:.0f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} |")
+               f"{r.duplicates} | {r.missing} | {r.rate:.0f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | "
+               f"{r.cpu_ms:.1f} |")
 
 
 def main() -> None:
@@ -364,7 +385,8 @@ def main() -> None:
     if peers and peers[0].rate:
         for r in ours:
             print(f"ratio mssante ({r.engine}) / Postfix: {r.rate / peers[0].rate:.2f}× "
-                  "throughput")
+                  f"throughput, {peers[0].cpu_ms / r.cpu_ms:.2f}× CPU efficiency "
+                  "(Postfix's CPU per message / mssante's)")
     for engine in {r.engine for r in ours}:
         on = next((r for r in ours if r.engine == engine and "no audit" not in r.stack), None)
         off = next((r for r in ours if r.engine == engine and "no audit" in r.stack), None)
