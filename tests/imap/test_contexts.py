@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mssante.imap.contexts import MAX_CONTEXTS
+from mssante.imap.contexts import MAX_CONTEXTS, Run, edits
 from tests.imap.conftest import Account, fresh_person, login
 from tests.imap.test_transcripts import SELECT_FLAGS, append, imap  # noqa: F401
 
@@ -52,6 +54,32 @@ def updates(client: imaplib.IMAP4) -> list[bytes]:
     client.untagged_responses.pop("ESEARCH", None)
     ok(client.noop())
     return client.untagged_responses.pop("ESEARCH", [])
+
+
+def applied(items: list[int], removals: list[Run], additions: list[Run]) -> list[int]:
+    """A client's list after REMOVEFROM then ADDTO with positions (RFC 5267 §4.3.3,
+    §4.3.4): each pair in order, a removal's first item at its position."""
+    result = list(items)
+    for position, uids in removals:
+        assert result[position - 1:position - 1 + len(uids)] == uids
+        del result[position - 1:position - 1 + len(uids)]
+    for position, uids in additions:
+        result[position - 1:position - 1] = uids
+    return result
+
+
+@given(st.lists(st.integers(1, 60), unique=True), st.data())
+def test_edits_turn_the_old_sorted_list_into_the_new(old: list[int], data: Any) -> None:
+    """What stays keeps its order (sorting is stable, sort keys never change), so the
+    runs of a SORT context take the client from the old list to the new."""
+    kept = [uid for uid in old if data.draw(st.booleans())]
+    new = list(kept)
+    for uid in data.draw(st.lists(st.integers(61, 120), unique=True)):
+        new.insert(data.draw(st.integers(0, len(new))), uid)
+    removals, additions = edits(old, new)
+    assert applied(old, removals, additions) == new
+    assert all(position >= 1 for position, _ in removals + additions)
+    assert edits(new, new) == ([], [])
 
 
 @pytest.fixture
@@ -250,3 +278,21 @@ def test_update_order_and_tag_reuse_on_the_wire(environment: Any, imap: Any) -> 
     t.until("a4", "a4 OK IDLE terminated")
     t.run('a5 CANCELUPDATE "a2"', "a5 OK CANCELUPDATE completed")
     t.run('a6 CANCELUPDATE "a2"', "a6 BAD {*}")
+
+
+def test_a_from_search_finds_an_address_written_with_comments(pair: Any) -> None:
+    """RFC 5322 §3.4.1: CFWS around the parts of an addr-spec; a context on SEARCH FROM
+    (evaluated again on the new messages only) finds the address as SEARCH does
+    (test_conformance.py)."""
+    watcher, other, _ = pair
+    tag, data = search(watcher, "UID SEARCH", "RETURN", "(ALL UPDATE)", "FROM",
+                       "user-from@domain.org")
+    assert data == b"UID"
+    ok(other.append("INBOX", None, None,
+                    b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+                    b"To: x@domain.org\r\nSubject: cfws\r\n\r\nbody\r\n"))
+    ok(other.append("INBOX", None, None, message("from Alice")))
+    assert updates(watcher) == [f'(TAG "{tag}") UID ADDTO (0 4)'.encode()]
+    _, data = search(watcher, "UID SEARCH", "RETURN", "(ALL)", "OR", "FROM",
+                     "user-from@domain.org", "SUBJECT", "nothing")
+    assert data == b"UID ALL 4"

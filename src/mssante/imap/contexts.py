@@ -196,12 +196,12 @@ def _changed(view: _View, now: Snapshot, overlay: Overlay) -> list[int]:
 
 
 # a run of the list: (context position, UIDs in the requested order)
-_Run = tuple[int, list[int]]
+Run = tuple[int, list[int]]
 
 
 async def _update(session: Session, folder_id: int, context: Context, now: Snapshot,
                   evaluated: set[int], hits: set[int]
-                  ) -> tuple[list[_Run], list[_Run], list[int]]:
+                  ) -> tuple[list[Run], list[Run], list[int]]:
     """The removals, additions and new result of one context."""
     old = context.result
     kept = [uid for uid in old if now.position(uid) is not None
@@ -221,14 +221,21 @@ async def _update(session: Session, folder_id: int, context: Context, now: Snaps
                            if (i := now.position(uid)) is not None)
         rows = await sorting.rows_of(session, folder_id, in_folder)
         result = [row.uid for row in sorting.sort_rows(rows, context.criteria)]
-    return _runs(old, set(result), removing=True), _runs(result, set(old)), result
+    removals, additions = edits(old, result)
+    return removals, additions, result
 
 
-def _runs(items: list[int], others: set[int], *, removing: bool = False) -> list[_Run]:
+def edits(old: list[int], new: list[int]) -> tuple[list[Run], list[Run]]:
+    """The REMOVEFROM and ADDTO runs that turn the list ``old`` into ``new``, where the
+    items of both keep their relative order (RFC 5267 §4.3.2: processed in order)."""
+    return _runs(old, set(new), removing=True), _runs(new, set(old))
+
+
+def _runs(items: list[int], others: set[int], *, removing: bool = False) -> list[Run]:
     """The runs of ``items`` not in ``others``, with their 1-based context position:
     for additions the position in ``items`` (the new list); for removals the position
     once the runs before are removed."""
-    runs: list[_Run] = []
+    runs: list[Run] = []
     gone = 0  # removed before the current run
     run: list[int] = []
     start = 0
@@ -247,7 +254,7 @@ def _runs(items: list[int], others: set[int], *, removing: bool = False) -> list
     return runs
 
 
-def _line(context: Context, item: str, runs: list[_Run], snapshot: Snapshot) -> bytes:
+def _line(context: Context, item: str, runs: list[Run], snapshot: Snapshot) -> bytes:
     """``* ESEARCH (TAG "t") UID ADDTO (0 4:5)`` (RFC 5267 §4.3.3, §4.3.4)."""
     pairs: list[str] = []
     for position, uids in runs:
