@@ -296,3 +296,25 @@ def test_a_from_search_finds_an_address_written_with_comments(pair: Any) -> None
     _, data = search(watcher, "UID SEARCH", "RETURN", "(ALL)", "OR", "FROM",
                      "user-from@domain.org", "SUBJECT", "nothing")
     assert data == b"UID ALL 4"
+
+
+def test_update_with_save_and_modseq(pair: Any) -> None:
+    """No RFC forbids UPDATE beside SAVE or a MODSEQ criterion: SAVE keeps ``$`` as the
+    command found it (RFC 5182 §2.1), the context moves on; a MODSEQ criterion is
+    evaluated again on the messages whose MODSEQ moved (RFC 7162 §3.1.5)."""
+    watcher, other, _ = pair
+    tag, data = search(watcher, "UID SEARCH", "RETURN", "(SAVE UPDATE)", "UID", "2:3")
+    assert data == b"UID"
+    ok(other.uid("STORE", "2", "+FLAGS", "(\\Seen)"))
+    assert updates(watcher) == []  # still UID 2, whatever its flags
+    ok(other.uid("STORE", "3", "+FLAGS", "(\\Deleted)"))
+    ok(other.expunge())
+    assert updates(watcher) == [f'(TAG "{tag}") UID REMOVEFROM (0 3)'.encode()]
+    assert ok(watcher.uid("SEARCH", "$")) == [b"2"]  # $ was 2:3, 3 is gone
+    _, data = search(watcher, "UID SEARCH", "RETURN", "(ALL)", "MODSEQ", "1")
+    top = int(data.rsplit(b" ", 1)[1])  # UID ALL 1:2 MODSEQ n
+    modseq_tag, data = search(watcher, "UID SEARCH", "RETURN", "(UPDATE)", "MODSEQ",
+                              str(top + 1))
+    assert data == b"UID"
+    ok(other.uid("STORE", "1", "+FLAGS", "(\\Flagged)"))
+    assert updates(watcher) == [f'(TAG "{modseq_tag}") UID ADDTO (0 1)'.encode()]
