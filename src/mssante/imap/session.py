@@ -10,6 +10,9 @@ Implementation notes:
   §7.5.1: sequence numbers must not move under those), and sent with the next
   command that allows them; the session then keeps its older snapshot, so its
   sequence numbers stay what the client believes.
+- The searches kept up to date (RFC 5267 §4, contexts.py) are brought up to date in
+  the same announcement: their REMOVEFROM before its EXPUNGE responses, their ADDTO
+  after its EXISTS; never while expunges are held back.
 - Updates go out one ``announce`` at a time (a lock per session): IDLE's push task
   and the command that follows DONE never both send the same EXPUNGE; IDLE waits
   for its push to finish before it answers.
