@@ -56,7 +56,8 @@ from .tokens import Atom, String, Token
 
 MAX_NUMBER64 = 2**63 - 1
 CHARSETS = ("US-ASCII", "UTF-8")
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})  # RFC 4731 §3.1, RFC 5182
+# RFC 4731 §3.1, RFC 5182, RFC 5267 §4.2 and §4.3 (contexts.py)
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT"})
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _SEQUENCE_SET = re.compile(r"[0-9*$][0-9*$:,]*")
 _DATE = re.compile(r"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
@@ -282,6 +283,7 @@ class _Parser:
             if not isinstance(option, Atom) or option.upper not in RETURN_OPTIONS:
                 raise SearchError(f"unknown RETURN option {_show(option)}")
             names.add(option.upper)
+        names.discard("CONTEXT")  # RFC 5267 §4.2: a hint, ignored
         return frozenset(names or {"ALL"})  # RFC 4731 §3.1: RETURN () is RETURN (ALL)
 
     def charset(self, allowed: bool) -> str:

@@ -10,6 +10,9 @@ Implementation notes:
   §7.5.1: sequence numbers must not move under those), and sent with the next
   command that allows them; the session then keeps its older snapshot, so its
   sequence numbers stay what the client believes.
+- The searches kept up to date (RFC 5267 §4, contexts.py) are brought up to date in
+  the same announcement: their REMOVEFROM before its EXPUNGE responses, their ADDTO
+  after its EXISTS; never while expunges are held back.
 - Updates go out one ``announce`` at a time (a lock per session): IDLE's push task
   and the command that follows DONE never both send the same EXPUNGE; IDLE waits
   for its push to finish before it answers.
@@ -88,6 +91,8 @@ from mssante.imap import mutf7, sorting, wire
 from mssante.imap import search as searching
 from mssante.imap.auth import AuthFailed, certificate_login, password_login, token_login
 from mssante.imap.cache import FolderCache, Snapshot
+from mssante.imap.contexts import CAPABILITIES as CONTEXT_CAPABILITIES
+from mssante.imap.contexts import Contexts
 from mssante.imap.errors import Reply, bad, no
 from mssante.imap.namespace import (
     ALL_RIGHTS,
@@ -232,7 +237,7 @@ ALLOWED: dict[State, frozenset[str]] = {
     State.SELECTED: _AUTHENTICATED | {
         "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNGE", "SEARCH", "UID SEARCH",
         "FETCH", "UID FETCH", "STORE", "UID STORE", "COPY", "UID COPY", "MOVE",
-        "UID MOVE", "SORT", "UID SORT", "THREAD", "UID THREAD"},
+        "UID MOVE", "SORT", "UID SORT", "THREAD", "UID THREAD", "CANCELUPDATE"},
     State.LOGOUT: frozenset(),
 }
 _METHODS = {name: "cmd_" + name.replace(" ", "_")
@@ -290,7 +295,8 @@ class Limits:
 
 class Session:
     __slots__ = ("_announcing", "_app_password_seen", "_push_task", "_tagged_ok",
-                 "auth_failures", "cache", "conn", "ctx", "enabled", "home", "identity",
+                 "auth_failures", "cache", "conn", "contexts", "ctx", "enabled", "home",
+                 "identity",
                  "idling", "limits", "saved", "selected", "state")
 
     def __init__(self, ctx: OperatorRuntime, cache: FolderCache, conn: Connection,
@@ -311,6 +317,7 @@ class Session:
         self._tagged_ok: bytes | None = None  # held back until the updates are written
         self._app_password_seen = 0.0  # when the application password was last found live
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs saved by SEARCH ... SAVE
+        self.contexts = Contexts()  # RFC 5267 §4: searches kept up to date (contexts.py)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -367,7 +374,7 @@ class Session:
                  "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES", "CHILDREN",
                  f"APPENDLIMIT={self.limits.max_message}", "CONDSTORE", "QRESYNC", "ACL",
                  "RIGHTS=kxte", "STATUS=SIZE", "BINARY", "MULTIAPPEND", "CATENATE",
-                 *sorting.CAPABILITIES]
+                 *sorting.CAPABILITIES, *CONTEXT_CAPABILITIES]
         return " ".join(caps)
 
     async def handle(self, command: Command) -> None:
@@ -1200,10 +1207,11 @@ class Session:
             return
         self._selected()
         program = searching.parse_search(args)  # a SearchError is a Reply
+        returns = program.returns
+        self.contexts.check(tag, returns)
         _, matched, _ = await self.matching(program, uid_mode=uid_mode)
         selected = self._selected()
         results = [uid if uid_mode else i + 1 for i, uid in matched]
-        returns = program.returns
         top = self._search_modseq(selected, matched, returns) \
             if program.has_modseq else None
         if returns is not None and "SAVE" in returns:
@@ -1215,7 +1223,27 @@ class Session:
             self.write(searching.search_response(results, top))
         else:
             self.write(searching.esearch_response(tag, uid_mode, results, returns, top))
+        if self.contexts.wanted(returns):
+            self.keep_updated(tag, uid_mode, program, [uid for _, uid in matched])
         self.ok(tag, "SEARCH completed")
+
+    async def cmd_CANCELUPDATE(self, tag: str, args: list[Token]) -> None:
+        self.contexts.cancel(args)  # RFC 5267 §4.3.5
+        self.ok(tag, "CANCELUPDATE completed")
+
+    def keep_updated(self, tag: str, uid_mode: bool, program: searching.SearchProgram,
+                     uids: list[int], criteria: list[tuple[str, bool]] | None = None) -> None:
+        """RETURN (UPDATE): keep the search's result up to date (contexts.py)."""
+        selected = self._selected()
+        self.write(self.contexts.open(tag, uid_mode, program, uids, criteria,
+                                      selected.snapshot, selected.overlay))
+
+    async def evaluate(self, program: searching.SearchProgram, positions: list[int]
+                       ) -> list[tuple[int, int]]:
+        """(position, UID) of the messages at ``positions`` of the selected folder that
+        ``program`` (already resolved) matches."""
+        selected = self._selected()
+        return await self._evaluate(selected, selected.snapshot, program, positions)
 
     # SORT and THREAD (sorting.py: RFC 5256, RFC 5957, RFC 5267 §3, RFC 9394)
 
@@ -1268,8 +1296,10 @@ class Session:
         return max(self._flags_of(selected, i)[1] for i, _ in shown)
 
     async def _evaluate(self, selected: Selected, snapshot: Snapshot,
-                        program: searching.SearchProgram) -> list[tuple[int, int]]:
-        """(position, UID) of the messages that match, loading only what the keys need."""
+                        program: searching.SearchProgram, positions: list[int] | None = None
+                        ) -> list[tuple[int, int]]:
+        """(position, UID) of the messages that match (of those at ``positions``, else
+        of all), loading only what the keys need."""
         needs = program.needs
         store = self.ctx.store.folders
         matched: list[tuple[int, int]] = []
@@ -1278,12 +1308,13 @@ class Session:
                           and header_fields <= _SUMMARY_FIELDS)
         loads_bodies = bool(needs & {"headers", "body"}) and not summaries_only
         batch_size = FETCH_BATCH if loads_bodies else SEARCH_BATCH
-        candidates: list[int] = list(range(len(snapshot.uids)))
+        candidates: list[int] = list(range(len(snapshot.uids))) if positions is None \
+            else positions
         prefilter = program.prefilter
         known: dict[int, tuple[str | None, str | None, str | None, str | None]] | None = None
         if prefilter is not None and prefilter[0] in SUMMARY_FIELDS and prefilter[1].isascii():
             known = await store.containing(selected.folder_id, *prefilter)
-            candidates = [i for i, uid in enumerate(snapshot.uids) if uid in known]
+            candidates = [i for i in candidates if snapshot.uids[i] in known]
         slicer = _Slicer()
         for start in range(0, len(candidates), batch_size):
             positions = candidates[start:start + batch_size]
@@ -1384,7 +1415,10 @@ class Session:
             raise Logout
         new, delta = found
         selected.held_back = bool(delta.expunged) and not allow_expunge
-        if new is old or selected.held_back:
+        if selected.held_back:
+            return
+        if new is old:  # the session's own flag changes may still move its contexts
+            self.write(b"".join(await self._context_updates(selected, old)))
             return
         out: list[bytes] = []
         if self._new_keywords(selected, (flags for _, flags, _ in delta.changed)):
@@ -1419,7 +1453,17 @@ class Session:
         selected.snapshot = new
         top = new.folder.highestmodseq
         selected.overlay = {u: v for u, v in selected.overlay.items() if v[1] > top}
-        self.write(b"".join(out))
+        removals, additions = await self._context_updates(selected, old)
+        self.write(removals + b"".join(out) + additions)  # RFC 5267 §4.3.3, §4.3.4
+
+    async def _context_updates(self, selected: Selected, known: Snapshot
+                               ) -> tuple[bytes, bytes]:
+        """The ESEARCH updates of the live contexts (contexts.py): REMOVEFROM, to go
+        before the EXPUNGE responses, and ADDTO, after EXISTS."""
+        if not self.contexts:
+            return b"", b""
+        return await self.contexts.refresh(self, selected.folder_id, known,
+                                           selected.snapshot, selected.overlay)
 
     @staticmethod
     def _new_keywords(selected: Selected, flag_texts: Iterable[str]) -> bool:
@@ -1549,6 +1593,7 @@ class Session:
 
     def _unselect(self) -> None:
         self.saved = []  # RFC 5182 §2.1: $ is empty after SELECT, EXAMINE, CLOSE, UNSELECT
+        self.contexts.clear()  # RFC 5267 §4.3: updates cease when no longer selected
         if self.selected is not None:
             self.cache.close(self.selected.folder_id, self.selected.follower)
             self.selected = None

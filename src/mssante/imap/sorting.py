@@ -22,8 +22,9 @@ Implementation notes:
   ``n:m``). PARTIAL (RFC 9394 §3) takes a range of the sorted (or, for SEARCH,
   ascending) results, counted from the end when negative; with SAVE, only that range
   is saved (RFC 9394 §3.2). PARTIAL and ALL together are refused (§3).
-- CONTEXT=SEARCH (RFC 5267 §4: RETURN (UPDATE), CANCELUPDATE) is not implemented:
-  its options are unknown here and refused as such.
+- CONTEXT=SORT (RFC 5267 §4): with the return option UPDATE the answer is what the
+  other options ask, and the session keeps the sorted result up to date
+  (contexts.py); CONTEXT is accepted and ignored.
 - With MODSEQ among the criteria, SORT's answer carries the highest mod-sequence of
   the messages it reports (RFC 7162 §3.1.5); THREAD's carries none (RFC 7162 does
   not extend it).
@@ -38,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mssante.content import sortkeys
 from mssante.imap import search as searching
@@ -47,11 +48,15 @@ from mssante.imap.errors import bad
 from mssante.imap.tokens import Atom, Token
 from mssante.operator.runtime import OperatorRuntime
 
+if TYPE_CHECKING:
+    from mssante.imap.contexts import Contexts
+
 HEAD = 64 * 1024  # octets of a body read to compute its sort keys
 KEY_BATCH = 100  # messages whose sort keys are computed and stored at once
 SORT_CRITERIA = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
                            "DISPLAYFROM", "DISPLAYTO"})  # RFC 5256 §3, RFC 5957 §3
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE", "PARTIAL"})
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "COUNT", "ALL", "SAVE", "PARTIAL",
+                            "UPDATE", "CONTEXT"})  # RFC 5267 §3.1, §4; RFC 9394
 # advertised once authenticated (session.py), each complete
 CAPABILITIES = ("SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT",
                 "PARTIAL")
@@ -69,8 +74,13 @@ class Session(Protocol):
 
     ctx: OperatorRuntime
     saved: list[int]
+    contexts: Contexts
 
     def write(self, data: bytes) -> None: ...
+
+    def keep_updated(self, tag: str, uid_mode: bool, program: searching.SearchProgram,
+                     uids: list[int], criteria: list[tuple[str, bool]] | None = None
+                     ) -> None: ...
 
     def ok(self, tag: str, text: str, code: str | None = None) -> None: ...
 
@@ -145,7 +155,12 @@ def parse_returns(tokens: list[Token]) -> tuple[Returns | None, list[Token]]:
         i += 1
     if partial is not None and "ALL" in names:
         raise bad("PARTIAL and ALL cannot be asked together")  # RFC 9394 §3
+    names.discard("CONTEXT")  # RFC 5267 §4.2: a hint, ignored
     return Returns(frozenset(names or {"ALL"}), partial), tokens[2:]
+
+
+def _updating(returns: Returns | None) -> frozenset[str] | None:
+    return None if returns is None else returns.options
 
 
 def asks_partial(args: list[Token]) -> bool:
@@ -395,6 +410,7 @@ async def sort_command(session: Session, tag: str, args: list[Token], *,
         raise bad("SORT takes sort criteria, a charset and search criteria")
     criteria = parse_criteria(rest[0])
     program = _program(rest[1], rest[2:])
+    session.contexts.check(tag, _updating(returns))
     folder_id, matched, modseqs = await session.matching(program, uid_mode=uid_mode,
                                                          every=_is_all(rest[2:]))
     answers = _memory(session).sorted
@@ -406,8 +422,10 @@ async def sort_command(session: Session, tag: str, args: list[Token], *,
         _remember(answers, key, found)
     answers.move_to_end(key)
     pairs = iter(array("q", found))
-    _answer(session, tag, list(zip(pairs, pairs, strict=True)), returns, uid_mode, modseqs,
-            verb="SORT")
+    ordered = list(zip(pairs, pairs, strict=True))
+    _answer(session, tag, ordered, returns, uid_mode, modseqs, verb="SORT")
+    if session.contexts.wanted(_updating(returns)):
+        session.keep_updated(tag, uid_mode, program, [uid for _, uid in ordered], criteria)
 
 
 def _flat(pairs: Iterable[tuple[int, int]]) -> bytes:
@@ -420,9 +438,12 @@ async def search_partial(session: Session, tag: str, args: list[Token], *,
     returns, rest = parse_returns(args)
     if not rest:
         raise bad("SEARCH needs at least one search key")
-    _, matched, modseqs = await session.matching(searching.parse_search(rest),
-                                                 uid_mode=uid_mode)
+    program = searching.parse_search(rest)
+    session.contexts.check(tag, _updating(returns))
+    _, matched, modseqs = await session.matching(program, uid_mode=uid_mode)
     _answer(session, tag, matched, returns, uid_mode, modseqs, verb="SEARCH")
+    if session.contexts.wanted(_updating(returns)):
+        session.keep_updated(tag, uid_mode, program, [uid for _, uid in matched])
 
 
 async def _off_loop(count: int, work: Callable[[], _T]) -> _T:
