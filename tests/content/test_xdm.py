@@ -472,3 +472,21 @@ def test_deflate_stream_is_what_python_writes() -> None:
         assert zf.testzip() is None
     assert zlib.crc32(CONSULTATION) == zipfile.ZipFile(
         io.BytesIO(valid_archive())).getinfo(CDA).CRC
+
+
+def _with_empty_central_name(archive: bytes) -> bytes:
+    """``archive`` (one entry) with its central directory entry's name made empty: the
+    local header keeps it, the lengths are made consistent, as a forged archive's are."""
+    central = archive.index(b"PK\x01\x02")
+    length = int.from_bytes(archive[central + 28:central + 30], "little")
+    forged = (archive[:central + 28] + b"\x00\x00" + archive[central + 30:central + 46]
+              + archive[central + 46 + length:])
+    end = forged.index(b"PK\x05\x06")
+    size = int.from_bytes(forged[end + 12:end + 16], "little") - length
+    return forged[:end + 12] + size.to_bytes(4, "little") + forged[end + 16:]
+
+
+def test_an_entry_with_an_empty_name_is_refused_not_crashing() -> None:
+    """An entry without a name made zipfile's is_dir raise IndexError, an exception
+    the checker did not turn into a refusal (found by the mutation property test)."""
+    one_reason_with(_with_empty_central_name(zip_of([("A.TXT", b"x")])), "empty entry name")

@@ -554,12 +554,17 @@ def _entry_reasons(info: zipfile.ZipInfo) -> list[str]:
     return reasons
 
 
+def _is_folder(info: zipfile.ZipInfo) -> bool:
+    """``ZipInfo.is_dir``, without its IndexError on an empty name (refused anyway)."""
+    return info.filename.endswith("/")
+
+
 def _overlaps(infos: Sequence[zipfile.ZipInfo]) -> list[str]:
     """Entries whose local data overlap: several names for the same compressed octets
     (D. Fifield, "A better zip bomb", 2019)."""
     spans = sorted((info.header_offset, info.header_offset + 30 + len(info.filename)
                     + info.compress_size, info.filename) for info in infos
-                   if not info.is_dir())
+                   if not _is_folder(info))
     return [f"entries {a!r} and {b!r} share their data (overlapping entries)"
             for (_, end, a), (start, _, b) in itertools.pairwise(spans)
             if start < end]
@@ -821,7 +826,7 @@ def _check_archive(archive: zipfile.ZipFile, size: int, limits: Limits) -> Check
         raise DocumentRefused(reasons)
     budget = _Budget(limits)
     members = {info.filename: _read_member(archive, info, budget)
-               for info in infos if not info.is_dir()}
+               for info in infos if not _is_folder(info)}
     folded = {name.casefold(): name for name in members}
     warnings = [f"no {name} at the archive's root (IHE ITI TF-1 §16)"
                 for name in ("README.TXT", "INDEX.HTM") if name.casefold() not in folded]

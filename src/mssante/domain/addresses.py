@@ -11,6 +11,7 @@ ENVELOPE and SEARCH all see the same mailboxes (see the notes above ``Mailbox``)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -387,7 +388,23 @@ class _Parser:
 
 def parse_address_list(text: str) -> tuple[Mailbox | Group, ...]:
     """RFC 5322 §3.4 address-list (To, Cc, Bcc, Reply-To); empty for a blank value.
-    Raises AddressSyntaxError with the reason."""
+    Raises AddressSyntaxError with the reason.
+
+    The answer is immutable, and kept for the last few thousand values of up to a
+    header line's length: the same From and To come back message after message, and
+    each is read by the rules, the summary and the sort keys. Longer values (a long
+    list of recipients) are parsed anew, so that the cache stays small whatever is
+    sent."""
+    if len(text) <= _CACHED_VALUE:
+        return _parse_cached(text)
+    return _Parser(text).address_list()
+
+
+_CACHED_VALUE = 998  # RFC 5322 §2.1.1: a line's limit
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> tuple[Mailbox | Group, ...]:
     return _Parser(text).address_list()
 
 
