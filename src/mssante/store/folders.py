@@ -137,19 +137,28 @@ _HOLDINGS = (select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
              .join(mailboxes, mailboxes.c.id == mailbox_roles.c.mailbox_id))
 
 
+# A login's holdings, read at every MAIL and DATA of submission: one statement built
+# once, whose cache key SQLAlchemy then keeps (it costs more than the query to build).
+_HOLDINGS_OF_LOGIN = (_HOLDINGS.where(persons.c.login == bindparam("login"))
+                      .order_by(mailboxes.c.address))
+
+
 async def read_holdings(conn: AsyncConnection, *, login: str | None = None,
                         person_id: int | None = None, address: str | None = None
                         ) -> list[Holding]:
     """The roles of one person (by login or id) on mailboxes, ordered by address; with
     ``address``, on that mailbox only."""
-    query = _HOLDINGS
-    if login is not None:
-        query = query.where(persons.c.login == login)
-    if person_id is not None:
-        query = query.where(persons.c.id == person_id)
-    if address is not None:
-        query = query.where(mailboxes.c.address == address)
-    rows = await conn.execute(query.order_by(mailboxes.c.address))
+    if login is not None and person_id is None and address is None:
+        rows = await conn.execute(_HOLDINGS_OF_LOGIN, {"login": login})
+    else:
+        query = _HOLDINGS
+        if login is not None:
+            query = query.where(persons.c.login == login)
+        if person_id is not None:
+            query = query.where(persons.c.id == person_id)
+        if address is not None:
+            query = query.where(mailboxes.c.address == address)
+        rows = await conn.execute(query.order_by(mailboxes.c.address))
     return [Holding(row.address, MailboxType(row.type), Role(row.role), row.rights,
                     bool(row.active), int(row.id), bool(row.home)) for row in rows]
 

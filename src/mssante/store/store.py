@@ -59,6 +59,7 @@ from typing import Any, Self
 
 from sqlalchemy import (
     Row,
+    bindparam,
     case,
     delete,
     func,
@@ -182,6 +183,15 @@ async def open_store(url: str, *, schema: str | None = None) -> Store:
     return store
 
 
+# Point reads of the hot paths, built once: SQLAlchemy keeps a statement's cache key,
+# which costs more to compute than the query takes to run.
+_MAILBOX_BY_ADDRESS = select(mailboxes).where(mailboxes.c.address == bindparam("address"))
+_PERSON_BY_LOGIN = select(persons).where(persons.c.login == bindparam("login"))
+_APP_MAILBOXES_OF_DN = select(mailboxes).where(
+    mailboxes.c.type == MailboxType.APP.value, mailboxes.c.cert_dn_key == bindparam("key"),
+    mailboxes.c.active.is_(True))
+
+
 class Store:
     """One operator's database. Build it with ``open_store``."""
 
@@ -261,7 +271,7 @@ class Store:
 
     async def get_person(self, login: str) -> Person | None:
         async with self.tx.point() as conn:
-            row = (await conn.execute(select(persons).where(persons.c.login == login))).first()
+            row = (await conn.execute(_PERSON_BY_LOGIN, {"login": login})).first()
         return None if row is None else _person(row)
 
     async def person_by_id_nat_ps(self, id_nat_ps: str) -> Person | None:
@@ -439,8 +449,8 @@ class Store:
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
         async with self.tx.point() as conn:
-            row = (await conn.execute(
-                select(mailboxes).where(mailboxes.c.address == address.lower()))).first()
+            row = (await conn.execute(_MAILBOX_BY_ADDRESS,
+                                      {"address": address.lower()})).first()
         return None if row is None else _mailbox(row)
 
     async def list_mailboxes(self, domain: str | None = None) -> list[Mailbox]:
@@ -622,10 +632,7 @@ class Store:
         if key is None:
             return []
         async with self.tx.point() as conn:
-            rows = await conn.execute(
-                select(mailboxes).where(mailboxes.c.type == MailboxType.APP.value,
-                                        mailboxes.c.cert_dn_key == key,
-                                        mailboxes.c.active.is_(True)))
+            rows = await conn.execute(_APP_MAILBOXES_OF_DN, {"key": key})
             return [_mailbox(row) for row in rows]
 
     async def mailbox_for_certificate(self, dn: str) -> Mailbox | None:
