@@ -121,8 +121,9 @@ class SMTPClient:
 
     async def _read_line(self, timeout: float | None = None) -> bytes:
         try:
-            line = await asyncio.wait_for(self._reader.readuntil(b"\n"),
-                                          timeout or self._timeout)
+            # asyncio.timeout, not wait_for: no task made for each line of a reply
+            async with asyncio.timeout(timeout or self._timeout):
+                line = await self._reader.readuntil(b"\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError,
                 TimeoutError) as exc:
             raise SMTPClientError(f"connection lost: {exc!r}") from None

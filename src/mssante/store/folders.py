@@ -139,7 +139,7 @@ _HOLDINGS = (select(mailboxes.c.address, mailboxes.c.type, mailboxes.c.active,
 
 # A login's holdings, read at every MAIL and DATA of submission: one statement built
 # once, whose cache key SQLAlchemy then keeps (it costs more than the query to build).
-_HOLDINGS_OF_LOGIN = (_HOLDINGS.where(persons.c.login == bindparam("login"))
+HOLDINGS_OF_LOGIN = (_HOLDINGS.where(persons.c.login == bindparam("login"))
                       .order_by(mailboxes.c.address))
 
 
@@ -149,7 +149,7 @@ async def read_holdings(conn: AsyncConnection, *, login: str | None = None,
     """The roles of one person (by login or id) on mailboxes, ordered by address; with
     ``address``, on that mailbox only."""
     if login is not None and person_id is None and address is None:
-        rows = await conn.execute(_HOLDINGS_OF_LOGIN, {"login": login})
+        rows = await conn.execute(HOLDINGS_OF_LOGIN, {"login": login})
     else:
         query = _HOLDINGS
         if login is not None:
@@ -159,8 +159,14 @@ async def read_holdings(conn: AsyncConnection, *, login: str | None = None,
         if address is not None:
             query = query.where(mailboxes.c.address == address)
         rows = await conn.execute(query.order_by(mailboxes.c.address))
-    return [Holding(row.address, MailboxType(row.type), Role(row.role), row.rights,
-                    bool(row.active), int(row.id), bool(row.home)) for row in rows]
+    return [holding(tuple(row)) for row in rows]
+
+
+def holding(row: tuple[Any, ...]) -> Holding:
+    """A row of ``_HOLDINGS`` (or ``HOLDINGS_OF_LOGIN``), in its column order."""
+    address, type_, active, mailbox_id, role, rights, home = row
+    return Holding(address, MailboxType(type_), Role(role), rights, bool(active),
+                   int(mailbox_id), bool(home))
 
 
 def normalise_name(name: str) -> str:

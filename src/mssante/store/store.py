@@ -114,7 +114,13 @@ from mssante.store.delivery import (
     Refused,
     write_deliveries,
 )
-from mssante.store.folders import FolderStore, create_default_folders, read_holdings
+from mssante.store.folders import (
+    HOLDINGS_OF_LOGIN,
+    FolderStore,
+    create_default_folders,
+    holding,
+    read_holdings,
+)
 from mssante.store.localbus import LocalBus
 from mssante.store.logins import LoginStore, home_of, revoke_all_app_passwords
 from mssante.store.models import (
@@ -614,8 +620,8 @@ class Store:
         """Lower-case addresses ``login`` may send as (``domain.mailboxes.may_send_from``:
         open, role allowing it, rights including writing; every PER mailbox they own,
         never APP)."""
-        async with self.tx.point() as conn:
-            held = await read_holdings(conn, login=login)
+        held = [holding(row) for row in
+                await self.tx.point_rows(HOLDINGS_OF_LOGIN, {"login": login})]
         return frozenset(h.address for h in held if may_send_from(h))
 
     async def home_mailbox(self, login: str) -> str | None:
