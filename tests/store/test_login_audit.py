@@ -7,6 +7,7 @@ verifies after them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mssante.auth.passwords import hash_password
 from mssante.errors import NotFound
 from mssante.store import Store
 from mssante.store.audit import Entry
+from mssante.store.sessions import StoredSession
 
 ORIGIN = f"{DOMAIN}/audit"
 HOME = f"alice.martin@{DOMAIN}"  # dr's home mailbox (the ``mailboxes`` fixture)
@@ -137,6 +139,26 @@ async def test_password_change_revokes_application_passwords(
         (ACTOR, SOURCE, HOME, "dr: new account password")]
     assert_no_secret(changes, new_hash, "a new password", first.password, second.password)
     await assert_verifies(mailboxes, signer)
+
+
+async def test_a_stolen_password_session_ends_with_the_password_change(
+        mailboxes: Store) -> None:
+    """Whoever logged in to the web with a stolen password loses that session when the
+    password is changed; another person's session is kept."""
+    def opened(login: str) -> StoredSession:
+        return StoredSession(login=login, kind="pro", app=None, psc_subject=None,
+                             psc_sid="", psc_issued_at=0.0, csrf="c", created_at=time.time(),
+                             seen_at=time.time(), mailbox=None, notice="")
+    for cookie, login in (("thief", "dr"), ("owner", "dr"), ("colleague", "dr2")):
+        await mailboxes.sessions.open(cookie, opened(login), now=time.time(), idle=3600,
+                                      max_age=86400, max_sessions=100)
+    await mailboxes.set_password_hash("dr", hash_password("a new password, long enough"))
+    assert await mailboxes.sessions.get("thief") is None
+    assert await mailboxes.sessions.get("owner") is None
+    assert await mailboxes.sessions.get("colleague") is not None
+    change = [e for e in await person_entries(mailboxes)
+              if e.event.action == "admin.person.password"][-1]
+    assert change.event.detail == "dr: new account password; web sessions ended: 2"
 
 
 async def test_a_change_refused_leaves_no_entry(mailboxes: Store) -> None:

@@ -151,6 +151,7 @@ from mssante.store.schema import (
     messages,
     persons,
     queue,
+    web_sessions,
 )
 from mssante.store.sessions import EndedStore, SessionStore
 from mssante.store.transactions import Transactions
@@ -298,9 +299,10 @@ class Store:
 
     async def set_password_hash(self, login: str, password_hash: str) -> None:
         """A new account password (changed or reset); it revokes every application
-        password of the person in the same transaction: whoever may have taken the
-        account password may have taken what its mail clients hold, and a session one
-        of them opened ends as at any revocation (auth/apppasswords.py)."""
+        password of the person and ends their web sessions, in the same transaction:
+        whoever may have taken the account password may have taken what its mail
+        clients hold, or be logged in with it; a session an application password
+        opened ends as at any revocation (auth/apppasswords.py)."""
         async with self.tx.write(writes_first=True) as conn:
             person_id = (await conn.execute(
                 update(persons).where(persons.c.login == login)
@@ -308,10 +310,14 @@ class Store:
             if person_id is None:
                 raise NotFound(f"no person with login {login!r}")
             revoked = await revoke_all_app_passwords(conn, int(person_id))
+            ended = (await conn.execute(delete(web_sessions).where(
+                web_sessions.c.login == login))).rowcount
             detail = f"{login}: new account password"
             if revoked:
                 detail += ("; application passwords revoked: "
                            + ", ".join(str(i) for i in revoked))
+            if ended:
+                detail += f"; web sessions ended: {ended}"
             await self._admin(conn, "person.password",
                               mailbox=await home_of(conn, int(person_id)), detail=detail)
 
