@@ -196,6 +196,9 @@ def test_https_and_autoconfig_settings(tmp_path: Path) -> None:
     ({"MSSANTE_AUTOCONFIG__HOST": "mail.example:993"}, "autoconfig.host"),
     ({"MSSANTE_AUTOCONFIG__HOST": "mail example"}, "autoconfig.host"),
     ({"MSSANTE_AUTOCONFIG__HOST": "-mail.example"}, "autoconfig.host"),
+    # a newline would be copied into the autoconfig XML and the profiles clients read
+    ({"MSSANTE_AUTOCONFIG__HOST": "mail.example\n"}, "autoconfig.host"),
+    ({"MSSANTE_AUTOCONFIG__HOST": "mail\n.example"}, "autoconfig.host"),
     ({"MSSANTE_AUTOCONFIG__HOST": "a" * 64 + ".example"}, "autoconfig.host"),
     ({"MSSANTE_AUTOCONFIG__IMAPS_PORT": "-1"}, "autoconfig.imaps_port"),
     ({"MSSANTE_AUTOCONFIG__SUBMISSION_PORT": "70000"}, "autoconfig.submission_port"),

@@ -303,7 +303,8 @@ class NotificationSettings:
 
 
 # RFC 1123 §2.1 host name: LDH labels of 1 to 63 characters, 253 in all
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# (fullmatch: "$" would let a label end with a newline, copied into what clients read)
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 def _is_host(value: str) -> bool:
@@ -314,7 +315,7 @@ def _is_host(value: str) -> bool:
     except ValueError:
         pass
     labels = value.removesuffix(".").split(".")
-    return len(value) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+    return len(value) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 @dataclass(frozen=True, slots=True)
