@@ -610,7 +610,8 @@ class FolderStore:
         that two sessions, in one process or two, never claim the same UID. Returns its
         value before: the UIDs from there up to ``upto`` are the caller's (none when it
         is ``upto`` or more, or the folder is gone)."""
-        async with self._tx.write() as conn:
+
+        async def claim(conn: AsyncConnection) -> int:
             query = select(folders.c.recent_uid).where(folders.c.id == folder_id)
             if self._tx.postgresql:
                 query = query.with_for_update()
@@ -621,6 +622,8 @@ class FolderStore:
                 await conn.execute(update(folders).where(folders.c.id == folder_id)
                                    .values(recent_uid=upto))
             return int(first)
+
+        return await self._tx.grouped(claim, folder_id)
 
     async def recent_count(self, folder_id: int) -> int:
         """How many messages of a folder no session claimed as ``\\Recent`` yet (STATUS
@@ -777,11 +780,9 @@ class FolderStore:
     async def append(self, folder_id: int, body: bytes, *, flags: Iterable[str] = (),
                      internaldate: float | None = None) -> tuple[int, int]:
         """Add a message (APPEND); returns (UIDVALIDITY, UID) for APPENDUID (RFC 4315)."""
-        [uid] = await self._append(folder_id, [(body, canonical_flags(flags),
-                                                internaldate or time.time())])
-        folder = await self.by_id(folder_id)
-        assert folder is not None
-        return folder.uidvalidity, uid
+        uidvalidity, [uid] = await self._append(folder_id, [(body, canonical_flags(flags),
+                                                             internaldate or time.time())])
+        return uidvalidity, uid
 
     async def append_many(self, folder_id: int,
                           items: Sequence[tuple[bytes, Iterable[str], float | None]]
@@ -790,12 +791,8 @@ class FolderStore:
         transaction, all or none (MULTIAPPEND, RFC 3502 §6); returns (UIDVALIDITY,
         UIDs) for APPENDUID (RFC 4315 §3)."""
         now = time.time()
-        uids = await self._append(folder_id, [(body, canonical_flags(flags), date or now)
+        return await self._append(folder_id, [(body, canonical_flags(flags), date or now)
                                               for body, flags, date in items])
-        folder = await self.by_id(folder_id)
-        if folder is None:
-            raise NotFound("the folder is gone")
-        return folder.uidvalidity, uids
 
     async def submitted_copy(self, folder_id: int, body: bytes, *,
                              now: float | None = None) -> int | None:
@@ -837,26 +834,28 @@ class FolderStore:
             raise NotFound(f"no folder {name} in {address}")
         uids: list[int] = []
         for start in range(0, len(items), 1000):
-            uids += await self._append(folder.id, [
+            uids += (await self._append(folder.id, [
                 (body, canonical_flags(flags.split()), date)
-                for body, flags, date in items[start:start + 1000]])
+                for body, flags, date in items[start:start + 1000]]))[1]
         return uids
 
     async def _append(self, folder_id: int, items: Sequence[tuple[bytes, str, float]]
-                      ) -> list[int]:
+                      ) -> tuple[int, list[int]]:
+        """Add messages in one transaction; returns (UIDVALIDITY, their UIDs)."""
         rows = []
         for body, flags, date in items:
             head = _crlf_head(body)
             headers = read_headers(head)
             rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers,
                          stored_sort_keys(head)))
-        async with self._tx.write(writes_first=True) as conn:
+
+        async def add(conn: AsyncConnection) -> tuple[int, int]:
             bumped = (await conn.execute(
                 update(folders).where(folders.c.id == folder_id)
                 .values(uidnext=folders.c.uidnext + len(items),
                         highestmodseq=folders.c.highestmodseq + 1)
                 .returning(folders.c.mailbox_id, folders.c.uidnext,
-                           folders.c.highestmodseq))).first()
+                           folders.c.highestmodseq, folders.c.uidvalidity))).first()
             if bumped is None:
                 raise NotFound("the folder is gone")
             first = int(bumped.uidnext) - len(items)
@@ -870,8 +869,11 @@ class FolderStore:
                 "date_header": headers.date, "size": len(body), "sort_keys": keys}
                 for i, (sha, body, flags, date, headers, keys) in enumerate(rows)])
             await self.notify(conn, [folder_id])
+            return int(bumped.uidvalidity), first
+
+        uidvalidity, first = await self._tx.grouped(add, folder_id)
         self.hub.publish([folder_id])
-        return list(range(first, first + len(items)))
+        return uidvalidity, list(range(first, first + len(items)))
 
     async def store_flags(self, folder_id: int, uids: Sequence[int], mode: str,
                           flags: Iterable[str], *, unchanged_since: int | None = None
@@ -881,7 +883,9 @@ class FolderStore:
         refused by UNCHANGEDSINCE (RFC 7162 §3.1.3: MODIFIED)."""
         wanted = canonical_flags(flags).split()
         lowered = {f.lower() for f in wanted}
-        async with self._tx.write() as conn:
+
+        async def change(conn: AsyncConnection
+                         ) -> tuple[list[tuple[int, str, int]], list[int]]:
             await self._lock_on_postgresql(conn, folder_id)
             current: list[tuple[int, str, int]] = []
             for chunk in _uid_chunks(uids):
@@ -917,13 +921,18 @@ class FolderStore:
                 .values(flags=bindparam("b_flags"), modseq=modseq),
                 [{"b_uid": uid, "b_flags": new} for uid, new in updates])
             await self.notify(conn, [folder_id])
-        self.hub.publish([folder_id])
-        return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
+            return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
+
+        changed, modified = await self._tx.grouped(change, folder_id)
+        if changed:
+            self.hub.publish([folder_id])
+        return changed, modified
 
     async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the messages flagged \\Deleted (among ``uids`` if given: UID
         EXPUNGE, RFC 4315); returns their UIDs."""
-        async with self._tx.write() as conn:
+
+        async def remove(conn: AsyncConnection) -> list[int]:
             await self._lock_on_postgresql(conn, folder_id)
             rows = (await conn.execute(
                 select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
@@ -937,8 +946,12 @@ class FolderStore:
                     await self._lock_folder(conn, folder_id)  # NotFound if it is gone
                 return []
             await self._remove(conn, folder_id, gone)
-        self.hub.publish([folder_id])
-        return sorted(uid for uid, _ in gone)
+            return sorted(uid for uid, _ in gone)
+
+        removed = await self._tx.grouped(remove, folder_id)
+        if removed:
+            self.hub.publish([folder_id])
+        return removed
 
     async def copy(self, folder_id: int, uids: Sequence[int], target_id: int, *,
                    move: bool = False) -> tuple[int, list[int], list[int]]:

@@ -10,18 +10,47 @@ boundary (``database.converted``).
   ``database.py``); otherwise the transaction begins IMMEDIATE, so that a check and the
   change it guards run under the same lock. An integrity error becomes
   ``Conflict(conflict)``.
+- A grouped write: ``await tx.grouped(work, key)`` runs ``work(conn)`` in a write
+  transaction shared with the other grouped writes of this process, and returns its
+  result once that transaction has committed. A commit costs the same for one change
+  or fifty (on SQLite, the fsync of ``synchronous=FULL``), so the small writes of
+  concurrent IMAP sessions (STORE, EXPUNGE, APPEND, ``\\Recent`` claims) and the audit
+  entries of reads and logins share theirs; each caller still answers only after the
+  commit that holds its change. The group is taken once the write lock is held: the
+  works submitted while the previous group committed, or while another process held
+  the database, all join it (at most ``GROUP_SIZE``). Within a group the works run one
+  after the other, in ``key`` order (a folder id: on PostgreSQL, every process then
+  locks folder rows in the same order, so two groups never deadlock), each seeing the
+  changes of those before it, as if each had run alone in that order. A work that
+  raises fails its group, which runs again one work per transaction, so that the
+  failing work gets its own error and the others commit: a work must therefore have no
+  effect outside its transaction (the caller publishes changes once it returns).
 - A read: ``async with tx.read() as conn``, in autocommit on PostgreSQL.
+- On SQLite, the writers of the processes sharing one database file (an operator's
+  workers) take turns on a lock file beside it (``flock``) before SQLite's own write
+  lock: a writer that waits is woken as soon as the other lets go, where SQLite's busy
+  handler would poll with growing sleeps (1, 2, 5, 10 ... 100 ms) and overshoot. The
+  lock file only orders writers; SQLite's lock still guards the data, and a writer
+  that does not take the lock file (another tool) is waited for by ``busy_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import fcntl
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mssante.database import BEGIN_OPTION, POSTGRESQL, converted
+from mssante.database import BEGIN_OPTION, POSTGRESQL, converted, is_memory
+
+R = TypeVar("R")
+Work = Callable[[AsyncConnection], Awaitable[Any]]
+GROUP_SIZE = 128  # works per grouped transaction at most
+LOCK_SUFFIX = "-writers"  # the lock file: the database's path and this
 
 
 class Transactions:
@@ -29,6 +58,7 @@ class Transactions:
         self.engine = engine
         self.dialect = engine.dialect.name  # "sqlite" | "postgresql"
         self.postgresql = self.dialect == POSTGRESQL
+        self._lock_fd: int | None = None
         if self.postgresql:
             self._writer = self._checking_writer = engine
             self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -37,6 +67,11 @@ class Transactions:
             self._writer = self._reader = engine
             self._checking_writer = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             self._write_lock = asyncio.Lock()
+            if not is_memory(engine.url) and engine.url.database:
+                self._lock_fd = os.open(engine.url.database + LOCK_SUFFIX,
+                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._pending: list[tuple[int, Work, asyncio.Future[Any]]] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def write(self, conflict: str | None = None, *,
@@ -44,8 +79,82 @@ class Transactions:
         """One write transaction; an integrity error becomes Conflict(``conflict``)."""
         engine = self._writer if writes_first else self._checking_writer
         with converted(conflict):
-            async with self._write_lock or contextlib.nullcontext(), engine.begin() as conn:
+            async with self._write_lock or contextlib.nullcontext(), self._writers(), \
+                    engine.begin() as conn:
                 yield conn
+
+    async def grouped(self, work: Callable[[AsyncConnection], Awaitable[R]], key: int = 0
+                      ) -> R:
+        """``work(conn)`` in a write transaction shared with the concurrent grouped works
+        of this process; its result once that transaction has committed (module notes).
+        Cancelling the caller does not cancel a group already running: the work may
+        still be committed, as with any transaction cancelled while committing."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((key, work, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return cast(R, await future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group: list[tuple[int, Work, asyncio.Future[Any]]] = []
+            try:
+                async with self.write() as conn:
+                    group = self._take()
+                    results = [await work(conn) for _, work, _ in group]
+            except Exception as exc:
+                if not group:  # no transaction to run them in: they all fail
+                    group = self._take()
+                if len(group) == 1:
+                    _settle(group[0][2], exc)
+                    continue
+                for one in group:  # isolate the work that broke the group
+                    await self._alone(*one)
+                continue
+            except BaseException:  # cancelled or worse: nobody is left waiting
+                for _, _, future in group + self._pending:
+                    future.cancel()
+                self._pending = []
+                raise
+            for (_, _, future), result in zip(group, results, strict=True):
+                _settle(future, result)
+
+    def _take(self) -> list[tuple[int, Work, asyncio.Future[Any]]]:
+        live = [item for item in self._pending if not item[2].done()]  # done: cancelled
+        group, self._pending = live[:GROUP_SIZE], live[GROUP_SIZE:]
+        group.sort(key=lambda item: item[0])
+        return group
+
+    async def _alone(self, _key: int, work: Work, future: asyncio.Future[Any]) -> None:
+        try:
+            async with self.write() as conn:
+                result = await work(conn)
+        except Exception as exc:
+            _settle(future, exc)
+        else:
+            _settle(future, result)
+
+    @contextlib.asynccontextmanager
+    async def _writers(self) -> AsyncIterator[None]:
+        """The lock file of the processes writing this SQLite database (module notes)."""
+        fd = self._lock_fd
+        if fd is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting = asyncio.get_running_loop().run_in_executor(
+                None, fcntl.flock, fd, fcntl.LOCK_EX)
+            try:
+                await asyncio.shield(waiting)
+            except asyncio.CancelledError:  # let go once the thread gets it
+                waiting.add_done_callback(lambda done: _unlock(fd, done))
+                raise
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -54,4 +163,24 @@ class Transactions:
                 yield conn
 
     async def dispose(self) -> None:
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
         await self.engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _unlock(fd: int, done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        with contextlib.suppress(OSError):  # closed meanwhile: nothing left to hold
+            fcntl.flock(fd, fcntl.LOCK_UN)
