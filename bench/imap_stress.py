@@ -13,8 +13,10 @@ account's INBOX, each repeating for ``--seconds`` the cycle
 
 so that every connection sees the others' flags, expunges and new messages while it
 works. Each command is timed from its first byte to its tagged reply; the table gives,
-per command, p50 and p99 in milliseconds, the cycles completed, and the ratio to
-Dovecot (higher is better for mssante). The clients check what IMAP requires of the
+per command, p50 and p99 in milliseconds, the cycles completed, the CPU time the
+server's processes spent per cycle (which a machine shared with other work does not
+inflate as much as the latencies), and the ratio to Dovecot (higher is better for
+mssante). The clients check what IMAP requires of the
 server while they run: a keyword shown in a FETCH must have been announced in the
 session's ``* FLAGS`` (RFC 3501 §7.2.6) — each one that was not counts as a
 "keyword not announced".
@@ -67,6 +69,7 @@ class Stress:
     cycles: int = 0
     failures: list[str] = field(default_factory=list)
     unannounced: int = 0  # keywords fetched before any * FLAGS named them
+    server_cpu: float = 0.0  # CPU seconds of the server's processes during the run
 
 
 async def _timed(stress: Stress, name: str, work: asyncio.Future[object] | object) -> object:
@@ -139,13 +142,27 @@ async def run(handle: ServerHandle, args: argparse.Namespace, corpus: Corpus) ->
             await _cycle(handle, k, rng, body, stress)
 
     cpu = ClientCPU()
+    before = _cpu_seconds(handle.pids())
     await asyncio.gather(*(one(k) for k in range(args.clients)))
+    stress.server_cpu = _cpu_seconds(handle.pids()) - before
     log(f"  {handle.name}: {stress.cycles} cycles in {args.seconds:.0f} s, "
         f"{len(stress.failures)} failures, {stress.unannounced} keywords not announced "
         f"({cpu})")
     for failure in stress.failures[:3]:
         log(f"    e.g. {failure}")
     return stress
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of these processes so far (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5), from field 3)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -176,6 +193,9 @@ def table(runs: dict[str, tuple[ServerHandle, Stress]], seconds: float) -> list[
     if len(names) == 2 and runs["dovecot"][1].cycles:
         ratio = f" {runs['mssante'][1].cycles / runs['dovecot'][1].cycles:.2f} |"
     lines.append("| **cycles/s** | " + " | ".join(cells) + " |" + ratio)
+    cells = [f"{1000 * runs[n][1].server_cpu / max(runs[n][1].cycles, 1):.0f}" for n in names]
+    lines.append("| server CPU per cycle (ms) | " + " | ".join(cells) + " |"
+                 + (" |" if len(names) == 2 else ""))
     cells = [str(runs[n][1].unannounced) for n in names]
     lines.append("| keywords not announced | " + " | ".join(cells) + " |"
                  + (" |" if len(names) == 2 else ""))

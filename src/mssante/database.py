@@ -14,6 +14,10 @@ timeout for writers of other processes. Transactions:
   event then emits ``BEGIN IMMEDIATE`` first, so that the check and the change
   happen under the same write lock (migrations too: DDL inside the transaction).
 
+A file database also has a synchronous engine (``create_sqlite_writer``, the sqlite3
+module itself, same pragmas and transactions) for the store's grouped writes, which run
+a whole transaction in one call to a thread of their own (store/transactions.py).
+
 PostgreSQL (asyncpg) is the engine for several processes or machines.
 """
 
@@ -25,8 +29,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -86,6 +91,16 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
     if schema:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(url, connect_args=connect_args, pool_size=8, max_overflow=8)
+
+
+def create_sqlite_writer(url: URL) -> Engine:
+    """A synchronous engine on the SQLite file of ``url`` (one connection), its
+    transactions opened ``BEGIN IMMEDIATE``."""
+    engine = create_sync_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                                pool_reset_on_return=None)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

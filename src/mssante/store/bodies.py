@@ -2,7 +2,8 @@
 
 A body is inserted with the first mailbox or queue entry that holds it and deleted
 in the transaction that removes the last one. The functions run inside the caller's
-transaction.
+transaction: each as a function of a synchronous ``Connection`` (``*_in``, for the
+grouped writes of transactions.py) and of an ``AsyncConnection``, which runs the first.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.store.schema import bodies, messages, queue
@@ -27,23 +29,34 @@ INSERT_PG = _pg_insert.on_conflict_do_update(index_elements=[bodies.c.sha256],
 
 
 async def insert(conn: AsyncConnection, found: Mapping[str, bytes], *, postgresql: bool) -> None:
+    """Insert the bodies not stored yet (``insert_in``)."""
+    await conn.run_sync(insert_in, found, postgresql=postgresql)
+
+
+def insert_in(conn: Connection, found: Mapping[str, bytes], *, postgresql: bool) -> None:
     """Insert the bodies not stored yet, in hash order (concurrent writers lock existing
     rows in the same order)."""
     rows = [{"sha256": sha, "size": len(body), "data": body}
             for sha, body in sorted(found.items())]
     if rows:
-        await conn.execute(INSERT_PG if postgresql else INSERT_SQLITE, rows)
+        conn.execute(INSERT_PG if postgresql else INSERT_SQLITE, rows)
 
 
 async def drop_orphans(conn: AsyncConnection, shas: Iterable[str], *, postgresql: bool) -> None:
+    """Delete those of ``shas`` no mailbox entry or queue entry holds any more
+    (``drop_orphans_in``)."""
+    await conn.run_sync(drop_orphans_in, shas, postgresql=postgresql)
+
+
+def drop_orphans_in(conn: Connection, shas: Iterable[str], *, postgresql: bool) -> None:
     """Delete those of ``shas`` no mailbox entry or queue entry holds any more."""
     ordered = sorted(set(shas))
     for start in range(0, len(ordered), CHUNK):
         chunk = ordered[start:start + CHUNK]
         if postgresql:  # wait for deliveries adding a reference (delivery.py)
-            await conn.execute(select(bodies.c.sha256).where(bodies.c.sha256.in_(chunk))
-                               .order_by(bodies.c.sha256).with_for_update())
-        await conn.execute(delete(bodies).where(
+            conn.execute(select(bodies.c.sha256).where(bodies.c.sha256.in_(chunk))
+                         .order_by(bodies.c.sha256).with_for_update())
+        conn.execute(delete(bodies).where(
             bodies.c.sha256.in_(chunk),
             ~exists().where(messages.c.body_sha256 == bodies.c.sha256),
             ~exists().where(queue.c.body_sha256 == bodies.c.sha256)))

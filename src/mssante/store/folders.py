@@ -56,14 +56,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.content.headers import MAX_HEADER_SECTION, read_headers
 from mssante.content.sortkeys import stored as stored_sort_keys
 from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
-from mssante.store.bodies import drop_orphans as drop_orphan_bodies
-from mssante.store.bodies import insert as insert_bodies
+from mssante.store.bodies import drop_orphans_in as drop_orphan_bodies
+from mssante.store.bodies import insert_in as insert_bodies
 from mssante.store.changes import CHANNEL, ChangeHub
 from mssante.store.delivery import INBOX
 from mssante.store.models import (
@@ -360,7 +361,7 @@ class FolderStore:
             await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
             await conn.execute(delete(expunged).where(expunged.c.folder_id == row.id))
             await conn.execute(delete(folders).where(folders.c.id == row.id))
-            await drop_orphan_bodies(conn, postgresql=self._tx.postgresql, shas=shas)
+            await conn.run_sync(drop_orphan_bodies, shas, postgresql=self._tx.postgresql)
             await self.notify(conn, [int(row.id)])
         self.hub.publish([int(row.id)])
 
@@ -611,16 +612,16 @@ class FolderStore:
         value before: the UIDs from there up to ``upto`` are the caller's (none when it
         is ``upto`` or more, or the folder is gone)."""
 
-        async def claim(conn: AsyncConnection) -> int:
+        def claim(conn: Connection) -> int:
             query = select(folders.c.recent_uid).where(folders.c.id == folder_id)
             if self._tx.postgresql:
                 query = query.with_for_update()
-            first = (await conn.execute(query)).scalar()
+            first = conn.execute(query).scalar()
             if first is None:
                 return upto
             if int(first) < upto:
-                await conn.execute(update(folders).where(folders.c.id == folder_id)
-                                   .values(recent_uid=upto))
+                conn.execute(update(folders).where(folders.c.id == folder_id)
+                             .values(recent_uid=upto))
             return int(first)
 
         return await self._tx.grouped(claim, folder_id)
@@ -849,8 +850,8 @@ class FolderStore:
             rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers,
                          stored_sort_keys(head)))
 
-        async def add(conn: AsyncConnection) -> tuple[int, int]:
-            bumped = (await conn.execute(
+        def add(conn: Connection) -> tuple[int, int]:
+            bumped = (conn.execute(
                 update(folders).where(folders.c.id == folder_id)
                 .values(uidnext=folders.c.uidnext + len(items),
                         highestmodseq=folders.c.highestmodseq + 1)
@@ -859,16 +860,16 @@ class FolderStore:
             if bumped is None:
                 raise NotFound("the folder is gone")
             first = int(bumped.uidnext) - len(items)
-            await insert_bodies(conn, {sha: body for sha, body, *_ in rows},
-                                postgresql=self._tx.postgresql)
-            await conn.execute(insert(messages), [{
+            insert_bodies(conn, {sha: body for sha, body, *_ in rows},
+                          postgresql=self._tx.postgresql)
+            conn.execute(insert(messages), [{
                 "mailbox_id": bumped.mailbox_id, "folder_id": folder_id, "uid": first + i,
                 "modseq": bumped.highestmodseq, "body_sha256": sha, "received_at": date,
                 "flags": flags, "envelope_from": "", "message_id": headers.message_id,
                 "subject": headers.subject, "from_header": headers.from_header,
                 "date_header": headers.date, "size": len(body), "sort_keys": keys}
                 for i, (sha, body, flags, date, headers, keys) in enumerate(rows)])
-            await self.notify(conn, [folder_id])
+            self._notify(conn, [folder_id])
             return int(bumped.uidvalidity), first
 
         uidvalidity, first = await self._tx.grouped(add, folder_id)
@@ -884,19 +885,19 @@ class FolderStore:
         wanted = canonical_flags(flags).split()
         lowered = {f.lower() for f in wanted}
 
-        async def change(conn: AsyncConnection
-                         ) -> tuple[list[tuple[int, str, int]], list[int]]:
-            await self._lock_on_postgresql(conn, folder_id)
+        def change(conn: Connection) -> tuple[list[tuple[int, str, int]], list[int]]:
+            if self._tx.postgresql:  # SQLite: the transaction holds the write lock already
+                self._locked(conn, folder_id)
             current: list[tuple[int, str, int]] = []
             for chunk in _uid_chunks(uids):
                 keep = set(chunk)
-                rows = await conn.execute(
+                rows = conn.execute(
                     select(messages.c.uid, messages.c.flags, messages.c.modseq)
                     .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
                 current.extend((int(r.uid), r.flags, int(r.modseq)) for r in rows
                                if r.uid in keep)
-            if not current and self._tx.dialect != "postgresql":
-                await self._lock_folder(conn, folder_id)  # NotFound if it is gone
+            if not current and not self._tx.postgresql:
+                self._locked(conn, folder_id)  # NotFound if it is gone
             modified: list[int] = []
             updates: list[tuple[int, str]] = []
             for uid, old, modseq in current:
@@ -914,13 +915,13 @@ class FolderStore:
                     updates.append((uid, new))
             if not updates:
                 return [], sorted(modified)
-            modseq = await self._bump(conn, folder_id)
-            await conn.execute(
+            modseq = self._next_modseq(conn, folder_id)
+            conn.execute(
                 update(messages).where(messages.c.folder_id == folder_id,
                                        messages.c.uid == bindparam("b_uid"))
                 .values(flags=bindparam("b_flags"), modseq=modseq),
                 [{"b_uid": uid, "b_flags": new} for uid, new in updates])
-            await self.notify(conn, [folder_id])
+            self._notify(conn, [folder_id])
             return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
 
         changed, modified = await self._tx.grouped(change, folder_id)
@@ -932,9 +933,10 @@ class FolderStore:
         """Remove the messages flagged \\Deleted (among ``uids`` if given: UID
         EXPUNGE, RFC 4315); returns their UIDs."""
 
-        async def remove(conn: AsyncConnection) -> list[int]:
-            await self._lock_on_postgresql(conn, folder_id)
-            rows = (await conn.execute(
+        def remove(conn: Connection) -> list[int]:
+            if self._tx.postgresql:  # SQLite: the transaction holds the write lock already
+                self._locked(conn, folder_id)
+            rows = (conn.execute(
                 select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
                 .where(messages.c.folder_id == folder_id,
                        messages.c.flags.like("%\\Deleted%", escape="!")))).all()
@@ -942,10 +944,10 @@ class FolderStore:
             gone = [(int(r.uid), r.body_sha256) for r in rows
                     if "\\Deleted" in r.flags.split() and (keep is None or r.uid in keep)]
             if not gone:
-                if self._tx.dialect != "postgresql":
-                    await self._lock_folder(conn, folder_id)  # NotFound if it is gone
+                if not self._tx.postgresql:
+                    self._locked(conn, folder_id)  # NotFound if it is gone
                 return []
-            await self._remove(conn, folder_id, gone)
+            self._removed(conn, folder_id, gone)
             return sorted(uid for uid, _ in gone)
 
         removed = await self._tx.grouped(remove, folder_id)
@@ -1004,45 +1006,57 @@ class FolderStore:
 
     # --------------------------------------------------------- helpers
 
+    # Each helper below is a function of a synchronous Connection (the grouped writes,
+    # transactions.py), which the async writers run through ``run_sync``.
+
     async def _remove(self, conn: AsyncConnection, folder_id: int,
                       gone: Sequence[tuple[int, str]], *, drop_bodies: bool = True) -> None:
-        modseq = await self._bump(conn, folder_id)
+        await conn.run_sync(self._removed, folder_id, gone, drop_bodies=drop_bodies)
+
+    def _removed(self, conn: Connection, folder_id: int, gone: Sequence[tuple[int, str]], *,
+                 drop_bodies: bool = True) -> None:
+        """Expunge the messages ``gone`` (UID, body) under one new MODSEQ."""
+        modseq = self._next_modseq(conn, folder_id)
         uids = [uid for uid, _ in gone]
         for chunk in _uid_chunks(uids):
-            await conn.execute(delete(messages).where(messages.c.folder_id == folder_id,
-                                                      messages.c.uid.in_(chunk)))
-        await conn.execute(insert(expunged), [
+            conn.execute(delete(messages).where(messages.c.folder_id == folder_id,
+                                                messages.c.uid.in_(chunk)))
+        conn.execute(insert(expunged), [
             {"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids])
         if drop_bodies:
-            await drop_orphan_bodies(conn, {sha for _, sha in gone},
-                                     postgresql=self._tx.postgresql)
-        await self.notify(conn, [folder_id])
+            drop_orphan_bodies(conn, {sha for _, sha in gone}, postgresql=self._tx.postgresql)
+        self._notify(conn, [folder_id])
 
     async def _bump(self, conn: AsyncConnection, folder_id: int) -> int:
+        return await conn.run_sync(self._next_modseq, folder_id)
+
+    def _next_modseq(self, conn: Connection, folder_id: int) -> int:
         """Take the folder's next MODSEQ."""
-        return int((await conn.execute(
+        return int(conn.execute(
             update(folders).where(folders.c.id == folder_id)
             .values(highestmodseq=folders.c.highestmodseq + 1)
-            .returning(folders.c.highestmodseq))).scalar_one())
-
-    async def _lock_on_postgresql(self, conn: AsyncConnection, folder_id: int) -> None:
-        """Lock the folder row before reading its messages (PostgreSQL); on SQLite the
-        transaction holds the write lock already, and the caller checks that the folder
-        exists only when it found nothing to change."""
-        if self._tx.dialect == "postgresql":
-            await self._lock_folder(conn, folder_id)
+            .returning(folders.c.highestmodseq)).scalar_one())
 
     async def _lock_folder(self, conn: AsyncConnection, folder_id: int) -> None:
+        await conn.run_sync(self._locked, folder_id)
+
+    def _locked(self, conn: Connection, folder_id: int) -> None:
+        """Lock the folder row (PostgreSQL; on SQLite the transaction holds the write
+        lock already); NotFound if the folder is gone."""
         query = select(folders.c.id).where(folders.c.id == folder_id)
-        if self._tx.dialect == "postgresql":
+        if self._tx.postgresql:
             query = query.with_for_update()
-        if (await conn.execute(query)).first() is None:
+        if conn.execute(query).first() is None:
             raise NotFound("the folder is gone")
 
     async def notify(self, conn: AsyncConnection, folder_ids: Sequence[int]) -> None:
-        if self._tx.dialect == "postgresql":
-            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                               {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
+        if self._tx.postgresql:
+            await conn.run_sync(self._notify, folder_ids)
+
+    def _notify(self, conn: Connection, folder_ids: Sequence[int]) -> None:
+        if self._tx.postgresql:
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                         {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
 
     async def _get(self, conn: AsyncConnection, address: str, name: str) -> Folder | None:
         row = (await conn.execute(

@@ -889,7 +889,7 @@ class Store:
         caller answers once this returns, so no such action goes without its entry."""
         if self.audit_enabled and events:
             now = time.time()
-            await self.tx.grouped(lambda conn: audit.append(conn, events, now=now))
+            await self.tx.grouped(lambda conn: audit.append_in(conn, events, now=now))
 
     async def _admin(self, conn: AsyncConnection, what: str, *, mailbox: str = "",
                      detail: str = "") -> None:

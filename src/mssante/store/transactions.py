@@ -10,21 +10,29 @@ boundary (``database.converted``).
   ``database.py``); otherwise the transaction begins IMMEDIATE, so that a check and the
   change it guards run under the same lock. An integrity error becomes
   ``Conflict(conflict)``.
-- A grouped write: ``await tx.grouped(work, key)`` runs ``work(conn)`` in a write
-  transaction shared with the other grouped writes of this process, and returns its
-  result once that transaction has committed. A commit costs the same for one change
-  or fifty (on SQLite, the fsync of ``synchronous=FULL``), so the small writes of
-  concurrent IMAP sessions (STORE, EXPUNGE, APPEND, ``\\Recent`` claims) and the audit
-  entries of reads and logins share theirs; each caller still answers only after the
-  commit that holds its change. The group is taken once the write lock is held: the
-  works submitted while the previous group committed, or while another process held
-  the database, all join it (at most ``GROUP_SIZE``). Within a group the works run one
-  after the other, in ``key`` order (a folder id: on PostgreSQL, every process then
-  locks folder rows in the same order, so two groups never deadlock), each seeing the
-  changes of those before it, as if each had run alone in that order. A work that
-  raises fails its group, which runs again one work per transaction, so that the
-  failing work gets its own error and the others commit: a work must therefore have no
-  effect outside its transaction (the caller publishes changes once it returns).
+- A grouped write: ``await tx.grouped(work, key)`` runs ``work(conn)``, a synchronous
+  function of a SQLAlchemy ``Connection``, in a write transaction shared with the other
+  grouped writes of this process, and returns its result once that transaction has
+  committed. A commit costs the same for one change or fifty (on SQLite, the fsync of
+  ``synchronous=FULL``), so the small writes of concurrent IMAP sessions (STORE,
+  EXPUNGE, APPEND, ``\\Recent`` claims) and the audit entries of reads and logins share
+  theirs; each caller still answers only after the commit that holds its change.
+  The group is taken once the write lock is held: the works submitted while the
+  previous group committed, or while another process held the database, all join it
+  (at most ``GROUP_SIZE``). Within a group the works run one after the other, in
+  ``key`` order (a folder id: on PostgreSQL, every process then locks folder rows in
+  the same order, so two groups never deadlock), each seeing the changes of those
+  before it, as if each had run alone in that order. A work that raises fails its
+  group, which runs again one work per transaction, so that the failing work gets its
+  own error and the others commit: a work must therefore have no effect outside its
+  transaction (the caller publishes changes once it returns).
+- On a SQLite file, a group runs whole in one call to a thread of its own, on a
+  synchronous connection (``database.create_sqlite_writer``): lock, BEGIN IMMEDIATE,
+  the works, COMMIT, unlock, with no trip through the event loop in between. Through
+  the async driver each statement waits for the loop to come round, and under load
+  the write lock, which the other processes wait for, was held that much longer. On
+  PostgreSQL (and an in-memory SQLite database) the works run through ``run_sync``
+  in one async transaction.
 - A read: ``async with tx.read() as conn``, in autocommit on PostgreSQL.
 - On SQLite, the writers of the processes sharing one database file (an operator's
   workers) take turns on a lock file beside it (``flock``) before SQLite's own write
@@ -32,6 +40,7 @@ boundary (``database.converted``).
   handler would poll with growing sleeps (1, 2, 5, 10 ... 100 ms) and overshoot. The
   lock file only orders writers; SQLite's lock still guards the data, and a writer
   that does not take the lock file (another tool) is waited for by ``busy_timeout``.
+  Within a process, the ``asyncio.Lock`` orders writers, the group's thread included.
 """
 
 from __future__ import annotations
@@ -40,17 +49,27 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mssante.database import BEGIN_OPTION, POSTGRESQL, converted, is_memory
+from mssante.database import (
+    BEGIN_OPTION,
+    POSTGRESQL,
+    converted,
+    create_sqlite_writer,
+    is_memory,
+)
 
 R = TypeVar("R")
-Work = Callable[[AsyncConnection], Awaitable[Any]]
+Work = Callable[[Connection], Any]
 GROUP_SIZE = 128  # works per grouped transaction at most
 LOCK_SUFFIX = "-writers"  # the lock file: the database's path and this
+_Item = tuple[int, Work, "asyncio.Future[Any]"]
 
 
 class Transactions:
@@ -59,6 +78,8 @@ class Transactions:
         self.dialect = engine.dialect.name  # "sqlite" | "postgresql"
         self.postgresql = self.dialect == POSTGRESQL
         self._lock_fd: int | None = None
+        self._sync: Engine | None = None  # grouped writes on a SQLite file
+        self._thread: ThreadPoolExecutor | None = None
         if self.postgresql:
             self._writer = self._checking_writer = engine
             self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -70,7 +91,10 @@ class Transactions:
             if not is_memory(engine.url) and engine.url.database:
                 self._lock_fd = os.open(engine.url.database + LOCK_SUFFIX,
                                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._pending: list[tuple[int, Work, asyncio.Future[Any]]] = []
+                self._sync = create_sqlite_writer(engine.url)
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._pending: list[_Item] = []
+        self._pending_lock = threading.Lock()  # the group's thread takes from _pending
         self._drainer: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -83,25 +107,23 @@ class Transactions:
                     engine.begin() as conn:
                 yield conn
 
-    async def grouped(self, work: Callable[[AsyncConnection], Awaitable[R]], key: int = 0
-                      ) -> R:
+    async def grouped(self, work: Callable[[Connection], R], key: int = 0) -> R:
         """``work(conn)`` in a write transaction shared with the concurrent grouped works
         of this process; its result once that transaction has committed (module notes).
         Cancelling the caller does not cancel a group already running: the work may
         still be committed, as with any transaction cancelled while committing."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((key, work, future))
+        with self._pending_lock:
+            self._pending.append((key, work, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         return cast(R, await future)
 
     async def _drain(self) -> None:
         while self._pending:
-            group: list[tuple[int, Work, asyncio.Future[Any]]] = []
+            group: list[_Item] = []
             try:
-                async with self.write() as conn:
-                    group = self._take()
-                    results = [await work(conn) for _, work, _ in group]
+                results = await self._commit(group, self._take)
             except Exception as exc:
                 if not group:  # no transaction to run them in: they all fail
                     group = self._take()
@@ -109,30 +131,59 @@ class Transactions:
                     _settle(group[0][2], exc)
                     continue
                 for one in group:  # isolate the work that broke the group
-                    await self._alone(*one)
+                    await self._alone(one)
                 continue
             except BaseException:  # cancelled or worse: nobody is left waiting
-                for _, _, future in group + self._pending:
+                with self._pending_lock:
+                    group += self._pending
+                    self._pending = []
+                for _, _, future in group:
                     future.cancel()
-                self._pending = []
                 raise
             for (_, _, future), result in zip(group, results, strict=True):
                 _settle(future, result)
 
-    def _take(self) -> list[tuple[int, Work, asyncio.Future[Any]]]:
-        live = [item for item in self._pending if not item[2].done()]  # done: cancelled
-        group, self._pending = live[:GROUP_SIZE], live[GROUP_SIZE:]
+    async def _alone(self, item: _Item) -> None:
+        try:
+            [result] = await self._commit([], lambda: [item])
+        except Exception as exc:
+            _settle(item[2], exc)
+        else:
+            _settle(item[2], result)
+
+    async def _commit(self, group: list[_Item], take: Callable[[], list[_Item]]
+                      ) -> list[Any]:
+        """Take a group (``take``, into ``group``) once the write lock is held, run its
+        works in one transaction and commit; their results."""
+        if self._sync is None or self._thread is None:
+            async with self.write() as conn:
+                group += take()
+                return await conn.run_sync(_run, [work for _, work, _ in group])
+        assert self._write_lock is not None
+        sync, fd = self._sync, self._lock_fd
+
+        def in_thread() -> list[Any]:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                group.extend(take())
+                with sync.begin() as conn:
+                    return _run(conn, [work for _, work, _ in group])
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+        with converted():
+            async with self._write_lock:
+                running = asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+                return await asyncio.shield(running)  # the lock is held until it is done
+
+    def _take(self) -> list[_Item]:
+        with self._pending_lock:
+            live = [item for item in self._pending if not item[2].done()]  # done: cancelled
+            group, self._pending = live[:GROUP_SIZE], live[GROUP_SIZE:]
         group.sort(key=lambda item: item[0])
         return group
-
-    async def _alone(self, _key: int, work: Work, future: asyncio.Future[Any]) -> None:
-        try:
-            async with self.write() as conn:
-                result = await work(conn)
-        except Exception as exc:
-            _settle(future, exc)
-        else:
-            _settle(future, result)
 
     @contextlib.asynccontextmanager
     async def _writers(self) -> AsyncIterator[None]:
@@ -166,9 +217,17 @@ class Transactions:
         while self._drainer is not None and not self._drainer.done():
             await asyncio.shield(self._drainer)
         await self.engine.dispose()
+        if self._sync is not None and self._thread is not None:  # its connection's thread
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
+        if self._thread is not None:
+            self._thread.shutdown()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _run(conn: Connection, works: Sequence[Work]) -> list[Any]:
+    return [work(conn) for work in works]
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
