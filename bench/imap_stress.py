@@ -2,7 +2,7 @@
 
     python bench/imap_stress.py [--clients 10] [--seconds 20] [--messages 500]
                                 [--only mssante|dovecot|both] [--store sqlite|postgres]
-                                [--processes N]
+                                [--processes N] [--audit on|off] [--profile FILE]
 
 The workload of an imaptest-like stress: ``--clients`` connections, all on the main
 account's INBOX, each repeating for ``--seconds`` the cycle
@@ -217,7 +217,8 @@ async def amain(args: argparse.Namespace) -> int:
                 handle = await start_mssante(
                     tmpdir, args.messages, corpus, tls="implicit",
                     postgres=args.postgres_url if args.store == "postgres" else None,
-                    processes=args.processes, audit=args.audit == "on")
+                    processes=args.processes, audit=args.audit == "on",
+                    profile=Path(args.profile) if args.profile else None)
             try:
                 runs[which] = (handle, await run(handle, args, corpus))
             finally:
@@ -248,8 +249,12 @@ def main() -> None:
     parser.add_argument("--audit", choices=["on", "off"], default="on",
                         help="mssante's audit trail (every login and body read recorded "
                              "before it is served)")
+    parser.add_argument("--profile", help="write a pyinstrument report of mssante's server "
+                                           "here (with --processes 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.profile and args.processes != 1:
+        parser.error("--profile profiles one server process: use --processes 1")
     raise_fd_limit(args.clients * 4 + 1024)
     try:
         import uvloop

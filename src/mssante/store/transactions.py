@@ -79,6 +79,7 @@ class Transactions:
         self.postgresql = self.dialect == POSTGRESQL
         self._lock_fd: int | None = None
         self._sync: Engine | None = None  # grouped writes on a SQLite file
+        self._sync_conn: Connection | None = None  # its connection, used in _thread only
         self._thread: ThreadPoolExecutor | None = None
         if self.postgresql:
             self._writer = self._checking_writer = engine
@@ -167,8 +168,15 @@ class Transactions:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 group.extend(take())
-                with sync.begin() as conn:
-                    return _run(conn, [work for _, work, _ in group])
+                conn = self._sync_conn = self._sync_conn or sync.connect()
+                try:
+                    with conn.begin():
+                        return _run(conn, [work for _, work, _ in group])
+                except Exception:
+                    if conn.invalidated:  # a broken connection: a new one next time
+                        conn.close()
+                        self._sync_conn = None
+                    raise
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -218,12 +226,20 @@ class Transactions:
             await asyncio.shield(self._drainer)
         await self.engine.dispose()
         if self._sync is not None and self._thread is not None:  # its connection's thread
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
         if self._thread is not None:
             self._thread.shutdown()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+    def _close_sync(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
+        if self._sync is not None:
+            self._sync.dispose()
 
 
 def _run(conn: Connection, works: Sequence[Work]) -> list[Any]:
