@@ -8,9 +8,7 @@ import re
 import threading
 from typing import Any
 
-from tests.imap.conftest import HOSPITAL, login
-
-from tests.imap.conftest import fresh_person
+from tests.imap.conftest import HOSPITAL, fresh_person, login
 
 SESSIONS = 8
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from mssante.audit.events import READ, AuditEvent
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.errors import NotFound
-from mssante.store import Store
+from mssante.store import Store, open_store
 from mssante.store.models import Folder
 from mssante.store.schema import audit_entries
 
@@ -163,3 +163,17 @@ async def test_an_expunge_in_a_group_removes_only_deleted_messages(
     assert removed == ([1] if uids else [1, 3])  # the STORE ran first in the group
     state = await store.folders.state(inbox.id)
     assert state is not None and state.uids == ([2, 3] if uids else [2])
+
+
+async def test_an_in_memory_store_groups_through_its_one_connection() -> None:
+    """A database in memory has no file for a second connection: its groups run on the
+    async connection (``run_sync``), as on PostgreSQL."""
+    store = await open_store("sqlite://")
+    try:
+        inbox = await inbox_of_alice(store)
+        done = await asyncio.gather(*(store.folders.append(inbox.id, message(n))
+                                      for n in range(5)))
+        assert sorted(uid for _, uid in done) == [1, 2, 3, 4, 5]
+        assert await store.folders.flags(inbox.id, [1, 5]) == {1: "", 5: ""}
+    finally:
+        await store.close()

@@ -90,10 +90,13 @@ async def append(conn: AsyncConnection, events: Sequence[AuditEvent], *, now: fl
         await conn.execute(insert(audit_entries), [_row(e, now) for e in events])
 
 
+_INSERT_ENTRIES = insert(audit_entries)
+
+
 def append_in(conn: Connection, events: Sequence[AuditEvent], *, now: float) -> None:
     """``append`` in a synchronous connection (a grouped write, store/transactions.py)."""
     if events:
-        conn.execute(insert(audit_entries), [_row(e, now) for e in events])
+        conn.execute(_INSERT_ENTRIES, [_row(e, now) for e in events])
 
 
 async def append_at(conn: AsyncConnection, events: Sequence[tuple[AuditEvent, float]]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
@@ -26,6 +26,11 @@ _pg_insert = pg.insert(bodies)
 # an orphan body (which locks it first) either waits for us or is redone by us.
 INSERT_PG = _pg_insert.on_conflict_do_update(index_elements=[bodies.c.sha256],
                                              set_={"size": _pg_insert.excluded.size})
+_SHAS = bodies.c.sha256.in_(bindparam("shas", expanding=True))
+_LOCK_BODIES = select(bodies.c.sha256).where(_SHAS).order_by(bodies.c.sha256).with_for_update()
+_DROP_ORPHANS = delete(bodies).where(
+    _SHAS, ~exists().where(messages.c.body_sha256 == bodies.c.sha256),
+    ~exists().where(queue.c.body_sha256 == bodies.c.sha256))
 
 
 async def insert(conn: AsyncConnection, found: Mapping[str, bytes], *, postgresql: bool) -> None:
@@ -54,9 +59,5 @@ def drop_orphans_in(conn: Connection, shas: Iterable[str], *, postgresql: bool) 
     for start in range(0, len(ordered), CHUNK):
         chunk = ordered[start:start + CHUNK]
         if postgresql:  # wait for deliveries adding a reference (delivery.py)
-            conn.execute(select(bodies.c.sha256).where(bodies.c.sha256.in_(chunk))
-                         .order_by(bodies.c.sha256).with_for_update())
-        conn.execute(delete(bodies).where(
-            bodies.c.sha256.in_(chunk),
-            ~exists().where(messages.c.body_sha256 == bodies.c.sha256),
-            ~exists().where(queue.c.body_sha256 == bodies.c.sha256)))
+            conn.execute(_LOCK_BODIES, {"shas": chunk})
+        conn.execute(_DROP_ORPHANS, {"shas": chunk})

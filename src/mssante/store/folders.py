@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     LargeBinary,
     and_,
     bindparam,
@@ -124,6 +125,36 @@ _CHANGES = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :f
                 "ORDER BY 4, 1")
 _STATE = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :folder_id "
               f"UNION ALL {_LABEL} ORDER BY 4, 1")
+# The statements of the grouped writes (STORE, EXPUNGE, APPEND, \Recent), built once:
+# building a Core statement costs more than SQLite takes to run it.
+_IN_FOLDER = messages.c.folder_id == bindparam("folder_id")
+_THIS_FOLDER = folders.c.id == bindparam("folder_id")
+_UID_LIST = bindparam("uids", expanding=True, type_=Integer)
+_NEXT_MODSEQ = (update(folders).where(_THIS_FOLDER)
+                .values(highestmodseq=folders.c.highestmodseq + 1)
+                .returning(folders.c.highestmodseq))
+_TAKE_UIDS = (update(folders).where(_THIS_FOLDER)
+              .values(uidnext=folders.c.uidnext + bindparam("count", type_=Integer),
+                      highestmodseq=folders.c.highestmodseq + 1)
+              .returning(folders.c.mailbox_id, folders.c.uidnext, folders.c.highestmodseq,
+                         folders.c.uidvalidity))
+_FOLDER_ROW = select(folders.c.id).where(_THIS_FOLDER)
+_RECENT_UID = select(folders.c.recent_uid).where(_THIS_FOLDER)
+_SET_RECENT_UID = update(folders).where(_THIS_FOLDER).values(recent_uid=bindparam("upto"))
+_CURRENT_FLAGS = select(messages.c.uid, messages.c.flags, messages.c.modseq)
+_FLAGS_BETWEEN = _CURRENT_FLAGS.where(
+    _IN_FOLDER, messages.c.uid.between(bindparam("lo"), bindparam("hi")))
+_FLAGS_IN = _CURRENT_FLAGS.where(_IN_FOLDER, messages.c.uid.in_(_UID_LIST))
+_SET_FLAGS = (update(messages)
+              .where(messages.c.folder_id == bindparam("b_folder"),
+                     messages.c.uid == bindparam("b_uid"))
+              .values(flags=bindparam("b_flags"), modseq=bindparam("b_modseq")))
+_DELETED = (select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
+            .where(_IN_FOLDER, messages.c.flags.like("%\\Deleted%", escape="!")))
+_DELETE_UIDS = delete(messages).where(_IN_FOLDER, messages.c.uid.in_(_UID_LIST))
+_INSERT_MESSAGES = insert(messages)
+_INSERT_EXPUNGED = insert(expunged)
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 # A person's access to an MSSanté mailbox: the domain's Holding (role, rights, open or
@@ -612,16 +643,14 @@ class FolderStore:
         value before: the UIDs from there up to ``upto`` are the caller's (none when it
         is ``upto`` or more, or the folder is gone)."""
 
+        query = _RECENT_UID.with_for_update() if self._tx.postgresql else _RECENT_UID
+
         def claim(conn: Connection) -> int:
-            query = select(folders.c.recent_uid).where(folders.c.id == folder_id)
-            if self._tx.postgresql:
-                query = query.with_for_update()
-            first = conn.execute(query).scalar()
+            first = conn.execute(query, {"folder_id": folder_id}).scalar()
             if first is None:
                 return upto
             if int(first) < upto:
-                conn.execute(update(folders).where(folders.c.id == folder_id)
-                             .values(recent_uid=upto))
+                conn.execute(_SET_RECENT_UID, {"folder_id": folder_id, "upto": upto})
             return int(first)
 
         return await self._tx.grouped(claim, folder_id)
@@ -851,18 +880,14 @@ class FolderStore:
                          stored_sort_keys(head)))
 
         def add(conn: Connection) -> tuple[int, int]:
-            bumped = (conn.execute(
-                update(folders).where(folders.c.id == folder_id)
-                .values(uidnext=folders.c.uidnext + len(items),
-                        highestmodseq=folders.c.highestmodseq + 1)
-                .returning(folders.c.mailbox_id, folders.c.uidnext,
-                           folders.c.highestmodseq, folders.c.uidvalidity))).first()
+            bumped = conn.execute(_TAKE_UIDS, {"folder_id": folder_id,
+                                               "count": len(items)}).first()
             if bumped is None:
                 raise NotFound("the folder is gone")
             first = int(bumped.uidnext) - len(items)
             insert_bodies(conn, {sha: body for sha, body, *_ in rows},
                           postgresql=self._tx.postgresql)
-            conn.execute(insert(messages), [{
+            conn.execute(_INSERT_MESSAGES, [{
                 "mailbox_id": bumped.mailbox_id, "folder_id": folder_id, "uid": first + i,
                 "modseq": bumped.highestmodseq, "body_sha256": sha, "received_at": date,
                 "flags": flags, "envelope_from": "", "message_id": headers.message_id,
@@ -891,9 +916,11 @@ class FolderStore:
             current: list[tuple[int, str, int]] = []
             for chunk in _uid_chunks(uids):
                 keep = set(chunk)
-                rows = conn.execute(
-                    select(messages.c.uid, messages.c.flags, messages.c.modseq)
-                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
+                if chunk[-1] - chunk[0] + 1 <= 2 * len(chunk):  # dense: a range
+                    rows = conn.execute(_FLAGS_BETWEEN, {"folder_id": folder_id,
+                                                         "lo": chunk[0], "hi": chunk[-1]})
+                else:
+                    rows = conn.execute(_FLAGS_IN, {"folder_id": folder_id, "uids": chunk})
                 current.extend((int(r.uid), r.flags, int(r.modseq)) for r in rows
                                if r.uid in keep)
             if not current and not self._tx.postgresql:
@@ -916,11 +943,8 @@ class FolderStore:
             if not updates:
                 return [], sorted(modified)
             modseq = self._next_modseq(conn, folder_id)
-            conn.execute(
-                update(messages).where(messages.c.folder_id == folder_id,
-                                       messages.c.uid == bindparam("b_uid"))
-                .values(flags=bindparam("b_flags"), modseq=modseq),
-                [{"b_uid": uid, "b_flags": new} for uid, new in updates])
+            conn.execute(_SET_FLAGS, [{"b_folder": folder_id, "b_uid": uid, "b_flags": new,
+                                       "b_modseq": modseq} for uid, new in updates])
             self._notify(conn, [folder_id])
             return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
 
@@ -936,10 +960,7 @@ class FolderStore:
         def remove(conn: Connection) -> list[int]:
             if self._tx.postgresql:  # SQLite: the transaction holds the write lock already
                 self._locked(conn, folder_id)
-            rows = (conn.execute(
-                select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
-                .where(messages.c.folder_id == folder_id,
-                       messages.c.flags.like("%\\Deleted%", escape="!")))).all()
+            rows = conn.execute(_DELETED, {"folder_id": folder_id}).all()
             keep = set(uids) if uids is not None else None
             gone = [(int(r.uid), r.body_sha256) for r in rows
                     if "\\Deleted" in r.flags.split() and (keep is None or r.uid in keep)]
@@ -1019,9 +1040,8 @@ class FolderStore:
         modseq = self._next_modseq(conn, folder_id)
         uids = [uid for uid, _ in gone]
         for chunk in _uid_chunks(uids):
-            conn.execute(delete(messages).where(messages.c.folder_id == folder_id,
-                                                messages.c.uid.in_(chunk)))
-        conn.execute(insert(expunged), [
+            conn.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": chunk})
+        conn.execute(_INSERT_EXPUNGED, [
             {"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids])
         if drop_bodies:
             drop_orphan_bodies(conn, {sha for _, sha in gone}, postgresql=self._tx.postgresql)
@@ -1032,10 +1052,7 @@ class FolderStore:
 
     def _next_modseq(self, conn: Connection, folder_id: int) -> int:
         """Take the folder's next MODSEQ."""
-        return int(conn.execute(
-            update(folders).where(folders.c.id == folder_id)
-            .values(highestmodseq=folders.c.highestmodseq + 1)
-            .returning(folders.c.highestmodseq)).scalar_one())
+        return int(conn.execute(_NEXT_MODSEQ, {"folder_id": folder_id}).scalar_one())
 
     async def _lock_folder(self, conn: AsyncConnection, folder_id: int) -> None:
         await conn.run_sync(self._locked, folder_id)
@@ -1043,10 +1060,8 @@ class FolderStore:
     def _locked(self, conn: Connection, folder_id: int) -> None:
         """Lock the folder row (PostgreSQL; on SQLite the transaction holds the write
         lock already); NotFound if the folder is gone."""
-        query = select(folders.c.id).where(folders.c.id == folder_id)
-        if self._tx.postgresql:
-            query = query.with_for_update()
-        if conn.execute(query).first() is None:
+        query = _FOLDER_ROW.with_for_update() if self._tx.postgresql else _FOLDER_ROW
+        if conn.execute(query, {"folder_id": folder_id}).first() is None:
             raise NotFound("the folder is gone")
 
     async def notify(self, conn: AsyncConnection, folder_ids: Sequence[int]) -> None:
@@ -1055,8 +1070,7 @@ class FolderStore:
 
     def _notify(self, conn: Connection, folder_ids: Sequence[int]) -> None:
         if self._tx.postgresql:
-            conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                         {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
+            conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
 
     async def _get(self, conn: AsyncConnection, address: str, name: str) -> Folder | None:
         row = (await conn.execute(
