@@ -177,3 +177,22 @@ async def test_an_in_memory_store_groups_through_its_one_connection() -> None:
         assert await store.folders.flags(inbox.id, [1, 5]) == {1: "", 5: ""}
     finally:
         await store.close()
+
+
+async def test_large_appends_are_spread_over_groups(database: Database) -> None:
+    """A group holds GROUP_WEIGHT octets at most (one APPEND above it goes alone)."""
+    store = await database.open()
+    inbox = await inbox_of_alice(store)
+    big = 7 * 1024 * 1024
+
+    def large(n: int) -> bytes:
+        return message(n) + b"x" * big + b"\r\n"
+
+    def transaction_of(conn: Connection) -> object:
+        return conn.get_transaction()
+
+    probes = [store.tx.grouped(transaction_of, weight=big) for _ in range(5)]
+    appends = [store.folders.append(inbox.id, large(n)) for n in range(3)]
+    done = await asyncio.gather(*probes, *appends)
+    assert len({id(t) for t in done[:5]}) >= 3  # 5 × 7 MiB: at least three groups
+    assert sorted(uid for _, uid in done[5:]) == [1, 2, 3]

@@ -897,7 +897,8 @@ class FolderStore:
             self._notify(conn, [folder_id])
             return int(bumped.uidvalidity), first
 
-        uidvalidity, first = await self._tx.grouped(add, folder_id)
+        uidvalidity, first = await self._tx.grouped(
+            add, folder_id, weight=sum(len(body) for body, *_ in items))
         self.hub.publish([folder_id])
         return uidvalidity, list(range(first, first + len(items)))
 

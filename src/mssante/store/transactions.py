@@ -68,8 +68,9 @@ from mssante.database import (
 R = TypeVar("R")
 Work = Callable[[Connection], Any]
 GROUP_SIZE = 128  # works per grouped transaction at most
+GROUP_WEIGHT = 16 * 1024 * 1024  # and octets (APPENDed bodies), unless one work is more
 LOCK_SUFFIX = "-writers"  # the lock file: the database's path and this
-_Item = tuple[int, Work, "asyncio.Future[Any]"]
+_Item = tuple[int, Work, "asyncio.Future[Any]", int]  # key, work, its caller, weight
 
 
 class Transactions:
@@ -108,14 +109,16 @@ class Transactions:
                     engine.begin() as conn:
                 yield conn
 
-    async def grouped(self, work: Callable[[Connection], R], key: int = 0) -> R:
+    async def grouped(self, work: Callable[[Connection], R], key: int = 0, *,
+                      weight: int = 0) -> R:
         """``work(conn)`` in a write transaction shared with the concurrent grouped works
         of this process; its result once that transaction has committed (module notes).
+        ``weight``: the octets it writes (a group holds ``GROUP_WEIGHT`` at most).
         Cancelling the caller does not cancel a group already running: the work may
         still be committed, as with any transaction cancelled while committing."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         with self._pending_lock:
-            self._pending.append((key, work, future))
+            self._pending.append((key, work, future, weight))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         return cast(R, await future)
@@ -126,7 +129,7 @@ class Transactions:
             try:
                 results = await self._commit(group, self._take)
             except Exception as exc:
-                if not group:  # no transaction to run them in: they all fail
+                if not group:  # it failed before taking any: the next ones run alone
                     group = self._take()
                 if len(group) == 1:
                     _settle(group[0][2], exc)
@@ -138,11 +141,11 @@ class Transactions:
                 with self._pending_lock:
                     group += self._pending
                     self._pending = []
-                for _, _, future in group:
-                    future.cancel()
+                for item in group:
+                    item[2].cancel()
                 raise
-            for (_, _, future), result in zip(group, results, strict=True):
-                _settle(future, result)
+            for item, result in zip(group, results, strict=True):
+                _settle(item[2], result)
 
     async def _alone(self, item: _Item) -> None:
         try:
@@ -159,7 +162,7 @@ class Transactions:
         if self._sync is None or self._thread is None:
             async with self.write() as conn:
                 group += take()
-                return await conn.run_sync(_run, [work for _, work, _ in group])
+                return await conn.run_sync(_run, [item[1] for item in group])
         assert self._write_lock is not None
         sync, fd = self._sync, self._lock_fd
 
@@ -171,7 +174,7 @@ class Transactions:
                 conn = self._sync_conn = self._sync_conn or sync.connect()
                 try:
                     with conn.begin():
-                        return _run(conn, [work for _, work, _ in group])
+                        return _run(conn, [item[1] for item in group])
                 except Exception:
                     if conn.invalidated:  # a broken connection: a new one next time
                         conn.close()
@@ -189,7 +192,13 @@ class Transactions:
     def _take(self) -> list[_Item]:
         with self._pending_lock:
             live = [item for item in self._pending if not item[2].done()]  # done: cancelled
-            group, self._pending = live[:GROUP_SIZE], live[GROUP_SIZE:]
+            taken, weight = 0, 0
+            for item in live:
+                weight += item[3]
+                if taken and (taken >= GROUP_SIZE or weight > GROUP_WEIGHT):
+                    break
+                taken += 1
+            group, self._pending = live[:taken], live[taken:]
         group.sort(key=lambda item: item[0])
         return group
 
