@@ -154,14 +154,16 @@ async def run(handle: ServerHandle, args: argparse.Namespace, corpus: Corpus) ->
 
 
 def _cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU seconds of these processes so far (/proc/PID/stat)."""
+    """User and system CPU seconds of these processes so far, with those of their
+    children that ended (Dovecot's imap process of each connection, reaped by its
+    master): utime, stime, cutime, cstime of /proc/PID/stat."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5), from field 3)
+        total += sum(int(f) for f in fields[11:15])  # proc(5) fields 14-17 (from field 3)
     return total / os.sysconf("SC_CLK_TCK")
 
 
