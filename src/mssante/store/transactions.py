@@ -234,14 +234,13 @@ class Transactions:
         while self._drainer is not None and not self._drainer.done():
             await asyncio.shield(self._drainer)
         await self.engine.dispose()
-        if self._sync is not None and self._thread is not None:  # its connection's thread
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
-        if self._thread is not None:
-            self._thread.shutdown()
+        thread, self._thread = self._thread, None  # closing twice closes once
+        if thread is not None:  # the connection closes in its thread
+            await asyncio.get_running_loop().run_in_executor(thread, self._close_sync)
+            thread.shutdown()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
 
     def _close_sync(self) -> None:
         if self._sync_conn is not None:
@@ -249,6 +248,7 @@ class Transactions:
             self._sync_conn = None
         if self._sync is not None:
             self._sync.dispose()
+            self._sync = None
 
 
 def _run(conn: Connection, works: Sequence[Work]) -> list[Any]:
