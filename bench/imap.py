@@ -593,14 +593,15 @@ async def start_dovecot(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
 
 async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: str | None,
                         postgres: str | None = None, processes: int = 1,
-                        audit: bool = True) -> ServerHandle:
+                        audit: bool = True, profile: Path | None = None) -> ServerHandle:
     """mssante's IMAP server holding ``corpus.accounts(n_messages)``: a SQLite store in
     ``tmpdir`` (or, with ``postgres``, a new schema in that PostgreSQL database,
     dropped at the end), one person and one PER mailbox per account (password hashed
     as in production), the corpus loaded in order with ``store.folders.bulk_append``
     (UID k of each INBOX = message k of the account), then the server alone in a
     process of its own (bench/imap_server.py), so that ``pids`` measures the server
-    alone."""
+    alone. With ``profile`` (one process only), pyinstrument runs the server and writes
+    its text report there when it stops."""
     from bench.peers.system import free_ports
     from mssante.auth.passwords import hash_password
     from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
@@ -640,8 +641,11 @@ async def start_mssante(tmpdir: Path, n_messages: int, corpus: Corpus, *, tls: s
             f"{time.perf_counter() - t0:.1f} s")
         cert, key, ca = bench_certificate(tmpdir, "mssante")
         [port] = free_ports(1)
+        profiler = ([] if profile is None else
+                    ["-m", "pyinstrument", "-r", "text", "-o", str(profile)])
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.imap_server", "--database", url, "--cert", str(cert),
+            sys.executable, *profiler, "-m", "bench.imap_server", "--database", url,
+            "--cert", str(cert),
             "--key", str(key), "--ca", str(ca), "--port", str(port), "--tls", tls,
             *(["--schema", schema] if schema else []), "--processes", str(processes),
             *([] if audit else ["--no-audit"]),

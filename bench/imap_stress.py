@@ -2,7 +2,7 @@
 
     python bench/imap_stress.py [--clients 10] [--seconds 20] [--messages 500]
                                 [--only mssante|dovecot|both] [--store sqlite|postgres]
-                                [--processes N]
+                                [--processes N] [--audit on|off] [--profile FILE]
 
 The workload of an imaptest-like stress: ``--clients`` connections, all on the main
 account's INBOX, each repeating for ``--seconds`` the cycle
@@ -13,8 +13,10 @@ account's INBOX, each repeating for ``--seconds`` the cycle
 
 so that every connection sees the others' flags, expunges and new messages while it
 works. Each command is timed from its first byte to its tagged reply; the table gives,
-per command, p50 and p99 in milliseconds, the cycles completed, and the ratio to
-Dovecot (higher is better for mssante). The clients check what IMAP requires of the
+per command, p50 and p99 in milliseconds, the cycles completed, the CPU time the
+server's processes spent per cycle (which a machine shared with other work does not
+inflate as much as the latencies), and the ratio to Dovecot (higher is better for
+mssante). The clients check what IMAP requires of the
 server while they run: a keyword shown in a FETCH must have been announced in the
 session's ``* FLAGS`` (RFC 3501 §7.2.6) — each one that was not counts as a
 "keyword not announced".
@@ -67,6 +69,7 @@ class Stress:
     cycles: int = 0
     failures: list[str] = field(default_factory=list)
     unannounced: int = 0  # keywords fetched before any * FLAGS named them
+    server_cpu: float = 0.0  # CPU seconds of the server's processes during the run
 
 
 async def _timed(stress: Stress, name: str, work: asyncio.Future[object] | object) -> object:
@@ -139,13 +142,29 @@ async def run(handle: ServerHandle, args: argparse.Namespace, corpus: Corpus) ->
             await _cycle(handle, k, rng, body, stress)
 
     cpu = ClientCPU()
+    before = _cpu_seconds(handle.pids())
     await asyncio.gather(*(one(k) for k in range(args.clients)))
+    stress.server_cpu = _cpu_seconds(handle.pids()) - before
     log(f"  {handle.name}: {stress.cycles} cycles in {args.seconds:.0f} s, "
         f"{len(stress.failures)} failures, {stress.unannounced} keywords not announced "
         f"({cpu})")
     for failure in stress.failures[:3]:
         log(f"    e.g. {failure}")
     return stress
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of these processes so far, with those of their
+    children that ended (Dovecot's imap process of each connection, reaped by its
+    master): utime, stime, cutime, cstime of /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # proc(5) fields 14-17 (from field 3)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -176,6 +195,9 @@ def table(runs: dict[str, tuple[ServerHandle, Stress]], seconds: float) -> list[
     if len(names) == 2 and runs["dovecot"][1].cycles:
         ratio = f" {runs['mssante'][1].cycles / runs['dovecot'][1].cycles:.2f} |"
     lines.append("| **cycles/s** | " + " | ".join(cells) + " |" + ratio)
+    cells = [f"{1000 * runs[n][1].server_cpu / max(runs[n][1].cycles, 1):.0f}" for n in names]
+    lines.append("| server CPU per cycle (ms) | " + " | ".join(cells) + " |"
+                 + (" |" if len(names) == 2 else ""))
     cells = [str(runs[n][1].unannounced) for n in names]
     lines.append("| keywords not announced | " + " | ".join(cells) + " |"
                  + (" |" if len(names) == 2 else ""))
@@ -197,7 +219,8 @@ async def amain(args: argparse.Namespace) -> int:
                 handle = await start_mssante(
                     tmpdir, args.messages, corpus, tls="implicit",
                     postgres=args.postgres_url if args.store == "postgres" else None,
-                    processes=args.processes, audit=args.audit == "on")
+                    processes=args.processes, audit=args.audit == "on",
+                    profile=Path(args.profile) if args.profile else None)
             try:
                 runs[which] = (handle, await run(handle, args, corpus))
             finally:
@@ -228,8 +251,12 @@ def main() -> None:
     parser.add_argument("--audit", choices=["on", "off"], default="on",
                         help="mssante's audit trail (every login and body read recorded "
                              "before it is served)")
+    parser.add_argument("--profile", help="write a pyinstrument report of mssante's server "
+                                           "here (with --processes 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.profile and args.processes != 1:
+        parser.error("--profile profiles one server process: use --processes 1")
     raise_fd_limit(args.clients * 4 + 1024)
     try:
         import uvloop

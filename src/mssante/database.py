@@ -14,6 +14,10 @@ timeout for writers of other processes. Transactions:
   event then emits ``BEGIN IMMEDIATE`` first, so that the check and the change
   happen under the same write lock (migrations too: DDL inside the transaction).
 
+A file database also has a synchronous engine (``create_sqlite_writer``, the sqlite3
+module itself, same pragmas and transactions) for the store's grouped writes, which run
+a whole transaction in one call to a thread of their own (store/transactions.py).
+
 PostgreSQL (asyncpg) is the engine for several processes or machines.
 """
 
@@ -116,6 +120,16 @@ def _sqlite_point_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_POINT_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA query_only = ON")
     cursor.close()
+
+
+def create_sqlite_writer(url: URL) -> Engine:
+    """A synchronous engine on the SQLite file of ``url`` (one connection), its
+    transactions opened ``BEGIN IMMEDIATE``."""
+    engine = create_sync_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                                pool_reset_on_return=None)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

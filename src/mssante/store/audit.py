@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.audit.checkpoint import Checkpoint, CheckpointError, Signer, Verifier
@@ -87,6 +88,15 @@ def _row(event: AuditEvent, at: float) -> dict[str, Any]:
 async def append(conn: AsyncConnection, events: Sequence[AuditEvent], *, now: float) -> None:
     if events:
         await conn.execute(insert(audit_entries), [_row(e, now) for e in events])
+
+
+_INSERT_ENTRIES = insert(audit_entries)
+
+
+def append_in(conn: Connection, events: Sequence[AuditEvent], *, now: float) -> None:
+    """``append`` in a synchronous connection (a grouped write, store/transactions.py)."""
+    if events:
+        conn.execute(_INSERT_ENTRIES, [_row(e, now) for e in events])
 
 
 async def append_at(conn: AsyncConnection, events: Sequence[tuple[AuditEvent, float]]) -> None:

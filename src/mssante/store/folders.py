@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     LargeBinary,
     and_,
     bindparam,
@@ -56,14 +57,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssante.content.headers import MAX_HEADER_SECTION, read_headers
 from mssante.content.sortkeys import stored as stored_sort_keys
 from mssante.domain.mailboxes import Holding, MailboxType, Role
 from mssante.errors import Conflict, NotFound, PolicyViolation
-from mssante.store.bodies import drop_orphans as drop_orphan_bodies
-from mssante.store.bodies import insert as insert_bodies
+from mssante.store.bodies import drop_orphans_in as drop_orphan_bodies
+from mssante.store.bodies import insert_in as insert_bodies
 from mssante.store.changes import CHANNEL, ChangeHub
 from mssante.store.delivery import INBOX
 from mssante.store.models import (
@@ -123,6 +125,36 @@ _CHANGES = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :f
                 "ORDER BY 4, 1")
 _STATE = text("SELECT uid, flags, modseq, 0 FROM messages WHERE folder_id = :folder_id "
               f"UNION ALL {_LABEL} ORDER BY 4, 1")
+# The statements of the grouped writes (STORE, EXPUNGE, APPEND, \Recent), built once:
+# building a Core statement costs more than SQLite takes to run it.
+_IN_FOLDER = messages.c.folder_id == bindparam("folder_id")
+_THIS_FOLDER = folders.c.id == bindparam("folder_id")
+_UID_LIST = bindparam("uids", expanding=True, type_=Integer)
+_NEXT_MODSEQ = (update(folders).where(_THIS_FOLDER)
+                .values(highestmodseq=folders.c.highestmodseq + 1)
+                .returning(folders.c.highestmodseq))
+_TAKE_UIDS = (update(folders).where(_THIS_FOLDER)
+              .values(uidnext=folders.c.uidnext + bindparam("count", type_=Integer),
+                      highestmodseq=folders.c.highestmodseq + 1)
+              .returning(folders.c.mailbox_id, folders.c.uidnext, folders.c.highestmodseq,
+                         folders.c.uidvalidity))
+_FOLDER_ROW = select(folders.c.id).where(_THIS_FOLDER)
+_RECENT_UID = select(folders.c.recent_uid).where(_THIS_FOLDER)
+_SET_RECENT_UID = update(folders).where(_THIS_FOLDER).values(recent_uid=bindparam("upto"))
+_CURRENT_FLAGS = select(messages.c.uid, messages.c.flags, messages.c.modseq)
+_FLAGS_BETWEEN = _CURRENT_FLAGS.where(
+    _IN_FOLDER, messages.c.uid.between(bindparam("lo"), bindparam("hi")))
+_FLAGS_IN = _CURRENT_FLAGS.where(_IN_FOLDER, messages.c.uid.in_(_UID_LIST))
+_SET_FLAGS = (update(messages)
+              .where(messages.c.folder_id == bindparam("b_folder"),
+                     messages.c.uid == bindparam("b_uid"))
+              .values(flags=bindparam("b_flags"), modseq=bindparam("b_modseq")))
+_DELETED = (select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
+            .where(_IN_FOLDER, messages.c.flags.like("%\\Deleted%", escape="!")))
+_DELETE_UIDS = delete(messages).where(_IN_FOLDER, messages.c.uid.in_(_UID_LIST))
+_INSERT_MESSAGES = insert(messages)
+_INSERT_EXPUNGED = insert(expunged)
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 # A person's access to an MSSanté mailbox: the domain's Holding (role, rights, open or
@@ -375,7 +407,7 @@ class FolderStore:
             await conn.execute(delete(messages).where(messages.c.folder_id == row.id))
             await conn.execute(delete(expunged).where(expunged.c.folder_id == row.id))
             await conn.execute(delete(folders).where(folders.c.id == row.id))
-            await drop_orphan_bodies(conn, postgresql=self._tx.postgresql, shas=shas)
+            await conn.run_sync(drop_orphan_bodies, shas, postgresql=self._tx.postgresql)
             await self.notify(conn, [int(row.id)])
         self.hub.publish([int(row.id)])
 
@@ -625,17 +657,18 @@ class FolderStore:
         that two sessions, in one process or two, never claim the same UID. Returns its
         value before: the UIDs from there up to ``upto`` are the caller's (none when it
         is ``upto`` or more, or the folder is gone)."""
-        async with self._tx.write() as conn:
-            query = select(folders.c.recent_uid).where(folders.c.id == folder_id)
-            if self._tx.postgresql:
-                query = query.with_for_update()
-            first = (await conn.execute(query)).scalar()
+
+        query = _RECENT_UID.with_for_update() if self._tx.postgresql else _RECENT_UID
+
+        def claim(conn: Connection) -> int:
+            first = conn.execute(query, {"folder_id": folder_id}).scalar()
             if first is None:
                 return upto
             if int(first) < upto:
-                await conn.execute(update(folders).where(folders.c.id == folder_id)
-                                   .values(recent_uid=upto))
+                conn.execute(_SET_RECENT_UID, {"folder_id": folder_id, "upto": upto})
             return int(first)
+
+        return await self._tx.grouped(claim, folder_id)
 
     async def recent_count(self, folder_id: int) -> int:
         """How many messages of a folder no session claimed as ``\\Recent`` yet (STATUS
@@ -792,11 +825,9 @@ class FolderStore:
     async def append(self, folder_id: int, body: bytes, *, flags: Iterable[str] = (),
                      internaldate: float | None = None) -> tuple[int, int]:
         """Add a message (APPEND); returns (UIDVALIDITY, UID) for APPENDUID (RFC 4315)."""
-        [uid] = await self._append(folder_id, [(body, canonical_flags(flags),
-                                                internaldate or time.time())])
-        folder = await self.by_id(folder_id)
-        assert folder is not None
-        return folder.uidvalidity, uid
+        uidvalidity, [uid] = await self._append(folder_id, [(body, canonical_flags(flags),
+                                                             internaldate or time.time())])
+        return uidvalidity, uid
 
     async def append_many(self, folder_id: int,
                           items: Sequence[tuple[bytes, Iterable[str], float | None]]
@@ -805,12 +836,8 @@ class FolderStore:
         transaction, all or none (MULTIAPPEND, RFC 3502 §6); returns (UIDVALIDITY,
         UIDs) for APPENDUID (RFC 4315 §3)."""
         now = time.time()
-        uids = await self._append(folder_id, [(body, canonical_flags(flags), date or now)
+        return await self._append(folder_id, [(body, canonical_flags(flags), date or now)
                                               for body, flags, date in items])
-        folder = await self.by_id(folder_id)
-        if folder is None:
-            raise NotFound("the folder is gone")
-        return folder.uidvalidity, uids
 
     async def submitted_copy(self, folder_id: int, body: bytes, *,
                              now: float | None = None) -> int | None:
@@ -852,41 +879,43 @@ class FolderStore:
             raise NotFound(f"no folder {name} in {address}")
         uids: list[int] = []
         for start in range(0, len(items), 1000):
-            uids += await self._append(folder.id, [
+            uids += (await self._append(folder.id, [
                 (body, canonical_flags(flags.split()), date)
-                for body, flags, date in items[start:start + 1000]])
+                for body, flags, date in items[start:start + 1000]]))[1]
         return uids
 
     async def _append(self, folder_id: int, items: Sequence[tuple[bytes, str, float]]
-                      ) -> list[int]:
+                      ) -> tuple[int, list[int]]:
+        """Add messages in one transaction; returns (UIDVALIDITY, their UIDs)."""
         rows = []
         for body, flags, date in items:
             head = _crlf_head(body)
             headers = read_headers(head)
             rows.append((hashlib.sha256(body).hexdigest(), body, flags, date, headers,
                          stored_sort_keys(head)))
-        async with self._tx.write(writes_first=True) as conn:
-            bumped = (await conn.execute(
-                update(folders).where(folders.c.id == folder_id)
-                .values(uidnext=folders.c.uidnext + len(items),
-                        highestmodseq=folders.c.highestmodseq + 1)
-                .returning(folders.c.mailbox_id, folders.c.uidnext,
-                           folders.c.highestmodseq))).first()
+
+        def add(conn: Connection) -> tuple[int, int]:
+            bumped = conn.execute(_TAKE_UIDS, {"folder_id": folder_id,
+                                               "count": len(items)}).first()
             if bumped is None:
                 raise NotFound("the folder is gone")
             first = int(bumped.uidnext) - len(items)
-            await insert_bodies(conn, {sha: body for sha, body, *_ in rows},
-                                postgresql=self._tx.postgresql)
-            await conn.execute(insert(messages), [{
+            insert_bodies(conn, {sha: body for sha, body, *_ in rows},
+                          postgresql=self._tx.postgresql)
+            conn.execute(_INSERT_MESSAGES, [{
                 "mailbox_id": bumped.mailbox_id, "folder_id": folder_id, "uid": first + i,
                 "modseq": bumped.highestmodseq, "body_sha256": sha, "received_at": date,
                 "flags": flags, "envelope_from": "", "message_id": headers.message_id,
                 "subject": headers.subject, "from_header": headers.from_header,
                 "date_header": headers.date, "size": len(body), "sort_keys": keys}
                 for i, (sha, body, flags, date, headers, keys) in enumerate(rows)])
-            await self.notify(conn, [folder_id])
+            self._notify(conn, [folder_id])
+            return int(bumped.uidvalidity), first
+
+        uidvalidity, first = await self._tx.grouped(
+            add, folder_id, weight=sum(len(body) for body, *_ in items))
         self.hub.publish([folder_id])
-        return list(range(first, first + len(items)))
+        return uidvalidity, list(range(first, first + len(items)))
 
     async def store_flags(self, folder_id: int, uids: Sequence[int], mode: str,
                           flags: Iterable[str], *, unchanged_since: int | None = None
@@ -896,18 +925,22 @@ class FolderStore:
         refused by UNCHANGEDSINCE (RFC 7162 §3.1.3: MODIFIED)."""
         wanted = canonical_flags(flags).split()
         lowered = {f.lower() for f in wanted}
-        async with self._tx.write() as conn:
-            await self._lock_on_postgresql(conn, folder_id)
+
+        def change(conn: Connection) -> tuple[list[tuple[int, str, int]], list[int]]:
+            if self._tx.postgresql:  # SQLite: the transaction holds the write lock already
+                self._locked(conn, folder_id)
             current: list[tuple[int, str, int]] = []
             for chunk in _uid_chunks(uids):
                 keep = set(chunk)
-                rows = await conn.execute(
-                    select(messages.c.uid, messages.c.flags, messages.c.modseq)
-                    .where(messages.c.folder_id == folder_id, _uid_filter(chunk)))
+                if chunk[-1] - chunk[0] + 1 <= 2 * len(chunk):  # dense: a range
+                    rows = conn.execute(_FLAGS_BETWEEN, {"folder_id": folder_id,
+                                                         "lo": chunk[0], "hi": chunk[-1]})
+                else:
+                    rows = conn.execute(_FLAGS_IN, {"folder_id": folder_id, "uids": chunk})
                 current.extend((int(r.uid), r.flags, int(r.modseq)) for r in rows
                                if r.uid in keep)
-            if not current and self._tx.dialect != "postgresql":
-                await self._lock_folder(conn, folder_id)  # NotFound if it is gone
+            if not current and not self._tx.postgresql:
+                self._locked(conn, folder_id)  # NotFound if it is gone
             modified: list[int] = []
             updates: list[tuple[int, str]] = []
             for uid, old, modseq in current:
@@ -925,35 +958,39 @@ class FolderStore:
                     updates.append((uid, new))
             if not updates:
                 return [], sorted(modified)
-            modseq = await self._bump(conn, folder_id)
-            await conn.execute(
-                update(messages).where(messages.c.folder_id == folder_id,
-                                       messages.c.uid == bindparam("b_uid"))
-                .values(flags=bindparam("b_flags"), modseq=modseq),
-                [{"b_uid": uid, "b_flags": new} for uid, new in updates])
-            await self.notify(conn, [folder_id])
-        self.hub.publish([folder_id])
-        return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
+            modseq = self._next_modseq(conn, folder_id)
+            conn.execute(_SET_FLAGS, [{"b_folder": folder_id, "b_uid": uid, "b_flags": new,
+                                       "b_modseq": modseq} for uid, new in updates])
+            self._notify(conn, [folder_id])
+            return [(uid, new, modseq) for uid, new in sorted(updates)], sorted(modified)
+
+        changed, modified = await self._tx.grouped(change, folder_id)
+        if changed:
+            self.hub.publish([folder_id])
+        return changed, modified
 
     async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the messages flagged \\Deleted (among ``uids`` if given: UID
         EXPUNGE, RFC 4315); returns their UIDs."""
-        async with self._tx.write() as conn:
-            await self._lock_on_postgresql(conn, folder_id)
-            rows = (await conn.execute(
-                select(messages.c.uid, messages.c.flags, messages.c.body_sha256)
-                .where(messages.c.folder_id == folder_id,
-                       messages.c.flags.like("%\\Deleted%", escape="!")))).all()
+
+        def remove(conn: Connection) -> list[int]:
+            if self._tx.postgresql:  # SQLite: the transaction holds the write lock already
+                self._locked(conn, folder_id)
+            rows = conn.execute(_DELETED, {"folder_id": folder_id}).all()
             keep = set(uids) if uids is not None else None
             gone = [(int(r.uid), r.body_sha256) for r in rows
                     if "\\Deleted" in r.flags.split() and (keep is None or r.uid in keep)]
             if not gone:
-                if self._tx.dialect != "postgresql":
-                    await self._lock_folder(conn, folder_id)  # NotFound if it is gone
+                if not self._tx.postgresql:
+                    self._locked(conn, folder_id)  # NotFound if it is gone
                 return []
-            await self._remove(conn, folder_id, gone)
-        self.hub.publish([folder_id])
-        return sorted(uid for uid, _ in gone)
+            self._removed(conn, folder_id, gone)
+            return sorted(uid for uid, _ in gone)
+
+        removed = await self._tx.grouped(remove, folder_id)
+        if removed:
+            self.hub.publish([folder_id])
+        return removed
 
     async def copy(self, folder_id: int, uids: Sequence[int], target_id: int, *,
                    move: bool = False) -> tuple[int, list[int], list[int]]:
@@ -1006,45 +1043,50 @@ class FolderStore:
 
     # --------------------------------------------------------- helpers
 
+    # Each helper below is a function of a synchronous Connection (the grouped writes,
+    # transactions.py), which the async writers run through ``run_sync``.
+
     async def _remove(self, conn: AsyncConnection, folder_id: int,
                       gone: Sequence[tuple[int, str]], *, drop_bodies: bool = True) -> None:
-        modseq = await self._bump(conn, folder_id)
+        await conn.run_sync(self._removed, folder_id, gone, drop_bodies=drop_bodies)
+
+    def _removed(self, conn: Connection, folder_id: int, gone: Sequence[tuple[int, str]], *,
+                 drop_bodies: bool = True) -> None:
+        """Expunge the messages ``gone`` (UID, body) under one new MODSEQ."""
+        modseq = self._next_modseq(conn, folder_id)
         uids = [uid for uid, _ in gone]
         for chunk in _uid_chunks(uids):
-            await conn.execute(delete(messages).where(messages.c.folder_id == folder_id,
-                                                      messages.c.uid.in_(chunk)))
-        await conn.execute(insert(expunged), [
+            conn.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": chunk})
+        conn.execute(_INSERT_EXPUNGED, [
             {"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids])
         if drop_bodies:
-            await drop_orphan_bodies(conn, {sha for _, sha in gone},
-                                     postgresql=self._tx.postgresql)
-        await self.notify(conn, [folder_id])
+            drop_orphan_bodies(conn, {sha for _, sha in gone}, postgresql=self._tx.postgresql)
+        self._notify(conn, [folder_id])
 
     async def _bump(self, conn: AsyncConnection, folder_id: int) -> int:
-        """Take the folder's next MODSEQ."""
-        return int((await conn.execute(
-            update(folders).where(folders.c.id == folder_id)
-            .values(highestmodseq=folders.c.highestmodseq + 1)
-            .returning(folders.c.highestmodseq))).scalar_one())
+        return await conn.run_sync(self._next_modseq, folder_id)
 
-    async def _lock_on_postgresql(self, conn: AsyncConnection, folder_id: int) -> None:
-        """Lock the folder row before reading its messages (PostgreSQL); on SQLite the
-        transaction holds the write lock already, and the caller checks that the folder
-        exists only when it found nothing to change."""
-        if self._tx.dialect == "postgresql":
-            await self._lock_folder(conn, folder_id)
+    def _next_modseq(self, conn: Connection, folder_id: int) -> int:
+        """Take the folder's next MODSEQ."""
+        return int(conn.execute(_NEXT_MODSEQ, {"folder_id": folder_id}).scalar_one())
 
     async def _lock_folder(self, conn: AsyncConnection, folder_id: int) -> None:
-        query = select(folders.c.id).where(folders.c.id == folder_id)
-        if self._tx.dialect == "postgresql":
-            query = query.with_for_update()
-        if (await conn.execute(query)).first() is None:
+        await conn.run_sync(self._locked, folder_id)
+
+    def _locked(self, conn: Connection, folder_id: int) -> None:
+        """Lock the folder row (PostgreSQL; on SQLite the transaction holds the write
+        lock already); NotFound if the folder is gone."""
+        query = _FOLDER_ROW.with_for_update() if self._tx.postgresql else _FOLDER_ROW
+        if conn.execute(query, {"folder_id": folder_id}).first() is None:
             raise NotFound("the folder is gone")
 
     async def notify(self, conn: AsyncConnection, folder_ids: Sequence[int]) -> None:
-        if self._tx.dialect == "postgresql":
-            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                               {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
+        if self._tx.postgresql:
+            await conn.run_sync(self._notify, folder_ids)
+
+    def _notify(self, conn: Connection, folder_ids: Sequence[int]) -> None:
+        if self._tx.postgresql:
+            conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": self.hub.payload(folder_ids)})
 
     async def _get(self, conn: AsyncConnection, address: str, name: str) -> Folder | None:
         row = (await conn.execute(

@@ -220,10 +220,8 @@ class Store:
         # The audit trail (audit.py): on, every acceptance, delivery, relay, bounce and
         # administrative change writes its entry in its own transaction, and
         # ``audit_record`` writes those of actions that change nothing else (reads,
-        # logins), committed in groups.
+        # logins), committed in groups with the IMAP sessions' writes (tx.grouped).
         self.audit_enabled = True
-        self._audit: GroupCommit[Sequence[AuditEvent], None] = GroupCommit(
-            self._write_audit, max_items=512)
         self.folders = FolderStore(self.tx, ChangeHub())
         # second factors, personal addresses, application passwords (logins.py)
         self.logins = LoginStore(self.tx, self._admin)
@@ -243,7 +241,6 @@ class Store:
         await self.folders.hub.stop()
         await self._deliveries.wait_idle()
         await self._outcomes.wait_idle()
-        await self._audit.wait_idle()
         await self.tx.dispose()
 
     async def __aenter__(self) -> Self:
@@ -910,12 +907,8 @@ class Store:
         """Write the entries of actions that write nothing else (a read, a login); the
         caller answers once this returns, so no such action goes without its entry."""
         if self.audit_enabled and events:
-            await self._audit.submit(events)
-
-    async def _write_audit(self, batch: Sequence[Sequence[AuditEvent]]) -> list[None]:
-        async with self.tx.write(writes_first=True) as conn:
-            await audit.append(conn, [e for events in batch for e in events], now=time.time())
-        return [None] * len(batch)
+            now = time.time()
+            await self.tx.grouped(lambda conn: audit.append_in(conn, events, now=now))
 
     async def _admin(self, conn: AsyncConnection, what: str, *, mailbox: str = "",
                      detail: str = "") -> None:
