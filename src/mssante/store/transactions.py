@@ -111,8 +111,12 @@ class Transactions:
             self._checking_writer = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             self._write_lock = asyncio.Lock()
             if not is_memory(engine.url) and engine.url.database:
-                self._lock_fd = os.open(engine.url.database + LOCK_SUFFIX,
-                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    self._lock_fd = os.open(engine.url.database + LOCK_SUFFIX,
+                                            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError as exc:  # as SQLite itself says of a folder it cannot use
+                    raise StoreError(f"database error: unable to open database file "
+                                     f"{engine.url.database}: {exc.strerror}") from exc
                 self._sync = create_sqlite_writer(engine.url)
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._pending: list[_Item] = []
