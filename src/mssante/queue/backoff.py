@@ -4,9 +4,14 @@ destination cache, qmgr(8)).
 After a failure to get a connection to a next hop, its other entries are deferred
 without connecting until the hop's back-off ends; then one delivery alone probes it
 while the others keep waiting. Each failure in a row makes the back-off the next of
-the queue's ``retry_delays``, at most ``MAX_BACKOFF``; a connection forgets it. So,
-while a peer is down, the connection attempts to it are one per back-off period, not
-one per due entry.
+the queue's ``retry_delays``, at most ``PROBE_INTERVAL``; a connection forgets it,
+and makes what waited for the hop due at once (worker.py). So, while a peer is down,
+the connection attempts to it are one per back-off period, not one per due entry; and
+once it is back (an operator restarted after a crash, an upgrade), its mail goes
+within ``PROBE_INTERVAL``, however long it was down. Postfix's dead destination cache
+waits for the queue's own back-off instead (up to ``maximal_backoff_time``, 4000 s):
+one connection attempt every half minute to a peer that is down costs less than a
+message held minutes after it came back.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from dataclasses import dataclass
 from mssante.queue.client import DeliveryError
 from mssante.queue.nexthop import Hop
 
-# Postfix's maximal_backoff_time is 4000 s: a peer back is found within the hour.
-MAX_BACKOFF = 3600.0
+# How long a down hop waits, at most, for its next probe: a peer back is found within.
+PROBE_INTERVAL = 30.0
 
 
 @dataclass(slots=True)
@@ -31,7 +36,7 @@ class _Down:
 
 class HopBackoff:
     def __init__(self, delays: Sequence[float]) -> None:
-        self._delays = [min(d, MAX_BACKOFF) for d in delays] or [60.0]
+        self._delays = [min(d, PROBE_INTERVAL) for d in delays] or [PROBE_INTERVAL]
         self._down: dict[Hop, _Down] = {}
 
     def held(self, hop: Hop, *, now: float) -> tuple[DeliveryError, float] | None:
