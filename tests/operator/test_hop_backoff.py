@@ -32,3 +32,24 @@ def test_a_probe_under_way_is_the_only_one() -> None:
     assert backoff.held(HOP, now=6.0) is not None  # another entry meanwhile: deferred
     backoff.abandoned(HOP)
     assert backoff.held(HOP, now=6.0) is None
+
+
+def test_a_probe_is_due_when_mail_waits_even_if_no_delivery_asks() -> None:
+    """Mail deferred on its own schedule (600 s) must not wait for it once the peer is
+    back: the worker probes the hop itself when its back-off ends."""
+    backoff = HopBackoff([5, 600])
+    backoff.failed(HOP, REFUSED, now=0.0, domain="medecin.mssante.fr")
+    assert backoff.probes_due(now=1.0) == []
+    assert backoff.next_probe() == 5.0
+    assert backoff.probes_due(now=5.0) == [(HOP, {"medecin.mssante.fr"})]
+    assert backoff.probes_due(now=5.0) == []  # under way: once
+    assert backoff.held(HOP, now=5.0) is not None  # and deliveries keep waiting
+    backoff.failed(HOP, REFUSED, now=6.0)
+    assert backoff.next_probe() == 6.0 + PROBE_INTERVAL
+    assert backoff.connected(HOP) and backoff.next_probe() is None
+
+
+def test_no_probe_for_a_hop_no_mail_waits_for() -> None:
+    backoff = HopBackoff([5])
+    backoff.failed(HOP, REFUSED, now=0.0)
+    assert backoff.probes_due(now=10.0) == [] and backoff.next_probe() is None

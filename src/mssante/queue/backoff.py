@@ -17,7 +17,7 @@ message held minutes after it came back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mssante.queue.client import DeliveryError
 from mssante.queue.nexthop import Hop
@@ -32,6 +32,7 @@ class _Down:
     until: float
     error: DeliveryError
     probing: bool = False
+    domains: set[str] = field(default_factory=set)  # whose mail waits for the hop
 
 
 class HopBackoff:
@@ -54,13 +55,42 @@ class HopBackoff:
                               f"before {until - now:.0f}s)", permanent=False)
         return error, until
 
-    def failed(self, hop: Hop, error: DeliveryError, *, now: float) -> None:
+    def failed(self, hop: Hop, error: DeliveryError, *, now: float, domain: str = "") -> None:
+        """A connection to ``hop`` failed, for mail to ``domain``."""
         down = self._down.get(hop)
         if down is not None and not down.probing and now < down.until:
+            if domain:
+                down.domains.add(domain)
             return  # another delivery failed at the same moment: one failure, not two
         failures = 1 if down is None else down.failures + 1
         delay = self._delays[min(failures - 1, len(self._delays) - 1)]
-        self._down[hop] = _Down(failures, now + delay, error)
+        domains = set() if down is None else down.domains
+        self._down[hop] = _Down(failures, now + delay, error, domains=domains)
+        if domain:
+            domains.add(domain)
+
+    def waiting(self, hop: Hop, domain: str) -> None:
+        """Mail to ``domain`` was deferred because ``hop`` is down."""
+        down = self._down.get(hop)
+        if down is not None:
+            down.domains.add(domain)
+
+    def probes_due(self, *, now: float) -> list[tuple[Hop, set[str]]]:
+        """The down hops whose back-off has ended and which no delivery is probing,
+        with the domains whose mail waits for them: the worker probes them itself, so
+        that mail deferred on its own longer schedule goes as soon as they are back.
+        Each is marked as being probed (``failed``, ``connected`` or ``abandoned``
+        must follow)."""
+        due = [(hop, set(down.domains)) for hop, down in self._down.items()
+               if now >= down.until and not down.probing and down.domains]
+        for hop, _ in due:
+            self._down[hop].probing = True
+        return due
+
+    def next_probe(self) -> float | None:
+        """When the next probe of a down hop is due, if any."""
+        return min((d.until for d in self._down.values() if not d.probing and d.domains),
+                   default=None)
 
     def connected(self, hop: Hop) -> bool:
         """Forget ``hop``'s failures; True when it was down (its mail can go now)."""

@@ -55,7 +55,7 @@ from mssante.operator.runtime import OperatorRuntime
 from mssante.pki.tls import client_context
 from mssante.queue.backoff import HopBackoff
 from mssante.queue.client import Connection, ConnectionPool, DeliveryError
-from mssante.queue.nexthop import NextHopError, NextHops
+from mssante.queue.nexthop import Hop, NextHopError, NextHops
 from mssante.queue.smtpclient import ServerReply, SMTPClientError, to_wire
 from mssante.smtp.params import XMSS_DELIVERY, rcpt_params_wire, xtext_encode
 from mssante.store.models import QueueEntry
@@ -131,14 +131,38 @@ class DeliveryWorker:
     async def _sleep(self) -> None:
         timeout = self.settings.poll_interval
         due = await self.ctx.store.next_due()
-        if due is not None:
-            timeout = max(0.0, min(timeout, due - time.time()))
+        probe = self.backoff.next_probe()
+        for when in (due, probe):
+            if when is not None:
+                timeout = max(0.0, min(timeout, when - time.time()))
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
+    async def _probe(self, hop: Hop, domains: set[str]) -> None:
+        """Connect to a down hop whose back-off ended although no delivery needed it
+        (what waits for it is deferred on its own schedule): back, its mail is due."""
+        try:
+            conn = await self.pool.get(hop)
+        except DeliveryError as exc:
+            self.backoff.failed(hop, exc, now=time.time())
+            return
+        except BaseException:
+            self.backoff.abandoned(hop)
+            raise
+        self.pool.put(conn)
+        if self.backoff.connected(hop):
+            log.info("next hop %s answers again", hop)
+            for domain in sorted(domains):
+                await self.ctx.store.retry_domain(domain, now=time.time())
+            self.wake()
+
     async def run_once(self, *, wait: bool = True) -> int:
         """Claim due entries and start their delivery; with ``wait``, until done."""
+        for hop, domains in self.backoff.probes_due(now=time.time()):
+            task = asyncio.get_running_loop().create_task(self._probe(hop, domains))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         free = self.settings.workers - (len(self._tasks))
         if free <= 0:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -207,11 +231,12 @@ class DeliveryWorker:
             if held is not None:  # down: deferred without connecting
                 last, until = held
                 not_before = until if not_before is None else min(not_before, until)
+                self.backoff.waiting(hop, domain)
                 continue
             try:
                 conn = await self.pool.get(hop)
             except DeliveryError as exc:
-                self.backoff.failed(hop, exc, now=time.time())
+                self.backoff.failed(hop, exc, now=time.time(), domain=domain)
                 last, not_before = exc, None
                 continue
             except BaseException:
