@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mssante.auth.passwords import TEST_COST_VARIABLE
 from mssante.database import database_url
 from mssante.environment.local import LocalEnvironment
 from mssante.store import open_store
@@ -43,6 +44,10 @@ REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0
 # tests/test_throttle.py gives a running operator bounds of its own.
 os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES", "0")
 os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS", "0")
+# Passwords hashed at argon2id's least cost (auth/passwords.py), here and in the
+# processes the tests start: the suite hashes and checks thousands of them.
+# tests/auth/test_passwords.py checks the production parameters without it.
+os.environ.setdefault(TEST_COST_VARIABLE, "1")
 
 
 @pytest.fixture(autouse=True)
