@@ -228,6 +228,18 @@ def _prepared_copy(data_dir: Path, runner: LoopThread, kwargs: dict[str, Any]) -
     shutil.copytree(template, data_dir, symlinks=True)
 
 
+def prepared_copy(data_dir: Path) -> None:
+    """``data_dir`` filled with a copy of the run's prepared environment, for a test that
+    runs ``mssante up`` (or ``prepare``) where one ran before: what a first start
+    leaves is tested from scratch by tests/e2e/test_data_permissions.py and the
+    template itself."""
+    runner = LoopThread()
+    try:
+        _prepared_copy(data_dir, runner, {})
+    finally:
+        runner.close()
+
+
 def start_environment(data_dir: Path, base_port: int | None = None,
                       **kwargs: Any) -> RunningEnvironment:
     runner = LoopThread()
