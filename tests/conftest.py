@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mssante.auth.passwords import TEST_COST_VARIABLE
 from mssante.database import database_url
 from mssante.environment.local import LocalEnvironment
 from mssante.store import open_store
@@ -43,6 +44,10 @@ REQUIRE_POSTGRES = os.environ.get("MSSANTE_REQUIRE_POSTGRES", "") not in ("", "0
 # tests/test_throttle.py gives a running operator bounds of its own.
 os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES", "0")
 os.environ.setdefault("MSSANTE_OPERATOR__MAX_LOGIN_FAILURES_PER_ADDRESS", "0")
+# Passwords hashed at argon2id's least cost (auth/passwords.py), here and in the
+# processes the tests start: the suite hashes and checks thousands of them.
+# tests/auth/test_passwords.py checks the production parameters without it.
+os.environ.setdefault(TEST_COST_VARIABLE, "1")
 
 
 @pytest.fixture(autouse=True)
@@ -221,6 +226,18 @@ def _prepared_copy(data_dir: Path, runner: LoopThread, kwargs: dict[str, Any]) -
         runner.call(LocalEnvironment(template, free_base_port()).prepare(), timeout=180)
         _TEMPLATES["sqlite"] = template
     shutil.copytree(template, data_dir, symlinks=True)
+
+
+def prepared_copy(data_dir: Path) -> None:
+    """``data_dir`` filled with a copy of the run's prepared environment, for a test that
+    runs ``mssante up`` (or ``prepare``) where one ran before: what a first start
+    leaves is tested from scratch by tests/e2e/test_data_permissions.py and the
+    template itself."""
+    runner = LoopThread()
+    try:
+        _prepared_copy(data_dir, runner, {})
+    finally:
+        runner.close()
 
 
 def start_environment(data_dir: Path, base_port: int | None = None,

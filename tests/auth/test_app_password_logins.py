@@ -26,7 +26,7 @@ from mssante.auth import apppasswords, totp
 from mssante.auth.passwords import hash_password
 from mssante.domain.logins import PasswordPolicy, SecondFactorPolicy
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
-from mssante.imap.session import APP_PASSWORD_CHECK_SECONDS
+from mssante.imap import session
 from mssante.store import Store, open_store
 
 HOSPITAL = "ch-xyz.mssante.fr"
@@ -88,6 +88,17 @@ async def operator(environment: RunningEnvironment, tmp_path: Path,
                              second_factors=SecondFactorPolicy(frozenset({PersonKind.STAFF}))
                              ) as side:
         yield side
+
+
+# Revocation tests: IMAP sessions read their application password's state every second
+# instead of every APP_PASSWORD_CHECK_SECONDS (5 s), and the tests wait that long.
+CHECK_SECONDS = 1.0
+
+
+@pytest.fixture
+def checked_every_second(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(session, "APP_PASSWORD_CHECK_SECONDS", CHECK_SECONDS)
+    return CHECK_SECONDS
 
 
 def submission_refusal(env: RunningEnvironment, op: SideOperator, mechanism: str,
@@ -291,10 +302,11 @@ async def test_a_disabled_kind_cannot_use_app_passwords_either(
 
 
 async def test_a_session_opened_with_a_revoked_app_password_ends(
-        environment: RunningEnvironment, operator: SideOperator, stores: Stores) -> None:
+        environment: RunningEnvironment, operator: SideOperator, stores: Stores,
+        checked_every_second: float) -> None:
     """Revoked while its sessions are open: the IMAP session gets ``* BYE`` at its next
-    command past ``APP_PASSWORD_CHECK_SECONDS``, the submission session ``421`` at its
-    next MAIL; a session of another application password goes on."""
+    command past ``APP_PASSWORD_CHECK_SECONDS`` (here one second), the submission
+    session ``421`` at its next MAIL; a session of another application password goes on."""
     revoked = await apppasswords.create(operator.store.logins, ENROLLED, "Téléphone perdu")
     kept = await apppasswords.create(operator.store.logins, ENROLLED, "Thunderbird")
     with contextlib.ExitStack() as opened:
@@ -311,7 +323,7 @@ async def test_a_session_opened_with_a_revoked_app_password_ends(
         imap, other, smtp = await asyncio.to_thread(open_sessions)
         other_process = await stores.open()
         assert await other_process.logins.revoke_app_password(ENROLLED, revoked.entry.id)
-        await asyncio.sleep(APP_PASSWORD_CHECK_SECONDS + 0.5)
+        await asyncio.sleep(checked_every_second + 0.5)
 
         def next_commands() -> None:
             with pytest.raises(imaplib.IMAP4.abort, match="application password was revoked"):
@@ -325,7 +337,8 @@ async def test_a_session_opened_with_a_revoked_app_password_ends(
 
 
 async def test_password_change_revokes_application_passwords(
-        environment: RunningEnvironment, operator: SideOperator, stores: Stores) -> None:
+        environment: RunningEnvironment, operator: SideOperator, stores: Stores,
+        checked_every_second: float) -> None:
     """A stolen account password suggests the mail clients' passwords may be taken as
     well: a new account password, set by another process, revokes every application
     password of the person. Their open sessions end as at a revocation (IMAP ``* BYE``,
@@ -343,7 +356,7 @@ async def test_password_change_revokes_application_passwords(
         imap, smtp = await asyncio.to_thread(open_sessions)
         other_process = await stores.open()
         await other_process.set_password_hash(ENROLLED, hash_password("a brand new password"))
-        await asyncio.sleep(APP_PASSWORD_CHECK_SECONDS + 0.5)
+        await asyncio.sleep(checked_every_second + 0.5)
 
         def next_commands() -> None:
             with pytest.raises(imaplib.IMAP4.abort, match="application password was revoked"):
@@ -358,7 +371,8 @@ async def test_password_change_revokes_application_passwords(
 
 
 async def test_a_new_app_password_does_not_keep_a_revoked_ones_session_open(
-        environment: RunningEnvironment, operator: SideOperator, stores: Stores) -> None:
+        environment: RunningEnvironment, operator: SideOperator, stores: Stores,
+        checked_every_second: float) -> None:
     """The newest application password revoked, the next one created at once: it gets
     an id of its own (SQLite would give the revoked one's again), so that the session
     the revoked one opened still ends."""
@@ -374,6 +388,6 @@ async def test_a_new_app_password_does_not_keep_a_revoked_ones_session_open(
         assert await other_process.logins.revoke_app_password(ENROLLED, lost.entry.id)
         new = await apppasswords.create(other_process.logins, ENROLLED, "Téléphone neuf")
         assert new.entry.id != lost.entry.id
-        await asyncio.sleep(APP_PASSWORD_CHECK_SECONDS + 0.5)
+        await asyncio.sleep(checked_every_second + 0.5)
         with pytest.raises(imaplib.IMAP4.abort, match="application password was revoked"):
             await asyncio.to_thread(imap.noop)

@@ -1,8 +1,21 @@
-"""Remembered logins: cheap again for the same password, never for a wrong or changed one."""
+"""Remembered logins: cheap again for the same password, never for a wrong or changed one;
+and the argon2id parameters production hashes with."""
 
 from __future__ import annotations
 
-from mssante.auth.passwords import VerifiedLogins, hash_password, verify_password_async
+import argon2
+import pytest
+
+from mssante.auth.passwords import (
+    TEST_COST_VARIABLE,
+    VerifiedLogins,
+    hash_password,
+    hash_password_salted,
+    rehash,
+    salt_of,
+    verify_password,
+    verify_password_async,
+)
 
 
 class CountedArgon2:
@@ -54,3 +67,23 @@ async def test_memory_is_bounded() -> None:
     assert argon2.calls == 3
     assert await logins.verify(hashes[0], "secret 0")  # the oldest was let go
     assert argon2.calls == 4
+
+
+def test_production_hashes_with_rfc_9106s_second_recommended_parameters(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the suite's cheap setting (tests/conftest.py): argon2id, 3 passes over
+    64 MiB, one lane, 32-octet tag, 16-octet salt (RFC 9106 §4, second option). A hash
+    of the suite's cost verifies here too, but is not one of the current parameters."""
+    cheap = hash_password("secret")
+    monkeypatch.delenv(TEST_COST_VARIABLE, raising=False)
+    stored = hash_password("secret")
+    found = argon2.extract_parameters(stored)
+    assert found == argon2.Parameters(type=argon2.Type.ID, version=19, salt_len=16,
+                                      hash_len=32, time_cost=3, memory_cost=64 * 1024,
+                                      parallelism=1)
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=1$")
+    assert verify_password(stored, "secret") and not verify_password(stored, "secreT")
+    salt = salt_of(stored)
+    assert salt is not None and hash_password_salted("secret", salt) == stored
+    assert rehash("secret", stored) == stored
+    assert verify_password(cheap, "secret") and salt_of(cheap) is None

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_base_port
+from tests.conftest import free_base_port, prepared_copy
 from tests.e2e.test_mssante_up import start, stop, wait_ready
 
 
@@ -68,6 +68,7 @@ def test_health_data_is_not_readable_by_other_local_users(tmp_path: Path) -> Non
 def test_mssante_up_repairs_a_data_directory_readable_by_others(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     base = free_base_port()
+    prepared_copy(data_dir)  # the first start from scratch is the test above
     proc = start(data_dir, base)
     try:
         send_one(wait_ready(proc, data_dir))

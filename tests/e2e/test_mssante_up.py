@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import free_base_port
+from tests.conftest import free_base_port, prepared_copy
 
 
 def start(data_dir: Path, base_port: int) -> subprocess.Popen[bytes]:
@@ -112,6 +112,7 @@ def test_up_refuses_a_busy_port_with_a_message(tmp_path: Path) -> None:
     import socket
 
     base = free_base_port()
+    prepared_copy(tmp_path / "d")  # what a first start would make (the test above)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", base))
         busy.listen()

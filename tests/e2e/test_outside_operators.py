@@ -12,7 +12,7 @@ from mssante.environment.local import DEMO, LocalEnvironment
 from mssante.environment.outside import OUTSIDE_FILE, load_outside_operators
 from mssante.errors import ConfigError
 from mssante.trustspace.service import TrustSpace
-from tests.conftest import free_base_port
+from tests.conftest import free_base_port, prepared_copy
 
 DOMAIN = "clinique.mssante.fr"
 
@@ -25,7 +25,8 @@ def prepare(data_dir: Path, base: int) -> LocalEnvironment:
 
 def test_routes_and_whitelist_entry_survive_restarts(tmp_path: Path) -> None:
     data_dir, base = tmp_path / "data", free_base_port()
-    env = prepare(data_dir, base)  # first start: the PKI
+    prepared_copy(data_dir)  # what a first start made: the PKI, people, stores
+    env = prepare(data_dir, base)
     assert env.description["outside_operators"] == []
     assert env.trust_space is not None
     cert = env.trust_space.pki.issue_server(f"mta.{DOMAIN}", organisation="CLINIQUE DU PARC",

@@ -28,7 +28,8 @@ from mssante.auth.passwords import hash_password
 from mssante.config import Listener, OperatorConfig, OperatorSettings, TrustSettings
 from mssante.domain.mailboxes import MailboxType, PersonKind, Rules
 from mssante.imap.server import start_imap
-from mssante.operator.runtime import MAILBOX_CACHE_SECONDS, OperatorRuntime
+from mssante.operator import runtime
+from mssante.operator.runtime import OperatorRuntime
 from mssante.store import Store, open_store
 from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.e2e.mail import message, submission, unique
@@ -454,17 +455,20 @@ def test_revocation_reaches_an_idling_session(environment: Any) -> None:
         client.logout()
 
 
-def test_closing_the_home_mailbox_ends_its_open_sessions(environment: Any) -> None:
+def test_closing_the_home_mailbox_ends_its_open_sessions(
+        environment: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The operator closes a professional's mailbox: the open session ends at its next
-    command (once the 2-second mailbox cache has passed), and a new login no longer
-    has the personal namespace; re-opened, everything is back."""
+    command (once the mailbox cache has passed: ``MAILBOX_CACHE_SECONDS``, here half a
+    second), and a new login no longer has the personal namespace; re-opened,
+    everything is back."""
+    monkeypatch.setattr(runtime, "MAILBOX_CACHE_SECONDS", 0.5)
     person = fresh_person(environment)
     store = environment.service(HOSPITAL).store
     client = login(environment, person)
     try:
         ok(client.select("INBOX"))
         environment.runner.call(store.set_mailbox_active(person.address, False))
-        time.sleep(MAILBOX_CACHE_SECONDS + 0.2)
+        time.sleep(runtime.MAILBOX_CACHE_SECONDS + 0.2)
         with pytest.raises(imaplib.IMAP4.abort, match=f"The mailbox {person.address} was closed"):
             client.noop()
     finally:
@@ -475,7 +479,7 @@ def test_closing_the_home_mailbox_ends_its_open_sessions(environment: Any) -> No
     finally:
         again.logout()
     environment.runner.call(store.set_mailbox_active(person.address, True))
-    time.sleep(MAILBOX_CACHE_SECONDS + 0.2)
+    time.sleep(runtime.MAILBOX_CACHE_SECONDS + 0.2)
     reopened = login(environment, person)
     try:
         ok(reopened.select("INBOX"))

@@ -4,10 +4,16 @@ PostgreSQL: ``MSSANTE_TEST_POSTGRES_URL`` (default the local trust-auth server).
 Each test gets a fresh schema, dropped afterwards. When the server cannot be
 reached the PostgreSQL cases skip, unless ``MSSANTE_REQUIRE_POSTGRES`` is set:
 then they fail.
+
+``database`` is empty (the migration tests start there); ``store`` opens it migrated to
+the head. On SQLite that database is a copy of one migrated once per run: opening it
+then finds the head and migrates nothing, as every later start of an operator does
+(tests/store/test_migrations.py opens empty databases itself).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +27,8 @@ from mssante.store import Store, open_store
 
 DOMAIN = "ch-xyz.mssante.fr"
 RULES = Rules()
+SQLITE = "sqlite+aiosqlite:///"
+_MIGRATED: list[Path] = []  # the run's SQLite database migrated to the head, once made
 
 
 @dataclass
@@ -41,7 +49,7 @@ class Database:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
-        db = Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'operator.sqlite3'}")
+        db = Database("sqlite", f"{SQLITE}{tmp_path / 'operator.sqlite3'}")
         yield db
         for store in db.opened:
             await store.close()
@@ -55,8 +63,25 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
                 await store.close()
 
 
+async def _migrated_copy(target: Path, factory: pytest.TempPathFactory) -> None:
+    """``target`` as a copy of an SQLite database migrated to the head (made at the
+    first call, closed, hence checkpointed: one file)."""
+    if not _MIGRATED:
+        template = factory.mktemp("migrated") / "operator.sqlite3"
+        await (await open_store(f"{SQLITE}{template}")).close()
+        _MIGRATED.append(template)
+    for suffix in ("", "-wal", "-shm"):
+        source = _MIGRATED[0].with_name(_MIGRATED[0].name + suffix)
+        if source.exists():
+            shutil.copy2(source, target.with_name(target.name + suffix))
+
+
 @pytest.fixture
-async def store(database: Database) -> Store:
+async def store(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    if database.engine == "sqlite":
+        target = Path(database.url.removeprefix(SQLITE))
+        if not target.exists():
+            await _migrated_copy(target, tmp_path_factory)
     return await database.open()
 
 

@@ -26,7 +26,8 @@ def _schema_diff(conn: Connection) -> list[object]:
     return list(compare_metadata(context, metadata))
 
 
-async def test_open_applies_migrations_to_head(database, store: Store) -> None:
+async def test_open_applies_migrations_to_head(database) -> None:
+    store = await database.open()  # on the empty database (the fixture ``store`` copies)
     assert head_revision() == "0008s"
     assert await store.schema_revision() == head_revision()
     assert store.dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[database.engine]

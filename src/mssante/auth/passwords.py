@@ -7,6 +7,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -19,19 +20,33 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 # RFC 9106 §4 second recommended option, lighter on memory for many logins a second.
 _HASHER = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
+# The test suite's (tests/conftest.py sets TEST_COST_VARIABLE): argon2id at its least
+# cost, about a millisecond instead of a tenth of a second, for the thousands of
+# passwords the suite hashes and checks. Never for real passwords: a stolen hash of this
+# cost is cheap to attack. Verification reads the parameters from each hash, so hashes of
+# either cost verify under both.
+_TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+TEST_COST_VARIABLE = "MSSANTE_INSECURE_TEST_PASSWORD_HASHES"
+
+
+def _hasher() -> PasswordHasher:
+    """The production parameters, unless TEST_COST_VARIABLE is set to 1 (read at each
+    call, so that processes the tests start inherit it, and a test can unset it)."""
+    return _TEST_HASHER if os.environ.get(TEST_COST_VARIABLE) == "1" else _HASHER
 
 
 def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+    return _hasher().hash(password)
 
 
 def hash_password_salted(password: str, salt: bytes) -> str:
     """``hash_password`` with a salt of the caller's (auth/apppasswords.py shares one
     among a person's application passwords); the same encoded form."""
+    hasher = _hasher()
     return argon2.low_level.hash_secret(
-        password.encode(), salt, time_cost=_HASHER.time_cost,
-        memory_cost=_HASHER.memory_cost, parallelism=_HASHER.parallelism,
-        hash_len=_HASHER.hash_len, type=_HASHER.type).decode("ascii")
+        password.encode(), salt, time_cost=hasher.time_cost,
+        memory_cost=hasher.memory_cost, parallelism=hasher.parallelism,
+        hash_len=hasher.hash_len, type=hasher.type).decode("ascii")
 
 
 def salt_of(password_hash: str) -> bytes | None:
@@ -43,8 +58,9 @@ def salt_of(password_hash: str) -> bytes | None:
         salt = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (InvalidHashError, IndexError, ValueError):
         return None
-    current = (_HASHER.time_cost, _HASHER.memory_cost, _HASHER.parallelism,
-               _HASHER.hash_len, _HASHER.type)
+    hasher = _hasher()
+    current = (hasher.time_cost, hasher.memory_cost, hasher.parallelism,
+               hasher.hash_len, hasher.type)
     if (found.time_cost, found.memory_cost, found.parallelism, found.hash_len,
             found.type) != current or found.version != argon2.low_level.ARGON2_VERSION:
         return None
@@ -61,7 +77,7 @@ def rehash(password: str, like: str) -> str | None:
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _HASHER.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
