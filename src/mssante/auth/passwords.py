@@ -29,10 +29,15 @@ _TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 TEST_COST_VARIABLE = "MSSANTE_INSECURE_TEST_PASSWORD_HASHES"
 
 
+def insecure_test_hashes() -> bool:
+    """Whether TEST_COST_VARIABLE asks for the test suite's cost."""
+    return os.environ.get(TEST_COST_VARIABLE) == "1"
+
+
 def _hasher() -> PasswordHasher:
     """The production parameters, unless TEST_COST_VARIABLE is set to 1 (read at each
     call, so that processes the tests start inherit it, and a test can unset it)."""
-    return _TEST_HASHER if os.environ.get(TEST_COST_VARIABLE) == "1" else _HASHER
+    return _TEST_HASHER if insecure_test_hashes() else _HASHER
 
 
 def hash_password(password: str) -> str:

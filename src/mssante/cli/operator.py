@@ -23,7 +23,12 @@ from rich.table import Table
 
 from mssante import leases
 from mssante.auth import apppasswords, totp
-from mssante.auth.passwords import generate_password, hash_password
+from mssante.auth.passwords import (
+    TEST_COST_VARIABLE,
+    generate_password,
+    hash_password,
+    insecure_test_hashes,
+)
 from mssante.cli import audit, integrate
 from mssante.cli.common import console, fail, operator_config, print_json, run, with_store
 from mssante.directory.contact import resource_for
@@ -92,6 +97,10 @@ def serve(config: Config,
     cfg = operator_config(config)
     role = worker_role()
     count = cfg.operator.process_count
+    if insecure_test_hashes() and role is None:  # said once, by the supervisor or alone
+        logging.getLogger(__name__).warning(
+            "%s is set: new passwords are hashed at the test suite's cost, which a stolen "
+            "hash does not resist; unset it outside the tests", TEST_COST_VARIABLE)
     if role is None and count > 1:  # the supervisor: it serves nothing itself
         try:
             check_ports_free(cfg)
