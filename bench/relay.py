@@ -76,8 +76,19 @@ class Result:
         return 1000 * self.cpu_seconds / self.stored if self.stored else float("nan")
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base(span: int = 40) -> int:
-    for base in range(42000, 60000, 100):
+    """``span`` free ports below the kernel's ephemeral range: a port inside it may be
+    taken as its own port by any outgoing connection (a client's, a delivery's, one to
+    PostgreSQL) between two starts of an operator, which then cannot listen there
+    (the soak restarts operators many times)."""
+    for base in range(20000, _ephemeral_start() - span, 100):
         ok = True
         for port in range(base, base + span):
             with socket.socket() as s:
