@@ -1,11 +1,17 @@
 """The dead next hop cache (queue/backoff.py): one probe per back-off period, and a
-peer that comes back is probed within PROBE_INTERVAL however long it was down."""
+peer that comes back is probed within PROBE_INTERVAL however long it was down; and
+an outcome the store could not take is written again (queue/worker.py)."""
 
 from __future__ import annotations
 
+import itertools
+import time
+
+from mssante.errors import StoreError
 from mssante.queue.backoff import PROBE_INTERVAL, HopBackoff
 from mssante.queue.client import DeliveryError
 from mssante.queue.nexthop import Hop
+from mssante.queue.worker import record_until_stored
 
 HOP = Hop("mta.medecin.mssante.fr", 25)
 REFUSED = DeliveryError("4.4.1", "connection refused", permanent=False)
@@ -53,3 +59,19 @@ def test_no_probe_for_a_hop_no_mail_waits_for() -> None:
     backoff = HopBackoff([5])
     backoff.failed(HOP, REFUSED, now=0.0)
     assert backoff.probes_due(now=10.0) == [] and backoff.next_probe() is None
+
+
+async def test_an_outcome_is_written_again_until_the_store_takes_it() -> None:
+    """PostgreSQL restarting under the soak: the outcome writes of deliveries in flight
+    failed, and their entries stayed held by the live worker's 15-minute lease."""
+    attempts: list[float] = []
+
+    async def write() -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 4:
+            raise StoreError("database error: the database system is shutting down")
+
+    await record_until_stored(write, first=0.01, most=0.02)
+    assert len(attempts) == 4
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.01 and all(g >= 0.02 for g in gaps[1:])

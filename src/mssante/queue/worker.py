@@ -43,12 +43,13 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mssante import leases
 from mssante.config import QueueSettings
 from mssante.content.dsn import Action, RecipientStatus
 from mssante.content.headers import header_section
+from mssante.errors import StoreError
 from mssante.operator import maillog
 from mssante.operator.accept import RcptParams
 from mssante.operator.runtime import OperatorRuntime
@@ -69,6 +70,10 @@ LEASE_SECONDS = 900.0
 # Recipients of one message at one domain sent in one transaction, at most: the number
 # every SMTP server must accept (RFC 5321 §4.5.3.1.8), so that no peer answers 452.
 RCPT_BATCH = 100
+# An outcome the store could not take is written again after this, doubling up to the
+# second: a store back (PostgreSQL restarted) gets it within that.
+RECORD_RETRY_FIRST = 0.5
+RECORD_RETRY_MAX = 10.0
 
 
 def _domain(address: str) -> str:
@@ -330,9 +335,13 @@ class DeliveryWorker:
         if errors:
             raise errors[0]
 
+    async def _recorded(self, write: Callable[[], Awaitable[None]]) -> None:
+        await record_until_stored(write)
+
     async def _delivered(self, entry: QueueEntry, final: ServerReply, conn: Connection, *,
                          now: float, dsn: bool) -> None:
-        await self.ctx.store.mark_delivered(entry.id, now=now, relay=str(conn.hop))
+        await self._recorded(lambda: self.ctx.store.mark_delivered(
+            entry.id, now=now, relay=str(conn.hop)))
         sent = DeliveryError.from_reply(final.code, final.text)
         maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                          relay=_relay(conn), delay=now - entry.created_at,
@@ -356,7 +365,8 @@ class DeliveryWorker:
         if error.permanent or age >= self.settings.max_lifetime:
             status = error.status if error.permanent else "4.4.7"
             text = str(error) if error.permanent else f"delivery time expired: {error}"
-            await self.ctx.store.mark_failed(entry.id, error=text, now=now)
+            await self._recorded(lambda: self.ctx.store.mark_failed(
+                entry.id, error=text, now=now))
             maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                              relay=relay, delay=age, dsn=status, status="bounced", text=text)
             if _wants(entry, "FAILURE"):
@@ -367,7 +377,8 @@ class DeliveryWorker:
         delay = delays[min(entry.attempts, len(delays) - 1)]
         if not_before is not None:
             delay = max(delay, not_before - now)
-        await self.ctx.store.mark_deferred(entry.id, next_attempt_at=now + delay, error=str(error))
+        await self._recorded(lambda: self.ctx.store.mark_deferred(
+            entry.id, next_attempt_at=now + delay, error=str(error)))
         maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                          relay=relay, delay=age, dsn=error.status, status="deferred",
                          text=f"{error}; next attempt in {delay:.0f}s")
@@ -403,3 +414,21 @@ def _relay(conn: Connection | None) -> str | None:
     if conn is None:
         return None
     return f"{conn.hop} (dn=\"{conn.peer.subject_dn}\")"
+
+
+async def record_until_stored(write: Callable[[], Awaitable[None]], *,
+                              first: float = RECORD_RETRY_FIRST,
+                              most: float = RECORD_RETRY_MAX) -> None:
+    """Write an entry's outcome, again and again while the store cannot be reached
+    (PostgreSQL restarting, a disk full): the entry stays claimed by this live process
+    meanwhile, and an outcome given up would leave it held until its lease ends (15
+    minutes) although its fate is known. Each wait doubles, up to ``most``."""
+    wait = first
+    while True:
+        try:
+            await write()
+            return
+        except StoreError as exc:
+            log.warning("cannot record a delivery outcome (%s); again in %.1f s", exc, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, most)
