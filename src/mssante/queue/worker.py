@@ -116,13 +116,21 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        await self.heartbeat.start()
+        await self._until_stored(self.heartbeat.start)
         try:
+            wait = RECORD_RETRY_FIRST
             while True:
-                claimed = await self.run_once(wait=False)
-                if claimed:
-                    continue
-                await self._sleep()
+                try:
+                    claimed = await self.run_once(wait=False)
+                    if not claimed:
+                        await self._sleep()
+                    wait = RECORD_RETRY_FIRST
+                except StoreError as exc:
+                    # the store unreachable (PostgreSQL restarting): the queue waits for
+                    # it, it does not stop (it did, for good, until the process restarted)
+                    log.warning("delivery worker: %s; again in %.1f s", exc, wait)
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, RECORD_RETRY_MAX)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -338,6 +346,11 @@ class DeliveryWorker:
     async def _recorded(self, write: Callable[[], Awaitable[None]]) -> None:
         await record_until_stored(write)
 
+    async def _until_stored(self, start: Callable[[], Awaitable[int]]) -> None:
+        async def started() -> None:
+            await start()
+        await record_until_stored(started)
+
     async def _delivered(self, entry: QueueEntry, final: ServerReply, conn: Connection, *,
                          now: float, dsn: bool) -> None:
         await self._recorded(lambda: self.ctx.store.mark_delivered(
@@ -429,6 +442,6 @@ async def record_until_stored(write: Callable[[], Awaitable[None]], *,
             await write()
             return
         except StoreError as exc:
-            log.warning("cannot record a delivery outcome (%s); again in %.1f s", exc, wait)
+            log.warning("the store did not take a write (%s); again in %.1f s", exc, wait)
             await asyncio.sleep(wait)
             wait = min(wait * 2, most)
