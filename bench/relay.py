@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -87,8 +88,12 @@ def free_port_base(span: int = 40) -> int:
     """``span`` free ports below the kernel's ephemeral range: a port inside it may be
     taken as its own port by any outgoing connection (a client's, a delivery's, one to
     PostgreSQL) between two starts of an operator, which then cannot listen there
-    (the soak restarts operators many times)."""
-    for base in range(20000, _ephemeral_start() - span, 100):
+    (the soak restarts operators many times). Tried from a random place: two benches
+    at once, or a soak whose killed operator lets its ports go for a moment, must
+    not meet."""
+    bases = list(range(20000, _ephemeral_start() - span, 100))
+    random.shuffle(bases)
+    for base in bases:
         ok = True
         for port in range(base, base + span):
             with socket.socket() as s:
