@@ -116,7 +116,7 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        await self._until_stored(self.heartbeat.start)
+        await record_until_stored(self.heartbeat.start)
         try:
             wait = RECORD_RETRY_FIRST
             while True:
@@ -343,17 +343,9 @@ class DeliveryWorker:
         if errors:
             raise errors[0]
 
-    async def _recorded(self, write: Callable[[], Awaitable[None]]) -> None:
-        await record_until_stored(write)
-
-    async def _until_stored(self, start: Callable[[], Awaitable[int]]) -> None:
-        async def started() -> None:
-            await start()
-        await record_until_stored(started)
-
     async def _delivered(self, entry: QueueEntry, final: ServerReply, conn: Connection, *,
                          now: float, dsn: bool) -> None:
-        await self._recorded(lambda: self.ctx.store.mark_delivered(
+        await record_until_stored(lambda: self.ctx.store.mark_delivered(
             entry.id, now=now, relay=str(conn.hop)))
         sent = DeliveryError.from_reply(final.code, final.text)
         maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
@@ -378,7 +370,7 @@ class DeliveryWorker:
         if error.permanent or age >= self.settings.max_lifetime:
             status = error.status if error.permanent else "4.4.7"
             text = str(error) if error.permanent else f"delivery time expired: {error}"
-            await self._recorded(lambda: self.ctx.store.mark_failed(
+            await record_until_stored(lambda: self.ctx.store.mark_failed(
                 entry.id, error=text, now=now))
             maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                              relay=relay, delay=age, dsn=status, status="bounced", text=text)
@@ -390,7 +382,7 @@ class DeliveryWorker:
         delay = delays[min(entry.attempts, len(delays) - 1)]
         if not_before is not None:
             delay = max(delay, not_before - now)
-        await self._recorded(lambda: self.ctx.store.mark_deferred(
+        await record_until_stored(lambda: self.ctx.store.mark_deferred(
             entry.id, next_attempt_at=now + delay, error=str(error)))
         maillog.delivery(entry.id, sender=entry.envelope_from, recipient=entry.recipient,
                          relay=relay, delay=age, dsn=error.status, status="deferred",
@@ -429,7 +421,7 @@ def _relay(conn: Connection | None) -> str | None:
     return f"{conn.hop} (dn=\"{conn.peer.subject_dn}\")"
 
 
-async def record_until_stored(write: Callable[[], Awaitable[None]], *,
+async def record_until_stored(write: Callable[[], Awaitable[object]], *,
                               first: float = RECORD_RETRY_FIRST,
                               most: float = RECORD_RETRY_MAX) -> None:
     """Write an entry's outcome, again and again while the store cannot be reached

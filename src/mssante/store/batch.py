@@ -84,16 +84,17 @@ class GroupCommit(Generic[T, R]):
             results = await self._run([item for item, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exc)
+                settle(batch[0][1], exc)
                 return
             for one in batch:  # isolate the request that broke the batch
                 await self._run_batch([one])
             return
         for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
+            settle(future, result)
 
 
-def _settle(future: asyncio.Future[R], result: R | Exception) -> None:
+def settle(future: asyncio.Future[R], result: R | Exception) -> None:
+    """Give ``future`` its result or exception, unless its caller was cancelled."""
     if future.done():  # the caller was cancelled
         return
     if isinstance(result, Exception):

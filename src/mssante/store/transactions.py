@@ -84,6 +84,7 @@ from mssante.database import (
     is_memory,
 )
 from mssante.errors import StoreError
+from mssante.store.batch import settle
 
 R = TypeVar("R")
 Work = Callable[[Connection], Any]
@@ -163,7 +164,7 @@ class Transactions:
                 if not group:  # it failed before taking any: the next ones run alone
                     group = self._take()
                 if len(group) == 1:
-                    _settle(group[0][2], exc)
+                    settle(group[0][2], exc)
                     continue
                 for one in group:  # isolate the work that broke the group
                     await self._alone(one)
@@ -176,15 +177,15 @@ class Transactions:
                     item[2].cancel()
                 raise
             for item, result in zip(group, results, strict=True):
-                _settle(item[2], result)
+                settle(item[2], result)
 
     async def _alone(self, item: _Item) -> None:
         try:
             [result] = await self._commit([], lambda: [item])
         except Exception as exc:
-            _settle(item[2], exc)
+            settle(item[2], exc)
         else:
-            _settle(item[2], result)
+            settle(item[2], result)
 
     async def _commit(self, group: list[_Item], take: Callable[[], list[_Item]]
                       ) -> list[Any]:
@@ -323,15 +324,6 @@ class Transactions:
 
 def _run(conn: Connection, works: Sequence[Work]) -> list[Any]:
     return [work(conn) for work in works]
-
-
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():  # the caller was cancelled
-        return
-    if isinstance(result, Exception):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 def _unlock(fd: int, done: asyncio.Future[None]) -> None:
